@@ -1,0 +1,157 @@
+//! The commands behind the `kldload` binary, as functions: load and check an answer file against
+//! a machine, make the plan, print it, or run it. `main.rs` only parses arguments and exits.
+
+use crate::config::{Config, ConfigError, DEFAULT_PAYLOAD, MirrorUrl};
+use crate::disk::SystemView;
+use crate::disk::safety::{Refusals, check_disks};
+use crate::disk::select::{SelectError, select_disks};
+use crate::exec::{ExecError, ProgressMode, run_plan};
+use crate::plan::Plan;
+use crate::recipe::{BaseSource, Inputs, PlanError, build_plan};
+use crate::zfsbootmenu::choose_source;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+/// Exit status for bad input and refusals: nothing was written.
+pub const EXIT_REFUSED: i32 = 2;
+/// Exit status for an install that started and failed.
+pub const EXIT_FAILED: i32 = 1;
+
+/// Everything that can stop a command, each with its exit status.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Select(#[from] SelectError),
+    #[error("{0}\nnothing was written to any disk")]
+    Refused(#[from] Refusals),
+    #[error("{0}")]
+    Plan(#[from] PlanError),
+    #[error("{0}")]
+    BadOption(String),
+    #[error("not confirmed: {0}\nnothing was written to any disk")]
+    NotConfirmed(String),
+    #[error("install failed at {0}")]
+    Install(#[from] ExecError),
+}
+
+impl AppError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            AppError::Install(_) => EXIT_FAILED,
+            _ => EXIT_REFUSED,
+        }
+    }
+}
+
+/// Options that override or complete the answer file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Install from this mirror, and point the target's package sources at it.
+    pub mirror: Option<String>,
+    /// Use this ZFSBootMenu EFI file.
+    pub zfsbootmenu: Option<PathBuf>,
+}
+
+/// Resolves the answer file's choices against the machine: disks, install source, mirror and
+/// ZFSBootMenu, then makes the plan. Writes nothing. `host_root` is the live system's root
+/// (`/`), where its apt sources and the medium's files are looked up.
+pub fn make_plan(
+    config: &Config,
+    overrides: &Overrides,
+    system: &dyn SystemView,
+    host_root: &Path,
+) -> Result<Plan, AppError> {
+    let disks = select_disks(&config.disks, system)?;
+    let override_mirror = overrides
+        .mirror
+        .as_deref()
+        .map(MirrorUrl::new)
+        .transpose()
+        .map_err(AppError::BadOption)?;
+    let requested_mirror = override_mirror.or_else(|| config.source.mirror.clone());
+    let source = match (&requested_mirror, &config.source.image) {
+        (Some(m), _) => BaseSource::Mirror(m.clone()),
+        (None, Some(image)) => BaseSource::Image(image.clone()),
+        (None, None) => BaseSource::Image(DEFAULT_PAYLOAD.into()),
+    };
+    let mirror = requested_mirror.or_else(|| crate::mirror::host_debian_mirror(host_root));
+    let on_host = |p: &Path| host_root.join(p.strip_prefix("/").unwrap_or(p)).exists();
+    let inputs = Inputs {
+        config,
+        disks,
+        source,
+        mirror,
+        zfsbootmenu: choose_source(config, overrides.zfsbootmenu.as_deref(), on_host),
+    };
+    Ok(build_plan(&inputs)?)
+}
+
+/// `kldload validate`: the answer file parses, its disks are found and pass the safety checks.
+/// Returns a report for the user.
+pub fn validate(config: &Config, system: &dyn SystemView, force: bool) -> Result<String, AppError> {
+    let disks = select_disks(&config.disks, system)?;
+    check_disks(&disks, system, force)?;
+    let mut report = format!(
+        "answer file is valid: {} on pool {} ({:?})\n",
+        config.distro, config.pool.name, config.disks.layout
+    );
+    for d in &disks {
+        report.push_str(&format!("  would wipe {}\n", d.display()));
+    }
+    Ok(report)
+}
+
+/// `kldload install`: checks, confirmation, then the plan run.
+pub fn install(
+    config: &Config,
+    overrides: &Overrides,
+    system: &dyn SystemView,
+    yes: bool,
+    force: bool,
+) -> Result<(), AppError> {
+    let plan = make_plan(config, overrides, system, Path::new("/"))?;
+    check_disks(&plan.disks, system, force)?;
+    if !yes {
+        confirm(&plan.disks, system)?;
+    }
+    run_plan(&plan, ProgressMode::detect())?;
+    Ok(())
+}
+
+/// Names the disks to be wiped and asks; refuses when there is nobody to ask.
+fn confirm(disks: &[PathBuf], system: &dyn SystemView) -> Result<(), AppError> {
+    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
+    if ci || !std::io::stdin().is_terminal() {
+        return Err(AppError::NotConfirmed(
+            "there is no terminal to ask on; pass --yes to wipe the disks without asking".into(),
+        ));
+    }
+    let mut err = std::io::stderr();
+    let _ = writeln!(err, "kldload will ERASE EVERYTHING on:");
+    for d in disks {
+        let summary = match system.lookup(d) {
+            crate::disk::DeviceLookup::Disk(b) => format!(
+                "{}, {}, {}",
+                crate::disk::human_size(b.size),
+                b.model.as_deref().unwrap_or("unknown model"),
+                b.contents_summary()
+            ),
+            _ => String::new(),
+        };
+        let _ = writeln!(err, "  {}  {summary}", d.display());
+    }
+    let _ = write!(err, "Type 'yes' to continue: ");
+    let _ = err.flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(AppError::NotConfirmed(format!(
+            "the answer was {:?}, not \"yes\"",
+            answer.trim()
+        )))
+    }
+}

@@ -1,0 +1,926 @@
+//! The answer file: TOML, parsed with serde into a typed, validated [`Config`].
+//!
+//! Field-level rules live in the value types ([`names`], [`size`]), so a bad value is reported by
+//! the parser with its line and key. Rules that span several keys live in [`Config::validate`].
+//! `fixtures/answers/*.toml` are complete examples; every key is documented below.
+
+pub mod names;
+pub mod size;
+
+use names::*;
+use serde::{Deserialize, Serialize};
+use size::{ByteSize, GIB, MIB};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// Where the live medium keeps the target payload (see `cargo xtask build-image`).
+pub const DEFAULT_PAYLOAD: &str = "/run/kldload/medium/payload.tar.zst";
+/// Where the live medium keeps its copy of ZFSBootMenu's EFI file.
+pub const MEDIUM_ZFSBOOTMENU: &str = "/run/kldload/medium/zfsbootmenu/VMLINUZ.EFI";
+/// The hostid written to the target and the live system. ZFSBootMenu imports pools with this
+/// value and hands it to the kernel it boots (`spl.spl_hostid`), so using it everywhere keeps
+/// /etc/hostid, the initramfs, the SPL and the pool label in agreement (see ARCHITECTURE.md).
+pub const ZFSBOOTMENU_HOSTID: u32 = 0x00ba_b10c;
+
+/// A validated answer file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The installed system's host name.
+    pub hostname: Hostname,
+    /// Which system to install.
+    #[serde(default)]
+    pub distro: Distro,
+    /// Which disks to use and how.
+    pub disks: DiskConfig,
+    /// The pool and its pool-wide properties.
+    #[serde(default)]
+    pub pool: PoolConfig,
+    /// Datasets to add, or properties to add to the recipe's datasets (same name).
+    #[serde(default)]
+    pub datasets: Vec<DatasetConfig>,
+    /// How root logs in.
+    #[serde(default)]
+    pub root: RootAccess,
+    /// Where the base system comes from.
+    #[serde(default)]
+    pub source: InstallSource,
+    /// The boot menu.
+    #[serde(default)]
+    pub zfsbootmenu: ZfsBootMenuConfig,
+    /// The installed system's network.
+    #[serde(default)]
+    pub network: NetworkConfig,
+    #[serde(default = "default_timezone")]
+    pub timezone: Timezone,
+    #[serde(default = "default_locale")]
+    pub locale: Locale,
+    /// What an unattended install on the live medium does when it ends.
+    #[serde(default)]
+    pub after_install: AfterInstall,
+}
+
+fn default_timezone() -> Timezone {
+    Timezone::new("UTC").expect("valid")
+}
+fn default_locale() -> Locale {
+    Locale::new("C.UTF-8").expect("valid")
+}
+
+/// A system kldload knows how to install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum Distro {
+    /// Debian 13 "trixie".
+    #[default]
+    #[serde(rename = "debian-13", alias = "debian", alias = "trixie")]
+    Debian13,
+    /// Debian 12 "bookworm".
+    #[serde(rename = "debian-12", alias = "bookworm")]
+    Debian12,
+    /// Rocky Linux 9 (RHEL family: dnf, dracut).
+    #[serde(rename = "rocky-9")]
+    Rocky9,
+    /// FreeBSD 14 (base.txz and kernel.txz, its own loader).
+    #[serde(rename = "freebsd-14")]
+    FreeBsd14,
+}
+
+impl Distro {
+    pub const ALL: [Distro; 4] = [
+        Distro::Debian13,
+        Distro::Debian12,
+        Distro::Rocky9,
+        Distro::FreeBsd14,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Distro::Debian13 => "debian-13",
+            Distro::Debian12 => "debian-12",
+            Distro::Rocky9 => "rocky-9",
+            Distro::FreeBsd14 => "freebsd-14",
+        }
+    }
+    pub fn is_debian(self) -> bool {
+        matches!(self, Distro::Debian13 | Distro::Debian12)
+    }
+}
+
+impl fmt::Display for Distro {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How the pool's disks are arranged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    #[default]
+    Single,
+    Mirror,
+    Raidz1,
+    Raidz2,
+}
+
+impl Layout {
+    /// The fewest disks the layout makes sense with.
+    pub fn min_disks(self) -> usize {
+        match self {
+            Layout::Single => 1,
+            Layout::Mirror => 2,
+            Layout::Raidz1 => 3,
+            Layout::Raidz2 => 4,
+        }
+    }
+    /// The vdev type word for `zpool create`, none for a single disk.
+    pub fn vdev_word(self) -> Option<&'static str> {
+        match self {
+            Layout::Single => None,
+            Layout::Mirror => Some("mirror"),
+            Layout::Raidz1 => Some("raidz1"),
+            Layout::Raidz2 => Some("raidz2"),
+        }
+    }
+}
+
+/// The target disks: named by path, or chosen by a filter on udev properties.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskConfig {
+    #[serde(default)]
+    pub layout: Layout,
+    /// Disks by path; a /dev/disk/by-id link survives reboots and re-cabling, /dev/sda may not.
+    #[serde(default)]
+    pub paths: Vec<PathBuf>,
+    /// Or: pick the disks whose udev properties match.
+    pub filter: Option<DiskFilter>,
+    /// How many disks the filter must match (default: the layout's minimum).
+    pub count: Option<usize>,
+    /// The EFI system partition's size on each disk.
+    #[serde(default = "default_esp_size")]
+    pub esp_size: ByteSize,
+}
+
+fn default_esp_size() -> ByteSize {
+    ByteSize(512 * MIB)
+}
+
+/// A filter on udev properties. Every given field must match; text fields take shell-style
+/// globs (`*`, `?`), matched against the whole value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskFilter {
+    /// ID_SERIAL_SHORT or ID_SERIAL.
+    pub serial: Option<String>,
+    /// ID_MODEL.
+    pub model: Option<String>,
+    /// A /dev/disk/by-id name (the file name, without the directory).
+    pub by_id: Option<String>,
+    pub min_size: Option<ByteSize>,
+    pub max_size: Option<ByteSize>,
+}
+
+/// The pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    #[serde(default = "default_pool_name")]
+    pub name: PoolName,
+    /// log2 of the sector size ZFS writes: 12 (4 KiB) suits every current disk.
+    #[serde(default = "default_ashift")]
+    pub ashift: u8,
+    #[serde(default = "default_compression")]
+    pub compression: String,
+    /// Native encryption of the whole pool, unlocked in ZFSBootMenu.
+    #[serde(default)]
+    pub encryption: Encryption,
+    /// A swap zvol of this size (none by default).
+    pub swap_size: Option<ByteSize>,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            name: default_pool_name(),
+            ashift: default_ashift(),
+            compression: default_compression(),
+            encryption: Encryption::Off,
+            swap_size: None,
+        }
+    }
+}
+
+fn default_pool_name() -> PoolName {
+    PoolName::new("rpool").expect("valid")
+}
+fn default_ashift() -> u8 {
+    12
+}
+fn default_compression() -> String {
+    "lz4".into()
+}
+
+/// `encryption = "off"` or `encryption = { passphrase = "..." }`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Encryption {
+    #[default]
+    #[serde(with = "off_keyword")]
+    Off,
+    Passphrase {
+        passphrase: Secret,
+    },
+}
+
+mod off_keyword {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("off")
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+        let v = String::deserialize(d)?;
+        if v == "off" {
+            Ok(())
+        } else {
+            Err(serde::de::Error::custom(
+                "expected \"off\" or { passphrase = \"...\" }",
+            ))
+        }
+    }
+}
+
+/// A value that must never be printed: a plan shows where it goes, not what it is.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<secret>")
+    }
+}
+
+/// A dataset to add, or extra properties for one of the recipe's datasets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    /// Relative to the pool, e.g. "srv" or "home".
+    pub name: DatasetPath,
+    pub mountpoint: Option<Mountpoint>,
+    #[serde(default)]
+    pub properties: BTreeMap<PropertyName, PropertyValue>,
+}
+
+/// Root's credentials. At least one is needed, or nobody can log in.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootAccess {
+    /// A crypt(3) hash (`openssl passwd -6`), never the password.
+    pub password_hash: Option<PasswordHash>,
+    #[serde(default)]
+    pub ssh_authorized_keys: Vec<SshPublicKey>,
+}
+
+/// Where the base system comes from: the medium's prebuilt image (default), or a mirror.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstallSource {
+    /// A payload tarball (zstd) made by `cargo xtask build-image`.
+    pub image: Option<PathBuf>,
+    /// Install from this package mirror instead (debootstrap, dnf, or FreeBSD's dist files).
+    pub mirror: Option<MirrorUrl>,
+}
+
+/// A mirror URL (http, https, or file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct MirrorUrl(String);
+
+impl MirrorUrl {
+    pub fn new(url: impl Into<String>) -> Result<Self, String> {
+        let url = url.into();
+        let scheme_ok = ["http://", "https://", "file:/"]
+            .iter()
+            .any(|s| url.starts_with(s));
+        if !scheme_ok || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!(
+                "mirror URL {url:?} is not valid: give an http://, https:// or file:/ URL without spaces"
+            ));
+        }
+        Ok(MirrorUrl(url.trim_end_matches('/').to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+impl TryFrom<String> for MirrorUrl {
+    type Error = String;
+    fn try_from(v: String) -> Result<Self, String> {
+        MirrorUrl::new(v)
+    }
+}
+impl From<MirrorUrl> for String {
+    fn from(v: MirrorUrl) -> String {
+        v.0
+    }
+}
+impl fmt::Display for MirrorUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// ZFSBootMenu: where its EFI file comes from and the command lines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZfsBootMenuConfig {
+    /// A local EFI file to install.
+    pub path: Option<PathBuf>,
+    /// Or a URL to download it from; `sha256` is then required.
+    pub url: Option<String>,
+    pub sha256: Option<String>,
+    /// ZFSBootMenu's own command line (firmware load options replace the embedded one).
+    #[serde(default = "default_zbm_commandline")]
+    pub commandline: String,
+    /// Seconds the menu counts down before booting the default environment (zbm.timeout).
+    #[serde(default = "default_zbm_timeout")]
+    pub timeout: i32,
+    /// A serial console such as "ttyS0,115200", for the menu and the installed system.
+    pub serial_console: Option<String>,
+    /// The installed kernel's command line (`org.zfsbootmenu:commandline` on <pool>/ROOT).
+    #[serde(default = "default_kernel_commandline")]
+    pub kernel_commandline: String,
+}
+
+impl Default for ZfsBootMenuConfig {
+    fn default() -> Self {
+        ZfsBootMenuConfig {
+            path: None,
+            url: None,
+            sha256: None,
+            commandline: default_zbm_commandline(),
+            timeout: default_zbm_timeout(),
+            serial_console: None,
+            kernel_commandline: default_kernel_commandline(),
+        }
+    }
+}
+
+/// What the release build embeds: with load options set, nothing of it remains unless repeated.
+fn default_zbm_commandline() -> String {
+    "quiet loglevel=0 nomodeset".into()
+}
+fn default_zbm_timeout() -> i32 {
+    10
+}
+fn default_kernel_commandline() -> String {
+    "quiet".into()
+}
+
+/// The network: DHCP on every wired interface, unless an interface is given a static address.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// DHCP on every wired interface not configured below.
+    #[serde(default = "default_true")]
+    pub dhcp: bool,
+    #[serde(default, rename = "static")]
+    pub static_interfaces: Vec<StaticInterface>,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            dhcp: true,
+            static_interfaces: Vec::new(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A static address for one interface, chosen by name (or glob) or by MAC address.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticInterface {
+    pub name: Option<InterfaceName>,
+    pub mac: Option<MacAddress>,
+    /// Address with prefix length, e.g. "192.0.2.10/24".
+    pub address: IpWithPrefix,
+    pub gateway: Option<IpAddr>,
+    #[serde(default)]
+    pub dns: Vec<IpAddr>,
+}
+
+/// An IP address with its prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct IpWithPrefix {
+    pub ip: IpAddr,
+    pub prefix: u8,
+}
+
+impl TryFrom<String> for IpWithPrefix {
+    type Error = String;
+    fn try_from(v: String) -> Result<Self, String> {
+        let bad =
+            || format!("address {v:?} is not valid: write it as IP/prefix, e.g. \"192.0.2.10/24\"");
+        let (ip, prefix) = v.split_once('/').ok_or_else(bad)?;
+        let ip: IpAddr = ip.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(IpWithPrefix { ip, prefix })
+    }
+}
+impl From<IpWithPrefix> for String {
+    fn from(v: IpWithPrefix) -> String {
+        v.to_string()
+    }
+}
+impl fmt::Display for IpWithPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.ip, self.prefix)
+    }
+}
+
+/// What the live medium does after an unattended install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AfterInstall {
+    #[default]
+    Poweroff,
+    Reboot,
+    Shell,
+}
+
+/// Smallest disk kldload installs to: the ESP plus room for the base system and its snapshots.
+pub const MIN_DISK_SIZE: u64 = 4 * GIB;
+
+/// An answer file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read answer file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or a value is refused: names the line and the key.
+    #[error("{file}:{line}:{column}: {key}{message}")]
+    Parse {
+        file: String,
+        line: usize,
+        column: usize,
+        /// "key `pool.ashift`: ", or empty when the error is not about one key.
+        key: String,
+        message: String,
+    },
+    /// The values parse but do not fit together.
+    #[error("{file}: {key}: {message}")]
+    Invalid {
+        file: String,
+        key: String,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads, parses and validates an answer file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates answer-file text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let config: Config = parse_toml(text, file)?;
+        config
+            .validate()
+            .map_err(|(key, message)| ConfigError::Invalid {
+                file: file.to_string(),
+                key,
+                message,
+            })?;
+        Ok(config)
+    }
+
+    /// Cross-key rules. Returns the key at fault and what to do about it.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let err = |key: &str, msg: String| Err((key.to_string(), msg));
+        let d = &self.disks;
+        match (d.paths.is_empty(), &d.filter) {
+            (true, None) => {
+                return err(
+                    "disks",
+                    "name the target disks: `paths = [\"/dev/disk/by-id/...\"]` or a `[disks.filter]` \
+                     (run `kldload disks` to see this machine's disks)"
+                        .into(),
+                );
+            }
+            (false, Some(_)) => {
+                return err("disks", "give either `paths` or `filter`, not both".into());
+            }
+            _ => {}
+        }
+        let wanted = d.layout.min_disks();
+        if !d.paths.is_empty() {
+            if d.paths.len() < wanted || (d.layout == Layout::Single && d.paths.len() != 1) {
+                return err(
+                    "disks.paths",
+                    format!(
+                        "layout {:?} needs {}{} disk(s), {} given",
+                        d.layout,
+                        if d.layout == Layout::Single {
+                            "exactly "
+                        } else {
+                            "at least "
+                        },
+                        wanted,
+                        d.paths.len()
+                    ),
+                );
+            }
+            for p in &d.paths {
+                let s = p.to_string_lossy();
+                if !s.starts_with("/dev/") || s.contains(char::is_whitespace) {
+                    return err(
+                        "disks.paths",
+                        format!(
+                            "{s:?} is not a device path: use /dev/disk/by-id/... or /dev/<name>"
+                        ),
+                    );
+                }
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            if let Some(dup) = d.paths.iter().find(|p| !seen.insert(*p)) {
+                return err("disks.paths", format!("{} is listed twice", dup.display()));
+            }
+        }
+        if let Some(count) = d.count {
+            if d.filter.is_none() {
+                return err("disks.count", "`count` only applies to `filter`".into());
+            }
+            if count < wanted || (d.layout == Layout::Single && count != 1) {
+                return err(
+                    "disks.count",
+                    format!("layout {:?} cannot use {count} disk(s)", d.layout),
+                );
+            }
+        }
+        if let Some(f) = &d.filter {
+            if f == &DiskFilter::default() {
+                return err(
+                    "disks.filter",
+                    "an empty filter would match every disk: give serial, model, by_id or a size range".into(),
+                );
+            }
+            for (key, pattern) in [
+                ("serial", &f.serial),
+                ("model", &f.model),
+                ("by_id", &f.by_id),
+            ] {
+                if let Some(p) = pattern
+                    && let Err(e) = glob::Pattern::new(p)
+                {
+                    return err(
+                        &format!("disks.filter.{key}"),
+                        format!("bad pattern {p:?}: {e}"),
+                    );
+                }
+            }
+        }
+        if d.esp_size.bytes() < 64 * MIB || !d.esp_size.bytes().is_multiple_of(MIB) {
+            return err(
+                "disks.esp_size",
+                format!(
+                    "{} is not usable: the ESP needs at least 64MiB (512MiB recommended), in whole MiB",
+                    d.esp_size
+                ),
+            );
+        }
+        let p = &self.pool;
+        if !(9..=16).contains(&p.ashift) {
+            return err(
+                "pool.ashift",
+                format!(
+                    "{} is out of range: ZFS takes 9 to 16 (12 suits 4 KiB sectors)",
+                    p.ashift
+                ),
+            );
+        }
+        if !is_compression(&p.compression) {
+            return err(
+                "pool.compression",
+                format!(
+                    "{:?} is not a ZFS compression: use lz4, zstd, zstd-1..19, gzip, gzip-1..9, zle, lzjb, on or off",
+                    p.compression
+                ),
+            );
+        }
+        if let Encryption::Passphrase { passphrase } = &p.encryption {
+            let len = passphrase.0.chars().count();
+            if !(8..=512).contains(&len) || passphrase.0.contains('\n') {
+                return err(
+                    "pool.encryption.passphrase",
+                    "ZFS needs a passphrase of 8 to 512 characters on one line".into(),
+                );
+            }
+        }
+        if let Some(swap) = p.swap_size
+            && (swap.bytes() < 16 * MIB || !swap.bytes().is_multiple_of(MIB))
+        {
+            return err(
+                "pool.swap_size",
+                format!("{swap} is not usable: give at least 16MiB, in whole MiB"),
+            );
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for ds in &self.datasets {
+            if !names.insert(ds.name.as_str()) {
+                return err(
+                    "datasets",
+                    format!(
+                        "dataset {:?} is listed twice: merge its entries",
+                        ds.name.as_str()
+                    ),
+                );
+            }
+            if ds.name.as_str() == "swap" && p.swap_size.is_some() {
+                return err(
+                    "datasets",
+                    "\"swap\" is the swap zvol's name: pick another".into(),
+                );
+            }
+            for reserved in ["mountpoint", "canmount"] {
+                if ds.properties.keys().any(|k| k.as_str() == reserved) {
+                    return err(
+                        "datasets.properties",
+                        format!(
+                            "set {reserved} of {:?} with the dataset's own `mountpoint` key",
+                            ds.name.as_str()
+                        ),
+                    );
+                }
+            }
+        }
+        if self.root.password_hash.is_none() && self.root.ssh_authorized_keys.is_empty() {
+            return err(
+                "root",
+                "give root.password_hash or root.ssh_authorized_keys, or nobody can log in to the installed system".into(),
+            );
+        }
+        let z = &self.zfsbootmenu;
+        if z.path.is_some() && z.url.is_some() {
+            return err(
+                "zfsbootmenu",
+                "give either `path` or `url`, not both".into(),
+            );
+        }
+        if let Some(url) = &z.url {
+            if !(url.starts_with("https://") || url.starts_with("http://"))
+                || url.contains(char::is_whitespace)
+            {
+                return err("zfsbootmenu.url", format!("{url:?} is not an http(s) URL"));
+            }
+            match &z.sha256 {
+                Some(s) if is_sha256(s) => {}
+                _ => {
+                    return err(
+                        "zfsbootmenu.sha256",
+                        "a download needs the file's sha256 (64 hex digits) to check it against"
+                            .into(),
+                    );
+                }
+            }
+        }
+        for (key, line) in [
+            ("zfsbootmenu.commandline", &z.commandline),
+            ("zfsbootmenu.kernel_commandline", &z.kernel_commandline),
+        ] {
+            if line.chars().any(char::is_control) || line.contains(['"', '\'', '\\']) {
+                return err(
+                    key,
+                    "a kernel command line is one line without quotes or backslashes".into(),
+                );
+            }
+        }
+        if let Some(serial) = &z.serial_console {
+            let ok = serial.starts_with("tty")
+                && serial
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == ',');
+            if !ok {
+                return err(
+                    "zfsbootmenu.serial_console",
+                    format!("{serial:?} is not a console: write e.g. \"ttyS0,115200\""),
+                );
+            }
+        }
+        for (i, s) in self.network.static_interfaces.iter().enumerate() {
+            if s.name.is_none() && s.mac.is_none() {
+                return err(
+                    &format!("network.static[{i}]"),
+                    "choose the interface by `name` or `mac`".into(),
+                );
+            }
+            if let Some(gw) = s.gateway
+                && gw.is_ipv4() != s.address.ip.is_ipv4()
+            {
+                return err(
+                    &format!("network.static[{i}].gateway"),
+                    "the gateway and the address must both be IPv4 or both IPv6".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The recipe's datasets with the answer file's additions merged in, parents first.
+    pub fn datasets(&self) -> Vec<Dataset> {
+        let mut list = recipe_datasets();
+        for extra in &self.datasets {
+            match list.iter_mut().find(|d| d.path == extra.name) {
+                Some(d) => {
+                    if let Some(mp) = &extra.mountpoint {
+                        d.mountpoint = mp.clone();
+                    }
+                    for (k, v) in &extra.properties {
+                        d.properties.insert(k.clone(), v.clone());
+                    }
+                }
+                None => list.push(Dataset {
+                    path: extra.name.clone(),
+                    mountpoint: extra.mountpoint.clone().unwrap_or_else(|| {
+                        Mountpoint::new(format!("/{}", extra.name))
+                            .expect("a dataset path is a valid mountpoint")
+                    }),
+                    canmount: None,
+                    properties: extra.properties.clone(),
+                    why: "added by the answer file".into(),
+                }),
+            }
+        }
+        // Boot environments first (the new root must be mounted before anything under it),
+        // then parents before children; the recipe's order otherwise.
+        list.sort_by_key(|d| {
+            let p = d.path.as_str();
+            let in_root = p == "ROOT" || p.starts_with("ROOT/");
+            (!in_root, p.matches('/').count())
+        });
+        list
+    }
+}
+
+/// One dataset of the layout, with every property it is created with.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Dataset {
+    pub path: DatasetPath,
+    pub mountpoint: Mountpoint,
+    /// `noauto` for boot environments (the initramfs mounts the chosen one), `off` for containers.
+    pub canmount: Option<&'static str>,
+    pub properties: BTreeMap<PropertyName, PropertyValue>,
+    pub why: String,
+}
+
+/// The recipe's datasets: each one a boundary for compression, quota, snapshots and encryption.
+fn recipe_datasets() -> Vec<Dataset> {
+    let ds = |path: &str, mountpoint: &str, canmount, props: &[(&str, &str)], why: &str| Dataset {
+        path: DatasetPath::new(path).expect("valid"),
+        mountpoint: Mountpoint::new(mountpoint).expect("valid"),
+        canmount,
+        properties: props
+            .iter()
+            .map(|(k, v)| {
+                (
+                    PropertyName::new(*k).expect("valid"),
+                    PropertyValue::new(*v).expect("valid"),
+                )
+            })
+            .collect(),
+        why: why.into(),
+    };
+    vec![
+        ds(
+            "ROOT",
+            "none",
+            Some("off"),
+            &[],
+            "container of boot environments: ZFSBootMenu lists the datasets under it",
+        ),
+        ds(
+            "ROOT/default",
+            "/",
+            Some("noauto"),
+            &[],
+            "the first boot environment; noauto so only the one being booted is mounted at /",
+        ),
+        ds(
+            "home",
+            "/home",
+            None,
+            &[],
+            "user data, kept apart from boot environments and their rollbacks",
+        ),
+        ds(
+            "var",
+            "/var",
+            None,
+            &[],
+            "variable data, outside the boot environment",
+        ),
+        ds(
+            "var/log",
+            "/var/log",
+            None,
+            &[],
+            "logs survive a rollback of the system and compress well",
+        ),
+        ds(
+            "tmp",
+            "/tmp",
+            None,
+            &[
+                ("sync", "disabled"),
+                ("exec", "off"),
+                ("setuid", "off"),
+                ("devices", "off"),
+            ],
+            "scratch space: no sync writes, nothing runs from it",
+        ),
+    ]
+}
+
+fn is_compression(v: &str) -> bool {
+    let levels = |prefix: &str, max: u32| {
+        v.strip_prefix(prefix)
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_some_and(|n| (1..=max).contains(&n))
+    };
+    matches!(
+        v,
+        "on" | "off" | "lz4" | "zstd" | "gzip" | "zle" | "lzjb" | "zstd-fast"
+    ) || levels("zstd-", 19)
+        || levels("gzip-", 9)
+        || levels("zstd-fast-", 1000)
+}
+
+pub fn is_sha256(v: &str) -> bool {
+    v.len() == 64 && v.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// Parses TOML into `T`, turning serde's errors into one line that names the line and the key.
+fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T, ConfigError> {
+    let position = |offset: Option<usize>| match offset {
+        Some(o) => {
+            let before = &text[..o.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            (line, column)
+        }
+        None => (0, 0),
+    };
+    let deserializer = toml::Deserializer::parse(text).map_err(|e| {
+        let (line, column) = position(e.span().map(|s| s.start));
+        ConfigError::Parse {
+            file: file.to_string(),
+            line,
+            column,
+            key: String::new(),
+            message: e.message().trim().to_string(),
+        }
+    })?;
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let (line, column) = position(inner.span().map(|s| s.start));
+        ConfigError::Parse {
+            file: file.to_string(),
+            line,
+            column,
+            key: if path == "." {
+                String::new()
+            } else {
+                format!("key `{path}`: ")
+            },
+            message: inner.message().trim().to_string(),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,459 @@
+//! Validated names: every string from the answer file that ends up in an argv or a file.
+//!
+//! Each type can only be built through its validating constructor (also used by serde), so a
+//! value that reaches the plan can never start with `-` (and be read as an option), contain a
+//! space, quote or newline (and become a second shell word or line), or name something ZFS or
+//! the kernel would reject later, half-way through an install.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Why a name was refused: shown after the key that held it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NameError(pub String);
+
+fn refuse(what: &str, value: &str, why: &str) -> NameError {
+    NameError(format!("{what} {value:?} is not valid: {why}"))
+}
+
+macro_rules! validated_string {
+    ($(#[$doc:meta])* $name:ident, $check:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// Validates `value`, returning a message that names the problem when it is refused.
+            pub fn new(value: impl Into<String>) -> Result<Self, NameError> {
+                let value = value.into();
+                $check(&value)?;
+                Ok(Self(value))
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl TryFrom<String> for $name {
+            type Error = NameError;
+            fn try_from(value: String) -> Result<Self, NameError> {
+                Self::new(value)
+            }
+        }
+        impl From<$name> for String {
+            fn from(value: $name) -> String {
+                value.0
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+/// Characters ZFS allows in a pool name or a dataset path component.
+fn is_zfs_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')
+}
+
+fn check_pool_name(v: &str) -> Result<(), NameError> {
+    const WHAT: &str = "pool name";
+    let first = v
+        .chars()
+        .next()
+        .ok_or_else(|| refuse(WHAT, v, "it is empty"))?;
+    if !first.is_ascii_alphabetic() {
+        return Err(refuse(WHAT, v, "it must start with a letter"));
+    }
+    if v.len() > 200 {
+        return Err(refuse(WHAT, v, "it is longer than 200 characters"));
+    }
+    if let Some(c) = v.chars().find(|c| !is_zfs_name_char(*c)) {
+        return Err(refuse(
+            WHAT,
+            v,
+            &format!("{c:?} is not allowed (use letters, digits, '_', '-', '.', ':')"),
+        ));
+    }
+    // zpool(8) reserves these as vdev type words.
+    for reserved in ["mirror", "raidz", "draid", "spare", "log"] {
+        if v.starts_with(reserved) {
+            return Err(refuse(
+                WHAT,
+                v,
+                &format!("names starting with {reserved:?} are reserved by ZFS"),
+            ));
+        }
+    }
+    if v.len() >= 2 && v.starts_with('c') && v.as_bytes()[1].is_ascii_digit() {
+        return Err(refuse(
+            WHAT,
+            v,
+            "names like c0, c1... are reserved by ZFS (they look like device names)",
+        ));
+    }
+    Ok(())
+}
+
+fn check_dataset_path(v: &str) -> Result<(), NameError> {
+    const WHAT: &str = "dataset";
+    if v.is_empty() {
+        return Err(refuse(WHAT, v, "it is empty"));
+    }
+    if v.len() > 200 {
+        return Err(refuse(WHAT, v, "it is longer than 200 characters"));
+    }
+    for component in v.split('/') {
+        if component.is_empty() {
+            return Err(refuse(
+                WHAT,
+                v,
+                "it has an empty component (a leading, trailing or doubled '/'); name it relative to the pool, e.g. \"srv/www\"",
+            ));
+        }
+        if component == "." || component == ".." {
+            return Err(refuse(WHAT, v, "'.' and '..' are not dataset names"));
+        }
+        if component.starts_with('-') {
+            return Err(refuse(WHAT, v, "a component may not start with '-'"));
+        }
+        if let Some(c) = component.chars().find(|c| !is_zfs_name_char(*c)) {
+            return Err(refuse(
+                WHAT,
+                v,
+                &format!("{c:?} is not allowed (use letters, digits, '_', '-', '.', ':')"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_hostname(v: &str) -> Result<(), NameError> {
+    const WHAT: &str = "hostname";
+    if v.is_empty() {
+        return Err(refuse(WHAT, v, "it is empty"));
+    }
+    if v.len() > 253 {
+        return Err(refuse(WHAT, v, "it is longer than 253 characters"));
+    }
+    for label in v.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(refuse(
+                WHAT,
+                v,
+                "each dot-separated label must be 1 to 63 characters long",
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(refuse(WHAT, v, "a label may not start or end with '-'"));
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+        {
+            return Err(refuse(
+                WHAT,
+                v,
+                &format!("{c:?} is not allowed (use letters, digits and '-', RFC 1123)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_property_name(v: &str) -> Result<(), NameError> {
+    const WHAT: &str = "ZFS property";
+    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "_:.-".contains(c);
+    if v.is_empty() || !v.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err(refuse(WHAT, v, "it must start with a lowercase letter"));
+    }
+    if let Some(c) = v.chars().find(|c| !ok_char(*c)) {
+        return Err(refuse(
+            WHAT,
+            v,
+            &format!("{c:?} is not allowed in a property name"),
+        ));
+    }
+    Ok(())
+}
+
+/// A value may be anything printable on one line: it always travels as one argv word
+/// (`-o name=value`), and the shell printer quotes it.
+fn check_one_line(what: &str, v: &str) -> Result<(), NameError> {
+    if v.is_empty() {
+        return Err(refuse(what, v, "it is empty"));
+    }
+    if v.starts_with('-') {
+        return Err(refuse(what, v, "it may not start with '-'"));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(refuse(
+            what,
+            v,
+            "it contains a control character (newline, tab...)",
+        ));
+    }
+    Ok(())
+}
+
+fn check_property_value(v: &str) -> Result<(), NameError> {
+    check_one_line("property value", v)
+}
+
+fn check_mountpoint(v: &str) -> Result<(), NameError> {
+    const WHAT: &str = "mountpoint";
+    if v == "none" || v == "legacy" {
+        return Ok(());
+    }
+    check_one_line(WHAT, v)?;
+    if !v.starts_with('/') {
+        return Err(refuse(
+            WHAT,
+            v,
+            "it must be an absolute path, \"none\" or \"legacy\"",
+        ));
+    }
+    if v.split('/').any(|c| c == "..") {
+        return Err(refuse(WHAT, v, "'..' is not allowed"));
+    }
+    if v.contains(char::is_whitespace) {
+        return Err(refuse(WHAT, v, "it may not contain spaces"));
+    }
+    Ok(())
+}
+
+fn check_interface_name(v: &str) -> Result<(), NameError> {
+    const WHAT: &str = "interface name";
+    if v.is_empty() || v.len() > 15 {
+        return Err(refuse(WHAT, v, "it must be 1 to 15 characters long"));
+    }
+    if v.starts_with('-') {
+        return Err(refuse(WHAT, v, "it may not start with '-'"));
+    }
+    // '*' and '?' are allowed: systemd-networkd's Name= takes glob patterns.
+    if let Some(c) = v
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "_.-*?".contains(*c)))
+    {
+        return Err(refuse(WHAT, v, &format!("{c:?} is not allowed")));
+    }
+    Ok(())
+}
+
+fn check_mac_address(v: &str) -> Result<(), NameError> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let valid = parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()));
+    if valid {
+        Ok(())
+    } else {
+        Err(refuse(
+            "MAC address",
+            v,
+            "write it as six hex pairs separated by ':', e.g. 52:54:00:12:34:56",
+        ))
+    }
+}
+
+fn check_timezone(v: &str) -> Result<(), NameError> {
+    const WHAT: &str = "timezone";
+    check_one_line(WHAT, v)?;
+    if v.starts_with('/') || v.split('/').any(|c| c == ".." || c.is_empty()) {
+        return Err(refuse(
+            WHAT,
+            v,
+            "give a name from the tz database, e.g. \"Europe/Paris\" or \"UTC\"",
+        ));
+    }
+    if let Some(c) = v
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "_+-/".contains(*c)))
+    {
+        return Err(refuse(WHAT, v, &format!("{c:?} is not allowed")));
+    }
+    Ok(())
+}
+
+fn check_locale(v: &str) -> Result<(), NameError> {
+    const WHAT: &str = "locale";
+    check_one_line(WHAT, v)?;
+    if let Some(c) = v
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "_.@-".contains(*c)))
+    {
+        return Err(refuse(
+            WHAT,
+            v,
+            &format!("{c:?} is not allowed (e.g. \"en_US.UTF-8\")"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_password_hash(v: &str) -> Result<(), NameError> {
+    const WHAT: &str = "root password hash";
+    check_one_line(WHAT, v)?;
+    if !v.starts_with('$') || v.contains(':') || v.contains(char::is_whitespace) {
+        return Err(NameError(format!(
+            "{WHAT} is not valid: give a crypt(3) hash such as the output of `openssl passwd -6` \
+             or `mkpasswd -m yescrypt` (it starts with '$' and has no ':' or spaces), never the password itself"
+        )));
+    }
+    Ok(())
+}
+
+fn check_ssh_key(v: &str) -> Result<(), NameError> {
+    const WHAT: &str = "SSH authorized key";
+    check_one_line(WHAT, v)?;
+    let key_type = v.split_whitespace().next().unwrap_or_default();
+    let known = key_type.starts_with("ssh-")
+        || key_type.starts_with("ecdsa-")
+        || key_type.starts_with("sk-");
+    if !known || v.split_whitespace().count() < 2 {
+        return Err(refuse(
+            WHAT,
+            v,
+            "expected one public key line, e.g. \"ssh-ed25519 AAAA... user@host\"",
+        ));
+    }
+    Ok(())
+}
+
+validated_string!(
+    /// A ZFS pool name, e.g. `rpool`.
+    PoolName,
+    check_pool_name
+);
+validated_string!(
+    /// A dataset path relative to the pool, e.g. `ROOT/default` or `srv/www`.
+    DatasetPath,
+    check_dataset_path
+);
+validated_string!(
+    /// The installed system's host name (RFC 1123).
+    Hostname,
+    check_hostname
+);
+validated_string!(
+    /// A ZFS property name, native (`quota`) or user (`com.example:backup`).
+    PropertyName,
+    check_property_name
+);
+validated_string!(
+    /// A ZFS property value: one printable line.
+    PropertyValue,
+    check_property_value
+);
+validated_string!(
+    /// A dataset mountpoint: an absolute path, `none` or `legacy`.
+    Mountpoint,
+    check_mountpoint
+);
+validated_string!(
+    /// A network interface name or systemd-networkd `Name=` glob.
+    InterfaceName,
+    check_interface_name
+);
+validated_string!(
+    /// A MAC address, `52:54:00:12:34:56`.
+    MacAddress,
+    check_mac_address
+);
+validated_string!(
+    /// A tz database name, `Europe/Paris`.
+    Timezone,
+    check_timezone
+);
+validated_string!(
+    /// A locale, `en_US.UTF-8`.
+    Locale,
+    check_locale
+);
+validated_string!(
+    /// A crypt(3) password hash.
+    PasswordHash,
+    check_password_hash
+);
+validated_string!(
+    /// One OpenSSH public key line.
+    SshPublicKey,
+    check_ssh_key
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_names() {
+        assert!(PoolName::new("rpool").is_ok());
+        assert!(PoolName::new("tank_2.a:b-c").is_ok());
+        for bad in [
+            "", "-o", "1pool", "mirror0", "raidz", "c0d0", "r pool", "r;pool", "pool/x", "log",
+        ] {
+            assert!(PoolName::new(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn dataset_paths() {
+        assert!(DatasetPath::new("ROOT/default").is_ok());
+        assert!(DatasetPath::new("srv/www-1").is_ok());
+        for bad in [
+            "", "/srv", "srv/", "a//b", "..", "a/-o", "a b", "a\nb", "x$y",
+        ] {
+            assert!(DatasetPath::new(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn hostnames() {
+        assert!(Hostname::new("kldload-test").is_ok());
+        assert!(Hostname::new("host.example.org").is_ok());
+        for bad in ["", "-h", "a_b", "host-", "a..b", "a b", &"x".repeat(64)] {
+            assert!(Hostname::new(bad).is_err(), "{bad:?} accepted");
+        }
+        let err = Hostname::new("bad_name").unwrap_err();
+        assert!(err.to_string().contains("'_' is not allowed"), "{err}");
+    }
+
+    #[test]
+    fn properties_and_mountpoints() {
+        assert!(PropertyName::new("quota").is_ok());
+        assert!(PropertyName::new("com.example:backup").is_ok());
+        assert!(PropertyName::new("Quota").is_err());
+        assert!(PropertyName::new("quota=1").is_err());
+        assert!(PropertyValue::new("10G").is_ok());
+        assert!(PropertyValue::new("-f").is_err());
+        assert!(PropertyValue::new("a\nb").is_err());
+        assert!(Mountpoint::new("/srv/www").is_ok());
+        assert!(Mountpoint::new("none").is_ok());
+        assert!(Mountpoint::new("srv").is_err());
+        assert!(Mountpoint::new("/srv/../etc").is_err());
+    }
+
+    #[test]
+    fn network_and_identity_values() {
+        assert!(MacAddress::new("52:54:00:12:34:56").is_ok());
+        assert!(MacAddress::new("52-54-00-12-34-56").is_err());
+        assert!(InterfaceName::new("en*").is_ok());
+        assert!(InterfaceName::new("eth0;reboot").is_err());
+        assert!(Timezone::new("Europe/Paris").is_ok());
+        assert!(Timezone::new("../../etc/passwd").is_err());
+        assert!(Locale::new("en_US.UTF-8").is_ok());
+        assert!(PasswordHash::new("$6$salt$hash").is_ok());
+        assert!(PasswordHash::new("hunter2").is_err());
+        assert!(SshPublicKey::new("ssh-ed25519 AAAAC3Nza test@host").is_ok());
+        assert!(SshPublicKey::new("AAAAC3Nza").is_err());
+    }
+}

@@ -1,0 +1,275 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+hostname = "box"
+[disks]
+paths = ["/dev/vdb"]
+[root]
+ssh_authorized_keys = ["ssh-ed25519 AAAAC3Nza user@host"]
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, "answers.toml")
+}
+
+fn error(text: &str) -> String {
+    parse(text).unwrap_err().to_string()
+}
+
+#[test]
+fn defaults_follow_the_recipe() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.distro, Distro::Debian13);
+    assert_eq!(c.pool.name.as_str(), "rpool");
+    assert_eq!(c.pool.ashift, 12);
+    assert_eq!(c.pool.compression, "lz4");
+    assert_eq!(c.disks.esp_size.bytes(), 512 * MIB);
+    assert_eq!(c.disks.layout, Layout::Single);
+    assert!(c.network.dhcp);
+    assert_eq!(c.timezone.as_str(), "UTC");
+    assert_eq!(c.pool.encryption, Encryption::Off);
+}
+
+#[test]
+fn the_recipe_datasets_and_their_properties() {
+    let c = parse(MINIMAL).unwrap();
+    let ds = c.datasets();
+    let names: Vec<&str> = ds.iter().map(|d| d.path.as_str()).collect();
+    assert_eq!(
+        names,
+        ["ROOT", "ROOT/default", "home", "var", "tmp", "var/log"]
+    );
+    let tmp = ds.iter().find(|d| d.path.as_str() == "tmp").unwrap();
+    let prop = |d: &Dataset, k: &str| {
+        d.properties
+            .get(&PropertyName::new(k).unwrap())
+            .map(|v| v.as_str().to_string())
+    };
+    assert_eq!(prop(tmp, "sync").as_deref(), Some("disabled"));
+    assert_eq!(prop(tmp, "exec").as_deref(), Some("off"));
+    let root = ds
+        .iter()
+        .find(|d| d.path.as_str() == "ROOT/default")
+        .unwrap();
+    assert_eq!(root.mountpoint.as_str(), "/");
+    assert_eq!(root.canmount, Some("noauto"));
+    let log = ds.iter().find(|d| d.path.as_str() == "var/log").unwrap();
+    assert_eq!(log.mountpoint.as_str(), "/var/log");
+}
+
+#[test]
+fn user_datasets_are_added_and_merged() {
+    let c = parse(&format!(
+        "{MINIMAL}\n[[datasets]]\nname = \"home\"\nproperties = {{ quota = \"10G\" }}\n\
+         [[datasets]]\nname = \"srv/www\"\nproperties = {{ recordsize = \"1M\" }}\n"
+    ))
+    .unwrap();
+    let ds = c.datasets();
+    let home = ds.iter().find(|d| d.path.as_str() == "home").unwrap();
+    assert_eq!(home.properties.len(), 1);
+    let www = ds.iter().find(|d| d.path.as_str() == "srv/www").unwrap();
+    assert_eq!(www.mountpoint.as_str(), "/srv/www");
+    // Children come after their parents.
+    let pos = |n: &str| ds.iter().position(|d| d.path.as_str() == n).unwrap();
+    assert!(pos("var") < pos("var/log"));
+    assert!(pos("ROOT/default") < pos("home"));
+}
+
+#[test]
+fn the_fixtures_parse() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/answers");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 2);
+}
+
+#[test]
+fn a_malformed_file_names_the_line() {
+    let e = error("hostname = \"box\"\n[disks\npaths = []\n");
+    assert!(e.starts_with("answers.toml:2:"), "{e}");
+}
+
+#[test]
+fn a_wrong_type_names_the_line_and_the_key() {
+    let text = MINIMAL.replace("[root]", "[pool]\nashift = \"twelve\"\n[root]");
+    let e = error(&text);
+    assert!(e.contains("answers.toml:6:"), "{e}");
+    assert!(e.contains("key `pool.ashift`"), "{e}");
+    assert!(e.contains("expected u8"), "{e}");
+}
+
+#[test]
+fn an_unknown_key_is_named_with_the_known_ones() {
+    let e = error(&format!("hostnmae = \"x\"\n{MINIMAL}"));
+    assert!(e.starts_with("answers.toml:1:1: "), "{e}");
+    assert!(
+        e.contains("unknown field `hostnmae`") && e.contains("`hostname`"),
+        "{e}"
+    );
+    let e = error(&format!("{MINIMAL}\nquota = \"1G\"\n"));
+    assert!(
+        e.contains("key `root.quota`") && e.contains("`password_hash`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_bad_name_is_refused_with_the_reason() {
+    let e = error(&MINIMAL.replace("\"box\"", "\"bad_host\""));
+    assert!(
+        e.contains("key `hostname`") && e.contains("'_' is not allowed"),
+        "{e}"
+    );
+    let e = error(&format!("{MINIMAL}\n[pool]\nname = \"mirror1\"\n"));
+    assert!(
+        e.contains("key `pool.name`") && e.contains("reserved"),
+        "{e}"
+    );
+    let e = error(&format!("{MINIMAL}\n[[datasets]]\nname = \"srv/-o\"\n"));
+    assert!(
+        e.contains("key `datasets[0].name`") && e.contains("may not start with '-'"),
+        "{e}"
+    );
+    let e = error(&format!(
+        "{MINIMAL}\n[[datasets]]\nname = \"srv\"\nproperties = {{ quota = \"1G\\n\" }}\n"
+    ));
+    assert!(e.contains("control character"), "{e}");
+}
+
+#[test]
+fn an_unknown_distro_lists_the_known_ones() {
+    let e = error(&format!("distro = \"arch\"\n{MINIMAL}"));
+    assert!(
+        e.contains("key `distro`") && e.contains("debian-13") && e.contains("rocky-9"),
+        "{e}"
+    );
+}
+
+#[test]
+fn cross_key_rules() {
+    let cases = [
+        (
+            MINIMAL.replace("paths = [\"/dev/vdb\"]", ""),
+            "disks",
+            "name the target disks",
+        ),
+        (
+            MINIMAL.replace("[disks]", "[disks]\nlayout = \"mirror\""),
+            "disks.paths",
+            "at least 2",
+        ),
+        (
+            MINIMAL
+                .replace("\"/dev/vdb\"", "\"/dev/vdb\", \"/dev/vdb\"")
+                .replace("[disks]", "[disks]\nlayout = \"mirror\""),
+            "disks.paths",
+            "listed twice",
+        ),
+        (
+            MINIMAL.replace("\"/dev/vdb\"", "\"vdb\""),
+            "disks.paths",
+            "not a device path",
+        ),
+        (
+            MINIMAL.replace("[disks]", "[disks]\nesp_size = \"1M\""),
+            "disks.esp_size",
+            "at least 64MiB",
+        ),
+        (
+            format!("{MINIMAL}\n[pool]\nashift = 20\n"),
+            "pool.ashift",
+            "9 to 16",
+        ),
+        (
+            format!("{MINIMAL}\n[pool]\ncompression = \"fast\"\n"),
+            "pool.compression",
+            "not a ZFS compression",
+        ),
+        (
+            format!("{MINIMAL}\n[pool]\nencryption = {{ passphrase = \"short\" }}\n"),
+            "pool.encryption.passphrase",
+            "8 to 512",
+        ),
+        (
+            MINIMAL.replace(
+                "ssh_authorized_keys = [\"ssh-ed25519 AAAAC3Nza user@host\"]",
+                "",
+            ),
+            "root",
+            "nobody can log in",
+        ),
+        (
+            format!("{MINIMAL}\n[zfsbootmenu]\nurl = \"https://example.org/zbm.efi\"\n"),
+            "zfsbootmenu.sha256",
+            "sha256",
+        ),
+        (
+            format!("{MINIMAL}\n[zfsbootmenu]\nserial_console = \"ttyS0 115200\"\n"),
+            "zfsbootmenu.serial_console",
+            "ttyS0,115200",
+        ),
+        (
+            format!("{MINIMAL}\n[[network.static]]\naddress = \"192.0.2.1/24\"\n"),
+            "network.static[0]",
+            "`name` or `mac`",
+        ),
+        (
+            format!(
+                "{MINIMAL}\n[[datasets]]\nname = \"srv\"\nproperties = {{ mountpoint = \"/x\" }}\n"
+            ),
+            "datasets.properties",
+            "own `mountpoint`",
+        ),
+    ];
+    for (text, key, message) in cases {
+        let e = error(&text);
+        assert!(e.contains(&format!("answers.toml: {key}: ")), "{key}: {e}");
+        assert!(e.contains(message), "{key}: {e}");
+    }
+}
+
+#[test]
+fn encryption_off_or_passphrase() {
+    let c = parse(&format!("{MINIMAL}\n[pool]\nencryption = \"off\"\n")).unwrap();
+    assert_eq!(c.pool.encryption, Encryption::Off);
+    let c = parse(&format!(
+        "{MINIMAL}\n[pool]\nencryption = {{ passphrase = \"long enough\" }}\n"
+    ))
+    .unwrap();
+    assert!(matches!(c.pool.encryption, Encryption::Passphrase { .. }));
+    // The passphrase never shows in debug output or serialized plans.
+    assert!(!format!("{c:?}").contains("long enough"));
+    assert!(!serde_json::to_string(&c).unwrap().contains("long enough"));
+    let e = error(&format!("{MINIMAL}\n[pool]\nencryption = \"on\"\n"));
+    assert!(e.contains("key `pool.encryption`"), "{e}");
+}
+
+#[test]
+fn filters_and_static_addresses() {
+    let c = parse(&MINIMAL.replace(
+        "paths = [\"/dev/vdb\"]",
+        "filter = { serial = \"QM0*\", min_size = \"8G\" }",
+    ))
+    .unwrap();
+    assert_eq!(c.disks.filter.unwrap().min_size.unwrap().bytes(), 8 * GIB);
+    let c = parse(&format!(
+        "{MINIMAL}\n[[network.static]]\nname = \"enp1s0\"\naddress = \"192.0.2.10/24\"\ngateway = \"192.0.2.1\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.network.static_interfaces[0].address.to_string(),
+        "192.0.2.10/24"
+    );
+    let e = error(&format!(
+        "{MINIMAL}\n[[network.static]]\nname = \"e\"\naddress = \"192.0.2.10/40\"\n"
+    ));
+    assert!(e.contains("IP/prefix"), "{e}");
+    let e = error(&MINIMAL.replace("paths = [\"/dev/vdb\"]", "filter = {}"));
+    assert!(e.contains("empty filter"), "{e}");
+}

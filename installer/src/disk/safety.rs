@@ -1,0 +1,362 @@
+//! The checks made before anything is written: each target disk exists, is a whole disk, is not
+//! in use, is not the live medium, is big enough, and holds nothing unless `--force` says so.
+
+use super::human_size;
+use super::system::{DeviceLookup, SystemView};
+use crate::config::MIN_DISK_SIZE;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// One reason not to touch a disk: what is wrong and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub disk: PathBuf,
+    pub problem: String,
+    pub fix: String,
+    /// `--force` overrides it (old data, not something in use).
+    pub overridable: bool,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "refusing {}: {}; fix: {}",
+            self.disk.display(),
+            self.problem,
+            self.fix
+        )
+    }
+}
+
+/// All refusals for a set of target disks, shown together so one run tells everything.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Refusals(pub Vec<Refusal>);
+
+impl fmt::Display for Refusals {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&lines.join("\n"))
+    }
+}
+
+/// Checks every target disk; `force` lets disks with old contents through, never disks in use.
+pub fn check_disks(
+    disks: &[PathBuf],
+    system: &dyn SystemView,
+    force: bool,
+) -> Result<(), Refusals> {
+    let mut refusals = Vec::new();
+    if !system.booted_with_uefi() {
+        refusals.push(Refusal {
+            disk: PathBuf::from("(this machine)"),
+            problem:
+                "the live system was not booted through UEFI, so no firmware boot entry can be made"
+                    .into(),
+            fix: "boot the live medium in UEFI mode (not legacy/CSM)".into(),
+            overridable: false,
+        });
+    }
+    for path in disks {
+        if let Some(r) = check_disk(path, system) {
+            refusals.push(r);
+        }
+    }
+    refusals.retain(|r| !(force && r.overridable));
+    if refusals.is_empty() {
+        Ok(())
+    } else {
+        Err(Refusals(refusals))
+    }
+}
+
+/// The first reason to refuse `path`: in-use problems before old contents, so the message names
+/// what actually needs doing.
+fn check_disk(path: &Path, system: &dyn SystemView) -> Option<Refusal> {
+    let refuse = |problem: String, fix: &str, overridable| Refusal {
+        disk: path.to_owned(),
+        problem,
+        fix: fix.to_string(),
+        overridable,
+    };
+    let disk = match system.lookup(path) {
+        DeviceLookup::NotFound => {
+            return Some(refuse(
+                "it does not exist".into(),
+                "check the name with `kldload disks` and correct disks.paths",
+                false,
+            ));
+        }
+        DeviceLookup::NotBlockDevice => {
+            return Some(refuse(
+                "it is not a block device".into(),
+                "name a disk under /dev (see `kldload disks`)",
+                false,
+            ));
+        }
+        DeviceLookup::Partition { disk } => {
+            return Some(refuse(
+                format!("it is a partition of {}, not a whole disk", disk.display()),
+                "name the whole disk; kldload partitions it itself",
+                false,
+            ));
+        }
+        DeviceLookup::NotADisk { name } => {
+            return Some(refuse(
+                format!(
+                    "{name} is not a disk kldload can partition (RAID, device-mapper or RAM device)"
+                ),
+                "name a physical disk (see `kldload disks`)",
+                false,
+            ));
+        }
+        DeviceLookup::Disk(disk) => disk,
+    };
+    if disk.live_medium {
+        return Some(refuse(
+            "it is the live medium this system is running from".into(),
+            "choose another disk (see `kldload disks`)",
+            false,
+        ));
+    }
+    if let Some((dev, mountpoint)) = disk.mounts.first() {
+        return Some(refuse(
+            format!("{} is mounted on {}", dev.display(), mountpoint.display()),
+            &format!("unmount it first (umount {})", mountpoint.display()),
+            false,
+        ));
+    }
+    if let Some(swap) = disk.swap.first() {
+        return Some(refuse(
+            format!("{} is in use as swap", swap.display()),
+            &format!("turn it off first (swapoff {})", swap.display()),
+            false,
+        ));
+    }
+    if !disk.holders.is_empty() {
+        return Some(refuse(
+            format!(
+                "it is used by {} (an md array or LVM/device-mapper volume)",
+                disk.holders.join(", ")
+            ),
+            "stop the array (mdadm --stop) or deactivate the volume group (vgchange -an) first",
+            false,
+        ));
+    }
+    if let Some(pool) = &disk.imported_pool {
+        return Some(refuse(
+            format!("it belongs to the imported pool {pool}"),
+            &format!("export or destroy that pool first (zpool export {pool})"),
+            false,
+        ));
+    }
+    if disk.read_only {
+        return Some(refuse(
+            "it is read-only".into(),
+            "choose a writable disk",
+            false,
+        ));
+    }
+    if disk.size < MIN_DISK_SIZE {
+        return Some(refuse(
+            format!(
+                "it is {}, smaller than the {} kldload needs",
+                human_size(disk.size),
+                human_size(MIN_DISK_SIZE)
+            ),
+            "use a larger disk",
+            false,
+        ));
+    }
+    if let Some(pool) = &disk.zfs_label {
+        return Some(refuse(
+            format!("it holds a ZFS label of pool {pool} (not imported)"),
+            "make sure that pool holds nothing you need, then pass --force to wipe it",
+            true,
+        ));
+    }
+    if let Some(table) = &disk.partition_table {
+        return Some(refuse(
+            format!(
+                "it holds a {table} partition table with {} partition(s)",
+                disk.partitions.len()
+            ),
+            "make sure it holds nothing you need, then pass --force to wipe it",
+            true,
+        ));
+    }
+    if let Some(signature) = disk.signatures.first() {
+        return Some(refuse(
+            format!("it holds data ({signature})"),
+            "make sure it holds nothing you need, then pass --force to wipe it",
+            true,
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::system::{BlockDevice, FakeSystem};
+
+    fn blank(name: &str) -> BlockDevice {
+        BlockDevice {
+            name: name.into(),
+            path: format!("/dev/{name}").into(),
+            size: 16 << 30,
+            ..Default::default()
+        }
+    }
+
+    fn machine_with(disk: BlockDevice) -> FakeSystem {
+        FakeSystem {
+            disks: vec![disk],
+            links: vec![("/dev/disk/by-id/virtio-T1".into(), "/dev/vdb".into())],
+            partitions: vec![("/dev/vdb1".into(), "/dev/vdb".into())],
+            files: vec!["/etc/passwd".into()],
+            uefi: true,
+        }
+    }
+
+    fn refusal(disk: BlockDevice, path: &str, force: bool) -> Option<Refusal> {
+        check_disks(&[path.into()], &machine_with(disk), force)
+            .err()
+            .map(|r| r.0.into_iter().next().unwrap())
+    }
+
+    #[test]
+    fn a_blank_disk_passes_by_any_name() {
+        assert_eq!(refusal(blank("vdb"), "/dev/vdb", false), None);
+        assert_eq!(
+            refusal(blank("vdb"), "/dev/disk/by-id/virtio-T1", false),
+            None
+        );
+    }
+
+    #[test]
+    fn each_problem_is_named_with_its_fix() {
+        let cases: Vec<(BlockDevice, &str, &str, &str)> = vec![
+            (blank("vdb"), "/dev/vdz", "does not exist", "kldload disks"),
+            (blank("vdb"), "/etc/passwd", "not a block device", "/dev"),
+            (
+                blank("vdb"),
+                "/dev/vdb1",
+                "partition of /dev/vdb",
+                "whole disk",
+            ),
+            (
+                BlockDevice {
+                    live_medium: true,
+                    ..blank("vdb")
+                },
+                "/dev/vdb",
+                "live medium",
+                "another disk",
+            ),
+            (
+                BlockDevice {
+                    mounts: vec![("/dev/vdb1".into(), "/mnt".into())],
+                    ..blank("vdb")
+                },
+                "/dev/vdb",
+                "/dev/vdb1 is mounted on /mnt",
+                "umount /mnt",
+            ),
+            (
+                BlockDevice {
+                    swap: vec!["/dev/vdb2".into()],
+                    ..blank("vdb")
+                },
+                "/dev/vdb",
+                "swap",
+                "swapoff /dev/vdb2",
+            ),
+            (
+                BlockDevice {
+                    holders: vec!["md127".into()],
+                    ..blank("vdb")
+                },
+                "/dev/vdb",
+                "md127",
+                "mdadm --stop",
+            ),
+            (
+                BlockDevice {
+                    imported_pool: Some("tank".into()),
+                    ..blank("vdb")
+                },
+                "/dev/vdb",
+                "imported pool tank",
+                "zpool export tank",
+            ),
+            (
+                BlockDevice {
+                    size: 2 << 30,
+                    ..blank("vdb")
+                },
+                "/dev/vdb",
+                "2.0 GiB, smaller than the 4.0 GiB",
+                "larger disk",
+            ),
+            (
+                BlockDevice {
+                    read_only: true,
+                    ..blank("vdb")
+                },
+                "/dev/vdb",
+                "read-only",
+                "writable",
+            ),
+        ];
+        for (disk, path, problem, fix) in cases {
+            let r = refusal(disk.clone(), path, false)
+                .unwrap_or_else(|| panic!("{path} {disk:?} passed"));
+            assert!(r.problem.contains(problem), "{r}");
+            assert!(r.fix.contains(fix), "{r}");
+            assert!(!r.overridable, "{r}");
+            // In-use problems are never overridden by --force.
+            assert!(refusal(disk, path, true).is_some());
+        }
+    }
+
+    #[test]
+    fn old_contents_need_force() {
+        let cases = vec![
+            BlockDevice {
+                partition_table: Some("gpt".into()),
+                partitions: vec!["vdb1".into()],
+                ..blank("vdb")
+            },
+            BlockDevice {
+                zfs_label: Some("oldpool".into()),
+                ..blank("vdb")
+            },
+            BlockDevice {
+                signatures: vec!["vdb: ext4".into()],
+                ..blank("vdb")
+            },
+        ];
+        for disk in cases {
+            let r = refusal(disk.clone(), "/dev/vdb", false).expect("refused without --force");
+            assert!(r.overridable && r.fix.contains("--force"), "{r}");
+            assert_eq!(refusal(disk, "/dev/vdb", true), None);
+        }
+    }
+
+    #[test]
+    fn legacy_boot_is_refused() {
+        let mut m = machine_with(blank("vdb"));
+        m.uefi = false;
+        let err = check_disks(&["/dev/vdb".into()], &m, true).unwrap_err();
+        assert!(err.to_string().contains("UEFI"), "{err}");
+    }
+
+    #[test]
+    fn every_refusal_is_reported() {
+        let m = machine_with(blank("vdb"));
+        let err = check_disks(&["/dev/vdx".into(), "/dev/vdy".into()], &m, false).unwrap_err();
+        assert_eq!(err.0.len(), 2);
+        assert!(err.to_string().contains("/dev/vdx") && err.to_string().contains("/dev/vdy"));
+    }
+}

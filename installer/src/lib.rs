@@ -1,0 +1,14 @@
+//! kldload: turns blank disks into a ZFS-on-root system, following a short, readable recipe.
+//!
+//! Data flows one way: answer file -> [`config::Config`] -> [`recipe::build_plan`] ->
+//! [`plan::Plan`] -> [`exec::run_plan`] (or [`plan::sh::render`] for `kldload plan`).
+//! See ARCHITECTURE.md for where each recipe step lives.
+
+pub mod app;
+pub mod config;
+pub mod disk;
+pub mod exec;
+pub mod mirror;
+pub mod plan;
+pub mod recipe;
+pub mod zfsbootmenu;

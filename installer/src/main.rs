@@ -1,0 +1,138 @@
+//! The `kldload` command: argument parsing only; the work is in the library (`app.rs`).
+
+use clap::{Parser, Subcommand, ValueEnum};
+use kldload::app::{self, AppError, Overrides};
+use kldload::config::Config;
+use kldload::disk::{LinuxSystem, SystemView};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Installs a ZFS-on-root system from a TOML answer file.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(clap::Args)]
+struct Resolve {
+    /// The answer file.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Install from this package mirror (default: the answer file's, else the live system's apt sources).
+    #[arg(long)]
+    mirror: Option<String>,
+    /// ZFSBootMenu EFI file to install (default: the answer file's, the medium's, the pinned release).
+    #[arg(long, env = "KLDLOAD_ZFSBOOTMENU")]
+    zfsbootmenu: Option<PathBuf>,
+}
+
+impl Resolve {
+    fn load(&self) -> Result<(Config, Overrides), AppError> {
+        let config = Config::load(&self.config)?;
+        let overrides = Overrides {
+            mirror: self.mirror.clone(),
+            zfsbootmenu: self.zfsbootmenu.clone(),
+        };
+        Ok((config, overrides))
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    /// An annotated bash script, one function per step.
+    Sh,
+    /// The plan as JSON.
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print every command the install would run, without running anything.
+    Plan {
+        #[command(flatten)]
+        resolve: Resolve,
+        #[arg(long, value_enum, default_value = "sh")]
+        format: Format,
+    },
+    /// Install: wipe the answer file's disks and build the system on them.
+    Install {
+        #[command(flatten)]
+        resolve: Resolve,
+        /// Do not ask before wiping the disks.
+        #[arg(long)]
+        yes: bool,
+        /// Wipe disks that hold a partition table, a ZFS label or a filesystem.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check an answer file against this machine (parse, disks, safety checks); writes nothing.
+    Validate {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Accept disks that hold old data, as `install --force` would.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List this machine's disks: by-id names, sizes, models, serials and what is on them.
+    Disks {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn run(cli: Cli) -> Result<(), AppError> {
+    let system = LinuxSystem;
+    match cli.command {
+        Cmd::Plan { resolve, format } => {
+            let (config, overrides) = resolve.load()?;
+            let plan = app::make_plan(&config, &overrides, &system, std::path::Path::new("/"))?;
+            match format {
+                Format::Sh => print!("{}", kldload::plan::sh::render(&plan)),
+                Format::Json => println!("{}", plan.to_json()),
+            }
+        }
+        Cmd::Install {
+            resolve,
+            yes,
+            force,
+        } => {
+            let (config, overrides) = resolve.load()?;
+            app::install(&config, &overrides, &system, yes, force)?;
+        }
+        Cmd::Validate { config, force } => {
+            let config = Config::load(&config)?;
+            print!("{}", app::validate(&config, &system, force)?);
+        }
+        Cmd::Disks { json } => {
+            let disks = system
+                .disks()
+                .map_err(|e| AppError::BadOption(format!("cannot list disks: {e}")))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&disks).expect("serializable")
+                );
+            } else {
+                print!("{}", kldload::disk::disks_table(&disks));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("KLDLOAD_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kldload: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}

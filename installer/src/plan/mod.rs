@@ -1,0 +1,183 @@
+//! The plan: what an install does, as data. Built by [`crate::recipe`] from a [`Config`], run by
+//! [`crate::exec`], printed by [`sh`] (a script people can read and fork) or as JSON.
+//!
+//! [`Config`]: crate::config::Config
+
+pub mod sh;
+
+use crate::config::Secret;
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// Every step of an install, in order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    /// The distro being installed.
+    pub distro: String,
+    /// Where the new system is mounted while it is built.
+    pub target_root: PathBuf,
+    /// The target disks, as the plan names them.
+    pub disks: Vec<PathBuf>,
+    pub steps: Vec<Step>,
+}
+
+/// The recipe's steps; a step's id names its shell function in `kldload plan --format sh`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepId {
+    Partition,
+    PoolAndDatasets,
+    BaseOs,
+    SystemConfiguration,
+    Initramfs,
+    BootMenu,
+    Finalize,
+}
+
+impl StepId {
+    pub fn name(self) -> &'static str {
+        match self {
+            StepId::Partition => "partition",
+            StepId::PoolAndDatasets => "pool_and_datasets",
+            StepId::BaseOs => "base_os",
+            StepId::SystemConfiguration => "system_configuration",
+            StepId::Initramfs => "initramfs",
+            StepId::BootMenu => "boot_menu",
+            StepId::Finalize => "finalize",
+        }
+    }
+}
+
+/// One step of the recipe: a title, why it exists, and its actions.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    pub id: StepId,
+    pub title: String,
+    pub why: String,
+    pub actions: Vec<Action>,
+}
+
+/// One thing the installer does. Commands are argv vectors, never shell strings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    /// Run a program.
+    Run {
+        argv: Vec<String>,
+        why: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        stdin: Option<Stdin>,
+    },
+    /// Write a file (parents must exist).
+    WriteFile {
+        path: PathBuf,
+        contents: Contents,
+        /// Octal permission bits.
+        mode: u32,
+        why: String,
+    },
+    /// Check a file's sha256 before using it.
+    VerifySha256 {
+        path: PathBuf,
+        sha256: String,
+        why: String,
+    },
+    /// From here on, append the install log to this file (on the target); `None` stops it.
+    LogTo { path: Option<PathBuf>, why: String },
+}
+
+/// What a command reads on its standard input.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
+pub enum Stdin {
+    /// Text given in the plan.
+    Text { text: String },
+    /// A file streamed in, with progress counted in bytes (the payload).
+    File { path: PathBuf },
+}
+
+/// A file's contents: text in the plan, or a secret only the installer holds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
+pub enum Contents {
+    Text {
+        text: String,
+    },
+    /// Printed as a reference to an environment variable, never as the value.
+    Secret {
+        variable: String,
+        value: Secret,
+    },
+}
+
+impl Action {
+    /// A command with its reason.
+    pub fn run<S: AsRef<str>>(argv: impl IntoIterator<Item = S>, why: impl Into<String>) -> Action {
+        Action::Run {
+            argv: argv.into_iter().map(|s| s.as_ref().to_string()).collect(),
+            why: why.into(),
+            stdin: None,
+        }
+    }
+
+    /// A command fed `stdin`.
+    pub fn run_with_stdin<S: AsRef<str>>(
+        argv: impl IntoIterator<Item = S>,
+        stdin: Stdin,
+        why: impl Into<String>,
+    ) -> Action {
+        match Action::run(argv, why) {
+            Action::Run { argv, why, .. } => Action::Run {
+                argv,
+                why,
+                stdin: Some(stdin),
+            },
+            _ => unreachable!(),
+        }
+    }
+
+    /// A text file.
+    pub fn write(
+        path: impl Into<PathBuf>,
+        text: impl Into<String>,
+        mode: u32,
+        why: impl Into<String>,
+    ) -> Action {
+        Action::WriteFile {
+            path: path.into(),
+            contents: Contents::Text { text: text.into() },
+            mode,
+            why: why.into(),
+        }
+    }
+
+    pub fn why(&self) -> &str {
+        match self {
+            Action::Run { why, .. }
+            | Action::WriteFile { why, .. }
+            | Action::VerifySha256 { why, .. }
+            | Action::LogTo { why, .. } => why,
+        }
+    }
+
+    /// The argv of a command action.
+    pub fn argv(&self) -> Option<&[String]> {
+        match self {
+            Action::Run { argv, .. } => Some(argv),
+            _ => None,
+        }
+    }
+}
+
+impl Plan {
+    /// Every argv in the plan, in order (for tests and reviews).
+    pub fn commands(&self) -> impl Iterator<Item = &[String]> {
+        self.steps
+            .iter()
+            .flat_map(|s| s.actions.iter().filter_map(Action::argv))
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a plan always serializes")
+    }
+}

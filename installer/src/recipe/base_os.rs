@@ -1,0 +1,161 @@
+//! Step 3: the base system onto the pool: the prebuilt payload (kernel, ZFS modules built and
+//! signed at image time, no compiler), or packages from a mirror on request.
+
+use super::{BaseSource, Inputs, PlanError, TARGET_ROOT};
+use crate::config::Distro;
+use crate::plan::{Action, Stdin, Step, StepId};
+
+/// Where the install log is kept on the target.
+pub const INSTALL_LOG: &str = "var/log/kldload/install.log";
+
+/// Debian's release name for a distro.
+pub fn debian_suite(distro: Distro) -> Option<&'static str> {
+    match distro {
+        Distro::Debian13 => Some("trixie"),
+        Distro::Debian12 => Some("bookworm"),
+        _ => None,
+    }
+}
+
+/// Packages a Debian target needs beyond debootstrap's default set, when installing from a
+/// mirror (the payload already holds them, with ZFS prebuilt instead of zfs-dkms).
+pub fn debian_mirror_packages(distro: Distro) -> Vec<&'static str> {
+    let mut p = vec![
+        "linux-image-amd64",
+        "linux-headers-amd64",
+        "zfs-dkms",
+        "zfsutils-linux",
+        "zfs-initramfs",
+        "efibootmgr",
+        "openssh-server",
+        "locales",
+        "zstd",
+        "wireguard-tools",
+        "dosfstools",
+    ];
+    if distro == Distro::Debian13 {
+        // A package of its own since trixie; part of systemd before.
+        p.push("systemd-resolved");
+    }
+    p
+}
+
+/// The target's apt sources (deb822). Debian 12 adds bookworm-backports, where its ZFS 2.3 is:
+/// bookworm's own 2.1 cannot import a pool made by a newer ZFS.
+pub fn debian_sources(distro: Distro, mirror: &str) -> String {
+    let suite = debian_suite(distro).unwrap_or("trixie");
+    let mut suites = format!("{suite} {suite}-updates");
+    if distro == Distro::Debian12 {
+        suites.push_str(" bookworm-backports");
+    }
+    format!(
+        "Types: deb\nURIs: {mirror}\nSuites: {suites}\nComponents: main contrib non-free-firmware\n\
+         Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+    )
+}
+
+pub fn step(inputs: &Inputs) -> Result<Step, PlanError> {
+    let distro = inputs.config.distro;
+    let Some(suite) = debian_suite(distro) else {
+        return Err(PlanError::Unsupported(format!(
+            "planning {distro} is not implemented yet"
+        )));
+    };
+    let log_dir = inputs.target("var/log/kldload");
+    let mut actions = vec![
+        Action::run(
+            ["mkdir", "-p", &log_dir],
+            "where the install log is kept on the target",
+        ),
+        Action::LogTo {
+            path: Some(inputs.target(INSTALL_LOG).into()),
+            why: "from here on the install log is also written to the target".into(),
+        },
+    ];
+    match &inputs.source {
+        BaseSource::Image(image) => {
+            actions.push(Action::run_with_stdin(
+                [
+                    "tar",
+                    "--extract",
+                    "--zstd",
+                    "--file=-",
+                    &format!("--directory={TARGET_ROOT}"),
+                    "--numeric-owner",
+                    "--xattrs",
+                    "--xattrs-include=*",
+                    "--acls",
+                ],
+                Stdin::File {
+                    path: image.clone(),
+                },
+                "lay the prebuilt base system onto the pool, keeping owners, ACLs and capabilities",
+            ));
+        }
+        BaseSource::Mirror(mirror) => {
+            actions.push(Action::run(
+                [
+                    "debootstrap",
+                    "--arch=amd64",
+                    "--components=main,contrib",
+                    "--include=ca-certificates",
+                    suite,
+                    TARGET_ROOT,
+                    mirror.as_str(),
+                ],
+                format!("a minimal Debian {suite} from the mirror"),
+            ));
+        }
+    }
+    if let Some(mirror) = &inputs.mirror {
+        actions.push(Action::run(
+            ["rm", "-f", &inputs.target("etc/apt/sources.list")],
+            "one sources file, in deb822 form",
+        ));
+        actions.push(Action::write(
+            inputs.target("etc/apt/sources.list.d/debian.sources"),
+            debian_sources(distro, mirror.as_str()),
+            0o644,
+            "the installed system's package sources",
+        ));
+    }
+    for fs in ["dev", "proc", "sys"] {
+        let inside = inputs.target(fs);
+        actions.push(Action::run(
+            ["mount", "--rbind", &format!("/{fs}"), &inside],
+            format!("/{fs} inside the target, for the commands run in it"),
+        ));
+        actions.push(Action::run(
+            ["mount", "--make-rslave", &inside],
+            "so unmounting it later does not unmount the live system's own",
+        ));
+    }
+    if let BaseSource::Mirror(_) = &inputs.source {
+        let noninteractive = |args: &[&str]| {
+            let mut argv = vec!["env", "DEBIAN_FRONTEND=noninteractive"];
+            argv.extend_from_slice(args);
+            inputs.chroot(argv)
+        };
+        actions.push(Action::Run {
+            argv: noninteractive(&["apt-get", "update"]),
+            why: "read the package lists".into(),
+            stdin: None,
+        });
+        let mut install = vec!["apt-get", "install", "--yes", "--no-install-recommends"];
+        if distro == Distro::Debian12 {
+            install.extend(["-t", "bookworm-backports"]);
+        }
+        install.extend(debian_mirror_packages(distro));
+        actions.push(Action::Run {
+            argv: noninteractive(&install),
+            why: "kernel, ZFS (built by DKMS for that kernel), boot tools and sshd".into(),
+            stdin: None,
+        });
+    }
+    Ok(Step {
+        id: StepId::BaseOs,
+        title: format!("Base OS: {distro} onto the pool"),
+        why: "the system itself; with the prebuilt payload no compiler runs on the target".into(),
+        actions,
+    })
+}

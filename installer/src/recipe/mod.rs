@@ -1,0 +1,132 @@
+//! The recipe: `Config -> Plan`, pure and deterministic. One module per step, in install order:
+//!
+//! 1. [`partition`]: GPT, an ESP and a ZFS partition on each disk.
+//! 2. [`pool`]: the pool and its datasets.
+//! 3. [`base_os`]: the base system onto the pool.
+//! 4. [`system_configuration`]: hostname, network, root's login, sshd, time zone, locale, fstab.
+//! 5. [`initramfs`]: hostid and an initramfs that imports the pool.
+//! 6. [`boot_menu`]: ZFSBootMenu on the ESP, its fallback copy and firmware entries.
+//! 7. [`finalize`]: zpool.cache, ZFS services, the `@factory` snapshot, unmount, export.
+//!
+//! Nothing here touches the machine: the same inputs give the same plan, which is what makes
+//! `kldload plan`, the golden tests and the property tests possible.
+
+pub mod base_os;
+pub mod boot_menu;
+pub mod finalize;
+pub mod initramfs;
+pub mod partition;
+pub mod pool;
+pub mod system_configuration;
+
+use crate::config::{Config, MirrorUrl};
+use crate::disk::naming::partition_path;
+use crate::plan::Plan;
+use crate::zfsbootmenu::ZbmSource;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// Where the target is mounted while it is built.
+pub const TARGET_ROOT: &str = "/mnt";
+
+/// Everything the recipe needs, resolved from the answer file and the machine beforehand.
+#[derive(Debug, Clone)]
+pub struct Inputs<'a> {
+    pub config: &'a Config,
+    /// The target disks (resolved from paths or a filter), in pool order.
+    pub disks: Vec<PathBuf>,
+    /// Where the base system comes from.
+    pub source: BaseSource,
+    /// The mirror the installed system's package manager uses (answer file, `--mirror`, or the
+    /// live system's own apt sources); none leaves the image's sources as they are.
+    pub mirror: Option<MirrorUrl>,
+    pub zfsbootmenu: ZbmSource,
+}
+
+impl Inputs<'_> {
+    /// A path inside the target, e.g. `target("etc/hostname")` -> `/mnt/etc/hostname`.
+    pub fn target(&self, path: &str) -> String {
+        format!("{TARGET_ROOT}/{}", path.trim_start_matches('/'))
+    }
+
+    pub fn pool(&self) -> &str {
+        self.config.pool.name.as_str()
+    }
+
+    /// `<pool>/<path>`.
+    pub fn dataset(&self, path: &str) -> String {
+        format!("{}/{path}", self.pool())
+    }
+
+    /// The boot environment the install creates.
+    pub fn boot_environment(&self) -> String {
+        self.dataset("ROOT/default")
+    }
+
+    pub fn esp_partition(&self, disk: &Path) -> PathBuf {
+        partition_path(disk, partition::ESP_PARTITION)
+    }
+
+    pub fn zfs_partition(&self, disk: &Path) -> PathBuf {
+        partition_path(disk, partition::ZFS_PARTITION)
+    }
+
+    /// The FAT volume id of the ESP on disk `index`: derived from the answer file so the plan is
+    /// deterministic and fstab can name the ESP (`UUID=XXXX-XXXX`) before it exists.
+    pub fn esp_volume_id(&self, index: usize) -> String {
+        let mut h = Sha256::new();
+        h.update(self.config.hostname.as_str());
+        h.update(self.pool());
+        h.update(self.disks[index].to_string_lossy().as_bytes());
+        h.update(index.to_le_bytes());
+        hex::encode(&h.finalize()[..4]).to_uppercase()
+    }
+
+    /// The volume id as fstab and blkid write it: `ABCD-1234`.
+    pub fn esp_uuid(&self, index: usize) -> String {
+        let id = self.esp_volume_id(index);
+        format!("{}-{}", &id[..4], &id[4..])
+    }
+
+    /// Runs a program inside the target.
+    pub fn chroot<'s>(&self, argv: impl IntoIterator<Item = &'s str>) -> Vec<String> {
+        let mut v = vec!["chroot".to_string(), TARGET_ROOT.to_string()];
+        v.extend(argv.into_iter().map(str::to_string));
+        v
+    }
+}
+
+/// Where the base system comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BaseSource {
+    /// A payload tarball made at image build time (the fast path).
+    Image(PathBuf),
+    /// Packages from a mirror, installed with the distro's own tool.
+    Mirror(MirrorUrl),
+}
+
+/// Why a plan cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// The whole install plan.
+pub fn build_plan(inputs: &Inputs) -> Result<Plan, PlanError> {
+    let steps = vec![
+        partition::step(inputs),
+        pool::step(inputs),
+        base_os::step(inputs)?,
+        system_configuration::step(inputs),
+        initramfs::step(inputs),
+        boot_menu::step(inputs),
+        finalize::step(inputs),
+    ];
+    Ok(Plan {
+        distro: inputs.config.distro.name().to_string(),
+        target_root: TARGET_ROOT.into(),
+        disks: inputs.disks.clone(),
+        steps,
+    })
+}

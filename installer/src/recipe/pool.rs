@@ -1,0 +1,161 @@
+//! Step 2: the pool and its datasets. Pool-wide properties are set once on the root dataset and
+//! inherited; each dataset then adds its own, so every dataset is a boundary for compression,
+//! quotas, snapshots and encryption.
+
+use super::{Inputs, TARGET_ROOT};
+use crate::config::{Encryption, ZFSBOOTMENU_HOSTID};
+use crate::plan::{Action, Contents, Step, StepId};
+
+/// The key file a passphrase-encrypted pool is created with (copied into the target and its
+/// initramfs so the booted system can mount without asking twice).
+pub fn key_file(pool: &str) -> String {
+    format!("/etc/zfs/{pool}.key")
+}
+
+/// The environment variable `kldload plan --format sh` reads the passphrase from.
+pub const PASSPHRASE_VARIABLE: &str = "KLDLOAD_POOL_PASSPHRASE";
+
+pub fn step(inputs: &Inputs) -> Step {
+    let config = inputs.config;
+    let pool = inputs.pool();
+    let mut actions = vec![Action::run(
+        ["zgenhostid", "-f", &format!("0x{ZFSBOOTMENU_HOSTID:08x}")],
+        "the live system takes the hostid ZFSBootMenu will import with, so the pool's label agrees with it",
+    )];
+    let mut create: Vec<String> = ["zpool", "create", "-f"].map(String::from).to_vec();
+    let mut opt = |flag: &str, value: String| {
+        create.push(flag.into());
+        create.push(value);
+    };
+    opt("-o", format!("ashift={}", config.pool.ashift));
+    opt("-o", "autotrim=on".into());
+    opt("-o", "cachefile=/etc/zfs/zpool.cache".into());
+    opt("-O", format!("compression={}", config.pool.compression));
+    opt("-O", "acltype=posixacl".into());
+    opt("-O", "xattr=sa".into());
+    opt("-O", "relatime=on".into());
+    opt("-O", "mountpoint=none".into());
+    opt("-O", "canmount=off".into());
+    if let Encryption::Passphrase { passphrase } = &config.pool.encryption {
+        actions.push(Action::run(
+            ["mkdir", "-p", "/etc/zfs"],
+            "the key file's directory on the live system",
+        ));
+        actions.push(Action::WriteFile {
+            path: key_file(pool).into(),
+            contents: Contents::Secret {
+                variable: PASSPHRASE_VARIABLE.into(),
+                value: passphrase.clone(),
+            },
+            mode: 0o000,
+            why: "the passphrase, for zpool create and later for the target's initramfs".into(),
+        });
+        opt("-O", "encryption=aes-256-gcm".into());
+        opt("-O", "keyformat=passphrase".into());
+        opt("-O", format!("keylocation=file://{}", key_file(pool)));
+    }
+    opt("-R", TARGET_ROOT.into());
+    create.push(pool.to_string());
+    if let Some(word) = config.disks.layout.vdev_word() {
+        create.push(word.into());
+    }
+    for disk in &inputs.disks {
+        create.push(inputs.zfs_partition(disk).to_string_lossy().into_owned());
+    }
+    actions.push(Action::Run {
+        argv: create,
+        why: format!(
+            "the pool: ashift={} for 4K sectors, {} compression, POSIX ACLs and xattrs in inodes, \
+             mounted under {TARGET_ROOT} while installing; -f because the partitions are new",
+            config.pool.ashift, config.pool.compression
+        ),
+        stdin: None,
+    });
+
+    for dataset in config.datasets() {
+        let name = inputs.dataset(dataset.path.as_str());
+        let mut argv: Vec<String> = vec!["zfs".into(), "create".into()];
+        if dataset.path.as_str().contains('/') && !is_recipe_parent(dataset.path.as_str()) {
+            argv.push("-p".into());
+        }
+        argv.push("-o".into());
+        argv.push(format!("mountpoint={}", dataset.mountpoint));
+        if let Some(canmount) = dataset.canmount {
+            argv.push("-o".into());
+            argv.push(format!("canmount={canmount}"));
+        }
+        for (k, v) in &dataset.properties {
+            argv.push("-o".into());
+            argv.push(format!("{k}={v}"));
+        }
+        argv.push(name.clone());
+        actions.push(Action::Run {
+            argv,
+            why: format!("{name}: {}", dataset.why),
+            stdin: None,
+        });
+        if dataset.path.as_str() == "ROOT/default" {
+            actions.push(Action::run(
+                ["zpool", "set", &format!("bootfs={name}"), pool],
+                "the boot environment ZFSBootMenu's countdown boots",
+            ));
+            actions.push(Action::run(
+                ["zfs", "mount", &name],
+                format!("canmount=noauto: mount the new root at {TARGET_ROOT} by hand, before the datasets under it"),
+            ));
+        }
+    }
+    actions.push(Action::run(
+        ["chmod", "1777", &inputs.target("tmp")],
+        "/tmp is writable by everyone, sticky",
+    ));
+    if let Some(swap) = config.pool.swap_size {
+        let zvol = inputs.dataset("swap");
+        actions.push(Action::run(
+            [
+                "zfs",
+                "create",
+                "-V",
+                &swap.to_string(),
+                "-b",
+                "4096",
+                "-o",
+                "compression=zle",
+                "-o",
+                "logbias=throughput",
+                "-o",
+                "sync=always",
+                "-o",
+                "primarycache=metadata",
+                "-o",
+                "secondarycache=none",
+                "-o",
+                "com.sun:auto-snapshot=false",
+                &zvol,
+            ],
+            "a swap zvol, set up as OpenZFS recommends to keep swapping from needing memory",
+        ));
+        actions.push(Action::run(
+            ["udevadm", "settle"],
+            "wait for the zvol's device node",
+        ));
+        actions.push(Action::run(
+            ["mkswap", "-f", &format!("/dev/zvol/{zvol}")],
+            "format the zvol as swap",
+        ));
+    }
+    Step {
+        id: StepId::PoolAndDatasets,
+        title: format!("Pool and datasets: {pool} with the recipe's datasets"),
+        why: "the pool carries the whole system; datasets split it where policies differ".into(),
+        actions,
+    }
+}
+
+/// The recipe creates `ROOT` and `var` before their children, so those need no `-p`.
+fn is_recipe_parent(path: &str) -> bool {
+    matches!(
+        path.rsplit_once('/').map(|(parent, _)| parent),
+        Some("ROOT" | "var")
+    )
+}
