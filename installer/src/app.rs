@@ -1,7 +1,7 @@
 //! The commands behind the `kldload` binary, as functions: load and check an answer file against
 //! a machine, make the plan, print it, or run it. `main.rs` only parses arguments and exits.
 
-use crate::config::{Config, ConfigError, DEFAULT_PAYLOAD, MirrorUrl};
+use crate::config::{Config, ConfigError, DEFAULT_PAYLOAD, Family, MirrorUrl};
 use crate::disk::SystemView;
 use crate::disk::safety::{Refusals, check_disks};
 use crate::disk::select::{SelectError, select_disks};
@@ -74,9 +74,22 @@ pub fn make_plan(
     let source = match (&requested_mirror, &config.source.image) {
         (Some(m), _) => BaseSource::Mirror(m.clone()),
         (None, Some(image)) => BaseSource::Image(image.clone()),
-        (None, None) => BaseSource::Image(DEFAULT_PAYLOAD.into()),
+        (None, None) if config.distro.family() == Family::Debian => {
+            BaseSource::Image(DEFAULT_PAYLOAD.into())
+        }
+        (None, None) => {
+            return Err(AppError::BadOption(format!(
+                "{} has no prebuilt payload: give source.mirror in the answer file or --mirror \
+                 (for rocky-9 a Rocky Linux mirror, for freebsd-14 the release's dist directory)",
+                config.distro
+            )));
+        }
     };
-    let mirror = requested_mirror.or_else(|| crate::mirror::host_debian_mirror(host_root));
+    // The live system runs Debian: its apt sources only say something about Debian targets.
+    let mirror = match config.distro.family() {
+        Family::Debian => requested_mirror.or_else(|| crate::mirror::host_debian_mirror(host_root)),
+        _ => requested_mirror,
+    };
     let on_host = |p: &Path| host_root.join(p.strip_prefix("/").unwrap_or(p)).exists();
     let inputs = Inputs {
         config,

@@ -102,9 +102,24 @@ impl Distro {
             Distro::FreeBsd14 => "freebsd-14",
         }
     }
-    pub fn is_debian(self) -> bool {
-        matches!(self, Distro::Debian13 | Distro::Debian12)
+    pub fn family(self) -> Family {
+        match self {
+            Distro::Debian13 | Distro::Debian12 => Family::Debian,
+            Distro::Rocky9 => Family::Rhel,
+            Distro::FreeBsd14 => Family::FreeBsd,
+        }
     }
+}
+
+/// Distros that install the same way: the recipe's steps differ by family, not by release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// debootstrap/apt, initramfs-tools, systemd-networkd; booted by ZFSBootMenu.
+    Debian,
+    /// dnf --installroot, dracut, NetworkManager; booted by ZFSBootMenu.
+    Rhel,
+    /// base.txz + kernel.txz, rc.conf; booted by FreeBSD's own loader.efi (ZFSBootMenu boots Linux only).
+    FreeBsd,
 }
 
 impl fmt::Display for Distro {
@@ -297,6 +312,8 @@ pub struct InstallSource {
     pub image: Option<PathBuf>,
     /// Install from this package mirror instead (debootstrap, dnf, or FreeBSD's dist files).
     pub mirror: Option<MirrorUrl>,
+    /// rocky-9: the OpenZFS repository for EL9 (its kmod packages), e.g. ".../epel/9/kmod/x86_64/".
+    pub zfs_repo: Option<MirrorUrl>,
 }
 
 /// A mirror URL (http, https, or file).
@@ -641,6 +658,12 @@ impl Config {
                 );
             }
         }
+        if self.distro == Distro::FreeBsd14 && p.encryption != Encryption::Off {
+            return err(
+                "pool.encryption",
+                "FreeBSD's loader cannot boot from a natively encrypted pool: use encryption = \"off\" for freebsd-14".into(),
+            );
+        }
         if let Some(swap) = p.swap_size
             && (swap.bytes() < 16 * MIB || !swap.bytes().is_multiple_of(MIB))
         {
@@ -677,6 +700,21 @@ impl Config {
                     );
                 }
             }
+        }
+        if self.distro == Distro::Rocky9
+            && self.source.image.is_none()
+            && self.source.zfs_repo.is_none()
+        {
+            return err(
+                "source.zfs_repo",
+                "rocky-9 installs ZFS from the OpenZFS EL9 repository: give its URL (and source.mirror)".into(),
+            );
+        }
+        if self.distro.family() != Family::Rhel && self.source.zfs_repo.is_some() {
+            return err(
+                "source.zfs_repo",
+                "only rocky-9 uses a separate ZFS repository".into(),
+            );
         }
         if self.root.password_hash.is_none() && self.root.ssh_authorized_keys.is_empty() {
             return err(

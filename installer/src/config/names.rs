@@ -303,10 +303,11 @@ fn check_locale(v: &str) -> Result<(), NameError> {
 fn check_password_hash(v: &str) -> Result<(), NameError> {
     const WHAT: &str = "root password hash";
     check_one_line(WHAT, v)?;
-    if !v.starts_with('$') || v.contains(':') || v.contains(char::is_whitespace) {
+    let crypt_char = |c: char| c.is_ascii_alphanumeric() || "./$=,-".contains(c);
+    if !v.starts_with('$') || !v.chars().all(crypt_char) {
         return Err(NameError(format!(
             "{WHAT} is not valid: give a crypt(3) hash such as the output of `openssl passwd -6` \
-             or `mkpasswd -m yescrypt` (it starts with '$' and has no ':' or spaces), never the password itself"
+             or `mkpasswd -m yescrypt` (it starts with '$' and holds only letters, digits and ./$=,-), never the password itself"
         )));
     }
     Ok(())

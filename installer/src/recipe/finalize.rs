@@ -3,6 +3,7 @@
 //! ZFSBootMenu imports it cleanly.
 
 use super::Inputs;
+use crate::config::Family;
 use crate::plan::{Action, Step, StepId};
 
 /// The snapshot of every dataset as installed.
@@ -10,20 +11,25 @@ pub const FACTORY_SNAPSHOT: &str = "factory";
 
 pub fn step(inputs: &Inputs) -> Step {
     let pool = inputs.pool();
+    let linux = inputs.config.distro.family() != Family::FreeBsd;
+    // FreeBSD's loader and rc read the cache from /boot/zfs.
+    let (cache_dir, cache) = if linux {
+        ("etc/zfs", "etc/zfs/zpool.cache")
+    } else {
+        ("boot/zfs", "boot/zfs/zpool.cache")
+    };
     let mut actions = vec![
         Action::run(
-            ["mkdir", "-p", &inputs.target("etc/zfs")],
-            "the target's ZFS configuration directory",
+            ["mkdir", "-p", &inputs.target(cache_dir)],
+            "where the target keeps its pool list",
         ),
         Action::run(
-            [
-                "cp",
-                "/etc/zfs/zpool.cache",
-                &inputs.target("etc/zfs/zpool.cache"),
-            ],
-            "zfs-import-cache imports the pool from this list at boot",
+            ["cp", "/etc/zfs/zpool.cache", &inputs.target(cache)],
+            "the pool list the installed system imports from at boot",
         ),
-        Action::Run {
+    ];
+    if linux {
+        actions.push(Action::Run {
             argv: inputs.chroot([
                 "systemctl",
                 "enable",
@@ -35,18 +41,25 @@ pub fn step(inputs: &Inputs) -> Step {
             ]),
             why: "import the pool and mount its datasets at boot; zed reports faults".into(),
             stdin: None,
-        },
-        Action::LogTo {
-            path: None,
-            why: "the target's filesystems are unmounted next: stop logging to them".into(),
-        },
-        Action::run(["umount", &inputs.target("boot/efi")], "unmount the ESP"),
-    ];
-    for fs in ["dev", "proc", "sys"] {
-        actions.push(Action::run(
-            ["umount", "--recursive", &inputs.target(fs)],
-            format!("unmount /{fs} from the target (a busy mount keeps the pool from exporting)"),
-        ));
+        });
+    }
+    actions.push(Action::LogTo {
+        path: None,
+        why: "the target's filesystems are unmounted next: stop logging to them".into(),
+    });
+    actions.push(Action::run(
+        ["umount", &inputs.target("boot/efi")],
+        "unmount the ESP",
+    ));
+    if linux {
+        for fs in ["dev", "proc", "sys"] {
+            actions.push(Action::run(
+                ["umount", "--recursive", &inputs.target(fs)],
+                format!(
+                    "unmount /{fs} from the target (a busy mount keeps the pool from exporting)"
+                ),
+            ));
+        }
     }
     actions.push(Action::run(
         [
@@ -55,7 +68,7 @@ pub fn step(inputs: &Inputs) -> Step {
             "-r",
             &format!("{pool}@{FACTORY_SNAPSHOT}"),
         ],
-        "a snapshot of every dataset as installed, to roll back or boot from ZFSBootMenu",
+        "a snapshot of every dataset as installed, to roll back to or boot from the boot menu",
     ));
     actions.push(Action::run(
         ["zpool", "export", pool],

@@ -1,13 +1,18 @@
-//! Step 5: the hostid and an initramfs that imports the pool. The hostid is the one ZFSBootMenu
-//! passes on (`spl.spl_hostid`), so /etc/hostid, the initramfs's copy, the SPL and the pool's
-//! label all agree (ARCHITECTURE.md, "One hostid").
+//! Step 5: the hostid and an initramfs that imports the pool (initramfs-tools on Debian, dracut
+//! on Rocky). The hostid is the one ZFSBootMenu passes on (`spl.spl_hostid`), so /etc/hostid, the
+//! initramfs's copy, the SPL and the pool's label all agree (ARCHITECTURE.md, "One hostid").
+//! FreeBSD has no initramfs: its loader reads the pool itself, told so by loader.conf.
 
 use super::Inputs;
 use super::pool::key_file;
-use crate::config::{Encryption, ZFSBOOTMENU_HOSTID};
+use crate::config::{Encryption, Family, ZFSBOOTMENU_HOSTID};
 use crate::plan::{Action, Step, StepId};
 
 pub fn step(inputs: &Inputs) -> Step {
+    let family = inputs.config.distro.family();
+    if family == Family::FreeBsd {
+        return freebsd_loader(inputs);
+    }
     let mut actions = vec![Action::run(
         [
             "zgenhostid",
@@ -18,28 +23,78 @@ pub fn step(inputs: &Inputs) -> Step {
         ],
         "the target's /etc/hostid, copied into its initramfs next",
     )];
-    if let Encryption::Passphrase { .. } = inputs.config.pool.encryption {
+    let encrypted = matches!(inputs.config.pool.encryption, Encryption::Passphrase { .. });
+    if encrypted {
         let key = key_file(inputs.pool());
         actions.push(Action::run(
             ["install", "-m", "0000", &key, &inputs.target(&key)],
             "the pool's key file, so the booted system mounts without asking a second time",
         ));
-        actions.push(Action::write(
-            inputs.target("etc/initramfs-tools/conf.d/umask.conf"),
-            "UMASK=0077\n",
-            0o644,
-            "the initramfs holds the key file: keep it readable by root only",
-        ));
     }
-    actions.push(Action::Run {
-        argv: inputs.chroot(["update-initramfs", "-u", "-k", "all"]),
-        why: "rebuild the initramfs with ZFS (zfs-initramfs) and this hostid".into(),
-        stdin: None,
-    });
+    match family {
+        Family::Debian => {
+            if encrypted {
+                actions.push(Action::write(
+                    inputs.target("etc/initramfs-tools/conf.d/umask.conf"),
+                    "UMASK=0077\n",
+                    0o644,
+                    "the initramfs holds the key file: keep it readable by root only",
+                ));
+            }
+            actions.push(Action::Run {
+                argv: inputs.chroot(["update-initramfs", "-u", "-k", "all"]),
+                why: "rebuild the initramfs with ZFS (zfs-initramfs) and this hostid".into(),
+                stdin: None,
+            });
+        }
+        _ => {
+            let mut conf = String::from(
+                "# Written by kldload: the hostid ZFSBootMenu imports with.\ninstall_items+=\" /etc/hostid \"\n",
+            );
+            if encrypted {
+                conf.push_str(&format!(
+                    "install_items+=\" {} \"\n",
+                    key_file(inputs.pool())
+                ));
+            }
+            actions.push(Action::write(
+                inputs.target("etc/dracut.conf.d/kldload.conf"),
+                conf,
+                0o644,
+                "dracut puts these files into the initramfs",
+            ));
+            actions.push(Action::Run {
+                argv: inputs.chroot(["dracut", "--force", "--regenerate-all"]),
+                why: "rebuild the initramfs with ZFS (zfs-dracut) and this hostid".into(),
+                stdin: None,
+            });
+        }
+    }
     Step {
         id: StepId::Initramfs,
         title: "Initramfs: ZFS and the machine's hostid".into(),
         why: "the kernel ZFSBootMenu boots needs an initramfs that imports the pool and mounts root=zfs:".into(),
         actions,
+    }
+}
+
+fn freebsd_loader(inputs: &Inputs) -> Step {
+    let mut conf = String::from("zfs_load=\"YES\"\n");
+    if inputs.config.zfsbootmenu.serial_console.is_some() {
+        conf.push_str(
+            "boot_multicons=\"YES\"\nconsole=\"comconsole,efi\"\ncomconsole_speed=\"115200\"\n",
+        );
+    }
+    Step {
+        id: StepId::Initramfs,
+        title: "Loader configuration: ZFS from the loader (FreeBSD has no initramfs)".into(),
+        why: "FreeBSD's loader reads the kernel from the pool's bootfs and loads ZFS before it"
+            .into(),
+        actions: vec![Action::write(
+            inputs.target("boot/loader.conf"),
+            conf,
+            0o644,
+            "load ZFS at boot",
+        )],
     }
 }

@@ -2,6 +2,7 @@
 //! No swap partition (swap, if wanted, is a zvol) and no /boot: ZFSBootMenu reads kernels from ZFS.
 
 use super::Inputs;
+use crate::config::Family;
 use crate::plan::{Action, Step, StepId};
 
 /// Partition numbers, the same on every disk.
@@ -11,8 +12,16 @@ pub const ZFS_PARTITION: u32 = 2;
 pub fn step(inputs: &Inputs) -> Step {
     let esp_mib = inputs.config.disks.esp_size.mib();
     let pool = inputs.pool();
+    let freebsd = inputs.config.distro.family() == Family::FreeBsd;
+    // FreeBSD finds its ESP by GPT label (/dev/gpt/efiboot0) and wants its own ZFS type code.
+    let zfs_type = if freebsd { "A504" } else { "BF00" };
     let mut actions = Vec::new();
     for (index, disk) in inputs.disks.iter().enumerate() {
+        let esp_name = if freebsd {
+            format!("efiboot{index}")
+        } else {
+            "ESP".to_string()
+        };
         let disk_arg = disk.to_string_lossy().into_owned();
         actions.push(Action::run(
             ["wipefs", "--all", &disk_arg],
@@ -27,7 +36,7 @@ pub fn step(inputs: &Inputs) -> Step {
                 "sgdisk",
                 &format!("--new={ESP_PARTITION}:1M:+{esp_mib}M"),
                 &format!("--typecode={ESP_PARTITION}:EF00"),
-                &format!("--change-name={ESP_PARTITION}:ESP"),
+                &format!("--change-name={ESP_PARTITION}:{esp_name}"),
                 &disk_arg,
             ],
             format!("{esp_mib} MiB EFI system partition, 1 MiB-aligned: holds ZFSBootMenu and the fallback loader"),
@@ -36,7 +45,7 @@ pub fn step(inputs: &Inputs) -> Step {
             [
                 "sgdisk",
                 &format!("--new={ZFS_PARTITION}:0:0"),
-                &format!("--typecode={ZFS_PARTITION}:BF00"),
+                &format!("--typecode={ZFS_PARTITION}:{zfs_type}"),
                 &format!("--change-name={ZFS_PARTITION}:{pool}"),
                 &disk_arg,
             ],

@@ -3,7 +3,7 @@
 //! quotas, snapshots and encryption.
 
 use super::{Inputs, TARGET_ROOT};
-use crate::config::{Encryption, ZFSBOOTMENU_HOSTID};
+use crate::config::{Encryption, Family, ZFSBOOTMENU_HOSTID};
 use crate::plan::{Action, Contents, Step, StepId};
 
 /// The key file a passphrase-encrypted pool is created with (copied into the target and its
@@ -30,6 +30,10 @@ pub fn step(inputs: &Inputs) -> Step {
     opt("-o", format!("ashift={}", config.pool.ashift));
     opt("-o", "autotrim=on".into());
     opt("-o", "cachefile=/etc/zfs/zpool.cache".into());
+    if config.distro.family() == Family::FreeBsd {
+        // Only features FreeBSD 14's OpenZFS 2.2 knows, whatever the live system's ZFS is.
+        opt("-o", "compatibility=openzfs-2.2-freebsd".into());
+    }
     opt("-O", format!("compression={}", config.pool.compression));
     opt("-O", "acltype=posixacl".into());
     opt("-O", "xattr=sa".into());

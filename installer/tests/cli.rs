@@ -1,0 +1,186 @@
+//! The `kldload` binary as a user runs it: output, messages and exit statuses.
+//! Every command here either writes nothing by design (plan, validate, disks) or is refused
+//! before writing (install with a disk that does not exist).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+}
+
+fn kldload(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kldload"))
+        .args(args)
+        .env("CI", "true")
+        .env_remove("KLDLOAD_ZFSBOOTMENU")
+        .output()
+        .expect("kldload runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// An answer file in a temporary directory.
+fn answer_file(dir: &tempfile::TempDir, body: &str) -> String {
+    let path = dir.path().join("answers.toml");
+    std::fs::write(&path, body).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn plan_prints_the_recipe() {
+    let config = fixtures().join("answers/default.toml");
+    let out = kldload(&["plan", "--config", &config.to_string_lossy()]);
+    let script = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let create = script
+        .lines()
+        .find(|l| l.trim_start().starts_with("zpool create"))
+        .expect("zpool create");
+    for opt in [
+        "ashift=12",
+        "compression=lz4",
+        "acltype=posixacl",
+        "xattr=sa",
+    ] {
+        assert!(create.contains(opt), "{opt} missing from: {create}");
+    }
+    for dataset in [
+        "-o mountpoint=none -o canmount=off rpool/ROOT",
+        "-o mountpoint=/ -o canmount=noauto rpool/ROOT/default",
+        "-o mountpoint=/home rpool/home",
+        "-o mountpoint=/var rpool/var",
+        "-o mountpoint=/var/log rpool/var/log",
+        "-o mountpoint=/tmp -o devices=off -o exec=off -o setuid=off -o sync=disabled rpool/tmp",
+    ] {
+        assert!(
+            script.contains(&format!("zfs create {dataset}\n")),
+            "missing dataset {dataset}"
+        );
+    }
+    for expected in [
+        "sgdisk --new=1:1M:+512M --typecode=1:EF00",
+        "mkfs.vfat -F 32",
+        "/mnt/boot/efi/EFI/BOOT/BOOTX64.EFI",
+        "efibootmgr --create --disk /dev/vda --part 1 --label ZFSBootMenu",
+        "zfs snapshot -r rpool@factory",
+        "zpool export rpool",
+    ] {
+        assert!(script.contains(expected), "missing: {expected}");
+    }
+    // The script is valid bash.
+    let check = Command::new("bash")
+        .args(["-n", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", text(&check.stderr));
+}
+
+#[test]
+fn plan_as_json() {
+    let config = fixtures().join("answers/default.toml");
+    let out = kldload(&[
+        "plan",
+        "--config",
+        &config.to_string_lossy(),
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success());
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let steps: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "partition",
+            "pool_and_datasets",
+            "base_os",
+            "system_configuration",
+            "initramfs",
+            "boot_menu",
+            "finalize"
+        ]
+    );
+}
+
+#[test]
+fn zfsbootmenu_path_from_the_environment() {
+    let config = fixtures().join("answers/default.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_kldload"))
+        .args(["plan", "--config", &config.to_string_lossy()])
+        .env("KLDLOAD_ZFSBOOTMENU", "/srv/zbm/VMLINUZ.EFI")
+        .output()
+        .unwrap();
+    let script = text(&out.stdout);
+    assert!(
+        script.contains("install -m 0644 /srv/zbm/VMLINUZ.EFI /mnt/boot/efi/EFI/ZBM/VMLINUZ.EFI"),
+        "{script}"
+    );
+    assert!(!script.contains("curl"));
+}
+
+#[test]
+fn a_malformed_answer_file_exits_2_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = answer_file(&dir, "hostname = \"box\"\n[disks]\npaths = [\"/dev/vdb\"\n");
+    let out = kldload(&["plan", "--config", &file]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("answers.toml:3:"), "{err}");
+}
+
+#[test]
+fn a_bad_name_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = answer_file(
+        &dir,
+        "hostname = \"box\"\n[disks]\npaths = [\"/dev/vdb\"]\n[pool]\nname = \"raidz-pool\"\n[root]\npassword_hash = \"$6$x$y\"\n",
+    );
+    for cmd in ["plan", "validate", "install"] {
+        let out = kldload(&[cmd, "--config", &file]);
+        assert_eq!(out.status.code(), Some(2), "{cmd}");
+        assert!(
+            text(&out.stderr).contains("key `pool.name`"),
+            "{cmd}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn a_missing_disk_is_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = answer_file(
+        &dir,
+        "hostname = \"box\"\n[disks]\npaths = [\"/dev/disk/by-id/kldload-test-no-such-disk\"]\n\
+         [root]\npassword_hash = \"$6$x$y\"\n",
+    );
+    for cmd in [
+        vec!["validate", "--config", &file],
+        vec!["install", "--config", &file, "--yes"],
+    ] {
+        let out = kldload(&cmd);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd:?}: {err}");
+        assert!(
+            err.contains("refusing /dev/disk/by-id/kldload-test-no-such-disk: it does not exist; fix: check the name with `kldload disks`"),
+            "{err}"
+        );
+        assert!(err.contains("nothing was written to any disk"), "{err}");
+    }
+}
+
+#[test]
+fn disks_lists_this_machine() {
+    let out = kldload(&["disks", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let disks: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(disks.is_array());
+}
