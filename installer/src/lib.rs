@@ -11,4 +11,5 @@ pub mod exec;
 pub mod mirror;
 pub mod plan;
 pub mod recipe;
+pub mod unattended;
 pub mod zfsbootmenu;

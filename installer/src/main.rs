@@ -75,6 +75,9 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// What the live medium runs at boot: install from an answer file given on the kernel
+    /// command line (kldload.answers=PATH), through QEMU's fw_cfg, or on the medium.
+    Unattended,
     /// List this machine's disks: by-id names, sizes, models, serials and what is on them.
     Disks {
         /// As JSON.
@@ -106,6 +109,7 @@ fn run(cli: Cli) -> Result<(), AppError> {
             let config = Config::load(&config)?;
             print!("{}", app::validate(&config, &system, force)?);
         }
+        Cmd::Unattended => std::process::exit(kldload::unattended::run()),
         Cmd::Disks { json } => {
             let disks = system
                 .disks()

@@ -1,7 +1,13 @@
 //! `cargo xtask <task>`: the project's tasks as a Rust program (the xtask pattern), so they run
 //! the same on a laptop and in CI with nothing but cargo.
 //!
-//! - `ci`: the whole test suite, as CI runs it (README's test command).
+//! - `build-image <distro>`: the live medium and the target payload (`image/`);
+//! - `image-cache list|prune`: the build cache;
+//! - `ci`: the whole test suite, as CI runs it (the README's test command).
+
+mod image;
+mod progress;
+mod run;
 
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -14,14 +20,61 @@ struct Cli {
     task: Task,
 }
 
+#[derive(clap::Args)]
+struct CacheDir {
+    /// Where builds are cached (default $KLDLOAD_CACHE, else /var/cache/kldload).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+impl CacheDir {
+    fn path(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .or_else(|| std::env::var_os("KLDLOAD_CACHE").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(image::cache::DEFAULT_CACHE))
+    }
+}
+
 #[derive(Subcommand)]
 enum Task {
+    /// Build the live medium (a GPT disk image) with the target payload, ZFS built at image time.
+    BuildImage {
+        /// debian (= debian-13) or debian-12.
+        distro: String,
+        /// Rebuild every phase instead of reusing the cache.
+        #[arg(long)]
+        rebuild: bool,
+        /// ZFSBootMenu EFI file to put on the medium (default: the pinned release download).
+        #[arg(long, env = "KLDLOAD_ZFSBOOTMENU")]
+        zfsbootmenu: Option<PathBuf>,
+        /// Debian mirror (default: this host's apt sources).
+        #[arg(long)]
+        mirror: Option<String>,
+        #[command(flatten)]
+        cache: CacheDir,
+    },
+    /// List or prune the build cache.
+    ImageCache {
+        #[command(subcommand)]
+        action: CacheAction,
+        #[command(flatten)]
+        cache: CacheDir,
+    },
     /// Run every test with nextest's `ci` profile (JUnit report in target/nextest/ci/junit.xml).
     Ci,
 }
 
+#[derive(Subcommand)]
+enum CacheAction {
+    /// Every entry with its size; `*` marks those the latest build of its distro uses.
+    List,
+    /// Remove entries the latest build of each distro does not use, and interrupted builds.
+    Prune,
+}
+
 /// The workspace root (xtask lives one level below it).
-fn project_root() -> PathBuf {
+pub fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask is inside the workspace")
@@ -43,11 +96,91 @@ fn ci(sh: &Shell) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Entries in use: those named by each distro's current.json.
+fn entries_in_use(root: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|d| std::fs::read_to_string(d.path().join("current.json")).ok())
+        .filter_map(|t| serde_json::from_str::<Vec<PathBuf>>(&t).ok())
+        .flatten()
+        .collect()
+}
+
+fn image_cache(action: CacheAction, root: &Path) -> anyhow::Result<()> {
+    let cache = image::cache::Cache::new(root.to_owned());
+    let used = entries_in_use(root);
+    let entries = cache.list()?;
+    match action {
+        CacheAction::List => {
+            for (path, size) in &entries {
+                let mark = if used.contains(path) { "*" } else { " " };
+                println!(
+                    "{mark} {:>10}  {}",
+                    kldload::disk::human_size(*size),
+                    path.display()
+                );
+            }
+            println!("{} entries under {}", entries.len(), root.display());
+        }
+        CacheAction::Prune => {
+            let mut freed = 0;
+            for (path, size) in entries.into_iter().filter(|(p, _)| !used.contains(p)) {
+                image::cache::remove_tree(&path)?;
+                println!(
+                    "removed {} ({})",
+                    path.display(),
+                    kldload::disk::human_size(size)
+                );
+                freed += size;
+            }
+            println!("freed {}", kldload::disk::human_size(freed));
+        }
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let sh = Shell::new()?;
     sh.change_dir(project_root());
     match cli.task {
         Task::Ci => ci(&sh),
+        Task::BuildImage {
+            distro,
+            rebuild,
+            zfsbootmenu,
+            mirror,
+            cache,
+        } => {
+            let out = image::build_image(&image::Options {
+                distro,
+                rebuild,
+                zfsbootmenu,
+                mirror,
+                cache: cache.path(),
+            })?;
+            let m = &out.manifest;
+            println!(
+                "medium: {} ({})",
+                out.medium.display(),
+                kldload::disk::human_size(out.size)
+            );
+            println!(
+                "payload: {} {} (kernel {}, ZFS {}, modules signed by {:?}), {} packages, {}, sha256 {}",
+                m.distro,
+                m.suite,
+                m.kernel,
+                m.zfs,
+                m.module_signer,
+                m.packages.len(),
+                kldload::disk::human_size(m.size),
+                m.sha256
+            );
+            print!("{}", out.phases.table());
+            Ok(())
+        }
+        Task::ImageCache { action, cache } => image_cache(action, &cache.path()),
     }
 }

@@ -1,0 +1,121 @@
+//! `kldload unattended`: what the live medium runs at boot. When an answer file is given (on the
+//! kernel command line, through QEMU's fw_cfg, or on the medium), it installs without asking,
+//! prints its progress on the consoles, ends with one clear line, and then powers off, reboots
+//! or leaves a shell, as the answer file says.
+
+use crate::app::{self, AppError, Overrides};
+use crate::config::{AfterInstall, Config};
+use crate::disk::LinuxSystem;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The line that ends a successful unattended install (the VM harness waits for it).
+pub const SUCCESS_LINE: &str = "==== kldload: INSTALL SUCCEEDED ====";
+/// The start of the line that ends a failed one.
+pub const FAILURE_LINE: &str = "==== kldload: INSTALL FAILED";
+
+/// QEMU's `-fw_cfg name=opt/kldload/answers.toml,file=...` shows up here.
+pub const FW_CFG_ANSWERS: &str = "/sys/firmware/qemu_fw_cfg/by_name/opt/kldload/answers.toml/raw";
+/// An answer file a user put on the medium.
+pub const MEDIUM_ANSWERS: &str = "/run/kldload/medium/answers.toml";
+
+/// `kldload.answers=PATH` on a kernel command line.
+pub fn answers_from_cmdline(cmdline: &str) -> Option<PathBuf> {
+    cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("kldload.answers="))
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Where the answer file is, in order: kernel command line, fw_cfg, the medium. Waits a while
+/// for the medium, which is mounted in parallel with this service.
+fn find_answers() -> Option<PathBuf> {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    if let Some(p) = answers_from_cmdline(&cmdline) {
+        return Some(p);
+    }
+    let _ = std::process::Command::new("modprobe")
+        .arg("qemu_fw_cfg")
+        .status();
+    let start = Instant::now();
+    loop {
+        for candidate in [FW_CFG_ANSWERS, MEDIUM_ANSWERS] {
+            if Path::new(candidate).is_file() {
+                return Some(candidate.into());
+            }
+        }
+        let medium_mounted = Path::new(crate::config::DEFAULT_PAYLOAD).exists();
+        if medium_mounted || start.elapsed() > Duration::from_secs(30) {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Runs the unattended install if there is an answer file. Returns the exit status.
+pub fn run() -> i32 {
+    let Some(path) = find_answers() else {
+        eprintln!(
+            "kldload: no answer file (kldload.answers=, fw_cfg or {MEDIUM_ANSWERS}): interactive use, see `kldload --help`"
+        );
+        return 0;
+    };
+    eprintln!("kldload: unattended install with {}", path.display());
+    // fw_cfg files report a size of 0 to stat; read them fully before parsing.
+    let result = std::fs::read_to_string(&path)
+        .map_err(|e| AppError::BadOption(format!("cannot read {}: {e}", path.display())))
+        .and_then(|text| Ok(Config::parse(&text, &path.display().to_string())?))
+        .map(|config| {
+            let outcome = app::install(&config, &Overrides::default(), &LinuxSystem, true, false);
+            (config, outcome)
+        });
+    let (after, status) = match result {
+        Ok((config, Ok(()))) => {
+            eprintln!("{SUCCESS_LINE}");
+            (config.after_install, 0)
+        }
+        Ok((config, Err(e))) => {
+            eprintln!("kldload: {e}");
+            eprintln!(
+                "{FAILURE_LINE}: {} ====",
+                e.to_string().lines().next().unwrap_or_default()
+            );
+            (config.after_install, e.exit_code())
+        }
+        Err(e) => {
+            eprintln!("kldload: {e}");
+            eprintln!("{FAILURE_LINE}: the answer file was not usable ====");
+            (AfterInstall::Shell, e.exit_code())
+        }
+    };
+    match after {
+        AfterInstall::Poweroff => {
+            let _ = std::process::Command::new("systemctl")
+                .arg("poweroff")
+                .status();
+        }
+        AfterInstall::Reboot => {
+            let _ = std::process::Command::new("systemctl")
+                .arg("reboot")
+                .status();
+        }
+        AfterInstall::Shell => eprintln!("kldload: leaving a shell on the consoles"),
+    }
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_on_the_kernel_command_line() {
+        assert_eq!(
+            answers_from_cmdline("console=ttyS0 kldload.answers=/run/a.toml quiet"),
+            Some(PathBuf::from("/run/a.toml"))
+        );
+        assert_eq!(answers_from_cmdline("console=ttyS0 kldload.answers="), None);
+        assert_eq!(answers_from_cmdline("quiet"), None);
+    }
+}

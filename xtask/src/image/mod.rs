@@ -1,0 +1,388 @@
+//! `cargo xtask build-image <distro>`: the live medium and the target payload, with ZFS built,
+//! signed and packaged at image time. Four cached phases, each keyed by a hash of its inputs:
+//!
+//! 1. [`builder`]: kernel + headers + DKMS-built, MOK-signed ZFS -> a modules package;
+//! 2. [`payload`]: the target root without build tools -> payload.tar.zst + manifest.json;
+//! 3. [`live`]: the payload plus the installer's tools -> a cpio archive the kernel runs from RAM;
+//! 4. [`medium`]: the `kldload` binary, the EFI file of kernel + initrd + command line, and
+//!    everything on one ESP in a GPT disk image.
+
+pub mod builder;
+pub mod cache;
+pub mod live;
+pub mod medium;
+pub mod payload;
+pub mod recipe;
+pub mod zbm;
+
+use crate::progress::Phases;
+use crate::run::{Log, output, run};
+use anyhow::{Context, Result, bail};
+use cache::{Cache, Key, build_entry, phase_log};
+use recipe::ImageDistro;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Host tools the build runs, and the Debian packages they come from.
+pub const HOST_TOOLS: [(&str, &str); 12] = [
+    ("debootstrap", "debootstrap"),
+    ("mkfs.vfat", "dosfstools"),
+    ("mcopy", "mtools"),
+    ("sgdisk", "gdisk"),
+    ("cpio", "cpio"),
+    ("zstd", "zstd"),
+    ("openssl", "openssl"),
+    ("objcopy", "binutils"),
+    ("dpkg-deb", "dpkg"),
+    ("curl", "curl"),
+    ("modinfo", "kmod"),
+    ("chroot", "coreutils"),
+];
+
+/// Free space a cold build needs in the cache (roots of three systems, archives, the image).
+const COLD_SPACE: u64 = 8 << 30;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub distro: String,
+    pub rebuild: bool,
+    pub zfsbootmenu: Option<PathBuf>,
+    pub mirror: Option<String>,
+    pub cache: PathBuf,
+}
+
+/// What a build produced.
+#[derive(Debug)]
+pub struct Output {
+    pub medium: PathBuf,
+    pub size: u64,
+    pub manifest: payload::Manifest,
+    pub phases: Phases,
+}
+
+pub fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next().map(|u| u == "0"))
+        .unwrap_or(false)
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false)
+        || ["/usr/sbin", "/sbin"]
+            .iter()
+            .any(|d| Path::new(d).join(tool).is_file())
+}
+
+/// Installs missing host packages when root; otherwise says exactly what to run.
+pub fn ensure_host_packages(tools: &[(&str, &str)]) -> Result<()> {
+    let mut missing: Vec<&str> = tools
+        .iter()
+        .filter(|(t, _)| !on_path(t))
+        .map(|(_, p)| *p)
+        .collect();
+    missing.dedup();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut argv = vec!["apt-get", "install", "--yes", "--no-install-recommends"];
+    argv.extend(&missing);
+    if !is_root() {
+        bail!(
+            "missing host packages; install them with:\n  sudo {}",
+            crate::run::shown(&argv)
+        );
+    }
+    eprintln!("installing host packages: {}", missing.join(" "));
+    let status = std::process::Command::new(argv[0])
+        .args(&argv[1..])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()?;
+    if !status.success() {
+        bail!("`{}` failed", crate::run::shown(&argv));
+    }
+    Ok(())
+}
+
+/// Bytes free at `path`.
+fn free_space(path: &Path) -> Option<u64> {
+    let out = std::process::Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(path)
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The mirror: given, or the host's own apt sources; checked to answer before anything starts.
+fn choose_mirror(given: Option<&str>, distro: &ImageDistro, log: &Log) -> Result<String> {
+    let mirror = match given {
+        Some(m) => kldload::config::MirrorUrl::new(m).map_err(anyhow::Error::msg)?,
+        None => kldload::mirror::host_debian_mirror(Path::new("/"))
+            .context("no Debian mirror: this host's apt sources name none; pass --mirror URL")?,
+    };
+    let release = format!("{}/dists/{}/InRelease", mirror.as_str(), distro.suite);
+    if run(
+        log,
+        &[
+            "curl",
+            "--fail",
+            "--silent",
+            "--show-error",
+            "--head",
+            "--max-time",
+            "30",
+            &release,
+        ],
+    )
+    .is_err()
+    {
+        bail!(
+            "the mirror {} does not answer (tried {release}):\n{}",
+            mirror.as_str(),
+            log.tail()
+        );
+    }
+    Ok(mirror.as_str().to_string())
+}
+
+/// Builds the release `kldload` for the live system and returns its path.
+fn build_kldload(log: &Log) -> Result<PathBuf> {
+    let root = crate::project_root();
+    run(
+        log,
+        &[
+            "cargo",
+            "build",
+            "--release",
+            "--quiet",
+            "--package",
+            "kldload",
+            "--manifest-path",
+            &root.join("Cargo.toml").to_string_lossy(),
+        ],
+    )?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    Ok(target.join("release/kldload"))
+}
+
+pub fn build_image(opts: &Options) -> Result<Output> {
+    let distro = ImageDistro::find(&opts.distro)?;
+    if !is_root() {
+        bail!(
+            "build-image needs root: it runs debootstrap, chroot and mounts. Run it as root, e.g.\n  sudo -E cargo xtask build-image {}",
+            opts.distro
+        );
+    }
+    ensure_host_packages(&HOST_TOOLS)?;
+    let cache = Cache::new(opts.cache.clone());
+    let dir = cache.root.join(distro.name);
+    fs::create_dir_all(&dir).with_context(|| format!("creating the cache {}", dir.display()))?;
+    let host_log = Log::new(dir.join("host.log"))?;
+    let mirror = choose_mirror(opts.mirror.as_deref(), &distro, &host_log)?;
+    let mut phases = Phases::default();
+
+    let mut key = Key::new("builder");
+    key.add(recipe::RECIPE_VERSION)
+        .add(distro.name)
+        .add(&mirror);
+    key.add(recipe::BUILDER_PACKAGES.join(" "))
+        .add(recipe::BUILDER_ZFS_PACKAGES.join(" "));
+    let builder_dir = cache.entry(distro.name, "builder", &key);
+    if (!builder_dir.is_dir() || opts.rebuild)
+        && let Some(free) = free_space(&cache.root)
+        && free < COLD_SPACE
+    {
+        bail!(
+            "not enough free disk for a build: {} free in {}, {} needed",
+            kldload::disk::human_size(free),
+            cache.root.display(),
+            kldload::disk::human_size(COLD_SPACE)
+        );
+    }
+    let build_id = key.hex();
+    let debs = cache.debs(distro.name);
+    let built = phases.run(
+        "builder (DKMS)",
+        Some(builder_dir.with_extension("partial").join("build.log")),
+        || {
+            let cached = build_entry(&builder_dir, opts.rebuild, |tmp| {
+                builder::build(&phase_log(tmp)?, &distro, &mirror, &debs, tmp, &build_id)
+                    .map(|_| ())
+            })?;
+            Ok((builder::load(&builder_dir)?, cached))
+        },
+    )?;
+
+    key = Key::new("payload");
+    key.add(build_id.as_bytes())
+        .add(recipe::PAYLOAD_PACKAGES.join(" "));
+    key.add(kldload::config::ZFSBOOTMENU_HOSTID.to_string());
+    let payload_dir = cache.entry(distro.name, "payload", &key);
+    let manifest = phases.run(
+        "payload",
+        Some(payload_dir.with_extension("partial").join("build.log")),
+        || {
+            let cached = build_entry(&payload_dir, opts.rebuild, |tmp| {
+                payload::build(
+                    &phase_log(tmp)?,
+                    &distro,
+                    &mirror,
+                    &debs,
+                    &built,
+                    &builder_dir,
+                    tmp,
+                )
+                .map(|_| ())
+            })?;
+            let text = fs::read_to_string(payload_dir.join(payload::MANIFEST))?;
+            Ok((serde_json::from_str::<payload::Manifest>(&text)?, cached))
+        },
+    )?;
+
+    key.add("live")
+        .add(recipe::LIVE_PACKAGES.join(" "))
+        .add(recipe::LIVE_MODULES_DROPPED.join(" "));
+    for (p, m, c) in recipe::LIVE_FILES {
+        key.add(p).add(m.to_string()).add(c);
+    }
+    let live_dir = cache.entry(distro.name, "live", &key);
+    phases.run(
+        "live system",
+        Some(live_dir.with_extension("partial").join("build.log")),
+        || {
+            let cached = build_entry(&live_dir, opts.rebuild, |tmp| {
+                live::build(
+                    &phase_log(tmp)?,
+                    &payload_dir.join(payload::ROOT),
+                    &built,
+                    tmp,
+                )
+            })?;
+            Ok(((), cached))
+        },
+    )?;
+
+    let (kldload_bin, zbm_file) =
+        phases.run("kldload + ZFSBootMenu", Some(host_log.path.clone()), || {
+            let bin = build_kldload(&host_log)?;
+            let zbm = zbm::resolve(&host_log, opts.zfsbootmenu.as_deref(), &cache.root)?;
+            Ok(((bin, zbm), false))
+        })?;
+    key.add("medium")
+        .add(recipe::LIVE_CMDLINE)
+        .add(recipe::MEDIUM_LABEL);
+    key.add(kldload::exec::file_sha256(&kldload_bin)?)
+        .add(kldload::exec::file_sha256(&zbm_file)?);
+    let medium_dir = cache.entry(distro.name, "medium", &key);
+    phases.run(
+        "medium",
+        Some(medium_dir.with_extension("partial").join("build.log")),
+        || {
+            let cached = build_entry(&medium_dir, opts.rebuild, |tmp| {
+                let log = phase_log(tmp)?;
+                build_medium(
+                    &log,
+                    tmp,
+                    &builder_dir,
+                    &payload_dir,
+                    &live_dir,
+                    &kldload_bin,
+                    &zbm_file,
+                )
+            })?;
+            Ok(((), cached))
+        },
+    )?;
+    let medium = medium_dir.join(medium::IMAGE);
+    let size = fs::metadata(&medium)?.len();
+    // What this build uses, for `cargo xtask image-cache prune`.
+    let current: Vec<String> = [&builder_dir, &payload_dir, &live_dir, &medium_dir]
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
+    fs::write(
+        dir.join("current.json"),
+        serde_json::to_string_pretty(&current)?,
+    )?;
+    Ok(Output {
+        medium,
+        size,
+        manifest,
+        phases,
+    })
+}
+
+fn build_medium(
+    log: &Log,
+    work: &Path,
+    builder_dir: &Path,
+    payload_dir: &Path,
+    live_dir: &Path,
+    kldload_bin: &Path,
+    zbm: &Path,
+) -> Result<()> {
+    let extra = work.join("kldload-root");
+    fs::create_dir_all(extra.join("usr/local/bin"))?;
+    fs::copy(kldload_bin, extra.join("usr/local/bin/kldload"))?;
+    let extra_cpio = work.join("kldload.cpio.zst");
+    live::pack_cpio(&extra, &extra_cpio, 19)?;
+    fs::remove_dir_all(&extra)?;
+    // The kernel unpacks concatenated archives in order: the live root, then kldload.
+    let initrd = work.join("initrd.zst");
+    let mut bytes = fs::read(live_dir.join(live::INITRD))?;
+    bytes.extend(fs::read(&extra_cpio)?);
+    fs::write(&initrd, bytes)?;
+    let cmdline = work.join("cmdline");
+    fs::write(&cmdline, recipe::LIVE_CMDLINE)?;
+    let efi = work.join("BOOTX64.EFI");
+    medium::unified_kernel_image(
+        log,
+        &builder_dir.join(builder::ROOT).join(medium::STUB),
+        &live_dir.join(live::OS_RELEASE),
+        &cmdline,
+        &live_dir.join(live::KERNEL),
+        &initrd,
+        &efi,
+    )?;
+    let files: medium::Files = vec![
+        ("EFI/BOOT/BOOTX64.EFI".into(), efi.clone()),
+        ("payload.tar.zst".into(), payload_dir.join(payload::TARBALL)),
+        ("manifest.json".into(), payload_dir.join(payload::MANIFEST)),
+        ("zfsbootmenu/VMLINUZ.EFI".into(), zbm.to_owned()),
+        (
+            "mok.der".into(),
+            builder_dir.join(builder::MOK_DIR).join("mok.der"),
+        ),
+    ];
+    medium::disk_image(
+        log,
+        recipe::MEDIUM_LABEL,
+        &files,
+        work,
+        &work.join(medium::IMAGE),
+    )?;
+    for f in [&initrd, &extra_cpio, &efi, &cmdline] {
+        fs::remove_file(f)?;
+    }
+    let _ = output(
+        log,
+        &[
+            "sgdisk",
+            "--print",
+            &work.join(medium::IMAGE).to_string_lossy(),
+        ],
+    )?;
+    Ok(())
+}

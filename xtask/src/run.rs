@@ -1,0 +1,175 @@
+//! Running host commands for the build: argv only, output to the phase's log file, and on a
+//! failure an error with the command and the log's last lines.
+
+use anyhow::{Context, Result, bail};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// How many log lines a failure shows.
+const TAIL: usize = 30;
+
+/// A log file that commands append their output to.
+#[derive(Debug, Clone)]
+pub struct Log {
+    pub path: PathBuf,
+}
+
+impl Log {
+    pub fn new(path: impl Into<PathBuf>) -> Result<Log> {
+        let path = path.into();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        File::create(&path).with_context(|| format!("creating log {}", path.display()))?;
+        Ok(Log { path })
+    }
+
+    fn file(&self) -> Result<File> {
+        Ok(OpenOptions::new().append(true).open(&self.path)?)
+    }
+
+    pub fn note(&self, text: &str) {
+        if let Ok(mut f) = self.file() {
+            let _ = writeln!(f, "## {text}");
+        }
+    }
+
+    /// The last lines of the log.
+    pub fn tail(&self) -> String {
+        tail_of(&self.path, TAIL)
+    }
+}
+
+/// The last `n` lines of a text file.
+pub fn tail_of(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Shows an argv as a person would type it.
+pub fn shown(argv: &[&str]) -> String {
+    argv.iter()
+        .map(|w| {
+            if w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c))
+                && !w.is_empty()
+            {
+                w.to_string()
+            } else {
+                format!("'{}'", w.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs `argv` with `env`, output appended to `log`.
+pub fn run_env(log: &Log, argv: &[&str], env: &[(&str, &str)]) -> Result<()> {
+    log.note(&format!("$ {}", shown(argv)));
+    let out = log.file()?;
+    let status = Command::new(argv[0])
+        .args(&argv[1..])
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .status()
+        .with_context(|| format!("cannot start {} (is it installed?)", argv[0]))?;
+    if !status.success() {
+        bail!(
+            "`{}` failed ({status}); last lines of {}:\n{}",
+            shown(argv),
+            log.path.display(),
+            log.tail()
+        );
+    }
+    Ok(())
+}
+
+pub fn run(log: &Log, argv: &[&str]) -> Result<()> {
+    run_env(log, argv, &[])
+}
+
+/// Runs `argv` and returns its stdout (stderr to the log).
+pub fn output(log: &Log, argv: &[&str]) -> Result<String> {
+    log.note(&format!("$ {}", shown(argv)));
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stderr(log.file()?)
+        .output()
+        .with_context(|| format!("cannot start {}", argv[0]))?;
+    if !out.status.success() {
+        bail!("`{}` failed ({}):\n{}", shown(argv), out.status, log.tail());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs `argv` inside `root` (chroot), non-interactively.
+pub fn chroot(log: &Log, root: &Path, argv: &[&str]) -> Result<()> {
+    let root = root.to_string_lossy();
+    let mut full = vec!["chroot", &root];
+    full.extend_from_slice(argv);
+    run_env(
+        log,
+        &full,
+        &[
+            ("DEBIAN_FRONTEND", "noninteractive"),
+            ("LC_ALL", "C.UTF-8"),
+            ("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        ],
+    )
+}
+
+/// Like [`chroot`], returning stdout.
+pub fn chroot_output(log: &Log, root: &Path, argv: &[&str]) -> Result<String> {
+    let root = root.to_string_lossy();
+    let mut full = vec!["chroot", &root];
+    full.extend_from_slice(argv);
+    output(log, &full)
+}
+
+/// /proc, /sys and /dev mounted in a root for as long as this lives (apt, DKMS and
+/// update-initramfs need them); unmounted on drop, also when the build fails.
+pub struct ChrootMounts {
+    root: PathBuf,
+    mounted: Vec<PathBuf>,
+}
+
+impl ChrootMounts {
+    pub fn new(log: &Log, root: &Path) -> Result<ChrootMounts> {
+        let mut m = ChrootMounts {
+            root: root.to_owned(),
+            mounted: Vec::new(),
+        };
+        for fs in ["proc", "sys", "dev"] {
+            let target = root.join(fs);
+            std::fs::create_dir_all(&target)?;
+            let t = target.to_string_lossy().into_owned();
+            match fs {
+                "proc" => run(log, &["mount", "-t", "proc", "proc", &t])?,
+                _ => {
+                    run(log, &["mount", "--rbind", &format!("/{fs}"), &t])?;
+                    run(log, &["mount", "--make-rslave", &t])?;
+                }
+            }
+            m.mounted.push(target);
+        }
+        Ok(m)
+    }
+}
+
+impl Drop for ChrootMounts {
+    fn drop(&mut self) {
+        for target in self.mounted.iter().rev() {
+            let _ = Command::new("umount")
+                .args(["--recursive", "--lazy"])
+                .arg(target)
+                .status();
+        }
+        let _ = &self.root;
+    }
+}
