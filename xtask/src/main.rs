@@ -8,6 +8,7 @@
 mod image;
 mod progress;
 mod run;
+mod vmtest;
 
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -49,6 +50,21 @@ enum Task {
         #[arg(long, env = "KLDLOAD_ZFSBOOTMENU")]
         zfsbootmenu: Option<PathBuf>,
         /// Debian mirror (default: this host's apt sources).
+        #[arg(long)]
+        mirror: Option<String>,
+        #[command(flatten)]
+        cache: CacheDir,
+    },
+    /// Build (or reuse) the medium, install it into a blank VM disk, boot it through ZFSBootMenu
+    /// and check what was built. Results in target/vmtest/<distro>/.
+    VmTest {
+        /// debian (= debian-13) or debian-12.
+        distro: String,
+        /// Keep the VM's disks and NVRAM for `cargo xtask vm-shell`.
+        #[arg(long)]
+        keep: bool,
+        #[arg(long, env = "KLDLOAD_ZFSBOOTMENU")]
+        zfsbootmenu: Option<PathBuf>,
         #[arg(long)]
         mirror: Option<String>,
         #[command(flatten)]
@@ -182,5 +198,21 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Task::ImageCache { action, cache } => image_cache(action, &cache.path()),
+        Task::VmTest {
+            distro,
+            keep,
+            zfsbootmenu,
+            mirror,
+            cache,
+        } => vmtest::vm_test(
+            &image::Options {
+                distro,
+                rebuild: false,
+                zfsbootmenu,
+                mirror,
+                cache: cache.path(),
+            },
+            keep,
+        ),
     }
 }

@@ -55,6 +55,8 @@ pub struct Options {
 #[derive(Debug)]
 pub struct Output {
     pub medium: PathBuf,
+    pub builder_dir: PathBuf,
+    pub payload_dir: PathBuf,
     pub size: u64,
     pub manifest: payload::Manifest,
     pub phases: Phases,
@@ -318,6 +320,8 @@ pub fn build_image(opts: &Options) -> Result<Output> {
     )?;
     Ok(Output {
         medium,
+        builder_dir,
+        payload_dir,
         size,
         manifest,
         phases,

@@ -1,0 +1,158 @@
+//! The serial console, driven with rexpect: every byte QEMU's serial port sends is saved to the
+//! transcript as it arrives; every wait has a timeout, and a failed wait says which phase, what
+//! was awaited, and the transcript's last 50 lines.
+
+use anyhow::{Result, anyhow};
+use rexpect::error::Error as ExpectError;
+use rexpect::session::{StreamSession, spawn_stream};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Copies what it reads to the transcript.
+struct Tee {
+    inner: UnixStream,
+    transcript: File,
+}
+
+impl Read for Tee {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.transcript.write_all(&buf[..n])?;
+        self.transcript.flush()?;
+        Ok(n)
+    }
+}
+
+/// The last `n` lines of a transcript, control characters made visible enough to read.
+pub fn transcript_tail(path: &Path, n: usize) -> String {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.replace('\x1b', "^[").replace('\r', ""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Connects to a unix socket QEMU serves, retrying while QEMU starts.
+pub fn connect(socket: &Path, timeout: Duration) -> Result<UnixStream> {
+    let start = Instant::now();
+    loop {
+        match UnixStream::connect(socket) {
+            Ok(s) => return Ok(s),
+            Err(e) if start.elapsed() > timeout => {
+                return Err(anyhow!("cannot connect to {}: {e}", socket.display()));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+pub struct Console {
+    session: StreamSession<UnixStream>,
+    pub transcript: PathBuf,
+    /// The phase named in failures, e.g. "reboot to menu".
+    pub phase: String,
+}
+
+impl Console {
+    pub fn connect(socket: &Path, transcript: &Path) -> Result<Console> {
+        let stream = connect(socket, Duration::from_secs(30))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(transcript)?;
+        let reader = Tee {
+            inner: stream.try_clone()?,
+            transcript: file,
+        };
+        // A short session timeout: each wait loops on it up to its own deadline.
+        let session = spawn_stream(reader, stream, Some(1000));
+        Ok(Console {
+            session,
+            transcript: transcript.to_owned(),
+            phase: String::new(),
+        })
+    }
+
+    fn failure(&self, what: &str, timeout: Duration, why: &str) -> anyhow::Error {
+        anyhow!(
+            "phase {:?}: {why} while waiting {timeout:?} for {what:?}; last 50 lines of {}:\n{}",
+            self.phase,
+            self.transcript.display(),
+            transcript_tail(&self.transcript, 50)
+        )
+    }
+
+    /// Waits for `text` to appear; returns what came before it.
+    pub fn wait_for(&mut self, text: &str, timeout: Duration) -> Result<String> {
+        let (i, before) = self.wait_for_any(&[text], timeout)?;
+        debug_assert_eq!(i, 0);
+        Ok(before)
+    }
+
+    /// Waits for the first of `texts`; returns its index and what came before it.
+    pub fn wait_for_any(&mut self, texts: &[&str], timeout: Duration) -> Result<(usize, String)> {
+        let deadline = Instant::now() + timeout;
+        let needles = || {
+            texts
+                .iter()
+                .map(|t| rexpect::ReadUntil::String(t.to_string()))
+                .collect()
+        };
+        loop {
+            match self.session.exp_any(needles()) {
+                Ok((before, matched)) => {
+                    let i = texts.iter().position(|t| *t == matched).unwrap_or(0);
+                    return Ok((i, before));
+                }
+                Err(ExpectError::Timeout { .. }) if Instant::now() < deadline => continue,
+                Err(ExpectError::Timeout { .. }) => {
+                    return Err(self.failure(&texts.join(" | "), timeout, "timed out"));
+                }
+                Err(ExpectError::EOF { .. }) => {
+                    return Err(self.failure(
+                        &texts.join(" | "),
+                        timeout,
+                        "the VM closed its serial port (QEMU exited)",
+                    ));
+                }
+                Err(e) => return Err(self.failure(&texts.join(" | "), timeout, &e.to_string())),
+            }
+        }
+    }
+
+    /// Waits for a regex; returns (before, matched).
+    pub fn wait_for_regex(&mut self, regex: &str, timeout: Duration) -> Result<(String, String)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.session.exp_regex(regex) {
+                Ok(found) => return Ok(found),
+                Err(ExpectError::Timeout { .. }) if Instant::now() < deadline => continue,
+                Err(e) => return Err(self.failure(regex, timeout, &e.to_string())),
+            }
+        }
+    }
+
+    /// Sends characters as typed (no newline).
+    pub fn send(&mut self, text: &str) -> Result<()> {
+        self.session.send(text)?;
+        self.session.flush()?;
+        Ok(())
+    }
+
+    pub fn send_line(&mut self, text: &str) -> Result<()> {
+        self.send(&format!("{text}\r"))
+    }
+
+    /// Writes a marker into the transcript, so a reader sees where each phase starts.
+    pub fn mark(&self, text: &str) {
+        if let Ok(mut f) = OpenOptions::new().append(true).open(&self.transcript) {
+            let _ = writeln!(f, "\n\n######## kldload harness: {text} ########");
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! The main job, as steps the scenarios share: a blank qcow2 target and a fresh NVRAM, the
+//! medium booted with the answer file handed over through fw_cfg, the unattended install, and
+//! then the target disk booted alone with the same NVRAM, through the firmware's entry into
+//! ZFSBootMenu, whose countdown boots the default boot environment, to a login on the console.
+
+use crate::machine::Machine;
+use crate::ovmf::Firmware;
+use crate::qemu::{Accel, Disk, VmSpec, choose_accel, free_port, qemu_img};
+use crate::report::Report;
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The root password of fixtures/answers/default.toml's hash (`openssl passwd -6 kldload`).
+pub const ROOT_PASSWORD: &str = "kldload";
+pub const DEFAULT_ANSWERS: &str = "fixtures/answers/default.toml";
+
+/// Time limits for each phase under TCG on a 2-core machine, with room to spare.
+pub const LIVE_BOOT_TIMEOUT: Duration = Duration::from_secs(600);
+pub const INSTALL_TIMEOUT: Duration = Duration::from_secs(1800);
+pub const MENU_TIMEOUT: Duration = Duration::from_secs(300);
+pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// One VM run: its directory, transcript, disks, firmware and report.
+pub struct Run {
+    pub distro: String,
+    pub dir: PathBuf,
+    pub transcript: PathBuf,
+    pub firmware: Firmware,
+    pub accel: Accel,
+    pub medium: PathBuf,
+    pub target: PathBuf,
+    pub nvram: PathBuf,
+    pub answers: PathBuf,
+    pub ssh_key: PathBuf,
+    pub ssh_port: u16,
+    pub report: Report,
+}
+
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("in the workspace")
+        .to_path_buf()
+}
+
+/// The medium to boot: `$KLDLOAD_VMTEST_MEDIUM` (set by `cargo xtask vm-test`).
+pub fn medium_from_env() -> Result<PathBuf> {
+    let medium = std::env::var_os("KLDLOAD_VMTEST_MEDIUM")
+        .map(PathBuf::from)
+        .context("no medium: run the VM tests with `cargo xtask vm-test <distro>`, which builds it and sets $KLDLOAD_VMTEST_MEDIUM")?;
+    if !medium.is_file() {
+        bail!(
+            "$KLDLOAD_VMTEST_MEDIUM names {}, which does not exist",
+            medium.display()
+        );
+    }
+    Ok(medium)
+}
+
+impl Run {
+    /// A run directory target/vmtest/<distro>/<timestamp>-<scenario>/ with its own disks.
+    pub fn new(distro: &str, scenario: &str, medium: PathBuf) -> Result<Run> {
+        let root = std::env::var_os("KLDLOAD_VMTEST_OUT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| project_root().join("target/vmtest"));
+        let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+        let dir = root.join(distro).join(format!("{stamp}-{scenario}"));
+        std::fs::create_dir_all(&dir)?;
+        let firmware = Firmware::resolve(&project_root())?;
+        let (accel, why) = choose_accel(&firmware, &dir);
+        let target = dir.join("target.qcow2");
+        qemu_img(&[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            &target.to_string_lossy(),
+            "16G",
+        ])?;
+        let nvram = dir.join("nvram.fd");
+        firmware.new_nvram(&nvram)?;
+        let ssh_key = dir.join("id_ed25519");
+        let status = std::process::Command::new("ssh-keygen")
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "kldload-vmtest",
+                "-f",
+            ])
+            .arg(&ssh_key)
+            .status()
+            .context("ssh-keygen (install openssh-client)")?;
+        anyhow::ensure!(status.success(), "ssh-keygen failed");
+        let answers = dir.join("answers.toml");
+        write_answers(
+            &project_root().join(DEFAULT_ANSWERS),
+            &ssh_key.with_extension("pub"),
+            &answers,
+        )?;
+        let report = Report {
+            distro: distro.to_string(),
+            accel: format!("{accel:?}").to_lowercase(),
+            accel_reason: why,
+            firmware: firmware.origin.clone(),
+            ..Default::default()
+        };
+        Ok(Run {
+            distro: distro.into(),
+            transcript: dir.join("serial.log"),
+            dir,
+            firmware,
+            accel,
+            medium,
+            target,
+            nvram,
+            answers,
+            ssh_key,
+            ssh_port: free_port()?,
+            report,
+        })
+    }
+
+    fn spec(&self, name: &str, disks: Vec<Disk>, fw_cfg: Vec<(String, PathBuf)>) -> VmSpec {
+        VmSpec {
+            name: name.into(),
+            accel: self.accel,
+            firmware: self.firmware.clone(),
+            nvram: self.nvram.clone(),
+            memory_mib: 3072,
+            disks,
+            fw_cfg,
+            ssh_port: Some(self.ssh_port),
+            dir: self.dir.clone(),
+        }
+    }
+
+    fn target_disk(&self, boot_index: Option<u32>) -> Disk {
+        Disk {
+            path: self.target.clone(),
+            format: "qcow2",
+            serial: "kldload-target".into(),
+            read_only: false,
+            boot_index,
+        }
+    }
+
+    /// Boots the medium with the answer file and waits for the unattended install to end and the
+    /// VM to power off. The target is the first virtio disk (/dev/vda), the medium the second.
+    pub fn install(&mut self) -> Result<()> {
+        let medium = Disk {
+            path: self.medium.clone(),
+            format: "raw",
+            serial: "kldload-medium".into(),
+            read_only: true,
+            boot_index: Some(0),
+        };
+        let spec = self.spec(
+            "install",
+            vec![self.target_disk(None), medium],
+            vec![("opt/kldload/answers.toml".into(), self.answers.clone())],
+        );
+        let start = Instant::now();
+        let mut m = Machine::start(spec, &self.transcript, "live boot")?;
+        m.console
+            .wait_for("kldload: unattended install with", LIVE_BOOT_TIMEOUT)?;
+        self.report.phase("live boot", start.elapsed());
+        let start = Instant::now();
+        m.console.phase = "install".into();
+        let (i, _) = m.console.wait_for_any(
+            &[
+                kldload::unattended::SUCCESS_LINE,
+                kldload::unattended::FAILURE_LINE,
+            ],
+            INSTALL_TIMEOUT,
+        )?;
+        if i == 1 {
+            let line = m
+                .console
+                .wait_for("\n", Duration::from_secs(10))
+                .unwrap_or_default();
+            bail!(
+                "the install failed: {}{line}\nlast 50 lines of {}:\n{}",
+                kldload::unattended::FAILURE_LINE,
+                self.transcript.display(),
+                crate::console::transcript_tail(&self.transcript, 50)
+            );
+        }
+        m.vm.wait_exit(Duration::from_secs(180))
+            .context("the live system did not power off after the install")?;
+        self.report.phase("install", start.elapsed());
+        Ok(())
+    }
+
+    /// Boots the installed disk alone through the firmware into ZFSBootMenu and logs in.
+    pub fn boot_installed(&mut self, name: &str) -> Result<Machine> {
+        let spec = self.spec(name, vec![self.target_disk(None)], vec![]);
+        let start = Instant::now();
+        let mut m = Machine::start(spec, &self.transcript, "reboot to menu")?;
+        m.console.wait_for("ROOT/default", MENU_TIMEOUT)?;
+        self.report.phase("reboot to menu", start.elapsed());
+        let start = Instant::now();
+        m.console.phase = "menu to login".into();
+        m.login("root", ROOT_PASSWORD, LOGIN_TIMEOUT)?;
+        self.report.phase("menu to login", start.elapsed());
+        Ok(m)
+    }
+
+    pub fn finish(&self) -> Result<()> {
+        self.report.write(&self.dir)?;
+        println!("{}", self.report.table());
+        println!(
+            "transcript: {}\nreport: {}",
+            self.transcript.display(),
+            self.dir.join("report.json").display()
+        );
+        Ok(())
+    }
+}
+
+/// The default answer file, with the run's own SSH key as root's authorized key.
+fn write_answers(template: &Path, public_key: &Path, dest: &Path) -> Result<()> {
+    let mut doc: toml::Table = toml::from_str(&std::fs::read_to_string(template)?)?;
+    let key = std::fs::read_to_string(public_key)?.trim().to_string();
+    let root = doc
+        .entry("root")
+        .or_insert_with(|| toml::Value::Table(Default::default()));
+    root.as_table_mut().context("[root] is a table")?.insert(
+        "ssh_authorized_keys".into(),
+        toml::Value::Array(vec![toml::Value::String(key)]),
+    );
+    let text = toml::to_string(&doc)?;
+    // What the installer will read must be valid.
+    kldload::config::Config::parse(&text, &dest.display().to_string())?;
+    std::fs::write(dest, text)?;
+    Ok(())
+}

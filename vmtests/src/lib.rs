@@ -1,0 +1,13 @@
+//! kldload's VM harness: QEMU with OVMF (KVM when it works, TCG otherwise), the serial console
+//! driven with rexpect, a root shell of the harness's own on a second serial line, QMP for
+//! faults, and the main job's flow and checks. The scenarios are in `tests/`.
+
+pub mod checks;
+pub mod console;
+pub mod flow;
+pub mod machine;
+pub mod ovmf;
+pub mod qemu;
+pub mod qmp;
+pub mod report;
+pub mod shell;

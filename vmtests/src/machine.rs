@@ -1,0 +1,172 @@
+//! A running guest for the scenarios, in the spirit of NixOS's VM test driver: `succeed`,
+//! `fail`, `wait_until_succeeds`, `wait_for_unit`, `wait_for_console_text`, `send_chars`,
+//! `crash` and `shutdown`. Commands go over the harness's own shell (exact output and status);
+//! the main console stays for the boot menu, the login and the transcript.
+
+use crate::console::Console;
+use crate::qemu::{Vm, VmSpec};
+use crate::qmp::Qmp;
+use crate::shell::{Output, Shell};
+use anyhow::{Context, Result, bail};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Default time a command may take.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+
+pub struct Machine {
+    pub vm: Vm,
+    pub console: Console,
+    shell: Option<Shell>,
+}
+
+impl Machine {
+    /// Starts the VM and attaches its serial console to `transcript`.
+    pub fn start(spec: VmSpec, transcript: &Path, phase: &str) -> Result<Machine> {
+        let qemu_log = spec.dir.join(format!("{}.qemu.log", spec.name));
+        let vm = Vm::start(spec, &qemu_log)?;
+        let mut console = Console::connect(&vm.serial_socket, transcript).with_context(|| {
+            format!(
+                "QEMU's log:\n{}",
+                std::fs::read_to_string(&qemu_log).unwrap_or_default()
+            )
+        })?;
+        console.phase = phase.to_string();
+        console.mark(&format!("{} started ({:?})", vm.spec.name, vm.spec.accel));
+        Ok(Machine {
+            vm,
+            console,
+            shell: None,
+        })
+    }
+
+    /// Logs in on the serial console and starts the harness's shell on /dev/hvc0.
+    pub fn login(&mut self, user: &str, password: &str, timeout: Duration) -> Result<()> {
+        self.console.wait_for("login: ", timeout)?;
+        self.console.send_line(user)?;
+        self.console
+            .wait_for("Password: ", Duration::from_secs(60))?;
+        self.console.send_line(password)?;
+        self.console
+            .wait_for_regex(r"[#$] $", Duration::from_secs(120))?;
+        self.start_shell()
+    }
+
+    /// Starts the shell on /dev/hvc0 from a logged-in console.
+    pub fn start_shell(&mut self) -> Result<()> {
+        self.console.send_line(crate::shell::START_COMMAND)?;
+        self.shell = Some(Shell::connect(
+            &self.vm.shell_socket,
+            &self.console.transcript,
+            Duration::from_secs(60),
+        )?);
+        Ok(())
+    }
+
+    fn shell(&mut self) -> Result<&mut Shell> {
+        self.shell.as_mut().context("no shell yet: log in first")
+    }
+
+    /// Runs `cmd` and returns what it did, whatever its status.
+    pub fn execute(&mut self, cmd: &str) -> Result<Output> {
+        self.shell()?.run(cmd, COMMAND_TIMEOUT)
+    }
+
+    /// Runs `cmd`; its stdout, or an error with the command, status and output.
+    pub fn succeed(&mut self, cmd: &str) -> Result<String> {
+        let out = self.execute(cmd)?;
+        if out.status != 0 {
+            bail!(
+                "command failed with status {}: {cmd}\nstdout: {}\nstderr: {}",
+                out.status,
+                out.stdout,
+                out.stderr
+            );
+        }
+        Ok(out.stdout)
+    }
+
+    /// Runs `cmd`, which must fail; its stdout and stderr.
+    pub fn fail(&mut self, cmd: &str) -> Result<Output> {
+        let out = self.execute(cmd)?;
+        if out.status == 0 {
+            bail!(
+                "command succeeded but should have failed: {cmd}\nstdout: {}",
+                out.stdout
+            );
+        }
+        Ok(out)
+    }
+
+    pub fn wait_until_succeeds(&mut self, cmd: &str, timeout: Duration) -> Result<String> {
+        let start = Instant::now();
+        loop {
+            let out = self.execute(cmd)?;
+            if out.status == 0 {
+                return Ok(out.stdout);
+            }
+            if start.elapsed() > timeout {
+                bail!(
+                    "still failing after {timeout:?}: {cmd}\nlast stdout: {}\nlast stderr: {}",
+                    out.stdout,
+                    out.stderr
+                );
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    /// Waits for a systemd unit to be active; fails early if it failed.
+    pub fn wait_for_unit(&mut self, unit: &str, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            let state = self
+                .execute(&format!("systemctl is-active {unit}"))?
+                .stdout
+                .trim()
+                .to_string();
+            match state.as_str() {
+                "active" => return Ok(()),
+                "failed" => bail!(
+                    "unit {unit} failed:\n{}",
+                    self.execute(&format!("systemctl status --no-pager {unit}"))?
+                        .stdout
+                ),
+                _ if start.elapsed() > timeout => {
+                    bail!("unit {unit} is {state:?} after {timeout:?}")
+                }
+                _ => std::thread::sleep(Duration::from_secs(1)),
+            }
+        }
+    }
+
+    pub fn wait_for_console_text(&mut self, text: &str, timeout: Duration) -> Result<String> {
+        self.console.wait_for(text, timeout)
+    }
+
+    pub fn send_chars(&mut self, text: &str) -> Result<()> {
+        self.console.send(text)
+    }
+
+    /// Power cut: QEMU quits at once, without the guest knowing.
+    pub fn crash(&mut self) -> Result<()> {
+        let mut qmp = Qmp::connect(&self.vm.qmp_socket)?;
+        let _ = qmp.execute("quit", serde_json::json!({}));
+        self.vm.wait_exit(Duration::from_secs(30))?;
+        Ok(())
+    }
+
+    /// A clean poweroff from inside the guest.
+    pub fn shutdown(&mut self, timeout: Duration) -> Result<()> {
+        if let Some(shell) = self.shell.as_mut() {
+            // The shell dies with the guest: its answer may never come.
+            let _ = shell.run("systemctl poweroff --no-block", Duration::from_secs(10));
+        } else {
+            self.console.send_line("systemctl poweroff")?;
+        }
+        self.vm
+            .wait_exit(timeout)
+            .context("waiting for the guest to power off")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,130 @@
+//! UEFI firmware for the VMs, found in order: `$OVMF_CODE`/`$OVMF_VARS`, Debian's `ovmf`
+//! package, then the ovmf-prebuilt crate's download into the project's `ovmf/` directory (a
+//! real path for hosts without the package; it needs GitHub, so it fails clearly where that is
+//! not reachable). Each VM gets its own copy of the VARS file: its NVRAM, kept across its reboots.
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+
+/// Debian's ovmf package (4 MiB flash layout).
+const DEBIAN_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+const DEBIAN_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/// The firmware code (read-only flash) and the template of its variable store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Firmware {
+    pub code: PathBuf,
+    pub vars_template: PathBuf,
+    /// Where it came from, for the report.
+    pub origin: String,
+}
+
+impl Firmware {
+    pub fn resolve(project_root: &Path) -> Result<Firmware> {
+        Self::resolve_from(
+            std::env::var_os("OVMF_CODE").map(PathBuf::from),
+            std::env::var_os("OVMF_VARS").map(PathBuf::from),
+            Path::new(DEBIAN_CODE),
+            Path::new(DEBIAN_VARS),
+            &project_root.join("ovmf"),
+        )
+    }
+
+    fn resolve_from(
+        env_code: Option<PathBuf>,
+        env_vars: Option<PathBuf>,
+        debian_code: &Path,
+        debian_vars: &Path,
+        download_dir: &Path,
+    ) -> Result<Firmware> {
+        match (env_code, env_vars) {
+            (Some(code), Some(vars)) => {
+                for f in [&code, &vars] {
+                    if !f.is_file() {
+                        bail!(
+                            "{} (from $OVMF_CODE/$OVMF_VARS) does not exist",
+                            f.display()
+                        );
+                    }
+                }
+                return Ok(Firmware {
+                    code,
+                    vars_template: vars,
+                    origin: "$OVMF_CODE/$OVMF_VARS".into(),
+                });
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                bail!("set both $OVMF_CODE and $OVMF_VARS, or neither")
+            }
+            (None, None) => {}
+        }
+        if debian_code.is_file() && debian_vars.is_file() {
+            return Ok(Firmware {
+                code: debian_code.to_owned(),
+                vars_template: debian_vars.to_owned(),
+                origin: "Debian's ovmf package".into(),
+            });
+        }
+        let prebuilt = ovmf_prebuilt::Prebuilt::fetch(ovmf_prebuilt::Source::LATEST, download_dir).with_context(|| {
+            format!(
+                "no UEFI firmware: neither $OVMF_CODE/$OVMF_VARS, nor Debian's ovmf package ({DEBIAN_CODE}), \
+                 and downloading ovmf-prebuilt into {} failed; install the ovmf package or set both variables",
+                download_dir.display()
+            )
+        })?;
+        Ok(Firmware {
+            code: prebuilt.get_file(ovmf_prebuilt::Arch::X64, ovmf_prebuilt::FileType::Code),
+            vars_template: prebuilt
+                .get_file(ovmf_prebuilt::Arch::X64, ovmf_prebuilt::FileType::Vars),
+            origin: format!("ovmf-prebuilt download in {}", download_dir.display()),
+        })
+    }
+
+    /// A fresh NVRAM for one VM.
+    pub fn new_nvram(&self, dest: &Path) -> Result<()> {
+        std::fs::copy(&self.vars_template, dest).with_context(|| {
+            format!(
+                "copying {} to {}",
+                self.vars_template.display(),
+                dest.display()
+            )
+        })?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_then_package() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = |n: &str| {
+            let p = dir.path().join(n);
+            std::fs::write(&p, "fd").unwrap();
+            p
+        };
+        let (code, vars, dcode, dvars) = (f("c.fd"), f("v.fd"), f("dc.fd"), f("dv.fd"));
+        let fw = Firmware::resolve_from(
+            Some(code.clone()),
+            Some(vars.clone()),
+            &dcode,
+            &dvars,
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!((fw.code, fw.vars_template), (code.clone(), vars));
+        let fw = Firmware::resolve_from(None, None, &dcode, &dvars, dir.path()).unwrap();
+        assert_eq!(fw.code, dcode);
+        assert!(Firmware::resolve_from(Some(code), None, &dcode, &dvars, dir.path()).is_err());
+        let missing = Firmware::resolve_from(
+            Some(dir.path().join("nope")),
+            Some(dir.path().join("nope2")),
+            &dcode,
+            &dvars,
+            dir.path(),
+        );
+        assert!(missing.unwrap_err().to_string().contains("does not exist"));
+    }
+}

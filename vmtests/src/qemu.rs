@@ -1,0 +1,315 @@
+//! QEMU, started with an argv (never a shell string): q35 with OVMF, KVM when it really works
+//! and TCG otherwise, only the devices a scenario asks for, the serial console and QMP on unix
+//! sockets, and a second serial line (virtio console) for the harness's own root shell. The
+//! process is killed when the [`Vm`] is dropped, so no VM outlives a failed test.
+
+use crate::ovmf::Firmware;
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How guest code runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    pub fn args(self) -> Vec<String> {
+        match self {
+            Accel::Kvm => vec!["-accel".into(), "kvm".into(), "-cpu".into(), "host".into()],
+            Accel::Tcg => vec!["-accel".into(), "tcg,thread=multi".into()],
+        }
+    }
+}
+
+/// Picks the accelerator: `$KLDLOAD_ACCEL` (kvm or tcg), else KVM if /dev/kvm exists and OVMF
+/// actually runs under it (some paravirtual KVMs crash OVMF at its first x87 instruction), else
+/// TCG. Returns the choice and why.
+pub fn choose_accel(firmware: &Firmware, scratch: &Path) -> (Accel, String) {
+    match std::env::var("KLDLOAD_ACCEL").as_deref() {
+        Ok("kvm") => return (Accel::Kvm, "$KLDLOAD_ACCEL=kvm".into()),
+        Ok("tcg") => return (Accel::Tcg, "$KLDLOAD_ACCEL=tcg".into()),
+        _ => {}
+    }
+    if !Path::new("/dev/kvm").exists() {
+        return (Accel::Tcg, "no /dev/kvm".into());
+    }
+    match probe_kvm(firmware, scratch) {
+        Ok(()) => (Accel::Kvm, "/dev/kvm runs OVMF".into()),
+        Err(e) => (
+            Accel::Tcg,
+            format!("/dev/kvm exists but OVMF does not run under it: {e}"),
+        ),
+    }
+}
+
+/// Boots OVMF alone under KVM for a few seconds: still running means KVM works.
+fn probe_kvm(firmware: &Firmware, scratch: &Path) -> Result<()> {
+    let vars = scratch.join("kvm-probe-vars.fd");
+    firmware.new_nvram(&vars)?;
+    let mut child = Command::new("qemu-system-x86_64")
+        .args([
+            "-machine",
+            "q35",
+            "-accel",
+            "kvm",
+            "-m",
+            "256",
+            "-nodefaults",
+            "-display",
+            "none",
+        ])
+        .args(pflash_args(firmware, &vars))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting qemu-system-x86_64")?;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(8) {
+        if let Some(status) = child.try_wait()? {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            let first = err.lines().next().unwrap_or_default().to_string();
+            bail!("QEMU exited ({status}) {first}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(vars);
+    Ok(())
+}
+
+fn pflash_args(firmware: &Firmware, vars: &Path) -> Vec<String> {
+    vec![
+        "-drive".into(),
+        format!(
+            "if=pflash,format=raw,unit=0,readonly=on,file={}",
+            firmware.code.display()
+        ),
+        "-drive".into(),
+        format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+    ]
+}
+
+/// A disk attached as virtio-blk; `serial` shows as /dev/disk/by-id/virtio-<serial>.
+#[derive(Debug, Clone)]
+pub struct Disk {
+    pub path: PathBuf,
+    pub format: &'static str,
+    pub serial: String,
+    pub read_only: bool,
+    /// Firmware boot priority (lower first).
+    pub boot_index: Option<u32>,
+}
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct VmSpec {
+    pub name: String,
+    pub accel: Accel,
+    pub firmware: Firmware,
+    /// This VM's NVRAM (a copy of the firmware's VARS), kept across its boots.
+    pub nvram: PathBuf,
+    pub memory_mib: u32,
+    pub disks: Vec<Disk>,
+    /// Files for the guest under /sys/firmware/qemu_fw_cfg/by_name/<name>/raw.
+    pub fw_cfg: Vec<(String, PathBuf)>,
+    /// Host port forwarded to the guest's port 22 on QEMU's restricted user network.
+    pub ssh_port: Option<u16>,
+    /// Where the sockets go.
+    pub dir: PathBuf,
+}
+
+/// A running VM.
+pub struct Vm {
+    pub spec: VmSpec,
+    child: Child,
+    pub serial_socket: PathBuf,
+    pub qmp_socket: PathBuf,
+    pub shell_socket: PathBuf,
+    pub started: Instant,
+}
+
+impl VmSpec {
+    /// QEMU's argv for this VM.
+    pub fn argv(&self) -> Vec<String> {
+        let s = |v: &str| v.to_string();
+        let sock = |n: &str| {
+            self.dir
+                .join(format!("{}.{n}.sock", self.name))
+                .display()
+                .to_string()
+        };
+        let mut a = vec![
+            s("qemu-system-x86_64"),
+            s("-name"),
+            self.name.clone(),
+            s("-machine"),
+            s("q35"),
+        ];
+        a.extend(self.accel.args());
+        a.extend([
+            s("-smp"),
+            s("2"),
+            s("-m"),
+            self.memory_mib.to_string(),
+            s("-nodefaults"),
+            s("-display"),
+            s("none"),
+        ]);
+        a.extend(pflash_args(&self.firmware, &self.nvram));
+        // The serial console: QEMU waits for the harness to connect, so no byte is lost.
+        a.extend([
+            s("-chardev"),
+            format!(
+                "socket,id=serial0,path={},server=on,wait=on",
+                sock("serial")
+            ),
+            s("-serial"),
+            s("chardev:serial0"),
+        ]);
+        a.extend([
+            s("-qmp"),
+            format!("unix:{},server=on,wait=off", sock("qmp")),
+        ]);
+        a.extend([
+            s("-device"),
+            s("virtio-serial-pci"),
+            s("-chardev"),
+            format!("socket,id=shell0,path={},server=on,wait=off", sock("shell")),
+            s("-device"),
+            s("virtconsole,chardev=shell0"),
+        ]);
+        for (i, d) in self.disks.iter().enumerate() {
+            let ro = if d.read_only { ",readonly=on" } else { "" };
+            a.extend([
+                s("-drive"),
+                format!(
+                    "file={},format={},if=none,id=disk{i},cache=unsafe{ro}",
+                    d.path.display(),
+                    d.format
+                ),
+            ]);
+            let boot = d
+                .boot_index
+                .map(|b| format!(",bootindex={b}"))
+                .unwrap_or_default();
+            a.extend([
+                s("-device"),
+                format!(
+                    "virtio-blk-pci,drive=disk{i},id=vdisk{i},serial={}{boot}",
+                    d.serial
+                ),
+            ]);
+        }
+        for (name, file) in &self.fw_cfg {
+            a.extend([s("-fw_cfg"), format!("name={name},file={}", file.display())]);
+        }
+        match self.ssh_port {
+            // restrict=on: nothing leaves the VM but the forwarded port on 127.0.0.1.
+            Some(port) => a.extend([
+                s("-nic"),
+                format!("user,model=virtio-net-pci,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22"),
+            ]),
+            None => a.extend([s("-nic"), s("none")]),
+        }
+        a
+    }
+}
+
+impl Vm {
+    pub fn start(spec: VmSpec, log: &Path) -> Result<Vm> {
+        std::fs::create_dir_all(&spec.dir)?;
+        let argv = spec.argv();
+        let sock = |n: &str| spec.dir.join(format!("{}.{n}.sock", spec.name));
+        let (serial_socket, qmp_socket, shell_socket) =
+            (sock("serial"), sock("qmp"), sock("shell"));
+        for s in [&serial_socket, &qmp_socket, &shell_socket] {
+            let _ = std::fs::remove_file(s);
+        }
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        let child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(err.try_clone()?)
+            .stderr(err)
+            .spawn()
+            .context("starting qemu-system-x86_64 (install qemu-system-x86)")?;
+        Ok(Vm {
+            spec,
+            child,
+            serial_socket,
+            qmp_socket,
+            shell_socket,
+            started: Instant::now(),
+        })
+    }
+
+    /// Waits for QEMU to exit (the guest powered off), up to `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if start.elapsed() > timeout {
+                bail!(
+                    "QEMU ({}) still running after {:?}",
+                    self.spec.name,
+                    timeout
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Runs `qemu-img` with `args`.
+pub fn qemu_img(args: &[&str]) -> Result<()> {
+    let out = Command::new("qemu-img")
+        .args(args)
+        .output()
+        .context("qemu-img (install qemu-utils)")?;
+    if !out.status.success() {
+        bail!(
+            "qemu-img {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}

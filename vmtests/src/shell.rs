@@ -1,0 +1,180 @@
+//! The harness's own root shell on the guest's second serial line (virtio console, /dev/hvc0):
+//! commands run there, so their output and exit status are exact and never mixed with kernel
+//! messages on the main console. Each command is sent base64-encoded and answered with one
+//! framed line: `KT-BEGIN-<n>:<status>:<stdout base64>:<stderr base64>:KT-END-<n>`.
+
+use anyhow::{Context, Result, anyhow, bail};
+use base64::Engine;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// What a command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub struct Shell {
+    stream: UnixStream,
+    buffer: Vec<u8>,
+    counter: u64,
+    transcript: PathBuf,
+}
+
+/// The command typed on the main console to give the harness its shell on /dev/hvc0.
+pub const START_COMMAND: &str =
+    "setsid -f sh -c 'exec bash --norc --noprofile -i 0<>/dev/hvc0 1>&0 2>&0'";
+
+fn b64(text: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// The line that runs `cmd` and answers in a frame numbered `n`. The markers are split by
+/// quotes, so the shell's echo of this line can never be taken for the answer.
+pub fn framed(cmd: &str, n: u64) -> String {
+    format!(
+        "printf %s {} | base64 -d > /tmp/.kt.sh; bash /tmp/.kt.sh > /tmp/.kt.out 2> /tmp/.kt.err < /dev/null; kt_s=$?; \
+         echo \"KT\"\"-BEGIN-{n}:$kt_s:$(base64 -w0 < /tmp/.kt.out):$(base64 -w0 < /tmp/.kt.err):KT\"\"-END-{n}\"\n",
+        b64(cmd)
+    )
+}
+
+/// Parses the answer to frame `n` out of `text`, if it is all there.
+pub fn parse_frame(text: &str, n: u64) -> Option<Result<Output>> {
+    let begin = format!("KT-BEGIN-{n}:");
+    let end = format!(":KT-END-{n}");
+    let start = text.find(&begin)? + begin.len();
+    let stop = start + text[start..].find(&end)?;
+    let fields: Vec<&str> = text[start..stop].split(':').collect();
+    let decode = |s: &str| -> Result<String> {
+        Ok(
+            String::from_utf8_lossy(&base64::engine::general_purpose::STANDARD.decode(s.trim())?)
+                .into_owned(),
+        )
+    };
+    Some((|| {
+        if fields.len() != 3 {
+            bail!("malformed answer frame: {:?}", &text[start..stop]);
+        }
+        Ok(Output {
+            status: fields[0].trim().parse()?,
+            stdout: decode(fields[1])?,
+            stderr: decode(fields[2])?,
+        })
+    })())
+}
+
+impl Shell {
+    /// Connects to the VM's virtio console socket and waits until the shell answers.
+    pub fn connect(socket: &Path, transcript: &Path, timeout: Duration) -> Result<Shell> {
+        let stream = crate::console::connect(socket, Duration::from_secs(30))?;
+        stream.set_read_timeout(Some(Duration::from_millis(500)))?;
+        let mut shell = Shell {
+            stream,
+            buffer: Vec::new(),
+            counter: 0,
+            transcript: transcript.to_owned(),
+        };
+        shell
+            .stream
+            .write_all(b"stty -echo -onlcr 2>/dev/null; PS1=; PS2=; unset PROMPT_COMMAND\n")?;
+        let start = Instant::now();
+        loop {
+            match shell.run("true", Duration::from_secs(5)) {
+                Ok(o) if o.status == 0 => return Ok(shell),
+                _ if start.elapsed() > timeout => {
+                    bail!("the guest's root shell on /dev/hvc0 did not answer within {timeout:?}")
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn log(&self, text: &str) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.transcript)
+        {
+            let _ = writeln!(f, "\n[hvc0] {text}");
+        }
+    }
+
+    /// Runs `cmd` with bash in the guest.
+    pub fn run(&mut self, cmd: &str, timeout: Duration) -> Result<Output> {
+        self.counter += 1;
+        let n = self.counter;
+        self.log(&format!("$ {cmd}"));
+        self.stream
+            .write_all(framed(cmd, n).as_bytes())
+            .context("writing to the guest shell")?;
+        let deadline = Instant::now() + timeout;
+        let mut chunk = [0u8; 65536];
+        loop {
+            let text = String::from_utf8_lossy(&self.buffer).into_owned();
+            if let Some(parsed) = parse_frame(&text, n) {
+                let end = text
+                    .find(&format!(":KT-END-{n}"))
+                    .map(|i| i + format!(":KT-END-{n}").len())
+                    .unwrap_or(0);
+                self.buffer.drain(..end.min(self.buffer.len()));
+                let out = parsed?;
+                self.log(&format!(
+                    "exit {}; stdout: {}; stderr: {}",
+                    out.status,
+                    out.stdout.trim_end(),
+                    out.stderr.trim_end()
+                ));
+                return Ok(out);
+            }
+            if Instant::now() > deadline {
+                return Err(anyhow!(
+                    "no answer from the guest within {timeout:?} to: {cmd}"
+                ));
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) => bail!("the guest shell's line closed (VM gone?) while running: {cmd}"),
+                Ok(k) => self.buffer.extend_from_slice(&chunk[..k]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The frame round-trips through a real bash, output and status exact.
+    #[test]
+    fn frames_round_trip_through_bash() {
+        let dir = tempfile::tempdir().unwrap();
+        let cmd = "cd /tmp; printf 'a b\\n\\tc:d'; echo oops >&2; exit 3";
+        let line = framed(cmd, 7).replace("/tmp/.kt", &format!("{}/kt", dir.path().display()));
+        let out = std::process::Command::new("bash")
+            .args(["-c", &line])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let parsed = parse_frame(&text, 7).unwrap().unwrap();
+        assert_eq!(
+            parsed,
+            Output {
+                status: 3,
+                stdout: "a b\n\tc:d".into(),
+                stderr: "oops\n".into()
+            }
+        );
+        // The command line itself never parses as an answer.
+        assert!(parse_frame(&framed(cmd, 7), 7).is_none());
+        assert!(parse_frame(&text, 8).is_none());
+    }
+}

@@ -1,0 +1,175 @@
+//! `cargo xtask vm-test <distro>`: host packages (QEMU, OVMF), the medium (built or reused),
+//! then the VM scenarios in vmtests/ through nextest's `vm` profile, one VM at a time, and a
+//! summary of the checks and of each phase's wall time.
+
+use crate::image;
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Host tools the VM tests need, and their packages.
+pub const VM_TOOLS: [(&str, &str); 5] = [
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("qemu-img", "qemu-utils"),
+    ("ssh", "openssh-client"),
+    ("ssh-keygen", "openssh-client"),
+    ("efibootmgr", "efibootmgr"),
+];
+const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+
+fn os_codename() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VERSION_CODENAME="))
+        .unwrap_or_default()
+        .trim_matches('"')
+        .to_string()
+}
+
+/// Installs QEMU and OVMF when missing. On Debian 12 they come from bookworm-backports (QEMU
+/// 10 and OVMF beside the preinstalled qemu-utils 10; bookworm's own QEMU 7.2 would remove it).
+pub fn ensure_vm_packages() -> Result<()> {
+    let qemu_missing =
+        !Path::new("/usr/bin/qemu-system-x86_64").exists() || !Path::new(OVMF_CODE).exists();
+    if qemu_missing && os_codename() == "bookworm" {
+        let source = Path::new("/etc/apt/sources.list.d/kldload-backports.sources");
+        let mirror = kldload::mirror::host_debian_mirror(Path::new("/"))
+            .context("no Debian mirror in this host's apt sources, for bookworm-backports")?;
+        let text = format!(
+            "# Added by `cargo xtask vm-test`: QEMU 10 and OVMF for the VM tests.\nTypes: deb\nURIs: {}\n\
+             Suites: bookworm-backports\nComponents: main contrib\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
+            mirror.as_str()
+        );
+        let install = "apt-get install -t bookworm-backports --no-install-recommends qemu-system-x86 qemu-utils ovmf";
+        if !image::is_root() {
+            bail!(
+                "QEMU and OVMF are missing. As root:\n  printf '{}' > {}\n  apt-get update\n  {install}",
+                text.replace('\n', "\\n"),
+                source.display()
+            );
+        }
+        if !source.exists() {
+            std::fs::write(source, text)?;
+        }
+        for argv in [
+            vec!["apt-get", "update", "-q"],
+            install.split(' ').chain(["--yes"]).collect(),
+        ] {
+            let status = std::process::Command::new(argv[0])
+                .args(&argv[1..])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()?;
+            if !status.success() {
+                bail!("`{}` failed", argv.join(" "));
+            }
+        }
+    } else if qemu_missing {
+        image::ensure_host_packages(&[
+            ("qemu-system-x86_64", "qemu-system-x86"),
+            ("qemu-img", "qemu-utils"),
+        ])?;
+        if !Path::new(OVMF_CODE).exists() {
+            // The harness falls back to $OVMF_CODE/$OVMF_VARS or the ovmf-prebuilt download.
+            let _ = image::ensure_host_packages(&[("__ovmf_marker__", "ovmf")]);
+        }
+    }
+    image::ensure_host_packages(&VM_TOOLS)
+}
+
+/// The newest report of a distro's runs.
+fn latest_report(out: &Path, distro: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(out.join(distro))
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    dirs.sort();
+    dirs.into_iter()
+        .rev()
+        .map(|d| d.join("report.json"))
+        .find(|r| r.is_file())
+}
+
+pub fn vm_test(opts: &image::Options, keep: bool) -> Result<()> {
+    ensure_vm_packages()?;
+    let start = Instant::now();
+    let built = image::build_image(opts)?;
+    let image_time = start.elapsed();
+    eprintln!(
+        "medium: {} ({})",
+        built.medium.display(),
+        kldload::disk::human_size(built.size)
+    );
+    let distro = image::recipe::ImageDistro::find(&opts.distro)?;
+    let out = crate::project_root().join("target/vmtest");
+    let status = std::process::Command::new("cargo")
+        .args([
+            "nextest",
+            "run",
+            "--package",
+            "vmtests",
+            "--profile",
+            "vm",
+            "--run-ignored",
+            "only",
+            "--no-capture",
+        ])
+        .current_dir(crate::project_root())
+        .env("KLDLOAD_VMTEST_MEDIUM", &built.medium)
+        .env("KLDLOAD_VMTEST_DISTRO", distro.name)
+        .env("KLDLOAD_VMTEST_BUILDER_DIR", &built.builder_dir)
+        .env("KLDLOAD_VMTEST_PAYLOAD_DIR", &built.payload_dir)
+        .env("KLDLOAD_VMTEST_OUT", &out)
+        .env("KLDLOAD_VMTEST_KEEP", if keep { "1" } else { "0" })
+        .status()
+        .context("cargo nextest (cargo install --locked cargo-nextest)")?;
+    println!(
+        "\nvm-test {}: image {:.1}s{}",
+        distro.name,
+        image_time.as_secs_f64(),
+        if built.phases.timings.iter().all(|t| t.2) {
+            " (cached)"
+        } else {
+            ""
+        }
+    );
+    if let Some(report) = latest_report(&out, distro.name) {
+        let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report)?)?;
+        for c in r["checks"].as_array().into_iter().flatten() {
+            let detail = c["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .take(90)
+                .collect::<String>();
+            println!(
+                "  {} {:<36} {detail}",
+                if c["passed"].as_bool() == Some(true) {
+                    "PASS"
+                } else {
+                    "FAIL"
+                },
+                c["name"].as_str().unwrap_or_default()
+            );
+        }
+        if let Some(e) = r["error"].as_str() {
+            println!("  ERROR {}", e.lines().next().unwrap_or_default());
+        }
+        println!("  {:<24} {:>7.1}s", "image", image_time.as_secs_f64());
+        for p in r["phases"].as_array().into_iter().flatten() {
+            println!(
+                "  {:<24} {:>7.1}s",
+                p["name"].as_str().unwrap_or_default(),
+                p["seconds"].as_f64().unwrap_or_default()
+            );
+        }
+        println!("results: {}", report.parent().expect("a dir").display());
+    }
+    if !status.success() {
+        bail!("VM tests failed for {}", distro.name);
+    }
+    Ok(())
+}
