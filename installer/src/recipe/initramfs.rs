@@ -3,8 +3,8 @@
 //! initramfs's copy, the SPL and the pool's label all agree (ARCHITECTURE.md, "One hostid").
 //! FreeBSD has no initramfs: its loader reads the pool itself, told so by loader.conf.
 
-use super::Inputs;
 use super::pool::key_file;
+use super::{BaseSource, Inputs};
 use crate::config::{Encryption, Family, ZFSBOOTMENU_HOSTID};
 use crate::plan::{Action, Step, StepId};
 
@@ -32,6 +32,11 @@ pub fn step(inputs: &Inputs) -> Step {
         ));
     }
     match family {
+        Family::Debian if !encrypted && matches!(inputs.source, BaseSource::Image(_)) => {
+            // The payload's initramfs was made at image time with ZFS and this same hostid;
+            // rebuilding it here would take minutes on a slow machine and change nothing.
+            // (The target's own update-initramfs makes the next one after a kernel upgrade.)
+        }
         Family::Debian => {
             if encrypted {
                 actions.push(Action::write(
@@ -70,10 +75,16 @@ pub fn step(inputs: &Inputs) -> Step {
             });
         }
     }
+    let why = if actions.len() == 1 {
+        "the kernel ZFSBootMenu boots needs an initramfs that imports the pool and mounts root=zfs:; \
+         the payload's, made at image time with ZFS and this hostid, is that initramfs"
+    } else {
+        "the kernel ZFSBootMenu boots needs an initramfs that imports the pool and mounts root=zfs:"
+    };
     Step {
         id: StepId::Initramfs,
         title: "Initramfs: ZFS and the machine's hostid".into(),
-        why: "the kernel ZFSBootMenu boots needs an initramfs that imports the pool and mounts root=zfs:".into(),
+        why: why.into(),
         actions,
     }
 }
