@@ -136,6 +136,7 @@ impl Run {
             fw_cfg,
             ssh_port: Some(self.ssh_port),
             dir: self.dir.clone(),
+            serial_on_stdio: false,
         }
     }
 
@@ -210,8 +211,13 @@ impl Run {
         Ok(m)
     }
 
+    /// Writes the report; the disks and NVRAM stay only with `--keep` (for `cargo xtask vm-shell`).
     pub fn finish(&self) -> Result<()> {
         self.report.write(&self.dir)?;
+        if std::env::var("KLDLOAD_VMTEST_KEEP").as_deref() != Ok("1") {
+            let _ = std::fs::remove_file(&self.target);
+            let _ = std::fs::remove_file(&self.nvram);
+        }
         println!("{}", self.report.table());
         println!(
             "transcript: {}\nreport: {}",
@@ -220,6 +226,48 @@ impl Run {
         );
         Ok(())
     }
+}
+
+/// The newest kept run of `distro` (one with its target disk and NVRAM), for `vm-shell`.
+pub fn latest_kept_run(out: &Path, distro: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(out.join(distro))
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    dirs.sort();
+    dirs.into_iter()
+        .rev()
+        .find(|d| d.join("target.qcow2").is_file() && d.join("nvram.fd").is_file())
+}
+
+/// Boots a kept run's target disk with its NVRAM, the serial console on this terminal.
+pub fn vm_shell(run_dir: &Path) -> Result<()> {
+    let firmware = Firmware::resolve(&project_root())?;
+    let (accel, why) = choose_accel(&firmware, run_dir);
+    eprintln!(
+        "{} ({why}); ssh: port forwarded from 127.0.0.1:2222",
+        format!("{accel:?}").to_lowercase()
+    );
+    let spec = VmSpec {
+        name: "shell".into(),
+        accel,
+        firmware,
+        nvram: run_dir.join("nvram.fd"),
+        memory_mib: 3072,
+        disks: vec![Disk {
+            path: run_dir.join("target.qcow2"),
+            format: "qcow2",
+            serial: "kldload-target".into(),
+            read_only: false,
+            boot_index: None,
+        }],
+        fw_cfg: vec![],
+        ssh_port: Some(2222),
+        dir: run_dir.to_owned(),
+        serial_on_stdio: true,
+    };
+    crate::qemu::run_interactive(&spec)?;
+    Ok(())
 }
 
 /// The default answer file, with the run's own SSH key as root's authorized key.

@@ -127,6 +127,8 @@ pub struct VmSpec {
     pub ssh_port: Option<u16>,
     /// Where the sockets go.
     pub dir: PathBuf,
+    /// The serial console on this process's terminal (for a person), not on a socket.
+    pub serial_on_stdio: bool,
 }
 
 /// A running VM.
@@ -167,16 +169,21 @@ impl VmSpec {
             s("none"),
         ]);
         a.extend(pflash_args(&self.firmware, &self.nvram));
-        // The serial console: QEMU waits for the harness to connect, so no byte is lost.
-        a.extend([
-            s("-chardev"),
-            format!(
-                "socket,id=serial0,path={},server=on,wait=on",
-                sock("serial")
-            ),
-            s("-serial"),
-            s("chardev:serial0"),
-        ]);
+        if self.serial_on_stdio {
+            // A person at this terminal: the serial console and QEMU's monitor (Ctrl-A c).
+            a.extend([s("-serial"), s("mon:stdio")]);
+        } else {
+            // The serial console: QEMU waits for the harness to connect, so no byte is lost.
+            a.extend([
+                s("-chardev"),
+                format!(
+                    "socket,id=serial0,path={},server=on,wait=on",
+                    sock("serial")
+                ),
+                s("-serial"),
+                s("chardev:serial0"),
+            ]);
+        }
         a.extend([
             s("-qmp"),
             format!("unix:{},server=on,wait=off", sock("qmp")),
@@ -289,6 +296,17 @@ impl Drop for Vm {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Boots a kept VM's disks and NVRAM with the serial console on this terminal, for a person
+/// reproducing a bug by hand; returns when QEMU exits.
+pub fn run_interactive(spec: &VmSpec) -> Result<std::process::ExitStatus> {
+    let argv = spec.argv();
+    eprintln!("{}\n(Ctrl-A X quits QEMU)", argv.join(" "));
+    Command::new(&argv[0])
+        .args(&argv[1..])
+        .status()
+        .context("starting qemu-system-x86_64")
 }
 
 /// A free TCP port on 127.0.0.1.

@@ -70,6 +70,12 @@ enum Task {
         #[command(flatten)]
         cache: CacheDir,
     },
+    /// Boot the last `vm-test --keep` run's installed disk again, its serial console on this
+    /// terminal, for reproducing a bug by hand.
+    VmShell {
+        /// debian (= debian-13) or debian-12.
+        distro: String,
+    },
     /// List or prune the build cache.
     ImageCache {
         #[command(subcommand)]
@@ -198,6 +204,18 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Task::ImageCache { action, cache } => image_cache(action, &cache.path()),
+        Task::VmShell { distro } => {
+            let distro = image::recipe::ImageDistro::find(&distro)?;
+            let out = project_root().join("target/vmtest");
+            let dir = vmtests::flow::latest_kept_run(&out, distro.name).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no kept run under {}: run `cargo xtask vm-test {} --keep` first",
+                    out.join(distro.name).display(),
+                    distro.name
+                )
+            })?;
+            vmtests::flow::vm_shell(&dir)
+        }
         Task::VmTest {
             distro,
             keep,
