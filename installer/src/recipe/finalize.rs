@@ -2,7 +2,7 @@
 //! services, everything unmounted, a recursive `@factory` snapshot, and the pool exported so
 //! ZFSBootMenu imports it cleanly.
 
-use super::Inputs;
+use super::{Inputs, TARGET_ROOT};
 use crate::config::Family;
 use crate::plan::{Action, Step, StepId};
 
@@ -74,6 +74,12 @@ pub fn step(inputs: &Inputs) -> Step {
         ["zpool", "export", pool],
         "unmount everything and mark the pool cleanly exported for its first import",
     ));
+    if linux {
+        actions.push(Action::run(
+            ["umount", TARGET_ROOT],
+            "the private mount point the target was assembled under is no longer needed",
+        ));
+    }
     Step {
         id: StepId::Finalize,
         title: "Finalize: zpool.cache, ZFS services, @factory snapshot, export".into(),

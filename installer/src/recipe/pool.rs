@@ -58,6 +58,32 @@ pub fn step(inputs: &Inputs) -> Step {
         opt("-O", "keyformat=passphrase".into());
         opt("-O", format!("keylocation=file://{}", key_file(pool)));
     }
+    if config.distro.family() != Family::FreeBsd {
+        // Services with their own mount namespace (udevd, logind, resolved) receive every mount
+        // made under a shared mount point and may keep a copy after it is unmounted here, which
+        // leaves the pool "busy" at export. A private mount point keeps the target's mounts
+        // to this namespace.
+        actions.push(Action::run(
+            ["mkdir", "-p", TARGET_ROOT],
+            "the directory the target is assembled under",
+        ));
+        actions.push(Action::run(
+            [
+                "mount",
+                "-t",
+                "tmpfs",
+                "-o",
+                "mode=0755",
+                "--make-private",
+                "kldload-target",
+                TARGET_ROOT,
+            ],
+            format!(
+                "a private mount point at {TARGET_ROOT}: no other process's mount namespace gets \
+                 copies of the target's mounts, which would keep the pool busy at export"
+            ),
+        ));
+    }
     opt("-R", TARGET_ROOT.into());
     create.push(pool.to_string());
     if let Some(word) = config.disks.layout.vdev_word() {

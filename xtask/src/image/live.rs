@@ -5,7 +5,7 @@
 //! as a second, small archive, so changing the installer does not rebuild this one.
 
 use super::builder::Built;
-use super::recipe::{LIVE_FILES, LIVE_MODULES_DROPPED, LIVE_PACKAGES};
+use super::recipe::{LIVE_FILES, LIVE_MODULES_DROPPED, LIVE_PACKAGES, LIVE_UNITS_MASKED};
 use crate::run::{ChrootMounts, Log, chroot, run};
 use anyhow::{Context, Result, bail};
 use std::fs;
@@ -65,6 +65,9 @@ pub fn build(log: &Log, payload_root: &Path, built: &Built, entry: &Path) -> Res
         &root,
         &["systemctl", "enable", "kldload-unattended.service"],
     )?;
+    let mut mask = vec!["systemctl", "mask"];
+    mask.extend(LIVE_UNITS_MASKED);
+    chroot(log, &root, &mask)?;
     // The live system needs no sshd, and has no host keys for one.
     chroot(log, &root, &["systemctl", "disable", "ssh.service"])?;
     let _ = fs::remove_file(root.join("etc/systemd/system/sshd.service"));

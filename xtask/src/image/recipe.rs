@@ -124,6 +124,18 @@ pub const LIVE_MODULES_DROPPED: [&str; 9] = [
     "kernel/drivers/iio",
 ];
 
+/// Timers the live system masks: a medium that lives for one install needs no upkeep, and a
+/// service started mid-install would copy the target's mounts into its own mount namespace.
+pub const LIVE_UNITS_MASKED: [&str; 7] = [
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "dpkg-db-backup.timer",
+    "e2scrub_all.timer",
+    "fstrim.timer",
+    "logrotate.timer",
+    "man-db.timer",
+];
+
 /// Whether a package is a build tool the payload must not contain: a C compiler, DKMS, or
 /// kernel headers. (gcc-14-base, a runtime library's base package, is not a compiler.)
 pub fn is_build_tool(package: &str) -> bool {
