@@ -40,7 +40,7 @@ impl Machine {
         })
     }
 
-    /// Logs in on the serial console and starts the harness's shell on /dev/hvc0.
+    /// Logs in on the serial console and starts the harness's shell on its virtio-serial port.
     pub fn login(&mut self, user: &str, password: &str, timeout: Duration) -> Result<()> {
         self.console.wait_for("login: ", timeout)?;
         self.console.send_line(user)?;
@@ -52,7 +52,7 @@ impl Machine {
         self.start_shell()
     }
 
-    /// Starts the shell on /dev/hvc0 from a logged-in console.
+    /// Starts the shell on its virtio-serial port from a logged-in console.
     pub fn start_shell(&mut self) -> Result<()> {
         self.console.send_line(crate::shell::START_COMMAND)?;
         self.shell = Some(Shell::connect(

@@ -1,6 +1,6 @@
 //! QEMU, started with an argv (never a shell string): q35 with OVMF, KVM when it really works
 //! and TCG otherwise, only the devices a scenario asks for, the serial console and QMP on unix
-//! sockets, and a second serial line (virtio console) for the harness's own root shell. The
+//! sockets, and a virtio-serial port for the harness's own root shell. The
 //! process is killed when the [`Vm`] is dropped, so no VM outlives a failed test.
 
 use crate::ovmf::Firmware;
@@ -47,45 +47,58 @@ pub fn choose_accel(firmware: &Firmware, scratch: &Path) -> (Accel, String) {
     }
 }
 
-/// Boots OVMF alone under KVM for a few seconds: still running means KVM works.
+/// Boots OVMF alone under KVM, with the same accelerator and CPU arguments a test VM gets:
+/// KVM works when the firmware reaches its boot manager (it prints `BdsDxe` on the serial port)
+/// within 30 s. A KVM that only pauses the VM on an internal error, or dies setting an MSR,
+/// never gets there.
 fn probe_kvm(firmware: &Firmware, scratch: &Path) -> Result<()> {
+    use std::io::Read;
     let vars = scratch.join("kvm-probe-vars.fd");
     firmware.new_nvram(&vars)?;
     let mut child = Command::new("qemu-system-x86_64")
-        .args([
-            "-machine",
-            "q35",
-            "-accel",
-            "kvm",
-            "-m",
-            "256",
-            "-nodefaults",
-            "-display",
-            "none",
-        ])
+        .args(["-machine", "q35"])
+        .args(Accel::Kvm.args())
+        .args(["-smp", "2", "-m", "256", "-nodefaults", "-display", "none"])
+        .args(["-serial", "stdio", "-monitor", "none"])
         .args(pflash_args(firmware, &vars))
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .context("starting qemu-system-x86_64")?;
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(8) {
-        if let Some(status) = child.try_wait()? {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                use std::io::Read;
-                let _ = e.read_to_string(&mut err);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut stdout = child.stdout.take().expect("piped");
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
             }
-            let first = err.lines().next().unwrap_or_default().to_string();
-            bail!("QEMU exited ({status}) {first}");
+            seen.extend_from_slice(&buf[..n]);
+            if seen.windows(6).any(|w| w == b"BdsDxe") {
+                let _ = tx.send(());
+                break;
+            }
         }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
+    let reached = rx.recv_timeout(Duration::from_secs(30)).is_ok();
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_file(vars);
-    Ok(())
+    if reached {
+        return Ok(());
+    }
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    let why = err
+        .lines()
+        .find(|l| l.contains("error"))
+        .or_else(|| err.lines().next())
+        .unwrap_or("no firmware output within 30 s");
+    bail!("{why}")
 }
 
 fn pflash_args(firmware: &Firmware, vars: &Path) -> Vec<String> {
@@ -194,7 +207,7 @@ impl VmSpec {
             s("-chardev"),
             format!("socket,id=shell0,path={},server=on,wait=off", sock("shell")),
             s("-device"),
-            s("virtconsole,chardev=shell0"),
+            format!("virtserialport,chardev=shell0,name={}", crate::shell::PORT_NAME),
         ]);
         for (i, d) in self.disks.iter().enumerate() {
             let ro = if d.read_only { ",readonly=on" } else { "" };

@@ -59,8 +59,8 @@ impl Report {
     pub fn table(&self) -> String {
         let mut out = String::new();
         out.push_str(&format!(
-            "checks ({}, {} via {}):\n",
-            self.distro, self.accel, self.firmware
+            "checks ({}; {}: {}; firmware: {}):\n",
+            self.distro, self.accel, self.accel_reason, self.firmware
         ));
         for c in &self.checks {
             let first = c.detail.lines().next().unwrap_or_default();

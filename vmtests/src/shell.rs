@@ -1,6 +1,9 @@
-//! The harness's own root shell on the guest's second serial line (virtio console, /dev/hvc0):
-//! commands run there, so their output and exit status are exact and never mixed with kernel
-//! messages on the main console. Each command is sent base64-encoded and answered with one
+//! The harness's own root shell on a virtio-serial port of the guest
+//! (/dev/virtio-ports/org.kldload.shell): commands run there, so their output and exit status
+//! are exact and never mixed with kernel messages on the main console. The port is a plain
+//! character device, not a tty: no getty competes for its input (systemd starts one on every
+//! virtio console, /dev/hvc0, which ate characters of long commands), no echo, no line editing,
+//! and virtio flow control loses nothing. Each command is sent base64-encoded and answered with one
 //! framed line: `KT-BEGIN-<n>:<status>:<stdout base64>:<stderr base64>:KT-END-<n>`.
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -23,11 +26,16 @@ pub struct Shell {
     buffer: Vec<u8>,
     counter: u64,
     transcript: PathBuf,
+    /// A command that never answered: the shell is still running it, so nothing more can run.
+    stuck: Option<String>,
 }
 
-/// The command typed on the main console to give the harness its shell on /dev/hvc0.
-pub const START_COMMAND: &str =
-    "setsid -f sh -c 'exec bash --norc --noprofile -i 0<>/dev/hvc0 1>&0 2>&0'";
+/// The guest's name of the port (QEMU's `virtserialport,name=`).
+pub const PORT_NAME: &str = "org.kldload.shell";
+
+/// The command typed on the main console to give the harness its shell on the port. The port
+/// opens once, read-write; bash reading it is not interactive (it is no terminal).
+pub const START_COMMAND: &str = "setsid -f sh -c 'exec bash --norc --noprofile 0<>/dev/virtio-ports/org.kldload.shell 1>&0 2>&0'";
 
 fn b64(text: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(text)
@@ -69,7 +77,7 @@ pub fn parse_frame(text: &str, n: u64) -> Option<Result<Output>> {
 }
 
 impl Shell {
-    /// Connects to the VM's virtio console socket and waits until the shell answers.
+    /// Connects to the VM's shell port's socket and waits until the shell answers.
     pub fn connect(socket: &Path, transcript: &Path, timeout: Duration) -> Result<Shell> {
         let stream = crate::console::connect(socket, Duration::from_secs(30))?;
         stream.set_read_timeout(Some(Duration::from_millis(500)))?;
@@ -78,18 +86,17 @@ impl Shell {
             buffer: Vec::new(),
             counter: 0,
             transcript: transcript.to_owned(),
+            stuck: None,
         };
-        shell
-            .stream
-            .write_all(b"stty -echo -onlcr 2>/dev/null; PS1=; PS2=; unset PROMPT_COMMAND\n")?;
         let start = Instant::now();
         loop {
             match shell.run("true", Duration::from_secs(5)) {
                 Ok(o) if o.status == 0 => return Ok(shell),
                 _ if start.elapsed() > timeout => {
-                    bail!("the guest's root shell on /dev/hvc0 did not answer within {timeout:?}")
+                    bail!("the guest's root shell on /dev/virtio-ports/{PORT_NAME} did not answer within {timeout:?}")
                 }
-                _ => {}
+                // Not up yet: the next `true` goes after the unanswered one.
+                _ => shell.stuck = None,
             }
         }
     }
@@ -99,12 +106,15 @@ impl Shell {
             .append(true)
             .open(&self.transcript)
         {
-            let _ = writeln!(f, "\n[hvc0] {text}");
+            let _ = writeln!(f, "\n[shell] {text}");
         }
     }
 
     /// Runs `cmd` with bash in the guest.
     pub fn run(&mut self, cmd: &str, timeout: Duration) -> Result<Output> {
+        if let Some(stuck) = &self.stuck {
+            bail!("the guest shell is still running an earlier command that timed out ({stuck}); not running: {cmd}");
+        }
         self.counter += 1;
         let n = self.counter;
         self.log(&format!("$ {cmd}"));
@@ -131,6 +141,7 @@ impl Shell {
                 return Ok(out);
             }
             if Instant::now() > deadline {
+                self.stuck = Some(cmd.to_string());
                 return Err(anyhow!(
                     "no answer from the guest within {timeout:?} to: {cmd}"
                 ));
