@@ -84,11 +84,34 @@ fn pool_properties(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
     ensure!(v[0] == c.pool.compression, "compression={}", v[0]);
     // ZFS 2.3 shows posixacl as "posix".
     ensure!(v[1] == "posixacl" || v[1] == "posix", "acltype={}", v[1]);
-    ensure!(v[2] == "sa", "xattr={}", v[2]);
+    let version = m.succeed("zfs version | head -n1")?;
+    ensure!(
+        xattr_is_sa(&v[2], version.trim()),
+        "xattr={} with {}",
+        v[2],
+        version.trim()
+    );
     Ok(format!(
-        "compression={} acltype={} xattr={}",
-        v[0], v[1], v[2]
+        "compression={} acltype={} xattr={} ({})",
+        v[0],
+        v[1],
+        v[2],
+        version.trim()
     ))
+}
+
+/// Whether `zfs get xattr` says system-attribute xattrs. From OpenZFS 2.3 (seen with 2.3.9) a
+/// dataset created with xattr=sa reads back as "on", and one created with xattr=dir as "dir";
+/// before, "on" meant directory xattrs.
+fn xattr_is_sa(value: &str, zfs_version: &str) -> bool {
+    let at_least_2_3 = zfs_version
+        .strip_prefix("zfs-")
+        .and_then(|v| {
+            let mut parts = v.split(['.', '-']).map(|p| p.parse::<u32>().ok());
+            Some((parts.next()??, parts.next()??))
+        })
+        .is_some_and(|version| version >= (2, 3));
+    value == "sa" || (value == "on" && at_least_2_3)
 }
 
 fn tmp_properties(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
@@ -364,6 +387,16 @@ fn ssh_login(m: &mut Machine, run: &Run, c: &Config) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xattr_sa_reads_as_on_from_openzfs_2_3() {
+        assert!(xattr_is_sa("sa", "zfs-2.1.11-1"));
+        assert!(xattr_is_sa("on", "zfs-2.3.9-0+deb13u1"));
+        assert!(xattr_is_sa("on", "zfs-2.4.0-1"));
+        assert!(!xattr_is_sa("on", "zfs-2.1.11-1"));
+        assert!(!xattr_is_sa("dir", "zfs-2.3.9-0+deb13u1"));
+        assert!(!xattr_is_sa("on", "garbage"));
+    }
 
     #[test]
     fn hostid_forms() {
