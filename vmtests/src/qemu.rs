@@ -207,7 +207,10 @@ impl VmSpec {
             s("-chardev"),
             format!("socket,id=shell0,path={},server=on,wait=off", sock("shell")),
             s("-device"),
-            format!("virtserialport,chardev=shell0,name={}", crate::shell::PORT_NAME),
+            format!(
+                "virtserialport,chardev=shell0,name={}",
+                crate::shell::PORT_NAME
+            ),
         ]);
         for (i, d) in self.disks.iter().enumerate() {
             let ro = if d.read_only { ",readonly=on" } else { "" };

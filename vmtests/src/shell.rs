@@ -93,7 +93,9 @@ impl Shell {
             match shell.run("true", Duration::from_secs(5)) {
                 Ok(o) if o.status == 0 => return Ok(shell),
                 _ if start.elapsed() > timeout => {
-                    bail!("the guest's root shell on /dev/virtio-ports/{PORT_NAME} did not answer within {timeout:?}")
+                    bail!(
+                        "the guest's root shell on /dev/virtio-ports/{PORT_NAME} did not answer within {timeout:?}"
+                    )
                 }
                 // Not up yet: the next `true` goes after the unanswered one.
                 _ => shell.stuck = None,
@@ -113,7 +115,9 @@ impl Shell {
     /// Runs `cmd` with bash in the guest.
     pub fn run(&mut self, cmd: &str, timeout: Duration) -> Result<Output> {
         if let Some(stuck) = &self.stuck {
-            bail!("the guest shell is still running an earlier command that timed out ({stuck}); not running: {cmd}");
+            bail!(
+                "the guest shell is still running an earlier command that timed out ({stuck}); not running: {cmd}"
+            );
         }
         self.counter += 1;
         let n = self.counter;

@@ -9,6 +9,7 @@ mod image;
 mod progress;
 mod run;
 mod vmtest;
+mod workflows;
 
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -50,7 +51,7 @@ enum Task {
         #[arg(long, env = "KLDLOAD_ZFSBOOTMENU")]
         zfsbootmenu: Option<PathBuf>,
         /// Debian mirror (default: this host's apt sources).
-        #[arg(long)]
+        #[arg(long, env = "KLDLOAD_MIRROR")]
         mirror: Option<String>,
         #[command(flatten)]
         cache: CacheDir,
@@ -65,7 +66,7 @@ enum Task {
         keep: bool,
         #[arg(long, env = "KLDLOAD_ZFSBOOTMENU")]
         zfsbootmenu: Option<PathBuf>,
-        #[arg(long)]
+        #[arg(long, env = "KLDLOAD_MIRROR")]
         mirror: Option<String>,
         #[command(flatten)]
         cache: CacheDir,
@@ -83,8 +84,19 @@ enum Task {
         #[command(flatten)]
         cache: CacheDir,
     },
-    /// Run every test with nextest's `ci` profile (JUnit report in target/nextest/ci/junit.xml).
-    Ci,
+    /// What CI runs: actionlint over .github/workflows, then every test with nextest's `ci`
+    /// profile, the VM tests of `debian` included (JUnit report in target/nextest/ci/junit.xml).
+    Ci {
+        /// Leave out the VM tests and the image build (they need root, QEMU and ~10 minutes).
+        #[arg(long)]
+        skip_vm: bool,
+        #[arg(long, env = "KLDLOAD_ZFSBOOTMENU")]
+        zfsbootmenu: Option<PathBuf>,
+        #[arg(long, env = "KLDLOAD_MIRROR")]
+        mirror: Option<String>,
+        #[command(flatten)]
+        cache: CacheDir,
+    },
 }
 
 #[derive(Subcommand)]
@@ -103,7 +115,9 @@ pub fn project_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn ci(sh: &Shell) -> anyhow::Result<()> {
+/// Lints the workflows, builds the medium unless `vm` is None, and runs every test, the VM
+/// tests included, in one nextest run, so its summary line and JUnit report cover them all.
+fn ci(sh: &Shell, vm: Option<image::Options>) -> anyhow::Result<()> {
     if cmd!(sh, "cargo nextest --version")
         .quiet()
         .ignore_stdout()
@@ -114,7 +128,24 @@ fn ci(sh: &Shell) -> anyhow::Result<()> {
             "cargo-nextest is not installed: run `cargo install --locked cargo-nextest` (.ci/run does this)"
         );
     }
-    cmd!(sh, "cargo nextest run --workspace --profile ci").run()?;
+    workflows::lint(&project_root())?;
+    let Some(opts) = vm else {
+        cmd!(sh, "cargo nextest run --workspace --profile ci").run()?;
+        return Ok(());
+    };
+    let prepared = vmtest::prepare(&opts)?;
+    eprintln!(
+        "VM test results (transcripts, reports): {}",
+        vmtest::results_dir().display()
+    );
+    let mut run = cmd!(
+        sh,
+        "cargo nextest run --workspace --profile ci --run-ignored all"
+    );
+    for (k, v) in prepared.env(false) {
+        run = run.env(k, v);
+    }
+    run.run()?;
     Ok(())
 }
 
@@ -168,7 +199,21 @@ fn main() -> anyhow::Result<()> {
     let sh = Shell::new()?;
     sh.change_dir(project_root());
     match cli.task {
-        Task::Ci => ci(&sh),
+        Task::Ci {
+            skip_vm,
+            zfsbootmenu,
+            mirror,
+            cache,
+        } => ci(
+            &sh,
+            (!skip_vm).then(|| image::Options {
+                distro: "debian".into(),
+                rebuild: false,
+                zfsbootmenu,
+                mirror,
+                cache: cache.path(),
+            }),
+        ),
         Task::BuildImage {
             distro,
             rebuild,

@@ -90,8 +90,17 @@ fn latest_report(out: &Path, distro: &str) -> Option<PathBuf> {
         .find(|r| r.is_file())
 }
 
-pub fn vm_test(opts: &image::Options, keep: bool) -> Result<()> {
+/// What the VM tests run against: the medium, built or reused, and the host's VM packages.
+pub struct Prepared {
+    pub built: image::Output,
+    pub distro: image::recipe::ImageDistro,
+    pub image_time: std::time::Duration,
+}
+
+/// Installs the VM packages and builds (or reuses) the medium for `opts.distro`.
+pub fn prepare(opts: &image::Options) -> Result<Prepared> {
     ensure_vm_packages()?;
+    let distro = image::recipe::ImageDistro::find(&opts.distro)?;
     let start = Instant::now();
     let built = image::build_image(opts)?;
     let image_time = start.elapsed();
@@ -100,8 +109,42 @@ pub fn vm_test(opts: &image::Options, keep: bool) -> Result<()> {
         built.medium.display(),
         kldload::disk::human_size(built.size)
     );
-    let distro = image::recipe::ImageDistro::find(&opts.distro)?;
-    let out = crate::project_root().join("target/vmtest");
+    Ok(Prepared {
+        built,
+        distro,
+        image_time,
+    })
+}
+
+/// Where the VM tests put their run directories.
+pub fn results_dir() -> PathBuf {
+    crate::project_root().join("target/vmtest")
+}
+
+impl Prepared {
+    /// The environment the tests in vmtests/ read: the medium, the distro, the build's roots.
+    pub fn env(&self, keep: bool) -> Vec<(&'static str, std::ffi::OsString)> {
+        vec![
+            ("KLDLOAD_VMTEST_MEDIUM", self.built.medium.clone().into()),
+            ("KLDLOAD_VMTEST_DISTRO", self.distro.name.into()),
+            (
+                "KLDLOAD_VMTEST_BUILDER_DIR",
+                self.built.builder_dir.clone().into(),
+            ),
+            (
+                "KLDLOAD_VMTEST_PAYLOAD_DIR",
+                self.built.payload_dir.clone().into(),
+            ),
+            ("KLDLOAD_VMTEST_OUT", results_dir().into()),
+            ("KLDLOAD_VMTEST_KEEP", if keep { "1" } else { "0" }.into()),
+        ]
+    }
+}
+
+pub fn vm_test(opts: &image::Options, keep: bool) -> Result<()> {
+    let prepared = prepare(opts)?;
+    let (built, distro, image_time) = (&prepared.built, prepared.distro, prepared.image_time);
+    let out = results_dir();
     let status = std::process::Command::new("cargo")
         .args([
             "nextest",
@@ -115,12 +158,7 @@ pub fn vm_test(opts: &image::Options, keep: bool) -> Result<()> {
             "--no-capture",
         ])
         .current_dir(crate::project_root())
-        .env("KLDLOAD_VMTEST_MEDIUM", &built.medium)
-        .env("KLDLOAD_VMTEST_DISTRO", distro.name)
-        .env("KLDLOAD_VMTEST_BUILDER_DIR", &built.builder_dir)
-        .env("KLDLOAD_VMTEST_PAYLOAD_DIR", &built.payload_dir)
-        .env("KLDLOAD_VMTEST_OUT", &out)
-        .env("KLDLOAD_VMTEST_KEEP", if keep { "1" } else { "0" })
+        .envs(prepared.env(keep))
         .status()
         .context("cargo nextest (cargo install --locked cargo-nextest)")?;
     println!(
