@@ -1,20 +1,28 @@
 //! The serial console, driven with rexpect: every byte QEMU's serial port sends is saved to the
-//! transcript as it arrives; every wait has a timeout, and a failed wait says which phase, what
-//! was awaited, and the transcript's last 50 lines.
+//! transcript as it arrives and fed to a terminal emulator (vt100), so full-screen programs such
+//! as ZFSBootMenu's menu can be read as the screen a person sees; every wait has a timeout, and a
+//! failed wait says which phase, what was awaited, and the transcript's last 50 lines.
 
 use anyhow::{Result, anyhow};
 use rexpect::error::Error as ExpectError;
 use rexpect::session::{StreamSession, spawn_stream};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
+use std::num::NonZeroU16;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Copies what it reads to the transcript.
+/// The emulated terminal's size: what ZFSBootMenu draws for when nothing answers its size query.
+pub const SCREEN_ROWS: NonZeroU16 = NonZeroU16::new(24).expect("not zero");
+pub const SCREEN_COLS: NonZeroU16 = NonZeroU16::new(80).expect("not zero");
+
+/// Copies what it reads to the transcript and the emulated screen.
 struct Tee {
     inner: UnixStream,
     transcript: File,
+    screen: Arc<Mutex<vt100::Parser>>,
 }
 
 impl Read for Tee {
@@ -22,6 +30,9 @@ impl Read for Tee {
         let n = self.inner.read(buf)?;
         self.transcript.write_all(&buf[..n])?;
         self.transcript.flush()?;
+        if let Ok(mut screen) = self.screen.lock() {
+            screen.process(&buf[..n]);
+        }
         Ok(n)
     }
 }
@@ -54,6 +65,7 @@ pub fn connect(socket: &Path, timeout: Duration) -> Result<UnixStream> {
 
 pub struct Console {
     session: StreamSession<UnixStream>,
+    screen: Arc<Mutex<vt100::Parser>>,
     pub transcript: PathBuf,
     /// The phase named in failures, e.g. "reboot to menu".
     pub phase: String,
@@ -66,14 +78,17 @@ impl Console {
             .create(true)
             .append(true)
             .open(transcript)?;
+        let screen = Arc::new(Mutex::new(vt100::Parser::new(SCREEN_ROWS, SCREEN_COLS, 0)));
         let reader = Tee {
             inner: stream.try_clone()?,
             transcript: file,
+            screen: screen.clone(),
         };
         // A short session timeout: each wait loops on it up to its own deadline.
         let session = spawn_stream(reader, stream, Some(1000));
         Ok(Console {
             session,
+            screen,
             transcript: transcript.to_owned(),
             phase: String::new(),
         })
@@ -135,6 +150,40 @@ impl Console {
                 Err(ExpectError::Timeout { .. }) if Instant::now() < deadline => continue,
                 Err(e) => return Err(self.failure(regex, timeout, &e.to_string())),
             }
+        }
+    }
+
+    /// The emulated screen's text, row by row (what a person would see now).
+    pub fn screen(&self) -> String {
+        self.screen
+            .lock()
+            .map(|s| s.screen().contents())
+            .unwrap_or_default()
+    }
+
+    /// Waits until the screen satisfies `ready` (checked every 200 ms); returns the screen. A
+    /// timeout fails with the screen as it was, also written into the transcript. (The screen is
+    /// fed by rexpect's reader thread, so it is current whether or not an `expect` runs.)
+    pub fn wait_for_screen(
+        &mut self,
+        what: &str,
+        ready: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let screen = self.screen();
+            if ready(&screen) {
+                return Ok(screen);
+            }
+            if Instant::now() > deadline {
+                self.mark(&format!("screen while waiting for {what}:\n{screen}"));
+                return Err(anyhow!(
+                    "phase {:?}: timed out after {timeout:?} waiting for {what}; the screen:\n{screen}",
+                    self.phase
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
 

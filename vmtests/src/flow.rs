@@ -37,6 +37,13 @@ pub struct Run {
     pub report: Report,
 }
 
+/// Where runs go: `$KLDLOAD_VMTEST_OUT` (set by `cargo xtask`), else target/vmtest.
+pub fn results_root() -> PathBuf {
+    std::env::var_os("KLDLOAD_VMTEST_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join("target/vmtest"))
+}
+
 pub fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -59,28 +66,28 @@ pub fn medium_from_env() -> Result<PathBuf> {
 }
 
 impl Run {
-    /// A run directory target/vmtest/<distro>/<timestamp>-<scenario>/ with its own disks.
+    /// A run directory target/vmtest/<distro>/<timestamp>-<scenario>/ with a blank target disk.
     pub fn new(distro: &str, scenario: &str, medium: PathBuf) -> Result<Run> {
-        let root = std::env::var_os("KLDLOAD_VMTEST_OUT")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| project_root().join("target/vmtest"));
         let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
-        let dir = root.join(distro).join(format!("{stamp}-{scenario}"));
+        let dir = results_root()
+            .join(distro)
+            .join(format!("{stamp}-{scenario}"));
+        Run::in_dir(distro, dir, medium)
+    }
+
+    /// A run in `dir` with a blank 16 GiB target disk, a fresh NVRAM and its own SSH key.
+    fn in_dir(distro: &str, dir: PathBuf, medium: PathBuf) -> Result<Run> {
         std::fs::create_dir_all(&dir)?;
-        let firmware = Firmware::resolve(&project_root())?;
-        let (accel, why) = choose_accel(&firmware, &dir);
-        let target = dir.join("target.qcow2");
+        let run = Run::in_dir_existing(distro, dir, medium)?;
         qemu_img(&[
             "create",
             "-q",
             "-f",
             "qcow2",
-            &target.to_string_lossy(),
+            &run.target.to_string_lossy(),
             "16G",
         ])?;
-        let nvram = dir.join("nvram.fd");
-        firmware.new_nvram(&nvram)?;
-        let ssh_key = dir.join("id_ed25519");
+        run.firmware.new_nvram(&run.nvram)?;
         let status = std::process::Command::new("ssh-keygen")
             .args([
                 "-q",
@@ -92,16 +99,22 @@ impl Run {
                 "kldload-vmtest",
                 "-f",
             ])
-            .arg(&ssh_key)
+            .arg(&run.ssh_key)
             .status()
             .context("ssh-keygen (install openssh-client)")?;
         anyhow::ensure!(status.success(), "ssh-keygen failed");
-        let answers = dir.join("answers.toml");
         write_answers(
             &project_root().join(DEFAULT_ANSWERS),
-            &ssh_key.with_extension("pub"),
-            &answers,
+            &run.ssh_key.with_extension("pub"),
+            &run.answers,
         )?;
+        Ok(run)
+    }
+
+    /// A run in `dir` whose disk, NVRAM, key and answer file are already there.
+    fn in_dir_existing(distro: &str, dir: PathBuf, medium: PathBuf) -> Result<Run> {
+        let firmware = Firmware::resolve(&project_root())?;
+        let (accel, why) = choose_accel(&firmware, &dir);
         let report = Report {
             distro: distro.to_string(),
             accel: format!("{accel:?}").to_lowercase(),
@@ -112,14 +125,14 @@ impl Run {
         Ok(Run {
             distro: distro.into(),
             transcript: dir.join("serial.log"),
+            target: dir.join("target.qcow2"),
+            nvram: dir.join("nvram.fd"),
+            answers: dir.join("answers.toml"),
+            ssh_key: dir.join("id_ed25519"),
             dir,
             firmware,
             accel,
             medium,
-            target,
-            nvram,
-            answers,
-            ssh_key,
             ssh_port: free_port()?,
             report,
         })
@@ -197,11 +210,18 @@ impl Run {
         Ok(())
     }
 
+    /// Starts the installed disk alone with the run's NVRAM; returns at once, for a scenario to
+    /// drive the firmware and ZFSBootMenu itself.
+    pub fn start_installed(&mut self, name: &str) -> Result<Machine> {
+        let spec = self.spec(name, vec![self.target_disk(None)], vec![]);
+        Machine::start(spec, &self.transcript, "firmware to menu")
+    }
+
     /// Boots the installed disk alone through the firmware into ZFSBootMenu and logs in.
     pub fn boot_installed(&mut self, name: &str) -> Result<Machine> {
-        let spec = self.spec(name, vec![self.target_disk(None)], vec![]);
         let start = Instant::now();
-        let mut m = Machine::start(spec, &self.transcript, "reboot to menu")?;
+        let mut m = self.start_installed(name)?;
+        m.console.phase = "reboot to menu".into();
         m.console.wait_for("ROOT/default", MENU_TIMEOUT)?;
         self.report.phase("reboot to menu", start.elapsed());
         let start = Instant::now();
@@ -226,6 +246,78 @@ impl Run {
         );
         Ok(())
     }
+}
+
+/// Runs a scenario on a copy of the shared base install: `body` records its named checks and
+/// phases in the run's report; an error stops it. The report, transcript and JUnit file are
+/// written whatever happened, and the test fails unless every check passed.
+pub fn scenario_on_installed_base(scenario: &str, body: impl FnOnce(&mut Run) -> Result<()>) {
+    let distro = std::env::var("KLDLOAD_VMTEST_DISTRO").unwrap_or_else(|_| "debian-13".into());
+    let medium = medium_from_env().unwrap();
+    let mut run = Run::on_installed_base(&distro, scenario, medium).unwrap();
+    let start = Instant::now();
+    if let Err(e) = body(&mut run) {
+        run.report.error = Some(format!("{e:#}"));
+    }
+    run.report.phase("scenario", start.elapsed());
+    run.finish().unwrap();
+    assert!(run.report.passed(), "{}", run.report.table());
+}
+
+/// The file that marks a base install as complete.
+const BASE_DONE: &str = "installed";
+
+impl Run {
+    /// A scenario's run on a machine kldload has already installed: the disk is a copy-on-write
+    /// overlay of the medium's shared base install (made by the main job's steps the first time
+    /// a scenario asks for it), the NVRAM a copy of the base's, so its firmware entries are there.
+    /// Callers hold `#[file_serial(installed_base)]`: the base is made once, by one test.
+    pub fn on_installed_base(distro: &str, scenario: &str, medium: PathBuf) -> Result<Run> {
+        let base = installed_base(distro, &medium)?;
+        let mut run = Run::new(distro, scenario, medium)?;
+        std::fs::remove_file(&run.target)?;
+        qemu_img(&[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-F",
+            "qcow2",
+            "-b",
+            &base.target.to_string_lossy(),
+            &run.target.to_string_lossy(),
+        ])?;
+        std::fs::copy(&base.nvram, &run.nvram)?;
+        for file in ["answers.toml", "id_ed25519", "id_ed25519.pub"] {
+            std::fs::copy(base.dir.join(file), run.dir.join(file))?;
+        }
+        run.report.phase("base install (shared)", Duration::ZERO);
+        Ok(run)
+    }
+}
+
+/// The base install of `medium`: target/vmtest/<distro>/base-<medium's cache entry>/, made by
+/// installing from the medium onto a blank disk the first time, then reused as is.
+pub fn installed_base(distro: &str, medium: &Path) -> Result<Run> {
+    let entry = medium
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "medium".into());
+    let dir = results_root().join(distro).join(format!("base-{entry}"));
+    if dir.join(BASE_DONE).is_file() {
+        let mut run = Run::in_dir_existing(distro, dir, medium.to_owned())?;
+        run.report.phase("base install (reused)", Duration::ZERO);
+        return Ok(run);
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    let mut run = Run::in_dir(distro, dir, medium.to_owned())?;
+    run.install()
+        .context("installing the shared base the scenarios boot")?;
+    std::fs::write(run.dir.join(BASE_DONE), "")?;
+    Ok(run)
 }
 
 /// The newest kept run of `distro` (one with its target disk and NVRAM), for `vm-shell`.

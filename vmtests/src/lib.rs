@@ -1,6 +1,7 @@
 //! kldload's VM harness: QEMU with OVMF (KVM when it works, TCG otherwise), the serial console
-//! driven with rexpect, a root shell of the harness's own on a second serial line, QMP for
-//! faults, and the main job's flow and checks. The scenarios are in `tests/`.
+//! driven with rexpect and read as a screen, a root shell of the harness's own on a virtio-serial
+//! port, QMP for faults, ZFSBootMenu's menu driven by keys, and the main job's flow and checks.
+//! The scenarios are in `tests/`.
 
 pub mod checks;
 pub mod console;
@@ -11,3 +12,4 @@ pub mod qemu;
 pub mod qmp;
 pub mod report;
 pub mod shell;
+pub mod zbm;

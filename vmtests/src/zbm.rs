@@ -1,0 +1,205 @@
+//! ZFSBootMenu driven over the serial console the way a person drives it: read the screen (the
+//! console's emulated terminal), press keys, wait for the next screen. Every key sent is named in
+//! the transcript, and every wait has a timeout that fails with the screen as it was.
+//!
+//! The keys are those of ZFSBootMenu's header and online help. Each Ctrl key also works as Alt
+//! (Escape then the letter), which is what this driver sends: on a serial line Ctrl+S is XOFF.
+
+use crate::machine::Machine;
+use anyhow::{Result, bail};
+use std::time::Duration;
+
+/// How long a screen may take to appear once a key was pressed (TCG is slow at drawing fzf).
+pub const SCREEN_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct Zbm<'m> {
+    pub m: &'m mut Machine,
+}
+
+/// The boot environment a countdown screen names: "Booting <be> in <n> seconds".
+pub fn countdown_target(screen: &str) -> Option<String> {
+    screen.lines().find_map(|l| {
+        let rest = l.trim().strip_prefix("Booting ")?;
+        let (be, tail) = rest.split_once(" in ")?;
+        tail.contains("second").then(|| be.trim().to_string())
+    })
+}
+
+/// Words on a screen that look like `pool/ROOT/...` datasets (boot environments), in order.
+pub fn boot_environments(screen: &str) -> Vec<String> {
+    words(screen, |w| w.contains("/ROOT/") && !w.contains('@'))
+}
+
+/// Words on a screen that are snapshots (`dataset@name`), in order.
+pub fn snapshots(screen: &str) -> Vec<String> {
+    words(screen, |w| {
+        w.split_once('@')
+            .is_some_and(|(d, s)| d.contains('/') && !s.is_empty())
+    })
+}
+
+/// Words on a screen that name kernels (`vmlinuz-...`), in order.
+pub fn kernels(screen: &str) -> Vec<String> {
+    words(screen, |w| {
+        w.starts_with("vmlinuz-") || w.contains("/vmlinuz-")
+    })
+    .into_iter()
+    .map(|w| w.rsplit('/').next().unwrap_or(&w).to_string())
+    .collect()
+}
+
+/// The screen's words made of the characters of dataset, snapshot and file names (so fzf's
+/// borders, pointers and colours' leftovers never stick to a name).
+fn words(screen: &str, keep: impl Fn(&str) -> bool) -> Vec<String> {
+    let name_char = |c: char| c.is_ascii_alphanumeric() || "/_-.:@+".contains(c);
+    let mut found: Vec<String> = Vec::new();
+    for word in screen.split(|c: char| !name_char(c)) {
+        let word = word.trim_matches(|c: char| c == ':' || c == '.');
+        if !word.is_empty() && keep(word) && !found.iter().any(|f| f == word) {
+            found.push(word.to_string());
+        }
+    }
+    found
+}
+
+impl<'m> Zbm<'m> {
+    pub fn new(m: &'m mut Machine) -> Zbm<'m> {
+        Zbm { m }
+    }
+
+    /// Sends `keys`, named in the transcript as `what`.
+    fn press(&mut self, what: &str, keys: &str) -> Result<()> {
+        self.m.console.mark(&format!("ZFSBootMenu: {what}"));
+        self.m.console.send(keys)
+    }
+
+    /// Alt+`letter`: Escape then the letter, in one write.
+    fn alt(&mut self, what: &str, letter: char) -> Result<()> {
+        self.press(what, &format!("\x1b{letter}"))
+    }
+
+    /// Waits for a screen; puts it in the transcript, as a person would have seen it.
+    fn wait(&mut self, what: &str, ready: impl Fn(&str) -> bool) -> Result<String> {
+        let screen = self
+            .m
+            .console
+            .wait_for_screen(what, ready, SCREEN_TIMEOUT)?;
+        self.m
+            .console
+            .mark(&format!("ZFSBootMenu screen: {what}\n{screen}"));
+        Ok(screen)
+    }
+
+    /// Waits for the countdown screen; returns the boot environment it will boot.
+    pub fn wait_for_countdown(&mut self, timeout: Duration) -> Result<String> {
+        let screen = self.m.console.wait_for_screen(
+            "ZFSBootMenu's countdown",
+            |s| countdown_target(s).is_some(),
+            timeout,
+        )?;
+        Ok(countdown_target(&screen).expect("checked by the wait"))
+    }
+
+    /// Stops the countdown with Escape; returns the boot environments the menu lists.
+    pub fn open_menu(&mut self) -> Result<Vec<String>> {
+        self.press("Escape: stop the countdown, open the menu", "\x1b")?;
+        self.wait_for_menu()
+    }
+
+    /// Waits for the main menu (its list of boot environments); returns them.
+    pub fn wait_for_menu(&mut self) -> Result<Vec<String>> {
+        let screen = self.wait("the menu of boot environments", |s| {
+            countdown_target(s).is_none() && !boot_environments(s).is_empty() && s.contains("boot")
+        })?;
+        Ok(boot_environments(&screen))
+    }
+
+    /// Narrows the current list to entries matching `text` (fzf's query), so the first match
+    /// is selected.
+    pub fn filter(&mut self, text: &str) -> Result<()> {
+        self.press(&format!("type {text:?} to filter the list"), text)?;
+        Ok(())
+    }
+
+    /// Return: boots the selected boot environment (or kernel, or runs a snapshot's default).
+    pub fn enter(&mut self, what: &str) -> Result<()> {
+        self.press(what, "\r")
+    }
+
+    /// Selects `be` in the main menu and boots it.
+    pub fn boot(&mut self, be: &str) -> Result<()> {
+        self.filter(be)?;
+        self.wait(&format!("{be} selected"), |s| {
+            let listed = boot_environments(s);
+            listed.first().is_some_and(|f| f == be)
+        })?;
+        self.enter(&format!("Return: boot {be}"))
+    }
+
+    /// Alt+S on the selected boot environment: its snapshots, as listed.
+    pub fn snapshots(&mut self) -> Result<Vec<String>> {
+        self.alt("Alt+S: snapshots of the selected boot environment", 's')?;
+        let screen = self.wait("the snapshot list", |s| !snapshots(s).is_empty())?;
+        Ok(snapshots(&screen))
+    }
+
+    /// Alt+K on the selected boot environment: its kernels, as listed.
+    pub fn kernels(&mut self) -> Result<Vec<String>> {
+        self.alt("Alt+K: kernels of the selected boot environment", 'k')?;
+        let screen = self.wait("the kernel list", |s| !kernels(s).is_empty())?;
+        Ok(kernels(&screen))
+    }
+
+    /// Escape: back to the previous screen (the main menu from a sub-list).
+    pub fn back(&mut self) -> Result<Vec<String>> {
+        self.press("Escape: back to the menu", "\x1b")?;
+        self.wait_for_menu()
+    }
+
+    /// Alt+R: the recovery shell; waits for its prompt.
+    pub fn recovery_shell(&mut self) -> Result<()> {
+        self.alt("Alt+R: recovery shell", 'r')?;
+        self.m
+            .console
+            .wait_for_regex(r"zfsbootmenu.*[#>] ?$|# $", SCREEN_TIMEOUT)?;
+        Ok(())
+    }
+
+    /// Checks the screen shows `text`, or fails with the screen.
+    pub fn expect_on_screen(&mut self, text: &str) -> Result<String> {
+        let screen = self.m.console.screen();
+        if !screen.contains(text) {
+            bail!("{text:?} is not on ZFSBootMenu's screen:\n{screen}");
+        }
+        Ok(screen)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_countdown() {
+        let screen = "\n\n        [RETURN] boot now\n        [ESCAPE] boot menu\n    Booting rpool/ROOT/default in 4 seconds\n";
+        assert_eq!(
+            countdown_target(screen).as_deref(),
+            Some("rpool/ROOT/default")
+        );
+        assert_eq!(
+            countdown_target("Booting /boot/vmlinuz-6.12 for rpool/ROOT/default ..."),
+            None
+        );
+    }
+
+    #[test]
+    fn reads_lists_from_a_screen() {
+        let screen = "> rpool/ROOT/default────┘\n│ rpool/ROOT/second│\n rpool/ROOT/default@factory  1.2G\n /boot/vmlinuz-6.12.117+deb13-amd64\n";
+        assert_eq!(
+            boot_environments(screen),
+            ["rpool/ROOT/default", "rpool/ROOT/second"]
+        );
+        assert_eq!(snapshots(screen), ["rpool/ROOT/default@factory"]);
+        assert_eq!(kernels(screen), ["vmlinuz-6.12.117+deb13-amd64"]);
+    }
+}
