@@ -156,6 +156,19 @@ impl Machine {
         Ok(())
     }
 
+    /// A clean reboot from inside the guest; the VM goes on (same QEMU, same NVRAM) into the
+    /// firmware again. The harness's shell is gone with the old boot: log in again for a new one.
+    pub fn reboot(&mut self) -> Result<()> {
+        if let Some(mut shell) = self.shell.take() {
+            // The shell dies with the guest: its answer may never come.
+            let _ = shell.run("systemctl reboot --no-block", Duration::from_secs(10));
+        } else {
+            self.console.send_line("systemctl reboot")?;
+        }
+        self.console.mark("reboot");
+        Ok(())
+    }
+
     /// A clean poweroff from inside the guest.
     pub fn shutdown(&mut self, timeout: Duration) -> Result<()> {
         if let Some(shell) = self.shell.as_mut() {

@@ -25,6 +25,14 @@ pub fn countdown_target(screen: &str) -> Option<String> {
     })
 }
 
+/// The item fzf's pointer (`>` at the start of a line) marks as selected.
+pub fn selected_item(screen: &str) -> Option<String> {
+    screen.lines().find_map(|l| {
+        let rest = l.strip_prefix('>')?;
+        words(rest, |w| w.contains('/')).into_iter().next()
+    })
+}
+
 /// Words on a screen that look like `pool/ROOT/...` datasets (boot environments), in order.
 pub fn boot_environments(screen: &str) -> Vec<String> {
     words(screen, |w| w.contains("/ROOT/") && !w.contains('@'))
@@ -106,10 +114,11 @@ impl<'m> Zbm<'m> {
         self.wait_for_menu()
     }
 
-    /// Waits for the main menu (its list of boot environments); returns them.
+    /// Waits for the main menu (its prompt `BE >` and its list of boot environments); returns
+    /// them. The prompt tells it from the kernel list, whose prompt is `<be> >`.
     pub fn wait_for_menu(&mut self) -> Result<Vec<String>> {
         let screen = self.wait("the menu of boot environments", |s| {
-            countdown_target(s).is_none() && !boot_environments(s).is_empty() && s.contains("boot")
+            s.contains("BE >") && !boot_environments(s).is_empty()
         })?;
         Ok(boot_environments(&screen))
     }
@@ -128,25 +137,70 @@ impl<'m> Zbm<'m> {
 
     /// Selects `be` in the main menu and boots it.
     pub fn boot(&mut self, be: &str) -> Result<()> {
-        self.filter(be)?;
-        self.wait(&format!("{be} selected"), |s| {
-            let listed = boot_environments(s);
-            listed.first().is_some_and(|f| f == be)
-        })?;
+        self.select(be)?;
         self.enter(&format!("Return: boot {be}"))
+    }
+
+    /// Selects `item` in the current list: fzf's query `^item$` matches that line exactly.
+    pub fn select(&mut self, item: &str) -> Result<()> {
+        self.filter(&format!("^{item}$"))?;
+        self.wait(&format!("{item} selected"), |s| {
+            selected_item(s).as_deref() == Some(item)
+        })?;
+        Ok(())
     }
 
     /// Alt+S on the selected boot environment: its snapshots, as listed.
     pub fn snapshots(&mut self) -> Result<Vec<String>> {
         self.alt("Alt+S: snapshots of the selected boot environment", 's')?;
-        let screen = self.wait("the snapshot list", |s| !snapshots(s).is_empty())?;
+        let screen = self.wait("the snapshot list", |s| {
+            s.contains("Snapshot >") && !snapshots(s).is_empty()
+        })?;
         Ok(snapshots(&screen))
+    }
+
+    /// Return on the selected snapshot: duplicates it (zfs send | zfs recv) into a new boot
+    /// environment, accepting ZFSBootMenu's proposed name (`<be>_NEW`); returns the boot
+    /// environments the menu lists afterwards.
+    pub fn duplicate_selected_snapshot(&mut self) -> Result<Vec<String>> {
+        self.enter("Return: duplicate the selected snapshot")?;
+        self.wait("the new boot environment's name prompt", |s| {
+            s.contains("New boot environment name")
+        })?;
+        self.enter("Return: take the proposed name")?;
+        self.wait_for_menu_or_snapshots()
+    }
+
+    /// Alt+C on the selected snapshot: clones it (zfs clone) into a new boot environment with
+    /// the proposed name; returns the boot environments listed afterwards.
+    pub fn clone_selected_snapshot(&mut self) -> Result<Vec<String>> {
+        self.alt("Alt+C: clone the selected snapshot", 'c')?;
+        self.wait("the new boot environment's name prompt", |s| {
+            s.contains("New boot environment name")
+        })?;
+        self.enter("Return: take the proposed name")?;
+        self.wait_for_menu_or_snapshots()
+    }
+
+    /// After a snapshot operation ZFSBootMenu goes back to a list; from the snapshot list,
+    /// Escape leads to the menu. Returns the menu's boot environments.
+    fn wait_for_menu_or_snapshots(&mut self) -> Result<Vec<String>> {
+        let screen = self.wait("a list after the operation", |s| {
+            s.contains("BE >") || s.contains("Snapshot >")
+        })?;
+        if screen.contains("Snapshot >") {
+            return self.back();
+        }
+        Ok(boot_environments(&screen))
     }
 
     /// Alt+K on the selected boot environment: its kernels, as listed.
     pub fn kernels(&mut self) -> Result<Vec<String>> {
         self.alt("Alt+K: kernels of the selected boot environment", 'k')?;
-        let screen = self.wait("the kernel list", |s| !kernels(s).is_empty())?;
+        // Its header offers "set default"; the main menu's does not.
+        let screen = self.wait("the kernel list", |s| {
+            s.contains("set default") && !kernels(s).is_empty()
+        })?;
         Ok(kernels(&screen))
     }
 
@@ -200,6 +254,8 @@ mod tests {
             ["rpool/ROOT/default", "rpool/ROOT/second"]
         );
         assert_eq!(snapshots(screen), ["rpool/ROOT/default@factory"]);
+        assert_eq!(selected_item(screen).as_deref(), Some("rpool/ROOT/default"));
+        assert_eq!(selected_item("BE > ^rpool$"), None);
         assert_eq!(kernels(screen), ["vmlinuz-6.12.117+deb13-amd64"]);
     }
 }

@@ -116,3 +116,67 @@ fn a_fresh_nvram_boots_through_the_fallback_path() {
         Ok(())
     });
 }
+
+/// A snapshot duplicated in ZFSBootMenu's snapshot list becomes a second boot environment;
+/// selecting it in the menu and pressing Return boots it, with the snapshot's content (a file
+/// written before the snapshot is there, one written after is not) and no origin (send/recv).
+#[test]
+#[ignore = "boots VMs: run with `cargo xtask vm-test debian`"]
+#[file_serial(installed_base)]
+fn a_duplicated_snapshot_boots_as_a_new_boot_environment() {
+    scenario_on_installed_base("zbm-duplicate", |run| {
+        let mut m = run.boot_installed("duplicate")?;
+        m.succeed(&format!(
+            "echo kept > /root/before-snapshot && zfs snapshot {BOOTFS}@kept && \
+             echo later > /root/after-snapshot && sync"
+        ))?;
+        m.reboot()?;
+        let new_be = format!("{BOOTFS}_NEW");
+        let mut zbm = Zbm::new(&mut m);
+        zbm.wait_for_countdown(MENU_TIMEOUT)?;
+        zbm.open_menu()?;
+        let snapshots = zbm.snapshots()?;
+        ensure!(
+            snapshots.iter().any(|s| s == &format!("{BOOTFS}@kept")),
+            "no @kept in {snapshots:?}"
+        );
+        zbm.select(&format!("{BOOTFS}@kept"))?;
+        let start = Instant::now();
+        let listed = zbm.duplicate_selected_snapshot()?;
+        run.report.phase("duplicate", start.elapsed());
+        run.report.check(
+            "the duplicate is listed as a boot environment",
+            (|| {
+                ensure!(listed.contains(&new_be), "listed: {listed:?}");
+                Ok(listed.join(" "))
+            })(),
+        );
+        zbm.boot(&new_be)?;
+        m.login("root", ROOT_PASSWORD, LOGIN_TIMEOUT)?;
+        let root = m.succeed("findmnt -n -o SOURCE /")?;
+        run.report.check(
+            "Return booted the second boot environment",
+            (|| {
+                ensure!(root.trim() == new_be, "/ is {root}");
+                let cmdline = m.succeed("cat /proc/cmdline")?;
+                ensure!(
+                    cmdline.contains(&format!("root=zfs:{new_be}")),
+                    "/proc/cmdline: {cmdline}"
+                );
+                Ok(format!("/ is {new_be}; {}", cmdline.trim()))
+            })(),
+        );
+        run.report.check(
+            "it has the snapshot's content",
+            (|| {
+                m.succeed("test -f /root/before-snapshot")?;
+                m.fail("test -e /root/after-snapshot")?;
+                let origin = m.succeed(&format!("zfs get -H -o value origin {new_be}"))?;
+                ensure!(origin.trim() == "-", "origin {origin}");
+                Ok("before-snapshot there, after-snapshot not, no origin".into())
+            })(),
+        );
+        m.shutdown(Duration::from_secs(120))?;
+        Ok(())
+    });
+}
