@@ -161,6 +161,13 @@ impl Console {
             .unwrap_or_default()
     }
 
+    /// Forgets the emulated screen (a reboot: what the firmware draws next starts afresh).
+    pub fn clear_screen(&mut self) {
+        if let Ok(mut screen) = self.screen.lock() {
+            *screen = vt100::Parser::new(SCREEN_ROWS, SCREEN_COLS, 0);
+        }
+    }
+
     /// Waits until the screen satisfies `ready` (checked every 200 ms); returns the screen. A
     /// timeout fails with the screen as it was, also written into the transcript. (The screen is
     /// fed by rexpect's reader thread, so it is current whether or not an `expect` runs.)

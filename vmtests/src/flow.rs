@@ -254,7 +254,18 @@ impl Run {
 pub fn scenario_on_installed_base(scenario: &str, body: impl FnOnce(&mut Run) -> Result<()>) {
     let distro = std::env::var("KLDLOAD_VMTEST_DISTRO").unwrap_or_else(|_| "debian-13".into());
     let medium = medium_from_env().unwrap();
-    let mut run = Run::on_installed_base(&distro, scenario, medium).unwrap();
+    let start = Instant::now();
+    let mut run = match Run::on_installed_base(&distro, scenario, medium.clone()) {
+        Ok(run) => run,
+        Err(e) => {
+            // No base, no scenario: its report still says why.
+            let mut run = Run::new(&distro, scenario, medium).unwrap();
+            run.report.error = Some(format!("{e:#}"));
+            run.finish().unwrap();
+            panic!("{}", run.report.table());
+        }
+    };
+    run.report.phase("base install", start.elapsed());
     let start = Instant::now();
     if let Err(e) = body(&mut run) {
         run.report.error = Some(format!("{e:#}"));
@@ -266,6 +277,8 @@ pub fn scenario_on_installed_base(scenario: &str, body: impl FnOnce(&mut Run) ->
 
 /// The file that marks a base install as complete.
 const BASE_DONE: &str = "installed";
+/// The file that says why a base install failed, so the scenarios after it fail at once.
+const BASE_FAILED: &str = "failed";
 
 impl Run {
     /// A scenario's run on a machine kldload has already installed: the disk is a copy-on-write
@@ -274,8 +287,15 @@ impl Run {
     /// Callers hold `#[file_serial(installed_base)]`: the base is made once, by one test.
     pub fn on_installed_base(distro: &str, scenario: &str, medium: PathBuf) -> Result<Run> {
         let base = installed_base(distro, &medium)?;
-        let mut run = Run::new(distro, scenario, medium)?;
-        std::fs::remove_file(&run.target)?;
+        let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+        let dir = results_root()
+            .join(distro)
+            .join(format!("{stamp}-{scenario}"));
+        std::fs::create_dir_all(&dir)?;
+        for file in ["nvram.fd", "answers.toml", "id_ed25519", "id_ed25519.pub"] {
+            std::fs::copy(base.dir.join(file), dir.join(file))?;
+        }
+        let run = Run::in_dir_existing(distro, dir, medium)?;
         qemu_img(&[
             "create",
             "-q",
@@ -287,77 +307,88 @@ impl Run {
             &base.target.to_string_lossy(),
             &run.target.to_string_lossy(),
         ])?;
-        std::fs::copy(&base.nvram, &run.nvram)?;
-        for file in ["answers.toml", "id_ed25519", "id_ed25519.pub"] {
-            std::fs::copy(base.dir.join(file), run.dir.join(file))?;
-        }
-        run.report.phase("base install (shared)", Duration::ZERO);
         Ok(run)
     }
 }
 
-/// The base install of `medium`: target/vmtest/<distro>/base-<medium's cache entry>/, made by
-/// installing from the medium onto a blank disk the first time, then reused as is.
+/// The base install of `medium`: target/vmtest/<distro>/base-<key>/, made by installing from
+/// the medium onto a blank disk the first time, then reused as is (only ever as the backing
+/// file of overlays). The key is the medium's cache entry and the answer file's template, so a
+/// new medium or new answers make a new base; older bases are removed then.
 pub fn installed_base(distro: &str, medium: &Path) -> Result<Run> {
     let entry = medium
         .parent()
         .and_then(|p| p.file_name())
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "medium".into());
-    let dir = results_root().join(distro).join(format!("base-{entry}"));
+    let answers_hash = kldload::exec::file_sha256(&project_root().join(DEFAULT_ANSWERS))?;
+    let name = format!("base-{entry}-{}", &answers_hash[..12]);
+    let dir = results_root().join(distro).join(&name);
     if dir.join(BASE_DONE).is_file() {
-        let mut run = Run::in_dir_existing(distro, dir, medium.to_owned())?;
-        run.report.phase("base install (reused)", Duration::ZERO);
-        return Ok(run);
+        return Run::in_dir_existing(distro, dir, medium.to_owned());
     }
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
+    if let Ok(why) = std::fs::read_to_string(dir.join(BASE_FAILED)) {
+        bail!(
+            "the shared base install failed earlier in this run ({}): {why}",
+            dir.display()
+        );
+    }
+    for old in std::fs::read_dir(results_root().join(distro))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| is_base_dir(p))
+    {
+        std::fs::remove_dir_all(old)?;
     }
     let mut run = Run::in_dir(distro, dir, medium.to_owned())?;
-    run.install()
-        .context("installing the shared base the scenarios boot")?;
+    if let Err(e) = run.install() {
+        let why = format!("{e:#}");
+        std::fs::write(run.dir.join(BASE_FAILED), &why)?;
+        bail!("installing the shared base the scenarios boot: {why}");
+    }
     std::fs::write(run.dir.join(BASE_DONE), "")?;
     Ok(run)
 }
 
-/// The newest kept run of `distro` (one with its target disk and NVRAM), for `vm-shell`.
-pub fn latest_kept_run(out: &Path, distro: &str) -> Option<PathBuf> {
+fn is_base_dir(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("base-"))
+}
+
+/// The newest run directory of `distro` (a `<timestamp>-<scenario>` one, never a shared base)
+/// that satisfies `keep`.
+pub fn latest_run_dir(out: &Path, distro: &str, keep: impl Fn(&Path) -> bool) -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(out.join(distro))
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().is_some_and(|n| {
+                n.to_string_lossy()
+                    .starts_with(|c: char| c.is_ascii_digit())
+            })
+        })
         .collect();
     dirs.sort();
-    dirs.into_iter()
-        .rev()
-        .find(|d| d.join("target.qcow2").is_file() && d.join("nvram.fd").is_file())
+    dirs.into_iter().rev().find(|d| keep(d))
+}
+
+/// The newest kept run of `distro` (one with its target disk and NVRAM), for `vm-shell`.
+pub fn latest_kept_run(out: &Path, distro: &str) -> Option<PathBuf> {
+    latest_run_dir(out, distro, |d| {
+        d.join("target.qcow2").is_file() && d.join("nvram.fd").is_file()
+    })
 }
 
 /// Boots a kept run's target disk with its NVRAM, the serial console on this terminal.
-pub fn vm_shell(run_dir: &Path) -> Result<()> {
-    let firmware = Firmware::resolve(&project_root())?;
-    let (accel, why) = choose_accel(&firmware, run_dir);
+pub fn vm_shell(distro: &str, run_dir: &Path) -> Result<()> {
+    let run = Run::in_dir_existing(distro, run_dir.to_owned(), PathBuf::new())?;
     eprintln!(
-        "{} ({why}); ssh: port forwarded from 127.0.0.1:2222",
-        format!("{accel:?}").to_lowercase()
+        "{} ({}); ssh: port forwarded from 127.0.0.1:{}",
+        run.report.accel, run.report.accel_reason, run.ssh_port
     );
-    let spec = VmSpec {
-        name: "shell".into(),
-        accel,
-        firmware,
-        nvram: run_dir.join("nvram.fd"),
-        memory_mib: 3072,
-        disks: vec![Disk {
-            path: run_dir.join("target.qcow2"),
-            format: "qcow2",
-            serial: "kldload-target".into(),
-            read_only: false,
-            boot_index: None,
-        }],
-        fw_cfg: vec![],
-        ssh_port: Some(2222),
-        dir: run_dir.to_owned(),
-        serial_on_stdio: true,
-    };
+    let mut spec = run.spec("shell", vec![run.target_disk(None)], vec![]);
+    spec.serial_on_stdio = true;
     crate::qemu::run_interactive(&spec)?;
     Ok(())
 }

@@ -166,6 +166,7 @@ impl Machine {
             self.console.send_line("systemctl reboot")?;
         }
         self.console.mark("reboot");
+        self.console.clear_screen();
         Ok(())
     }
 

@@ -98,7 +98,10 @@ impl Shell {
                     )
                 }
                 // Not up yet: the next `true` goes after the unanswered one.
-                _ => shell.stuck = None,
+                _ => {
+                    shell.stuck = None;
+                    std::thread::sleep(Duration::from_millis(500));
+                }
             }
         }
     }
@@ -167,6 +170,11 @@ impl Shell {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_start_command_opens_the_named_port() {
+        assert!(START_COMMAND.contains(&format!("/dev/virtio-ports/{PORT_NAME} ")));
+    }
 
     /// The frame round-trips through a real bash, output and status exact.
     #[test]

@@ -6,7 +6,7 @@
 //! (Escape then the letter), which is what this driver sends: on a serial line Ctrl+S is XOFF.
 
 use crate::machine::Machine;
-use anyhow::{Result, bail};
+use anyhow::Result;
 use std::time::Duration;
 
 /// How long a screen may take to appear once a key was pressed (TCG is slow at drawing fzf).
@@ -171,17 +171,6 @@ impl<'m> Zbm<'m> {
         self.wait_for_menu_or_snapshots()
     }
 
-    /// Alt+C on the selected snapshot: clones it (zfs clone) into a new boot environment with
-    /// the proposed name; returns the boot environments listed afterwards.
-    pub fn clone_selected_snapshot(&mut self) -> Result<Vec<String>> {
-        self.alt("Alt+C: clone the selected snapshot", 'c')?;
-        self.wait("the new boot environment's name prompt", |s| {
-            s.contains("New boot environment name")
-        })?;
-        self.enter("Return: take the proposed name")?;
-        self.wait_for_menu_or_snapshots()
-    }
-
     /// After a snapshot operation ZFSBootMenu goes back to a list; from the snapshot list,
     /// Escape leads to the menu. Returns the menu's boot environments.
     fn wait_for_menu_or_snapshots(&mut self) -> Result<Vec<String>> {
@@ -208,24 +197,6 @@ impl<'m> Zbm<'m> {
     pub fn back(&mut self) -> Result<Vec<String>> {
         self.press("Escape: back to the menu", "\x1b")?;
         self.wait_for_menu()
-    }
-
-    /// Alt+R: the recovery shell; waits for its prompt.
-    pub fn recovery_shell(&mut self) -> Result<()> {
-        self.alt("Alt+R: recovery shell", 'r')?;
-        self.m
-            .console
-            .wait_for_regex(r"zfsbootmenu.*[#>] ?$|# $", SCREEN_TIMEOUT)?;
-        Ok(())
-    }
-
-    /// Checks the screen shows `text`, or fails with the screen.
-    pub fn expect_on_screen(&mut self, text: &str) -> Result<String> {
-        let screen = self.m.console.screen();
-        if !screen.contains(text) {
-            bail!("{text:?} is not on ZFSBootMenu's screen:\n{screen}");
-        }
-        Ok(screen)
     }
 }
 

@@ -52,14 +52,7 @@ fn menu_lists_snapshots_and_kernels_and_boots_the_selection() {
             }),
         );
         zbm.back()?;
-        let kernels = zbm.kernels();
-        run.report.check(
-            "the kernel list shows the installed kernel",
-            kernels.and_then(|k| {
-                ensure!(!k.is_empty(), "no kernel listed");
-                Ok(k.join(" "))
-            }),
-        );
+        let kernels = zbm.kernels()?;
         zbm.back()?;
         let start = Instant::now();
         zbm.boot(BOOTFS)?;
@@ -71,6 +64,17 @@ fn menu_lists_snapshots_and_kernels_and_boots_the_selection() {
             (|| {
                 ensure!(root.trim() == BOOTFS, "/ is {root}");
                 Ok(root.trim().to_string())
+            })(),
+        );
+        let running = format!("vmlinuz-{}", m.succeed("uname -r")?.trim());
+        run.report.check(
+            "the kernel list showed the kernel that booted",
+            (|| {
+                ensure!(
+                    kernels.contains(&running),
+                    "listed {kernels:?}, booted {running}"
+                );
+                Ok(kernels.join(" "))
             })(),
         );
         m.shutdown(Duration::from_secs(120))?;
@@ -100,14 +104,31 @@ fn a_fresh_nvram_boots_through_the_fallback_path() {
                 Ok(root.trim().to_string())
             })(),
         );
-        let current = m.succeed("efibootmgr | sed -n 's/^BootCurrent: //p'")?;
-        let entry = m.succeed(&format!("efibootmgr -v | grep '^Boot{}'", current.trim()))?;
+        let entries = m.succeed("efibootmgr -v")?;
         run.report.check(
-            "the firmware booted its fallback, not a ZFSBootMenu entry",
+            "the firmware booted the disk's fallback path, having no entry of ours",
             (|| {
+                let current = entries
+                    .lines()
+                    .find_map(|l| l.strip_prefix("BootCurrent: "))
+                    .map(str::trim)
+                    .unwrap_or_default();
                 ensure!(
-                    !entry.contains("ZFSBootMenu") && !entry.contains("ZBM"),
-                    "booted {entry}"
+                    current.len() == 4 && current.chars().all(|c| c.is_ascii_hexdigit()),
+                    "no BootCurrent in:\n{entries}"
+                );
+                ensure!(
+                    !entries.contains("ZFSBootMenu") && !entries.contains("\\EFI\\ZBM"),
+                    "the NVRAM has ZFSBootMenu entries:\n{entries}"
+                );
+                let entry = entries
+                    .lines()
+                    .find(|l| l.starts_with(&format!("Boot{current}")))
+                    .unwrap_or_default();
+                // With no file path in its entry, the firmware loads \EFI\BOOT\BOOTX64.EFI.
+                ensure!(
+                    !entry.is_empty() && !entry.contains(".EFI") && !entry.contains(".efi"),
+                    "booted {entry:?}"
                 );
                 Ok(entry.trim().to_string())
             })(),

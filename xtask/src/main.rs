@@ -251,7 +251,7 @@ fn main() -> anyhow::Result<()> {
         Task::ImageCache { action, cache } => image_cache(action, &cache.path()),
         Task::VmShell { distro } => {
             let distro = image::recipe::ImageDistro::find(&distro)?;
-            let out = project_root().join("target/vmtest");
+            let out = vmtest::results_dir();
             let dir = vmtests::flow::latest_kept_run(&out, distro.name).ok_or_else(|| {
                 anyhow::anyhow!(
                     "no kept run under {}: run `cargo xtask vm-test {} --keep` first",
@@ -259,7 +259,7 @@ fn main() -> anyhow::Result<()> {
                     distro.name
                 )
             })?;
-            vmtests::flow::vm_shell(&dir)
+            vmtests::flow::vm_shell(distro.name, &dir)
         }
         Task::VmTest {
             distro,

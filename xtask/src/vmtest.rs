@@ -77,17 +77,20 @@ pub fn ensure_vm_packages() -> Result<()> {
     image::ensure_host_packages(&VM_TOOLS)
 }
 
-/// The newest report of a distro's runs.
-fn latest_report(out: &Path, distro: &str) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(out.join(distro))
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
+/// The reports of a distro's runs made since `since`, oldest first.
+fn reports_since(out: &Path, distro: &str, since: std::time::SystemTime) -> Vec<PathBuf> {
+    let mut reports: Vec<PathBuf> = std::fs::read_dir(out.join(distro))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path().join("report.json")))
+        .filter(|r| {
+            r.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t >= since)
+        })
         .collect();
-    dirs.sort();
-    dirs.into_iter()
-        .rev()
-        .map(|d| d.join("report.json"))
-        .find(|r| r.is_file())
+    reports.sort();
+    reports
 }
 
 /// What the VM tests run against: the medium, built or reused, and the host's VM packages.
@@ -118,7 +121,7 @@ pub fn prepare(opts: &image::Options) -> Result<Prepared> {
 
 /// Where the VM tests put their run directories.
 pub fn results_dir() -> PathBuf {
-    crate::project_root().join("target/vmtest")
+    vmtests::flow::results_root()
 }
 
 impl Prepared {
@@ -145,6 +148,7 @@ pub fn vm_test(opts: &image::Options, keep: bool) -> Result<()> {
     let prepared = prepare(opts)?;
     let (built, distro, image_time) = (&prepared.built, prepared.distro, prepared.image_time);
     let out = results_dir();
+    let started = std::time::SystemTime::now();
     let status = std::process::Command::new("cargo")
         .args([
             "nextest",
@@ -171,8 +175,11 @@ pub fn vm_test(opts: &image::Options, keep: bool) -> Result<()> {
             ""
         }
     );
-    if let Some(report) = latest_report(&out, distro.name) {
+    println!("  {:<36} {:>7.1}s", "image", image_time.as_secs_f64());
+    for report in reports_since(&out, distro.name, started) {
         let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report)?)?;
+        let dir = report.parent().expect("a run directory");
+        println!("{}:", dir.file_name().unwrap_or_default().to_string_lossy());
         for c in r["checks"].as_array().into_iter().flatten() {
             let detail = c["detail"]
                 .as_str()
@@ -196,15 +203,14 @@ pub fn vm_test(opts: &image::Options, keep: bool) -> Result<()> {
         if let Some(e) = r["error"].as_str() {
             println!("  ERROR {}", e.lines().next().unwrap_or_default());
         }
-        println!("  {:<24} {:>7.1}s", "image", image_time.as_secs_f64());
         for p in r["phases"].as_array().into_iter().flatten() {
             println!(
-                "  {:<24} {:>7.1}s",
+                "  {:<36} {:>7.1}s",
                 p["name"].as_str().unwrap_or_default(),
                 p["seconds"].as_f64().unwrap_or_default()
             );
         }
-        println!("results: {}", report.parent().expect("a dir").display());
+        println!("  results: {}", dir.display());
     }
     if !status.success() {
         bail!("VM tests failed for {}", distro.name);

@@ -127,7 +127,8 @@ fn free_space(path: &Path) -> Option<u64> {
 
 /// The mirror: given, or the host's own apt sources; checked to answer before anything starts.
 fn choose_mirror(given: Option<&str>, distro: &ImageDistro, log: &Log) -> Result<String> {
-    let mirror = match given {
+    // An empty --mirror / $KLDLOAD_MIRROR (an unset CI secret) means none was given.
+    let mirror = match given.filter(|m| !m.trim().is_empty()) {
         Some(m) => kldload::config::MirrorUrl::new(m).map_err(anyhow::Error::msg)?,
         None => kldload::mirror::host_debian_mirror(Path::new("/"))
             .context("no Debian mirror: this host's apt sources name none; pass --mirror URL")?,
