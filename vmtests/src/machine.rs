@@ -43,6 +43,11 @@ impl Machine {
     /// Logs in on the serial console and starts the harness's shell on its virtio-serial port.
     pub fn login(&mut self, user: &str, password: &str, timeout: Duration) -> Result<()> {
         self.console.wait_for("login: ", timeout)?;
+        self.login_at_prompt(user, password)
+    }
+
+    /// Logs in when the `login: ` prompt has just been seen, and starts the harness's shell.
+    pub fn login_at_prompt(&mut self, user: &str, password: &str) -> Result<()> {
         self.console.send_line(user)?;
         self.console
             .wait_for("Password: ", Duration::from_secs(60))?;

@@ -201,3 +201,98 @@ fn a_duplicated_snapshot_boots_as_a_new_boot_environment() {
         Ok(())
     });
 }
+
+/// ZFSBootMenu's own command line is the firmware entry's load options (they replace the
+/// embedded one). Rewrites the `ZFSBootMenu` entry: the serial console and `extra` (kldload's
+/// `zbm.timeout` is left out, so `zbm.skip` and `zbm.show` are not overridden by it).
+fn set_zbm_options(m: &mut vmtests::machine::Machine, extra: &str) -> anyhow::Result<String> {
+    let entries = m.succeed("efibootmgr")?;
+    let number = entries
+        .lines()
+        .find_map(|l| {
+            // "Boot0004* ZFSBootMenu" (efibootmgr 18 adds a tab and the device path).
+            let (boot, rest) = l.split_once(' ')?;
+            let label = rest.split('\t').next().unwrap_or_default();
+            (label.trim() == "ZFSBootMenu")
+                .then(|| boot.trim_start_matches("Boot").trim_end_matches('*'))
+        })
+        .ok_or_else(|| anyhow::anyhow!("no ZFSBootMenu entry in:\n{entries}"))?
+        .to_string();
+    let options = format!("quiet loglevel=0 nomodeset console=ttyS0,115200 {extra}");
+    m.succeed(&format!(
+        "efibootmgr -q -b {number} -B && efibootmgr -q --create --disk /dev/vda --part 1 \
+         --label ZFSBootMenu --loader '\\EFI\\ZBM\\VMLINUZ.EFI' --unicode '{options}'"
+    ))?;
+    Ok(options)
+}
+
+/// `zbm.skip` boots bootfs with no menu and no countdown; `zbm.show` shows the menu at once
+/// and waits for a key past the countdown's time; an invalid `spl_hostid` does not stop it.
+#[test]
+#[ignore = "boots VMs: run with `cargo xtask vm-test debian`"]
+#[file_serial(installed_base)]
+fn load_options_skip_show_and_a_bad_hostid() {
+    scenario_on_installed_base("zbm-options", |run| {
+        let mut m = run.boot_installed("options")?;
+
+        set_zbm_options(&mut m, "zbm.skip")?;
+        m.reboot()?;
+        let start = Instant::now();
+        let before_login = m
+            .console
+            .wait_for("login: ", MENU_TIMEOUT + LOGIN_TIMEOUT)?;
+        run.report
+            .phase("zbm.skip: firmware to login", start.elapsed());
+        run.report.check(
+            "zbm.skip boots without menu or countdown",
+            (|| {
+                ensure!(
+                    !before_login.contains("boot menu") && !before_login.contains("BE >"),
+                    "ZFSBootMenu drew its countdown or menu"
+                );
+                Ok("no countdown, no menu".into())
+            })(),
+        );
+        m.login_at_prompt("root", ROOT_PASSWORD)?;
+
+        set_zbm_options(&mut m, "zbm.show")?;
+        m.reboot()?;
+        let mut zbm = Zbm::new(&mut m);
+        let listed = zbm.wait_for_menu()?;
+        std::thread::sleep(Duration::from_secs(15));
+        let screen = zbm.m.console.screen();
+        run.report.check(
+            "zbm.show waits in the menu",
+            (|| {
+                ensure!(
+                    screen.contains("BE >") && listed.iter().any(|b| b == BOOTFS),
+                    "15 s later the screen is:\n{screen}"
+                );
+                Ok(format!(
+                    "menu still up 15 s later, listing {}",
+                    listed.join(" ")
+                ))
+            })(),
+        );
+        zbm.boot(BOOTFS)?;
+        m.login("root", ROOT_PASSWORD, LOGIN_TIMEOUT)?;
+
+        set_zbm_options(&mut m, "zbm.timeout=5 spl_hostid=0xnothex")?;
+        m.reboot()?;
+        let start = Instant::now();
+        m.login("root", ROOT_PASSWORD, MENU_TIMEOUT + LOGIN_TIMEOUT)?;
+        run.report
+            .phase("bad spl_hostid: firmware to login", start.elapsed());
+        let root = m.succeed("findmnt -n -o SOURCE /")?;
+        let hostid = m.succeed("cat /sys/module/spl/parameters/spl_hostid")?;
+        run.report.check(
+            "an invalid spl_hostid does not stop it",
+            (|| {
+                ensure!(root.trim() == BOOTFS, "/ is {root}");
+                Ok(format!("booted {BOOTFS}; SPL hostid {}", hostid.trim()))
+            })(),
+        );
+        m.shutdown(Duration::from_secs(120))?;
+        Ok(())
+    });
+}
