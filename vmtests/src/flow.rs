@@ -5,7 +5,7 @@
 
 use crate::machine::Machine;
 use crate::ovmf::Firmware;
-use crate::qemu::{Accel, Disk, VmSpec, choose_accel, free_port, qemu_img};
+use crate::qemu::{Accel, Disk, VmSpec, choose_accel, create_disk, free_port};
 use crate::report::Report;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -79,14 +79,7 @@ impl Run {
     fn in_dir(distro: &str, dir: PathBuf, medium: PathBuf) -> Result<Run> {
         std::fs::create_dir_all(&dir)?;
         let run = Run::in_dir_existing(distro, dir, medium)?;
-        qemu_img(&[
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            &run.target.to_string_lossy(),
-            "16G",
-        ])?;
+        create_disk(&run.target, "16G", None)?;
         run.firmware.new_nvram(&run.nvram)?;
         let status = std::process::Command::new("ssh-keygen")
             .args([
@@ -296,17 +289,7 @@ impl Run {
             std::fs::copy(base.dir.join(file), dir.join(file))?;
         }
         let run = Run::in_dir_existing(distro, dir, medium)?;
-        qemu_img(&[
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            "-F",
-            "qcow2",
-            "-b",
-            &base.target.to_string_lossy(),
-            &run.target.to_string_lossy(),
-        ])?;
+        create_disk(&run.target, "16G", Some(&base.target))?;
         Ok(run)
     }
 }

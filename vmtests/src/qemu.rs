@@ -347,3 +347,24 @@ pub fn qemu_img(args: &[&str]) -> Result<()> {
     }
     Ok(())
 }
+
+/// A qcow2 disk at `path`: blank of `size` (e.g. "16G"), or, with `backing`, a copy-on-write
+/// overlay of that qcow2 of the backing file's size (writes stay in the overlay; the backing
+/// file is never written).
+pub fn create_disk(path: &Path, size: &str, backing: Option<&Path>) -> Result<()> {
+    let path = path.to_string_lossy();
+    match backing {
+        None => qemu_img(&["create", "-q", "-f", "qcow2", &path, size]),
+        Some(base) => qemu_img(&[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-F",
+            "qcow2",
+            "-b",
+            &base.to_string_lossy(),
+            &path,
+        ]),
+    }
+}

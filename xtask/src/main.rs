@@ -38,6 +38,31 @@ impl CacheDir {
     }
 }
 
+/// Where a build's inputs come from: ZFSBootMenu, the mirror, the cache.
+#[derive(clap::Args)]
+struct ImageSources {
+    /// ZFSBootMenu EFI file to put on the medium (default: the pinned release download).
+    #[arg(long, env = "KLDLOAD_ZFSBOOTMENU")]
+    zfsbootmenu: Option<PathBuf>,
+    /// Debian mirror (default: this host's apt sources).
+    #[arg(long, env = "KLDLOAD_MIRROR")]
+    mirror: Option<String>,
+    #[command(flatten)]
+    cache: CacheDir,
+}
+
+impl ImageSources {
+    fn options(self, distro: String, rebuild: bool) -> image::Options {
+        image::Options {
+            distro,
+            rebuild,
+            zfsbootmenu: self.zfsbootmenu,
+            mirror: self.mirror,
+            cache: self.cache.path(),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Task {
     /// Build the live medium (a GPT disk image) with the target payload, ZFS built at image time.
@@ -47,14 +72,8 @@ enum Task {
         /// Rebuild every phase instead of reusing the cache.
         #[arg(long)]
         rebuild: bool,
-        /// ZFSBootMenu EFI file to put on the medium (default: the pinned release download).
-        #[arg(long, env = "KLDLOAD_ZFSBOOTMENU")]
-        zfsbootmenu: Option<PathBuf>,
-        /// Debian mirror (default: this host's apt sources).
-        #[arg(long, env = "KLDLOAD_MIRROR")]
-        mirror: Option<String>,
         #[command(flatten)]
-        cache: CacheDir,
+        sources: ImageSources,
     },
     /// Build (or reuse) the medium, install it into a blank VM disk, boot it through ZFSBootMenu
     /// and check what was built. Results in target/vmtest/<distro>/.
@@ -64,12 +83,8 @@ enum Task {
         /// Keep the VM's disks and NVRAM for `cargo xtask vm-shell`.
         #[arg(long)]
         keep: bool,
-        #[arg(long, env = "KLDLOAD_ZFSBOOTMENU")]
-        zfsbootmenu: Option<PathBuf>,
-        #[arg(long, env = "KLDLOAD_MIRROR")]
-        mirror: Option<String>,
         #[command(flatten)]
-        cache: CacheDir,
+        sources: ImageSources,
     },
     /// Boot the last `vm-test --keep` run's installed disk again, its serial console on this
     /// terminal, for reproducing a bug by hand.
@@ -90,12 +105,8 @@ enum Task {
         /// Leave out the VM tests and the image build (they need root, QEMU and ~10 minutes).
         #[arg(long)]
         skip_vm: bool,
-        #[arg(long, env = "KLDLOAD_ZFSBOOTMENU")]
-        zfsbootmenu: Option<PathBuf>,
-        #[arg(long, env = "KLDLOAD_MIRROR")]
-        mirror: Option<String>,
         #[command(flatten)]
-        cache: CacheDir,
+        sources: ImageSources,
     },
 }
 
@@ -199,35 +210,16 @@ fn main() -> anyhow::Result<()> {
     let sh = Shell::new()?;
     sh.change_dir(project_root());
     match cli.task {
-        Task::Ci {
-            skip_vm,
-            zfsbootmenu,
-            mirror,
-            cache,
-        } => ci(
+        Task::Ci { skip_vm, sources } => ci(
             &sh,
-            (!skip_vm).then(|| image::Options {
-                distro: "debian".into(),
-                rebuild: false,
-                zfsbootmenu,
-                mirror,
-                cache: cache.path(),
-            }),
+            (!skip_vm).then(|| sources.options("debian".into(), false)),
         ),
         Task::BuildImage {
             distro,
             rebuild,
-            zfsbootmenu,
-            mirror,
-            cache,
+            sources,
         } => {
-            let out = image::build_image(&image::Options {
-                distro,
-                rebuild,
-                zfsbootmenu,
-                mirror,
-                cache: cache.path(),
-            })?;
+            let out = image::build_image(&sources.options(distro, rebuild))?;
             let m = &out.manifest;
             println!(
                 "medium: {} ({})",
@@ -264,18 +256,7 @@ fn main() -> anyhow::Result<()> {
         Task::VmTest {
             distro,
             keep,
-            zfsbootmenu,
-            mirror,
-            cache,
-        } => vmtest::vm_test(
-            &image::Options {
-                distro,
-                rebuild: false,
-                zfsbootmenu,
-                mirror,
-                cache: cache.path(),
-            },
-            keep,
-        ),
+            sources,
+        } => vmtest::vm_test(&sources.options(distro, false), keep),
     }
 }
