@@ -6,9 +6,17 @@ use anyhow::ensure;
 use serial_test::file_serial;
 use std::time::{Duration, Instant};
 use vmtests::flow::{LOGIN_TIMEOUT, MENU_TIMEOUT, ROOT_PASSWORD, scenario_on_installed_base};
+use vmtests::machine::Machine;
 use vmtests::zbm::Zbm;
 
 const BOOTFS: &str = "rpool/ROOT/default";
+
+/// The dataset mounted at `/`, which must be `be`.
+fn root_is(m: &mut Machine, be: &str) -> anyhow::Result<String> {
+    let root = m.succeed("findmnt -n -o SOURCE /")?;
+    ensure!(root.trim() == be, "/ is {root}");
+    Ok(root.trim().to_string())
+}
 
 /// The firmware entry starts ZFSBootMenu on the serial console; Escape stops its countdown; the
 /// menu lists the boot environments, the snapshot list shows @factory, the kernel list the
@@ -58,14 +66,8 @@ fn menu_lists_snapshots_and_kernels_and_boots_the_selection() {
         zbm.boot(BOOTFS)?;
         m.login("root", ROOT_PASSWORD, LOGIN_TIMEOUT)?;
         run.report.phase("menu to login", start.elapsed());
-        let root = m.succeed("findmnt -n -o SOURCE /")?;
-        run.report.check(
-            "Return booted the selection",
-            (|| {
-                ensure!(root.trim() == BOOTFS, "/ is {root}");
-                Ok(root.trim().to_string())
-            })(),
-        );
+        run.report
+            .check("Return booted the selection", root_is(&mut m, BOOTFS));
         let running = format!("vmlinuz-{}", m.succeed("uname -r")?.trim());
         run.report.check(
             "the kernel list showed the kernel that booted",
@@ -96,14 +98,7 @@ fn a_fresh_nvram_boots_through_the_fallback_path() {
         let mut m = run.start_installed("fallback")?;
         m.login("root", ROOT_PASSWORD, MENU_TIMEOUT + LOGIN_TIMEOUT)?;
         run.report.phase("firmware to login", start.elapsed());
-        let root = m.succeed("findmnt -n -o SOURCE /")?;
-        run.report.check(
-            "bootfs booted",
-            (|| {
-                ensure!(root.trim() == BOOTFS, "/ is {root}");
-                Ok(root.trim().to_string())
-            })(),
-        );
+        run.report.check("bootfs booted", root_is(&mut m, BOOTFS));
         let entries = m.succeed("efibootmgr -v")?;
         run.report.check(
             "the firmware booted the disk's fallback path, having no entry of ours",
@@ -174,11 +169,10 @@ fn a_duplicated_snapshot_boots_as_a_new_boot_environment() {
         );
         zbm.boot(&new_be)?;
         m.login("root", ROOT_PASSWORD, LOGIN_TIMEOUT)?;
-        let root = m.succeed("findmnt -n -o SOURCE /")?;
         run.report.check(
             "Return booted the second boot environment",
             (|| {
-                ensure!(root.trim() == new_be, "/ is {root}");
+                root_is(&mut m, &new_be)?;
                 let cmdline = m.succeed("cat /proc/cmdline")?;
                 ensure!(
                     cmdline.contains(&format!("root=zfs:{new_be}")),
@@ -205,7 +199,7 @@ fn a_duplicated_snapshot_boots_as_a_new_boot_environment() {
 /// ZFSBootMenu's own command line is the firmware entry's load options (they replace the
 /// embedded one). Rewrites the `ZFSBootMenu` entry: the serial console and `extra` (kldload's
 /// `zbm.timeout` is left out, so `zbm.skip` and `zbm.show` are not overridden by it).
-fn set_zbm_options(m: &mut vmtests::machine::Machine, extra: &str) -> anyhow::Result<String> {
+fn set_zbm_options(m: &mut Machine, extra: &str) -> anyhow::Result<String> {
     let entries = m.succeed("efibootmgr")?;
     let number = entries
         .lines()
@@ -283,12 +277,11 @@ fn load_options_skip_show_and_a_bad_hostid() {
         m.login("root", ROOT_PASSWORD, MENU_TIMEOUT + LOGIN_TIMEOUT)?;
         run.report
             .phase("bad spl_hostid: firmware to login", start.elapsed());
-        let root = m.succeed("findmnt -n -o SOURCE /")?;
         let hostid = m.succeed("cat /sys/module/spl/parameters/spl_hostid")?;
         run.report.check(
             "an invalid spl_hostid does not stop it",
             (|| {
-                ensure!(root.trim() == BOOTFS, "/ is {root}");
+                root_is(&mut m, BOOTFS)?;
                 Ok(format!("booted {BOOTFS}; SPL hostid {}", hostid.trim()))
             })(),
         );
