@@ -149,7 +149,7 @@ fn run_action(
             let shown = crate::plan::sh::quote_line(argv);
             log.lock().unwrap().line(&format!("$ {shown}    # {why}"));
             run_command(argv, stdin.as_ref(), log, mode)
-                .map_err(|(how, out)| (format!("`{shown}` {how}"), out))
+                .map_err(|(how, out)| (format!("{why}: `{shown}` {how}"), out))
         }
         Action::WriteFile {
             path,

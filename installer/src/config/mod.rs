@@ -367,7 +367,8 @@ pub struct ZfsBootMenuConfig {
     /// ZFSBootMenu's own command line (firmware load options replace the embedded one).
     #[serde(default = "default_zbm_commandline")]
     pub commandline: String,
-    /// Seconds the menu counts down before booting the default environment (zbm.timeout).
+    /// Seconds the menu counts down before booting the default environment (zbm.timeout; left
+    /// out when `commandline` has `zbm.skip`, `zbm.show` or a `zbm.timeout` of its own).
     #[serde(default = "default_zbm_timeout")]
     pub timeout: i32,
     /// A serial console such as "ttyS0,115200", for the menu and the installed system.

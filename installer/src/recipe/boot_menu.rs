@@ -16,10 +16,19 @@ pub const ENTRY_PRIMARY: &str = "ZFSBootMenu";
 pub const ENTRY_BACKUP: &str = "ZFSBootMenu (Backup)";
 
 /// ZFSBootMenu's own command line, given as the entries' load options (which replace the one
-/// embedded in the EFI file, so everything wanted is repeated here).
+/// embedded in the EFI file, so everything wanted is repeated here). `zbm.timeout` comes from
+/// the answer file's `timeout`, unless its `commandline` already says how the menu starts:
+/// ZFSBootMenu lets `zbm.timeout` win over `zbm.skip` and `zbm.show` (seen in the VM tests), so
+/// adding it then would undo what the user asked for.
 pub fn zbm_load_options(inputs: &Inputs) -> String {
     let z = &inputs.config.zfsbootmenu;
-    let mut line = format!("{} zbm.timeout={}", z.commandline.trim(), z.timeout);
+    let mut line = z.commandline.trim().to_string();
+    let decides_the_menu = line
+        .split_whitespace()
+        .any(|word| matches!(word, "zbm.skip" | "zbm.show") || word.starts_with("zbm.timeout="));
+    if !decides_the_menu {
+        line.push_str(&format!(" zbm.timeout={}", z.timeout));
+    }
     if let Some(serial) = &z.serial_console {
         line.push_str(&format!(" console={serial}"));
     }
@@ -229,5 +238,131 @@ fn freebsd_loader(inputs: &Inputs) -> Step {
         title: "Boot loader: FreeBSD's loader.efi on the ESP, its fallback copy and a firmware entry".into(),
         why: "ZFSBootMenu boots Linux kernels only; FreeBSD's loader boots the pool's bootfs and offers its boot environments".into(),
         actions,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::plan::Action;
+    use crate::recipe::BaseSource;
+    use std::path::PathBuf;
+
+    /// `fixtures/answers/default.toml`'s ZFSBootMenu settings, with `extra` lines in its table.
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            "hostname = \"t\"\ndistro = \"debian-13\"\n[disks]\npaths = [\"/dev/vda\"]\n\
+             [root]\npassword_hash = \"$6$x$y\"\n[zfsbootmenu]\nserial_console = \"ttyS0,115200\"\ntimeout = 5\n{extra}\n"
+        );
+        Config::parse(&text, "test.toml").unwrap()
+    }
+
+    fn inputs(config: &Config) -> Inputs<'_> {
+        Inputs {
+            config,
+            disks: vec![PathBuf::from("/dev/vda")],
+            source: BaseSource::Image("/payload.tar".into()),
+            mirror: None,
+            zfsbootmenu: ZbmSource::File {
+                path: "/zbm.EFI".into(),
+                origin: "test".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn load_options_repeat_the_embedded_line_and_add_timeout_and_console() {
+        let c = config("");
+        assert_eq!(
+            zbm_load_options(&inputs(&c)),
+            "quiet loglevel=0 nomodeset zbm.timeout=5 console=ttyS0,115200"
+        );
+    }
+
+    #[test]
+    fn load_options_leave_the_timeout_out_when_the_command_line_decides_the_menu() {
+        for line in ["zbm.skip", "quiet zbm.show", "zbm.timeout=-1 quiet"] {
+            let c = config(&format!("commandline = {line:?}"));
+            let options = zbm_load_options(&inputs(&c));
+            assert_eq!(options, format!("{line} console=ttyS0,115200"));
+        }
+        // A word that merely starts like one does not count.
+        let c = config("commandline = \"zbm.showx\"");
+        assert!(zbm_load_options(&inputs(&c)).contains("zbm.timeout=5"));
+    }
+
+    #[test]
+    fn kernel_command_line_sends_the_console_to_both_screens() {
+        let c = config("kernel_commandline = \"quiet splash\"");
+        assert_eq!(
+            kernel_commandline(&inputs(&c)),
+            "quiet splash console=tty0 console=ttyS0,115200"
+        );
+    }
+
+    /// The argv of every efibootmgr call the step makes.
+    fn efibootmgr_calls(step: &Step) -> Vec<Vec<String>> {
+        step.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Run { argv, .. } if argv[0] == "efibootmgr" => Some(argv.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn two_firmware_entries_primary_made_last_so_it_boots_first() {
+        let c = config("");
+        let calls = efibootmgr_calls(&step(&inputs(&c)));
+        let expected = |label: &str, loader: &str| -> Vec<String> {
+            [
+                "efibootmgr",
+                "--create",
+                "--disk",
+                "/dev/vda",
+                "--part",
+                "1",
+                "--label",
+                label,
+                "--loader",
+                loader,
+                "--unicode",
+                "quiet loglevel=0 nomodeset zbm.timeout=5 console=ttyS0,115200",
+            ]
+            .map(String::from)
+            .to_vec()
+        };
+        assert_eq!(
+            calls,
+            [
+                expected("ZFSBootMenu (Backup)", "\\EFI\\ZBM\\VMLINUZ-BACKUP.EFI"),
+                expected("ZFSBootMenu", "\\EFI\\ZBM\\VMLINUZ.EFI"),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_commandline_property_is_set_on_the_pools_root_dataset() {
+        let c = config("");
+        let step = step(&inputs(&c));
+        let Action::Run { argv, .. } = &step.actions[0] else {
+            panic!("first action: {:?}", step.actions[0]);
+        };
+        assert_eq!(
+            argv,
+            &[
+                "zfs",
+                "set",
+                "org.zfsbootmenu:commandline=quiet console=tty0 console=ttyS0,115200",
+                "rpool/ROOT"
+            ]
+        );
+    }
+
+    #[test]
+    fn firmware_paths_use_backslashes_from_the_esp_root() {
+        assert_eq!(firmware_path(FALLBACK), "\\EFI\\BOOT\\BOOTX64.EFI");
     }
 }

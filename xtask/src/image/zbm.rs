@@ -16,9 +16,8 @@ pub fn resolve(log: &Log, given: Option<&Path>, cache: &Path) -> Result<PathBuf>
         }
         return Ok(p.to_owned());
     }
-    let dest = cache
-        .join("zfsbootmenu")
-        .join(format!("{RELEASE_SHA256}.EFI"));
+    // Where the installer looks too, when it runs on this machine.
+    let dest = kldload::zfsbootmenu::cached_release(cache);
     if dest.is_file() && kldload::exec::file_sha256(&dest)? == RELEASE_SHA256 {
         return Ok(dest);
     }
