@@ -183,6 +183,94 @@ impl<'m> Zbm<'m> {
         Ok(boot_environments(&screen))
     }
 
+    /// Alt+C on the selected snapshot: clones it (`zfs clone`, so the snapshot stays its origin)
+    /// into the boot environment `<parent>/name`, typed over ZFSBootMenu's proposed name; returns
+    /// the boot environments the menu lists afterwards.
+    pub fn clone_selected_snapshot(&mut self, name: &str) -> Result<Vec<String>> {
+        self.alt("Alt+C: clone the selected snapshot", 'c')?;
+        self.wait("the new boot environment's name prompt", |s| {
+            s.contains("New boot environment name")
+        })?;
+        // Ctrl+U empties the line readline offers (the proposed `<be>_NEW`).
+        self.press(
+            &format!("Ctrl+U, then type {name:?} and Return"),
+            &format!("\x15{name}\r"),
+        )?;
+        self.wait_for_menu_or_snapshots()
+    }
+
+    /// Alt+R on the selected snapshot: rolls its boot environment back to it, typing the word
+    /// ZFSBootMenu asks for (`ROLLBACK`) at its warning; returns the boot environments listed
+    /// afterwards.
+    pub fn rollback_to_selected_snapshot(&mut self) -> Result<Vec<String>> {
+        self.alt("Alt+R: roll back to the selected snapshot", 'r')?;
+        self.wait("the rollback warning", |s| s.contains("Type ROLLBACK"))?;
+        self.press("type ROLLBACK and Return", "ROLLBACK\r")?;
+        self.wait_for_menu_or_snapshots()
+    }
+
+    /// Alt+D on the selected kernel of the kernel list: makes it the boot environment's default
+    /// (`org.zfsbootmenu:kernel`); ZFSBootMenu goes back to the menu, whose boot environments
+    /// are returned.
+    pub fn set_selected_kernel_as_default(&mut self) -> Result<Vec<String>> {
+        self.alt("Alt+D: make the selected kernel the default", 'd')?;
+        self.wait_for_menu()
+    }
+
+    /// Alt+U in the kernel list: clears the boot environment's default kernel, so the newest
+    /// boots again; back to the menu.
+    pub fn clear_default_kernel(&mut self) -> Result<Vec<String>> {
+        self.alt("Alt+U: clear the default kernel", 'u')?;
+        self.wait_for_menu()
+    }
+
+    /// Alt+E on the selected boot environment: edits the kernel command line of the next boot
+    /// only, appending `words` to the line ZFSBootMenu offers; back to the menu.
+    pub fn append_to_command_line_once(&mut self, words: &str) -> Result<Vec<String>> {
+        self.alt("Alt+E: edit the kernel command line for one boot", 'e')?;
+        self.wait("the command line editor", |s| {
+            s.contains("New kernel command line")
+        })?;
+        self.press(
+            &format!("append {words:?} and Return"),
+            &format!(" {words}\r"),
+        )?;
+        self.wait_for_menu()
+    }
+
+    /// Alt+R in the main menu: leaves the menu for ZFSBootMenu's recovery shell.
+    pub fn open_recovery_shell(&mut self) -> Result<()> {
+        self.alt("Alt+R: the recovery shell", 'r')?;
+        self.wait("the recovery shell", |s| {
+            s.contains("to return to ZFSBootMenu")
+        })?;
+        Ok(())
+    }
+
+    /// Types `command` in the recovery shell and waits until `done` accepts the screen; returns it.
+    pub fn recovery_shell_run(
+        &mut self,
+        command: &str,
+        done: impl Fn(&str) -> bool,
+    ) -> Result<String> {
+        self.press(
+            &format!("type {command:?} and Return"),
+            &format!("{command}\r"),
+        )?;
+        self.wait(&format!("the output of {command:?}"), done)
+    }
+
+    /// `exit` in the recovery shell: ZFSBootMenu's menu comes back; returns its boot environments.
+    pub fn leave_recovery_shell(&mut self) -> Result<Vec<String>> {
+        self.press("type exit and Return: back to ZFSBootMenu", "exit\r")?;
+        self.wait_for_menu()
+    }
+
+    /// The screen as it is now (for checks on what the menu's preview shows).
+    pub fn screen(&self) -> String {
+        self.m.console.screen()
+    }
+
     /// Alt+K on the selected boot environment: its kernels, as listed.
     pub fn kernels(&mut self) -> Result<Vec<String>> {
         self.alt("Alt+K: kernels of the selected boot environment", 'k')?;

@@ -136,10 +136,11 @@ fn a_fresh_nvram_boots_through_the_fallback_path() {
 /// A snapshot duplicated in ZFSBootMenu's snapshot list becomes a second boot environment;
 /// selecting it in the menu and pressing Return boots it, with the snapshot's content (a file
 /// written before the snapshot is there, one written after is not) and no origin (send/recv).
+/// The same snapshot cloned (Alt+C) is listed too, and has the snapshot as its origin.
 #[test]
 #[ignore = "boots VMs: run with `cargo xtask vm-test debian`"]
 #[file_serial(installed_base)]
-fn a_duplicated_snapshot_boots_as_a_new_boot_environment() {
+fn a_duplicated_snapshot_boots_as_a_new_boot_environment_and_a_clone_keeps_its_origin() {
     scenario_on_installed_base("zbm-duplicate", |run| {
         let mut m = run.boot_installed("duplicate")?;
         m.succeed(&format!(
@@ -156,6 +157,20 @@ fn a_duplicated_snapshot_boots_as_a_new_boot_environment() {
             snapshots.iter().any(|s| s == &format!("{BOOTFS}@kept")),
             "no @kept in {snapshots:?}"
         );
+        zbm.select(&format!("{BOOTFS}@kept"))?;
+        let clone = format!("{BOOTFS}_CLONE");
+        let start = Instant::now();
+        let listed = zbm.clone_selected_snapshot("default_CLONE")?;
+        run.report.phase("clone", start.elapsed());
+        run.report.check(
+            "the clone is listed as a boot environment",
+            (|| {
+                ensure!(listed.contains(&clone), "listed: {listed:?}");
+                Ok(listed.join(" "))
+            })(),
+        );
+        zbm.select(BOOTFS)?;
+        zbm.snapshots()?;
         zbm.select(&format!("{BOOTFS}@kept"))?;
         let start = Instant::now();
         let listed = zbm.duplicate_selected_snapshot()?;
@@ -189,6 +204,224 @@ fn a_duplicated_snapshot_boots_as_a_new_boot_environment() {
                 let origin = m.succeed(&format!("zfs get -H -o value origin {new_be}"))?;
                 ensure!(origin.trim() == "-", "origin {origin}");
                 Ok("before-snapshot there, after-snapshot not, no origin".into())
+            })(),
+        );
+        run.report.check(
+            "the clone's origin is the snapshot",
+            (|| {
+                let origin = m.succeed(&format!("zfs get -H -o value origin {clone}"))?;
+                ensure!(
+                    origin.trim() == format!("{BOOTFS}@kept"),
+                    "origin of {clone}: {origin}"
+                );
+                Ok(format!("{clone} origin {}", origin.trim()))
+            })(),
+        );
+        m.shutdown(Duration::from_secs(120))?;
+        Ok(())
+    });
+}
+
+/// Rolling back to a snapshot from ZFSBootMenu's snapshot list (Alt+R, typing ROLLBACK at its
+/// warning) removes a file written after the snapshot and keeps one written before.
+#[test]
+#[ignore = "boots VMs: run with `cargo xtask vm-test debian`"]
+#[file_serial(installed_base)]
+fn rollback_removes_what_was_written_after_the_snapshot() {
+    scenario_on_installed_base("zbm-rollback", |run| {
+        let mut m = run.boot_installed("rollback")?;
+        m.succeed(&format!(
+            "echo kept > /root/before-snapshot && zfs snapshot {BOOTFS}@before-change && \
+             echo gone > /root/after-snapshot && sync"
+        ))?;
+        m.reboot()?;
+        let mut zbm = Zbm::new(&mut m);
+        zbm.wait_for_countdown(MENU_TIMEOUT)?;
+        zbm.open_menu()?;
+        zbm.snapshots()?;
+        zbm.select(&format!("{BOOTFS}@before-change"))?;
+        let start = Instant::now();
+        zbm.rollback_to_selected_snapshot()?;
+        run.report.phase("rollback", start.elapsed());
+        zbm.boot(BOOTFS)?;
+        m.login("root", ROOT_PASSWORD, LOGIN_TIMEOUT)?;
+        run.report.check(
+            "the file written after the snapshot is gone",
+            (|| {
+                root_is(&mut m, BOOTFS)?;
+                m.fail("test -e /root/after-snapshot")?;
+                m.succeed("test -f /root/before-snapshot")?;
+                Ok("after-snapshot gone, before-snapshot there".into())
+            })(),
+        );
+        m.shutdown(Duration::from_secs(120))?;
+        Ok(())
+    });
+}
+
+/// A second kernel in the boot environment: a copy of the installed one under a name that sorts
+/// first (so ZFSBootMenu's own choice, the newest, stays the distribution's kernel), with an
+/// initramfs that leaves /run/kldload-second-kernel behind, so the booted system can tell.
+const SECOND_KERNEL: &str = "vmlinuz-1.0-kldload-second";
+const SECOND_KERNEL_SCRIPT: &str = r#"set -e
+cp /boot/vmlinuz-$(uname -r) /boot/vmlinuz-1.0-kldload-second
+hook=/etc/initramfs-tools/scripts/init-bottom/kldload-second-kernel
+mkdir -p $(dirname $hook)
+printf '#!/bin/sh
+[ "$1" = prereqs ] && exit 0
+echo second > /run/kldload-second-kernel
+' > $hook
+chmod +x $hook
+mkinitramfs -o /boot/initrd.img-1.0-kldload-second $(uname -r)
+rm $hook
+sync"#;
+
+/// The kernel list offers a second kernel; Alt+D makes it the default, which sets
+/// `org.zfsbootmenu:kernel` and the next boot uses it; Alt+U clears it and the distribution's
+/// kernel boots again.
+#[test]
+#[ignore = "boots VMs: run with `cargo xtask vm-test debian`"]
+#[file_serial(installed_base)]
+fn a_second_kernel_set_as_default_boots_and_clearing_it_goes_back() {
+    scenario_on_installed_base("zbm-kernels", |run| {
+        let mut m = run.boot_installed("kernels")?;
+        let start = Instant::now();
+        m.succeed(SECOND_KERNEL_SCRIPT)?;
+        run.report
+            .phase("second kernel and initramfs", start.elapsed());
+        m.reboot()?;
+        let mut zbm = Zbm::new(&mut m);
+        zbm.wait_for_countdown(MENU_TIMEOUT)?;
+        zbm.open_menu()?;
+        let kernels = zbm.kernels()?;
+        run.report.check(
+            "the kernel list offers the second kernel",
+            (|| {
+                ensure!(
+                    kernels.iter().any(|k| k == SECOND_KERNEL) && kernels.len() >= 2,
+                    "listed: {kernels:?}"
+                );
+                Ok(kernels.join(" "))
+            })(),
+        );
+        zbm.select(&format!("/boot/{SECOND_KERNEL}"))?;
+        zbm.set_selected_kernel_as_default()?;
+        let preview = zbm.screen();
+        run.report.check(
+            "the menu's preview names the default kernel",
+            (|| {
+                ensure!(
+                    preview
+                        .lines()
+                        .any(|l| l.contains(BOOTFS) && l.contains(SECOND_KERNEL)),
+                    "the menu shows:\n{preview}"
+                );
+                Ok(format!("{BOOTFS} ... {SECOND_KERNEL}"))
+            })(),
+        );
+        zbm.boot(BOOTFS)?;
+        m.login("root", ROOT_PASSWORD, LOGIN_TIMEOUT)?;
+        run.report.check(
+            "Alt+D set org.zfsbootmenu:kernel and the boot used that kernel",
+            (|| {
+                let property = m.succeed(&format!(
+                    "zfs get -H -o value org.zfsbootmenu:kernel {BOOTFS}"
+                ))?;
+                ensure!(
+                    property.trim() == format!("{SECOND_KERNEL}$"),
+                    "org.zfsbootmenu:kernel is {property}"
+                );
+                m.succeed("test -f /run/kldload-second-kernel")?;
+                Ok(format!(
+                    "org.zfsbootmenu:kernel={}; booted with its initramfs",
+                    property.trim()
+                ))
+            })(),
+        );
+        m.reboot()?;
+        let mut zbm = Zbm::new(&mut m);
+        zbm.wait_for_countdown(MENU_TIMEOUT)?;
+        zbm.open_menu()?;
+        zbm.kernels()?;
+        zbm.clear_default_kernel()?;
+        zbm.boot(BOOTFS)?;
+        m.login("root", ROOT_PASSWORD, LOGIN_TIMEOUT)?;
+        run.report.check(
+            "Alt+U cleared it and the distribution's kernel booted",
+            (|| {
+                let property = m.succeed(&format!(
+                    "zfs get -H -o value org.zfsbootmenu:kernel {BOOTFS}"
+                ))?;
+                ensure!(
+                    property.trim() == "-",
+                    "org.zfsbootmenu:kernel is {property}"
+                );
+                m.fail("test -e /run/kldload-second-kernel")?;
+                Ok("org.zfsbootmenu:kernel unset; booted without the second initramfs".into())
+            })(),
+        );
+        m.shutdown(Duration::from_secs(120))?;
+        Ok(())
+    });
+}
+
+/// The recovery shell (Alt+R in the menu) sees the pool and `exit` brings the menu back; a
+/// command line edited there (Alt+E) is in /proc/cmdline of that boot and gone from the next.
+#[test]
+#[ignore = "boots VMs: run with `cargo xtask vm-test debian`"]
+#[file_serial(installed_base)]
+fn recovery_shell_and_a_command_line_edited_for_one_boot() {
+    scenario_on_installed_base("zbm-shell-cmdline", |run| {
+        let mut m = run.start_installed("shell-cmdline")?;
+        let mut zbm = Zbm::new(&mut m);
+        zbm.wait_for_countdown(MENU_TIMEOUT)?;
+        zbm.open_menu()?;
+        zbm.open_recovery_shell()?;
+        let pool_line = |s: &str| {
+            s.lines()
+                .any(|l| l.contains("rpool") && l.contains("ONLINE") && !l.contains("zpool"))
+        };
+        let screen = zbm.recovery_shell_run("zpool list -H -o name,health", pool_line);
+        run.report.check(
+            "the recovery shell runs commands against the pool",
+            screen.map(|s| {
+                s.lines()
+                    .find(|l| pool_line(l))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }),
+        );
+        let listed = zbm.leave_recovery_shell();
+        run.report
+            .check("exit brings the menu back", listed.map(|l| l.join(" ")));
+        zbm.append_to_command_line_once("kldload.one_boot=1")?;
+        zbm.boot(BOOTFS)?;
+        m.login("root", ROOT_PASSWORD, LOGIN_TIMEOUT)?;
+        let cmdline = m.succeed("cat /proc/cmdline")?;
+        run.report.check(
+            "the edited command line is the booted one",
+            (|| {
+                ensure!(
+                    cmdline.contains("kldload.one_boot=1"),
+                    "/proc/cmdline: {cmdline}"
+                );
+                Ok(cmdline.trim().to_string())
+            })(),
+        );
+        m.reboot()?;
+        m.login("root", ROOT_PASSWORD, MENU_TIMEOUT + LOGIN_TIMEOUT)?;
+        let cmdline = m.succeed("cat /proc/cmdline")?;
+        run.report.check(
+            "the next boot has the usual command line",
+            (|| {
+                root_is(&mut m, BOOTFS)?;
+                ensure!(
+                    !cmdline.contains("kldload.one_boot"),
+                    "/proc/cmdline: {cmdline}"
+                );
+                Ok(cmdline.trim().to_string())
             })(),
         );
         m.shutdown(Duration::from_secs(120))?;

@@ -85,6 +85,8 @@ enum Task {
         keep: bool,
         #[command(flatten)]
         sources: ImageSources,
+        /// Run only the VM tests whose names contain one of these (e.g. `rollback`).
+        filters: Vec<String>,
     },
     /// Boot the last `vm-test --keep` run's installed disk again, its serial console on this
     /// terminal, for reproducing a bug by hand.
@@ -257,6 +259,7 @@ fn main() -> anyhow::Result<()> {
             distro,
             keep,
             sources,
-        } => vmtest::vm_test(&sources.options(distro, false), keep),
+            filters,
+        } => vmtest::vm_test(&sources.options(distro, false), keep, &filters),
     }
 }

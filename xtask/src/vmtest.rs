@@ -144,7 +144,8 @@ impl Prepared {
     }
 }
 
-pub fn vm_test(opts: &image::Options, keep: bool) -> Result<()> {
+/// Runs the VM tests of `opts.distro` (those whose names contain one of `filters`, if any).
+pub fn vm_test(opts: &image::Options, keep: bool, filters: &[String]) -> Result<()> {
     let prepared = prepare(opts)?;
     let (built, distro, image_time) = (&prepared.built, prepared.distro, prepared.image_time);
     let out = results_dir();
@@ -161,6 +162,7 @@ pub fn vm_test(opts: &image::Options, keep: bool) -> Result<()> {
             "only",
             "--no-capture",
         ])
+        .args(filters)
         .current_dir(crate::project_root())
         .envs(prepared.env(keep))
         .status()
