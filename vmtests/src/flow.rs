@@ -35,6 +35,8 @@ pub struct Run {
     pub ssh_key: PathBuf,
     pub ssh_port: u16,
     pub report: Report,
+    /// Blank disks a scenario adds after the target (and, on the live medium, after the medium).
+    pub extra_disks: Vec<PathBuf>,
 }
 
 /// Where runs go: `$KLDLOAD_VMTEST_OUT` (set by `cargo xtask`), else target/vmtest.
@@ -128,6 +130,7 @@ impl Run {
             medium,
             ssh_port: free_port()?,
             report,
+            extra_disks: Vec::new(),
         })
     }
 
@@ -156,9 +159,20 @@ impl Run {
         }
     }
 
-    /// Boots the medium with the answer file and waits for the unattended install to end and the
-    /// VM to power off. The target is the first virtio disk (/dev/vda), the medium the second.
-    pub fn install(&mut self) -> Result<()> {
+    fn extra_disk(path: &Path, n: usize) -> Disk {
+        Disk {
+            path: path.to_owned(),
+            format: "qcow2",
+            serial: format!("kldload-extra-{n}"),
+            read_only: false,
+            boot_index: None,
+        }
+    }
+
+    /// Starts the live medium: the target is the first virtio disk (/dev/vda), the medium the
+    /// second (/dev/vdb), extra disks after them. With `answers`, the answer file is handed over
+    /// through fw_cfg and the live system installs by itself; without, it waits at a shell.
+    pub fn start_medium(&mut self, name: &str, answers: bool) -> Result<Machine> {
         let medium = Disk {
             path: self.medium.clone(),
             format: "raw",
@@ -166,13 +180,27 @@ impl Run {
             read_only: true,
             boot_index: Some(0),
         };
-        let spec = self.spec(
-            "install",
-            vec![self.target_disk(None), medium],
-            vec![("opt/kldload/answers.toml".into(), self.answers.clone())],
+        let mut disks = vec![self.target_disk(None), medium];
+        disks.extend(
+            self.extra_disks
+                .iter()
+                .enumerate()
+                .map(|(n, p)| Self::extra_disk(p, n)),
         );
+        let fw_cfg = if answers {
+            vec![("opt/kldload/answers.toml".into(), self.answers.clone())]
+        } else {
+            vec![]
+        };
+        let spec = self.spec(name, disks, fw_cfg);
+        Machine::start(spec, &self.transcript, "live boot")
+    }
+
+    /// Boots the medium with the answer file and waits for the unattended install to end and the
+    /// VM to power off.
+    pub fn install(&mut self) -> Result<()> {
         let start = Instant::now();
-        let mut m = Machine::start(spec, &self.transcript, "live boot")?;
+        let mut m = self.start_medium("install", true)?;
         m.console
             .wait_for("kldload: unattended install with", LIVE_BOOT_TIMEOUT)?;
         self.report.phase("live boot", start.elapsed());
@@ -206,7 +234,14 @@ impl Run {
     /// Starts the installed disk alone with the run's NVRAM; returns at once, for a scenario to
     /// drive the firmware and ZFSBootMenu itself.
     pub fn start_installed(&mut self, name: &str) -> Result<Machine> {
-        let spec = self.spec(name, vec![self.target_disk(None)], vec![]);
+        let mut disks = vec![self.target_disk(None)];
+        disks.extend(
+            self.extra_disks
+                .iter()
+                .enumerate()
+                .map(|(n, p)| Self::extra_disk(p, n)),
+        );
+        let spec = self.spec(name, disks, vec![]);
         Machine::start(spec, &self.transcript, "firmware to menu")
     }
 
@@ -230,6 +265,9 @@ impl Run {
         if std::env::var("KLDLOAD_VMTEST_KEEP").as_deref() != Ok("1") {
             let _ = std::fs::remove_file(&self.target);
             let _ = std::fs::remove_file(&self.nvram);
+            for disk in &self.extra_disks {
+                let _ = std::fs::remove_file(disk);
+            }
         }
         println!("{}", self.report.table());
         println!(

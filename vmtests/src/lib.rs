@@ -11,5 +11,6 @@ pub mod ovmf;
 pub mod qemu;
 pub mod qmp;
 pub mod report;
+pub mod scenario;
 pub mod shell;
 pub mod zbm;

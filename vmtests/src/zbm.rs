@@ -33,6 +33,18 @@ pub fn selected_item(screen: &str) -> Option<String> {
     })
 }
 
+/// How many items fzf counts as matching `query`, from its prompt line (`> query  < 1/2 (0/2)`
+/// or `> query  1/3`).
+pub fn matches_for_query(screen: &str, query: &str) -> Option<usize> {
+    let line = screen.lines().find(|l| l.contains(query))?;
+    let after = &line[line.find(query)? + query.len()..];
+    after.split_whitespace().find_map(|w| {
+        let (matched, total) = w.split_once('/')?;
+        total.parse::<usize>().ok()?;
+        matched.parse().ok()
+    })
+}
+
 /// Words on a screen that look like `pool/ROOT/...` datasets (boot environments), in order.
 pub fn boot_environments(screen: &str) -> Vec<String> {
     words(screen, |w| w.contains("/ROOT/") && !w.contains('@'))
@@ -141,11 +153,15 @@ impl<'m> Zbm<'m> {
         self.enter(&format!("Return: boot {be}"))
     }
 
-    /// Selects `item` in the current list: fzf's query `^item$` matches that line exactly.
+    /// Selects `item` in the current list: fzf's query `^item$` matches that line exactly. Done
+    /// when fzf counts one match for the typed query and its pointer is on `item` (the pointer's
+    /// line may run into the preview's border label, so its word need only start with `item`).
     pub fn select(&mut self, item: &str) -> Result<()> {
-        self.filter(&format!("^{item}$"))?;
+        let query = format!("^{item}$");
+        self.filter(&query)?;
         self.wait(&format!("{item} selected"), |s| {
-            selected_item(s).as_deref() == Some(item)
+            matches_for_query(s, &query) == Some(1)
+                && selected_item(s).is_some_and(|w| w.starts_with(item))
         })?;
         Ok(())
     }
@@ -316,5 +332,16 @@ mod tests {
         assert_eq!(selected_item(screen).as_deref(), Some("rpool/ROOT/default"));
         assert_eq!(selected_item("BE > ^rpool$"), None);
         assert_eq!(kernels(screen), ["vmlinuz-6.12.117+deb13-amd64"]);
+    }
+
+    #[test]
+    fn counts_the_matches_of_a_query() {
+        let q = "^rpool/ROOT/default@before-change$";
+        assert_eq!(
+            matches_for_query(&format!("x\nSnapshot > {q}  < 1/2 (0/2)\n"), q),
+            Some(1)
+        );
+        assert_eq!(matches_for_query("BE > ^rpool/ROOT/a$  0/3", "^rpool/ROOT/a$"), Some(0));
+        assert_eq!(matches_for_query("BE > ^rpool/ROOT/a", "^rpool/ROOT/a$"), None);
     }
 }

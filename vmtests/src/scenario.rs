@@ -1,0 +1,516 @@
+//! Boot bugs as data. A scenario file (fixtures/scenarios/<name>.toml) says what to start from
+//! (a copy of the shared base install, or blank disks), the fault to inject and when, and what
+//! must happen, as a list of steps this module knows how to do. A user's boot bug becomes a new
+//! file, not new harness code. `cargo xtask vm-repro <name>` runs one; the `scenarios` test
+//! binary runs them under nextest (those marked `ci` by default, all with `--all-scenarios`).
+//!
+//! Steps that carry a `check` name record a named check in the run's report (a failed check is
+//! reported and the scenario goes on); any other step that fails stops the scenario.
+
+use crate::flow::{LIVE_BOOT_TIMEOUT, LOGIN_TIMEOUT, MENU_TIMEOUT, ROOT_PASSWORD, Run};
+use crate::machine::Machine;
+use crate::qemu::create_disk;
+use crate::zbm::Zbm;
+use kldload::config::size::ByteSize;
+use anyhow::{Context, Result, bail, ensure};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// One scenario file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// One line: the bug, as its user would put it.
+    pub summary: String,
+    /// What happened to the user and what must happen instead.
+    #[serde(default)]
+    pub description: String,
+    /// Whether `cargo xtask ci` runs it on every change.
+    #[serde(default)]
+    pub ci: bool,
+    /// What the first step finds.
+    #[serde(default)]
+    pub start: Start,
+    /// Sizes of blank disks added after the target ("2G"): on the live medium /dev/vdc,
+    /// /dev/vdd, ... (the target is /dev/vda, the medium /dev/vdb); on the installed machine
+    /// /dev/vdb, ...
+    #[serde(default)]
+    pub extra_disks: Vec<String>,
+    #[serde(rename = "step")]
+    pub steps: Vec<Step>,
+}
+
+/// What a scenario starts from.
+#[derive(Debug, Default, Deserialize, PartialEq, Eq, Clone, Copy)]
+#[serde(rename_all = "kebab-case")]
+pub enum Start {
+    /// A copy-on-write copy of the shared base install (fixtures/answers/default.toml), its
+    /// NVRAM with kldload's firmware entries: the machine as a user has it after installing.
+    #[default]
+    Installed,
+    /// A blank 16 GiB target and a fresh NVRAM: the steps install (or fail to) themselves.
+    Blank,
+}
+
+/// One thing the harness does, or waits for, or checks.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "do", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Step {
+    /// Boots the live medium with the answer file and waits for the unattended install to
+    /// succeed and power off, or, with `kill_when` (a regex), kills QEMU as soon as the console
+    /// shows it: the install interrupted there.
+    Install {
+        kill_when: Option<String>,
+        check: Option<String>,
+    },
+    /// Boots the live medium without an answer file and logs in to its shell.
+    Live,
+    /// Starts the installed disks through the firmware and does not wait: for the steps that
+    /// drive ZFSBootMenu or wait for console text.
+    Start,
+    /// Starts the installed disks and logs in: firmware, ZFSBootMenu's countdown, the default
+    /// boot environment.
+    Boot { check: Option<String> },
+    /// Logs in at the next login prompt (after a reboot, or a boot ZFSBootMenu started).
+    Login { check: Option<String> },
+    /// Runs a command on the machine (over the harness's shell: exact output and status). It
+    /// must exit with `status` (default 0); `stdout`, `stderr` and `output` (both) are regexes
+    /// that must match, `absent` one that must not match the output. `record` keeps the stdout
+    /// under a name; `same_as` requires the stdout to equal a recorded one.
+    Run {
+        command: String,
+        #[serde(default)]
+        status: i32,
+        stdout: Option<String>,
+        stderr: Option<String>,
+        output: Option<String>,
+        absent: Option<String>,
+        record: Option<String>,
+        same_as: Option<String>,
+        check: Option<String>,
+    },
+    /// Waits for text on the serial console (a regex), e.g. a boot that fails.
+    WaitConsole {
+        text: String,
+        timeout_secs: Option<u64>,
+        check: Option<String>,
+    },
+    /// Power cut: QEMU quits at once, the guest not told.
+    Crash,
+    /// A clean reboot from inside the guest (same VM, same NVRAM).
+    Reboot,
+    /// A clean poweroff from inside the guest.
+    Shutdown,
+    /// The firmware forgets its boot entries: the NVRAM replaced by a fresh copy (VM off).
+    NewNvram,
+    /// ZFSBootMenu: waits for the countdown and stops it with Escape; the menu opens.
+    ZbmMenu,
+    /// ZFSBootMenu: selects a boot environment in the menu and opens its snapshot list.
+    ZbmSnapshots { be: String },
+    /// ZFSBootMenu: duplicates `snapshot` (selected in the open snapshot list) into a new boot
+    /// environment `<be>_NEW`; `check` that it is listed.
+    ZbmDuplicate {
+        snapshot: String,
+        check: Option<String>,
+    },
+    /// ZFSBootMenu: selects `be` in the menu and boots it.
+    ZbmBoot { be: String },
+}
+
+impl Step {
+    /// Its name in the transcript and report.
+    fn describe(&self) -> String {
+        match self {
+            Step::Install { kill_when: None, .. } => "install".into(),
+            Step::Install {
+                kill_when: Some(k), ..
+            } => format!("install, killed at {k:?}"),
+            Step::Live => "boot the live medium".into(),
+            Step::Start => "start the installed machine".into(),
+            Step::Boot { .. } => "boot the installed machine and log in".into(),
+            Step::Login { .. } => "log in".into(),
+            Step::Run { command, .. } => format!("run {command:?}"),
+            Step::WaitConsole { text, .. } => format!("wait for {text:?} on the console"),
+            Step::Crash => "power cut".into(),
+            Step::Reboot => "reboot".into(),
+            Step::Shutdown => "poweroff".into(),
+            Step::NewNvram => "fresh NVRAM".into(),
+            Step::ZbmMenu => "ZFSBootMenu: open the menu".into(),
+            Step::ZbmSnapshots { be } => format!("ZFSBootMenu: snapshots of {be}"),
+            Step::ZbmDuplicate { snapshot, .. } => format!("ZFSBootMenu: duplicate {snapshot}"),
+            Step::ZbmBoot { be } => format!("ZFSBootMenu: boot {be}"),
+        }
+    }
+
+    fn check(&self) -> Option<&str> {
+        match self {
+            Step::Install { check, .. }
+            | Step::Boot { check }
+            | Step::Login { check }
+            | Step::Run { check, .. }
+            | Step::WaitConsole { check, .. }
+            | Step::ZbmDuplicate { check, .. } => check.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// The scenario files: fixtures/scenarios/*.toml, by name (the file's stem), sorted.
+pub fn scenario_files(root: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let dir = root.join("fixtures/scenarios");
+    let mut files: Vec<(String, PathBuf)> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .map(|p| {
+            let name = p.file_stem().unwrap_or_default().to_string_lossy().into();
+            (name, p)
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+impl Scenario {
+    pub fn load(path: &Path) -> Result<Scenario> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let scenario: Scenario =
+            toml::from_str(&text).with_context(|| format!("{} is not a scenario", path.display()))?;
+        scenario
+            .validate()
+            .with_context(|| format!("{} is not a usable scenario", path.display()))?;
+        Ok(scenario)
+    }
+
+    /// What parsing cannot say: regexes compile, `same_as` names an earlier `record`, disk
+    /// sizes parse.
+    fn validate(&self) -> Result<()> {
+        ensure!(!self.steps.is_empty(), "it has no [[step]]");
+        let mut recorded = Vec::new();
+        for (n, step) in self.steps.iter().enumerate() {
+            let at = || format!("step {} ({})", n + 1, step.describe());
+            let regexes: Vec<&String> = match step {
+                Step::Run {
+                    stdout,
+                    stderr,
+                    output,
+                    absent,
+                    record,
+                    same_as,
+                    ..
+                } => {
+                    if let Some(name) = same_as {
+                        ensure!(
+                            recorded.contains(name),
+                            "{}: same_as {name:?} names no earlier record",
+                            at()
+                        );
+                    }
+                    recorded.extend(record.iter().cloned());
+                    [stdout, stderr, output, absent]
+                        .into_iter()
+                        .flatten()
+                        .collect()
+                }
+                Step::Install {
+                    kill_when: Some(k), ..
+                } => vec![k],
+                Step::WaitConsole { text, .. } => vec![text],
+                _ => vec![],
+            };
+            for r in regexes {
+                regex::Regex::new(r).with_context(|| format!("{}: bad regex {r:?}", at()))?;
+            }
+        }
+        for size in &self.extra_disks {
+            ByteSize::parse(size).map_err(|e| anyhow::anyhow!("extra_disks: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs the scenario `name` from `path` on `distro`'s medium; its report, transcript and check
+/// table are written whatever happens, and it fails unless every check passed.
+pub fn run_scenario(name: &str, path: &Path) -> Result<()> {
+    let scenario = Scenario::load(path)?;
+    let distro = std::env::var("KLDLOAD_VMTEST_DISTRO").unwrap_or_else(|_| "debian-13".into());
+    let medium = crate::flow::medium_from_env()?;
+    let start = Instant::now();
+    let run_name = format!("scenario-{name}");
+    let mut run = match scenario.start {
+        Start::Installed => Run::on_installed_base(&distro, &run_name, medium)?,
+        Start::Blank => Run::new(&distro, &run_name, medium)?,
+    };
+    if scenario.start == Start::Installed {
+        run.report.phase("base install", start.elapsed());
+    }
+    for (n, size) in scenario.extra_disks.iter().enumerate() {
+        let disk = run.dir.join(format!("extra-{n}.qcow2"));
+        let bytes = ByteSize::parse(size).map_err(anyhow::Error::msg)?.bytes();
+        create_disk(&disk, &bytes.to_string(), None)?;
+        run.extra_disks.push(disk);
+    }
+    std::fs::copy(path, run.dir.join("scenario.toml"))?;
+    let mut exec = Exec {
+        run: &mut run,
+        m: None,
+        records: HashMap::new(),
+    };
+    let result = exec.steps(&scenario);
+    if let Some(mut m) = exec.m.take() {
+        // Whatever state it is in, the VM goes: the run is over.
+        let _ = m.crash();
+    }
+    if let Err(e) = result {
+        run.report.error = Some(format!("{e:#}"));
+    }
+    run.finish()?;
+    if !run.report.passed() {
+        bail!("{}\n{}", scenario.summary, run.report.table());
+    }
+    Ok(())
+}
+
+/// A scenario being run: its VM run, the machine when one is up, what `record` kept.
+struct Exec<'r> {
+    run: &'r mut Run,
+    m: Option<Machine>,
+    records: HashMap<String, String>,
+}
+
+impl Exec<'_> {
+    fn steps(&mut self, scenario: &Scenario) -> Result<()> {
+        for (n, step) in scenario.steps.iter().enumerate() {
+            let what = format!("step {} ({})", n + 1, step.describe());
+            if let Some(m) = self.m.as_ref() {
+                m.console.mark(&format!("scenario: {what}"));
+            }
+            let start = Instant::now();
+            let result = self.step(step);
+            self.run.report.phase(&what, start.elapsed());
+            match (step.check(), result) {
+                (Some(check), result) => self.run.report.check(check, result),
+                (None, Err(e)) => return Err(e.context(what)),
+                (None, Ok(_)) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn machine(&mut self) -> Result<&mut Machine> {
+        self.m
+            .as_mut()
+            .context("no machine is running: start one first (boot, start, live, install)")
+    }
+
+    /// Does one step; what it found, for the report.
+    fn step(&mut self, step: &Step) -> Result<String> {
+        match step {
+            Step::Install { kill_when, .. } => self.install(kill_when.as_deref()),
+            Step::Live => {
+                self.ensure_off()?;
+                let mut m = self.run.start_medium("live", false)?;
+                m.console.wait_for_regex(r"[#$] $", LIVE_BOOT_TIMEOUT)?;
+                m.start_shell()?;
+                self.m = Some(m);
+                Ok("logged in on the live system".into())
+            }
+            Step::Start => {
+                self.ensure_off()?;
+                self.m = Some(self.run.start_installed("installed")?);
+                Ok("started".into())
+            }
+            Step::Boot { .. } => {
+                self.ensure_off()?;
+                let mut m = self.run.start_installed("installed")?;
+                m.login("root", ROOT_PASSWORD, MENU_TIMEOUT + LOGIN_TIMEOUT)?;
+                let root = m.succeed("findmnt -n -o SOURCE /")?;
+                self.m = Some(m);
+                Ok(format!("logged in; / is {}", root.trim()))
+            }
+            Step::Login { .. } => {
+                let m = self.machine()?;
+                m.login("root", ROOT_PASSWORD, MENU_TIMEOUT + LOGIN_TIMEOUT)?;
+                let root = m.succeed("findmnt -n -o SOURCE /")?;
+                Ok(format!("logged in; / is {}", root.trim()))
+            }
+            Step::Run {
+                command,
+                status,
+                stdout,
+                stderr,
+                output,
+                absent,
+                record,
+                same_as,
+                ..
+            } => {
+                let out = self.machine()?.execute(command)?;
+                let both = format!("{}{}", out.stdout, out.stderr);
+                let shown = || {
+                    format!(
+                        "status {}\nstdout: {}\nstderr: {}",
+                        out.status, out.stdout, out.stderr
+                    )
+                };
+                ensure!(
+                    out.status == *status,
+                    "wanted status {status}; {}",
+                    shown()
+                );
+                for (what, regex, text) in [
+                    ("stdout", stdout, &out.stdout),
+                    ("stderr", stderr, &out.stderr),
+                    ("output", output, &both),
+                ] {
+                    if let Some(r) = regex {
+                        ensure!(
+                            regex::Regex::new(r)?.is_match(text),
+                            "{what} does not match {r:?}; {}",
+                            shown()
+                        );
+                    }
+                }
+                if let Some(r) = absent {
+                    ensure!(
+                        !regex::Regex::new(r)?.is_match(&both),
+                        "the output matches {r:?}; {}",
+                        shown()
+                    );
+                }
+                if let Some(name) = same_as {
+                    let before = &self.records[name];
+                    ensure!(
+                        &out.stdout == before,
+                        "the output differs from {name:?}:\nbefore:\n{before}\nnow:\n{}",
+                        out.stdout
+                    );
+                }
+                if let Some(name) = record {
+                    self.records.insert(name.clone(), out.stdout.clone());
+                }
+                Ok(summarize(&both))
+            }
+            Step::WaitConsole {
+                text, timeout_secs, ..
+            } => {
+                let timeout = timeout_secs.map_or(MENU_TIMEOUT + LOGIN_TIMEOUT, Duration::from_secs);
+                let (_, found) = self.machine()?.console.wait_for_regex(text, timeout)?;
+                Ok(format!("console showed {found:?}"))
+            }
+            Step::Crash => {
+                self.machine()?.crash()?;
+                self.m = None;
+                Ok("QEMU killed".into())
+            }
+            Step::Reboot => {
+                self.machine()?.reboot()?;
+                Ok("rebooting".into())
+            }
+            Step::Shutdown => {
+                self.machine()?.shutdown(Duration::from_secs(180))?;
+                self.m = None;
+                Ok("powered off".into())
+            }
+            Step::NewNvram => {
+                self.ensure_off()?;
+                self.run.firmware.new_nvram(&self.run.nvram)?;
+                Ok("NVRAM replaced by a fresh copy".into())
+            }
+            Step::ZbmMenu => {
+                let mut zbm = Zbm::new(self.machine()?);
+                zbm.wait_for_countdown(MENU_TIMEOUT)?;
+                Ok(zbm.open_menu()?.join(" "))
+            }
+            Step::ZbmSnapshots { be } => {
+                let mut zbm = Zbm::new(self.machine()?);
+                zbm.select(be)?;
+                Ok(zbm.snapshots()?.join(" "))
+            }
+            Step::ZbmDuplicate { snapshot, .. } => {
+                let mut zbm = Zbm::new(self.machine()?);
+                zbm.select(snapshot)?;
+                let listed = zbm.duplicate_selected_snapshot()?;
+                let new_be = format!("{}_NEW", snapshot.split('@').next().unwrap_or_default());
+                ensure!(listed.contains(&new_be), "listed: {listed:?}");
+                Ok(listed.join(" "))
+            }
+            Step::ZbmBoot { be } => {
+                Zbm::new(self.machine()?).boot(be)?;
+                Ok(format!("booting {be}"))
+            }
+        }
+    }
+
+    /// Steps that start a machine need the last one off (shut down or crashed).
+    fn ensure_off(&self) -> Result<()> {
+        ensure!(
+            self.m.is_none(),
+            "a machine is still running: end it with shutdown or crash first"
+        );
+        Ok(())
+    }
+
+    fn install(&mut self, kill_when: Option<&str>) -> Result<String> {
+        self.ensure_off()?;
+        match kill_when {
+            None => {
+                self.run.install()?;
+                Ok("installed; the live system powered off".into())
+            }
+            Some(pattern) => {
+                let mut m = self.run.start_medium("install", true)?;
+                let (_, found) = m
+                    .console
+                    .wait_for_regex(pattern, LIVE_BOOT_TIMEOUT + LOGIN_TIMEOUT)?;
+                m.crash()?;
+                Ok(format!("QEMU killed when the console showed {found:?}"))
+            }
+        }
+    }
+}
+
+/// The first lines of an output, for a report.
+fn summarize(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut s = lines.iter().take(3).copied().collect::<Vec<_>>().join(" | ");
+    if lines.len() > 3 {
+        s.push_str(&format!(" | ... ({} lines)", lines.len()));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every scenario file in the repository parses and validates (CI catches a broken one
+    /// without booting anything).
+    #[test]
+    fn every_scenario_file_is_valid() {
+        let files = scenario_files(&crate::flow::project_root()).unwrap();
+        assert!(!files.is_empty());
+        for (name, path) in files {
+            Scenario::load(&path).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        }
+    }
+
+    #[test]
+    fn a_bad_scenario_is_refused_with_the_step_named() {
+        let bad = |text: &str| {
+            let s: Scenario = toml::from_str(text)?;
+            s.validate()
+        };
+        let e = bad("summary = \"x\"\n[[step]]\ndo = \"run\"\ncommand = \"true\"\nsame_as = \"nope\"\n")
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("step 1"), "{e:#}");
+        let e = bad("summary = \"x\"\n[[step]]\ndo = \"wait-console\"\ntext = \"(\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("bad regex"), "{e:#}");
+        assert!(bad("summary = \"x\"\n[[step]]\ndo = \"fly\"\n").is_err());
+        assert!(bad("summary = \"x\"\n[[step]]\ndo = \"boot\"\ncheque = \"x\"\n").is_err());
+        assert!(bad("summary = \"x\"\nextra_disks = [\"big\"]\n[[step]]\ndo = \"live\"\n").is_err());
+    }
+}
