@@ -7,7 +7,7 @@ use crate::disk::safety::{Refusals, check_disks};
 use crate::disk::select::{SelectError, select_disks};
 use crate::exec::{ExecError, ProgressMode, run_plan};
 use crate::plan::Plan;
-use crate::recipe::{BaseSource, Inputs, PlanError, build_plan};
+use crate::recipe::{BaseSource, Inputs, LIVE_KLDLOAD, PlanError, build_plan};
 use crate::zfsbootmenu::choose_source;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -97,6 +97,7 @@ pub fn make_plan(
         source,
         mirror,
         zfsbootmenu: choose_source(config, overrides.zfsbootmenu.as_deref(), on_host),
+        installer: on_host(Path::new(LIVE_KLDLOAD)).then(|| LIVE_KLDLOAD.into()),
     };
     Ok(build_plan(&inputs)?)
 }

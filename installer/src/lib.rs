@@ -7,6 +7,7 @@
 pub mod app;
 pub mod config;
 pub mod disk;
+pub mod doctor;
 pub mod exec;
 pub mod mirror;
 pub mod plan;

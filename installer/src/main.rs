@@ -78,6 +78,17 @@ enum Cmd {
     /// What the live medium runs at boot: install from an answer file given on the kernel
     /// command line (kldload.answers=PATH), through QEMU's fw_cfg, or on the medium.
     Unattended,
+    /// On an installed system: check that the hostid is one value in /etc/hostid, the
+    /// initramfs, ZFSBootMenu's spl.spl_hostid, the SPL and the pool's label; say what disagrees
+    /// and how to fix it (exit status 1 then).
+    Doctor {
+        /// The root pool.
+        #[arg(long, default_value = "rpool")]
+        pool: String,
+        /// Print nothing when all is well (as the boot-time unit runs it).
+        #[arg(long)]
+        quiet: bool,
+    },
     /// List this machine's disks: by-id names, sizes, models, serials and what is on them.
     Disks {
         /// As JSON.
@@ -110,6 +121,15 @@ fn run(cli: Cli) -> Result<(), AppError> {
             print!("{}", app::validate(&config, &system, force)?);
         }
         Cmd::Unattended => std::process::exit(kldload::unattended::run()),
+        Cmd::Doctor { pool, quiet } => {
+            let diagnosis = kldload::doctor::diagnose(&kldload::doctor::read_hostids(&pool), &pool);
+            if !(quiet && diagnosis.healthy()) {
+                print!("{}", diagnosis.report());
+            }
+            if !diagnosis.healthy() {
+                std::process::exit(1);
+            }
+        }
         Cmd::Disks { json } => {
             let disks = system
                 .disks()

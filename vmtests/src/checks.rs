@@ -24,6 +24,7 @@ pub fn all() -> Vec<(&'static str, CheckFn)> {
         ("bootfs", bootfs),
         ("/ is the boot environment", root_dataset),
         ("one hostid in five places", hostid),
+        ("kldload doctor agrees, at boot and when run", doctor),
         ("firmware entries", firmware_entries),
         ("fallback loader is the primary", fallback_copy),
         ("fstab mounts only the ESP", fstab),
@@ -50,6 +51,26 @@ pub fn run_all(m: &mut Machine, run: &mut Run, config: &Config) {
         let result = check(m, run, config);
         run.report.check(name, result);
     }
+}
+
+/// The installed `kldload doctor` reads the same five places: its unit ran at boot and passed,
+/// and run now it reports one hostid (exit status 0).
+fn doctor(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
+    let state = m
+        .execute("systemctl show -P Result kldload-doctor.service")?
+        .stdout;
+    ensure!(
+        state.trim() == "success",
+        "kldload-doctor.service: {}",
+        m.execute("systemctl status --no-pager kldload-doctor.service")?
+            .stdout
+    );
+    let report = m.succeed(&format!("kldload doctor --pool {}", c.pool.name))?;
+    ensure!(
+        report.contains("agrees in every place"),
+        "kldload doctor said:\n{report}"
+    );
+    Ok(report.lines().next().unwrap_or_default().to_string())
 }
 
 fn datasets(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {

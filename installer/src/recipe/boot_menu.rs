@@ -268,6 +268,7 @@ mod tests {
                 path: "/zbm.EFI".into(),
                 origin: "test".into(),
             },
+            installer: None,
         }
     }
 

@@ -9,6 +9,28 @@ use crate::plan::{Action, Step, StepId};
 /// The snapshot of every dataset as installed.
 pub const FACTORY_SNAPSHOT: &str = "factory";
 
+/// The unit that runs `kldload doctor` at boot.
+pub const DOCTOR_UNIT: &str = "kldload-doctor.service";
+
+/// Quiet when all is well; otherwise its report goes to the console (before the login prompt)
+/// and the journal, and the unit fails (so `systemctl --failed` shows it too).
+fn doctor_unit(pool: &str) -> String {
+    format!(
+        "[Unit]\n\
+         Description=kldload doctor: one hostid everywhere ZFS and ZFSBootMenu read it\n\
+         After=zfs-import.target zfs-mount.service\n\
+         Before=systemd-user-sessions.service\n\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         ExecStart=/usr/local/sbin/kldload doctor --quiet --pool {pool}\n\
+         StandardOutput=journal+console\n\
+         \n\
+         [Install]\n\
+         WantedBy=multi-user.target\n"
+    )
+}
+
 pub fn step(inputs: &Inputs) -> Step {
     let pool = inputs.pool();
     let linux = inputs.config.distro.family() != Family::FreeBsd;
@@ -28,18 +50,49 @@ pub fn step(inputs: &Inputs) -> Step {
             "the pool list the installed system imports from at boot",
         ),
     ];
+    let doctor = inputs
+        .installer
+        .as_ref()
+        .filter(|_| inputs.config.distro.family() == Family::Debian);
+    if let Some(installer) = doctor {
+        actions.push(Action::run(
+            [
+                "install",
+                "-m",
+                "0755",
+                &installer.to_string_lossy(),
+                &inputs.target("usr/local/sbin/kldload"),
+            ],
+            "kldload itself, for `kldload doctor` on the installed system",
+        ));
+        actions.push(Action::write(
+            inputs.target(&format!("etc/systemd/system/{DOCTOR_UNIT}")),
+            doctor_unit(pool),
+            0o644,
+            "at every boot, `kldload doctor` says on the console if the hostid disagrees anywhere",
+        ));
+    }
     if linux {
+        let mut units = vec![
+            "zfs-import-cache.service",
+            "zfs-mount.service",
+            "zfs-import.target",
+            "zfs.target",
+            "zfs-zed.service",
+        ];
+        if doctor.is_some() {
+            units.push(DOCTOR_UNIT);
+        }
+        let mut argv = vec!["systemctl", "enable"];
+        argv.extend(units);
+        let mut why =
+            "import the pool and mount its datasets at boot; zed reports faults".to_string();
+        if doctor.is_some() {
+            why.push_str("; kldload doctor checks the hostid");
+        }
         actions.push(Action::Run {
-            argv: inputs.chroot([
-                "systemctl",
-                "enable",
-                "zfs-import-cache.service",
-                "zfs-mount.service",
-                "zfs-import.target",
-                "zfs.target",
-                "zfs-zed.service",
-            ]),
-            why: "import the pool and mount its datasets at boot; zed reports faults".into(),
+            argv: inputs.chroot(argv),
+            why,
             stdin: None,
         });
     }

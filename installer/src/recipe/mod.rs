@@ -41,7 +41,13 @@ pub struct Inputs<'a> {
     /// live system's own apt sources); none leaves the image's sources as they are.
     pub mirror: Option<MirrorUrl>,
     pub zfsbootmenu: ZbmSource,
+    /// The kldload binary to put on the target for `kldload doctor` (the live system's own,
+    /// [`LIVE_KLDLOAD`]; none when not installing from a live medium).
+    pub installer: Option<PathBuf>,
 }
+
+/// Where the live medium carries the installer.
+pub const LIVE_KLDLOAD: &str = "/usr/local/bin/kldload";
 
 impl Inputs<'_> {
     /// A path inside the target, e.g. `target("etc/hostname")` -> `/mnt/etc/hostname`.
