@@ -234,13 +234,38 @@ impl Run {
     /// Starts the installed disk alone with the run's NVRAM; returns at once, for a scenario to
     /// drive the firmware and ZFSBootMenu itself.
     pub fn start_installed(&mut self, name: &str) -> Result<Machine> {
-        let mut disks = vec![self.target_disk(None)];
-        disks.extend(
+        self.start_installed_with(name, None)
+    }
+
+    /// Starts the installed machine with only the disks named in `attached` (`target`,
+    /// `extra-0`, ...; all of them when None), in that order: a disk pulled out, or one back.
+    pub fn start_installed_with(
+        &mut self,
+        name: &str,
+        attached: Option<&[String]>,
+    ) -> Result<Machine> {
+        let mut all = vec![("target".to_string(), self.target_disk(None))];
+        all.extend(
             self.extra_disks
                 .iter()
                 .enumerate()
-                .map(|(n, p)| Self::extra_disk(p, n)),
+                .map(|(n, p)| (format!("extra-{n}"), Self::extra_disk(p, n))),
         );
+        let disks = match attached {
+            None => all.into_iter().map(|(_, d)| d).collect(),
+            Some(names) => names
+                .iter()
+                .map(|want| {
+                    all.iter()
+                        .find(|(n, _)| n == want)
+                        .map(|(_, d)| d.clone())
+                        .with_context(|| {
+                            let known: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+                            format!("no disk {want:?}: this run has {}", known.join(", "))
+                        })
+                })
+                .collect::<Result<Vec<Disk>>>()?,
+        };
         let spec = self.spec(name, disks, vec![]);
         Machine::start(spec, &self.transcript, "firmware to menu")
     }
@@ -411,6 +436,28 @@ pub fn vm_shell(distro: &str, run_dir: &Path) -> Result<()> {
     let mut spec = run.spec("shell", vec![run.target_disk(None)], vec![]);
     spec.serial_on_stdio = true;
     crate::qemu::run_interactive(&spec)?;
+    Ok(())
+}
+
+/// Merges `changes` into the answer file at `path` (tables key by key, other values replaced)
+/// and checks that the installer would accept the result.
+pub fn merge_answers(path: &Path, changes: &toml::Table) -> Result<()> {
+    fn merge(into: &mut toml::Table, from: &toml::Table) {
+        for (key, value) in from {
+            match (into.get_mut(key), value) {
+                (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),
+                _ => {
+                    into.insert(key.clone(), value.clone());
+                }
+            }
+        }
+    }
+    let mut doc: toml::Table = toml::from_str(&std::fs::read_to_string(path)?)?;
+    merge(&mut doc, changes);
+    let text = toml::to_string(&doc)?;
+    kldload::config::Config::parse(&text, &path.display().to_string())
+        .context("the scenario's [answers] make an answer file the installer refuses")?;
+    std::fs::write(path, text)?;
     Ok(())
 }
 

@@ -11,12 +11,15 @@ use crate::flow::{LIVE_BOOT_TIMEOUT, LOGIN_TIMEOUT, MENU_TIMEOUT, ROOT_PASSWORD,
 use crate::machine::Machine;
 use crate::qemu::create_disk;
 use crate::zbm::Zbm;
-use kldload::config::size::ByteSize;
 use anyhow::{Context, Result, bail, ensure};
+use kldload::config::size::ByteSize;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// Where the `live` step puts the run's answer file on the live system.
+pub const LIVE_ANSWERS: &str = "/root/answers.toml";
 
 /// One scenario file.
 #[derive(Debug, Deserialize)]
@@ -38,6 +41,11 @@ pub struct Scenario {
     /// /dev/vdb, ...
     #[serde(default)]
     pub extra_disks: Vec<String>,
+    /// Changes to fixtures/answers/default.toml for this run (tables merge key by key), e.g.
+    /// `[answers.disks]` for a mirror; only with `start = "blank"` (the base install uses the
+    /// default answers).
+    #[serde(default)]
+    pub answers: toml::Table,
     #[serde(rename = "step")]
     pub steps: Vec<Step>,
 }
@@ -65,14 +73,19 @@ pub enum Step {
         kill_when: Option<String>,
         check: Option<String>,
     },
-    /// Boots the live medium without an answer file and logs in to its shell.
+    /// Boots the live medium without an answer file (so it installs nothing by itself), logs in
+    /// to its shell and puts the run's answer file at /root/answers.toml for the steps to use.
     Live,
     /// Starts the installed disks through the firmware and does not wait: for the steps that
-    /// drive ZFSBootMenu or wait for console text.
-    Start,
+    /// drive ZFSBootMenu or wait for console text. `disks` names the disks attached (`target`,
+    /// `extra-0`, ...; default all), to boot with one pulled out.
+    Start { disks: Option<Vec<String>> },
     /// Starts the installed disks and logs in: firmware, ZFSBootMenu's countdown, the default
-    /// boot environment.
-    Boot { check: Option<String> },
+    /// boot environment. `disks` as for `start`.
+    Boot {
+        disks: Option<Vec<String>>,
+        check: Option<String>,
+    },
     /// Logs in at the next login prompt (after a reboot, or a boot ZFSBootMenu started).
     Login { check: Option<String> },
     /// Runs a command on the machine (over the harness's shell: exact output and status). It
@@ -123,13 +136,19 @@ impl Step {
     /// Its name in the transcript and report.
     fn describe(&self) -> String {
         match self {
-            Step::Install { kill_when: None, .. } => "install".into(),
+            Step::Install {
+                kill_when: None, ..
+            } => "install".into(),
             Step::Install {
                 kill_when: Some(k), ..
             } => format!("install, killed at {k:?}"),
             Step::Live => "boot the live medium".into(),
-            Step::Start => "start the installed machine".into(),
-            Step::Boot { .. } => "boot the installed machine and log in".into(),
+            Step::Start { disks: None } => "start the installed machine".into(),
+            Step::Start { disks: Some(d) } => format!("start the installed machine with {d:?}"),
+            Step::Boot { disks: None, .. } => "boot the installed machine and log in".into(),
+            Step::Boot { disks: Some(d), .. } => {
+                format!("boot the installed machine with {d:?} and log in")
+            }
             Step::Login { .. } => "log in".into(),
             Step::Run { command, .. } => format!("run {command:?}"),
             Step::WaitConsole { text, .. } => format!("wait for {text:?} on the console"),
@@ -147,7 +166,7 @@ impl Step {
     fn check(&self) -> Option<&str> {
         match self {
             Step::Install { check, .. }
-            | Step::Boot { check }
+            | Step::Boot { check, .. }
             | Step::Login { check }
             | Step::Run { check, .. }
             | Step::WaitConsole { check, .. }
@@ -177,8 +196,8 @@ impl Scenario {
     pub fn load(path: &Path) -> Result<Scenario> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let scenario: Scenario =
-            toml::from_str(&text).with_context(|| format!("{} is not a scenario", path.display()))?;
+        let scenario: Scenario = toml::from_str(&text)
+            .with_context(|| format!("{} is not a scenario", path.display()))?;
         scenario
             .validate()
             .with_context(|| format!("{} is not a usable scenario", path.display()))?;
@@ -189,6 +208,11 @@ impl Scenario {
     /// sizes parse.
     fn validate(&self) -> Result<()> {
         ensure!(!self.steps.is_empty(), "it has no [[step]]");
+        ensure!(
+            self.answers.is_empty() || self.start == Start::Blank,
+            "[answers] needs start = \"blank\": the installed start is the base install, made \
+             with the default answers"
+        );
         let mut recorded = Vec::new();
         for (n, step) in self.steps.iter().enumerate() {
             let at = || format!("step {} ({})", n + 1, step.describe());
@@ -246,6 +270,9 @@ pub fn run_scenario(name: &str, path: &Path) -> Result<()> {
     };
     if scenario.start == Start::Installed {
         run.report.phase("base install", start.elapsed());
+    }
+    if !scenario.answers.is_empty() {
+        crate::flow::merge_answers(&run.answers, &scenario.answers)?;
     }
     for (n, size) in scenario.extra_disks.iter().enumerate() {
         let disk = run.dir.join(format!("extra-{n}.qcow2"));
@@ -315,17 +342,28 @@ impl Exec<'_> {
                 let mut m = self.run.start_medium("live", false)?;
                 m.console.wait_for_regex(r"[#$] $", LIVE_BOOT_TIMEOUT)?;
                 m.start_shell()?;
+                let answers = std::fs::read_to_string(&self.run.answers)?;
+                m.succeed(&format!(
+                    "cat > {LIVE_ANSWERS} <<'KLDLOAD_ANSWERS'\n{answers}\nKLDLOAD_ANSWERS"
+                ))?;
                 self.m = Some(m);
-                Ok("logged in on the live system".into())
+                Ok(format!(
+                    "logged in on the live system; answers in {LIVE_ANSWERS}"
+                ))
             }
-            Step::Start => {
+            Step::Start { disks } => {
                 self.ensure_off()?;
-                self.m = Some(self.run.start_installed("installed")?);
+                self.m = Some(
+                    self.run
+                        .start_installed_with("installed", disks.as_deref())?,
+                );
                 Ok("started".into())
             }
-            Step::Boot { .. } => {
+            Step::Boot { disks, .. } => {
                 self.ensure_off()?;
-                let mut m = self.run.start_installed("installed")?;
+                let mut m = self
+                    .run
+                    .start_installed_with("installed", disks.as_deref())?;
                 m.login("root", ROOT_PASSWORD, MENU_TIMEOUT + LOGIN_TIMEOUT)?;
                 let root = m.succeed("findmnt -n -o SOURCE /")?;
                 self.m = Some(m);
@@ -356,11 +394,7 @@ impl Exec<'_> {
                         out.status, out.stdout, out.stderr
                     )
                 };
-                ensure!(
-                    out.status == *status,
-                    "wanted status {status}; {}",
-                    shown()
-                );
+                ensure!(out.status == *status, "wanted status {status}; {}", shown());
                 for (what, regex, text) in [
                     ("stdout", stdout, &out.stdout),
                     ("stderr", stderr, &out.stderr),
@@ -397,7 +431,8 @@ impl Exec<'_> {
             Step::WaitConsole {
                 text, timeout_secs, ..
             } => {
-                let timeout = timeout_secs.map_or(MENU_TIMEOUT + LOGIN_TIMEOUT, Duration::from_secs);
+                let timeout =
+                    timeout_secs.map_or(MENU_TIMEOUT + LOGIN_TIMEOUT, Duration::from_secs);
                 let (_, found) = self.machine()?.console.wait_for_regex(text, timeout)?;
                 Ok(format!("console showed {found:?}"))
             }
@@ -476,7 +511,12 @@ impl Exec<'_> {
 /// The first lines of an output, for a report.
 fn summarize(text: &str) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let mut s = lines.iter().take(3).copied().collect::<Vec<_>>().join(" | ");
+    let mut s = lines
+        .iter()
+        .take(3)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" | ");
     if lines.len() > 3 {
         s.push_str(&format!(" | ... ({} lines)", lines.len()));
     }
@@ -504,13 +544,18 @@ mod tests {
             let s: Scenario = toml::from_str(text)?;
             s.validate()
         };
-        let e = bad("summary = \"x\"\n[[step]]\ndo = \"run\"\ncommand = \"true\"\nsame_as = \"nope\"\n")
-            .unwrap_err();
+        let e = bad(
+            "summary = \"x\"\n[[step]]\ndo = \"run\"\ncommand = \"true\"\nsame_as = \"nope\"\n",
+        )
+        .unwrap_err();
         assert!(format!("{e:#}").contains("step 1"), "{e:#}");
-        let e = bad("summary = \"x\"\n[[step]]\ndo = \"wait-console\"\ntext = \"(\"\n").unwrap_err();
+        let e =
+            bad("summary = \"x\"\n[[step]]\ndo = \"wait-console\"\ntext = \"(\"\n").unwrap_err();
         assert!(format!("{e:#}").contains("bad regex"), "{e:#}");
         assert!(bad("summary = \"x\"\n[[step]]\ndo = \"fly\"\n").is_err());
         assert!(bad("summary = \"x\"\n[[step]]\ndo = \"boot\"\ncheque = \"x\"\n").is_err());
-        assert!(bad("summary = \"x\"\nextra_disks = [\"big\"]\n[[step]]\ndo = \"live\"\n").is_err());
+        assert!(
+            bad("summary = \"x\"\nextra_disks = [\"big\"]\n[[step]]\ndo = \"live\"\n").is_err()
+        );
     }
 }

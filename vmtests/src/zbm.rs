@@ -341,7 +341,13 @@ mod tests {
             matches_for_query(&format!("x\nSnapshot > {q}  < 1/2 (0/2)\n"), q),
             Some(1)
         );
-        assert_eq!(matches_for_query("BE > ^rpool/ROOT/a$  0/3", "^rpool/ROOT/a$"), Some(0));
-        assert_eq!(matches_for_query("BE > ^rpool/ROOT/a", "^rpool/ROOT/a$"), None);
+        assert_eq!(
+            matches_for_query("BE > ^rpool/ROOT/a$  0/3", "^rpool/ROOT/a$"),
+            Some(0)
+        );
+        assert_eq!(
+            matches_for_query("BE > ^rpool/ROOT/a", "^rpool/ROOT/a$"),
+            None
+        );
     }
 }

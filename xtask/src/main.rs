@@ -85,8 +85,25 @@ enum Task {
         keep: bool,
         #[command(flatten)]
         sources: ImageSources,
+        /// Also run the scenarios not marked `ci` (fixtures/scenarios/*.toml).
+        #[arg(long)]
+        all_scenarios: bool,
         /// Run only the VM tests whose names contain one of these (e.g. `rollback`).
         filters: Vec<String>,
+    },
+    /// Reproduce one boot bug: run the scenario fixtures/scenarios/<SCENARIO>.toml in a VM and
+    /// report each of its checks, with the transcript (see fixtures/scenarios/README.md).
+    VmRepro {
+        /// The scenario's file name without .toml (e.g. fresh-nvram).
+        scenario: String,
+        /// debian (= debian-13) or debian-12.
+        #[arg(long, default_value = "debian")]
+        distro: String,
+        /// Keep the VM's disks and NVRAM for `cargo xtask vm-shell`.
+        #[arg(long)]
+        keep: bool,
+        #[command(flatten)]
+        sources: ImageSources,
     },
     /// Boot the last `vm-test --keep` run's installed disk again, its serial console on this
     /// terminal, for reproducing a bug by hand.
@@ -259,7 +276,22 @@ fn main() -> anyhow::Result<()> {
             distro,
             keep,
             sources,
+            all_scenarios,
             filters,
-        } => vmtest::vm_test(&sources.options(distro, false), keep, &filters),
+        } => vmtest::vm_test(
+            &sources.options(distro, false),
+            &vmtest::Selection {
+                keep,
+                all_scenarios,
+                filters,
+                expression: None,
+            },
+        ),
+        Task::VmRepro {
+            scenario,
+            distro,
+            keep,
+            sources,
+        } => vmtest::vm_repro(&sources.options(distro, false), &scenario, keep),
     }
 }

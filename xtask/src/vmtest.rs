@@ -144,8 +144,44 @@ impl Prepared {
     }
 }
 
-/// Runs the VM tests of `opts.distro` (those whose names contain one of `filters`, if any).
-pub fn vm_test(opts: &image::Options, keep: bool, filters: &[String]) -> Result<()> {
+/// Which VM tests a run takes.
+pub struct Selection {
+    /// Keep disks and NVRAM for `vm-shell`.
+    pub keep: bool,
+    /// List the scenarios not marked `ci` too.
+    pub all_scenarios: bool,
+    /// Test names must contain one of these (none: every test).
+    pub filters: Vec<String>,
+    /// A nextest filter expression (`-E`), for `vm-repro`.
+    pub expression: Option<String>,
+}
+
+/// `cargo xtask vm-repro <scenario>`: the one scenario, whether or not it is marked `ci`.
+pub fn vm_repro(opts: &image::Options, scenario: &str, keep: bool) -> Result<()> {
+    let files = vmtests::scenario::scenario_files(&crate::project_root())?;
+    let Some((_, path)) = files.iter().find(|(name, _)| name == scenario) else {
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        bail!(
+            "no scenario {scenario:?} in fixtures/scenarios/; there are: {}",
+            names.join(", ")
+        );
+    };
+    // A broken file is named before anything is built.
+    vmtests::scenario::Scenario::load(path)?;
+    vm_test(
+        opts,
+        &Selection {
+            keep,
+            all_scenarios: true,
+            filters: vec![],
+            expression: Some(format!("binary(scenarios) and test(={scenario})")),
+        },
+    )
+}
+
+/// Runs the VM tests of `opts.distro` that `selection` takes.
+pub fn vm_test(opts: &image::Options, selection: &Selection) -> Result<()> {
+    let keep = selection.keep;
     let prepared = prepare(opts)?;
     let (built, distro, image_time) = (&prepared.built, prepared.distro, prepared.image_time);
     let out = results_dir();
@@ -162,9 +198,14 @@ pub fn vm_test(opts: &image::Options, keep: bool, filters: &[String]) -> Result<
             "only",
             "--no-capture",
         ])
-        .args(filters)
+        .args(selection.expression.iter().flat_map(|e| ["-E", e.as_str()]))
+        .args(&selection.filters)
         .current_dir(crate::project_root())
         .envs(prepared.env(keep))
+        .env(
+            "KLDLOAD_VMTEST_SCENARIOS",
+            if selection.all_scenarios { "all" } else { "ci" },
+        )
         .status()
         .context("cargo nextest (cargo install --locked cargo-nextest)")?;
     println!(
