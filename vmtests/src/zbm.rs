@@ -99,7 +99,7 @@ impl<'m> Zbm<'m> {
     }
 
     /// Waits for a screen; puts it in the transcript, as a person would have seen it.
-    fn wait(&mut self, what: &str, ready: impl Fn(&str) -> bool) -> Result<String> {
+    pub fn wait(&mut self, what: &str, ready: impl Fn(&str) -> bool) -> Result<String> {
         let screen = self
             .m
             .console
@@ -280,11 +280,6 @@ impl<'m> Zbm<'m> {
     pub fn leave_recovery_shell(&mut self) -> Result<Vec<String>> {
         self.press("type exit and Return: back to ZFSBootMenu", "exit\r")?;
         self.wait_for_menu()
-    }
-
-    /// The screen as it is now (for checks on what the menu's preview shows).
-    pub fn screen(&self) -> String {
-        self.m.console.screen()
     }
 
     /// Alt+K on the selected boot environment: its kernels, as listed.
