@@ -150,7 +150,21 @@ impl Step {
                 format!("boot the installed machine with {d:?} and log in")
             }
             Step::Login { .. } => "log in".into(),
-            Step::Run { command, .. } => format!("run {command:?}"),
+            Step::Run { command, .. } => {
+                // The first line that says something, short enough for a table.
+                let line = command
+                    .lines()
+                    .map(str::trim)
+                    .find(|l| !l.is_empty() && !l.starts_with('#'))
+                    .unwrap_or_default();
+                let short: String = line.chars().take(48).collect();
+                let more = if short.len() < command.trim().len() {
+                    " ..."
+                } else {
+                    ""
+                };
+                format!("run `{short}{more}`")
+            }
             Step::WaitConsole { text, .. } => format!("wait for {text:?} on the console"),
             Step::Crash => "power cut".into(),
             Step::Reboot => "reboot".into(),
