@@ -12,20 +12,50 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-/// The hostid as each place has it; `None` where the place could not be read (named in the
-/// report, never taken for a disagreement).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What one place holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    Value(u32),
+    /// The place exists but holds no hostid: no /etc/hostid file, none in the initramfs, no
+    /// `spl.spl_hostid` on the command line, the SPL's 0 ("read /etc/hostid").
+    Absent,
+    /// It could not be read (not root, a tool missing, the pool not imported): named in the
+    /// report, never taken for a disagreement.
+    Unreadable,
+}
+
+impl Place {
+    fn value(self) -> Option<u32> {
+        match self {
+            Place::Value(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    fn show(self) -> String {
+        match self {
+            Place::Value(v) => format!("0x{v:08x}"),
+            Place::Absent => "(none)".into(),
+            Place::Unreadable => "(not readable)".into(),
+        }
+    }
+}
+
+/// The hostid as each place has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostidReadings {
-    /// /etc/hostid (what `update-initramfs` copies and `zpool` commands use).
-    pub etc: Option<u32>,
-    /// /etc/hostid inside the running kernel's initramfs (what imported the pool at boot).
-    pub initramfs: Option<u32>,
-    /// `spl.spl_hostid=` on /proc/cmdline (what ZFSBootMenu passed on).
-    pub boot_menu: Option<u32>,
-    /// The SPL module's `spl_hostid` parameter (0: the SPL reads /etc/hostid instead).
-    pub spl: Option<u32>,
+    /// /etc/hostid: what `update-initramfs` copies, and what ZFS uses when the SPL has no value.
+    pub etc: Place,
+    /// /etc/hostid inside the running kernel's initramfs (what its ZFS uses without an SPL value).
+    pub initramfs: Place,
+    /// `spl.spl_hostid=` on /proc/cmdline: what ZFSBootMenu passed on (its last occurrence, read
+    /// as the kernel reads it).
+    pub boot_menu: Place,
+    /// The SPL module's `spl_hostid` parameter: the hostid this system runs with (Absent: 0,
+    /// the SPL then reads /etc/hostid).
+    pub spl: Place,
     /// The hostid in the root pool's label (who imported it last).
-    pub pool_label: Option<u32>,
+    pub pool_label: Place,
 }
 
 /// What `doctor` concluded.
@@ -37,6 +67,8 @@ pub struct Diagnosis {
     pub problems: Vec<String>,
     /// The commands that fix them.
     pub fix: Vec<String>,
+    /// How many places could not be read.
+    pub unreadable: usize,
 }
 
 impl Diagnosis {
@@ -47,13 +79,19 @@ impl Diagnosis {
     /// The report a person reads: the problems and the fix first, then what was read.
     pub fn report(&self) -> String {
         let mut out = String::new();
-        if self.healthy() {
-            out.push_str("kldload doctor: the hostid agrees in every place\n");
-        } else {
+        if !self.healthy() {
             for p in &self.problems {
                 let _ = writeln!(out, "kldload doctor: PROBLEM: {p}");
             }
             let _ = writeln!(out, "kldload doctor: fix: {}", self.fix.join(" && "));
+        } else if self.unreadable == 0 {
+            out.push_str("kldload doctor: the hostid agrees in every place\n");
+        } else {
+            let _ = writeln!(
+                out,
+                "kldload doctor: the hostid agrees in every place read ({} not readable: run as root?)",
+                self.unreadable
+            );
         }
         for r in &self.readings {
             let _ = writeln!(out, "  {r}");
@@ -62,48 +100,50 @@ impl Diagnosis {
     }
 }
 
-fn show(value: Option<u32>) -> String {
-    value.map_or_else(|| "(not readable)".into(), |v| format!("0x{v:08x}"))
-}
-
 /// Judges the readings. The value everything must agree on is the one the machine runs with:
-/// the SPL's (ZFSBootMenu's `spl.spl_hostid`, else 0x00bab10c as kldload installs it).
+/// the SPL's (ZFSBootMenu's `spl.spl_hostid`); when the SPL has none, kldload's 0x00bab10c.
 pub fn diagnose(r: &HostidReadings, pool: &str) -> Diagnosis {
-    let running = match r.spl {
-        Some(v) if v != 0 => Some(v),
-        _ => r.boot_menu.or(Some(ZFSBOOTMENU_HOSTID)),
-    };
-    let want = running.unwrap_or(ZFSBOOTMENU_HOSTID);
+    let want = r
+        .spl
+        .value()
+        .or(r.boot_menu.value())
+        .unwrap_or(ZFSBOOTMENU_HOSTID);
+    let label = format!("pool {pool}'s label");
     let places = [
         ("/etc/hostid", r.etc),
         ("the initramfs's /etc/hostid", r.initramfs),
         ("ZFSBootMenu's spl.spl_hostid", r.boot_menu),
-        ("the SPL's spl_hostid", r.spl.filter(|v| *v != 0)),
-        (&*format!("pool {pool}'s label"), r.pool_label),
+        ("the SPL's spl_hostid", r.spl),
+        (label.as_str(), r.pool_label),
     ];
     let readings = places
         .iter()
-        .map(|(name, v)| format!("{name}: {}", show(*v)))
+        .map(|(name, v)| format!("{name}: {}", v.show()))
         .collect();
     let mut problems = Vec::new();
-    for (name, value) in &places {
-        if let Some(v) = value
-            && *v != want
-        {
-            problems.push(format!(
+    for (name, place) in &places {
+        match place {
+            Place::Value(v) if *v != want => problems.push(format!(
                 "{name} is 0x{v:08x}, but this system runs with hostid 0x{want:08x} (the value \
                  ZFSBootMenu imports the pool with and passes on as spl.spl_hostid)"
-            ));
+            )),
+            // Without a file the hostid is made up at random by whoever needs one.
+            Place::Absent if *name == "/etc/hostid" || *name == "the initramfs's /etc/hostid" => {
+                problems.push(format!(
+                    "{name} is missing (this system runs with 0x{want:08x})"
+                ))
+            }
+            _ => {}
         }
     }
+    let differs = |p: Place| p != Place::Value(want) && p != Place::Unreadable;
     let mut fix = Vec::new();
-    if r.etc.is_some_and(|v| v != want) || r.initramfs.is_some_and(|v| v != want) {
+    if differs(r.etc) || differs(r.initramfs) {
         fix.push(format!("zgenhostid -f 0x{want:08x}"));
         fix.push("update-initramfs -u -k all".into());
     }
-    if r.pool_label.is_some_and(|v| v != want) {
-        // Importing under the right hostid rewrites the label; for the root pool that is the
-        // next boot, so a reboot after the fix above is enough.
+    if r.pool_label.value().is_some_and(|v| v != want) {
+        // The label is rewritten by the next import made with the running hostid.
         fix.push("reboot".into());
     }
     if fix.is_empty() && !problems.is_empty() {
@@ -112,10 +152,15 @@ pub fn diagnose(r: &HostidReadings, pool: &str) -> Diagnosis {
              entry's load options"
         ));
     }
+    let unreadable = places
+        .iter()
+        .filter(|(_, p)| *p == Place::Unreadable)
+        .count();
     Diagnosis {
         readings,
         problems,
         fix,
+        unreadable,
     }
 }
 
@@ -124,32 +169,53 @@ pub fn parse_hostid_file(bytes: &[u8]) -> Option<u32> {
     Some(u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?))
 }
 
-/// A hostid written as text: `0x00bab10c`, `00bab10c` or decimal (the SPL's parameter).
-pub fn parse_hostid_text(text: &str) -> Option<u32> {
+/// A number as the kernel reads a module parameter (base 0: `0x` hex, a leading `0` octal,
+/// else decimal): `spl.spl_hostid=` on the command line, the SPL's parameter, `zdb`'s label.
+pub fn parse_kernel_number(text: &str) -> Option<u32> {
     let t = text.trim();
-    match t.strip_prefix("0x") {
-        Some(hex) => u32::from_str_radix(hex, 16).ok(),
-        None if t.chars().all(|c| c.is_ascii_digit()) => t.parse().ok(),
-        None => u32::from_str_radix(t, 16).ok(),
+    if let Some(hex) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        u32::from_str_radix(hex, 16).ok()
+    } else if t.len() > 1 && t.starts_with('0') {
+        u32::from_str_radix(&t[1..], 8).ok()
+    } else {
+        t.parse().ok()
+    }
+}
+
+/// The value of the last `spl.spl_hostid=` on a kernel command line (the kernel lets the last
+/// one win); Absent when there is none, Unreadable when it is not a number.
+pub fn boot_menu_hostid(cmdline: &str) -> Place {
+    match cmdline
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("spl.spl_hostid="))
+        .last()
+    {
+        None => Place::Absent,
+        Some(v) => parse_kernel_number(v).map_or(Place::Unreadable, Place::Value),
     }
 }
 
 /// Reads the five places on this machine. `pool` is the root pool.
 pub fn read_hostids(pool: &str) -> HostidReadings {
-    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let etc = match std::fs::read("/etc/hostid") {
+        Ok(bytes) => parse_hostid_file(&bytes).map_or(Place::Unreadable, Place::Value),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Place::Absent,
+        Err(_) => Place::Unreadable,
+    };
+    let spl = match std::fs::read_to_string("/sys/module/spl/parameters/spl_hostid")
+        .ok()
+        .and_then(|t| parse_kernel_number(&t))
+    {
+        Some(0) => Place::Absent,
+        Some(v) => Place::Value(v),
+        None => Place::Unreadable,
+    };
     HostidReadings {
-        etc: std::fs::read("/etc/hostid")
-            .ok()
-            .and_then(|b| parse_hostid_file(&b)),
+        etc,
         initramfs: initramfs_hostid(),
-        boot_menu: cmdline
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("spl.spl_hostid="))
-            .and_then(parse_hostid_text),
-        spl: std::fs::read_to_string("/sys/module/spl/parameters/spl_hostid")
-            .ok()
-            .and_then(|t| parse_hostid_text(&t)),
-        pool_label: pool_label_hostid(pool),
+        boot_menu: boot_menu_hostid(&std::fs::read_to_string("/proc/cmdline").unwrap_or_default()),
+        spl,
+        pool_label: pool_label_hostid(pool).map_or(Place::Unreadable, Place::Value),
     }
 }
 
@@ -160,23 +226,28 @@ fn output(argv: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// /etc/hostid in the running kernel's initramfs, unpacked with the distribution's own tool.
-fn initramfs_hostid() -> Option<u32> {
-    let release = output(&["uname", "-r"])?;
+/// /etc/hostid in the running kernel's initramfs, unpacked with the distribution's own tool
+/// into a private temporary directory.
+fn initramfs_hostid() -> Place {
+    let Some(release) = output(&["uname", "-r"]) else {
+        return Place::Unreadable;
+    };
     let image = format!("/boot/initrd.img-{}", release.trim());
     if !Path::new(&image).is_file() {
-        return None;
+        return Place::Unreadable;
     }
-    let dir = std::env::temp_dir().join(format!("kldload-doctor-{}", std::process::id()));
-    let dir_s = dir.to_string_lossy().into_owned();
-    let unpacked = output(&["unmkinitramfs", &image, &dir_s]).is_some();
-    let found = unpacked
-        .then(|| find_file(&dir, "etc/hostid"))
-        .flatten()
-        .and_then(|p| std::fs::read(p).ok())
-        .and_then(|b| parse_hostid_file(&b));
-    let _ = std::fs::remove_dir_all(&dir);
-    found
+    let Ok(dir) = tempfile::tempdir() else {
+        return Place::Unreadable;
+    };
+    let dir_s = dir.path().to_string_lossy().into_owned();
+    if output(&["unmkinitramfs", &image, &dir_s]).is_none() {
+        return Place::Unreadable;
+    }
+    match find_file(dir.path(), "etc/hostid").map(std::fs::read) {
+        None => Place::Absent,
+        Some(Ok(bytes)) => parse_hostid_file(&bytes).map_or(Place::Unreadable, Place::Value),
+        Some(Err(_)) => Place::Unreadable,
+    }
 }
 
 /// `relative` under `dir` or under one of its subdirectories (unmkinitramfs puts the main
@@ -202,7 +273,7 @@ fn pool_label_hostid(pool: &str) -> Option<u32> {
     let label = output(&["zdb", "-l", &device])?;
     label.lines().find_map(|l| {
         let rest = l.trim().strip_prefix("hostid:")?;
-        parse_hostid_text(rest.trim())
+        parse_kernel_number(rest.trim())
     })
 }
 
@@ -214,11 +285,11 @@ mod tests {
 
     fn all(v: u32) -> HostidReadings {
         HostidReadings {
-            etc: Some(v),
-            initramfs: Some(v),
-            boot_menu: Some(v),
-            spl: Some(v),
-            pool_label: Some(v),
+            etc: Place::Value(v),
+            initramfs: Place::Value(v),
+            boot_menu: Place::Value(v),
+            spl: Place::Value(v),
+            pool_label: Place::Value(v),
         }
     }
 
@@ -226,14 +297,14 @@ mod tests {
     fn one_value_everywhere_is_healthy() {
         let d = diagnose(&all(OK), "rpool");
         assert!(d.healthy(), "{}", d.report());
-        assert!(d.report().contains("agrees in every place"));
+        assert!(d.report().contains("agrees in every place\n"));
         assert_eq!(d.readings.len(), 5);
     }
 
     #[test]
     fn a_rewritten_etc_hostid_is_named_with_the_fix() {
         let r = HostidReadings {
-            etc: Some(0x1234_5678),
+            etc: Place::Value(0x1234_5678),
             ..all(OK)
         };
         let d = diagnose(&r, "rpool");
@@ -254,15 +325,28 @@ mod tests {
     }
 
     #[test]
-    fn the_running_value_wins_and_an_unreadable_place_is_no_disagreement() {
-        // SPL parameter 0 means "read /etc/hostid"; ZFSBootMenu's value is then the reference.
+    fn a_missing_hostid_file_is_a_problem() {
         let r = HostidReadings {
-            spl: Some(0),
-            initramfs: None,
+            etc: Place::Absent,
+            ..all(OK)
+        };
+        let d = diagnose(&r, "rpool");
+        assert_eq!(
+            d.problems,
+            ["/etc/hostid is missing (this system runs with 0x00bab10c)"]
+        );
+        assert_eq!(d.fix[0], "zgenhostid -f 0x00bab10c");
+    }
+
+    #[test]
+    fn the_running_value_wins_and_an_unreadable_place_is_no_disagreement() {
+        let r = HostidReadings {
+            initramfs: Place::Unreadable,
             ..all(0x0102_0304)
         };
         let d = diagnose(&r, "tank");
         assert!(d.healthy(), "{}", d.report());
+        assert!(d.report().contains("every place read (1 not readable"));
         assert!(
             d.report()
                 .contains("the initramfs's /etc/hostid: (not readable)")
@@ -271,9 +355,21 @@ mod tests {
     }
 
     #[test]
+    fn without_an_spl_value_kldloads_hostid_is_the_reference() {
+        let r = HostidReadings {
+            spl: Place::Absent,
+            boot_menu: Place::Absent,
+            ..all(OK)
+        };
+        let d = diagnose(&r, "rpool");
+        assert!(d.healthy(), "{}", d.report());
+        assert!(d.report().contains("the SPL's spl_hostid: (none)"));
+    }
+
+    #[test]
     fn a_stale_pool_label_asks_for_a_reboot() {
         let r = HostidReadings {
-            pool_label: Some(7),
+            pool_label: Place::Value(7),
             ..all(OK)
         };
         let d = diagnose(&r, "rpool");
@@ -281,12 +377,28 @@ mod tests {
     }
 
     #[test]
-    fn hostids_parse_as_files_and_as_text() {
+    fn hostids_parse_as_files_and_as_the_kernel_reads_numbers() {
         assert_eq!(parse_hostid_file(&[0x0c, 0xb1, 0xba, 0x00]), Some(OK));
         assert_eq!(parse_hostid_file(&[1, 2]), None);
-        assert_eq!(parse_hostid_text("0x00bab10c\n"), Some(OK));
-        assert_eq!(parse_hostid_text("00bab10c"), Some(OK));
-        assert_eq!(parse_hostid_text("12235020"), Some(OK));
-        assert_eq!(parse_hostid_text("0xnothex"), None);
+        assert_eq!(parse_kernel_number("0x00bab10c\n"), Some(OK));
+        assert_eq!(parse_kernel_number("0X00BAB10C"), Some(OK));
+        assert_eq!(parse_kernel_number("12235020"), Some(OK));
+        assert_eq!(parse_kernel_number("010"), Some(8));
+        assert_eq!(parse_kernel_number("0"), Some(0));
+        assert_eq!(parse_kernel_number("00bab10c"), None);
+        assert_eq!(parse_kernel_number("0xnothex"), None);
+    }
+
+    #[test]
+    fn the_last_spl_hostid_on_the_command_line_wins() {
+        assert_eq!(
+            boot_menu_hostid("root=zfs:x spl.spl_hostid=0x1 quiet spl.spl_hostid=0x00bab10c"),
+            Place::Value(OK)
+        );
+        assert_eq!(boot_menu_hostid("quiet"), Place::Absent);
+        assert_eq!(
+            boot_menu_hostid("spl.spl_hostid=0xnothex"),
+            Place::Unreadable
+        );
     }
 }

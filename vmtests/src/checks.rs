@@ -54,20 +54,26 @@ pub fn run_all(m: &mut Machine, run: &mut Run, config: &Config) {
 }
 
 /// The installed `kldload doctor` reads the same five places: its unit ran at boot and passed,
-/// and run now it reports one hostid (exit status 0).
+/// and run now it reports one hostid in every place (all readable, exit status 0).
 fn doctor(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
+    // `Result=success` alone is also what a unit that never started shows.
     let state = m
-        .execute("systemctl show -P Result kldload-doctor.service")?
+        .execute(
+            "systemctl show -P Result,ExecMainStartTimestampMonotonic,ExecMainStatus \
+             kldload-doctor.service",
+        )?
         .stdout;
+    let fields: Vec<&str> = state.split_whitespace().collect();
     ensure!(
-        state.trim() == "success",
-        "kldload-doctor.service: {}",
+        fields.len() == 3 && fields[0] == "success" && fields[1] != "0" && fields[2] == "0",
+        "kldload-doctor.service did not run and pass at boot ({}):\n{}",
+        fields.join(" "),
         m.execute("systemctl status --no-pager kldload-doctor.service")?
             .stdout
     );
     let report = m.succeed(&format!("kldload doctor --pool {}", c.pool.name))?;
     ensure!(
-        report.contains("agrees in every place"),
+        report.contains("agrees in every place\n"),
         "kldload doctor said:\n{report}"
     );
     Ok(report.lines().next().unwrap_or_default().to_string())
@@ -172,19 +178,9 @@ fn root_dataset(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
     Ok(want)
 }
 
-/// Parses `0x00bab10c`, `00bab10c` or a decimal number.
-fn parse_hostid(text: &str) -> Option<u32> {
-    let t = text.trim();
-    if let Some(hex) = t.strip_prefix("0x") {
-        u32::from_str_radix(hex, 16).ok()
-    } else if t.len() == 8
-        && t.chars().all(|c| c.is_ascii_hexdigit())
-        && !t.chars().all(|c| c.is_ascii_digit())
-    {
-        u32::from_str_radix(t, 16).ok()
-    } else {
-        t.parse().ok()
-    }
+/// `hostid` and `od -tx4` print bare hex.
+fn parse_hex(text: &str) -> Option<u32> {
+    u32::from_str_radix(text.trim(), 16).ok()
 }
 
 fn hostid(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
@@ -205,16 +201,19 @@ fn hostid(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
         "zdb -l $(zpool list -vHPL {} | awk '$1 ~ /^\\/dev\\// {{print $1; exit}}') | awk '$1 == \"hostid:\" {{print $2; exit}}'",
         c.pool.name
     ))?;
-    let places = [
-        ("/etc/hostid", etc),
-        ("initramfs", initramfs),
-        ("ZFSBootMenu spl.spl_hostid", zbm),
-        ("SPL", spl),
-        ("pool label", label),
+    // Read here independently of `kldload doctor` (which the next check runs), as the kernel
+    // reads numbers where it is the kernel's value.
+    let kernel = kldload::doctor::parse_kernel_number;
+    let places: [(&str, String, fn(&str) -> Option<u32>); 5] = [
+        ("/etc/hostid", etc, parse_hex),
+        ("initramfs", initramfs, parse_hex),
+        ("ZFSBootMenu spl.spl_hostid", zbm, kernel),
+        ("SPL", spl, kernel),
+        ("pool label", label, kernel),
     ];
     let mut seen = Vec::new();
-    for (place, value) in &places {
-        let parsed = parse_hostid(value);
+    for (place, value, parse) in &places {
+        let parsed = parse(value);
         seen.push(format!("{place}={}", value.trim()));
         if parsed != Some(want) {
             bail!(
@@ -226,7 +225,7 @@ fn hostid(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
     }
     Ok(format!(
         "0x{want:08x} in {}",
-        places.map(|(p, _)| p).join(", ")
+        places.map(|(p, _, _)| p).join(", ")
     ))
 }
 
@@ -421,9 +420,11 @@ mod tests {
 
     #[test]
     fn hostid_forms() {
-        assert_eq!(parse_hostid("0x00bab10c"), Some(0x00bab10c));
-        assert_eq!(parse_hostid("00bab10c\n"), Some(0x00bab10c));
-        assert_eq!(parse_hostid("12235020"), Some(12235020));
-        assert_eq!(parse_hostid("(none)"), None);
+        assert_eq!(parse_hex("00bab10c\n"), Some(0x00bab10c));
+        assert_eq!(parse_hex("(none)"), None);
+        assert_eq!(
+            kldload::doctor::parse_kernel_number("12235020"),
+            Some(0x00bab10c)
+        );
     }
 }

@@ -231,8 +231,8 @@ impl Run {
         Ok(())
     }
 
-    /// Starts the installed disk alone with the run's NVRAM; returns at once, for a scenario to
-    /// drive the firmware and ZFSBootMenu itself.
+    /// Starts the installed machine (the target and any extra disks, no medium) with the run's
+    /// NVRAM; returns at once, for a scenario to drive the firmware and ZFSBootMenu itself.
     pub fn start_installed(&mut self, name: &str) -> Result<Machine> {
         self.start_installed_with(name, None)
     }

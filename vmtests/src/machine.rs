@@ -74,7 +74,12 @@ impl Machine {
 
     /// Runs `cmd` and returns what it did, whatever its status.
     pub fn execute(&mut self, cmd: &str) -> Result<Output> {
-        self.shell()?.run(cmd, COMMAND_TIMEOUT)
+        self.execute_within(cmd, COMMAND_TIMEOUT)
+    }
+
+    /// `execute` for a command that may take longer than [`COMMAND_TIMEOUT`] (an install).
+    pub fn execute_within(&mut self, cmd: &str, timeout: Duration) -> Result<Output> {
+        self.shell()?.run(cmd, timeout)
     }
 
     /// Runs `cmd`; its stdout, or an error with the command, status and output.

@@ -7,8 +7,10 @@
 //! Steps that carry a `check` name record a named check in the run's report (a failed check is
 //! reported and the scenario goes on); any other step that fails stops the scenario.
 
-use crate::flow::{LIVE_BOOT_TIMEOUT, LOGIN_TIMEOUT, MENU_TIMEOUT, ROOT_PASSWORD, Run};
-use crate::machine::Machine;
+use crate::flow::{
+    INSTALL_TIMEOUT, LIVE_BOOT_TIMEOUT, LOGIN_TIMEOUT, MENU_TIMEOUT, ROOT_PASSWORD, Run,
+};
+use crate::machine::{COMMAND_TIMEOUT, Machine};
 use crate::qemu::create_disk;
 use crate::zbm::Zbm;
 use anyhow::{Context, Result, bail, ensure};
@@ -89,13 +91,15 @@ pub enum Step {
     /// Logs in at the next login prompt (after a reboot, or a boot ZFSBootMenu started).
     Login { check: Option<String> },
     /// Runs a command on the machine (over the harness's shell: exact output and status). It
-    /// must exit with `status` (default 0); `stdout`, `stderr` and `output` (both) are regexes
-    /// that must match, `absent` one that must not match the output. `record` keeps the stdout
-    /// under a name; `same_as` requires the stdout to equal a recorded one.
+    /// must exit with `status` (default 0) within `timeout_secs` (default 300); `stdout`,
+    /// `stderr` and `output` (both) are regexes that must match, `absent` one that must not
+    /// match the output. `record` keeps the stdout under a name; `same_as` requires the stdout
+    /// to equal a recorded one.
     Run {
         command: String,
         #[serde(default)]
         status: i32,
+        timeout_secs: Option<u64>,
         stdout: Option<String>,
         stderr: Option<String>,
         output: Option<String>,
@@ -263,6 +267,21 @@ impl Scenario {
                 regex::Regex::new(r).with_context(|| format!("{}: bad regex {r:?}", at()))?;
             }
         }
+        let disk_names: Vec<String> = std::iter::once("target".to_string())
+            .chain((0..self.extra_disks.len()).map(|n| format!("extra-{n}")))
+            .collect();
+        for (n, step) in self.steps.iter().enumerate() {
+            if let Step::Boot { disks: Some(d), .. } | Step::Start { disks: Some(d) } = step {
+                for name in d {
+                    ensure!(
+                        disk_names.contains(name),
+                        "step {}: no disk {name:?}; this scenario has {}",
+                        n + 1,
+                        disk_names.join(", ")
+                    );
+                }
+            }
+        }
         for size in &self.extra_disks {
             ByteSize::parse(size).map_err(|e| anyhow::anyhow!("extra_disks: {e}"))?;
         }
@@ -310,7 +329,15 @@ pub fn run_scenario(name: &str, path: &Path) -> Result<()> {
     }
     run.finish()?;
     if !run.report.passed() {
-        bail!("{}\n{}", scenario.summary, run.report.table());
+        // The table shows first lines; the whole of each failure is what a reader needs here.
+        let mut failures = String::new();
+        for c in run.report.checks.iter().filter(|c| !c.passed) {
+            failures.push_str(&format!("\nFAILED {}:\n{}\n", c.name, c.detail));
+        }
+        if let Some(e) = &run.report.error {
+            failures.push_str(&format!("\nERROR:\n{e}\n"));
+        }
+        bail!("{}\n{}{failures}", scenario.summary, run.report.table());
     }
     Ok(())
 }
@@ -392,6 +419,7 @@ impl Exec<'_> {
             Step::Run {
                 command,
                 status,
+                timeout_secs,
                 stdout,
                 stderr,
                 output,
@@ -400,7 +428,8 @@ impl Exec<'_> {
                 same_as,
                 ..
             } => {
-                let out = self.machine()?.execute(command)?;
+                let timeout = timeout_secs.map_or(COMMAND_TIMEOUT, Duration::from_secs);
+                let out = self.machine()?.execute_within(command, timeout)?;
                 let both = format!("{}{}", out.stdout, out.stderr);
                 let shown = || {
                     format!(
@@ -430,7 +459,9 @@ impl Exec<'_> {
                     );
                 }
                 if let Some(name) = same_as {
-                    let before = &self.records[name];
+                    let before = self.records.get(name).with_context(|| {
+                        format!("nothing was recorded as {name:?} (its step failed)")
+                    })?;
                     ensure!(
                         &out.stdout == before,
                         "the output differs from {name:?}:\nbefore:\n{before}\nnow:\n{}",
@@ -514,7 +545,7 @@ impl Exec<'_> {
                 let mut m = self.run.start_medium("install", true)?;
                 let (_, found) = m
                     .console
-                    .wait_for_regex(pattern, LIVE_BOOT_TIMEOUT + LOGIN_TIMEOUT)?;
+                    .wait_for_regex(pattern, LIVE_BOOT_TIMEOUT + INSTALL_TIMEOUT)?;
                 m.crash()?;
                 Ok(format!("QEMU killed when the console showed {found:?}"))
             }

@@ -98,6 +98,14 @@ impl<'m> Zbm<'m> {
         self.press(what, &format!("\x1b{letter}"))
     }
 
+    /// Sends `keys` that leave fzf for a prompt of ZFSBootMenu's own. The emulated screen is
+    /// cleared first: fzf draws on the alternate screen, and leaving it brings back the main
+    /// screen as it was, perhaps still showing the same prompt from the last operation.
+    fn leave_list(&mut self, what: &str, keys: &str) -> Result<()> {
+        self.m.console.clear_screen();
+        self.press(what, keys)
+    }
+
     /// Waits for a screen; puts it in the transcript, as a person would have seen it.
     pub fn wait(&mut self, what: &str, ready: impl Fn(&str) -> bool) -> Result<String> {
         let screen = self
@@ -179,7 +187,7 @@ impl<'m> Zbm<'m> {
     /// environment, accepting ZFSBootMenu's proposed name (`<be>_NEW`); returns the boot
     /// environments the menu lists afterwards.
     pub fn duplicate_selected_snapshot(&mut self) -> Result<Vec<String>> {
-        self.enter("Return: duplicate the selected snapshot")?;
+        self.leave_list("Return: duplicate the selected snapshot", "\r")?;
         self.wait("the new boot environment's name prompt", |s| {
             s.contains("New boot environment name")
         })?;
@@ -203,7 +211,7 @@ impl<'m> Zbm<'m> {
     /// into the boot environment `<parent>/name`, typed over ZFSBootMenu's proposed name; returns
     /// the boot environments the menu lists afterwards.
     pub fn clone_selected_snapshot(&mut self, name: &str) -> Result<Vec<String>> {
-        self.alt("Alt+C: clone the selected snapshot", 'c')?;
+        self.leave_list("Alt+C: clone the selected snapshot", "\x1bc")?;
         self.wait("the new boot environment's name prompt", |s| {
             s.contains("New boot environment name")
         })?;
@@ -219,7 +227,7 @@ impl<'m> Zbm<'m> {
     /// ZFSBootMenu asks for (`ROLLBACK`) at its warning; returns the boot environments listed
     /// afterwards.
     pub fn rollback_to_selected_snapshot(&mut self) -> Result<Vec<String>> {
-        self.alt("Alt+R: roll back to the selected snapshot", 'r')?;
+        self.leave_list("Alt+R: roll back to the selected snapshot", "\x1br")?;
         self.wait("the rollback warning", |s| s.contains("Type ROLLBACK"))?;
         self.press("type ROLLBACK and Return", "ROLLBACK\r")?;
         self.wait_for_menu_or_snapshots()
@@ -243,7 +251,7 @@ impl<'m> Zbm<'m> {
     /// Alt+E on the selected boot environment: edits the kernel command line of the next boot
     /// only, appending `words` to the line ZFSBootMenu offers; back to the menu.
     pub fn append_to_command_line_once(&mut self, words: &str) -> Result<Vec<String>> {
-        self.alt("Alt+E: edit the kernel command line for one boot", 'e')?;
+        self.leave_list("Alt+E: edit the kernel command line for one boot", "\x1be")?;
         self.wait("the command line editor", |s| {
             s.contains("New kernel command line")
         })?;
@@ -256,7 +264,7 @@ impl<'m> Zbm<'m> {
 
     /// Alt+R in the main menu: leaves the menu for ZFSBootMenu's recovery shell.
     pub fn open_recovery_shell(&mut self) -> Result<()> {
-        self.alt("Alt+R: the recovery shell", 'r')?;
+        self.leave_list("Alt+R: the recovery shell", "\x1br")?;
         self.wait("the recovery shell", |s| {
             s.contains("to return to ZFSBootMenu")
         })?;

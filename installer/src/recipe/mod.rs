@@ -46,7 +46,9 @@ pub struct Inputs<'a> {
     pub installer: Option<PathBuf>,
 }
 
-/// Where the live medium carries the installer.
+/// Where the live medium carries the installer. It is copied from there rather than from
+/// `current_exe()` so the plan is the same wherever it is printed (the golden tests' fake live
+/// root has this path too).
 pub const LIVE_KLDLOAD: &str = "/usr/local/bin/kldload";
 
 impl Inputs<'_> {

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Default cache root when neither --cache-dir nor $KLDLOAD_CACHE is given.
-pub const DEFAULT_CACHE: &str = "/var/cache/kldload";
+/// (The installer looks for ZFSBootMenu under the same root.)
+pub const DEFAULT_CACHE: &str = kldload::zfsbootmenu::BUILD_CACHE;
 
 /// A hash of a phase's inputs, as hex (16 digits are plenty to tell builds apart).
 #[derive(Debug, Clone, Default)]
