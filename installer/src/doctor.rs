@@ -188,7 +188,7 @@ pub fn boot_menu_hostid(cmdline: &str) -> Place {
     match cmdline
         .split_whitespace()
         .filter_map(|w| w.strip_prefix("spl.spl_hostid="))
-        .last()
+        .next_back()
     {
         None => Place::Absent,
         Some(v) => parse_kernel_number(v).map_or(Place::Unreadable, Place::Value),
