@@ -178,6 +178,9 @@ fn root_dataset(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
     Ok(want)
 }
 
+/// How one place's text becomes a hostid.
+type ParseHostid = fn(&str) -> Option<u32>;
+
 /// `hostid` and `od -tx4` print bare hex.
 fn parse_hex(text: &str) -> Option<u32> {
     u32::from_str_radix(text.trim(), 16).ok()
@@ -204,7 +207,7 @@ fn hostid(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
     // Read here independently of `kldload doctor` (which the next check runs), as the kernel
     // reads numbers where it is the kernel's value.
     let kernel = kldload::doctor::parse_kernel_number;
-    let places: [(&str, String, fn(&str) -> Option<u32>); 5] = [
+    let places: [(&str, String, ParseHostid); 5] = [
         ("/etc/hostid", etc, parse_hex),
         ("initramfs", initramfs, parse_hex),
         ("ZFSBootMenu spl.spl_hostid", zbm, kernel),
