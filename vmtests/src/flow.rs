@@ -234,15 +234,18 @@ impl Run {
     /// Starts the installed machine (the target and any extra disks, no medium) with the run's
     /// NVRAM; returns at once, for a scenario to drive the firmware and ZFSBootMenu itself.
     pub fn start_installed(&mut self, name: &str) -> Result<Machine> {
-        self.start_installed_with(name, None)
+        self.start_installed_with(name, None, None)
     }
 
     /// Starts the installed machine with only the disks named in `attached` (`target`,
     /// `extra-0`, ...; all of them when None), in that order: a disk pulled out, or one back.
+    /// `boot_from` names a disk the firmware boots first (QEMU's bootindex), as a person picks
+    /// one in the firmware's boot menu; the firmware then loads its EFI/BOOT/BOOTX64.EFI.
     pub fn start_installed_with(
         &mut self,
         name: &str,
         attached: Option<&[String]>,
+        boot_from: Option<&str>,
     ) -> Result<Machine> {
         let mut all = vec![("target".to_string(), self.target_disk(None))];
         all.extend(
@@ -251,6 +254,13 @@ impl Run {
                 .enumerate()
                 .map(|(n, p)| (format!("extra-{n}"), Self::extra_disk(p, n))),
         );
+        if let Some(first) = boot_from {
+            let disk = all
+                .iter_mut()
+                .find(|(n, _)| n == first)
+                .with_context(|| format!("no disk {first:?} to boot from"))?;
+            disk.1.boot_index = Some(0);
+        }
         let disks = match attached {
             None => all.into_iter().map(|(_, d)| d).collect(),
             Some(names) => names

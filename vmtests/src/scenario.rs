@@ -80,12 +80,17 @@ pub enum Step {
     Live,
     /// Starts the installed disks through the firmware and does not wait: for the steps that
     /// drive ZFSBootMenu or wait for console text. `disks` names the disks attached (`target`,
-    /// `extra-0`, ...; default all), to boot with one pulled out.
-    Start { disks: Option<Vec<String>> },
+    /// `extra-0`, ...; default all), to boot with one pulled out; `boot_from` the disk the
+    /// firmware boots first (as picked in its boot menu: it loads that disk's fallback path).
+    Start {
+        disks: Option<Vec<String>>,
+        boot_from: Option<String>,
+    },
     /// Starts the installed disks and logs in: firmware, ZFSBootMenu's countdown, the default
-    /// boot environment. `disks` as for `start`.
+    /// boot environment. `disks` and `boot_from` as for `start`.
     Boot {
         disks: Option<Vec<String>>,
+        boot_from: Option<String>,
         check: Option<String>,
     },
     /// Logs in at the next login prompt (after a reboot, or a boot ZFSBootMenu started).
@@ -147,12 +152,18 @@ impl Step {
                 kill_when: Some(k), ..
             } => format!("install, killed at {k:?}"),
             Step::Live => "boot the live medium".into(),
-            Step::Start { disks: None } => "start the installed machine".into(),
-            Step::Start { disks: Some(d) } => format!("start the installed machine with {d:?}"),
-            Step::Boot { disks: None, .. } => "boot the installed machine and log in".into(),
-            Step::Boot { disks: Some(d), .. } => {
-                format!("boot the installed machine with {d:?} and log in")
-            }
+            Step::Start {
+                disks, boot_from, ..
+            } => format!(
+                "start the installed machine{}",
+                machine_options(disks, boot_from)
+            ),
+            Step::Boot {
+                disks, boot_from, ..
+            } => format!(
+                "boot the installed machine{} and log in",
+                machine_options(disks, boot_from)
+            ),
             Step::Login { .. } => "log in".into(),
             Step::Run { command, .. } => {
                 // The first line that says something, short enough for a table.
@@ -271,8 +282,12 @@ impl Scenario {
             .chain((0..self.extra_disks.len()).map(|n| format!("extra-{n}")))
             .collect();
         for (n, step) in self.steps.iter().enumerate() {
-            if let Step::Boot { disks: Some(d), .. } | Step::Start { disks: Some(d) } = step {
-                for name in d {
+            if let Step::Boot {
+                disks, boot_from, ..
+            }
+            | Step::Start { disks, boot_from } = step
+            {
+                for name in disks.iter().flatten().chain(boot_from) {
                     ensure!(
                         disk_names.contains(name),
                         "step {}: no disk {name:?}; this scenario has {}",
@@ -392,19 +407,24 @@ impl Exec<'_> {
                     "logged in on the live system; answers in {LIVE_ANSWERS}"
                 ))
             }
-            Step::Start { disks } => {
+            Step::Start { disks, boot_from } => {
                 self.ensure_off()?;
-                self.m = Some(
-                    self.run
-                        .start_installed_with("installed", disks.as_deref())?,
-                );
+                self.m = Some(self.run.start_installed_with(
+                    "installed",
+                    disks.as_deref(),
+                    boot_from.as_deref(),
+                )?);
                 Ok("started".into())
             }
-            Step::Boot { disks, .. } => {
+            Step::Boot {
+                disks, boot_from, ..
+            } => {
                 self.ensure_off()?;
-                let mut m = self
-                    .run
-                    .start_installed_with("installed", disks.as_deref())?;
+                let mut m = self.run.start_installed_with(
+                    "installed",
+                    disks.as_deref(),
+                    boot_from.as_deref(),
+                )?;
                 m.login("root", ROOT_PASSWORD, MENU_TIMEOUT + LOGIN_TIMEOUT)?;
                 let root = m.succeed("findmnt -n -o SOURCE /")?;
                 self.m = Some(m);
@@ -551,6 +571,18 @@ impl Exec<'_> {
             }
         }
     }
+}
+
+/// ` with ["extra-0"], booting extra-0 first`, for a step's name.
+fn machine_options(disks: &Option<Vec<String>>, boot_from: &Option<String>) -> String {
+    let mut s = String::new();
+    if let Some(d) = disks {
+        s.push_str(&format!(" with {}", d.join(", ")));
+    }
+    if let Some(b) = boot_from {
+        s.push_str(&format!(", booting {b} first"));
+    }
+    s
 }
 
 /// The first lines of an output, for a report.
