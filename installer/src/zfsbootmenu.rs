@@ -105,13 +105,7 @@ pub fn choose_source(
 mod tests {
     use super::*;
 
-    fn config(zbm: &str) -> Config {
-        let text = format!(
-            "hostname = \"t\"\ndistro = \"debian-13\"\n[disks]\npaths = [\"/dev/vda\"]\n\
-             [root]\npassword_hash = \"$6$x$y\"\n[zfsbootmenu]\n{zbm}\n"
-        );
-        Config::parse(&text, "test.toml").unwrap()
-    }
+    use crate::config::test_config as config;
 
     fn path_of(source: &ZbmSource) -> Option<&Path> {
         match source {

@@ -963,3 +963,14 @@ fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<
 
 #[cfg(test)]
 mod tests;
+
+/// The smallest answer file the installer accepts, with `zfsbootmenu` as the lines of its
+/// `[zfsbootmenu]` table: for unit tests of what the recipe makes of those settings.
+#[cfg(test)]
+pub(crate) fn test_config(zfsbootmenu: &str) -> Config {
+    let text = format!(
+        "hostname = \"t\"\ndistro = \"debian-13\"\n[disks]\npaths = [\"/dev/vda\"]\n\
+         [root]\npassword_hash = \"$6$x$y\"\n[zfsbootmenu]\n{zfsbootmenu}\n"
+    );
+    Config::parse(&text, "test.toml").unwrap()
+}

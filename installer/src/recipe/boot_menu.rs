@@ -251,11 +251,9 @@ mod tests {
 
     /// `fixtures/answers/default.toml`'s ZFSBootMenu settings, with `extra` lines in its table.
     fn config(extra: &str) -> Config {
-        let text = format!(
-            "hostname = \"t\"\ndistro = \"debian-13\"\n[disks]\npaths = [\"/dev/vda\"]\n\
-             [root]\npassword_hash = \"$6$x$y\"\n[zfsbootmenu]\nserial_console = \"ttyS0,115200\"\ntimeout = 5\n{extra}\n"
-        );
-        Config::parse(&text, "test.toml").unwrap()
+        crate::config::test_config(&format!(
+            "serial_console = \"ttyS0,115200\"\ntimeout = 5\n{extra}"
+        ))
     }
 
     fn inputs(config: &Config) -> Inputs<'_> {
