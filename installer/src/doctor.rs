@@ -3,7 +3,10 @@
 //! it, and when they disagree says which place holds what and the commands that make them agree.
 //! (ARCHITECTURE.md, "One hostid": ZFSBootMenu imports the pool with 0x00bab10c and passes it on
 //! as `spl.spl_hostid`; a rewritten /etc/hostid still boots, until something imports the pool
-//! with the initramfs's or /etc/hostid's value instead.)
+//! with the initramfs's or /etc/hostid's value instead.) The reference is the value the system
+//! runs with, the SPL's: when a pool was last imported under another hostid, ZFSBootMenu's
+//! default `zbm.import_policy=hostid` imports it under the label's value and passes that on, and
+//! the fix then makes /etc/hostid and the initramfs agree with it.
 //!
 //! Reading the places is separate from judging them, so the judgement is unit-tested.
 
