@@ -188,11 +188,16 @@ impl<'m> Zbm<'m> {
     /// environments the menu lists afterwards.
     pub fn duplicate_selected_snapshot(&mut self) -> Result<Vec<String>> {
         self.leave_list("Return: duplicate the selected snapshot", "\r")?;
-        self.wait("the new boot environment's name prompt", |s| {
-            s.contains("New boot environment name")
-        })?;
+        self.wait_for_name_prompt()?;
         self.enter("Return: take the proposed name")?;
         self.wait_for_menu_or_snapshots()
+    }
+
+    /// The prompt for a new boot environment's name, after duplicate or clone.
+    fn wait_for_name_prompt(&mut self) -> Result<String> {
+        self.wait("the new boot environment's name prompt", |s| {
+            s.contains("New boot environment name")
+        })
     }
 
     /// After a snapshot operation ZFSBootMenu goes back to a list; from the snapshot list,
@@ -212,9 +217,7 @@ impl<'m> Zbm<'m> {
     /// the boot environments the menu lists afterwards.
     pub fn clone_selected_snapshot(&mut self, name: &str) -> Result<Vec<String>> {
         self.leave_list("Alt+C: clone the selected snapshot", "\x1bc")?;
-        self.wait("the new boot environment's name prompt", |s| {
-            s.contains("New boot environment name")
-        })?;
+        self.wait_for_name_prompt()?;
         // Ctrl+U empties the line readline offers (the proposed `<be>_NEW`).
         self.press(
             &format!("Ctrl+U, then type {name:?} and Return"),

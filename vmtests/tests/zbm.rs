@@ -11,6 +11,16 @@ use vmtests::zbm::Zbm;
 
 const BOOTFS: &str = "rpool/ROOT/default";
 
+/// Writes /root/before-snapshot, snapshots bootfs as `@name`, then writes /root/after-snapshot:
+/// what a boot environment made from the snapshot has (or a rollback to it keeps) is then told
+/// by which of the two files exists.
+fn snapshot_between_two_files(m: &mut Machine, name: &str) -> anyhow::Result<String> {
+    m.succeed(&format!(
+        "echo before > /root/before-snapshot && zfs snapshot {BOOTFS}@{name} && \
+         echo after > /root/after-snapshot && sync"
+    ))
+}
+
 /// The dataset mounted at `/`, which must be `be`.
 fn root_is(m: &mut Machine, be: &str) -> anyhow::Result<String> {
     let root = m.succeed("findmnt -n -o SOURCE /")?;
@@ -143,10 +153,7 @@ fn a_fresh_nvram_boots_through_the_fallback_path() {
 fn a_duplicated_snapshot_boots_as_a_new_boot_environment_and_a_clone_keeps_its_origin() {
     scenario_on_installed_base("zbm-duplicate", |run| {
         let mut m = run.boot_installed("duplicate")?;
-        m.succeed(&format!(
-            "echo kept > /root/before-snapshot && zfs snapshot {BOOTFS}@kept && \
-             echo later > /root/after-snapshot && sync"
-        ))?;
+        snapshot_between_two_files(&mut m, "kept")?;
         m.reboot()?;
         let new_be = format!("{BOOTFS}_NEW");
         let mut zbm = Zbm::new(&mut m);
@@ -230,10 +237,7 @@ fn a_duplicated_snapshot_boots_as_a_new_boot_environment_and_a_clone_keeps_its_o
 fn rollback_removes_what_was_written_after_the_snapshot() {
     scenario_on_installed_base("zbm-rollback", |run| {
         let mut m = run.boot_installed("rollback")?;
-        m.succeed(&format!(
-            "echo kept > /root/before-snapshot && zfs snapshot {BOOTFS}@before-change && \
-             echo gone > /root/after-snapshot && sync"
-        ))?;
+        snapshot_between_two_files(&mut m, "before-change")?;
         m.reboot()?;
         let mut zbm = Zbm::new(&mut m);
         zbm.wait_for_countdown(MENU_TIMEOUT)?;
