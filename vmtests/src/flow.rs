@@ -328,7 +328,7 @@ pub fn scenario_on_installed_base(scenario: &str, body: impl FnOnce(&mut Run) ->
             let mut run = Run::new(&distro, scenario, medium).unwrap();
             run.report.error = Some(format!("{e:#}"));
             run.finish().unwrap();
-            panic!("{}", run.report.table());
+            panic!("{}", run.report.failure_text());
         }
     };
     run.report.phase("base install", start.elapsed());
@@ -338,7 +338,7 @@ pub fn scenario_on_installed_base(scenario: &str, body: impl FnOnce(&mut Run) ->
     }
     run.report.phase("scenario", start.elapsed());
     run.finish().unwrap();
-    assert!(run.report.passed(), "{}", run.report.table());
+    assert!(run.report.passed(), "{}", run.report.failure_text());
 }
 
 /// The file that marks a base install as complete.

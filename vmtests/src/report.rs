@@ -86,6 +86,19 @@ impl Report {
         out
     }
 
+    /// What a failed run says: the table (first lines), then each failed check and the error
+    /// in full, since the table cuts them short.
+    pub fn failure_text(&self) -> String {
+        let mut out = self.table();
+        for c in self.checks.iter().filter(|c| !c.passed) {
+            out.push_str(&format!("\nFAILED {}:\n{}\n", c.name, c.detail));
+        }
+        if let Some(e) = &self.error {
+            out.push_str(&format!("\nERROR:\n{e}\n"));
+        }
+        out
+    }
+
     /// report.json and junit.xml in `dir`.
     pub fn write(&self, dir: &Path) -> Result<()> {
         std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(self)?)?;

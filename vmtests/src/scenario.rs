@@ -344,15 +344,7 @@ pub fn run_scenario(name: &str, path: &Path) -> Result<()> {
     }
     run.finish()?;
     if !run.report.passed() {
-        // The table shows first lines; the whole of each failure is what a reader needs here.
-        let mut failures = String::new();
-        for c in run.report.checks.iter().filter(|c| !c.passed) {
-            failures.push_str(&format!("\nFAILED {}:\n{}\n", c.name, c.detail));
-        }
-        if let Some(e) = &run.report.error {
-            failures.push_str(&format!("\nERROR:\n{e}\n"));
-        }
-        bail!("{}\n{}{failures}", scenario.summary, run.report.table());
+        bail!("{}\n{}", scenario.summary, run.report.failure_text());
     }
     Ok(())
 }

@@ -25,5 +25,5 @@ fn install_and_boot() {
         run.report.error = Some(format!("{e:#}"));
     }
     run.finish().unwrap();
-    assert!(run.report.passed(), "{}", run.report.table());
+    assert!(run.report.passed(), "{}", run.report.failure_text());
 }
