@@ -37,12 +37,31 @@ pub fn selected_item(screen: &str) -> Option<String> {
 /// or `> query  1/3`).
 pub fn matches_for_query(screen: &str, query: &str) -> Option<usize> {
     let line = screen.lines().find(|l| l.contains(query))?;
-    let after = &line[line.find(query)? + query.len()..];
-    after.split_whitespace().find_map(|w| {
+    match_count(&line[line.find(query)? + query.len()..])
+}
+
+/// fzf's count of matching items on the screen's prompt line (its last line with a count):
+/// `BE >   < 3/3` is 3.
+pub fn fzf_matched(screen: &str) -> Option<usize> {
+    screen.lines().rev().find_map(match_count)
+}
+
+/// The first `matched/total` word of `text`.
+fn match_count(text: &str) -> Option<usize> {
+    text.split_whitespace().find_map(|w| {
         let (matched, total) = w.split_once('/')?;
         total.parse::<usize>().ok()?;
         matched.parse().ok()
     })
+}
+
+/// How many rows of a list fit on the 24-line screen under the header and preview.
+const VISIBLE_ROWS: usize = 10;
+
+/// Whether a list's rows are all drawn: fzf shows its count before it has drawn every row, so
+/// `found` (the items read off the screen) must reach it (or fill the visible rows).
+fn all_rows_drawn(screen: &str, found: usize) -> bool {
+    fzf_matched(screen).is_some_and(|n| found >= n.min(VISIBLE_ROWS))
 }
 
 /// Words on a screen that look like `pool/ROOT/...` datasets (boot environments), in order.
@@ -138,7 +157,8 @@ impl<'m> Zbm<'m> {
     /// them. The prompt tells it from the kernel list, whose prompt is `<be> >`.
     pub fn wait_for_menu(&mut self) -> Result<Vec<String>> {
         let screen = self.wait("the menu of boot environments", |s| {
-            s.contains("BE >") && !boot_environments(s).is_empty()
+            let listed = boot_environments(s).len();
+            s.contains("BE >") && listed > 0 && all_rows_drawn(s, listed)
         })?;
         Ok(boot_environments(&screen))
     }
@@ -178,7 +198,8 @@ impl<'m> Zbm<'m> {
     pub fn snapshots(&mut self) -> Result<Vec<String>> {
         self.alt("Alt+S: snapshots of the selected boot environment", 's')?;
         let screen = self.wait("the snapshot list", |s| {
-            s.contains("Snapshot >") && !snapshots(s).is_empty()
+            let listed = snapshots(s).len();
+            s.contains("Snapshot >") && listed > 0 && all_rows_drawn(s, listed)
         })?;
         Ok(snapshots(&screen))
     }
@@ -298,7 +319,8 @@ impl<'m> Zbm<'m> {
         self.alt("Alt+K: kernels of the selected boot environment", 'k')?;
         // Its header offers "set default"; the main menu's does not.
         let screen = self.wait("the kernel list", |s| {
-            s.contains("set default") && !kernels(s).is_empty()
+            let listed = kernels(s).len();
+            s.contains("set default") && listed > 0 && all_rows_drawn(s, listed)
         })?;
         Ok(kernels(&screen))
     }
@@ -338,6 +360,17 @@ mod tests {
         assert_eq!(selected_item(screen).as_deref(), Some("rpool/ROOT/default"));
         assert_eq!(selected_item("BE > ^rpool$"), None);
         assert_eq!(kernels(screen), ["vmlinuz-6.12.117+deb13-amd64"]);
+    }
+
+    #[test]
+    fn a_list_counted_before_its_rows_are_drawn_is_not_ready() {
+        // Seen: fzf's count says 3 while only the first row is on the screen.
+        let partial = "> rpool/ROOT/default──────\n\n      [RETURN] boot\nBE >   < 3/3\n";
+        assert_eq!(fzf_matched(partial), Some(3));
+        assert!(!all_rows_drawn(partial, boot_environments(partial).len()));
+        let whole = "> rpool/ROOT/default\n  rpool/ROOT/default_CLONE\n  rpool/ROOT/default_NEW\nBE >   < 3/3\n";
+        assert!(all_rows_drawn(whole, boot_environments(whole).len()));
+        assert!(!all_rows_drawn("no prompt yet", 1));
     }
 
     #[test]
