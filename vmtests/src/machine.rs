@@ -25,12 +25,13 @@ impl Machine {
     pub fn start(spec: VmSpec, transcript: &Path, phase: &str) -> Result<Machine> {
         let qemu_log = spec.dir.join(format!("{}.qemu.log", spec.name));
         let vm = Vm::start(spec, &qemu_log)?;
-        let mut console = Console::connect(&vm.serial_socket, transcript).with_context(|| {
-            format!(
-                "QEMU's log:\n{}",
-                std::fs::read_to_string(&qemu_log).unwrap_or_default()
-            )
-        })?;
+        let mut console =
+            Console::connect(&vm.sockets.serial(), transcript).with_context(|| {
+                format!(
+                    "QEMU's log:\n{}",
+                    std::fs::read_to_string(&qemu_log).unwrap_or_default()
+                )
+            })?;
         console.phase = phase.to_string();
         console.mark(&format!("{} started ({:?})", vm.spec.name, vm.spec.accel));
         Ok(Machine {
@@ -61,7 +62,7 @@ impl Machine {
     pub fn start_shell(&mut self) -> Result<()> {
         self.console.send_line(crate::shell::START_COMMAND)?;
         self.shell = Some(Shell::connect(
-            &self.vm.shell_socket,
+            &self.vm.sockets.shell(),
             &self.console.transcript,
             Duration::from_secs(60),
         )?);
@@ -160,7 +161,7 @@ impl Machine {
 
     /// Power cut: QEMU quits at once, without the guest knowing.
     pub fn crash(&mut self) -> Result<()> {
-        let mut qmp = Qmp::connect(&self.vm.qmp_socket)?;
+        let mut qmp = Qmp::connect(&self.vm.sockets.qmp())?;
         let _ = qmp.execute("quit", serde_json::json!({}));
         self.vm.wait_exit(Duration::from_secs(30))?;
         Ok(())

@@ -4,7 +4,7 @@
 //! process is killed when the [`Vm`] is dropped, so no VM outlives a failed test.
 
 use crate::ovmf::Firmware;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -138,32 +138,80 @@ pub struct VmSpec {
     pub fw_cfg: Vec<(String, PathBuf)>,
     /// Host port forwarded to the guest's port 22 on QEMU's restricted user network.
     pub ssh_port: Option<u16>,
-    /// Where the sockets go.
+    /// Where QEMU's log goes (the run directory). Its sockets go elsewhere: see [`Sockets`].
     pub dir: PathBuf,
     /// The serial console on this process's terminal (for a person), not on a socket.
     pub serial_on_stdio: bool,
 }
 
-/// A running VM.
+/// A Unix socket's path must fit in `sun_path`: 108 bytes with its terminating NUL.
+const SOCKET_PATH_MAX: usize = 107;
+
+/// QEMU's sockets of one VM (serial console, QMP, the harness's shell) in a short private
+/// directory of their own, removed with it. Not in the run directory: a clone a few folders
+/// deep with a long scenario name makes that path longer than a Unix socket's path may be.
+pub struct Sockets {
+    dir: tempfile::TempDir,
+}
+
+impl Sockets {
+    /// A new directory under `$TMPDIR` (or /tmp when that is too long a path).
+    pub fn new() -> Result<Sockets> {
+        // "kldload-XXXXXX/serial.sock": what the longest path adds to its parent.
+        let longest = "/kldload-XXXXXX/serial.sock".len();
+        let tmp = std::env::temp_dir();
+        let parent = if tmp.as_os_str().len() + longest <= SOCKET_PATH_MAX {
+            tmp
+        } else {
+            PathBuf::from("/tmp")
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("kldload-")
+            .tempdir_in(&parent)
+            .with_context(|| {
+                format!(
+                    "making a directory for QEMU's sockets in {}",
+                    parent.display()
+                )
+            })?;
+        let sockets = Sockets { dir };
+        for path in [sockets.serial(), sockets.qmp(), sockets.shell()] {
+            ensure!(
+                path.as_os_str().len() <= SOCKET_PATH_MAX,
+                "{} is longer than a Unix socket's path may be ({SOCKET_PATH_MAX} bytes): set \
+                 $TMPDIR to a shorter directory",
+                path.display()
+            );
+        }
+        Ok(sockets)
+    }
+
+    pub fn serial(&self) -> PathBuf {
+        self.dir.path().join("serial.sock")
+    }
+
+    pub fn qmp(&self) -> PathBuf {
+        self.dir.path().join("qmp.sock")
+    }
+
+    pub fn shell(&self) -> PathBuf {
+        self.dir.path().join("shell.sock")
+    }
+}
+
+/// A running VM. Its sockets go when it does (after QEMU is killed).
 pub struct Vm {
     pub spec: VmSpec,
     child: Child,
-    pub serial_socket: PathBuf,
-    pub qmp_socket: PathBuf,
-    pub shell_socket: PathBuf,
+    pub sockets: Sockets,
     pub started: Instant,
 }
 
 impl VmSpec {
-    /// QEMU's argv for this VM.
-    pub fn argv(&self) -> Vec<String> {
+    /// QEMU's argv for this VM, its sockets in `sockets`.
+    pub fn argv(&self, sockets: &Sockets) -> Vec<String> {
         let s = |v: &str| v.to_string();
-        let sock = |n: &str| {
-            self.dir
-                .join(format!("{}.{n}.sock", self.name))
-                .display()
-                .to_string()
-        };
+        let sock = |path: PathBuf| path.display().to_string();
         let mut a = vec![
             s("qemu-system-x86_64"),
             s("-name"),
@@ -191,7 +239,7 @@ impl VmSpec {
                 s("-chardev"),
                 format!(
                     "socket,id=serial0,path={},server=on,wait=on",
-                    sock("serial")
+                    sock(sockets.serial())
                 ),
                 s("-serial"),
                 s("chardev:serial0"),
@@ -199,13 +247,16 @@ impl VmSpec {
         }
         a.extend([
             s("-qmp"),
-            format!("unix:{},server=on,wait=off", sock("qmp")),
+            format!("unix:{},server=on,wait=off", sock(sockets.qmp())),
         ]);
         a.extend([
             s("-device"),
             s("virtio-serial-pci"),
             s("-chardev"),
-            format!("socket,id=shell0,path={},server=on,wait=off", sock("shell")),
+            format!(
+                "socket,id=shell0,path={},server=on,wait=off",
+                sock(sockets.shell())
+            ),
             s("-device"),
             format!(
                 "virtserialport,chardev=shell0,name={}",
@@ -252,13 +303,8 @@ impl VmSpec {
 impl Vm {
     pub fn start(spec: VmSpec, log: &Path) -> Result<Vm> {
         std::fs::create_dir_all(&spec.dir)?;
-        let argv = spec.argv();
-        let sock = |n: &str| spec.dir.join(format!("{}.{n}.sock", spec.name));
-        let (serial_socket, qmp_socket, shell_socket) =
-            (sock("serial"), sock("qmp"), sock("shell"));
-        for s in [&serial_socket, &qmp_socket, &shell_socket] {
-            let _ = std::fs::remove_file(s);
-        }
+        let sockets = Sockets::new()?;
+        let argv = spec.argv(&sockets);
         let err = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -273,9 +319,7 @@ impl Vm {
         Ok(Vm {
             spec,
             child,
-            serial_socket,
-            qmp_socket,
-            shell_socket,
+            sockets,
             started: Instant::now(),
         })
     }
@@ -317,7 +361,8 @@ impl Drop for Vm {
 /// Boots a kept VM's disks and NVRAM with the serial console on this terminal, for a person
 /// reproducing a bug by hand; returns when QEMU exits.
 pub fn run_interactive(spec: &VmSpec) -> Result<std::process::ExitStatus> {
-    let argv = spec.argv();
+    let sockets = Sockets::new()?;
+    let argv = spec.argv(&sockets);
     eprintln!("{}\n(Ctrl-A X quits QEMU)", argv.join(" "));
     Command::new(&argv[0])
         .args(&argv[1..])
