@@ -35,8 +35,14 @@ pub struct Run {
     pub ssh_key: PathBuf,
     pub ssh_port: u16,
     pub report: Report,
-    /// Blank disks a scenario adds after the target (and, on the live medium, after the medium).
-    pub extra_disks: Vec<PathBuf>,
+    /// Blank disks a scenario adds after the target (and, on the live medium, after the medium),
+    /// serials `kldload-extra-<n>`.
+    pub extra_disks: Vec<Disk>,
+    /// The target's sector size when a scenario asks for one other than 512 bytes (4Kn).
+    pub target_sector_size: Option<u32>,
+    /// `zdb -l` of the target's pool as the live system read it after the install, before the
+    /// first boot ([`Run::install_and_read_label`]).
+    pub label_before_first_boot: Option<String>,
 }
 
 /// Where runs go: `$KLDLOAD_VMTEST_OUT` (set by `cargo xtask`), else target/vmtest.
@@ -131,6 +137,8 @@ impl Run {
             ssh_port: free_port()?,
             report,
             extra_disks: Vec::new(),
+            target_sector_size: None,
+            label_before_first_boot: None,
         })
     }
 
@@ -156,17 +164,29 @@ impl Run {
             serial: "kldload-target".into(),
             read_only: false,
             boot_index,
+            sector_size: self.target_sector_size,
         }
     }
 
-    fn extra_disk(path: &Path, n: usize) -> Disk {
-        Disk {
-            path: path.to_owned(),
+    /// Adds a blank qcow2 disk of `bytes` after the target (and any added before it).
+    pub fn add_extra_disk(
+        &mut self,
+        bytes: u64,
+        read_only: bool,
+        sector_size: Option<u32>,
+    ) -> Result<()> {
+        let n = self.extra_disks.len();
+        let path = self.dir.join(format!("extra-{n}.qcow2"));
+        create_disk(&path, &bytes.to_string(), None)?;
+        self.extra_disks.push(Disk {
+            path,
             format: "qcow2",
             serial: format!("kldload-extra-{n}"),
-            read_only: false,
+            read_only,
             boot_index: None,
-        }
+            sector_size,
+        });
+        Ok(())
     }
 
     /// Starts the live medium: the target is the first virtio disk (/dev/vda), the medium the
@@ -179,14 +199,10 @@ impl Run {
             serial: "kldload-medium".into(),
             read_only: true,
             boot_index: Some(0),
+            sector_size: None,
         };
         let mut disks = vec![self.target_disk(None), medium];
-        disks.extend(
-            self.extra_disks
-                .iter()
-                .enumerate()
-                .map(|(n, p)| Self::extra_disk(p, n)),
-        );
+        disks.extend(self.extra_disks.iter().cloned());
         let fw_cfg = if answers {
             vec![("opt/kldload/answers.toml".into(), self.answers.clone())]
         } else {
@@ -252,7 +268,7 @@ impl Run {
             self.extra_disks
                 .iter()
                 .enumerate()
-                .map(|(n, p)| (format!("extra-{n}"), Self::extra_disk(p, n))),
+                .map(|(n, d)| (format!("extra-{n}"), d.clone())),
         );
         if let Some(first) = boot_from {
             let disk = all
@@ -301,7 +317,7 @@ impl Run {
             let _ = std::fs::remove_file(&self.target);
             let _ = std::fs::remove_file(&self.nvram);
             for disk in &self.extra_disks {
-                let _ = std::fs::remove_file(disk);
+                let _ = std::fs::remove_file(&disk.path);
             }
         }
         println!("{}", self.report.table());

@@ -122,6 +122,8 @@ pub struct Disk {
     pub read_only: bool,
     /// Firmware boot priority (lower first).
     pub boot_index: Option<u32>,
+    /// Logical and physical sector size in bytes (QEMU's default: 512); 4096 for a 4Kn disk.
+    pub sector_size: Option<u32>,
 }
 
 /// What to start.
@@ -277,10 +279,14 @@ impl VmSpec {
                 .boot_index
                 .map(|b| format!(",bootindex={b}"))
                 .unwrap_or_default();
+            let sectors = d
+                .sector_size
+                .map(|n| format!(",logical_block_size={n},physical_block_size={n}"))
+                .unwrap_or_default();
             a.extend([
                 s("-device"),
                 format!(
-                    "virtio-blk-pci,drive=disk{i},id=vdisk{i},serial={}{boot}",
+                    "virtio-blk-pci,drive=disk{i},id=vdisk{i},serial={}{boot}{sectors}",
                     d.serial
                 ),
             ]);

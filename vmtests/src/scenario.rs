@@ -38,11 +38,13 @@ pub struct Scenario {
     /// What the first step finds.
     #[serde(default)]
     pub start: Start,
-    /// Sizes of blank disks added after the target ("2G"): on the live medium /dev/vdc,
-    /// /dev/vdd, ... (the target is /dev/vda, the medium /dev/vdb); on the installed machine
-    /// /dev/vdb, ...
+    /// Blank disks added after the target: on the live medium /dev/vdc, /dev/vdd, ... (the
+    /// target is /dev/vda, the medium /dev/vdb); on the installed machine /dev/vdb, ...
     #[serde(default)]
-    pub extra_disks: Vec<String>,
+    pub extra_disks: Vec<ExtraDisk>,
+    /// The blank target's kind (only with `start = "blank"`).
+    #[serde(default)]
+    pub target: TargetDisk,
     /// Changes to fixtures/answers/default.toml for this run (tables merge key by key), e.g.
     /// `[answers.disks]` for a mirror; only with `start = "blank"` (the base install uses the
     /// default answers).
@@ -50,6 +52,59 @@ pub struct Scenario {
     pub answers: toml::Table,
     #[serde(rename = "step")]
     pub steps: Vec<Step>,
+}
+
+/// A blank disk a scenario adds: its size (`"2G"`), or a table with the size and what kind of
+/// disk it is: `{ size = "4G", read_only = true }`, `{ size = "8G", sector_size = 4096 }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ExtraDisk {
+    Size(String),
+    Table(DiskOptions),
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct DiskOptions {
+    pub size: String,
+    /// Attached read-only (QEMU `readonly=on`: the guest's /sys/block/<disk>/ro is 1).
+    #[serde(default)]
+    pub read_only: bool,
+    /// Logical and physical sector size in bytes: 512 (the default) or 4096 (a 4Kn disk).
+    pub sector_size: Option<u32>,
+}
+
+impl ExtraDisk {
+    pub fn options(&self) -> DiskOptions {
+        match self {
+            ExtraDisk::Size(size) => DiskOptions {
+                size: size.clone(),
+                read_only: false,
+                sector_size: None,
+            },
+            ExtraDisk::Table(options) => options.clone(),
+        }
+    }
+}
+
+/// The blank target's kind: `[target] sector_size = 4096` makes it a 4Kn disk.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetDisk {
+    pub sector_size: Option<u32>,
+}
+
+/// The sector sizes QEMU's disks and kldload's recipe are tested with.
+const SECTOR_SIZES: [u32; 2] = [512, 4096];
+
+fn check_sector_size(size: Option<u32>, what: &str) -> Result<()> {
+    if let Some(n) = size {
+        ensure!(
+            SECTOR_SIZES.contains(&n),
+            "{what}: sector_size {n}: use 512 or 4096"
+        );
+    }
+    Ok(())
 }
 
 /// What a scenario starts from.
@@ -297,9 +352,16 @@ impl Scenario {
                 }
             }
         }
-        for size in &self.extra_disks {
-            ByteSize::parse(size).map_err(|e| anyhow::anyhow!("extra_disks: {e}"))?;
+        for disk in &self.extra_disks {
+            let disk = disk.options();
+            ByteSize::parse(&disk.size).map_err(|e| anyhow::anyhow!("extra_disks: {e}"))?;
+            check_sector_size(disk.sector_size, "extra_disks")?;
         }
+        check_sector_size(self.target.sector_size, "[target]")?;
+        ensure!(
+            self.target.sector_size.is_none() || self.start == Start::Blank,
+            "[target] needs start = \"blank\": the installed start is the base install's disk"
+        );
         Ok(())
     }
 }
@@ -322,11 +384,13 @@ pub fn run_scenario(name: &str, path: &Path) -> Result<()> {
     if !scenario.answers.is_empty() {
         crate::flow::merge_answers(&run.answers, &scenario.answers)?;
     }
-    for (n, size) in scenario.extra_disks.iter().enumerate() {
-        let disk = run.dir.join(format!("extra-{n}.qcow2"));
-        let bytes = ByteSize::parse(size).map_err(anyhow::Error::msg)?.bytes();
-        create_disk(&disk, &bytes.to_string(), None)?;
-        run.extra_disks.push(disk);
+    run.target_sector_size = scenario.target.sector_size;
+    for disk in &scenario.extra_disks {
+        let disk = disk.options();
+        let bytes = ByteSize::parse(&disk.size)
+            .map_err(anyhow::Error::msg)?
+            .bytes();
+        run.add_extra_disk(bytes, disk.read_only, disk.sector_size)?;
     }
     std::fs::copy(path, run.dir.join("scenario.toml"))?;
     let mut exec = Exec {
@@ -625,6 +689,22 @@ mod tests {
         assert!(bad("summary = \"x\"\n[[step]]\ndo = \"boot\"\ncheque = \"x\"\n").is_err());
         assert!(
             bad("summary = \"x\"\nextra_disks = [\"big\"]\n[[step]]\ndo = \"live\"\n").is_err()
+        );
+        let e = bad(
+            "summary = \"x\"\nextra_disks = [{ size = \"4G\", sector_size = 1024 }]\n\
+                     [[step]]\ndo = \"live\"\n",
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("512 or 4096"), "{e:#}");
+        let e = bad("summary = \"x\"\n[target]\nsector_size = 4096\n[[step]]\ndo = \"boot\"\n")
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("blank"), "{e:#}");
+        assert!(
+            bad(
+                "summary = \"x\"\nextra_disks = [{ size = \"4G\", readonly = true }]\n\
+                 [[step]]\ndo = \"live\"\n"
+            )
+            .is_err()
         );
     }
 }

@@ -1,7 +1,7 @@
 //! [`SystemView`] for the running Linux machine: read from /sys, /proc, udev's database under
 //! /run/udev/data and /dev/disk/by-id, plus `zpool list` for imported pools. Nothing here writes.
 
-use super::system::{BlockDevice, DeviceLookup, SystemView};
+use super::system::{BlockDevice, DeviceLookup, Holder, HolderKind, SystemView};
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -114,7 +114,7 @@ impl Context {
             let mut links: Vec<PathBuf> =
                 entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
             links.sort();
-            for link in links {
+            for link in links.into_iter().filter(|l| names_the_disk(l)) {
                 if let Ok(target) = fs::canonicalize(&link) {
                     by_id.entry(target).or_default().push(link);
                 }
@@ -128,6 +128,22 @@ impl Context {
             live_devices,
         }
     }
+}
+
+/// Whether a /dev/disk/by-id link names the device itself (its bus, model, serial, WWN), not
+/// what is on it: udev also links LVM physical volumes and md members there by their content's
+/// uuid, which changes when the disk is wiped and so is no name for an answer file.
+fn names_the_disk(link: &Path) -> bool {
+    let name = link.file_name().unwrap_or_default().to_string_lossy();
+    ![
+        "lvm-pv-uuid-",
+        "md-uuid-",
+        "md-name-",
+        "dm-uuid-",
+        "dm-name-",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
 }
 
 /// Vdevs of imported pools, from `zpool list -vHPL`; none when ZFS is not loaded here.
@@ -218,6 +234,55 @@ fn is_candidate_disk(name: &str, size: u64) -> bool {
     size > 0 && !skip.iter().any(|p| name.starts_with(p))
 }
 
+/// What the holder `name` (a directory in a disk's `holders/`) is: md arrays by name,
+/// device-mapper devices by their uuid's prefix (which LVM and cryptsetup set).
+fn read_holder(name: &str) -> Holder {
+    let dm = Path::new("/sys/block").join(name).join("dm");
+    let kind = if name.starts_with("md") {
+        HolderKind::Md
+    } else if let Some(mapping) = read_trimmed(dm.join("name")) {
+        let uuid = read_trimmed(dm.join("uuid")).unwrap_or_default();
+        dm_holder_kind(&uuid, mapping)
+    } else {
+        HolderKind::Other
+    };
+    Holder {
+        name: name.to_string(),
+        kind,
+    }
+}
+
+/// A device-mapper device's kind from its uuid (`LVM-...`, `CRYPT-...`) and mapping name.
+fn dm_holder_kind(uuid: &str, mapping: String) -> HolderKind {
+    if uuid.starts_with("LVM-") {
+        HolderKind::Lvm {
+            volume_group: lvm_volume_group(&mapping),
+        }
+    } else if uuid.starts_with("CRYPT-") {
+        HolderKind::Crypt { mapping }
+    } else {
+        HolderKind::DeviceMapper { mapping }
+    }
+}
+
+/// The volume group in an LVM mapping name `vg-lv`, where a `-` inside either name is written
+/// `--` (as `dmsetup splitname` reads it).
+fn lvm_volume_group(mapping: &str) -> String {
+    let mut vg = String::new();
+    let mut chars = mapping.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '-' {
+            vg.push(c);
+        } else if chars.peek() == Some(&'-') {
+            chars.next();
+            vg.push('-');
+        } else {
+            break;
+        }
+    }
+    vg
+}
+
 fn read_disk(name: &str, ctx: &Context) -> Option<BlockDevice> {
     let sys = Path::new("/sys/block").join(name);
     if !sys.exists() {
@@ -286,7 +351,7 @@ fn read_disk(name: &str, ctx: &Context) -> Option<BlockDevice> {
         if let Ok(holders) = fs::read_dir(member_sys.join("holders")) {
             for h in holders.filter_map(|e| e.ok()) {
                 disk.holders
-                    .push(h.file_name().to_string_lossy().into_owned());
+                    .push(read_holder(&h.file_name().to_string_lossy()));
             }
         }
         if let Some(pool) = ctx.pool_vdevs.get(&dev) {
@@ -319,6 +384,45 @@ mod tests {
             );
         }
         assert_eq!(parse_devno("8:16"), Some((8, 16)));
+    }
+
+    #[test]
+    fn device_mapper_holders_by_uuid() {
+        assert_eq!(
+            dm_holder_kind("LVM-abc123", "my--vg-root".into()),
+            HolderKind::Lvm {
+                volume_group: "my-vg".into()
+            }
+        );
+        assert_eq!(lvm_volume_group("data-lv--one"), "data");
+        assert_eq!(
+            dm_holder_kind("CRYPT-LUKS2-0f1e-luks-x", "luks-x".into()),
+            HolderKind::Crypt {
+                mapping: "luks-x".into()
+            }
+        );
+        assert_eq!(
+            dm_holder_kind("", "plain".into()),
+            HolderKind::DeviceMapper {
+                mapping: "plain".into()
+            }
+        );
+    }
+
+    #[test]
+    fn by_id_names_of_the_disk_not_of_its_contents() {
+        assert!(names_the_disk(Path::new(
+            "/dev/disk/by-id/virtio-kldload-extra-5"
+        )));
+        assert!(names_the_disk(Path::new(
+            "/dev/disk/by-id/nvme-eui.0025388b91b3c2f1"
+        )));
+        assert!(!names_the_disk(Path::new(
+            "/dev/disk/by-id/lvm-pv-uuid-9iMbfl-GbAC-GEXZ-fpd0-uEe6-f8S3-Ppw3WN"
+        )));
+        assert!(!names_the_disk(Path::new(
+            "/dev/disk/by-id/md-uuid-0a1b:2c3d"
+        )));
     }
 
     #[test]

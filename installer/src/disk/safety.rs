@@ -62,12 +62,42 @@ pub fn check_disks(
             refusals.push(r);
         }
     }
+    refusals.extend(same_disk_twice(disks, system));
     refusals.retain(|r| !(force && r.overridable));
     if refusals.is_empty() {
         Ok(())
     } else {
         Err(Refusals(refusals))
     }
+}
+
+/// A disk named twice under different names (`/dev/vda` and its by-id link): the layout would
+/// count it as two disks, and a mirror of one disk with itself protects nothing.
+fn same_disk_twice(disks: &[PathBuf], system: &dyn SystemView) -> Vec<Refusal> {
+    let mut seen: Vec<(PathBuf, &Path)> = Vec::new();
+    let mut refusals = Vec::new();
+    for path in disks {
+        let DeviceLookup::Disk(disk) = system.lookup(path) else {
+            continue;
+        };
+        match seen
+            .iter()
+            .find(|(kernel_path, _)| *kernel_path == disk.path)
+        {
+            Some((kernel_path, first)) => refusals.push(Refusal {
+                disk: path.clone(),
+                problem: format!(
+                    "it is the same disk as {} ({}), given twice",
+                    first.display(),
+                    kernel_path.display()
+                ),
+                fix: "name each disk once in disks.paths (see `kldload disks`)".into(),
+                overridable: false,
+            }),
+            None => seen.push((disk.path.clone(), path)),
+        }
+    }
+    refusals
 }
 
 /// The first reason to refuse `path`: in-use problems before old contents, so the message names
@@ -133,13 +163,13 @@ fn check_disk(path: &Path, system: &dyn SystemView) -> Option<Refusal> {
             false,
         ));
     }
-    if !disk.holders.is_empty() {
+    if let Some(holder) = disk.holders.first() {
         return Some(refuse(
-            format!(
-                "it is used by {} (an md array or LVM/device-mapper volume)",
-                disk.holders.join(", ")
+            format!("it is in use by the {holder}"),
+            &format!(
+                "make sure it holds nothing you need, then release it first ({})",
+                holder.release_command()
             ),
-            "stop the array (mdadm --stop) or deactivate the volume group (vgchange -an) first",
             false,
         ));
     }
@@ -198,7 +228,7 @@ fn check_disk(path: &Path, system: &dyn SystemView) -> Option<Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::disk::system::{BlockDevice, FakeSystem};
+    use crate::disk::system::{BlockDevice, FakeSystem, Holder, HolderKind};
 
     fn blank(name: &str) -> BlockDevice {
         BlockDevice {
@@ -274,12 +304,29 @@ mod tests {
             ),
             (
                 BlockDevice {
-                    holders: vec!["md127".into()],
+                    holders: vec![Holder {
+                        name: "md127".into(),
+                        kind: HolderKind::Md,
+                    }],
                     ..blank("vdb")
                 },
                 "/dev/vdb",
-                "md127",
-                "mdadm --stop",
+                "in use by the md array /dev/md127",
+                "mdadm --stop /dev/md127",
+            ),
+            (
+                BlockDevice {
+                    holders: vec![Holder {
+                        name: "dm-0".into(),
+                        kind: HolderKind::Lvm {
+                            volume_group: "data".into(),
+                        },
+                    }],
+                    ..blank("vdb")
+                },
+                "/dev/vdb",
+                "in use by the LVM volume group data (dm-0)",
+                "vgchange -an data",
             ),
             (
                 BlockDevice {
@@ -342,6 +389,24 @@ mod tests {
             assert!(r.overridable && r.fix.contains("--force"), "{r}");
             assert_eq!(refusal(disk, "/dev/vdb", true), None);
         }
+    }
+
+    #[test]
+    fn one_disk_by_two_names_is_refused_even_with_force() {
+        let m = machine_with(blank("vdb"));
+        let err = check_disks(
+            &["/dev/vdb".into(), "/dev/disk/by-id/virtio-T1".into()],
+            &m,
+            true,
+        )
+        .unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        let r = &err.0[0];
+        assert_eq!(r.disk, Path::new("/dev/disk/by-id/virtio-T1"));
+        assert!(
+            r.problem.contains("same disk as /dev/vdb") && r.fix.contains("once"),
+            "{r}"
+        );
     }
 
     #[test]

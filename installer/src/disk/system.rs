@@ -30,7 +30,7 @@ pub struct BlockDevice {
     /// Swap areas in use on it.
     pub swap: Vec<PathBuf>,
     /// Devices stacked on it: md arrays, device-mapper (LVM, crypt) volumes.
-    pub holders: Vec<String>,
+    pub holders: Vec<Holder>,
     /// An imported pool using it.
     pub imported_pool: Option<String>,
     /// The live system runs from it.
@@ -48,6 +48,9 @@ impl BlockDevice {
         let mut parts = Vec::new();
         if self.live_medium {
             parts.push("the live medium".to_string());
+        }
+        if self.read_only {
+            parts.push("read-only".to_string());
         }
         if let Some(pt) = &self.partition_table {
             parts.push(format!(
@@ -72,12 +75,72 @@ impl BlockDevice {
             parts.push("swap in use".into());
         }
         if !self.holders.is_empty() {
-            parts.push(format!("used by {}", self.holders.join(", ")));
+            let h: Vec<String> = self.holders.iter().map(ToString::to_string).collect();
+            parts.push(format!("used by {}", h.join(", ")));
         }
         if parts.is_empty() {
             "empty".into()
         } else {
             parts.join("; ")
+        }
+    }
+}
+
+/// A device stacked on a disk (or one of its partitions): while it exists, the disk is in use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Holder {
+    /// Kernel name, e.g. `md127` or `dm-0`.
+    pub name: String,
+    pub kind: HolderKind,
+}
+
+/// What kind of device holds a disk, which says how to let go of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HolderKind {
+    /// An md (software RAID) array.
+    Md,
+    /// A logical volume of `volume_group` (device-mapper, LVM's uuid prefix).
+    Lvm {
+        volume_group: String,
+    },
+    /// An open dm-crypt/LUKS mapping.
+    Crypt {
+        mapping: String,
+    },
+    /// Any other device-mapper mapping.
+    DeviceMapper {
+        mapping: String,
+    },
+    Other,
+}
+
+impl Holder {
+    /// The command that releases the disk, for a refusal's fix.
+    pub fn release_command(&self) -> String {
+        match &self.kind {
+            HolderKind::Md => format!("mdadm --stop /dev/{}", self.name),
+            HolderKind::Lvm { volume_group } => format!("vgchange -an {volume_group}"),
+            HolderKind::Crypt { mapping } => format!("cryptsetup close {mapping}"),
+            HolderKind::DeviceMapper { mapping } => format!("dmsetup remove {mapping}"),
+            HolderKind::Other => format!("stop whatever uses /dev/{}", self.name),
+        }
+    }
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = &self.name;
+        match &self.kind {
+            HolderKind::Md => write!(f, "md array /dev/{name}"),
+            HolderKind::Lvm { volume_group } => {
+                write!(f, "LVM volume group {volume_group} ({name})")
+            }
+            HolderKind::Crypt { mapping } => write!(f, "dm-crypt mapping {mapping} ({name})"),
+            HolderKind::DeviceMapper { mapping } => {
+                write!(f, "device-mapper mapping {mapping} ({name})")
+            }
+            HolderKind::Other => write!(f, "/dev/{name}"),
         }
     }
 }

@@ -107,8 +107,19 @@ pub const PAYLOAD_PACKAGES: [&str; 17] = [
     "initramfs-tools",
 ];
 
-/// What the live system adds to the payload to run installs.
-pub const LIVE_PACKAGES: [&str; 6] = ["gdisk", "curl", "debootstrap", "mokutil", "less", "mtools"];
+/// What the live system adds to the payload to run installs. mdadm and lvm2: a machine's disks
+/// may be md members or LVM volumes; the live system shows them (and stops or deactivates them
+/// when a user decides to), and the installer must see them as in use, not as blank.
+pub const LIVE_PACKAGES: [&str; 8] = [
+    "gdisk",
+    "curl",
+    "debootstrap",
+    "mokutil",
+    "less",
+    "mtools",
+    "mdadm",
+    "lvm2",
+];
 
 /// Kernel module directories the live system does without (it installs, it does not play
 /// sound or drive GPUs), to keep its initrd small.
