@@ -3,6 +3,7 @@
 //! ESP boots the live system and carries the payload its manifest describes.
 //! Run by `cargo xtask vm-test <distro>` (and so by CI), after it builds the medium.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -20,6 +21,110 @@ fn sh(argv: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// 64 bytes from the middle of the private key, as its PEM file and as DER: what a copy of it
+/// in either form would contain.
+fn private_key_pieces(pem_file: &Path) -> Vec<(&'static str, Vec<u8>)> {
+    let pem = std::fs::read(pem_file).unwrap();
+    let der = Command::new("openssl")
+        .args(["pkey", "-outform", "DER", "-in"])
+        .arg(pem_file)
+        .output()
+        .unwrap();
+    assert!(der.status.success(), "openssl pkey: {der:?}");
+    let middle = |b: &[u8]| b[b.len() / 2..b.len() / 2 + 64].to_vec();
+    vec![("PEM", middle(&pem)), ("DER", middle(&der.stdout))]
+}
+
+/// The file names in a stream of concatenated newc cpio archives, as the kernel unpacks an
+/// initrd (`cpio -t` stops at the first archive's end). Each entry: a 110-byte header of
+/// "070701" and 13 hex fields (the 7th the file's size, the 12th its name's), the name, the
+/// data, each padded to 4 bytes; zero padding sits between archives.
+fn cpio_names(stream: &mut dyn Read) -> Vec<String> {
+    let mut r = std::io::BufReader::with_capacity(1 << 20, stream);
+    let mut names = Vec::new();
+    let mut word = [0u8; 4];
+    // Archives are padded to 512 bytes: offsets counted from the stream's start stay 4-aligned.
+    let pad = |n: usize| (4 - n % 4) % 4;
+    loop {
+        match r.read_exact(&mut word) {
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return names,
+            Err(e) => panic!("reading the cpio stream: {e}"),
+            Ok(()) if word == [0; 4] => continue,
+            Ok(()) => {}
+        }
+        let mut rest = [0u8; 106];
+        r.read_exact(&mut rest).unwrap();
+        let header = [&word[..], &rest[..]].concat();
+        assert_eq!(&header[..6], b"070701", "not a newc header");
+        let field = |n: usize| {
+            let hex = std::str::from_utf8(&header[6 + 8 * n..14 + 8 * n]).unwrap();
+            usize::from_str_radix(hex, 16).unwrap()
+        };
+        let (file_size, name_size) = (field(6), field(11));
+        let mut name = vec![0u8; name_size + pad(110 + name_size)];
+        r.read_exact(&mut name).unwrap();
+        let name = String::from_utf8_lossy(&name[..name_size - 1]).into_owned();
+        let skip = (file_size + pad(file_size)) as u64;
+        let skipped = std::io::copy(&mut (&mut r).take(skip), &mut std::io::sink()).unwrap();
+        assert_eq!(skipped, skip, "{name} is cut short");
+        if name != "TRAILER!!!" {
+            names.push(name);
+        }
+    }
+}
+
+/// A zstd file's decompressed bytes, streamed from `zstd -dc` (which reads concatenated frames
+/// too); the process goes when this does.
+struct Decompressed {
+    zstd: std::process::Child,
+}
+
+impl Read for Decompressed {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.zstd.stdout.as_mut().expect("piped").read(buf)
+    }
+}
+
+impl Drop for Decompressed {
+    fn drop(&mut self) {
+        let _ = self.zstd.kill();
+        let _ = self.zstd.wait();
+    }
+}
+
+fn decompressed(path: &Path) -> Decompressed {
+    let zstd = Command::new("zstd")
+        .args(["-dcq"])
+        .arg(path)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    Decompressed { zstd }
+}
+
+/// The first of `needles` (name, bytes) found in what `stream` yields, read in chunks that
+/// overlap by the longest needle, so one that spans two chunks is found too.
+fn stream_find<'n>(stream: &mut dyn Read, needles: &'n [(&str, Vec<u8>)]) -> Option<&'n str> {
+    let longest = needles.iter().map(|(_, n)| n.len()).max().unwrap_or(1);
+    let mut window: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        let n = stream.read(&mut chunk).unwrap();
+        if n == 0 {
+            return None;
+        }
+        window.extend_from_slice(&chunk[..n]);
+        if let Some((name, _)) = needles
+            .iter()
+            .find(|(_, needle)| memchr::memmem::find(&window, needle).is_some())
+        {
+            return Some(name);
+        }
+        let keep = window.len().saturating_sub(longest - 1);
+        window.drain(..keep);
+    }
 }
 
 fn sha256(path: &Path) -> String {
@@ -115,16 +220,55 @@ fn payload_and_medium() {
         subject.contains(signer.trim()),
         "signer {signer:?} is not the build certificate's subject {subject:?}"
     );
-    // The private key never reaches the medium either.
-    let key = std::fs::read(builder_dir.join("mok/mok.key")).unwrap();
-    let medium_bytes = std::fs::read(&medium).unwrap();
+    // The private key never reaches the medium: not in its raw bytes, not inside the compressed
+    // payload, not inside the live system's compressed initrd (in the EFI file's .initrd), as
+    // the PEM file or as its DER encoding; and no file of that name is in their listings.
+    let key_pieces = private_key_pieces(&builder_dir.join("mok/mok.key"));
+    let found = |what: &str, stream: &mut dyn Read| {
+        if let Some(form) = stream_find(stream, &key_pieces) {
+            panic!("{what} contains the module signing key ({form})");
+        }
+    };
+    found("the medium", &mut std::fs::File::open(&medium).unwrap());
+    found("the payload", &mut decompressed(&tarball));
+    let esp = format!("{}@@1M", medium.display());
+    let efi = dir.path().join("BOOTX64.EFI");
+    sh(&[
+        "mcopy",
+        "-i",
+        &esp,
+        "::/EFI/BOOT/BOOTX64.EFI",
+        &efi.to_string_lossy(),
+    ]);
+    let initrd = dir.path().join("initrd.zst");
+    sh(&[
+        "objcopy",
+        "-O",
+        "binary",
+        "--only-section=.initrd",
+        &efi.to_string_lossy(),
+        &initrd.to_string_lossy(),
+    ]);
+    found("the live initrd", &mut decompressed(&initrd));
+    let names = cpio_names(&mut decompressed(&initrd));
     assert!(
-        !medium_bytes.windows(64).any(|w| w == &key[100..164]),
-        "the medium contains the module signing key"
+        names.iter().any(|n| n.ends_with("usr/local/bin/kldload"))
+            && names.iter().any(|n| n.ends_with("usr/sbin/zpool")),
+        "the live initrd's listing is not the live system's root and kldload: {} names",
+        names.len()
+    );
+    let keys: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .chain(listing.lines())
+        .filter(|n| n.contains("mok.key") || n.ends_with("/mok"))
+        .collect();
+    assert!(
+        keys.is_empty(),
+        "a signing key's file is on the medium: {keys:?}"
     );
 
     // The medium's ESP: the live system's EFI file, the payload and its manifest.
-    let esp = format!("{}@@1M", medium.display());
     let boot = sh(&["mdir", "-i", &esp, "-b", "::/EFI/BOOT"]);
     assert!(boot.contains("BOOTX64.EFI"), "{boot}");
     let copy = dir.path().join("payload-on-medium.tar.zst");
