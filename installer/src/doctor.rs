@@ -273,8 +273,12 @@ fn pool_label_hostid(pool: &str) -> Option<u32> {
         .split_whitespace()
         .find(|w| w.starts_with("/dev/"))?
         .to_string();
-    let label = output(&["zdb", "-l", &device])?;
-    label.lines().find_map(|l| {
+    label_hostid(&output(&["zdb", "-l", &device])?)
+}
+
+/// The hostid in `zdb -l`'s print of a label (its first `hostid:` line).
+pub fn label_hostid(zdb_label: &str) -> Option<u32> {
+    zdb_label.lines().find_map(|l| {
         let rest = l.trim().strip_prefix("hostid:")?;
         parse_kernel_number(rest.trim())
     })

@@ -4,7 +4,7 @@
 
 use crate::flow::Run;
 use crate::machine::Machine;
-use anyhow::{Result, bail, ensure};
+use anyhow::{Result, ensure};
 use kldload::config::{Config, ZFSBOOTMENU_HOSTID};
 use std::time::Duration;
 
@@ -14,9 +14,7 @@ pub type CheckFn = fn(&mut Machine, &Run, &Config) -> Result<String>;
 /// Every check of the main job, in report order.
 pub fn all() -> Vec<(&'static str, CheckFn)> {
     vec![
-        ("console login with the root password", |_, _, _| {
-            Ok("logged in on ttyS0".into())
-        }),
+        ("console login with the root password", console_login),
         ("datasets and mountpoints", datasets),
         ("pool properties", pool_properties),
         ("tmp: sync=disabled, exec=off", tmp_properties),
@@ -26,12 +24,13 @@ pub fn all() -> Vec<(&'static str, CheckFn)> {
         ("one hostid in five places", hostid),
         ("kldload doctor agrees, at boot and when run", doctor),
         ("firmware entries", firmware_entries),
-        ("fallback loader is the primary", fallback_copy),
+        (
+            "ZFSBootMenu's three copies are the medium's",
+            zfsbootmenu_copies,
+        ),
         ("fstab mounts only the ESP", fstab),
         ("zfs services enabled and active", zfs_services),
-        ("zpool.cache present", |m, _, _| {
-            m.succeed("test -s /etc/zfs/zpool.cache && echo present")
-        }),
+        ("zpool.cache names the pool", zpool_cache),
         ("factory snapshot of every dataset", factory_snapshots),
         ("compressratio above 1.3", compressratio),
         ("wireguard module loads", |m, _, _| {
@@ -51,6 +50,34 @@ pub fn run_all(m: &mut Machine, run: &mut Run, config: &Config) {
         let result = check(m, run, config);
         run.report.check(name, result);
     }
+}
+
+/// The login on the serial console: the shell's prompt it reached (Debian's names user and
+/// host), and the login shell it started (root's `-bash` on ttyS0).
+fn console_login(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
+    let login = m
+        .last_login
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("no console login was made"))?;
+    let login = crate::console::plain_text(&login);
+    let prompt = login.lines().last().unwrap_or_default().trim().to_string();
+    let want = format!("root@{}:", c.hostname.as_str());
+    ensure!(
+        prompt.contains(&want),
+        "the login ended at {prompt:?}, not a prompt of {want}"
+    );
+    // The shell that login started on the console (no utmp on Debian 13 for `who`, no logind
+    // session without libpam-systemd): root's login shell on ttyS0.
+    // (Read from /proc: the payload has no procps.)
+    let processes = m.succeed(
+        "for p in /proc/[0-9]*; do [ \"$(readlink $p/fd/0 2>/dev/null)\" = /dev/ttyS0 ] && \
+         echo \"$(stat -c %U $p) $(tr '\\0' ' ' < $p/cmdline)\"; done; true",
+    )?;
+    let shell = processes
+        .lines()
+        .find(|l| l.split_whitespace().take(2).eq(["root", "-bash"]))
+        .ok_or_else(|| anyhow::anyhow!("no login shell of root on ttyS0:\n{processes}"))?;
+    Ok(format!("prompt {prompt:?}; on ttyS0: {}", shell.trim()))
 }
 
 /// The installed `kldload doctor` reads the same five places: its unit ran at boot and passed,
@@ -105,24 +132,47 @@ fn get(m: &mut Machine, props: &str, target: &str) -> Result<Vec<String>> {
         .collect())
 }
 
+/// The pool's root dataset has the recipe's properties, each set there (source `local`): a
+/// value that is only the default proves nothing (OpenZFS 2.3's default xattr reads `on`, as
+/// does xattr=sa).
 fn pool_properties(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
-    let v = get(m, "compression,acltype,xattr", c.pool.name.as_str())?;
-    ensure!(v.len() == 3, "unexpected output {v:?}");
-    ensure!(v[0] == c.pool.compression, "compression={}", v[0]);
+    let pool = c.pool.name.as_str();
+    let out = m.succeed(&format!(
+        "zfs get -H -o property,value,source compression,acltype,xattr {pool}"
+    ))?;
+    let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split('\t').collect()).collect();
+    ensure!(
+        rows.len() == 3 && rows.iter().all(|r| r.len() == 3),
+        "unexpected output {out:?}"
+    );
+    let not_local: Vec<String> = rows
+        .iter()
+        .filter(|r| r[2] != "local")
+        .map(|r| format!("{}={} ({})", r[0], r[1], r[2]))
+        .collect();
+    ensure!(
+        not_local.is_empty(),
+        "not set on {pool} itself: {}",
+        not_local.join(", ")
+    );
+    let (compression, acltype, xattr) = (rows[0][1], rows[1][1], rows[2][1]);
+    ensure!(
+        compression == c.pool.compression,
+        "compression={compression}"
+    );
     // ZFS 2.3 shows posixacl as "posix".
-    ensure!(v[1] == "posixacl" || v[1] == "posix", "acltype={}", v[1]);
+    ensure!(
+        acltype == "posixacl" || acltype == "posix",
+        "acltype={acltype}"
+    );
     let version = m.succeed("zfs version | head -n1")?;
     ensure!(
-        xattr_is_sa(&v[2], version.trim()),
-        "xattr={} with {}",
-        v[2],
+        xattr_is_sa(xattr, version.trim()),
+        "xattr={xattr} with {}",
         version.trim()
     );
     Ok(format!(
-        "compression={} acltype={} xattr={} ({})",
-        v[0],
-        v[1],
-        v[2],
+        "compression={compression} acltype={acltype} xattr={xattr}, all local ({})",
         version.trim()
     ))
 }
@@ -178,97 +228,186 @@ fn root_dataset(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
     Ok(want)
 }
 
-/// How one place's text becomes a hostid.
-type ParseHostid = fn(&str) -> Option<u32>;
-
-/// `hostid` and `od -tx4` print bare hex.
-fn parse_hex(text: &str) -> Option<u32> {
-    u32::from_str_radix(text.trim(), 16).ok()
-}
-
-fn hostid(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
+/// One hostid, read in every place it lives, each with the parser `kldload doctor` uses (the
+/// kernel's reading of numbers, the last `spl.spl_hostid=` winning). Three places hold what the
+/// install wrote: /etc/hostid, the initramfs and the pool's label as the live system left it
+/// (read there before the first boot: every import rewrites it). One is ZFSBootMenu's own
+/// value, `spl.spl_hostid` on the kernel command line. Two echo that back and prove only that
+/// it was taken: the SPL's parameter and the label after this boot's import.
+fn hostid(m: &mut Machine, run: &Run, c: &Config) -> Result<String> {
+    use kldload::doctor::{
+        Place, boot_menu_hostid, label_hostid, parse_hostid_file, parse_kernel_number,
+    };
     let want = ZFSBOOTMENU_HOSTID;
-    let etc = m.succeed("hostid")?;
-    let initramfs = m.succeed(
+    let label_before = run.label_before_first_boot.as_deref().ok_or_else(|| {
+        anyhow::anyhow!("the label was not read on the live system after the install")
+    })?;
+    let etc = parse_hostid_file(&file_bytes(m, "cat /etc/hostid")?);
+    let initramfs = parse_hostid_file(&file_bytes(
+        m,
         "d=$(mktemp -d); unmkinitramfs /boot/initrd.img-$(uname -r) $d >/dev/null; \
-         f=$(find $d -path '*/etc/hostid' | head -n1); od -An -tx4 $f | tr -d ' \\n'",
-    )?;
-    let cmdline = m.succeed("cat /proc/cmdline")?;
-    let zbm = cmdline
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("spl.spl_hostid="))
-        .unwrap_or("(none)")
-        .to_string();
-    let spl = m.succeed("cat /sys/module/spl/parameters/spl_hostid")?;
-    let label = m.succeed(&format!(
-        "zdb -l $(zpool list -vHPL {} | awk '$1 ~ /^\\/dev\\// {{print $1; exit}}') | awk '$1 == \"hostid:\" {{print $2; exit}}'",
+         cat $(find $d -path '*/etc/hostid' | head -n1)",
+    )?);
+    let boot_menu = match boot_menu_hostid(&m.succeed("cat /proc/cmdline")?) {
+        Place::Value(v) => Some(v),
+        _ => None,
+    };
+    let spl = parse_kernel_number(&m.succeed("cat /sys/module/spl/parameters/spl_hostid")?);
+    let label_now = label_hostid(&m.succeed(&format!(
+        "zdb -l $(zpool list -vHPL {} | awk '$1 ~ /^\\/dev\\// {{print $1; exit}}')",
         c.pool.name
-    ))?;
-    // Read here independently of `kldload doctor` (which the next check runs), as the kernel
-    // reads numbers where it is the kernel's value.
-    let kernel = kldload::doctor::parse_kernel_number;
-    let places: [(&str, String, ParseHostid); 5] = [
-        ("/etc/hostid", etc, parse_hex),
-        ("initramfs", initramfs, parse_hex),
-        ("ZFSBootMenu spl.spl_hostid", zbm, kernel),
-        ("SPL", spl, kernel),
-        ("pool label", label, kernel),
+    ))?);
+    let places = [
+        ("/etc/hostid", etc),
+        ("initramfs", initramfs),
+        (
+            "pool label before the first boot",
+            label_hostid(label_before),
+        ),
+        ("ZFSBootMenu's spl.spl_hostid", boot_menu),
+        ("SPL (echo)", spl),
+        ("pool label after this boot (echo)", label_now),
     ];
-    let mut seen = Vec::new();
-    for (place, value, parse) in &places {
-        let parsed = parse(value);
-        seen.push(format!("{place}={}", value.trim()));
-        if parsed != Some(want) {
-            bail!(
-                "{place} has hostid {:?}, not 0x{want:08x}; all: {}",
-                value.trim(),
-                seen.join(", ")
-            );
-        }
+    let show = |v: Option<u32>| v.map_or("none".to_string(), |v| format!("0x{v:08x}"));
+    let all: Vec<String> = places
+        .iter()
+        .map(|(place, v)| format!("{place}={}", show(*v)))
+        .collect();
+    for (place, value) in &places {
+        ensure!(
+            *value == Some(want),
+            "{place} has hostid {}, not 0x{want:08x}; all: {}",
+            show(*value),
+            all.join(", ")
+        );
     }
     Ok(format!(
-        "0x{want:08x} in {}",
-        places.map(|(p, _, _)| p).join(", ")
+        "0x{want:08x} written to /etc/hostid, the initramfs and the label; ZFSBootMenu's \
+         spl.spl_hostid; echoed by the SPL and the label after boot"
     ))
 }
 
-fn firmware_entries(m: &mut Machine, _: &Run, _: &Config) -> Result<String> {
-    let v = m.succeed("efibootmgr -v")?;
+/// A command's stdout as bytes (sent base64-encoded: a file's exact bytes).
+fn file_bytes(m: &mut Machine, cmd: &str) -> Result<Vec<u8>> {
+    use base64::Engine as _;
+    let text = m.succeed(&format!("{cmd} | base64 -w0"))?;
+    Ok(base64::engine::general_purpose::STANDARD.decode(text.trim())?)
+}
+
+/// The firmware entries the plan makes (label, loader, load options), from the run's answer
+/// file: the plan is data, made here as the installer made it.
+fn planned_entries(c: &Config) -> Result<Vec<(String, String, Option<String>)>> {
+    let plan = kldload::app::make_plan(
+        c,
+        &kldload::app::Overrides::default(),
+        &kldload::disk::FakeSystem::default(),
+        &crate::flow::project_root().join("fixtures/host-root"),
+    )?;
+    let mut entries = Vec::new();
+    for action in plan.steps.iter().flat_map(|s| &s.actions) {
+        let kldload::plan::Action::Run { argv, .. } = action else {
+            continue;
+        };
+        if argv.first().map(String::as_str) != Some("efibootmgr")
+            || !argv.iter().any(|a| a == "--create")
+        {
+            continue;
+        }
+        let after = |flag: &str| {
+            argv.iter()
+                .position(|a| a == flag)
+                .and_then(|i| argv.get(i + 1))
+                .cloned()
+        };
+        entries.push((
+            after("--label").unwrap_or_default(),
+            after("--loader").unwrap_or_default(),
+            after("--unicode"),
+        ));
+    }
+    ensure!(!entries.is_empty(), "the plan makes no firmware entry");
+    Ok(entries)
+}
+
+/// Each firmware entry the plan makes is in the NVRAM as planned (on the ESP's partition, its
+/// loader, exactly the plan's load options), read from efivarfs and decoded here; and the
+/// firmware booted this time through kldload's primary entry (BootCurrent).
+fn firmware_entries(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
+    use crate::efivars::{GLOBAL_GUID, parse_boot_current, parse_load_option};
+    use kldload::recipe::boot_menu::ENTRY_PRIMARY;
     let esp =
         m.succeed("findmnt -n -o SOURCE /boot/efi || blkid -t PARTLABEL=ESP -o device | head -n1")?;
     let partuuid = m
         .succeed(&format!("blkid -s PARTUUID -o value {}", esp.trim()))?
         .trim()
         .to_lowercase();
-    for (label, file) in [
-        ("ZFSBootMenu", "\\EFI\\ZBM\\VMLINUZ.EFI"),
-        ("ZFSBootMenu (Backup)", "\\EFI\\ZBM\\VMLINUZ-BACKUP.EFI"),
-    ] {
-        let line = v
-            .lines()
-            .find(|l| {
-                l.contains(&format!(" {label}\t"))
-                    || l.contains(&format!(" {label} ")) && l.contains(file)
-            })
-            .ok_or_else(|| anyhow::anyhow!("no entry {label:?} in:\n{v}"))?;
-        ensure!(
-            line.to_lowercase().contains(&partuuid),
-            "{label} does not point at the ESP {partuuid}: {line}"
-        );
-        ensure!(line.contains(file), "{label} does not load {file}: {line}");
+    let names = m.succeed(&format!(
+        "cd /sys/firmware/efi/efivars && ls -d Boot[0-9A-F][0-9A-F][0-9A-F][0-9A-F]-{GLOBAL_GUID}"
+    ))?;
+    let var = |name: &str| format!("/sys/firmware/efi/efivars/{name}-{GLOBAL_GUID}");
+    let current = parse_boot_current(&file_bytes(m, &format!("cat {}", var("BootCurrent")))?)?;
+    let mut entries = Vec::new();
+    for name in names.lines().filter_map(|l| l.split('-').next()) {
+        let number = u16::from_str_radix(name.trim_start_matches("Boot"), 16)?;
+        let option = parse_load_option(&file_bytes(m, &format!("cat {}", var(name)))?)
+            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        entries.push((number, option));
     }
-    Ok(format!("both entries on ESP {partuuid}"))
+    let mut primary = None;
+    for (label, loader, options) in planned_entries(c)? {
+        let (number, entry) = entries
+            .iter()
+            .find(|(_, e)| e.description == label)
+            .ok_or_else(|| anyhow::anyhow!("no firmware entry {label:?}; there are {entries:?}"))?;
+        ensure!(
+            entry.partition_guid.as_deref() == Some(partuuid.as_str()),
+            "Boot{number:04X} {label:?} is on partition {:?}, not the ESP {partuuid}",
+            entry.partition_guid
+        );
+        ensure!(
+            entry.file.as_deref() == Some(loader.as_str()),
+            "Boot{number:04X} {label:?} loads {:?}, not {loader}",
+            entry.file
+        );
+        ensure!(
+            entry.options == options,
+            "Boot{number:04X} {label:?} has load options {:?}, the plan {options:?}",
+            entry.options
+        );
+        if label == ENTRY_PRIMARY {
+            primary = Some(*number);
+        }
+    }
+    let primary = primary.ok_or_else(|| anyhow::anyhow!("the plan makes no {ENTRY_PRIMARY:?}"))?;
+    ensure!(
+        current == primary,
+        "the firmware booted Boot{current:04X}, not kldload's {ENTRY_PRIMARY:?} Boot{primary:04X}"
+    );
+    Ok(format!(
+        "BootCurrent Boot{primary:04X} {ENTRY_PRIMARY:?}; the planned entries on ESP {partuuid} \
+         with the plan's load options"
+    ))
 }
 
-fn fallback_copy(m: &mut Machine, _: &Run, _: &Config) -> Result<String> {
-    let out =
-        m.succeed("sha256sum /boot/efi/EFI/BOOT/BOOTX64.EFI /boot/efi/EFI/ZBM/VMLINUZ.EFI")?;
+/// ZFSBootMenu's primary, its backup and the fallback loader on the ESP are each the file the
+/// medium carried.
+fn zfsbootmenu_copies(m: &mut Machine, run: &Run, _: &Config) -> Result<String> {
+    use kldload::recipe::boot_menu::{FALLBACK, ZBM_BACKUP, ZBM_PRIMARY};
+    let source = run.medium_file_sha256("zfsbootmenu/VMLINUZ.EFI")?;
+    let files = [ZBM_PRIMARY, ZBM_BACKUP, FALLBACK].map(|f| format!("/boot/efi/{f}"));
+    let out = m.succeed(&format!("sha256sum {}", files.join(" ")))?;
     let sums: Vec<&str> = out
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    ensure!(sums.len() == 2 && sums[0] == sums[1], "{out}");
-    Ok(format!("sha256 {}", sums[0]))
+    ensure!(sums.len() == 3, "{out}");
+    for (file, sum) in files.iter().zip(&sums) {
+        ensure!(
+            *sum == source,
+            "{file} has sha256 {sum}, the medium's ZFSBootMenu {source}"
+        );
+    }
+    Ok(format!("sha256 {source} in all three"))
 }
 
 fn fstab(m: &mut Machine, _: &Run, _: &Config) -> Result<String> {
@@ -290,6 +429,28 @@ fn zfs_services(m: &mut Machine, _: &Run, _: &Config) -> Result<String> {
         "enabled: {enabled} active: {active}"
     );
     Ok(format!("{units}: enabled, active"))
+}
+
+/// /etc/zfs/zpool.cache, read with zdb, describes the pool by its guid (a stale or foreign cache
+/// file would import something else, or nothing).
+fn zpool_cache(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
+    let pool = c.pool.name.as_str();
+    let guid = m.succeed(&format!("zpool get -H -o value guid {pool}"))?;
+    let cached = m.succeed("zdb -U /etc/zfs/zpool.cache -C")?;
+    let names_pool = cached
+        .lines()
+        .any(|l| l.trim() == format!("name: '{pool}'"));
+    let cached_guid = cached
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("pool_guid: "))
+        .unwrap_or("none");
+    ensure!(
+        names_pool && cached_guid == guid.trim(),
+        "the cache file describes pool_guid {cached_guid} (names {pool}: {names_pool}); {pool} \
+         is {}:\n{cached}",
+        guid.trim()
+    );
+    Ok(format!("{pool}, pool_guid {cached_guid}"))
 }
 
 fn factory_snapshots(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
@@ -422,12 +583,19 @@ mod tests {
     }
 
     #[test]
-    fn hostid_forms() {
-        assert_eq!(parse_hex("00bab10c\n"), Some(0x00bab10c));
-        assert_eq!(parse_hex("(none)"), None);
-        assert_eq!(
-            kldload::doctor::parse_kernel_number("12235020"),
-            Some(0x00bab10c)
-        );
+    fn the_default_answers_plan_two_entries_with_zfsbootmenus_command_line() {
+        let root = crate::flow::project_root();
+        let c = Config::load(&root.join(crate::flow::DEFAULT_ANSWERS)).unwrap();
+        let entries = planned_entries(&c).unwrap();
+        let labels: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(labels, ["ZFSBootMenu (Backup)", "ZFSBootMenu"]);
+        for (_, loader, options) in &entries {
+            assert!(loader.starts_with("\\EFI\\ZBM\\"), "{loader}");
+            let options = options.as_deref().unwrap();
+            assert!(
+                options.contains("zbm.timeout=5") && options.contains("console=ttyS0,115200"),
+                "{options}"
+            );
+        }
     }
 }

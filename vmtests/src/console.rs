@@ -3,6 +3,7 @@
 //! as ZFSBootMenu's menu can be read as the screen a person sees; every wait has a timeout, and a
 //! failed wait says which phase, what was awaited, and the transcript's last 50 lines.
 
+use crate::wait::{Look, wait_until};
 use anyhow::{Result, anyhow};
 use rexpect::error::Error as ExpectError;
 use rexpect::session::{StreamSession, spawn_stream};
@@ -12,7 +13,7 @@ use std::num::NonZeroU16;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The emulated terminal's size: what ZFSBootMenu draws for when nothing answers its size query.
 pub const SCREEN_ROWS: NonZeroU16 = NonZeroU16::new(24).expect("not zero");
@@ -37,6 +38,13 @@ impl Read for Tee {
     }
 }
 
+/// `text` without the terminal's escape sequences (colours, cursor moves, modes): what a person
+/// reads of it.
+pub fn plain_text(text: &str) -> String {
+    let escapes = regex::Regex::new(r"\x1b\[[0-9;?=]*[A-Za-z]").expect("a valid regex");
+    escapes.replace_all(text, "").into_owned()
+}
+
 /// The last `n` lines of a transcript, control characters made visible enough to read.
 pub fn transcript_tail(path: &Path, n: usize) -> String {
     let bytes = std::fs::read(path).unwrap_or_default();
@@ -51,15 +59,30 @@ pub fn transcript_tail(path: &Path, n: usize) -> String {
 
 /// Connects to a unix socket QEMU serves, retrying while QEMU starts.
 pub fn connect(socket: &Path, timeout: Duration) -> Result<UnixStream> {
-    let start = Instant::now();
-    loop {
-        match UnixStream::connect(socket) {
-            Ok(s) => return Ok(s),
-            Err(e) if start.elapsed() > timeout => {
-                return Err(anyhow!("cannot connect to {}: {e}", socket.display()));
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
+    wait_until(
+        &format!("QEMU's socket {}", socket.display()),
+        timeout,
+        Duration::from_millis(100),
+        |_| {
+            Ok(match UnixStream::connect(socket) {
+                Ok(s) => Look::Ready(s),
+                Err(e) => Look::NotYet(e.to_string()),
+            })
+        },
+        String::new,
+    )
+}
+
+/// One expect's outcome as a wait's look: the match, not yet (the session's short timeout
+/// passed), or an error that ends the wait (QEMU closed the serial port).
+fn expect_look<T>(result: Result<T, ExpectError>, what: &str) -> Result<Look<T>> {
+    match result {
+        Ok(found) => Ok(Look::Ready(found)),
+        Err(ExpectError::Timeout { .. }) => Ok(Look::NotYet(String::new())),
+        Err(ExpectError::EOF { .. }) => Err(anyhow!(
+            "the VM closed its serial port (QEMU exited) while waiting for {what}"
+        )),
+        Err(e) => Err(anyhow!("{e} while waiting for {what}")),
     }
 }
 
@@ -94,13 +117,16 @@ impl Console {
         })
     }
 
-    fn failure(&self, what: &str, timeout: Duration, why: &str) -> anyhow::Error {
-        anyhow!(
-            "phase {:?}: {why} while waiting {timeout:?} for {what:?}; last 50 lines of {}:\n{}",
-            self.phase,
-            self.transcript.display(),
-            transcript_tail(&self.transcript, 50)
-        )
+    /// What a failed wait adds: the phase, and the transcript's last 50 lines.
+    fn context(&self) -> impl FnOnce() -> String + use<> {
+        let (phase, transcript) = (self.phase.clone(), self.transcript.clone());
+        move || {
+            format!(
+                "phase {phase:?}; last 50 lines of {}:\n{}",
+                transcript.display(),
+                transcript_tail(&transcript, 50)
+            )
+        }
     }
 
     /// Waits for `text` to appear; returns what came before it.
@@ -112,45 +138,43 @@ impl Console {
 
     /// Waits for the first of `texts`; returns its index and what came before it.
     pub fn wait_for_any(&mut self, texts: &[&str], timeout: Duration) -> Result<(usize, String)> {
-        let deadline = Instant::now() + timeout;
-        let needles = || {
-            texts
-                .iter()
-                .map(|t| rexpect::ReadUntil::String(t.to_string()))
-                .collect()
-        };
-        loop {
-            match self.session.exp_any(needles()) {
-                Ok((before, matched)) => {
-                    let i = texts.iter().position(|t| *t == matched).unwrap_or(0);
-                    return Ok((i, before));
-                }
-                Err(ExpectError::Timeout { .. }) if Instant::now() < deadline => continue,
-                Err(ExpectError::Timeout { .. }) => {
-                    return Err(self.failure(&texts.join(" | "), timeout, "timed out"));
-                }
-                Err(ExpectError::EOF { .. }) => {
-                    return Err(self.failure(
-                        &texts.join(" | "),
-                        timeout,
-                        "the VM closed its serial port (QEMU exited)",
-                    ));
-                }
-                Err(e) => return Err(self.failure(&texts.join(" | "), timeout, &e.to_string())),
-            }
-        }
+        let what = format!("{:?} on the console", texts.join(" | "));
+        let context = self.context();
+        let session = &mut self.session;
+        // Each look is one expect, which gives up after the session's own short timeout.
+        wait_until(
+            &what,
+            timeout,
+            Duration::ZERO,
+            |_| {
+                let needles = texts
+                    .iter()
+                    .map(|t| rexpect::ReadUntil::String(t.to_string()))
+                    .collect();
+                expect_look(session.exp_any(needles), &what).map(|look| match look {
+                    Look::Ready((before, matched)) => {
+                        let i = texts.iter().position(|t| *t == matched).unwrap_or(0);
+                        Look::Ready((i, before))
+                    }
+                    Look::NotYet(seen) => Look::NotYet(seen),
+                })
+            },
+            context,
+        )
     }
 
     /// Waits for a regex; returns (before, matched).
     pub fn wait_for_regex(&mut self, regex: &str, timeout: Duration) -> Result<(String, String)> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.session.exp_regex(regex) {
-                Ok(found) => return Ok(found),
-                Err(ExpectError::Timeout { .. }) if Instant::now() < deadline => continue,
-                Err(e) => return Err(self.failure(regex, timeout, &e.to_string())),
-            }
-        }
+        let what = format!("/{regex}/ on the console");
+        let context = self.context();
+        let session = &mut self.session;
+        wait_until(
+            &what,
+            timeout,
+            Duration::ZERO,
+            |_| expect_look(session.exp_regex(regex), &what),
+            context,
+        )
     }
 
     /// The emulated screen's text, row by row (what a person would see now).
@@ -177,21 +201,24 @@ impl Console {
         ready: impl Fn(&str) -> bool,
         timeout: Duration,
     ) -> Result<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let screen = self.screen();
-            if ready(&screen) {
-                return Ok(screen);
-            }
-            if Instant::now() > deadline {
+        wait_until(
+            what,
+            timeout,
+            Duration::from_millis(200),
+            |_| {
+                let screen = self.screen();
+                Ok(if ready(&screen) {
+                    Look::Ready(screen)
+                } else {
+                    Look::NotYet(String::new())
+                })
+            },
+            || {
+                let screen = self.screen();
                 self.mark(&format!("screen while waiting for {what}:\n{screen}"));
-                return Err(anyhow!(
-                    "phase {:?}: timed out after {timeout:?} waiting for {what}; the screen:\n{screen}",
-                    self.phase
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+                format!("phase {:?}; the screen:\n{screen}", self.phase)
+            },
+        )
     }
 
     /// Sends characters as typed (no newline).

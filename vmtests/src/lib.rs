@@ -5,6 +5,7 @@
 
 pub mod checks;
 pub mod console;
+pub mod efivars;
 pub mod flow;
 pub mod machine;
 pub mod ovmf;
@@ -13,4 +14,5 @@ pub mod qmp;
 pub mod report;
 pub mod scenario;
 pub mod shell;
+pub mod wait;
 pub mod zbm;

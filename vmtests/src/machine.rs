@@ -7,17 +7,22 @@ use crate::console::Console;
 use crate::qemu::{Vm, VmSpec};
 use crate::qmp::Qmp;
 use crate::shell::{Output, Shell};
+use crate::wait::{Look, wait_until};
 use anyhow::{Context, Result, bail};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// Default time a command may take.
+/// Default time a command may take: the longest measured is `update-initramfs -u -k all`
+/// (55 s under TCG); a step that takes longer says so with its own timeout.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub struct Machine {
     pub vm: Vm,
     pub console: Console,
     shell: Option<Shell>,
+    /// What the console showed between the password and the shell's prompt at the last
+    /// login, the prompt included: the login's own result, for the checks.
+    pub last_login: Option<String>,
 }
 
 impl Machine {
@@ -38,6 +43,7 @@ impl Machine {
             vm,
             console,
             shell: None,
+            last_login: None,
         })
     }
 
@@ -47,14 +53,24 @@ impl Machine {
         self.login_at_prompt(user, password)
     }
 
+    /// Logs in as root with the answer files' password at the next login prompt.
+    pub fn login_root(&mut self, timeout: Duration) -> Result<()> {
+        self.login("root", crate::flow::ROOT_PASSWORD, timeout)
+    }
+
     /// Logs in when the `login: ` prompt has just been seen, and starts the harness's shell.
     pub fn login_at_prompt(&mut self, user: &str, password: &str) -> Result<()> {
         self.console.send_line(user)?;
         self.console
             .wait_for("Password: ", Duration::from_secs(60))?;
         self.console.send_line(password)?;
-        self.console
-            .wait_for_regex(r"[#$] $", Duration::from_secs(120))?;
+        let (before, found) = self
+            .console
+            .wait_for_regex(r"Login incorrect|[#$] $", Duration::from_secs(120))?;
+        if found == "Login incorrect" {
+            bail!("the console refused the login of {user}: Login incorrect");
+        }
+        self.last_login = Some(format!("{before}{found}"));
         self.start_shell()
     }
 
@@ -109,46 +125,54 @@ impl Machine {
         Ok(out)
     }
 
+    /// Runs `cmd` until it succeeds, each run given what is left of `timeout`; its stdout.
     pub fn wait_until_succeeds(&mut self, cmd: &str, timeout: Duration) -> Result<String> {
-        let start = Instant::now();
-        loop {
-            let out = self.execute(cmd)?;
-            if out.status == 0 {
-                return Ok(out.stdout);
-            }
-            if start.elapsed() > timeout {
-                bail!(
-                    "still failing after {timeout:?}: {cmd}\nlast stdout: {}\nlast stderr: {}",
-                    out.stdout,
-                    out.stderr
-                );
-            }
-            std::thread::sleep(Duration::from_secs(1));
-        }
+        wait_until(
+            &format!("`{cmd}` to succeed"),
+            timeout,
+            Duration::from_secs(1),
+            |left| {
+                let out = self.execute_within(cmd, left.max(Duration::from_secs(1)))?;
+                Ok(if out.status == 0 {
+                    Look::Ready(out.stdout)
+                } else {
+                    Look::NotYet(format!(
+                        "status {}, stdout: {}, stderr: {}",
+                        out.status, out.stdout, out.stderr
+                    ))
+                })
+            },
+            String::new,
+        )
     }
 
     /// Waits for a systemd unit to be active; fails early if it failed.
     pub fn wait_for_unit(&mut self, unit: &str, timeout: Duration) -> Result<()> {
-        let start = Instant::now();
-        loop {
-            let state = self
-                .execute(&format!("systemctl is-active {unit}"))?
-                .stdout
-                .trim()
-                .to_string();
-            match state.as_str() {
-                "active" => return Ok(()),
-                "failed" => bail!(
-                    "unit {unit} failed:\n{}",
-                    self.execute(&format!("systemctl status --no-pager {unit}"))?
-                        .stdout
-                ),
-                _ if start.elapsed() > timeout => {
-                    bail!("unit {unit} is {state:?} after {timeout:?}")
+        wait_until(
+            &format!("unit {unit} to be active"),
+            timeout,
+            Duration::from_secs(1),
+            |left| {
+                let state = self
+                    .execute_within(
+                        &format!("systemctl is-active {unit}"),
+                        left.max(Duration::from_secs(1)),
+                    )?
+                    .stdout
+                    .trim()
+                    .to_string();
+                match state.as_str() {
+                    "active" => Ok(Look::Ready(())),
+                    "failed" => bail!(
+                        "unit {unit} failed:\n{}",
+                        self.execute(&format!("systemctl status --no-pager {unit}"))?
+                            .stdout
+                    ),
+                    _ => Ok(Look::NotYet(format!("{unit} is {state:?}"))),
                 }
-                _ => std::thread::sleep(Duration::from_secs(1)),
-            }
-        }
+            },
+            String::new,
+        )
     }
 
     pub fn wait_for_console_text(&mut self, text: &str, timeout: Duration) -> Result<String> {

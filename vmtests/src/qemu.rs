@@ -4,6 +4,7 @@
 //! process is killed when the [`Vm`] is dropped, so no VM outlives a failed test.
 
 use crate::ovmf::Firmware;
+use crate::wait::{Look, wait_until};
 use anyhow::{Context, Result, bail, ensure};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -82,7 +83,18 @@ fn probe_kvm(firmware: &Firmware, scratch: &Path) -> Result<()> {
             }
         }
     });
-    let reached = rx.recv_timeout(Duration::from_secs(30)).is_ok();
+    let reached = wait_until(
+        "OVMF's boot manager (BdsDxe) under KVM",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        |_| match rx.try_recv() {
+            Ok(()) => Ok(Look::Ready(())),
+            Err(std::sync::mpsc::TryRecvError::Empty) => Ok(Look::NotYet(String::new())),
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => bail!("QEMU ended its output"),
+        },
+        String::new,
+    )
+    .is_ok();
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_file(vars);
@@ -332,20 +344,19 @@ impl Vm {
 
     /// Waits for QEMU to exit (the guest powered off), up to `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            if start.elapsed() > timeout {
-                bail!(
-                    "QEMU ({}) still running after {:?}",
-                    self.spec.name,
-                    timeout
-                );
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
+        let name = self.spec.name.clone();
+        wait_until(
+            &format!("QEMU ({name}) to exit"),
+            timeout,
+            Duration::from_millis(250),
+            |_| {
+                Ok(match self.child.try_wait()? {
+                    Some(status) => Look::Ready(status),
+                    None => Look::NotYet("still running".into()),
+                })
+            },
+            String::new,
+        )
     }
 
     pub fn is_running(&mut self) -> bool {

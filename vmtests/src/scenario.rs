@@ -7,11 +7,8 @@
 //! Steps that carry a `check` name record a named check in the run's report (a failed check is
 //! reported and the scenario goes on); any other step that fails stops the scenario.
 
-use crate::flow::{
-    INSTALL_TIMEOUT, LIVE_BOOT_TIMEOUT, LOGIN_TIMEOUT, MENU_TIMEOUT, ROOT_PASSWORD, Run,
-};
+use crate::flow::{INSTALL_TIMEOUT, LIVE_BOOT_TIMEOUT, LOGIN_TIMEOUT, MENU_TIMEOUT, Run};
 use crate::machine::{COMMAND_TIMEOUT, Machine};
-use crate::qemu::create_disk;
 use crate::zbm::Zbm;
 use anyhow::{Context, Result, bail, ensure};
 use kldload::config::size::ByteSize;
@@ -370,7 +367,7 @@ impl Scenario {
 /// table are written whatever happens, and it fails unless every check passed.
 pub fn run_scenario(name: &str, path: &Path) -> Result<()> {
     let scenario = Scenario::load(path)?;
-    let distro = std::env::var("KLDLOAD_VMTEST_DISTRO").unwrap_or_else(|_| "debian-13".into());
+    let distro = crate::flow::test_distro();
     let medium = crate::flow::medium_from_env()?;
     let start = Instant::now();
     let run_name = format!("scenario-{name}");
@@ -481,14 +478,14 @@ impl Exec<'_> {
                     disks.as_deref(),
                     boot_from.as_deref(),
                 )?;
-                m.login("root", ROOT_PASSWORD, MENU_TIMEOUT + LOGIN_TIMEOUT)?;
+                m.login_root(MENU_TIMEOUT + LOGIN_TIMEOUT)?;
                 let root = m.succeed("findmnt -n -o SOURCE /")?;
                 self.m = Some(m);
                 Ok(format!("logged in; / is {}", root.trim()))
             }
             Step::Login { .. } => {
                 let m = self.machine()?;
-                m.login("root", ROOT_PASSWORD, MENU_TIMEOUT + LOGIN_TIMEOUT)?;
+                m.login_root(MENU_TIMEOUT + LOGIN_TIMEOUT)?;
                 let root = m.succeed("findmnt -n -o SOURCE /")?;
                 Ok(format!("logged in; / is {}", root.trim()))
             }

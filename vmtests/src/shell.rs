@@ -6,12 +6,13 @@
 //! and virtio flow control loses nothing. Each command is sent base64-encoded and answered with one
 //! framed line: `KT-BEGIN-<n>:<status>:<stdout base64>:<stderr base64>:KT-END-<n>`.
 
-use anyhow::{Context, Result, anyhow, bail};
+use crate::wait::{Look, TimedOut, wait_until};
+use anyhow::{Context, Result, bail};
 use base64::Engine;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What a command did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,22 +89,24 @@ impl Shell {
             transcript: transcript.to_owned(),
             stuck: None,
         };
-        let start = Instant::now();
-        loop {
-            match shell.run("true", Duration::from_secs(5)) {
-                Ok(o) if o.status == 0 => return Ok(shell),
-                _ if start.elapsed() > timeout => {
-                    bail!(
-                        "the guest's root shell on /dev/virtio-ports/{PORT_NAME} did not answer within {timeout:?}"
-                    )
-                }
-                // Not up yet: the next `true` goes after the unanswered one.
-                _ => {
+        wait_until(
+            &format!("the guest's root shell on /dev/virtio-ports/{PORT_NAME}"),
+            timeout,
+            Duration::from_millis(500),
+            |left| match shell.run("true", left.min(Duration::from_secs(5))) {
+                Ok(o) if o.status == 0 => Ok(Look::Ready(())),
+                not_yet => {
+                    // Not up yet: the next `true` goes after the unanswered one.
                     shell.stuck = None;
-                    std::thread::sleep(Duration::from_millis(500));
+                    Ok(Look::NotYet(match not_yet {
+                        Ok(o) => format!("status {}", o.status),
+                        Err(e) => e.to_string(),
+                    }))
                 }
-            }
-        }
+            },
+            String::new,
+        )?;
+        Ok(shell)
     }
 
     fn log(&self, text: &str) {
@@ -128,40 +131,52 @@ impl Shell {
         self.stream
             .write_all(framed(cmd, n).as_bytes())
             .context("writing to the guest shell")?;
-        let deadline = Instant::now() + timeout;
         let mut chunk = [0u8; 65536];
-        loop {
-            let text = String::from_utf8_lossy(&self.buffer).into_owned();
-            if let Some(parsed) = parse_frame(&text, n) {
-                let end = text
-                    .find(&format!(":KT-END-{n}"))
-                    .map(|i| i + format!(":KT-END-{n}").len())
-                    .unwrap_or(0);
-                self.buffer.drain(..end.min(self.buffer.len()));
-                let out = parsed?;
+        let (buffer, stream) = (&mut self.buffer, &mut self.stream);
+        // Each look reads what has come (the socket's read timeout is 500 ms) and parses it.
+        let answer = wait_until(
+            &format!("the guest shell's answer to: {cmd}"),
+            timeout,
+            Duration::ZERO,
+            |_| {
+                let text = String::from_utf8_lossy(buffer).into_owned();
+                if let Some(parsed) = parse_frame(&text, n) {
+                    let end = text
+                        .find(&format!(":KT-END-{n}"))
+                        .map(|i| i + format!(":KT-END-{n}").len())
+                        .unwrap_or(0);
+                    buffer.drain(..end.min(buffer.len()));
+                    return Ok(Look::Ready(parsed?));
+                }
+                match stream.read(&mut chunk) {
+                    Ok(0) => bail!("the guest shell's line closed (VM gone?) while running: {cmd}"),
+                    Ok(k) => buffer.extend_from_slice(&chunk[..k]),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                Ok(Look::NotYet(String::new()))
+            },
+            String::new,
+        );
+        match answer {
+            Ok(out) => {
                 self.log(&format!(
                     "exit {}; stdout: {}; stderr: {}",
                     out.status,
                     out.stdout.trim_end(),
                     out.stderr.trim_end()
                 ));
-                return Ok(out);
+                Ok(out)
             }
-            if Instant::now() > deadline {
-                self.stuck = Some(cmd.to_string());
-                return Err(anyhow!(
-                    "no answer from the guest within {timeout:?} to: {cmd}"
-                ));
-            }
-            match self.stream.read(&mut chunk) {
-                Ok(0) => bail!("the guest shell's line closed (VM gone?) while running: {cmd}"),
-                Ok(k) => self.buffer.extend_from_slice(&chunk[..k]),
+            Err(e) => {
+                if e.is::<TimedOut>() {
+                    self.stuck = Some(cmd.to_string());
+                }
                 Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) => return Err(e.into()),
             }
         }
     }

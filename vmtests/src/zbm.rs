@@ -25,6 +25,17 @@ pub fn countdown_target(screen: &str) -> Option<String> {
     })
 }
 
+/// The seconds each countdown line in `text` starts from ("Booting <be> in <n> seconds"), in
+/// the order drawn: what a console transcript shows of the countdown.
+/// ZFSBootMenu colours the name and the number, so terminal escape sequences are dropped first.
+pub fn countdown_seconds(text: &str) -> Vec<u32> {
+    let plain = crate::console::plain_text(text);
+    let re = regex::Regex::new(r"Booting \S+ in (\d+) seconds?").expect("a valid regex");
+    re.captures_iter(&plain)
+        .filter_map(|c| c[1].parse().ok())
+        .collect()
+}
+
 /// The item fzf's pointer (`>` at the start of a line) marks as selected.
 pub fn selected_item(screen: &str) -> Option<String> {
     screen.lines().find_map(|l| {
@@ -347,6 +358,11 @@ mod tests {
             countdown_target("Booting /boot/vmlinuz-6.12 for rpool/ROOT/default ..."),
             None
         );
+        // As the serial console carries it (seen in a VM run).
+        let console = "[13;21HBooting \x1b[0;36mrpool/ROOT/default\x1b[0m in \x1b[1;33m12\x1b[0m \
+                       seconds\x1b[13;21HBooting \x1b[0;36mrpool/ROOT/default\x1b[0m in \x1b[1;33m11";
+        assert_eq!(countdown_seconds(console), [12]);
+        assert!(countdown_seconds("login: ").is_empty());
     }
 
     #[test]

@@ -3,11 +3,12 @@
 //! with its own transcript and report. Run by `cargo xtask vm-test <distro>`.
 
 use anyhow::ensure;
+use kldload::config::ZFSBOOTMENU_HOSTID;
 use serial_test::file_serial;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use vmtests::flow::{LOGIN_TIMEOUT, MENU_TIMEOUT, ROOT_PASSWORD, scenario_on_installed_base};
 use vmtests::machine::Machine;
-use vmtests::zbm::Zbm;
+use vmtests::zbm::{Zbm, countdown_seconds};
 
 const BOOTFS: &str = "rpool/ROOT/default";
 
@@ -36,59 +37,46 @@ fn root_is(m: &mut Machine, be: &str) -> anyhow::Result<String> {
 #[file_serial(installed_base)]
 fn menu_lists_snapshots_and_kernels_and_boots_the_selection() {
     scenario_on_installed_base("zbm-menu", |run| {
-        let start = Instant::now();
         let mut m = run.start_installed("menu")?;
         let mut zbm = Zbm::new(&mut m);
-        let counting_down = zbm.wait_for_countdown(MENU_TIMEOUT);
-        run.report.phase("firmware to countdown", start.elapsed());
-        let be = counting_down?;
-        run.report.check(
-            "the countdown names bootfs",
-            if be == BOOTFS {
-                Ok(be.clone())
-            } else {
-                Err(anyhow::anyhow!("counting down to {be}, not {BOOTFS}"))
-            },
-        );
+        let be = run.timed("firmware to countdown", |_| {
+            zbm.wait_for_countdown(MENU_TIMEOUT)
+        })?;
+        run.check("the countdown names bootfs", || {
+            ensure!(be == BOOTFS, "counting down to {be}, not {BOOTFS}");
+            Ok(be.clone())
+        });
         let listed = zbm.open_menu()?;
-        run.report.check("the menu lists the boot environment", {
-            let found = listed.iter().any(|b| b == BOOTFS);
-            (|| {
-                ensure!(found, "listed: {listed:?}");
-                Ok(listed.join(" "))
-            })()
+        run.check("the menu lists the boot environment", || {
+            ensure!(listed.iter().any(|b| b == BOOTFS), "listed: {listed:?}");
+            Ok(listed.join(" "))
         });
         let snapshots = zbm.snapshots();
-        run.report.check(
-            "the snapshot list shows @factory",
+        run.check("the snapshot list shows @factory", || {
             snapshots.and_then(|s| {
                 ensure!(
                     s.iter().any(|s| s == &format!("{BOOTFS}@factory")),
                     "listed: {s:?}"
                 );
                 Ok(s.join(" "))
-            }),
-        );
+            })
+        });
         zbm.back()?;
         let kernels = zbm.kernels()?;
         zbm.back()?;
-        let start = Instant::now();
-        zbm.boot(BOOTFS)?;
-        m.login("root", ROOT_PASSWORD, LOGIN_TIMEOUT)?;
-        run.report.phase("menu to login", start.elapsed());
-        run.report
-            .check("Return booted the selection", root_is(&mut m, BOOTFS));
+        run.timed("menu to login", |_| {
+            zbm.boot(BOOTFS)?;
+            zbm.m.login_root(LOGIN_TIMEOUT)
+        })?;
+        run.check("Return booted the selection", || root_is(&mut m, BOOTFS));
         let running = format!("vmlinuz-{}", m.succeed("uname -r")?.trim());
-        run.report.check(
-            "the kernel list showed the kernel that booted",
-            (|| {
-                ensure!(
-                    kernels.contains(&running),
-                    "listed {kernels:?}, booted {running}"
-                );
-                Ok(kernels.join(" "))
-            })(),
-        );
+        run.check("the kernel list showed the kernel that booted", || {
+            ensure!(
+                kernels.contains(&running),
+                "listed {kernels:?}, booted {running}"
+            );
+            Ok(kernels.join(" "))
+        });
         m.shutdown(Duration::from_secs(120))?;
         Ok(())
     });
@@ -104,15 +92,16 @@ fn menu_lists_snapshots_and_kernels_and_boots_the_selection() {
 fn a_fresh_nvram_boots_through_the_fallback_path() {
     scenario_on_installed_base("zbm-fallback", |run| {
         run.firmware.new_nvram(&run.nvram)?;
-        let start = Instant::now();
-        let mut m = run.start_installed("fallback")?;
-        m.login("root", ROOT_PASSWORD, MENU_TIMEOUT + LOGIN_TIMEOUT)?;
-        run.report.phase("firmware to login", start.elapsed());
-        run.report.check("bootfs booted", root_is(&mut m, BOOTFS));
+        let mut m = run.timed("firmware to login", |run| {
+            let mut m = run.start_installed("fallback")?;
+            m.login_root(MENU_TIMEOUT + LOGIN_TIMEOUT)?;
+            Ok(m)
+        })?;
+        run.check("bootfs booted", || root_is(&mut m, BOOTFS));
         let entries = m.succeed("efibootmgr -v")?;
-        run.report.check(
+        run.check(
             "the firmware booted the disk's fallback path, having no entry of ours",
-            (|| {
+            || {
                 let current = entries
                     .lines()
                     .find_map(|l| l.strip_prefix("BootCurrent: "))
@@ -136,7 +125,7 @@ fn a_fresh_nvram_boots_through_the_fallback_path() {
                     "booted {entry:?}"
                 );
                 Ok(entry.trim().to_string())
-            })(),
+            },
         );
         m.shutdown(Duration::from_secs(120))?;
         Ok(())
@@ -166,64 +155,45 @@ fn a_duplicated_snapshot_boots_as_a_new_boot_environment_and_a_clone_keeps_its_o
         );
         zbm.select(&format!("{BOOTFS}@kept"))?;
         let clone = format!("{BOOTFS}_CLONE");
-        let start = Instant::now();
-        let listed = zbm.clone_selected_snapshot("default_CLONE")?;
-        run.report.phase("clone", start.elapsed());
-        run.report.check(
-            "the clone is listed as a boot environment",
-            (|| {
-                ensure!(listed.contains(&clone), "listed: {listed:?}");
-                Ok(listed.join(" "))
-            })(),
-        );
+        let listed = run.timed("clone", |_| zbm.clone_selected_snapshot("default_CLONE"))?;
+        run.check("the clone is listed as a boot environment", || {
+            ensure!(listed.contains(&clone), "listed: {listed:?}");
+            Ok(listed.join(" "))
+        });
         zbm.select(BOOTFS)?;
         zbm.snapshots()?;
         zbm.select(&format!("{BOOTFS}@kept"))?;
-        let start = Instant::now();
-        let listed = zbm.duplicate_selected_snapshot()?;
-        run.report.phase("duplicate", start.elapsed());
-        run.report.check(
-            "the duplicate is listed as a boot environment",
-            (|| {
-                ensure!(listed.contains(&new_be), "listed: {listed:?}");
-                Ok(listed.join(" "))
-            })(),
-        );
+        let listed = run.timed("duplicate", |_| zbm.duplicate_selected_snapshot())?;
+        run.check("the duplicate is listed as a boot environment", || {
+            ensure!(listed.contains(&new_be), "listed: {listed:?}");
+            Ok(listed.join(" "))
+        });
         zbm.boot(&new_be)?;
-        m.login("root", ROOT_PASSWORD, LOGIN_TIMEOUT)?;
-        run.report.check(
-            "Return booted the second boot environment",
-            (|| {
-                root_is(&mut m, &new_be)?;
-                let cmdline = m.succeed("cat /proc/cmdline")?;
-                ensure!(
-                    cmdline.contains(&format!("root=zfs:{new_be}")),
-                    "/proc/cmdline: {cmdline}"
-                );
-                Ok(format!("/ is {new_be}; {}", cmdline.trim()))
-            })(),
-        );
-        run.report.check(
-            "it has the snapshot's content",
-            (|| {
-                m.succeed("test -f /root/before-snapshot")?;
-                m.fail("test -e /root/after-snapshot")?;
-                let origin = m.succeed(&format!("zfs get -H -o value origin {new_be}"))?;
-                ensure!(origin.trim() == "-", "origin {origin}");
-                Ok("before-snapshot there, after-snapshot not, no origin".into())
-            })(),
-        );
-        run.report.check(
-            "the clone's origin is the snapshot",
-            (|| {
-                let origin = m.succeed(&format!("zfs get -H -o value origin {clone}"))?;
-                ensure!(
-                    origin.trim() == format!("{BOOTFS}@kept"),
-                    "origin of {clone}: {origin}"
-                );
-                Ok(format!("{clone} origin {}", origin.trim()))
-            })(),
-        );
+        m.login_root(LOGIN_TIMEOUT)?;
+        run.check("Return booted the second boot environment", || {
+            root_is(&mut m, &new_be)?;
+            let cmdline = m.succeed("cat /proc/cmdline")?;
+            ensure!(
+                cmdline.contains(&format!("root=zfs:{new_be}")),
+                "/proc/cmdline: {cmdline}"
+            );
+            Ok(format!("/ is {new_be}; {}", cmdline.trim()))
+        });
+        run.check("it has the snapshot's content", || {
+            m.succeed("test -f /root/before-snapshot")?;
+            m.fail("test -e /root/after-snapshot")?;
+            let origin = m.succeed(&format!("zfs get -H -o value origin {new_be}"))?;
+            ensure!(origin.trim() == "-", "origin {origin}");
+            Ok("before-snapshot there, after-snapshot not, no origin".into())
+        });
+        run.check("the clone's origin is the snapshot", || {
+            let origin = m.succeed(&format!("zfs get -H -o value origin {clone}"))?;
+            ensure!(
+                origin.trim() == format!("{BOOTFS}@kept"),
+                "origin of {clone}: {origin}"
+            );
+            Ok(format!("{clone} origin {}", origin.trim()))
+        });
         m.shutdown(Duration::from_secs(120))?;
         Ok(())
     });
@@ -244,20 +214,15 @@ fn rollback_removes_what_was_written_after_the_snapshot() {
         zbm.open_menu()?;
         zbm.snapshots()?;
         zbm.select(&format!("{BOOTFS}@before-change"))?;
-        let start = Instant::now();
-        zbm.rollback_to_selected_snapshot()?;
-        run.report.phase("rollback", start.elapsed());
+        run.timed("rollback", |_| zbm.rollback_to_selected_snapshot())?;
         zbm.boot(BOOTFS)?;
-        m.login("root", ROOT_PASSWORD, LOGIN_TIMEOUT)?;
-        run.report.check(
-            "the file written after the snapshot is gone",
-            (|| {
-                root_is(&mut m, BOOTFS)?;
-                m.fail("test -e /root/after-snapshot")?;
-                m.succeed("test -f /root/before-snapshot")?;
-                Ok("after-snapshot gone, before-snapshot there".into())
-            })(),
-        );
+        m.login_root(LOGIN_TIMEOUT)?;
+        run.check("the file written after the snapshot is gone", || {
+            root_is(&mut m, BOOTFS)?;
+            m.fail("test -e /root/after-snapshot")?;
+            m.succeed("test -f /root/before-snapshot")?;
+            Ok("after-snapshot gone, before-snapshot there".into())
+        });
         m.shutdown(Duration::from_secs(120))?;
         Ok(())
     });
@@ -289,25 +254,21 @@ sync"#;
 fn a_second_kernel_set_as_default_boots_and_clearing_it_goes_back() {
     scenario_on_installed_base("zbm-kernels", |run| {
         let mut m = run.boot_installed("kernels")?;
-        let start = Instant::now();
-        m.succeed(SECOND_KERNEL_SCRIPT)?;
-        run.report
-            .phase("second kernel and initramfs", start.elapsed());
+        run.timed("second kernel and initramfs", |_| {
+            m.succeed(SECOND_KERNEL_SCRIPT)
+        })?;
         m.reboot()?;
         let mut zbm = Zbm::new(&mut m);
         zbm.wait_for_countdown(MENU_TIMEOUT)?;
         zbm.open_menu()?;
         let kernels = zbm.kernels()?;
-        run.report.check(
-            "the kernel list offers the second kernel",
-            (|| {
-                ensure!(
-                    kernels.iter().any(|k| k == SECOND_KERNEL) && kernels.len() >= 2,
-                    "listed: {kernels:?}"
-                );
-                Ok(kernels.join(" "))
-            })(),
-        );
+        run.check("the kernel list offers the second kernel", || {
+            ensure!(
+                kernels.iter().any(|k| k == SECOND_KERNEL) && kernels.len() >= 2,
+                "listed: {kernels:?}"
+            );
+            Ok(kernels.join(" "))
+        });
         zbm.select(&format!("/boot/{SECOND_KERNEL}"))?;
         zbm.set_selected_kernel_as_default()?;
         // The preview above the list is drawn after the list.
@@ -315,21 +276,20 @@ fn a_second_kernel_set_as_default_boots_and_clearing_it_goes_back() {
             s.lines()
                 .any(|l| l.contains(BOOTFS) && l.contains(SECOND_KERNEL))
         });
-        run.report.check(
-            "the menu's preview names the default kernel",
+        run.check("the menu's preview names the default kernel", || {
             preview.map(|s| {
                 s.lines()
                     .find(|l| l.contains(SECOND_KERNEL))
                     .unwrap_or_default()
                     .trim_matches(|c: char| c.is_whitespace() || "│┌┐─".contains(c))
                     .to_string()
-            }),
-        );
+            })
+        });
         zbm.boot(BOOTFS)?;
-        m.login("root", ROOT_PASSWORD, LOGIN_TIMEOUT)?;
-        run.report.check(
+        m.login_root(LOGIN_TIMEOUT)?;
+        run.check(
             "Alt+D set org.zfsbootmenu:kernel and the boot used that kernel",
-            (|| {
+            || {
                 let property = m.succeed(&format!(
                     "zfs get -H -o value org.zfsbootmenu:kernel {BOOTFS}"
                 ))?;
@@ -342,7 +302,7 @@ fn a_second_kernel_set_as_default_boots_and_clearing_it_goes_back() {
                     "org.zfsbootmenu:kernel={}; booted with its initramfs",
                     property.trim()
                 ))
-            })(),
+            },
         );
         m.reboot()?;
         let mut zbm = Zbm::new(&mut m);
@@ -351,10 +311,10 @@ fn a_second_kernel_set_as_default_boots_and_clearing_it_goes_back() {
         zbm.kernels()?;
         zbm.clear_default_kernel()?;
         zbm.boot(BOOTFS)?;
-        m.login("root", ROOT_PASSWORD, LOGIN_TIMEOUT)?;
-        run.report.check(
+        m.login_root(LOGIN_TIMEOUT)?;
+        run.check(
             "Alt+U cleared it and the distribution's kernel booted",
-            (|| {
+            || {
                 let property = m.succeed(&format!(
                     "zfs get -H -o value org.zfsbootmenu:kernel {BOOTFS}"
                 ))?;
@@ -364,7 +324,7 @@ fn a_second_kernel_set_as_default_boots_and_clearing_it_goes_back() {
                 );
                 m.fail("test -e /run/kldload-second-kernel")?;
                 Ok("org.zfsbootmenu:kernel unset; booted without the second initramfs".into())
-            })(),
+            },
         );
         m.shutdown(Duration::from_secs(120))?;
         Ok(())
@@ -388,8 +348,7 @@ fn recovery_shell_and_a_command_line_edited_for_one_boot() {
                 .any(|l| l.contains("rpool") && l.contains("ONLINE") && !l.contains("zpool"))
         };
         let screen = zbm.recovery_shell_run("zpool list -H -o name,health", pool_line);
-        run.report.check(
-            "the recovery shell runs commands against the pool",
+        run.check("the recovery shell runs commands against the pool", || {
             screen.map(|s| {
                 s.lines()
                     .find(|l| pool_line(l))
@@ -397,39 +356,32 @@ fn recovery_shell_and_a_command_line_edited_for_one_boot() {
                     .split_whitespace()
                     .collect::<Vec<_>>()
                     .join(" ")
-            }),
-        );
+            })
+        });
         let listed = zbm.leave_recovery_shell();
-        run.report
-            .check("exit brings the menu back", listed.map(|l| l.join(" ")));
+        run.check("exit brings the menu back", || listed.map(|l| l.join(" ")));
         zbm.append_to_command_line_once("kldload.one_boot=1")?;
         zbm.boot(BOOTFS)?;
-        m.login("root", ROOT_PASSWORD, LOGIN_TIMEOUT)?;
+        m.login_root(LOGIN_TIMEOUT)?;
         let cmdline = m.succeed("cat /proc/cmdline")?;
-        run.report.check(
-            "the edited command line is the booted one",
-            (|| {
-                ensure!(
-                    cmdline.contains("kldload.one_boot=1"),
-                    "/proc/cmdline: {cmdline}"
-                );
-                Ok(cmdline.trim().to_string())
-            })(),
-        );
+        run.check("the edited command line is the booted one", || {
+            ensure!(
+                cmdline.contains("kldload.one_boot=1"),
+                "/proc/cmdline: {cmdline}"
+            );
+            Ok(cmdline.trim().to_string())
+        });
         m.reboot()?;
-        m.login("root", ROOT_PASSWORD, MENU_TIMEOUT + LOGIN_TIMEOUT)?;
+        m.login_root(MENU_TIMEOUT + LOGIN_TIMEOUT)?;
         let cmdline = m.succeed("cat /proc/cmdline")?;
-        run.report.check(
-            "the next boot has the usual command line",
-            (|| {
-                root_is(&mut m, BOOTFS)?;
-                ensure!(
-                    !cmdline.contains("kldload.one_boot"),
-                    "/proc/cmdline: {cmdline}"
-                );
-                Ok(cmdline.trim().to_string())
-            })(),
-        );
+        run.check("the next boot has the usual command line", || {
+            root_is(&mut m, BOOTFS)?;
+            ensure!(
+                !cmdline.contains("kldload.one_boot"),
+                "/proc/cmdline: {cmdline}"
+            );
+            Ok(cmdline.trim().to_string())
+        });
         m.shutdown(Duration::from_secs(120))?;
         Ok(())
     });
@@ -460,7 +412,10 @@ fn set_zbm_options(m: &mut Machine, extra: &str) -> anyhow::Result<String> {
 }
 
 /// `zbm.skip` boots bootfs with no menu and no countdown; `zbm.show` shows the menu at once
-/// and waits for a key past the countdown's time; an invalid `spl_hostid` does not stop it.
+/// and waits for a key past the countdown's time; an invalid `spl_hostid` does not stop it, and
+/// the entry's other options still count (its own `zbm.timeout`). The boot with the bad hostid
+/// comes first: its countdown, read from the console the way the `zbm.skip` check reads it, is
+/// the control that shows that check can see a countdown when there is one.
 #[test]
 #[ignore = "boots VMs: run with `cargo xtask vm-test debian`"]
 #[file_serial(installed_base)]
@@ -468,25 +423,60 @@ fn load_options_skip_show_and_a_bad_hostid() {
     scenario_on_installed_base("zbm-options", |run| {
         let mut m = run.boot_installed("options")?;
 
+        // kldload's own entry says zbm.timeout=5: 12 is this entry's.
+        set_zbm_options(&mut m, "zbm.timeout=12 spl_hostid=0xnothex")?;
+        m.reboot()?;
+        let before_login = run.timed("bad spl_hostid: firmware to login", |_| {
+            m.console.wait_for("login: ", MENU_TIMEOUT + LOGIN_TIMEOUT)
+        })?;
+        m.login_at_prompt("root", ROOT_PASSWORD)?;
+        let spl = m.succeed("cat /sys/module/spl/parameters/spl_hostid")?;
+        run.check("an invalid spl_hostid does not stop it", || {
+            root_is(&mut m, BOOTFS)?;
+            let spl = kldload::doctor::parse_kernel_number(&spl);
+            ensure!(
+                spl == Some(ZFSBOOTMENU_HOSTID),
+                "the SPL's hostid is {spl:?}, not ZFSBootMenu's 0x{ZFSBOOTMENU_HOSTID:08x}"
+            );
+            Ok(format!(
+                "booted {BOOTFS}; SPL hostid 0x{ZFSBOOTMENU_HOSTID:08x}"
+            ))
+        });
+        run.check("the same entry's zbm.timeout=12 is used", || {
+            let seconds = countdown_seconds(&before_login);
+            let first = seconds.iter().max().copied();
+            ensure!(
+                first.is_some_and(|s| (10..=12).contains(&s)),
+                "the console's countdown started from {first:?} (all: {seconds:?}), not 12"
+            );
+            Ok(format!(
+                "countdown from {} seconds",
+                first.unwrap_or_default()
+            ))
+        });
+
         set_zbm_options(&mut m, "zbm.skip")?;
         m.reboot()?;
-        let start = Instant::now();
-        let before_login = m
-            .console
-            .wait_for("login: ", MENU_TIMEOUT + LOGIN_TIMEOUT)?;
-        run.report
-            .phase("zbm.skip: firmware to login", start.elapsed());
-        run.report.check(
-            "zbm.skip boots without menu or countdown",
-            (|| {
-                ensure!(
-                    !before_login.contains("boot menu") && !before_login.contains("BE >"),
-                    "ZFSBootMenu drew its countdown or menu"
-                );
-                Ok("no countdown, no menu".into())
-            })(),
-        );
+        let skipped = run.timed("zbm.skip: firmware to login", |_| {
+            m.console.wait_for("login: ", MENU_TIMEOUT + LOGIN_TIMEOUT)
+        })?;
         m.login_at_prompt("root", ROOT_PASSWORD)?;
+        run.check("zbm.skip boots without menu or countdown", || {
+            ensure!(
+                !countdown_seconds(&before_login).is_empty(),
+                "control: the boot before showed no countdown either"
+            );
+            ensure!(
+                !skipped.contains("boot menu")
+                    && !skipped.contains("BE >")
+                    && countdown_seconds(&skipped).is_empty(),
+                "ZFSBootMenu drew its countdown or menu"
+            );
+            root_is(&mut m, BOOTFS)?;
+            Ok(format!(
+                "no countdown, no menu (the boot before showed one); / is {BOOTFS}"
+            ))
+        });
 
         set_zbm_options(&mut m, "zbm.show")?;
         m.reboot()?;
@@ -494,36 +484,19 @@ fn load_options_skip_show_and_a_bad_hostid() {
         let listed = zbm.wait_for_menu()?;
         std::thread::sleep(Duration::from_secs(15));
         let screen = zbm.m.console.screen();
-        run.report.check(
-            "zbm.show waits in the menu",
-            (|| {
-                ensure!(
-                    screen.contains("BE >") && listed.iter().any(|b| b == BOOTFS),
-                    "15 s later the screen is:\n{screen}"
-                );
-                Ok(format!(
-                    "menu still up 15 s later, listing {}",
-                    listed.join(" ")
-                ))
-            })(),
-        );
+        run.check("zbm.show waits in the menu", || {
+            ensure!(
+                screen.contains("BE >") && listed.iter().any(|b| b == BOOTFS),
+                "15 s later the screen is:\n{screen}"
+            );
+            Ok(format!(
+                "menu still up 15 s later, listing {}",
+                listed.join(" ")
+            ))
+        });
         zbm.boot(BOOTFS)?;
-        m.login("root", ROOT_PASSWORD, LOGIN_TIMEOUT)?;
+        m.login_root(LOGIN_TIMEOUT)?;
 
-        set_zbm_options(&mut m, "zbm.timeout=5 spl_hostid=0xnothex")?;
-        m.reboot()?;
-        let start = Instant::now();
-        m.login("root", ROOT_PASSWORD, MENU_TIMEOUT + LOGIN_TIMEOUT)?;
-        run.report
-            .phase("bad spl_hostid: firmware to login", start.elapsed());
-        let hostid = m.succeed("cat /sys/module/spl/parameters/spl_hostid")?;
-        run.report.check(
-            "an invalid spl_hostid does not stop it",
-            (|| {
-                root_is(&mut m, BOOTFS)?;
-                Ok(format!("booted {BOOTFS}; SPL hostid {}", hostid.trim()))
-            })(),
-        );
         m.shutdown(Duration::from_secs(120))?;
         Ok(())
     });

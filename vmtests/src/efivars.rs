@@ -1,0 +1,182 @@
+//! UEFI boot variables as the firmware holds them, read from the guest's efivarfs and decoded
+//! here (UEFI 2.10 §3.1.3 EFI_LOAD_OPTION, §10.3 device path nodes), so the checks compare
+//! exact values rather than one efibootmgr version's way of printing them.
+
+use anyhow::{Context, Result, bail, ensure};
+
+/// The vendor GUID of the global boot variables (Boot####, BootCurrent, BootOrder).
+pub const GLOBAL_GUID: &str = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
+
+/// One Boot#### variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadOption {
+    /// The entry's label, e.g. "ZFSBootMenu".
+    pub description: String,
+    /// The GPT partition GUID of the device path's hard-drive node (lower case), if any.
+    pub partition_guid: Option<String>,
+    /// The device path's file path node, e.g. `\EFI\ZBM\VMLINUZ.EFI`.
+    pub file: Option<String>,
+    /// The optional data read as UTF-16 text (what `efibootmgr --unicode` wrote), without its
+    /// terminating NUL; None when there is none.
+    pub options: Option<String>,
+}
+
+/// Strips efivarfs's leading 4 bytes of variable attributes.
+fn value(var: &[u8]) -> Result<&[u8]> {
+    ensure!(var.len() >= 4, "shorter than its attributes");
+    Ok(&var[4..])
+}
+
+/// BootCurrent: the entry the firmware booted this time.
+pub fn parse_boot_current(var: &[u8]) -> Result<u16> {
+    let v = value(var)?;
+    ensure!(v.len() == 2, "BootCurrent is {} bytes, not 2", v.len());
+    Ok(u16::from_le_bytes([v[0], v[1]]))
+}
+
+fn u16_at(b: &[u8], at: usize) -> Result<u16> {
+    let s = b.get(at..at + 2).context("truncated")?;
+    Ok(u16::from_le_bytes([s[0], s[1]]))
+}
+
+/// UTF-16LE text up to its NUL (or the end); the text and the bytes it took, NUL included.
+fn utf16z(b: &[u8]) -> Result<(String, usize)> {
+    let units: Vec<u16> = b
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .take_while(|&u| u != 0)
+        .collect();
+    let used = (units.len() * 2 + 2).min(b.len());
+    Ok((String::from_utf16(&units).context("not UTF-16")?, used))
+}
+
+/// A GUID as text: the first three fields are little-endian in memory.
+fn guid(b: &[u8]) -> String {
+    format!(
+        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{}",
+        b[3],
+        b[2],
+        b[1],
+        b[0],
+        b[5],
+        b[4],
+        b[7],
+        b[6],
+        b[8],
+        b[9],
+        b[10..16]
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<String>()
+    )
+}
+
+/// A Boot#### variable (with efivarfs's attribute bytes in front).
+pub fn parse_load_option(var: &[u8]) -> Result<LoadOption> {
+    let v = value(var)?;
+    let path_len = u16_at(v, 4)? as usize;
+    let (description, used) = utf16z(v.get(6..).context("no description")?)?;
+    let path_start = 6 + used;
+    let path = v
+        .get(path_start..path_start + path_len)
+        .context("the device path is cut short")?;
+    let mut option = LoadOption {
+        description,
+        partition_guid: None,
+        file: None,
+        options: None,
+    };
+    let mut at = 0;
+    while at + 4 <= path.len() {
+        let (kind, sub, len) = (path[at], path[at + 1], u16_at(path, at + 2)? as usize);
+        if len < 4 || at + len > path.len() {
+            bail!("a device path node of {len} bytes at {at}");
+        }
+        let data = &path[at + 4..at + len];
+        match (kind, sub) {
+            // Media, hard drive: number u32, start u64, size u64, signature [16], format, type.
+            (4, 1) if data.len() >= 38 && data[37] == 2 => {
+                option.partition_guid = Some(guid(&data[20..36]));
+            }
+            (4, 4) => option.file = Some(utf16z(data)?.0),
+            (0x7f, 0xff) => break,
+            _ => {}
+        }
+        at += len;
+    }
+    let rest = &v[path_start + path_len..];
+    if !rest.is_empty() {
+        let (text, _) = utf16z(rest)?;
+        option.options = Some(text);
+    }
+    Ok(option)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utf16(s: &str) -> Vec<u8> {
+        s.encode_utf16()
+            .chain([0])
+            .flat_map(|u| u.to_le_bytes())
+            .collect()
+    }
+
+    /// A Boot#### variable as efibootmgr writes one: attributes, then the load option.
+    fn boot_var(label: &str, guid_bytes: [u8; 16], file: &str, options: Option<&str>) -> Vec<u8> {
+        let mut hd = vec![4, 1, 42, 0];
+        hd.extend(1u32.to_le_bytes());
+        hd.extend(2048u64.to_le_bytes());
+        hd.extend(1048576u64.to_le_bytes());
+        hd.extend(guid_bytes);
+        hd.extend([2, 2]);
+        let f = utf16(file);
+        let mut fp = vec![4, 4];
+        fp.extend(((f.len() + 4) as u16).to_le_bytes());
+        fp.extend(f);
+        let path: Vec<u8> = [hd, fp, vec![0x7f, 0xff, 4, 0]].concat();
+        let mut v = vec![7, 0, 0, 0];
+        v.extend(1u32.to_le_bytes());
+        v.extend((path.len() as u16).to_le_bytes());
+        v.extend(utf16(label));
+        v.extend(path);
+        if let Some(o) = options {
+            v.extend(utf16(o));
+        }
+        v
+    }
+
+    #[test]
+    fn a_boot_entry_with_load_options() {
+        let g = [
+            0x78, 0x56, 0x34, 0x12, 0xbc, 0x9a, 0xf0, 0xde, 1, 2, 3, 4, 5, 6, 7, 8,
+        ];
+        let var = boot_var(
+            "ZFSBootMenu",
+            g,
+            "\\EFI\\ZBM\\VMLINUZ.EFI",
+            Some("zbm.timeout=5 console=ttyS0,115200"),
+        );
+        let o = parse_load_option(&var).unwrap();
+        assert_eq!(o.description, "ZFSBootMenu");
+        assert_eq!(
+            o.partition_guid.as_deref(),
+            Some("12345678-9abc-def0-0102-030405060708")
+        );
+        assert_eq!(o.file.as_deref(), Some("\\EFI\\ZBM\\VMLINUZ.EFI"));
+        assert_eq!(
+            o.options.as_deref(),
+            Some("zbm.timeout=5 console=ttyS0,115200")
+        );
+        let none = parse_load_option(&boot_var("X", g, "\\a.efi", None)).unwrap();
+        assert_eq!(none.options, None);
+        assert!(parse_load_option(&var[..20]).is_err());
+    }
+
+    #[test]
+    fn boot_current() {
+        assert_eq!(parse_boot_current(&[7, 0, 0, 0, 3, 0]).unwrap(), 3);
+        assert!(parse_boot_current(&[7, 0, 0, 0, 3]).is_err());
+    }
+}
