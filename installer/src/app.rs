@@ -136,8 +136,7 @@ pub fn install(
 
 /// Names the disks to be wiped and asks; refuses when there is nobody to ask.
 fn confirm(disks: &[PathBuf], system: &dyn SystemView) -> Result<(), AppError> {
-    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
-    if ci || !std::io::stdin().is_terminal() {
+    if crate::exec::in_ci() || !std::io::stdin().is_terminal() {
         return Err(AppError::NotConfirmed(
             "there is no terminal to ask on; pass --yes to wipe the disks without asking".into(),
         ));

@@ -39,16 +39,26 @@ pub enum ProgressMode {
 }
 
 impl ProgressMode {
-    /// Bars only on an interactive terminal outside CI.
+    /// Bars only where a person watches (see [`interactive`]).
     pub fn detect() -> ProgressMode {
-        use std::io::IsTerminal;
-        let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
-        if !ci && std::io::stderr().is_terminal() {
+        if interactive() {
             ProgressMode::Bars
         } else {
             ProgressMode::Lines
         }
     }
+}
+
+/// Whether `$CI` says this runs in CI (set and neither empty nor `false`).
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
+}
+
+/// Whether a person watches: stderr is a terminal and this is not CI. Progress is drawn and
+/// questions are asked only then (the installer's and `cargo xtask`'s one test for it).
+pub fn interactive() -> bool {
+    use std::io::IsTerminal;
+    !in_ci() && std::io::stderr().is_terminal()
 }
 
 /// The install log: stderr, a bounded memory of early lines, and a file once there is one.

@@ -7,8 +7,8 @@ use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 
 /// Debian's ovmf package (4 MiB flash layout).
-const DEBIAN_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-const DEBIAN_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+pub const DEBIAN_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+pub const DEBIAN_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 /// The firmware code (read-only flash) and the template of its variable store.
 #[derive(Debug, Clone, PartialEq, Eq)]

