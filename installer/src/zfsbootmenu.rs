@@ -71,8 +71,8 @@ pub fn choose_source(
     }
     if let (Some(url), Some(sha256)) = (&z.url, &z.sha256) {
         return ZbmSource::Download {
-            url: url.clone(),
-            sha256: sha256.clone(),
+            url: url.to_string(),
+            sha256: sha256.to_string(),
             origin: "zfsbootmenu.url in the answer file".into(),
         };
     }

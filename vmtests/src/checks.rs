@@ -157,7 +157,7 @@ fn pool_properties(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
     );
     let (compression, acltype, xattr) = (rows[0][1], rows[1][1], rows[2][1]);
     ensure!(
-        compression == c.pool.compression,
+        compression == c.pool.compression.as_str(),
         "compression={compression}"
     );
     // ZFS 2.3 shows posixacl as "posix".

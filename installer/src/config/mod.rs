@@ -7,9 +7,10 @@
 pub mod names;
 pub mod size;
 
+pub use crate::recipe::datasets::Dataset;
 use names::*;
 use serde::{Deserialize, Serialize};
-use size::{ByteSize, GIB, MIB};
+use size::{Ashift, ByteSize, EspSize, GIB, MIB, SwapSize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
@@ -168,18 +169,18 @@ pub struct DiskConfig {
     pub layout: Layout,
     /// Disks by path; a /dev/disk/by-id link survives reboots and re-cabling, /dev/sda may not.
     #[serde(default)]
-    pub paths: Vec<PathBuf>,
+    pub paths: Vec<DevicePath>,
     /// Or: pick the disks whose udev properties match.
     pub filter: Option<DiskFilter>,
     /// How many disks the filter must match (default: the layout's minimum).
     pub count: Option<usize>,
     /// The EFI system partition's size on each disk.
     #[serde(default = "default_esp_size")]
-    pub esp_size: ByteSize,
+    pub esp_size: EspSize,
 }
 
-fn default_esp_size() -> ByteSize {
-    ByteSize(512 * MIB)
+fn default_esp_size() -> EspSize {
+    EspSize::new(ByteSize(512 * MIB)).expect("valid")
 }
 
 /// A filter on udev properties. Every given field must match; text fields take shell-style
@@ -188,11 +189,11 @@ fn default_esp_size() -> ByteSize {
 #[serde(deny_unknown_fields)]
 pub struct DiskFilter {
     /// ID_SERIAL_SHORT or ID_SERIAL.
-    pub serial: Option<String>,
+    pub serial: Option<GlobPattern>,
     /// ID_MODEL.
-    pub model: Option<String>,
+    pub model: Option<GlobPattern>,
     /// A /dev/disk/by-id name (the file name, without the directory).
-    pub by_id: Option<String>,
+    pub by_id: Option<GlobPattern>,
     pub min_size: Option<ByteSize>,
     pub max_size: Option<ByteSize>,
 }
@@ -205,14 +206,14 @@ pub struct PoolConfig {
     pub name: PoolName,
     /// log2 of the sector size ZFS writes: 12 (4 KiB) suits every current disk.
     #[serde(default = "default_ashift")]
-    pub ashift: u8,
+    pub ashift: Ashift,
     #[serde(default = "default_compression")]
-    pub compression: String,
+    pub compression: Compression,
     /// Native encryption of the whole pool, unlocked in ZFSBootMenu.
     #[serde(default)]
     pub encryption: Encryption,
     /// A swap zvol of this size (none by default).
-    pub swap_size: Option<ByteSize>,
+    pub swap_size: Option<SwapSize>,
 }
 
 impl Default for PoolConfig {
@@ -230,11 +231,11 @@ impl Default for PoolConfig {
 fn default_pool_name() -> PoolName {
     PoolName::new("rpool").expect("valid")
 }
-fn default_ashift() -> u8 {
-    12
+fn default_ashift() -> Ashift {
+    Ashift::new(12).expect("valid")
 }
-fn default_compression() -> String {
-    "lz4".into()
+fn default_compression() -> Compression {
+    Compression::new("lz4").expect("valid")
 }
 
 /// `encryption = "off"` or `encryption = { passphrase = "..." }`.
@@ -362,20 +363,20 @@ pub struct ZfsBootMenuConfig {
     /// A local EFI file to install.
     pub path: Option<PathBuf>,
     /// Or a URL to download it from; `sha256` is then required.
-    pub url: Option<String>,
-    pub sha256: Option<String>,
+    pub url: Option<HttpUrl>,
+    pub sha256: Option<Sha256Hex>,
     /// ZFSBootMenu's own command line (firmware load options replace the embedded one).
     #[serde(default = "default_zbm_commandline")]
-    pub commandline: String,
+    pub commandline: KernelCommandLine,
     /// Seconds the menu counts down before booting the default environment (zbm.timeout; left
     /// out when `commandline` has `zbm.skip`, `zbm.show` or a `zbm.timeout` of its own).
     #[serde(default = "default_zbm_timeout")]
     pub timeout: i32,
     /// A serial console such as "ttyS0,115200", for the menu and the installed system.
-    pub serial_console: Option<String>,
+    pub serial_console: Option<SerialConsole>,
     /// The installed kernel's command line (`org.zfsbootmenu:commandline` on <pool>/ROOT).
     #[serde(default = "default_kernel_commandline")]
-    pub kernel_commandline: String,
+    pub kernel_commandline: KernelCommandLine,
 }
 
 impl Default for ZfsBootMenuConfig {
@@ -393,14 +394,14 @@ impl Default for ZfsBootMenuConfig {
 }
 
 /// What the release build embeds: with load options set, nothing of it remains unless repeated.
-fn default_zbm_commandline() -> String {
-    "quiet loglevel=0 nomodeset".into()
+fn default_zbm_commandline() -> KernelCommandLine {
+    KernelCommandLine::new("quiet loglevel=0 nomodeset").expect("valid")
 }
 fn default_zbm_timeout() -> i32 {
     10
 }
-fn default_kernel_commandline() -> String {
-    "quiet".into()
+fn default_kernel_commandline() -> KernelCommandLine {
+    KernelCommandLine::new("quiet").expect("valid")
 }
 
 /// The network: DHCP on every wired interface, unless an interface is given a static address.
@@ -573,20 +574,9 @@ impl Config {
                     ),
                 );
             }
-            for p in &d.paths {
-                let s = p.to_string_lossy();
-                if !s.starts_with("/dev/") || s.contains(char::is_whitespace) {
-                    return err(
-                        "disks.paths",
-                        format!(
-                            "{s:?} is not a device path: use /dev/disk/by-id/... or /dev/<name>"
-                        ),
-                    );
-                }
-            }
             let mut seen = std::collections::BTreeSet::new();
             if let Some(dup) = d.paths.iter().find(|p| !seen.insert(*p)) {
-                return err("disks.paths", format!("{} is listed twice", dup.display()));
+                return err("disks.paths", format!("{dup} is listed twice"));
             }
         }
         if let Some(count) = d.count {
@@ -600,56 +590,14 @@ impl Config {
                 );
             }
         }
-        if let Some(f) = &d.filter {
-            if f == &DiskFilter::default() {
-                return err(
-                    "disks.filter",
-                    "an empty filter would match every disk: give serial, model, by_id or a size range".into(),
-                );
-            }
-            for (key, pattern) in [
-                ("serial", &f.serial),
-                ("model", &f.model),
-                ("by_id", &f.by_id),
-            ] {
-                if let Some(p) = pattern
-                    && let Err(e) = glob::Pattern::new(p)
-                {
-                    return err(
-                        &format!("disks.filter.{key}"),
-                        format!("bad pattern {p:?}: {e}"),
-                    );
-                }
-            }
-        }
-        if d.esp_size.bytes() < 64 * MIB || !d.esp_size.bytes().is_multiple_of(MIB) {
+        if d.filter.as_ref() == Some(&DiskFilter::default()) {
             return err(
-                "disks.esp_size",
-                format!(
-                    "{} is not usable: the ESP needs at least 64MiB (512MiB recommended), in whole MiB",
-                    d.esp_size
-                ),
+                "disks.filter",
+                "an empty filter would match every disk: give serial, model, by_id or a size range"
+                    .into(),
             );
         }
         let p = &self.pool;
-        if !(9..=16).contains(&p.ashift) {
-            return err(
-                "pool.ashift",
-                format!(
-                    "{} is out of range: ZFS takes 9 to 16 (12 suits 4 KiB sectors)",
-                    p.ashift
-                ),
-            );
-        }
-        if !is_compression(&p.compression) {
-            return err(
-                "pool.compression",
-                format!(
-                    "{:?} is not a ZFS compression: use lz4, zstd, zstd-1..19, gzip, gzip-1..9, zle, lzjb, on or off",
-                    p.compression
-                ),
-            );
-        }
         if let Encryption::Passphrase { passphrase } = &p.encryption {
             let len = passphrase.0.chars().count();
             if !(8..=512).contains(&len) || passphrase.0.contains('\n') {
@@ -663,14 +611,6 @@ impl Config {
             return err(
                 "pool.encryption",
                 "FreeBSD's loader cannot boot from a natively encrypted pool: use encryption = \"off\" for freebsd-14".into(),
-            );
-        }
-        if let Some(swap) = p.swap_size
-            && (swap.bytes() < 16 * MIB || !swap.bytes().is_multiple_of(MIB))
-        {
-            return err(
-                "pool.swap_size",
-                format!("{swap} is not usable: give at least 16MiB, in whole MiB"),
             );
         }
         let mut names = std::collections::BTreeSet::new();
@@ -730,45 +670,11 @@ impl Config {
                 "give either `path` or `url`, not both".into(),
             );
         }
-        if let Some(url) = &z.url {
-            if !(url.starts_with("https://") || url.starts_with("http://"))
-                || url.contains(char::is_whitespace)
-            {
-                return err("zfsbootmenu.url", format!("{url:?} is not an http(s) URL"));
-            }
-            match &z.sha256 {
-                Some(s) if is_sha256(s) => {}
-                _ => {
-                    return err(
-                        "zfsbootmenu.sha256",
-                        "a download needs the file's sha256 (64 hex digits) to check it against"
-                            .into(),
-                    );
-                }
-            }
-        }
-        for (key, line) in [
-            ("zfsbootmenu.commandline", &z.commandline),
-            ("zfsbootmenu.kernel_commandline", &z.kernel_commandline),
-        ] {
-            if line.chars().any(char::is_control) || line.contains(['"', '\'', '\\']) {
-                return err(
-                    key,
-                    "a kernel command line is one line without quotes or backslashes".into(),
-                );
-            }
-        }
-        if let Some(serial) = &z.serial_console {
-            let ok = serial.starts_with("tty")
-                && serial
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == ',');
-            if !ok {
-                return err(
-                    "zfsbootmenu.serial_console",
-                    format!("{serial:?} is not a console: write e.g. \"ttyS0,115200\""),
-                );
-            }
+        if z.url.is_some() && z.sha256.is_none() {
+            return err(
+                "zfsbootmenu.sha256",
+                "a download needs the file's sha256 (64 hex digits) to check it against".into(),
+            );
         }
         for (i, s) in self.network.static_interfaces.iter().enumerate() {
             if s.name.is_none() && s.mac.is_none() {
@@ -791,7 +697,7 @@ impl Config {
 
     /// The recipe's datasets with the answer file's additions merged in, parents first.
     pub fn datasets(&self) -> Vec<Dataset> {
-        let mut list = recipe_datasets();
+        let mut list = crate::recipe::datasets::recipe_datasets();
         for extra in &self.datasets {
             match list.iter_mut().find(|d| d.path == extra.name) {
                 Some(d) => {
@@ -823,103 +729,6 @@ impl Config {
         });
         list
     }
-}
-
-/// One dataset of the layout, with every property it is created with.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Dataset {
-    pub path: DatasetPath,
-    pub mountpoint: Mountpoint,
-    /// `noauto` for boot environments (the initramfs mounts the chosen one), `off` for containers.
-    pub canmount: Option<&'static str>,
-    pub properties: BTreeMap<PropertyName, PropertyValue>,
-    pub why: String,
-}
-
-/// The recipe's datasets: each one a boundary for compression, quota, snapshots and encryption.
-fn recipe_datasets() -> Vec<Dataset> {
-    let ds = |path: &str, mountpoint: &str, canmount, props: &[(&str, &str)], why: &str| Dataset {
-        path: DatasetPath::new(path).expect("valid"),
-        mountpoint: Mountpoint::new(mountpoint).expect("valid"),
-        canmount,
-        properties: props
-            .iter()
-            .map(|(k, v)| {
-                (
-                    PropertyName::new(*k).expect("valid"),
-                    PropertyValue::new(*v).expect("valid"),
-                )
-            })
-            .collect(),
-        why: why.into(),
-    };
-    vec![
-        ds(
-            "ROOT",
-            "none",
-            Some("off"),
-            &[],
-            "container of boot environments: ZFSBootMenu lists the datasets under it",
-        ),
-        ds(
-            "ROOT/default",
-            "/",
-            Some("noauto"),
-            &[],
-            "the first boot environment; noauto so only the one being booted is mounted at /",
-        ),
-        ds(
-            "home",
-            "/home",
-            None,
-            &[],
-            "user data, kept apart from boot environments and their rollbacks",
-        ),
-        ds(
-            "var",
-            "/var",
-            None,
-            &[],
-            "variable data, outside the boot environment",
-        ),
-        ds(
-            "var/log",
-            "/var/log",
-            None,
-            &[],
-            "logs survive a rollback of the system and compress well",
-        ),
-        ds(
-            "tmp",
-            "/tmp",
-            None,
-            &[
-                ("sync", "disabled"),
-                ("exec", "off"),
-                ("setuid", "off"),
-                ("devices", "off"),
-            ],
-            "scratch space: no sync writes, nothing runs from it",
-        ),
-    ]
-}
-
-fn is_compression(v: &str) -> bool {
-    let levels = |prefix: &str, max: u32| {
-        v.strip_prefix(prefix)
-            .and_then(|n| n.parse::<u32>().ok())
-            .is_some_and(|n| (1..=max).contains(&n))
-    };
-    matches!(
-        v,
-        "on" | "off" | "lz4" | "zstd" | "gzip" | "zle" | "lzjb" | "zstd-fast"
-    ) || levels("zstd-", 19)
-        || levels("gzip-", 9)
-        || levels("zstd-fast-", 1000)
-}
-
-pub fn is_sha256(v: &str) -> bool {
-    v.len() == 64 && v.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 /// Parses TOML into `T`, turning serde's errors into one line that names the line and the key.

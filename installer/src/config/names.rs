@@ -1,4 +1,5 @@
-//! Validated names: every string from the answer file that ends up in an argv or a file.
+//! Validated strings: every string from the answer file that ends up in an argv or a file, and
+//! the patterns and URLs that choose what the install uses.
 //!
 //! Each type can only be built through its validating constructor (also used by serde), so a
 //! value that reaches the plan can never start with `-` (and be read as an option), contain a
@@ -391,9 +392,148 @@ validated_string!(
     check_ssh_key
 );
 
+fn check_device_path(v: &str) -> Result<(), NameError> {
+    if !v.starts_with("/dev/") || v.contains(char::is_whitespace) {
+        return Err(NameError(format!(
+            "{v:?} is not a device path: use /dev/disk/by-id/... or /dev/<name>"
+        )));
+    }
+    Ok(())
+}
+
+fn check_compression(v: &str) -> Result<(), NameError> {
+    let levels = |prefix: &str, max: u32| {
+        v.strip_prefix(prefix)
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_some_and(|n| (1..=max).contains(&n))
+    };
+    let known = matches!(
+        v,
+        "on" | "off" | "lz4" | "zstd" | "gzip" | "zle" | "lzjb" | "zstd-fast"
+    ) || levels("zstd-", 19)
+        || levels("gzip-", 9)
+        || levels("zstd-fast-", 1000);
+    if !known {
+        return Err(NameError(format!(
+            "{v:?} is not a ZFS compression: use lz4, zstd, zstd-1..19, gzip, gzip-1..9, zle, lzjb, on or off"
+        )));
+    }
+    Ok(())
+}
+
+fn check_glob(v: &str) -> Result<(), NameError> {
+    glob::Pattern::new(v).map_err(|e| NameError(format!("bad pattern {v:?}: {e}")))?;
+    Ok(())
+}
+
+fn check_http_url(v: &str) -> Result<(), NameError> {
+    if !(v.starts_with("https://") || v.starts_with("http://")) || v.contains(char::is_whitespace) {
+        return Err(NameError(format!("{v:?} is not an http(s) URL")));
+    }
+    Ok(())
+}
+
+fn check_sha256(v: &str) -> Result<(), NameError> {
+    if !(v.len() == 64 && v.chars().all(|c| c.is_ascii_hexdigit())) {
+        return Err(NameError(format!(
+            "{v:?} is not a sha256: write its 64 hex digits"
+        )));
+    }
+    Ok(())
+}
+
+fn check_kernel_commandline(v: &str) -> Result<(), NameError> {
+    if v.chars().any(char::is_control) || v.contains(['"', '\'', '\\']) {
+        return Err(NameError(
+            "a kernel command line is one line without quotes or backslashes".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_serial_console(v: &str) -> Result<(), NameError> {
+    let ok = v.starts_with("tty") && v.chars().all(|c| c.is_ascii_alphanumeric() || c == ',');
+    if !ok {
+        return Err(NameError(format!(
+            "{v:?} is not a console: write e.g. \"ttyS0,115200\""
+        )));
+    }
+    Ok(())
+}
+
+validated_string!(
+    /// A block device's path, `/dev/disk/by-id/...` or `/dev/<name>`; whether it exists and is
+    /// a whole disk is checked against the machine, before anything is written.
+    DevicePath,
+    check_device_path
+);
+validated_string!(
+    /// A ZFS `compression` value: lz4, zstd, zstd-1..19, gzip-1..9, ...
+    Compression,
+    check_compression
+);
+validated_string!(
+    /// A shell-style glob (`*`, `?`, `[...]`) matched against a whole udev value.
+    GlobPattern,
+    check_glob
+);
+validated_string!(
+    /// An http(s) URL to download from.
+    HttpUrl,
+    check_http_url
+);
+validated_string!(
+    /// A sha256 digest, 64 hex digits.
+    Sha256Hex,
+    check_sha256
+);
+validated_string!(
+    /// A kernel command line: one line, no quotes or backslashes (it is stored in a ZFS
+    /// property and in firmware load options, and read back by shells).
+    KernelCommandLine,
+    check_kernel_commandline
+);
+validated_string!(
+    /// A serial console as the kernel names it, `ttyS0,115200`.
+    SerialConsole,
+    check_serial_console
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_that_choose_what_the_install_uses() {
+        assert!(DevicePath::new("/dev/disk/by-id/nvme-X").is_ok());
+        assert!(
+            DevicePath::new("vdb")
+                .unwrap_err()
+                .0
+                .contains("not a device path")
+        );
+        assert!(Compression::new("zstd-19").is_ok() && Compression::new("gzip-10").is_err());
+        assert!(
+            Compression::new("fast")
+                .unwrap_err()
+                .0
+                .contains("not a ZFS compression")
+        );
+        assert!(GlobPattern::new("Samsung*").is_ok() && GlobPattern::new("[a").is_err());
+        assert!(
+            HttpUrl::new("https://x.invalid/z.efi").is_ok() && HttpUrl::new("ftp://x").is_err()
+        );
+        assert!(Sha256Hex::new("a".repeat(64)).is_ok() && Sha256Hex::new("abc").is_err());
+        assert!(KernelCommandLine::new("quiet zbm.timeout=5").is_ok());
+        assert!(KernelCommandLine::new("a \"b\"").is_err());
+        assert!(SerialConsole::new("ttyS0,115200").is_ok());
+        assert!(
+            SerialConsole::new("ttyS0 115200")
+                .unwrap_err()
+                .0
+                .contains("ttyS0,115200")
+        );
+    }
 
     #[test]
     fn pool_names() {

@@ -65,6 +65,91 @@ impl fmt::Display for ByteSize {
     }
 }
 
+/// A partition or zvol size: whole MiB and at least `MIN_MIB` (a size that parses is one the
+/// recipe can use). [`EspSize`] and [`SwapSize`] are the two the answer file has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "ByteSize", into = "ByteSize")]
+pub struct WholeMib<const MIN_MIB: u64>(ByteSize);
+
+/// The EFI system partition: at least 64 MiB (512 MiB recommended).
+pub type EspSize = WholeMib<64>;
+/// A swap zvol: at least 16 MiB.
+pub type SwapSize = WholeMib<16>;
+
+impl<const MIN_MIB: u64> WholeMib<MIN_MIB> {
+    pub fn new(size: ByteSize) -> Result<Self, String> {
+        if size.bytes() < MIN_MIB * MIB || !size.bytes().is_multiple_of(MIB) {
+            return Err(format!(
+                "{size} is not usable: give at least {MIN_MIB}MiB, in whole MiB"
+            ));
+        }
+        Ok(WholeMib(size))
+    }
+    pub fn bytes(self) -> u64 {
+        self.0.bytes()
+    }
+    pub fn mib(self) -> u64 {
+        self.0.mib()
+    }
+}
+
+impl<const MIN_MIB: u64> TryFrom<ByteSize> for WholeMib<MIN_MIB> {
+    type Error = String;
+    fn try_from(size: ByteSize) -> Result<Self, String> {
+        Self::new(size)
+    }
+}
+
+impl<const MIN_MIB: u64> From<WholeMib<MIN_MIB>> for ByteSize {
+    fn from(s: WholeMib<MIN_MIB>) -> ByteSize {
+        s.0
+    }
+}
+
+impl<const MIN_MIB: u64> fmt::Display for WholeMib<MIN_MIB> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// `ashift`: log2 of the sector size ZFS writes, 9 to 16 as ZFS takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
+pub struct Ashift(u8);
+
+impl Ashift {
+    pub fn new(value: u8) -> Result<Self, String> {
+        if !(9..=16).contains(&value) {
+            return Err(format!(
+                "{value} is out of range: ZFS takes 9 to 16 (12 suits 4 KiB sectors)"
+            ));
+        }
+        Ok(Ashift(value))
+    }
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl TryFrom<u8> for Ashift {
+    type Error = String;
+    fn try_from(value: u8) -> Result<Self, String> {
+        Self::new(value)
+    }
+}
+
+impl From<Ashift> for u8 {
+    fn from(a: Ashift) -> u8 {
+        a.0
+    }
+}
+
+impl fmt::Display for Ashift {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +161,18 @@ mod tests {
         assert_eq!(ByteSize::parse("8G").unwrap().bytes(), 8 * GIB);
         assert_eq!(ByteSize::parse("1.5 GiB").unwrap().bytes(), 3 * GIB / 2);
         assert!(ByteSize::parse("lots").is_err());
+    }
+
+    #[test]
+    fn partition_sizes_are_whole_mib_above_a_minimum() {
+        assert_eq!(EspSize::new(ByteSize(512 * MIB)).unwrap().mib(), 512);
+        assert!(
+            EspSize::new(ByteSize(MIB))
+                .unwrap_err()
+                .contains("at least 64MiB")
+        );
+        assert!(SwapSize::new(ByteSize(16 * MIB + 1)).is_err());
+        assert!(Ashift::new(12).is_ok() && Ashift::new(20).is_err());
     }
 
     #[test]

@@ -21,8 +21,8 @@ fn defaults_follow_the_recipe() {
     let c = parse(MINIMAL).unwrap();
     assert_eq!(c.distro, Distro::Debian13);
     assert_eq!(c.pool.name.as_str(), "rpool");
-    assert_eq!(c.pool.ashift, 12);
-    assert_eq!(c.pool.compression, "lz4");
+    assert_eq!(c.pool.ashift.get(), 12);
+    assert_eq!(c.pool.compression.as_str(), "lz4");
     assert_eq!(c.disks.esp_size.bytes(), 512 * MIB);
     assert_eq!(c.disks.layout, Layout::Single);
     assert!(c.network.dhcp);
@@ -152,6 +152,64 @@ fn an_unknown_distro_lists_the_known_ones() {
 }
 
 #[test]
+fn single_values_are_refused_by_their_types_with_the_line() {
+    let cases: [(String, &str, &str); 8] = [
+        (
+            MINIMAL.replace("\"/dev/vdb\"", "\"vdb\""),
+            "disks.paths[0]",
+            "not a device path",
+        ),
+        (
+            MINIMAL.replace("[disks]", "[disks]\nesp_size = \"1M\""),
+            "disks.esp_size",
+            "at least 64MiB",
+        ),
+        (
+            format!("{MINIMAL}\n[pool]\nashift = 20\n"),
+            "pool.ashift",
+            "9 to 16",
+        ),
+        (
+            format!("{MINIMAL}\n[pool]\ncompression = \"fast\"\n"),
+            "pool.compression",
+            "not a ZFS compression",
+        ),
+        (
+            format!("{MINIMAL}\n[zfsbootmenu]\nserial_console = \"ttyS0 115200\"\n"),
+            "zfsbootmenu.serial_console",
+            "ttyS0,115200",
+        ),
+        (
+            format!("{MINIMAL}\n[disks.filter]\nserial = \"[a\"\n")
+                .replace("paths = [\"/dev/vdb\"]", ""),
+            "disks.filter.serial",
+            "bad pattern",
+        ),
+        (
+            format!(
+                "{MINIMAL}\n[zfsbootmenu]\nurl = \"ftp://x\"\nsha256 = \"{}\"\n",
+                "a".repeat(64)
+            ),
+            "zfsbootmenu.url",
+            "not an http(s) URL",
+        ),
+        (
+            format!("{MINIMAL}\n[zfsbootmenu]\ncommandline = \"quiet \\\"x\\\"\"\n"),
+            "zfsbootmenu.commandline",
+            "without quotes",
+        ),
+    ];
+    for (text, key, message) in cases {
+        let e = error(&text);
+        assert!(e.contains(&format!(": key `{key}`: ")), "{key}: {e}");
+        assert!(
+            e.starts_with("answers.toml:") && e.contains(message),
+            "{key}: {e}"
+        );
+    }
+}
+
+#[test]
 fn cross_key_rules() {
     let cases = [
         (
@@ -172,26 +230,6 @@ fn cross_key_rules() {
             "listed twice",
         ),
         (
-            MINIMAL.replace("\"/dev/vdb\"", "\"vdb\""),
-            "disks.paths",
-            "not a device path",
-        ),
-        (
-            MINIMAL.replace("[disks]", "[disks]\nesp_size = \"1M\""),
-            "disks.esp_size",
-            "at least 64MiB",
-        ),
-        (
-            format!("{MINIMAL}\n[pool]\nashift = 20\n"),
-            "pool.ashift",
-            "9 to 16",
-        ),
-        (
-            format!("{MINIMAL}\n[pool]\ncompression = \"fast\"\n"),
-            "pool.compression",
-            "not a ZFS compression",
-        ),
-        (
             format!("{MINIMAL}\n[pool]\nencryption = {{ passphrase = \"short\" }}\n"),
             "pool.encryption.passphrase",
             "8 to 512",
@@ -208,11 +246,6 @@ fn cross_key_rules() {
             format!("{MINIMAL}\n[zfsbootmenu]\nurl = \"https://example.org/zbm.efi\"\n"),
             "zfsbootmenu.sha256",
             "sha256",
-        ),
-        (
-            format!("{MINIMAL}\n[zfsbootmenu]\nserial_console = \"ttyS0 115200\"\n"),
-            "zfsbootmenu.serial_console",
-            "ttyS0,115200",
         ),
         (
             format!("{MINIMAL}\n[[network.static]]\naddress = \"192.0.2.1/24\"\n"),

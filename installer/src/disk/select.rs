@@ -1,6 +1,7 @@
 //! Choosing the target disks: the answer file's paths as given, or the disks a filter matches.
 
 use super::system::{BlockDevice, SystemView};
+use crate::config::names::GlobPattern;
 use crate::config::{DiskConfig, DiskFilter};
 use std::path::PathBuf;
 
@@ -22,10 +23,10 @@ pub enum SelectError {
 
 /// Whether `disk` matches every field of `filter`.
 pub fn filter_matches(filter: &DiskFilter, disk: &BlockDevice) -> bool {
-    let glob = |pattern: &Option<String>, value: Option<&str>| match pattern {
+    let glob = |pattern: &Option<GlobPattern>, value: Option<&str>| match pattern {
         None => true,
         Some(p) => {
-            let Ok(p) = glob::Pattern::new(p) else {
+            let Ok(p) = glob::Pattern::new(p.as_str()) else {
                 return false;
             };
             value.is_some_and(|v| p.matches(v))
@@ -53,7 +54,11 @@ pub fn select_disks(
     system: &dyn SystemView,
 ) -> Result<Vec<PathBuf>, SelectError> {
     let Some(filter) = &config.filter else {
-        return Ok(config.paths.clone());
+        return Ok(config
+            .paths
+            .iter()
+            .map(|p| PathBuf::from(p.as_str()))
+            .collect());
     };
     let wanted = config.count.unwrap_or(config.layout.min_disks());
     let all = system.disks().map_err(SelectError::Listing)?;
@@ -98,7 +103,7 @@ pub fn select_disks(
 mod tests {
     use super::*;
     use crate::config::Layout;
-    use crate::config::size::ByteSize;
+    use crate::config::size::{ByteSize, EspSize};
 
     fn size(text: &str) -> ByteSize {
         ByteSize::parse(text).unwrap()
@@ -134,14 +139,14 @@ mod tests {
             paths: vec![],
             filter: Some(filter),
             count: None,
-            esp_size: size("512MiB"),
+            esp_size: EspSize::new(size("512MiB")).unwrap(),
         }
     }
 
     #[test]
     fn exactly_one_match_is_chosen_by_its_stable_name() {
         let f = DiskFilter {
-            serial: Some("TARGET1".into()),
+            serial: Some(GlobPattern::new("TARGET1").unwrap()),
             ..Default::default()
         };
         let chosen = select_disks(&config(f, Layout::Single), &machine()).unwrap();
@@ -154,14 +159,14 @@ mod tests {
     #[test]
     fn globs_and_sizes() {
         let f = DiskFilter {
-            serial: Some("TARGET*".into()),
+            serial: Some(GlobPattern::new("TARGET*").unwrap()),
             min_size: Some(size("8G")),
             ..Default::default()
         };
         let chosen = select_disks(&config(f, Layout::Mirror), &machine()).unwrap();
         assert_eq!(chosen.len(), 2);
         let f = DiskFilter {
-            by_id: Some("virtio-TARGET*".into()),
+            by_id: Some(GlobPattern::new("virtio-TARGET*").unwrap()),
             max_size: Some(size("32G")),
             ..Default::default()
         };
@@ -175,7 +180,7 @@ mod tests {
     #[test]
     fn no_match_lists_the_candidates() {
         let f = DiskFilter {
-            model: Some("Samsung*".into()),
+            model: Some(GlobPattern::new("Samsung*").unwrap()),
             ..Default::default()
         };
         let err = select_disks(&config(f, Layout::Single), &machine())
@@ -189,7 +194,7 @@ mod tests {
     #[test]
     fn too_many_matches_is_an_error() {
         let f = DiskFilter {
-            model: Some("*".into()),
+            model: Some(GlobPattern::new("*").unwrap()),
             ..Default::default()
         };
         let err = select_disks(&config(f, Layout::Single), &machine())

@@ -22,7 +22,7 @@ pub const ENTRY_BACKUP: &str = "ZFSBootMenu (Backup)";
 /// adding it then would undo what the user asked for.
 pub fn zbm_load_options(inputs: &Inputs) -> String {
     let z = &inputs.config.zfsbootmenu;
-    let mut line = z.commandline.trim().to_string();
+    let mut line = z.commandline.as_str().trim().to_string();
     let decides_the_menu = line
         .split_whitespace()
         .any(|word| matches!(word, "zbm.skip" | "zbm.show") || word.starts_with("zbm.timeout="));
@@ -39,7 +39,7 @@ pub fn zbm_load_options(inputs: &Inputs) -> String {
 /// every boot environment inherits it. ZFSBootMenu adds `root=zfs:<BE>` and `spl.spl_hostid`.
 pub fn kernel_commandline(inputs: &Inputs) -> String {
     let z = &inputs.config.zfsbootmenu;
-    let mut line = z.kernel_commandline.trim().to_string();
+    let mut line = z.kernel_commandline.as_str().trim().to_string();
     if let Some(serial) = &z.serial_console {
         line.push_str(&format!(" console=tty0 console={serial}"));
     }

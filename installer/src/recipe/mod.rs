@@ -13,6 +13,7 @@
 
 pub mod base_os;
 pub mod boot_menu;
+pub mod datasets;
 pub mod finalize;
 pub mod initramfs;
 pub mod partition;
