@@ -139,40 +139,39 @@ impl Console {
     /// Waits for the first of `texts`; returns its index and what came before it.
     pub fn wait_for_any(&mut self, texts: &[&str], timeout: Duration) -> Result<(usize, String)> {
         let what = format!("{:?} on the console", texts.join(" | "));
-        let context = self.context();
-        let session = &mut self.session;
-        // Each look is one expect, which gives up after the session's own short timeout.
-        wait_until(
-            &what,
-            timeout,
-            Duration::ZERO,
-            |_| {
-                let needles = texts
+        let (before, matched) = self.expect(&what, timeout, |session| {
+            session.exp_any(
+                texts
                     .iter()
                     .map(|t| rexpect::ReadUntil::String(t.to_string()))
-                    .collect();
-                expect_look(session.exp_any(needles), &what).map(|look| match look {
-                    Look::Ready((before, matched)) => {
-                        let i = texts.iter().position(|t| *t == matched).unwrap_or(0);
-                        Look::Ready((i, before))
-                    }
-                    Look::NotYet(seen) => Look::NotYet(seen),
-                })
-            },
-            context,
-        )
+                    .collect(),
+            )
+        })?;
+        let i = texts.iter().position(|t| *t == matched).unwrap_or(0);
+        Ok((i, before))
     }
 
     /// Waits for a regex; returns (before, matched).
     pub fn wait_for_regex(&mut self, regex: &str, timeout: Duration) -> Result<(String, String)> {
         let what = format!("/{regex}/ on the console");
+        self.expect(&what, timeout, |session| session.exp_regex(regex))
+    }
+
+    /// Waits with one expect per look: each gives up after the session's own short timeout,
+    /// and the wait goes on until `timeout`.
+    fn expect<T>(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut expect: impl FnMut(&mut StreamSession<UnixStream>) -> Result<T, ExpectError>,
+    ) -> Result<T> {
         let context = self.context();
         let session = &mut self.session;
         wait_until(
-            &what,
+            what,
             timeout,
             Duration::ZERO,
-            |_| expect_look(session.exp_regex(regex), &what),
+            |_| expect_look(expect(session), what),
             context,
         )
     }

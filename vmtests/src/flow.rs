@@ -221,10 +221,10 @@ impl Run {
     /// VM to power off.
     pub fn install(&mut self) -> Result<()> {
         let mut m = self.install_until_done()?;
-        let start = Instant::now();
-        m.vm.wait_exit(Duration::from_secs(180))
-            .context("the live system did not power off after the install")?;
-        self.report.phase("power off", start.elapsed());
+        self.timed("power off", |_| {
+            m.vm.wait_exit(Duration::from_secs(180))
+                .context("the live system did not power off after the install")
+        })?;
         Ok(())
     }
 
@@ -236,52 +236,53 @@ impl Run {
         changes.insert("after_install".into(), "shell".into());
         merge_answers(&self.answers, &changes)?;
         let mut m = self.install_until_done()?;
-        let start = Instant::now();
-        // The consoles' gettys start once the install's service ends: root's autologin shell.
-        m.console
-            .wait_for_regex(r"[#$] $", Duration::from_secs(120))?;
-        m.start_shell()?;
-        let vdev = kldload::disk::naming::partition_path(
-            Path::new("/dev/vda"),
-            kldload::recipe::partition::ZFS_PARTITION,
-        );
-        self.label_before_first_boot = Some(m.succeed(&format!("zdb -l {}", vdev.display()))?);
-        m.shutdown(Duration::from_secs(180))
-            .context("the live system did not power off after reading the label")?;
-        self.report.phase("label read, power off", start.elapsed());
-        Ok(())
+        self.timed("label read, power off", |run| {
+            // The consoles' gettys start once the install's service ends: root's autologin shell.
+            m.console
+                .wait_for_regex(r"[#$] $", Duration::from_secs(120))?;
+            m.start_shell()?;
+            let vdev = kldload::disk::naming::partition_path(
+                Path::new("/dev/vda"),
+                kldload::recipe::partition::ZFS_PARTITION,
+            );
+            run.label_before_first_boot = Some(m.succeed(&format!("zdb -l {}", vdev.display()))?);
+            m.shutdown(Duration::from_secs(180))
+                .context("the live system did not power off after reading the label")
+        })
     }
 
     /// Boots the medium with the answer file and waits for the unattended install's last line:
     /// the live system is still up.
     fn install_until_done(&mut self) -> Result<Machine> {
-        let start = Instant::now();
-        let mut m = self.start_medium("install", true)?;
-        m.console
-            .wait_for("kldload: unattended install with", LIVE_BOOT_TIMEOUT)?;
-        self.report.phase("live boot", start.elapsed());
-        let start = Instant::now();
-        m.console.phase = "install".into();
-        let (i, _) = m.console.wait_for_any(
-            &[
-                kldload::unattended::SUCCESS_LINE,
-                kldload::unattended::FAILURE_LINE,
-            ],
-            INSTALL_TIMEOUT,
-        )?;
-        if i == 1 {
-            let line = m
-                .console
-                .wait_for("\n", Duration::from_secs(10))
-                .unwrap_or_default();
-            bail!(
-                "the install failed: {}{line}\nlast 50 lines of {}:\n{}",
-                kldload::unattended::FAILURE_LINE,
-                self.transcript.display(),
-                crate::console::transcript_tail(&self.transcript, 50)
-            );
-        }
-        self.report.phase("install", start.elapsed());
+        let mut m = self.timed("live boot", |run| {
+            let mut m = run.start_medium("install", true)?;
+            m.console
+                .wait_for("kldload: unattended install with", LIVE_BOOT_TIMEOUT)?;
+            Ok(m)
+        })?;
+        self.timed("install", |run| {
+            m.console.phase = "install".into();
+            let (i, _) = m.console.wait_for_any(
+                &[
+                    kldload::unattended::SUCCESS_LINE,
+                    kldload::unattended::FAILURE_LINE,
+                ],
+                INSTALL_TIMEOUT,
+            )?;
+            if i == 1 {
+                let line = m
+                    .console
+                    .wait_for("\n", Duration::from_secs(10))
+                    .unwrap_or_default();
+                bail!(
+                    "the install failed: {}{line}\nlast 50 lines of {}:\n{}",
+                    kldload::unattended::FAILURE_LINE,
+                    run.transcript.display(),
+                    crate::console::transcript_tail(&run.transcript, 50)
+                );
+            }
+            Ok(())
+        })?;
         Ok(m)
     }
 
@@ -336,15 +337,16 @@ impl Run {
 
     /// Boots the installed disk alone through the firmware into ZFSBootMenu and logs in.
     pub fn boot_installed(&mut self, name: &str) -> Result<Machine> {
-        let start = Instant::now();
-        let mut m = self.start_installed(name)?;
-        m.console.phase = "reboot to menu".into();
-        m.console.wait_for("ROOT/default", MENU_TIMEOUT)?;
-        self.report.phase("reboot to menu", start.elapsed());
-        let start = Instant::now();
-        m.console.phase = "menu to login".into();
-        m.login_root(LOGIN_TIMEOUT)?;
-        self.report.phase("menu to login", start.elapsed());
+        let mut m = self.timed("reboot to menu", |run| {
+            let mut m = run.start_installed(name)?;
+            m.console.phase = "reboot to menu".into();
+            m.console.wait_for("ROOT/default", MENU_TIMEOUT)?;
+            Ok(m)
+        })?;
+        self.timed("menu to login", |_| {
+            m.console.phase = "menu to login".into();
+            m.login_root(LOGIN_TIMEOUT)
+        })?;
         Ok(m)
     }
 

@@ -6,7 +6,7 @@ use anyhow::ensure;
 use kldload::config::ZFSBOOTMENU_HOSTID;
 use serial_test::file_serial;
 use std::time::Duration;
-use vmtests::flow::{LOGIN_TIMEOUT, MENU_TIMEOUT, ROOT_PASSWORD, scenario_on_installed_base};
+use vmtests::flow::{LOGIN_TIMEOUT, MENU_TIMEOUT, ROOT_PASSWORD, Run, scenario_on_installed_base};
 use vmtests::machine::Machine;
 use vmtests::zbm::{Zbm, countdown_seconds};
 
@@ -411,6 +411,17 @@ fn set_zbm_options(m: &mut Machine, extra: &str) -> anyhow::Result<String> {
     Ok(options)
 }
 
+/// Reboots and logs in at the next login prompt, timed as `phase`; what the console showed
+/// from the reboot to the prompt (ZFSBootMenu's countdown, if it drew one).
+fn reboot_and_log_in(run: &mut Run, m: &mut Machine, phase: &str) -> anyhow::Result<String> {
+    m.reboot()?;
+    let shown = run.timed(phase, |_| {
+        m.console.wait_for("login: ", MENU_TIMEOUT + LOGIN_TIMEOUT)
+    })?;
+    m.login_at_prompt("root", ROOT_PASSWORD)?;
+    Ok(shown)
+}
+
 /// `zbm.skip` boots bootfs with no menu and no countdown; `zbm.show` shows the menu at once
 /// and waits for a key past the countdown's time; an invalid `spl_hostid` does not stop it, and
 /// the entry's other options still count (its own `zbm.timeout`). The boot with the bad hostid
@@ -425,11 +436,7 @@ fn load_options_skip_show_and_a_bad_hostid() {
 
         // kldload's own entry says zbm.timeout=5: 12 is this entry's.
         set_zbm_options(&mut m, "zbm.timeout=12 spl_hostid=0xnothex")?;
-        m.reboot()?;
-        let before_login = run.timed("bad spl_hostid: firmware to login", |_| {
-            m.console.wait_for("login: ", MENU_TIMEOUT + LOGIN_TIMEOUT)
-        })?;
-        m.login_at_prompt("root", ROOT_PASSWORD)?;
+        let before_login = reboot_and_log_in(run, &mut m, "bad spl_hostid: firmware to login")?;
         let spl = m.succeed("cat /sys/module/spl/parameters/spl_hostid")?;
         run.check("an invalid spl_hostid does not stop it", || {
             root_is(&mut m, BOOTFS)?;
@@ -456,11 +463,7 @@ fn load_options_skip_show_and_a_bad_hostid() {
         });
 
         set_zbm_options(&mut m, "zbm.skip")?;
-        m.reboot()?;
-        let skipped = run.timed("zbm.skip: firmware to login", |_| {
-            m.console.wait_for("login: ", MENU_TIMEOUT + LOGIN_TIMEOUT)
-        })?;
-        m.login_at_prompt("root", ROOT_PASSWORD)?;
+        let skipped = reboot_and_log_in(run, &mut m, "zbm.skip: firmware to login")?;
         run.check("zbm.skip boots without menu or countdown", || {
             ensure!(
                 !countdown_seconds(&before_login).is_empty(),
