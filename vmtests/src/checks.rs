@@ -504,7 +504,9 @@ fn network(m: &mut Machine, _: &Run, _: &Config) -> Result<String> {
     Ok(format!("{ip} by DHCP"))
 }
 
-fn sshd(m: &mut Machine, _: &Run, _: &Config) -> Result<String> {
+/// sshd runs with host keys this machine's install made: the ones the live system read on the
+/// target right after the install (the payload ships none; the image test checks that).
+fn sshd(m: &mut Machine, run: &Run, _: &Config) -> Result<String> {
     m.wait_for_unit("ssh.service", Duration::from_secs(60))?;
     let enabled = m.succeed("systemctl is-enabled ssh.service")?;
     ensure!(
@@ -512,15 +514,16 @@ fn sshd(m: &mut Machine, _: &Run, _: &Config) -> Result<String> {
         "ssh.service is {}",
         enabled.trim()
     );
-    // The payload ships no host keys (the image build removes them and checks it), so these
-    // were made on this machine; their comment names the system that made them.
-    let keys = m.succeed("for k in /etc/ssh/ssh_host_*_key.pub; do ssh-keygen -l -f $k; done")?;
-    ensure!(keys.lines().count() >= 2, "host keys: {keys}");
-    Ok(keys
-        .lines()
-        .map(|l| l.split_whitespace().nth(1).unwrap_or_default())
-        .collect::<Vec<_>>()
-        .join(" "))
+    let keys = crate::flow::fingerprints(
+        &m.succeed("for k in /etc/ssh/ssh_host_*_key.pub; do ssh-keygen -l -f $k; done")?,
+    );
+    ensure!(keys.len() >= 2, "host keys: {keys:?}");
+    ensure!(
+        keys == run.host_keys_as_installed,
+        "the host keys are {keys:?}, the install made {:?}",
+        run.host_keys_as_installed
+    );
+    Ok(format!("{}, as the install made them", keys.join(" ")))
 }
 
 fn ssh_login(m: &mut Machine, run: &Run, c: &Config) -> Result<String> {

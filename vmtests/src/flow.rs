@@ -46,8 +46,25 @@ pub struct Run {
     /// The target's sector size when a scenario asks for one other than 512 bytes (4Kn).
     pub target_sector_size: Option<u32>,
     /// `zdb -l` of the target's pool as the live system read it after the install, before the
-    /// first boot ([`Run::install_and_read_label`]).
+    /// first boot ([`Run::install_and_inspect`]).
     pub label_before_first_boot: Option<String>,
+    /// The SSH host keys' fingerprints the install made, read the same way (`SHA256:...`).
+    pub host_keys_as_installed: Vec<String>,
+}
+
+/// Files in a run's directory: what [`Run::install_and_inspect`] read on the live system.
+pub const LABEL_AS_INSTALLED: &str = "label-as-installed.txt";
+pub const HOST_KEYS_AS_INSTALLED: &str = "host-keys-as-installed.txt";
+
+/// The `SHA256:...` fingerprints in `ssh-keygen -l` output, sorted.
+pub fn fingerprints(text: &str) -> Vec<String> {
+    let mut keys: Vec<String> = text
+        .split_whitespace()
+        .filter(|w| w.starts_with("SHA256:"))
+        .map(str::to_string)
+        .collect();
+    keys.sort();
+    keys
 }
 
 /// Where runs go: `$KLDLOAD_VMTEST_OUT` (set by `cargo xtask`), else target/vmtest.
@@ -119,6 +136,10 @@ impl Run {
 
     /// A run in `dir` whose disk, NVRAM, key and answer file are already there.
     fn in_dir_existing(distro: &str, dir: PathBuf, medium: PathBuf) -> Result<Run> {
+        let label_before_first_boot = std::fs::read_to_string(dir.join(LABEL_AS_INSTALLED)).ok();
+        let host_keys_as_installed = fingerprints(
+            &std::fs::read_to_string(dir.join(HOST_KEYS_AS_INSTALLED)).unwrap_or_default(),
+        );
         let firmware = Firmware::resolve(&project_root())?;
         let (accel, why) = choose_accel(&firmware, &dir);
         let report = Report {
@@ -143,7 +164,8 @@ impl Run {
             report,
             extra_disks: Vec::new(),
             target_sector_size: None,
-            label_before_first_boot: None,
+            label_before_first_boot,
+            host_keys_as_installed,
         })
     }
 
@@ -229,14 +251,18 @@ impl Run {
     }
 
     /// Installs with the answer file's `after_install` set to "shell", then, on the live system,
-    /// reads the target pool's label before anything else imports it (every import rewrites
-    /// the label's hostid, so only now does it show what the install wrote), and powers off.
-    pub fn install_and_read_label(&mut self) -> Result<()> {
+    /// reads what the install left before anything boots it: the pool's label (every import
+    /// rewrites its hostid) and, from a read-only import (which writes nothing), the SSH host
+    /// keys' fingerprints. Both are kept in the run and in its directory
+    /// ([`LABEL_AS_INSTALLED`], [`HOST_KEYS_AS_INSTALLED`]); then the live system powers off.
+    pub fn install_and_inspect(&mut self) -> Result<()> {
         let mut changes = toml::Table::new();
         changes.insert("after_install".into(), "shell".into());
         merge_answers(&self.answers, &changes)?;
+        let config = kldload::config::Config::load(&self.answers)?;
+        let pool = config.pool.name.as_str().to_string();
         let mut m = self.install_until_done()?;
-        self.timed("label read, power off", |run| {
+        self.timed("inspect the install, power off", |run| {
             // The consoles' gettys start once the install's service ends: root's autologin shell.
             m.console
                 .wait_for_regex(r"[#$] $", Duration::from_secs(120))?;
@@ -245,9 +271,20 @@ impl Run {
                 Path::new("/dev/vda"),
                 kldload::recipe::partition::ZFS_PARTITION,
             );
-            run.label_before_first_boot = Some(m.succeed(&format!("zdb -l {}", vdev.display()))?);
+            let label = m.succeed(&format!("zdb -l {}", vdev.display()))?;
+            let keys = m.succeed(&format!(
+                "set -e; zpool import -N -o readonly=on -R /run/inspect {pool}; \
+                 zfs mount {pool}/ROOT/default; \
+                 for k in /run/inspect/etc/ssh/ssh_host_*_key.pub; do ssh-keygen -l -f $k; done; \
+                 zpool export {pool}"
+            ))?;
+            let keys = fingerprints(&keys);
+            std::fs::write(run.dir.join(LABEL_AS_INSTALLED), &label)?;
+            std::fs::write(run.dir.join(HOST_KEYS_AS_INSTALLED), keys.join("\n"))?;
+            run.label_before_first_boot = Some(label);
+            run.host_keys_as_installed = keys;
             m.shutdown(Duration::from_secs(180))
-                .context("the live system did not power off after reading the label")
+                .context("the live system did not power off after the inspection")
         })
     }
 
@@ -467,6 +504,12 @@ impl Run {
         for file in ["nvram.fd", "answers.toml", "id_ed25519", "id_ed25519.pub"] {
             std::fs::copy(base.dir.join(file), dir.join(file))?;
         }
+        // What the base's install left, as read on its live system: this machine's too.
+        for file in [LABEL_AS_INSTALLED, HOST_KEYS_AS_INSTALLED] {
+            if base.dir.join(file).is_file() {
+                std::fs::copy(base.dir.join(file), dir.join(file))?;
+            }
+        }
         let run = Run::in_dir_existing(distro, dir, medium)?;
         create_disk(&run.target, "16G", Some(&base.target))?;
         Ok(run)
@@ -504,7 +547,7 @@ pub fn installed_base(distro: &str, medium: &Path) -> Result<Run> {
         std::fs::remove_dir_all(old)?;
     }
     let mut run = Run::in_dir(distro, dir, medium.to_owned())?;
-    if let Err(e) = run.install() {
+    if let Err(e) = run.install_and_inspect() {
         let why = format!("{e:#}");
         std::fs::write(run.dir.join(BASE_FAILED), &why)?;
         bail!("installing the shared base the scenarios boot: {why}");
@@ -593,4 +636,17 @@ fn write_answers(template: &Path, public_key: &Path, dest: &Path) -> Result<()> 
     kldload::config::Config::parse(&text, &dest.display().to_string())?;
     std::fs::write(dest, text)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_from_ssh_keygen_sorted() {
+        let out = "256 SHA256:zzz root@kldload-test (ED25519)\n\
+                   3072 SHA256:aaa root@kldload-test (RSA)\n";
+        assert_eq!(fingerprints(out), ["SHA256:aaa", "SHA256:zzz"]);
+        assert!(fingerprints("").is_empty());
+    }
 }
