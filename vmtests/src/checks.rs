@@ -242,9 +242,8 @@ fn hostid(m: &mut Machine, run: &Run, c: &Config) -> Result<String> {
     let label_before = run.label_before_first_boot.as_deref().ok_or_else(|| {
         anyhow::anyhow!("the label was not read on the live system after the install")
     })?;
-    let etc = parse_hostid_file(&file_bytes(m, "cat /etc/hostid")?);
-    let initramfs = parse_hostid_file(&file_bytes(
-        m,
+    let etc = parse_hostid_file(&m.succeed_bytes("cat /etc/hostid")?);
+    let initramfs = parse_hostid_file(&m.succeed_bytes(
         "d=$(mktemp -d); unmkinitramfs /boot/initrd.img-$(uname -r) $d >/dev/null; \
          cat $(find $d -path '*/etc/hostid' | head -n1)",
     )?);
@@ -287,13 +286,6 @@ fn hostid(m: &mut Machine, run: &Run, c: &Config) -> Result<String> {
     ))
 }
 
-/// A command's stdout as bytes (sent base64-encoded: a file's exact bytes).
-fn file_bytes(m: &mut Machine, cmd: &str) -> Result<Vec<u8>> {
-    use base64::Engine as _;
-    let text = m.succeed(&format!("{cmd} | base64 -w0"))?;
-    Ok(base64::engine::general_purpose::STANDARD.decode(text.trim())?)
-}
-
 /// The firmware entries the plan makes (label, loader, load options), from the run's answer
 /// file: the plan is data, made here as the installer made it.
 fn planned_entries(c: &Config) -> Result<Vec<(String, String, Option<String>)>> {
@@ -333,7 +325,6 @@ fn planned_entries(c: &Config) -> Result<Vec<(String, String, Option<String>)>> 
 /// loader, exactly the plan's load options), read from efivarfs and decoded here; and the
 /// firmware booted this time through kldload's primary entry (BootCurrent).
 fn firmware_entries(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
-    use crate::efivars::{GLOBAL_GUID, parse_boot_current, parse_load_option};
     use kldload::recipe::boot_menu::ENTRY_PRIMARY;
     let esp =
         m.succeed("findmnt -n -o SOURCE /boot/efi || blkid -t PARTLABEL=ESP -o device | head -n1")?;
@@ -341,18 +332,7 @@ fn firmware_entries(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
         .succeed(&format!("blkid -s PARTUUID -o value {}", esp.trim()))?
         .trim()
         .to_lowercase();
-    let names = m.succeed(&format!(
-        "cd /sys/firmware/efi/efivars && ls -d Boot[0-9A-F][0-9A-F][0-9A-F][0-9A-F]-{GLOBAL_GUID}"
-    ))?;
-    let var = |name: &str| format!("/sys/firmware/efi/efivars/{name}-{GLOBAL_GUID}");
-    let current = parse_boot_current(&file_bytes(m, &format!("cat {}", var("BootCurrent")))?)?;
-    let mut entries = Vec::new();
-    for name in names.lines().filter_map(|l| l.split('-').next()) {
-        let number = u16::from_str_radix(name.trim_start_matches("Boot"), 16)?;
-        let option = parse_load_option(&file_bytes(m, &format!("cat {}", var(name)))?)
-            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-        entries.push((number, option));
-    }
+    let crate::efivars::BootVariables { current, entries } = crate::efivars::read(m)?;
     let mut primary = None;
     for (label, loader, options) in planned_entries(c)? {
         let (number, entry) = entries

@@ -2,6 +2,7 @@
 //! here (UEFI 2.10 §3.1.3 EFI_LOAD_OPTION, §10.3 device path nodes), so the checks compare
 //! exact values rather than one efibootmgr version's way of printing them.
 
+use crate::machine::Machine;
 use anyhow::{Context, Result, bail, ensure};
 
 /// The vendor GUID of the global boot variables (Boot####, BootCurrent, BootOrder).
@@ -19,6 +20,44 @@ pub struct LoadOption {
     /// The optional data read as UTF-16 text (what `efibootmgr --unicode` wrote), without its
     /// terminating NUL; None when there is none.
     pub options: Option<String>,
+}
+
+/// The boot entries a running guest's firmware holds, and the one it booted this time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootVariables {
+    /// BootCurrent.
+    pub current: u16,
+    /// Each Boot#### by its number.
+    pub entries: Vec<(u16, LoadOption)>,
+}
+
+impl BootVariables {
+    /// The entry the firmware booted, if it is still there.
+    pub fn booted(&self) -> Option<&LoadOption> {
+        self.entries
+            .iter()
+            .find(|(n, _)| *n == self.current)
+            .map(|(_, e)| e)
+    }
+}
+
+/// Reads BootCurrent and every Boot#### from the guest's efivarfs.
+pub fn read(m: &mut Machine) -> Result<BootVariables> {
+    let dir = "/sys/firmware/efi/efivars";
+    let names = m.succeed(&format!(
+        "cd {dir} && ls -d Boot[0-9A-F][0-9A-F][0-9A-F][0-9A-F]-{GLOBAL_GUID}"
+    ))?;
+    let current =
+        parse_boot_current(&m.succeed_bytes(&format!("cat {dir}/BootCurrent-{GLOBAL_GUID}"))?)?;
+    let mut entries = Vec::new();
+    for name in names.lines().filter_map(|l| l.split('-').next()) {
+        let number = u16::from_str_radix(name.trim_start_matches("Boot"), 16)?;
+        let option =
+            parse_load_option(&m.succeed_bytes(&format!("cat {dir}/{name}-{GLOBAL_GUID}"))?)
+                .with_context(|| name.to_string())?;
+        entries.push((number, option));
+    }
+    Ok(BootVariables { current, entries })
 }
 
 /// Strips efivarfs's leading 4 bytes of variable attributes.

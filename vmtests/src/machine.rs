@@ -113,6 +113,13 @@ impl Machine {
         Ok(out.stdout)
     }
 
+    /// Runs `cmd`; its stdout's exact bytes (sent base64-encoded), or an error as `succeed`.
+    pub fn succeed_bytes(&mut self, cmd: &str) -> Result<Vec<u8>> {
+        use base64::Engine as _;
+        let text = self.succeed(&format!("{cmd} | base64 -w0"))?;
+        Ok(base64::engine::general_purpose::STANDARD.decode(text.trim())?)
+    }
+
     /// Runs `cmd`, which must fail; its stdout and stderr.
     pub fn fail(&mut self, cmd: &str) -> Result<Output> {
         let out = self.execute(cmd)?;

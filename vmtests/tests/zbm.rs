@@ -98,33 +98,31 @@ fn a_fresh_nvram_boots_through_the_fallback_path() {
             Ok(m)
         })?;
         run.check("bootfs booted", || root_is(&mut m, BOOTFS));
-        let entries = m.succeed("efibootmgr -v")?;
+        let vars = vmtests::efivars::read(&mut m)?;
         run.check(
             "the firmware booted the disk's fallback path, having no entry of ours",
             || {
-                let current = entries
-                    .lines()
-                    .find_map(|l| l.strip_prefix("BootCurrent: "))
-                    .map(str::trim)
-                    .unwrap_or_default();
+                let ours: Vec<_> = vars
+                    .entries
+                    .iter()
+                    .filter(|(_, e)| {
+                        e.description.contains("ZFSBootMenu")
+                            || e.file.as_deref().is_some_and(|f| f.contains("\\EFI\\ZBM"))
+                    })
+                    .collect();
                 ensure!(
-                    current.len() == 4 && current.chars().all(|c| c.is_ascii_hexdigit()),
-                    "no BootCurrent in:\n{entries}"
+                    ours.is_empty(),
+                    "the NVRAM has ZFSBootMenu entries: {ours:?}"
                 );
-                ensure!(
-                    !entries.contains("ZFSBootMenu") && !entries.contains("\\EFI\\ZBM"),
-                    "the NVRAM has ZFSBootMenu entries:\n{entries}"
-                );
-                let entry = entries
-                    .lines()
-                    .find(|l| l.starts_with(&format!("Boot{current}")))
-                    .unwrap_or_default();
+                let booted = vars.booted().ok_or_else(|| {
+                    anyhow::anyhow!("BootCurrent Boot{:04X} is not an entry", vars.current)
+                })?;
                 // With no file path in its entry, the firmware loads \EFI\BOOT\BOOTX64.EFI.
-                ensure!(
-                    !entry.is_empty() && !entry.contains(".EFI") && !entry.contains(".efi"),
-                    "booted {entry:?}"
-                );
-                Ok(entry.trim().to_string())
+                ensure!(booted.file.is_none(), "booted {booted:?}");
+                Ok(format!(
+                    "Boot{:04X} {:?}, no file path",
+                    vars.current, booted.description
+                ))
             },
         );
         m.shutdown(Duration::from_secs(120))?;
