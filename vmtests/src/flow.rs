@@ -272,11 +272,14 @@ impl Run {
                 kldload::recipe::partition::ZFS_PARTITION,
             );
             let label = m.succeed(&format!("zdb -l {}", vdev.display()))?;
+            // The export may find the pool busy (seen once): a service starting on the live
+            // system just then copied the mount into its own namespace. The import is read-only
+            // and so is what is left of it at the poweroff: nothing is written either way.
             let keys = m.succeed(&format!(
                 "set -e; zpool import -N -o readonly=on -R /run/inspect {pool}; \
                  zfs mount {pool}/ROOT/default; \
                  for k in /run/inspect/etc/ssh/ssh_host_*_key.pub; do ssh-keygen -l -f $k; done; \
-                 zpool export {pool}"
+                 zpool export {pool} || echo 'kept imported read-only until the poweroff' >&2"
             ))?;
             let keys = fingerprints(&keys);
             std::fs::write(run.dir.join(LABEL_AS_INSTALLED), &label)?;
