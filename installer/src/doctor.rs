@@ -229,8 +229,8 @@ fn output(argv: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// /etc/hostid in the running kernel's initramfs, unpacked with the distribution's own tool
-/// into a private temporary directory.
+/// /etc/hostid in the running kernel's initramfs, read out of the image without unpacking it
+/// (`crate::initrd`).
 fn initramfs_hostid() -> Place {
     let Some(release) = output(&["uname", "-r"]) else {
         return Place::Unreadable;
@@ -239,31 +239,11 @@ fn initramfs_hostid() -> Place {
     if !Path::new(&image).is_file() {
         return Place::Unreadable;
     }
-    let Ok(dir) = tempfile::tempdir() else {
-        return Place::Unreadable;
-    };
-    let dir_s = dir.path().to_string_lossy().into_owned();
-    if output(&["unmkinitramfs", &image, &dir_s]).is_none() {
-        return Place::Unreadable;
+    match crate::initrd::read_file(Path::new(&image), "etc/hostid") {
+        Ok(None) => Place::Absent,
+        Ok(Some(bytes)) => parse_hostid_file(&bytes).map_or(Place::Unreadable, Place::Value),
+        Err(_) => Place::Unreadable,
     }
-    match find_file(dir.path(), "etc/hostid").map(std::fs::read) {
-        None => Place::Absent,
-        Some(Ok(bytes)) => parse_hostid_file(&bytes).map_or(Place::Unreadable, Place::Value),
-        Some(Err(_)) => Place::Unreadable,
-    }
-}
-
-/// `relative` under `dir` or under one of its subdirectories (unmkinitramfs puts the main
-/// archive in main/ when there is an early one).
-fn find_file(dir: &Path, relative: &str) -> Option<std::path::PathBuf> {
-    let direct = dir.join(relative);
-    if direct.is_file() {
-        return Some(direct);
-    }
-    std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path().join(relative)))
-        .find(|p| p.is_file())
 }
 
 /// The hostid in the label of the pool's first disk (`zdb -l`).

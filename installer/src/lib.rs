@@ -9,6 +9,7 @@ pub mod config;
 pub mod disk;
 pub mod doctor;
 pub mod exec;
+pub mod initrd;
 pub mod mirror;
 pub mod plan;
 pub mod recipe;

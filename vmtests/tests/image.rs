@@ -198,6 +198,30 @@ fn payload_and_medium() {
         &dir.path().to_string_lossy(),
         zfs_ko,
     ]);
+    // The payload's initramfs carries the hostid kldload installs, as `kldload doctor` reads it
+    // at every boot: out of the image, without unpacking it.
+    let initrd = listing
+        .lines()
+        .find(|l| l.contains(&format!("boot/initrd.img-{kernel}")))
+        .unwrap_or_else(|| panic!("no initrd.img for {kernel} in the payload"));
+    sh(&[
+        "tar",
+        "--zstd",
+        "--extract",
+        "--file",
+        &tarball.to_string_lossy(),
+        "--directory",
+        &dir.path().to_string_lossy(),
+        initrd,
+    ]);
+    let hostid = kldload::initrd::read_file(&dir.path().join(initrd), "etc/hostid")
+        .unwrap()
+        .and_then(|bytes| kldload::doctor::parse_hostid_file(&bytes));
+    assert_eq!(
+        hostid,
+        Some(kldload::config::ZFSBOOTMENU_HOSTID),
+        "the payload's initramfs {initrd} has no etc/hostid of kldload's"
+    );
     let signer = sh(&[
         "modinfo",
         "--field=signer",

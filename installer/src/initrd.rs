@@ -1,0 +1,372 @@
+//! One file read out of an initramfs image without unpacking it. An image is one or more cpio
+//! archives in the "newc" format: first the uncompressed ones (early microcode), then one
+//! compressed with gzip, zstd, xz, lz4, bzip2, lzma or lzop. The reader walks the uncompressed
+//! archives, pipes the compressed rest through its decompressor (the tools unmkinitramfs uses)
+//! and stops at the file. initramfs-tools writes its archive sorted by path, so `etc/hostid`
+//! comes long before the kernel modules: `kldload doctor` decompresses a few hundred KiB
+//! instead of writing the whole image out to disk at every boot (seconds on a slow machine).
+
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitrdError {
+    #[error("reading {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a cpio archive at byte {offset} ({why})")]
+    Format {
+        path: String,
+        offset: u64,
+        why: String,
+    },
+    #[error("{path}: its compressed archive needs `{tool}`: {source}")]
+    Decompressor {
+        path: String,
+        tool: String,
+        source: std::io::Error,
+    },
+}
+
+/// A cpio "newc" header's fixed part: the magic and 13 eight-digit hex fields.
+const HEADER: usize = 110;
+const TRAILER: &str = "TRAILER!!!";
+
+/// The decompressor of a compressed archive that starts with `magic`, as argv.
+pub fn decompressor(magic: &[u8]) -> Option<&'static [&'static str]> {
+    const TOOLS: [(&[u8], &[&str]); 7] = [
+        (&[0x1f, 0x8b], &["gzip", "-dc"]),
+        (&[0x28, 0xb5, 0x2f, 0xfd], &["zstd", "-dcq"]),
+        (&[0xfd, b'7', b'z', b'X', b'Z', 0x00], &["xz", "-dc"]),
+        (&[0x02, 0x21, 0x4c, 0x18], &["lz4", "-dc"]),
+        (b"BZh", &["bzip2", "-dc"]),
+        (&[0x5d, 0x00, 0x00], &["xz", "-dc", "--format=lzma"]),
+        (&[0x89, b'L', b'Z', b'O'], &["lzop", "-dc"]),
+    ];
+    TOOLS
+        .iter()
+        .find(|(m, _)| magic.starts_with(m))
+        .map(|(_, argv)| *argv)
+}
+
+/// One entry of a cpio stream: its path (without a leading `./` or `/`), its data's size, and
+/// the bytes its header and name took.
+struct Entry {
+    name: String,
+    size: u64,
+    header_bytes: u64,
+}
+
+/// Rounds `n` up to a multiple of 4, as newc pads names and data.
+fn pad4(n: u64) -> u64 {
+    (n + 3) & !3
+}
+
+/// Reads the next header and name from `r`; None at a clean end of input.
+fn next_entry(r: &mut impl Read) -> std::io::Result<Option<Result<Entry, String>>> {
+    let mut header = [0u8; HEADER];
+    let mut got = 0;
+    while got < HEADER {
+        match r.read(&mut header[got..])? {
+            0 if got == 0 => return Ok(None),
+            0 => return Ok(Some(Err("the archive ends inside a header".into()))),
+            n => got += n,
+        }
+    }
+    if &header[..6] != b"070701" && &header[..6] != b"070702" {
+        return Ok(Some(Err(format!(
+            "no newc magic: {:?}",
+            String::from_utf8_lossy(&header[..6])
+        ))));
+    }
+    let field = |i: usize| {
+        let text = std::str::from_utf8(&header[6 + 8 * i..14 + 8 * i]).unwrap_or("");
+        u64::from_str_radix(text, 16).map_err(|_| format!("bad header field {text:?}"))
+    };
+    let (size, name_size) = match (field(6), field(11)) {
+        (Ok(s), Ok(n)) => (s, n),
+        (Err(e), _) | (_, Err(e)) => return Ok(Some(Err(e))),
+    };
+    let header_bytes = pad4(HEADER as u64 + name_size);
+    let mut name = vec![0u8; (header_bytes - HEADER as u64) as usize];
+    r.read_exact(&mut name)?;
+    name.truncate(name_size.saturating_sub(1) as usize);
+    let name = String::from_utf8_lossy(&name);
+    let name = name.trim_start_matches("./").trim_start_matches('/');
+    Ok(Some(Ok(Entry {
+        name: name.to_string(),
+        size,
+        header_bytes,
+    })))
+}
+
+/// Skips `n` bytes of `r`.
+fn skip(r: &mut impl Read, n: u64) -> std::io::Result<()> {
+    let copied = std::io::copy(&mut r.by_ref().take(n), &mut std::io::sink())?;
+    if copied < n {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
+}
+
+/// What walking one archive found.
+enum Walked {
+    Found(Vec<u8>),
+    /// Its trailer: the archive ended here.
+    Trailer,
+    /// The input ended without a trailer.
+    End,
+}
+
+/// Walks the cpio archive `r` up to `wanted` or its trailer; `consumed` counts its bytes.
+fn walk(r: &mut impl Read, wanted: &str, consumed: &mut u64) -> Result<Walked, String> {
+    loop {
+        let entry = match next_entry(r) {
+            Ok(None) => return Ok(Walked::End),
+            Ok(Some(entry)) => entry?,
+            Err(e) => return Err(e.to_string()),
+        };
+        *consumed += entry.header_bytes;
+        if entry.name == TRAILER {
+            return Ok(Walked::Trailer);
+        }
+        if entry.name == wanted {
+            let mut data = vec![0u8; entry.size as usize];
+            r.read_exact(&mut data).map_err(|e| e.to_string())?;
+            return Ok(Walked::Found(data));
+        }
+        skip(r, pad4(entry.size)).map_err(|e| e.to_string())?;
+        *consumed += pad4(entry.size);
+    }
+}
+
+/// The contents of `wanted` (a path such as `etc/hostid`) in the initramfs image at `image`,
+/// or None when the image has no such file.
+pub fn read_file(image: &Path, wanted: &str) -> Result<Option<Vec<u8>>, InitrdError> {
+    let path = image.display().to_string();
+    let io = |source| InitrdError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut file = File::open(image).map_err(io)?;
+    let length = file.metadata().map_err(io)?.len();
+    let mut offset = 0u64;
+    loop {
+        // Archives are padded (to 4 bytes, or 512 by some tools) with zeros: skip them.
+        let mut magic = [0u8; 6];
+        loop {
+            if offset >= length {
+                return Ok(None);
+            }
+            file.seek(SeekFrom::Start(offset)).map_err(io)?;
+            let n = file.read(&mut magic).map_err(io)?;
+            match magic[..n].iter().position(|&b| b != 0) {
+                Some(0) => break,
+                Some(zeros) => offset += zeros as u64,
+                None if n == 0 => return Ok(None),
+                None => offset += n as u64,
+            }
+        }
+        file.seek(SeekFrom::Start(offset)).map_err(io)?;
+        if &magic == b"070701" || &magic == b"070702" {
+            let mut consumed = 0;
+            let mut reader = BufReader::new(&mut file);
+            let walked =
+                walk(&mut reader, wanted, &mut consumed).map_err(|why| InitrdError::Format {
+                    path: path.clone(),
+                    offset,
+                    why,
+                })?;
+            match walked {
+                Walked::Found(data) => return Ok(Some(data)),
+                Walked::Trailer => offset += consumed,
+                Walked::End => return Ok(None),
+            }
+            continue;
+        }
+        let Some(argv) = decompressor(&magic) else {
+            return Err(InitrdError::Format {
+                path,
+                offset,
+                why: format!("neither cpio nor a known compression: {magic:02x?}"),
+            });
+        };
+        return read_compressed(file, argv, wanted, &path, offset);
+    }
+}
+
+/// Pipes the rest of `file` (positioned at `offset`) through `argv` and walks the archive that
+/// comes out; the decompressor is stopped as soon as `wanted` is read.
+fn read_compressed(
+    file: File,
+    argv: &[&str],
+    wanted: &str,
+    path: &str,
+    offset: u64,
+) -> Result<Option<Vec<u8>>, InitrdError> {
+    let mut child = Command::new(argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::from(file))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|source| InitrdError::Decompressor {
+            path: path.to_string(),
+            tool: argv[0].to_string(),
+            source,
+        })?;
+    let mut out = BufReader::new(child.stdout.take().expect("piped"));
+    let mut consumed = 0;
+    let walked = walk(&mut out, wanted, &mut consumed);
+    drop(out);
+    let _ = child.kill();
+    let _ = child.wait();
+    match walked {
+        Ok(Walked::Found(data)) => Ok(Some(data)),
+        Ok(_) => Ok(None),
+        Err(why) => Err(InitrdError::Format {
+            path: path.to_string(),
+            offset,
+            why: format!("in its {} archive: {why}", argv[0]),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A newc archive of `files` (path, contents), ended by its trailer.
+    fn cpio(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (n, (name, data)) in files
+            .iter()
+            .copied()
+            .chain([(TRAILER, &b""[..])])
+            .enumerate()
+        {
+            let fields = [
+                n as u64,
+                0o100644,
+                0,
+                0,
+                1,
+                0,
+                data.len() as u64,
+                0,
+                0,
+                0,
+                0,
+            ];
+            out.extend_from_slice(b"070701");
+            for f in fields {
+                out.extend_from_slice(format!("{f:08x}").as_bytes());
+            }
+            out.extend_from_slice(format!("{:08x}{:08x}", name.len() + 1, 0).as_bytes());
+            out.extend_from_slice(name.as_bytes());
+            out.push(0);
+            while out.len() % 4 != 0 {
+                out.push(0);
+            }
+            out.extend_from_slice(data);
+            while out.len() % 4 != 0 {
+                out.push(0);
+            }
+        }
+        out
+    }
+
+    fn compress(tool: &str, data: &[u8]) -> Option<Vec<u8>> {
+        let mut child = Command::new(tool)
+            .arg("-c")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .ok()?;
+        child.stdin.take()?.write_all(data).ok()?;
+        Some(child.wait_with_output().ok()?.stdout)
+    }
+
+    /// An image as initramfs-tools makes it: an early archive, zero padding, then the main
+    /// archive compressed by `tool`.
+    fn image(tool: &str, main: &[(&str, &[u8])]) -> Option<tempfile::NamedTempFile> {
+        let mut bytes = cpio(&[(
+            "kernel/x86/microcode/GenuineIntel.bin",
+            &b"early microcode"[..],
+        )]);
+        bytes.resize(bytes.len().div_ceil(512) * 512, 0);
+        bytes.extend(compress(tool, &cpio(main))?);
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(&bytes).unwrap();
+        Some(file)
+    }
+
+    #[test]
+    fn a_file_is_read_from_the_compressed_archive_after_an_early_one() {
+        let big = vec![7u8; 100_001];
+        let main: [(&str, &[u8]); 4] = [
+            ("bin/sh", &big),
+            ("conf/arch.conf", b"DPKG_ARCH=amd64\n"),
+            ("etc/hostid", &[0x0c, 0xb1, 0xba, 0x00]),
+            ("usr/lib/modules/zfs.ko", &big),
+        ];
+        for tool in ["gzip", "zstd"] {
+            let Some(file) = image(tool, &main) else {
+                eprintln!("{tool} is not installed here: not tested");
+                continue;
+            };
+            let found = read_file(file.path(), "etc/hostid").unwrap();
+            assert_eq!(
+                found.as_deref(),
+                Some(&[0x0c, 0xb1, 0xba, 0x00][..]),
+                "{tool}"
+            );
+            assert_eq!(read_file(file.path(), "etc/machine-id").unwrap(), None);
+            let early = read_file(file.path(), "kernel/x86/microcode/GenuineIntel.bin").unwrap();
+            assert_eq!(early.as_deref(), Some(&b"early microcode"[..]));
+        }
+    }
+
+    #[test]
+    fn an_uncompressed_image_and_a_leading_dot_slash_are_read() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(&cpio(&[("./etc/hostid", b"abcd")])).unwrap();
+        assert_eq!(
+            read_file(file.path(), "etc/hostid").unwrap().as_deref(),
+            Some(&b"abcd"[..])
+        );
+    }
+
+    #[test]
+    fn what_is_no_image_is_named() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(b"not an initramfs at all").unwrap();
+        let err = read_file(file.path(), "etc/hostid")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("neither cpio nor a known compression"),
+            "{err}"
+        );
+        let mut cut = tempfile::NamedTempFile::new().unwrap();
+        cut.write_all(&cpio(&[("etc/hostid", b"abcd")])[..60])
+            .unwrap();
+        let err = read_file(cut.path(), "etc/hostid").unwrap_err().to_string();
+        assert!(err.contains("ends inside a header"), "{err}");
+    }
+
+    #[test]
+    fn compressions_are_told_by_their_magic() {
+        assert_eq!(
+            decompressor(&[0x28, 0xb5, 0x2f, 0xfd, 0]),
+            Some(&["zstd", "-dcq"][..])
+        );
+        assert_eq!(decompressor(&[0x1f, 0x8b, 8]), Some(&["gzip", "-dc"][..]));
+        assert_eq!(decompressor(b"070701"), None);
+    }
+}
