@@ -8,7 +8,7 @@ use crate::qemu::{Vm, VmSpec};
 use crate::qmp::Qmp;
 use crate::shell::{Output, Shell};
 use crate::wait::{Look, wait_until};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use std::path::Path;
 use std::time::Duration;
 
@@ -58,8 +58,22 @@ impl Machine {
         self.login("root", crate::flow::ROOT_PASSWORD, timeout)
     }
 
+    /// Logs in as root on the console at the next login prompt, and starts no shell of the
+    /// harness's (a machine about to be saved: [`Machine::save_state`]).
+    pub fn console_login_root(&mut self, timeout: Duration) -> Result<()> {
+        self.console.wait_for("login: ", timeout)?;
+        self.console_login_at_prompt("root", crate::flow::ROOT_PASSWORD)
+    }
+
     /// Logs in when the `login: ` prompt has just been seen, and starts the harness's shell.
     pub fn login_at_prompt(&mut self, user: &str, password: &str) -> Result<()> {
+        self.console_login_at_prompt(user, password)?;
+        self.start_shell()
+    }
+
+    /// Logs in on the console when the `login: ` prompt has just been seen; its shell's prompt
+    /// is on the console, and the harness has no shell of its own yet.
+    pub fn console_login_at_prompt(&mut self, user: &str, password: &str) -> Result<()> {
         self.console.send_line(user)?;
         self.console
             .wait_for("Password: ", Duration::from_secs(60))?;
@@ -71,7 +85,7 @@ impl Machine {
             bail!("the console refused the login of {user}: Login incorrect");
         }
         self.last_login = Some(format!("{before}{found}"));
-        self.start_shell()
+        Ok(())
     }
 
     /// Starts the shell on its virtio-serial port from a logged-in console.
@@ -195,6 +209,67 @@ impl Machine {
         let mut qmp = Qmp::connect(&self.vm.sockets.qmp())?;
         let _ = qmp.execute("quit", serde_json::json!({}));
         self.vm.wait_exit(Duration::from_secs(30))?;
+        Ok(())
+    }
+
+    /// Saves the whole machine (memory and devices) to `state` and ends QEMU. The VM is stopped
+    /// first, so its disks as QEMU leaves them (flushed as it quits) are the disks of that
+    /// moment: a VM started with [`crate::qemu::VmSpec::incoming`] = `state`, the same devices
+    /// and copies of those disks and NVRAM goes on from there. Its guest keeps the harness's
+    /// shell only if the harness stays connected, so save with none ([`Machine::console_login_at_prompt`]).
+    pub fn save_state(&mut self, state: &Path) -> Result<()> {
+        let mut qmp = Qmp::connect(&self.vm.sockets.qmp())?;
+        qmp.execute("stop", serde_json::json!({}))?;
+        qmp.execute(
+            "migrate",
+            serde_json::json!({ "uri": format!("file:{}", state.display()) }),
+        )?;
+        wait_until(
+            &format!("QEMU to save the machine's state to {}", state.display()),
+            Duration::from_secs(300),
+            Duration::from_millis(250),
+            |_| {
+                let info = qmp.execute("query-migrate", serde_json::json!({}))?;
+                match info["status"].as_str() {
+                    Some("completed") => Ok(Look::Ready(())),
+                    Some("failed") | Some("cancelled") => {
+                        bail!("saving the machine's state failed: {info}")
+                    }
+                    other => Ok(Look::NotYet(format!("{other:?}"))),
+                }
+            },
+            String::new,
+        )?;
+        let _ = qmp.execute("quit", serde_json::json!({}));
+        self.vm.wait_exit(Duration::from_secs(60))?;
+        self.console.mark("machine state saved; QEMU quit");
+        Ok(())
+    }
+
+    /// Runs a machine started from a saved state ([`crate::qemu::VmSpec::incoming`]) once QEMU
+    /// has loaded it: the state was saved stopped, and so it loads.
+    pub fn continue_saved(&mut self) -> Result<()> {
+        let mut qmp = Qmp::connect(&self.vm.sockets.qmp())?;
+        wait_until(
+            "QEMU to load the saved machine state",
+            Duration::from_secs(300),
+            Duration::from_millis(100),
+            |_| {
+                let status = qmp.execute("query-status", serde_json::json!({}))?;
+                Ok(match status["status"].as_str() {
+                    Some("inmigrate") => Look::NotYet("still loading".into()),
+                    _ => Look::Ready(()),
+                })
+            },
+            String::new,
+        )?;
+        let migrated = qmp.execute("query-migrate", serde_json::json!({}))?;
+        ensure!(
+            migrated["status"].as_str() == Some("completed"),
+            "loading the saved machine state failed: {migrated}"
+        );
+        qmp.execute("cont", serde_json::json!({}))?;
+        self.console.mark("saved machine state loaded; running");
         Ok(())
     }
 

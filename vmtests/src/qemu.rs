@@ -156,6 +156,9 @@ pub struct VmSpec {
     pub dir: PathBuf,
     /// The serial console on this process's terminal (for a person), not on a socket.
     pub serial_on_stdio: bool,
+    /// A saved machine state to go on from instead of powering on ([`crate::machine::Machine::save_state`]):
+    /// the same devices, with the disks and NVRAM as they were when it was saved.
+    pub incoming: Option<PathBuf>,
 }
 
 /// A Unix socket's path must fit in `sun_path`: 108 bytes with its terminating NUL.
@@ -305,6 +308,9 @@ impl VmSpec {
         }
         for (name, file) in &self.fw_cfg {
             a.extend([s("-fw_cfg"), format!("name={name},file={}", file.display())]);
+        }
+        if let Some(state) = &self.incoming {
+            a.extend([s("-incoming"), format!("file:{}", state.display())]);
         }
         match self.ssh_port {
             // restrict=on: nothing leaves the VM but the forwarded port on 127.0.0.1.

@@ -14,8 +14,10 @@ pub struct Qmp {
 }
 
 impl Qmp {
+    /// Connects to QMP's socket, waiting for QEMU to make it (it does after the serial
+    /// console's, which it waits on).
     pub fn connect(socket: &Path) -> Result<Qmp> {
-        let stream = UnixStream::connect(socket)
+        let stream = crate::console::connect(socket, Duration::from_secs(30))
             .with_context(|| format!("connecting to QMP at {}", socket.display()))?;
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
         let mut qmp = Qmp {

@@ -112,6 +112,10 @@ pub enum Start {
     /// NVRAM with kldload's firmware entries: the machine as a user has it after installing.
     #[default]
     Installed,
+    /// That copy already booted through ZFSBootMenu with root logged in (the first step finds
+    /// a running machine), resumed from a saved machine state in seconds: for a scenario whose
+    /// bug comes after the first boot. A scenario about booting starts `installed` and boots.
+    LoggedIn,
     /// A blank 16 GiB target and a fresh NVRAM: the steps install (or fail to) themselves.
     Blank,
 }
@@ -165,6 +169,9 @@ pub enum Step {
         same_as: Option<String>,
         check: Option<String>,
     },
+    /// The running machine's SSH host keys are none of the shared base install's: each install
+    /// makes its own (a scenario that installs compares its install with the base's).
+    HostKeysUnlikeBase { check: Option<String> },
     /// Waits for text on the serial console (a regex), e.g. a boot that fails.
     WaitConsole {
         text: String,
@@ -232,6 +239,7 @@ impl Step {
                 };
                 format!("run `{short}{more}`")
             }
+            Step::HostKeysUnlikeBase { .. } => "SSH host keys unlike the base install's".into(),
             Step::WaitConsole { text, .. } => format!("wait for {text:?} on the console"),
             Step::Crash => "power cut".into(),
             Step::Reboot => "reboot".into(),
@@ -250,6 +258,7 @@ impl Step {
             | Step::Boot { check, .. }
             | Step::Login { check }
             | Step::Run { check, .. }
+            | Step::HostKeysUnlikeBase { check }
             | Step::WaitConsole { check, .. }
             | Step::ZbmDuplicate { check, .. } => check.as_deref(),
             _ => None,
@@ -356,6 +365,11 @@ impl Scenario {
         }
         check_sector_size(self.target.sector_size, "[target]")?;
         ensure!(
+            self.extra_disks.is_empty() || self.start != Start::LoggedIn,
+            "extra_disks need start = \"installed\" or \"blank\": the logged-in start is a saved \
+             machine with the base install's disk alone"
+        );
+        ensure!(
             self.target.sector_size.is_none() || self.start == Start::Blank,
             "[target] needs start = \"blank\": the installed start is the base install's disk"
         );
@@ -372,10 +386,11 @@ pub fn run_scenario(name: &str, path: &Path) -> Result<()> {
     let start = Instant::now();
     let run_name = format!("scenario-{name}");
     let mut run = match scenario.start {
-        Start::Installed => Run::on_installed_base(&distro, &run_name, medium)?,
+        Start::Installed | Start::LoggedIn => Run::on_installed_base(&distro, &run_name, medium)?,
         Start::Blank => Run::new(&distro, &run_name, medium)?,
     };
-    if scenario.start == Start::Installed {
+    if scenario.start != Start::Blank {
+        run.report.origin = Some(start);
         run.report.phase("base install", start.elapsed());
     }
     if !scenario.answers.is_empty() {
@@ -395,7 +410,7 @@ pub fn run_scenario(name: &str, path: &Path) -> Result<()> {
         m: None,
         records: HashMap::new(),
     };
-    let result = exec.steps(&scenario);
+    let result = exec.start(&scenario).and_then(|()| exec.steps(&scenario));
     if let Some(mut m) = exec.m.take() {
         // Whatever state it is in, the VM goes: the run is over.
         let _ = m.crash();
@@ -418,6 +433,14 @@ struct Exec<'r> {
 }
 
 impl Exec<'_> {
+    /// The machine the first step finds: none, or the base logged in.
+    fn start(&mut self, scenario: &Scenario) -> Result<()> {
+        if scenario.start == Start::LoggedIn {
+            self.m = Some(self.run.resume_logged_in("installed")?);
+        }
+        Ok(())
+    }
+
     fn steps(&mut self, scenario: &Scenario) -> Result<()> {
         for (n, step) in scenario.steps.iter().enumerate() {
             let what = format!("step {} ({})", n + 1, step.describe());
@@ -545,6 +568,31 @@ impl Exec<'_> {
                     self.records.insert(name.clone(), out.stdout.clone());
                 }
                 Ok(summarize(&both))
+            }
+            Step::HostKeysUnlikeBase { .. } => {
+                let here = crate::flow::fingerprints(&self.machine()?.succeed(
+                    "for k in /etc/ssh/ssh_host_*_key.pub; do ssh-keygen -l -f $k; done",
+                )?);
+                let run = &self.run;
+                let base = crate::flow::installed_base(&run.distro, &run.medium)?;
+                let there = base.host_keys_as_installed;
+                ensure!(!here.is_empty(), "this machine has no SSH host keys");
+                ensure!(
+                    !there.is_empty(),
+                    "the base install in {} recorded no host keys",
+                    base.dir.display()
+                );
+                let shared: Vec<&String> = here.iter().filter(|k| there.contains(k)).collect();
+                ensure!(
+                    shared.is_empty(),
+                    "the shared base install has the same host keys: {shared:?}"
+                );
+                Ok(format!(
+                    "{} keys here, {} in {}, none the same",
+                    here.len(),
+                    there.len(),
+                    base.dir.display()
+                ))
             }
             Step::WaitConsole {
                 text, timeout_secs, ..

@@ -34,6 +34,7 @@ fn qemu_starts_from_a_deep_run_directory() {
         ssh_port: None,
         dir: run_dir.clone(),
         serial_on_stdio: false,
+        incoming: None,
     };
     let transcript = run_dir.join("serial.log");
     let mut m = Machine::start(spec, &transcript, "firmware").unwrap();

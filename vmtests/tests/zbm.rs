@@ -4,7 +4,6 @@
 
 use anyhow::ensure;
 use kldload::config::ZFSBOOTMENU_HOSTID;
-use serial_test::file_serial;
 use std::time::Duration;
 use vmtests::flow::{LOGIN_TIMEOUT, MENU_TIMEOUT, ROOT_PASSWORD, Run, scenario_on_installed_base};
 use vmtests::machine::Machine;
@@ -34,7 +33,6 @@ fn root_is(m: &mut Machine, be: &str) -> anyhow::Result<String> {
 /// installed kernel; Return boots the selected environment, which comes up as `/`.
 #[test]
 #[ignore = "boots VMs: run with `cargo xtask vm-test debian`"]
-#[file_serial(installed_base)]
 fn menu_lists_snapshots_and_kernels_and_boots_the_selection() {
     scenario_on_installed_base("zbm-menu", |run| {
         let mut m = run.start_installed("menu")?;
@@ -88,7 +86,6 @@ fn menu_lists_snapshots_and_kernels_and_boots_the_selection() {
 /// console.
 #[test]
 #[ignore = "boots VMs: run with `cargo xtask vm-test debian`"]
-#[file_serial(installed_base)]
 fn a_fresh_nvram_boots_through_the_fallback_path() {
     scenario_on_installed_base("zbm-fallback", |run| {
         run.firmware.new_nvram(&run.nvram)?;
@@ -136,10 +133,9 @@ fn a_fresh_nvram_boots_through_the_fallback_path() {
 /// The same snapshot cloned (Alt+C) is listed too, and has the snapshot as its origin.
 #[test]
 #[ignore = "boots VMs: run with `cargo xtask vm-test debian`"]
-#[file_serial(installed_base)]
 fn a_duplicated_snapshot_boots_as_a_new_boot_environment_and_a_clone_keeps_its_origin() {
     scenario_on_installed_base("zbm-duplicate", |run| {
-        let mut m = run.boot_installed("duplicate")?;
+        let mut m = run.resume_logged_in("duplicate")?;
         snapshot_between_two_files(&mut m, "kept")?;
         m.reboot()?;
         let new_be = format!("{BOOTFS}_NEW");
@@ -201,10 +197,9 @@ fn a_duplicated_snapshot_boots_as_a_new_boot_environment_and_a_clone_keeps_its_o
 /// warning) removes a file written after the snapshot and keeps one written before.
 #[test]
 #[ignore = "boots VMs: run with `cargo xtask vm-test debian`"]
-#[file_serial(installed_base)]
 fn rollback_removes_what_was_written_after_the_snapshot() {
     scenario_on_installed_base("zbm-rollback", |run| {
-        let mut m = run.boot_installed("rollback")?;
+        let mut m = run.resume_logged_in("rollback")?;
         snapshot_between_two_files(&mut m, "before-change")?;
         m.reboot()?;
         let mut zbm = Zbm::new(&mut m);
@@ -248,10 +243,9 @@ sync"#;
 /// kernel boots again.
 #[test]
 #[ignore = "boots VMs: run with `cargo xtask vm-test debian`"]
-#[file_serial(installed_base)]
 fn a_second_kernel_set_as_default_boots_and_clearing_it_goes_back() {
     scenario_on_installed_base("zbm-kernels", |run| {
-        let mut m = run.boot_installed("kernels")?;
+        let mut m = run.resume_logged_in("kernels")?;
         run.timed("second kernel and initramfs", |_| {
             m.succeed(SECOND_KERNEL_SCRIPT)
         })?;
@@ -333,7 +327,6 @@ fn a_second_kernel_set_as_default_boots_and_clearing_it_goes_back() {
 /// command line edited there (Alt+E) is in /proc/cmdline of that boot and gone from the next.
 #[test]
 #[ignore = "boots VMs: run with `cargo xtask vm-test debian`"]
-#[file_serial(installed_base)]
 fn recovery_shell_and_a_command_line_edited_for_one_boot() {
     scenario_on_installed_base("zbm-shell-cmdline", |run| {
         let mut m = run.start_installed("shell-cmdline")?;
@@ -427,10 +420,9 @@ fn reboot_and_log_in(run: &mut Run, m: &mut Machine, phase: &str) -> anyhow::Res
 /// the control that shows that check can see a countdown when there is one.
 #[test]
 #[ignore = "boots VMs: run with `cargo xtask vm-test debian`"]
-#[file_serial(installed_base)]
 fn load_options_skip_show_and_a_bad_hostid() {
     scenario_on_installed_base("zbm-options", |run| {
-        let mut m = run.boot_installed("options")?;
+        let mut m = run.resume_logged_in("options")?;
 
         // kldload's own entry says zbm.timeout=5: 12 is this entry's.
         set_zbm_options(&mut m, "zbm.timeout=12 spl_hostid=0xnothex")?;

@@ -178,14 +178,22 @@ fn ci(sh: &Shell, vm: Option<image::Options>) -> anyhow::Result<()> {
         "VM test results (transcripts, reports): {}",
         vmtest::results_dir().display()
     );
+    let started = vmtest::Started::now();
     let mut run = cmd!(
         sh,
         "cargo nextest run --workspace --profile ci --run-ignored all"
-    );
+    )
+    .env("KLDLOAD_VMTEST_RUN", &started.id);
     for (k, v) in prepared.env(false) {
         run = run.env(k, v);
     }
-    run.run()?;
+    let result = run.run();
+    let image = vmtest::ImageTime {
+        seconds: prepared.image_time.as_secs_f64(),
+        cached: prepared.built.phases.timings.iter().all(|t| t.2),
+    };
+    vmtest::report_times(&vmtest::results_dir(), prepared.distro.name, started, image)?;
+    result?;
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 
 use crate::image;
 use anyhow::{Context, Result, bail};
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -21,6 +22,171 @@ fn reports_since(out: &Path, distro: &str, since: std::time::SystemTime) -> Vec<
         .collect();
     reports.sort();
     reports
+}
+
+/// When a run of VM tests began: its reports are those written since, and its id (a timestamp)
+/// tells its tests' shared state from an earlier run's ($KLDLOAD_VMTEST_RUN).
+pub struct Started {
+    pub at: std::time::SystemTime,
+    pub clock: Instant,
+    pub id: String,
+}
+
+impl Started {
+    pub fn now() -> Started {
+        let at = std::time::SystemTime::now();
+        let epoch = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        Started {
+            at,
+            clock: Instant::now(),
+            id: format!("{epoch}-{}", std::process::id()),
+        }
+    }
+}
+
+/// How long the medium took: built, or reused from the cache.
+#[derive(Serialize)]
+pub struct ImageTime {
+    pub seconds: f64,
+    pub cached: bool,
+}
+
+/// Where a run of VM tests spent its time: written as target/vmtest/<distro>/report.json.
+#[derive(Serialize)]
+struct Times {
+    distro: String,
+    /// From the start of the tests to the last report.
+    wall_seconds: f64,
+    image: ImageTime,
+    tests: Vec<TestTimes>,
+    /// Each phase name's time summed over the tests, counting only the innermost phases (so
+    /// no second is counted twice), largest first.
+    phases: Vec<PhaseTotal>,
+}
+
+#[derive(Serialize)]
+struct TestTimes {
+    name: String,
+    dir: PathBuf,
+    passed: bool,
+    wall_seconds: f64,
+    phases: Vec<vmtests::report::Phase>,
+}
+
+#[derive(Serialize)]
+struct PhaseTotal {
+    name: String,
+    /// How many times it ran, over all the tests.
+    count: usize,
+    seconds: f64,
+}
+
+/// The test a run directory is of: its name without the timestamp.
+fn test_name(dir: &Path) -> String {
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    name.splitn(3, '-').nth(2).unwrap_or(&name).to_string()
+}
+
+/// A phase's name for the totals: a scenario's steps by their kind ("step 3 (run `zpool ...`)"
+/// counts as "scenario step: run").
+fn phase_kind(name: &str) -> String {
+    match name.strip_prefix("step ").and_then(|r| r.split_once(" (")) {
+        Some((_, what)) => format!(
+            "scenario step: {}",
+            what.split([' ', ',', ')']).next().unwrap_or_default()
+        ),
+        None => name.to_string(),
+    }
+}
+
+/// Prints each report written since `started` (its checks and phases), then where the run's
+/// time went, per test and per phase, and writes that to target/vmtest/<distro>/report.json.
+pub fn report_times(out: &Path, distro: &str, started: Started, image: ImageTime) -> Result<()> {
+    let mut tests = Vec::new();
+    for path in reports_since(out, distro, started.at) {
+        let r: vmtests::report::Report = serde_json::from_str(&std::fs::read_to_string(&path)?)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let dir = path.parent().expect("a run directory").to_path_buf();
+        println!(
+            "\n{}:",
+            dir.file_name().unwrap_or_default().to_string_lossy()
+        );
+        print!("{}", r.table());
+        println!("  results: {}", dir.display());
+        tests.push(TestTimes {
+            name: test_name(&dir),
+            passed: r.passed(),
+            wall_seconds: r.wall_seconds,
+            phases: r.phases,
+            dir,
+        });
+    }
+    let mut totals: Vec<PhaseTotal> = Vec::new();
+    for t in &tests {
+        let inner = vmtests::report::innermost(&t.phases);
+        let named: f64 = inner.iter().map(|p| p.seconds).sum();
+        let unnamed = (
+            "(in no phase of its own)".to_string(),
+            (t.wall_seconds - named).max(0.0),
+        );
+        let inner = inner.into_iter().map(|p| (phase_kind(&p.name), p.seconds));
+        for (kind, seconds) in inner.chain([unnamed]) {
+            match totals.iter_mut().find(|x| x.name == kind) {
+                Some(x) => {
+                    x.count += 1;
+                    x.seconds += seconds;
+                }
+                None => totals.push(PhaseTotal {
+                    name: kind,
+                    count: 1,
+                    seconds,
+                }),
+            }
+        }
+    }
+    totals.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    let times = Times {
+        distro: distro.to_string(),
+        wall_seconds: started.clock.elapsed().as_secs_f64(),
+        image,
+        tests,
+        phases: totals,
+    };
+    println!(
+        "\nwhere the time went ({distro}): {:.0} s for {} VM tests; image {:.1} s{}",
+        times.wall_seconds,
+        times.tests.len(),
+        times.image.seconds,
+        if times.image.cached { " (cached)" } else { "" }
+    );
+    for t in &times.tests {
+        let mut inner = vmtests::report::innermost(&t.phases);
+        inner.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+        let top: Vec<String> = inner
+            .iter()
+            .take(3)
+            .map(|p| format!("{} {:.0}", p.name, p.seconds))
+            .collect();
+        println!(
+            "  {} {:<28} {:>6.1} s  {}",
+            if t.passed { "PASS" } else { "FAIL" },
+            t.name,
+            t.wall_seconds,
+            top.join(", ")
+        );
+    }
+    println!("  by phase, summed over the tests:");
+    for p in &times.phases {
+        println!("    {:<40} {:>3}x {:>7.1} s", p.name, p.count, p.seconds);
+    }
+    let path = out.join(distro).join("report.json");
+    std::fs::create_dir_all(out.join(distro))?;
+    std::fs::write(&path, serde_json::to_string_pretty(&times)?)?;
+    println!("  written to {}", path.display());
+    Ok(())
 }
 
 /// What the VM tests run against: the medium, built or reused, and the host's VM packages.
@@ -115,7 +281,7 @@ pub fn vm_test(opts: &image::Options, selection: &Selection) -> Result<()> {
     let prepared = prepare(opts)?;
     let (built, distro, image_time) = (&prepared.built, prepared.distro, prepared.image_time);
     let out = results_dir();
-    let started = std::time::SystemTime::now();
+    let started = Started::now();
     let status = std::process::Command::new("cargo")
         .args([
             "nextest",
@@ -132,61 +298,52 @@ pub fn vm_test(opts: &image::Options, selection: &Selection) -> Result<()> {
         .args(&selection.filters)
         .current_dir(crate::project_root())
         .envs(prepared.env(keep))
+        .env("KLDLOAD_VMTEST_RUN", &started.id)
         .env(
             "KLDLOAD_VMTEST_SCENARIOS",
             if selection.all_scenarios { "all" } else { "ci" },
         )
         .status()
         .context("cargo nextest (cargo install --locked cargo-nextest)")?;
-    println!(
-        "\nvm-test {}: image {:.1}s{}",
-        distro.name,
-        image_time.as_secs_f64(),
-        if built.phases.timings.iter().all(|t| t.2) {
-            " (cached)"
-        } else {
-            ""
-        }
-    );
-    println!("  {:<36} {:>7.1}s", "image", image_time.as_secs_f64());
-    for report in reports_since(&out, distro.name, started) {
-        let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report)?)?;
-        let dir = report.parent().expect("a run directory");
-        println!("{}:", dir.file_name().unwrap_or_default().to_string_lossy());
-        for c in r["checks"].as_array().into_iter().flatten() {
-            let detail = c["detail"]
-                .as_str()
-                .unwrap_or_default()
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .chars()
-                .take(90)
-                .collect::<String>();
-            println!(
-                "  {} {:<36} {detail}",
-                if c["passed"].as_bool() == Some(true) {
-                    "PASS"
-                } else {
-                    "FAIL"
-                },
-                c["name"].as_str().unwrap_or_default()
-            );
-        }
-        if let Some(e) = r["error"].as_str() {
-            println!("  ERROR {}", e.lines().next().unwrap_or_default());
-        }
-        for p in r["phases"].as_array().into_iter().flatten() {
-            println!(
-                "  {:<36} {:>7.1}s",
-                p["name"].as_str().unwrap_or_default(),
-                p["seconds"].as_f64().unwrap_or_default()
-            );
-        }
-        println!("  results: {}", dir.display());
-    }
+    let image = ImageTime {
+        seconds: image_time.as_secs_f64(),
+        cached: built.phases.timings.iter().all(|t| t.2),
+    };
+    report_times(&out, distro.name, started, image)?;
     if !status.success() {
         bail!("VM tests failed for {}", distro.name);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_directory_names_its_test() {
+        assert_eq!(
+            test_name(Path::new(
+                "/t/debian-13/20261126-081242-scenario-hostid-mismatch"
+            )),
+            "scenario-hostid-mismatch"
+        );
+        assert_eq!(
+            test_name(Path::new("/t/20261126-081242-install")),
+            "install"
+        );
+    }
+
+    #[test]
+    fn scenario_steps_are_totalled_by_kind() {
+        assert_eq!(
+            phase_kind("step 3 (run `zgenhostid -f 0x12345678 && hostid`)"),
+            "scenario step: run"
+        );
+        assert_eq!(
+            phase_kind("step 1 (install, killed at \"x\")"),
+            "scenario step: install"
+        );
+        assert_eq!(phase_kind("menu to login"), "menu to login");
+    }
 }
