@@ -751,5 +751,14 @@ mod tests {
             )
             .is_err()
         );
+        let e = bad(
+            "summary = \"x\"\nstart = \"logged-in\"\nextra_disks = [\"2G\"]\n\
+             [[step]]\ndo = \"shutdown\"\n",
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("saved"), "{e:#}");
+        assert!(
+            bad("summary = \"x\"\nstart = \"logged-in\"\n[[step]]\ndo = \"shutdown\"\n").is_ok()
+        );
     }
 }
