@@ -106,7 +106,7 @@ pub fn make_plan(
 /// Returns a report for the user.
 pub fn validate(config: &Config, system: &dyn SystemView, force: bool) -> Result<String, AppError> {
     let disks = select_disks(&config.disks, system)?;
-    check_disks(&disks, system, force)?;
+    check_disks(&disks, config.disks.layout, system, force)?;
     let mut report = format!(
         "answer file is valid: {} on pool {} ({:?})\n",
         config.distro, config.pool.name, config.disks.layout
@@ -126,7 +126,7 @@ pub fn install(
     force: bool,
 ) -> Result<(), AppError> {
     let plan = make_plan(config, overrides, system, Path::new("/"))?;
-    check_disks(&plan.disks, system, force)?;
+    check_disks(&plan.disks, config.disks.layout, system, force)?;
     if !yes {
         confirm(&plan.disks, system)?;
     }

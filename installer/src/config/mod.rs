@@ -133,11 +133,17 @@ impl fmt::Display for Distro {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Layout {
+    /// One disk: all of it usable, nothing survives its loss.
     #[default]
     Single,
+    /// Every disk holds a copy: the size of one disk, survives all but one.
     Mirror,
+    /// Single parity: the size of all but one disk, survives one.
     Raidz1,
+    /// Double parity: the size of all but two disks, survives any two.
     Raidz2,
+    /// Disks side by side: the size of all of them, and the pool is lost with any one.
+    Stripe,
 }
 
 impl Layout {
@@ -145,19 +151,36 @@ impl Layout {
     pub fn min_disks(self) -> usize {
         match self {
             Layout::Single => 1,
-            Layout::Mirror => 2,
+            Layout::Mirror | Layout::Stripe => 2,
             Layout::Raidz1 => 3,
             Layout::Raidz2 => 4,
         }
     }
-    /// The vdev type word for `zpool create`, none for a single disk.
+    /// The vdev type word for `zpool create`: none for one disk or disks side by side.
     pub fn vdev_word(self) -> Option<&'static str> {
         match self {
-            Layout::Single => None,
+            Layout::Single | Layout::Stripe => None,
             Layout::Mirror => Some("mirror"),
             Layout::Raidz1 => Some("raidz1"),
             Layout::Raidz2 => Some("raidz2"),
         }
+    }
+    /// Roughly what the pool holds on disks of `sizes` bytes (before ZFS's own overhead): the
+    /// redundant layouts use each disk up to the smallest one's size; a stripe all of each.
+    pub fn usable_bytes(self, sizes: &[u64]) -> u64 {
+        let smallest = sizes.iter().copied().min().unwrap_or(0);
+        let n = sizes.len() as u64;
+        match self {
+            Layout::Single | Layout::Mirror => smallest,
+            Layout::Raidz1 => smallest * n.saturating_sub(1),
+            Layout::Raidz2 => smallest * n.saturating_sub(2),
+            Layout::Stripe => sizes.iter().sum(),
+        }
+    }
+
+    /// Whether the layout uses each disk only up to the smallest one's size.
+    pub fn bounded_by_smallest(self) -> bool {
+        matches!(self, Layout::Mirror | Layout::Raidz1 | Layout::Raidz2)
     }
 }
 

@@ -223,6 +223,11 @@ fn cross_key_rules() {
             "at least 2",
         ),
         (
+            MINIMAL.replace("[disks]", "[disks]\nlayout = \"stripe\""),
+            "disks.paths",
+            "at least 2",
+        ),
+        (
             MINIMAL
                 .replace("\"/dev/vdb\"", "\"/dev/vdb\", \"/dev/vdb\"")
                 .replace("[disks]", "[disks]\nlayout = \"mirror\""),
@@ -305,4 +310,15 @@ fn filters_and_static_addresses() {
     assert!(e.contains("IP/prefix"), "{e}");
     let e = error(&MINIMAL.replace("paths = [\"/dev/vdb\"]", "filter = {}"));
     assert!(e.contains("empty filter"), "{e}");
+}
+
+#[test]
+fn a_stripe_of_two_disks_lists_both_partitions_with_no_vdev_word() {
+    let text = MINIMAL
+        .replace("\"/dev/vdb\"", "\"/dev/vdb\", \"/dev/vdc\"")
+        .replace("[disks]", "[disks]\nlayout = \"stripe\"");
+    let c = Config::parse(&text, "stripe.toml").unwrap();
+    assert_eq!(c.disks.layout, Layout::Stripe);
+    assert_eq!(c.disks.layout.vdev_word(), None);
+    assert_eq!(c.disks.paths.len(), 2);
 }

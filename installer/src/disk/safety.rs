@@ -3,7 +3,7 @@
 
 use super::human_size;
 use super::system::{DeviceLookup, SystemView};
-use crate::config::MIN_DISK_SIZE;
+use crate::config::{Layout, MIN_DISK_SIZE};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -40,9 +40,11 @@ impl fmt::Display for Refusals {
     }
 }
 
-/// Checks every target disk; `force` lets disks with old contents through, never disks in use.
+/// Checks every target disk for `layout`; `force` lets disks with old contents (and disks of
+/// very different sizes) through, never disks in use.
 pub fn check_disks(
     disks: &[PathBuf],
+    layout: Layout,
     system: &dyn SystemView,
     force: bool,
 ) -> Result<(), Refusals> {
@@ -63,12 +65,57 @@ pub fn check_disks(
         }
     }
     refusals.extend(same_disk_twice(disks, system));
+    refusals.extend(sizes_far_apart(disks, layout, system));
     refusals.retain(|r| !(force && r.overridable));
     if refusals.is_empty() {
         Ok(())
     } else {
         Err(Refusals(refusals))
     }
+}
+
+/// How much bigger than the smallest disk the largest may be before a layout that uses each
+/// disk only up to the smallest's size is refused: 10%.
+const SIZE_SPREAD_PERCENT: u64 = 10;
+
+/// Disks of very different sizes in a mirror or raidz, which uses each only up to the
+/// smallest's size: the rest of the bigger ones would lie unused. Names the usable size.
+fn sizes_far_apart(disks: &[PathBuf], layout: Layout, system: &dyn SystemView) -> Vec<Refusal> {
+    let sizes: Vec<(PathBuf, u64)> = disks
+        .iter()
+        .filter_map(|p| match system.lookup(p) {
+            DeviceLookup::Disk(d) => Some((p.clone(), d.size)),
+            _ => None,
+        })
+        .collect();
+    if !layout.bounded_by_smallest() || sizes.len() < 2 {
+        return vec![];
+    }
+    let smallest = sizes.iter().map(|(_, s)| *s).min().unwrap_or(0);
+    let Some((largest_disk, largest)) = sizes.iter().max_by_key(|(_, s)| *s) else {
+        return vec![];
+    };
+    if largest * 100 <= smallest * (100 + SIZE_SPREAD_PERCENT) {
+        return vec![];
+    }
+    let all: Vec<u64> = sizes.iter().map(|(_, s)| *s).collect();
+    let total: u64 = all.iter().sum();
+    vec![Refusal {
+        disk: largest_disk.clone(),
+        problem: format!(
+            "it is {} and the smallest disk {}: a {} uses each disk only up to the smallest's \
+             size, so the pool would hold about {} of these disks' {}",
+            human_size(*largest),
+            human_size(smallest),
+            format!("{layout:?}").to_lowercase(),
+            human_size(layout.usable_bytes(&all)),
+            human_size(total)
+        ),
+        fix: "use disks of about the same size (within 10%), or pass --force to accept the \
+              unused space"
+            .into(),
+        overridable: true,
+    }]
 }
 
 /// A disk named twice under different names (`/dev/vda` and its by-id link): the layout would
@@ -250,7 +297,7 @@ mod tests {
     }
 
     fn refusal(disk: BlockDevice, path: &str, force: bool) -> Option<Refusal> {
-        check_disks(&[path.into()], &machine_with(disk), force)
+        check_disks(&[path.into()], Layout::Single, &machine_with(disk), force)
             .err()
             .map(|r| r.0.into_iter().next().unwrap())
     }
@@ -396,6 +443,7 @@ mod tests {
         let m = machine_with(blank("vdb"));
         let err = check_disks(
             &["/dev/vdb".into(), "/dev/disk/by-id/virtio-T1".into()],
+            Layout::Mirror,
             &m,
             true,
         )
@@ -413,15 +461,67 @@ mod tests {
     fn legacy_boot_is_refused() {
         let mut m = machine_with(blank("vdb"));
         m.uefi = false;
-        let err = check_disks(&["/dev/vdb".into()], &m, true).unwrap_err();
+        let err = check_disks(&["/dev/vdb".into()], Layout::Single, &m, true).unwrap_err();
         assert!(err.to_string().contains("UEFI"), "{err}");
     }
 
     #[test]
     fn every_refusal_is_reported() {
         let m = machine_with(blank("vdb"));
-        let err = check_disks(&["/dev/vdx".into(), "/dev/vdy".into()], &m, false).unwrap_err();
+        let err = check_disks(
+            &["/dev/vdx".into(), "/dev/vdy".into()],
+            Layout::Mirror,
+            &m,
+            false,
+        )
+        .unwrap_err();
         assert_eq!(err.0.len(), 2);
         assert!(err.to_string().contains("/dev/vdx") && err.to_string().contains("/dev/vdy"));
+    }
+
+    /// Two blank disks of `a` and `b` GiB, /dev/vdb and /dev/vdc.
+    fn two_disks(a: u64, b: u64) -> FakeSystem {
+        let mut m = machine_with(BlockDevice {
+            size: a << 30,
+            ..blank("vdb")
+        });
+        m.disks.push(BlockDevice {
+            size: b << 30,
+            ..blank("vdc")
+        });
+        m
+    }
+
+    #[test]
+    fn a_mirror_of_very_different_disks_names_the_usable_size() {
+        let disks: [PathBuf; 2] = ["/dev/vdb".into(), "/dev/vdc".into()];
+        let err = check_disks(&disks, Layout::Mirror, &two_disks(16, 64), false).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        let r = &err.0[0];
+        assert_eq!(r.disk, Path::new("/dev/vdc"));
+        assert!(
+            r.problem.contains("64.0 GiB")
+                && r.problem.contains("16.0 GiB")
+                && r.problem
+                    .contains("about 16.0 GiB of these disks' 80.0 GiB"),
+            "{r}"
+        );
+        assert!(r.overridable && r.fix.contains("--force"), "{r}");
+        assert!(check_disks(&disks, Layout::Mirror, &two_disks(16, 64), true).is_ok());
+        // Within 10% is about the same size; a stripe uses all of each disk.
+        assert!(check_disks(&disks, Layout::Mirror, &two_disks(100, 110), false).is_ok());
+        assert!(check_disks(&disks, Layout::Mirror, &two_disks(100, 111), false).is_err());
+        assert!(check_disks(&disks, Layout::Stripe, &two_disks(16, 64), false).is_ok());
+    }
+
+    #[test]
+    fn each_layout_says_what_it_holds() {
+        let gib = 1u64 << 30;
+        let four = [4 * gib, 4 * gib, 4 * gib, 8 * gib];
+        assert_eq!(Layout::Mirror.usable_bytes(&four), 4 * gib);
+        assert_eq!(Layout::Raidz1.usable_bytes(&four), 12 * gib);
+        assert_eq!(Layout::Raidz2.usable_bytes(&four), 8 * gib);
+        assert_eq!(Layout::Stripe.usable_bytes(&four), 20 * gib);
+        assert_eq!(Layout::Single.usable_bytes(&[4 * gib]), 4 * gib);
     }
 }

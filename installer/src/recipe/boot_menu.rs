@@ -158,8 +158,8 @@ fn mount_first_esp(inputs: &Inputs) -> Vec<Action> {
     ]
 }
 
-/// Every other disk of a mirror or raidz gets the same files on its own ESP, so the machine
-/// boots from any surviving disk.
+/// Every other disk (mirror, raidz, stripe) gets the same files on its own ESP, so the firmware
+/// can start ZFSBootMenu from any disk that is left.
 fn copy_to_other_esps(inputs: &Inputs) -> Vec<Action> {
     let esp_efi = inputs.target("boot/efi/EFI");
     let mut actions = Vec::new();
