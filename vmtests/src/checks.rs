@@ -494,9 +494,7 @@ fn sshd(m: &mut Machine, run: &Run, _: &Config) -> Result<String> {
         "ssh.service is {}",
         enabled.trim()
     );
-    let keys = crate::flow::fingerprints(
-        &m.succeed("for k in /etc/ssh/ssh_host_*_key.pub; do ssh-keygen -l -f $k; done")?,
-    );
+    let keys = crate::flow::fingerprints(&m.succeed(&crate::flow::host_keys_command(""))?);
     ensure!(keys.len() >= 2, "host keys: {keys:?}");
     ensure!(
         keys == run.host_keys_as_installed,

@@ -7,7 +7,7 @@ use crate::machine::Machine;
 use crate::ovmf::Firmware;
 use crate::qemu::{Accel, Disk, VmSpec, choose_accel, create_disk, free_port};
 use crate::report::Report;
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -65,6 +65,12 @@ pub fn fingerprints(text: &str) -> Vec<String> {
         .collect();
     keys.sort();
     keys
+}
+
+/// The shell command printing `ssh-keygen -l` of each SSH host key of the system whose root is
+/// at `root` ("" for the running one), for [`fingerprints`].
+pub fn host_keys_command(root: &str) -> String {
+    format!("for k in {root}/etc/ssh/ssh_host_*_key.pub; do ssh-keygen -l -f $k; done")
 }
 
 /// Where runs go: `$KLDLOAD_VMTEST_OUT` (set by `cargo xtask`), else target/vmtest.
@@ -186,6 +192,11 @@ impl Run {
         }
     }
 
+    /// The machine the saved logged-in state is of, and is resumed as: the target disk alone.
+    fn logged_in_spec(&self, name: &str) -> VmSpec {
+        self.spec(name, vec![self.target_disk(None)], vec![])
+    }
+
     fn target_disk(&self, boot_index: Option<u32>) -> Disk {
         Disk {
             path: self.target.clone(),
@@ -280,8 +291,9 @@ impl Run {
             let keys = m.succeed(&format!(
                 "set -e; zpool import -N -o readonly=on -R /run/inspect {pool}; \
                  zfs mount {pool}/ROOT/default; \
-                 for k in /run/inspect/etc/ssh/ssh_host_*_key.pub; do ssh-keygen -l -f $k; done; \
-                 zpool export {pool} || echo 'kept imported read-only until the poweroff' >&2"
+                 {}; \
+                 zpool export {pool} || echo 'kept imported read-only until the poweroff' >&2",
+                host_keys_command("/run/inspect")
             ))?;
             let keys = fingerprints(&keys);
             std::fs::write(run.dir.join(LABEL_AS_INSTALLED), &label)?;
@@ -412,13 +424,8 @@ impl Run {
             let _ = std::fs::remove_file(&run.target);
             create_disk(&run.target, "16G", Some(&saved.join("target.qcow2")))?;
             std::fs::copy(saved.join("nvram.fd"), &run.nvram)?;
-            let mut spec = run.spec(name, vec![run.target_disk(None)], vec![]);
-            let key = std::fs::read_to_string(saved.join(SAVED_KEY)).unwrap_or_default();
-            ensure!(
-                key == saved_state_key(&spec)?,
-                "the saved state in {} is of another machine than this run's",
-                saved.display()
-            );
+            // The machine logged_in_base saved, whose key it checked.
+            let mut spec = run.logged_in_spec(name);
             spec.incoming = Some(saved.join("state"));
             let mut m = Machine::start(spec, &run.transcript, "resume")?;
             m.continue_saved()?;
@@ -748,8 +755,7 @@ pub fn logged_in_base(distro: &str, medium: &Path) -> Result<PathBuf> {
     let dir = base.dir.join(LOGGED_IN);
     std::fs::create_dir_all(&dir)?;
     let mut run = Run::in_dir_existing(distro, dir.clone(), medium.to_owned())?;
-    let spec = run.spec("logged-in", vec![run.target_disk(None)], vec![]);
-    let key = saved_state_key(&spec)?;
+    let key = saved_state_key(&run.logged_in_spec("logged-in"))?;
     if std::fs::read_to_string(dir.join(SAVED_KEY)).ok().as_deref() == Some(&key) {
         return Ok(dir);
     }

@@ -570,9 +570,11 @@ impl Exec<'_> {
                 Ok(summarize(&both))
             }
             Step::HostKeysUnlikeBase { .. } => {
-                let here = crate::flow::fingerprints(&self.machine()?.succeed(
-                    "for k in /etc/ssh/ssh_host_*_key.pub; do ssh-keygen -l -f $k; done",
-                )?);
+                let here = crate::flow::fingerprints(
+                    &self
+                        .machine()?
+                        .succeed(&crate::flow::host_keys_command(""))?,
+                );
                 let run = &self.run;
                 let base = crate::flow::installed_base(&run.distro, &run.medium)?;
                 let there = base.host_keys_as_installed;

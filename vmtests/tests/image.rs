@@ -186,7 +186,11 @@ fn payload_and_medium() {
         assert!(found.is_empty(), "the payload holds {forbidden}: {found:?}");
     }
 
-    // zfs.ko is signed by this build's key: the signer is the subject of the builder's certificate.
+    // zfs.ko and the initramfs, out of the payload in one pass.
+    let initrd = listing
+        .lines()
+        .find(|l| l.contains(&format!("boot/initrd.img-{kernel}")))
+        .unwrap_or_else(|| panic!("no initrd.img for {kernel} in the payload"));
     let dir = tempfile::tempdir().unwrap();
     sh(&[
         "tar",
@@ -197,23 +201,10 @@ fn payload_and_medium() {
         "--directory",
         &dir.path().to_string_lossy(),
         zfs_ko,
+        initrd,
     ]);
     // The payload's initramfs carries the hostid kldload installs, as `kldload doctor` reads it
     // at every boot: out of the image, without unpacking it.
-    let initrd = listing
-        .lines()
-        .find(|l| l.contains(&format!("boot/initrd.img-{kernel}")))
-        .unwrap_or_else(|| panic!("no initrd.img for {kernel} in the payload"));
-    sh(&[
-        "tar",
-        "--zstd",
-        "--extract",
-        "--file",
-        &tarball.to_string_lossy(),
-        "--directory",
-        &dir.path().to_string_lossy(),
-        initrd,
-    ]);
     let hostid = kldload::initrd::read_file(&dir.path().join(initrd), "etc/hostid")
         .unwrap()
         .and_then(|bytes| kldload::doctor::parse_hostid_file(&bytes));
@@ -222,6 +213,7 @@ fn payload_and_medium() {
         Some(kldload::config::ZFSBOOTMENU_HOSTID),
         "the payload's initramfs {initrd} has no etc/hostid of kldload's"
     );
+    // zfs.ko is signed by this build's key: the signer is the subject of the builder's certificate.
     let signer = sh(&[
         "modinfo",
         "--field=signer",

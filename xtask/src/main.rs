@@ -188,11 +188,12 @@ fn ci(sh: &Shell, vm: Option<image::Options>) -> anyhow::Result<()> {
         run = run.env(k, v);
     }
     let result = run.run();
-    let image = vmtest::ImageTime {
-        seconds: prepared.image_time.as_secs_f64(),
-        cached: prepared.built.phases.timings.iter().all(|t| t.2),
-    };
-    vmtest::report_times(&vmtest::results_dir(), prepared.distro.name, started, image)?;
+    vmtest::report_times(
+        &vmtest::results_dir(),
+        prepared.distro.name,
+        started,
+        prepared.image_time(),
+    )?;
     result?;
     Ok(())
 }

@@ -221,6 +221,14 @@ pub fn results_dir() -> PathBuf {
 }
 
 impl Prepared {
+    /// How long the medium took, and whether every phase came from the cache.
+    pub fn image_time(&self) -> ImageTime {
+        ImageTime {
+            seconds: self.image_time.as_secs_f64(),
+            cached: self.built.phases.timings.iter().all(|t| t.2),
+        }
+    }
+
     /// The environment the tests in vmtests/ read: the medium, the distro, the build's roots.
     pub fn env(&self, keep: bool) -> Vec<(&'static str, std::ffi::OsString)> {
         vec![
@@ -279,7 +287,7 @@ pub fn vm_repro(opts: &image::Options, scenario: &str, keep: bool) -> Result<()>
 pub fn vm_test(opts: &image::Options, selection: &Selection) -> Result<()> {
     let keep = selection.keep;
     let prepared = prepare(opts)?;
-    let (built, distro, image_time) = (&prepared.built, prepared.distro, prepared.image_time);
+    let distro = prepared.distro;
     let out = results_dir();
     let started = Started::now();
     let status = std::process::Command::new("cargo")
@@ -305,11 +313,7 @@ pub fn vm_test(opts: &image::Options, selection: &Selection) -> Result<()> {
         )
         .status()
         .context("cargo nextest (cargo install --locked cargo-nextest)")?;
-    let image = ImageTime {
-        seconds: image_time.as_secs_f64(),
-        cached: built.phases.timings.iter().all(|t| t.2),
-    };
-    report_times(&out, distro.name, started, image)?;
+    report_times(&out, distro.name, started, prepared.image_time())?;
     if !status.success() {
         bail!("VM tests failed for {}", distro.name);
     }
