@@ -5,7 +5,7 @@ use crate::config::{Config, ConfigError, DEFAULT_PAYLOAD, Family, MirrorUrl};
 use crate::disk::SystemView;
 use crate::disk::safety::{Refusals, check_disks};
 use crate::disk::select::{SelectError, select_disks};
-use crate::exec::{ExecError, ProgressMode, run_plan};
+use crate::exec::{ExecError, ProgressMode, Secrets, run_plan};
 use crate::plan::Plan;
 use crate::recipe::{BaseSource, Inputs, LIVE_KLDLOAD, PlanError, build_plan};
 use crate::zfsbootmenu::choose_source;
@@ -30,6 +30,8 @@ pub enum AppError {
     Plan(#[from] PlanError),
     #[error("{0}")]
     BadOption(String),
+    #[error("{0}\nnothing was written to any disk")]
+    Passphrase(String),
     #[error("not confirmed: {0}\nnothing was written to any disk")]
     NotConfirmed(String),
     #[error("install failed at {0}")]
@@ -105,12 +107,16 @@ pub fn make_plan(
 /// `kldload validate`: the answer file parses, its disks are found and pass the safety checks.
 /// Returns a report for the user.
 pub fn validate(config: &Config, system: &dyn SystemView, force: bool) -> Result<String, AppError> {
+    let passphrase = find_passphrase(config)?;
     let disks = select_disks(&config.disks, system)?;
     check_disks(&disks, config.disks.layout, system, force)?;
     let mut report = format!(
         "answer file is valid: {} on pool {} ({:?})\n",
         config.distro, config.pool.name, config.disks.layout
     );
+    if let Some((_, from)) = passphrase {
+        report.push_str(&format!("  the pool's passphrase: from {from}\n"));
+    }
     for d in &disks {
         report.push_str(&format!("  would wipe {}\n", d.display()));
     }
@@ -125,13 +131,37 @@ pub fn install(
     yes: bool,
     force: bool,
 ) -> Result<(), AppError> {
+    let secrets = install_secrets(config)?;
     let plan = make_plan(config, overrides, system, Path::new("/"))?;
     check_disks(&plan.disks, config.disks.layout, system, force)?;
     if !yes {
         confirm(&plan.disks, system)?;
     }
-    run_plan(&plan, ProgressMode::detect())?;
+    run_plan(&plan, ProgressMode::detect(), &secrets)?;
     Ok(())
+}
+
+/// The secrets the plan's files are written from: the pool's passphrase when encrypted (found
+/// before anything is written; where it came from is said, never what it is).
+fn install_secrets(config: &Config) -> Result<Secrets, AppError> {
+    let Some((passphrase, from)) = find_passphrase(config)? else {
+        return Ok(Secrets::default());
+    };
+    eprintln!("kldload: the pool's passphrase from {from}");
+    Ok(Secrets::default().with(crate::passphrase::VARIABLE, passphrase.secret().clone()))
+}
+
+/// An encrypted install's passphrase and where it was found; none when not encrypted.
+fn find_passphrase(
+    config: &Config,
+) -> Result<Option<(crate::passphrase::Passphrase, String)>, AppError> {
+    if !config.encryption.enabled {
+        return Ok(None);
+    }
+    let from_env = std::env::var(crate::passphrase::VARIABLE).ok();
+    crate::passphrase::find(config, from_env.as_deref(), Path::new("/"))
+        .map(Some)
+        .map_err(AppError::Passphrase)
 }
 
 /// Names the disks to be wiped and asks; refuses when there is nobody to ask.

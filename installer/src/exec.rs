@@ -94,8 +94,20 @@ impl Log {
     }
 }
 
+/// The secrets a plan's [`Contents::Secret`] files are written from, by variable name: given
+/// to the run, never part of the plan, never logged.
+#[derive(Debug, Default)]
+pub struct Secrets(std::collections::BTreeMap<String, Secret>);
+
+impl Secrets {
+    pub fn with(mut self, variable: &str, value: Secret) -> Secrets {
+        self.0.insert(variable.to_string(), value);
+        self
+    }
+}
+
 /// Runs `plan`; `secrets` are never logged.
-pub fn run_plan(plan: &Plan, mode: ProgressMode) -> Result<(), ExecError> {
+pub fn run_plan(plan: &Plan, mode: ProgressMode, secrets: &Secrets) -> Result<(), ExecError> {
     let log = Arc::new(Mutex::new(Log {
         started: Instant::now(),
         early: Vec::new(),
@@ -124,7 +136,7 @@ pub fn run_plan(plan: &Plan, mode: ProgressMode) -> Result<(), ExecError> {
             if let Some(bar) = &bar {
                 bar.set_message(action.why().to_string());
             }
-            run_action(action, &log, mode).map_err(|(action, output)| {
+            run_action(action, &log, mode, secrets).map_err(|(action, output)| {
                 let e = ExecError {
                     step: step.id.name().to_string(),
                     action,
@@ -153,6 +165,7 @@ fn run_action(
     action: &Action,
     log: &Arc<Mutex<Log>>,
     mode: ProgressMode,
+    secrets: &Secrets,
 ) -> Result<(), (String, String)> {
     match action {
         Action::Run { argv, why, stdin } => {
@@ -172,9 +185,15 @@ fn run_action(
                 .line(&format!("write {} ({bits:04o})", path.display()));
             let bytes = match contents {
                 Contents::Text { text } => text.as_bytes(),
-                Contents::Secret {
-                    value: Secret(s), ..
-                } => s.as_bytes(),
+                Contents::Secret { variable } => match secrets.0.get(variable) {
+                    Some(Secret(s)) => s.as_bytes(),
+                    None => {
+                        return Err((
+                            format!("writing {} failed", path.display()),
+                            format!("the installer was given no {variable}"),
+                        ));
+                    }
+                },
             };
             write_file(path, bytes, *bits)
                 .map_err(|e| (format!("writing {} failed", path.display()), e.to_string()))
@@ -253,6 +272,8 @@ fn run_command(
     mode: ProgressMode,
 ) -> Result<(), (String, String)> {
     let mut cmd = Command::new(&argv[0]);
+    // The passphrase may have come in this variable: no command is given it.
+    cmd.env_remove(crate::passphrase::VARIABLE);
     cmd.args(&argv[1..])
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -443,7 +464,7 @@ mod tests {
             },
         ]);
         p.steps.truncate(1);
-        run_plan(&p, ProgressMode::Lines).unwrap();
+        run_plan(&p, ProgressMode::Lines, &Secrets::default()).unwrap();
         assert_eq!(fs::read_to_string(d("hostname")).unwrap(), "kldload\n");
         assert_eq!(
             fs::metadata(d("hostname")).unwrap().permissions().mode() & 0o777,
@@ -458,6 +479,51 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_file_is_written_from_the_secrets_given_and_never_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = |p: &str| dir.path().join(p);
+        let key = Action::WriteFile {
+            path: d("key"),
+            contents: Contents::Secret {
+                variable: crate::passphrase::VARIABLE.into(),
+            },
+            mode: 0o000,
+            why: "key".into(),
+        };
+        let mut p = plan(vec![
+            Action::LogTo {
+                path: Some(d("install.log")),
+                why: "log".into(),
+            },
+            key.clone(),
+        ]);
+        p.steps.truncate(1);
+        let secrets = Secrets::default().with(
+            crate::passphrase::VARIABLE,
+            Secret("correct horse battery".into()),
+        );
+        run_plan(&p, ProgressMode::Lines, &secrets).unwrap();
+        assert_eq!(
+            fs::read_to_string(d("key")).unwrap(),
+            "correct horse battery"
+        );
+        assert_eq!(
+            fs::metadata(d("key")).unwrap().permissions().mode() & 0o777,
+            0
+        );
+        let log = fs::read_to_string(d("install.log")).unwrap();
+        assert!(log.contains("write ") && !log.contains("horse"), "{log}");
+
+        let mut p = plan(vec![key]);
+        p.steps.truncate(1);
+        let err = run_plan(&p, ProgressMode::Lines, &Secrets::default()).unwrap_err();
+        assert!(
+            err.output.contains("given no KLDLOAD_POOL_PASSPHRASE"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn stops_at_the_first_failure_naming_step_command_and_output() {
         let err = run_plan(
             &plan(vec![Action::run(
@@ -465,6 +531,7 @@ mod tests {
                 "fails",
             )]),
             ProgressMode::Lines,
+            &Secrets::default(),
         )
         .unwrap_err();
         assert_eq!(err.step, "partition");
@@ -483,6 +550,7 @@ mod tests {
         let err = run_plan(
             &plan(vec![Action::run(["kldload-no-such-program"], "fails")]),
             ProgressMode::Lines,
+            &Secrets::default(),
         )
         .unwrap_err();
         assert!(err.action.contains("could not start"), "{err}");
@@ -504,6 +572,7 @@ mod tests {
                 why: "pinned".into(),
             }]),
             ProgressMode::Lines,
+            &Secrets::default(),
         )
         .unwrap_err();
         assert!(

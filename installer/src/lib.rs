@@ -11,6 +11,7 @@ pub mod doctor;
 pub mod exec;
 pub mod initrd;
 pub mod mirror;
+pub mod passphrase;
 pub mod plan;
 pub mod recipe;
 pub mod unattended;

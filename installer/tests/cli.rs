@@ -178,6 +178,47 @@ fn a_missing_disk_is_refused_and_nothing_is_written() {
 }
 
 #[test]
+fn an_encrypted_install_without_a_usable_passphrase_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = answer_file(
+        &dir,
+        "hostname = \"box\"\n[disks]\npaths = [\"/dev/disk/by-id/kldload-test-no-such-disk\"]\n\
+         [root]\npassword_hash = \"$6$x$y\"\n[encryption]\nenabled = true\n",
+    );
+    for (passphrase, message) in [
+        (
+            None,
+            "there is no passphrase: put it in a file named by encryption.passphrase_file, or in $KLDLOAD_POOL_PASSPHRASE",
+        ),
+        (
+            Some("1234567"),
+            "the passphrase in $KLDLOAD_POOL_PASSPHRASE is not usable: ZFS takes 8 to 512 bytes and it has 7",
+        ),
+    ] {
+        for args in [
+            vec!["validate", "--config", &file],
+            vec!["install", "--config", &file, "--yes"],
+        ] {
+            let cmd = args[0];
+            let mut command = Command::new(env!("CARGO_BIN_EXE_kldload"));
+            command.args(&args);
+            command
+                .env("CI", "true")
+                .env_remove("KLDLOAD_POOL_PASSPHRASE");
+            if let Some(p) = passphrase {
+                command.env("KLDLOAD_POOL_PASSPHRASE", p);
+            }
+            let out = command.output().unwrap();
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{cmd}: {err}");
+            assert!(err.contains(message), "{cmd}: {err}");
+            assert!(err.contains("nothing was written to any disk"), "{err}");
+            assert!(!err.contains("1234567"), "the passphrase is echoed: {err}");
+        }
+    }
+}
+
+#[test]
 fn disks_lists_this_machine() {
     let out = kldload(&["disks", "--json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));

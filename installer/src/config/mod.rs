@@ -39,6 +39,9 @@ pub struct Config {
     /// The pool and its pool-wide properties.
     #[serde(default)]
     pub pool: PoolConfig,
+    /// Native encryption.
+    #[serde(default)]
+    pub encryption: EncryptionConfig,
     /// Datasets to add, or properties to add to the recipe's datasets (same name).
     #[serde(default)]
     pub datasets: Vec<DatasetConfig>,
@@ -232,9 +235,6 @@ pub struct PoolConfig {
     pub ashift: Ashift,
     #[serde(default = "default_compression")]
     pub compression: Compression,
-    /// Native encryption of the whole pool, unlocked in ZFSBootMenu.
-    #[serde(default)]
-    pub encryption: Encryption,
     /// A swap zvol of this size (none by default).
     pub swap_size: Option<SwapSize>,
 }
@@ -245,7 +245,6 @@ impl Default for PoolConfig {
             name: default_pool_name(),
             ashift: default_ashift(),
             compression: default_compression(),
-            encryption: Encryption::Off,
             swap_size: None,
         }
     }
@@ -261,33 +260,53 @@ fn default_compression() -> Compression {
     Compression::new("lz4").expect("valid")
 }
 
-/// `encryption = "off"` or `encryption = { passphrase = "..." }`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Encryption {
-    #[default]
-    #[serde(with = "off_keyword")]
-    Off,
-    Passphrase {
-        passphrase: Secret,
-    },
+/// `[encryption]`: OpenZFS native encryption, unlocked with a passphrase typed at ZFSBootMenu's
+/// prompt (once: the booted system's initramfs carries a key file). The passphrase itself is
+/// never in the answer file, which gets printed, copied and committed: it comes from
+/// `passphrase_file`, `$KLDLOAD_POOL_PASSPHRASE`, or on the live medium from QEMU's fw_cfg or
+/// the medium (`crate::passphrase`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionConfig {
+    /// Encrypt (default: no).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Which datasets are encrypted.
+    #[serde(default)]
+    pub datasets: EncryptedDatasets,
+    #[serde(default)]
+    pub cipher: Cipher,
+    #[serde(default)]
+    pub keyformat: KeyFormat,
+    /// A file on the installing system holding the passphrase (one line).
+    pub passphrase_file: Option<FilePath>,
 }
 
-mod off_keyword {
-    use serde::{Deserialize, Deserializer, Serializer};
-    pub fn serialize<S: Serializer>(s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("off")
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
-        let v = String::deserialize(d)?;
-        if v == "off" {
-            Ok(())
-        } else {
-            Err(serde::de::Error::custom(
-                "expected \"off\" or { passphrase = \"...\" }",
-            ))
-        }
-    }
+/// Which datasets an encrypted install encrypts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EncryptedDatasets {
+    /// The pool's root dataset is the encryption root: every dataset, one key.
+    #[default]
+    All,
+}
+
+/// The cipher: AES-256-GCM, OpenZFS's default and what ZFSBootMenu's guides use (fast on any
+/// CPU with AES-NI).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Cipher {
+    #[default]
+    #[serde(rename = "aes-256-gcm")]
+    Aes256Gcm,
+}
+
+/// How the key is given: a passphrase, the only format a person can type at ZFSBootMenu's
+/// prompt.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyFormat {
+    #[default]
+    Passphrase,
 }
 
 /// A value that must never be printed: a plan shows where it goes, not what it is.
@@ -621,19 +640,10 @@ impl Config {
             );
         }
         let p = &self.pool;
-        if let Encryption::Passphrase { passphrase } = &p.encryption {
-            let len = passphrase.0.chars().count();
-            if !(8..=512).contains(&len) || passphrase.0.contains('\n') {
-                return err(
-                    "pool.encryption.passphrase",
-                    "ZFS needs a passphrase of 8 to 512 characters on one line".into(),
-                );
-            }
-        }
-        if self.distro == Distro::FreeBsd14 && p.encryption != Encryption::Off {
+        if self.distro == Distro::FreeBsd14 && self.encryption.enabled {
             return err(
-                "pool.encryption",
-                "FreeBSD's loader cannot boot from a natively encrypted pool: use encryption = \"off\" for freebsd-14".into(),
+                "encryption.enabled",
+                "FreeBSD's loader cannot boot from a natively encrypted pool: leave encryption off for freebsd-14".into(),
             );
         }
         let mut names = std::collections::BTreeSet::new();

@@ -332,6 +332,11 @@ fn check_ssh_key(v: &str) -> Result<(), NameError> {
 }
 
 validated_string!(
+    /// An absolute path to a file on the installing system, e.g. `/run/secrets/pool`.
+    FilePath,
+    check_file_path
+);
+validated_string!(
     /// A ZFS pool name, e.g. `rpool`.
     PoolName,
     check_pool_name
@@ -391,6 +396,17 @@ validated_string!(
     SshPublicKey,
     check_ssh_key
 );
+
+fn check_file_path(v: &str) -> Result<(), NameError> {
+    if !v.starts_with('/') || v.ends_with('/') || v.contains(['\n', '\0']) {
+        return Err(refuse(
+            "path",
+            v,
+            "give an absolute path to a file, e.g. /run/secrets/pool-passphrase",
+        ));
+    }
+    Ok(())
+}
 
 fn check_device_path(v: &str) -> Result<(), NameError> {
     if !v.starts_with("/dev/") || v.contains(char::is_whitespace) {

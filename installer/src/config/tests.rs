@@ -27,7 +27,7 @@ fn defaults_follow_the_recipe() {
     assert_eq!(c.disks.layout, Layout::Single);
     assert!(c.network.dhcp);
     assert_eq!(c.timezone.as_str(), "UTC");
-    assert_eq!(c.pool.encryption, Encryption::Off);
+    assert!(!c.encryption.enabled);
 }
 
 #[test]
@@ -235,9 +235,12 @@ fn cross_key_rules() {
             "listed twice",
         ),
         (
-            format!("{MINIMAL}\n[pool]\nencryption = {{ passphrase = \"short\" }}\n"),
-            "pool.encryption.passphrase",
-            "8 to 512",
+            format!(
+                "{}\n[encryption]\nenabled = true\n",
+                MINIMAL.replace("[disks]", "distro = \"freebsd-14\"\n[disks]")
+            ),
+            "encryption.enabled",
+            "FreeBSD's loader",
         ),
         (
             MINIMAL.replace(
@@ -273,19 +276,49 @@ fn cross_key_rules() {
 }
 
 #[test]
-fn encryption_off_or_passphrase() {
-    let c = parse(&format!("{MINIMAL}\n[pool]\nencryption = \"off\"\n")).unwrap();
-    assert_eq!(c.pool.encryption, Encryption::Off);
+fn encryption_is_a_table_without_the_passphrase() {
+    let c = parse(&format!("{MINIMAL}\n[encryption]\nenabled = true\n")).unwrap();
+    assert!(c.encryption.enabled);
+    assert_eq!(c.encryption.datasets, EncryptedDatasets::All);
+    assert_eq!(c.encryption.cipher, Cipher::Aes256Gcm);
+    assert_eq!(c.encryption.keyformat, KeyFormat::Passphrase);
+    assert_eq!(c.encryption.passphrase_file, None);
     let c = parse(&format!(
-        "{MINIMAL}\n[pool]\nencryption = {{ passphrase = \"long enough\" }}\n"
+        "{MINIMAL}\n[encryption]\nenabled = true\npassphrase_file = \"/run/p\"\n"
     ))
     .unwrap();
-    assert!(matches!(c.pool.encryption, Encryption::Passphrase { .. }));
-    // The passphrase never shows in debug output or serialized plans.
-    assert!(!format!("{c:?}").contains("long enough"));
-    assert!(!serde_json::to_string(&c).unwrap().contains("long enough"));
-    let e = error(&format!("{MINIMAL}\n[pool]\nencryption = \"on\"\n"));
-    assert!(e.contains("key `pool.encryption`"), "{e}");
+    assert_eq!(c.encryption.passphrase_file.unwrap().as_str(), "/run/p");
+    for (line, key, message) in [
+        (
+            "passphrase = \"in the file\"",
+            "encryption",
+            "unknown field `passphrase`",
+        ),
+        (
+            "cipher = \"aes-128-ccm\"",
+            "encryption.cipher",
+            "aes-256-gcm",
+        ),
+        ("keyformat = \"hex\"", "encryption.keyformat", "passphrase"),
+        (
+            "passphrase_file = \"relative\"",
+            "encryption.passphrase_file",
+            "absolute path",
+        ),
+        ("datasets = \"some\"", "encryption.datasets", "all"),
+    ] {
+        let e = error(&format!(
+            "{MINIMAL}\n[encryption]\nenabled = true\n{line}\n"
+        ));
+        assert!(
+            e.contains(&format!("key `{key}`")) || e.contains(key),
+            "{line}: {e}"
+        );
+        assert!(e.contains(message), "{line}: {e}");
+    }
+    // The old place of the setting is refused, not ignored.
+    let e = error(&format!("{MINIMAL}\n[pool]\nencryption = \"off\"\n"));
+    assert!(e.contains("encryption"), "{e}");
 }
 
 #[test]

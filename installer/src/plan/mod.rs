@@ -5,7 +5,6 @@
 
 pub mod sh;
 
-use crate::config::Secret;
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -103,10 +102,10 @@ pub enum Contents {
     Text {
         text: String,
     },
-    /// Printed as a reference to an environment variable, never as the value.
+    /// A secret the installer is given when it runs (the pool's passphrase), named by the
+    /// environment variable the printed script reads it from. The plan never holds its value.
     Secret {
         variable: String,
-        value: Secret,
     },
 }
 

@@ -11,18 +11,66 @@ use crate::zfsbootmenu::ZbmSource;
 pub const ZBM_PRIMARY: &str = "EFI/ZBM/VMLINUZ.EFI";
 pub const ZBM_BACKUP: &str = "EFI/ZBM/VMLINUZ-BACKUP.EFI";
 pub const FALLBACK: &str = "EFI/BOOT/BOOTX64.EFI";
-/// Firmware entry labels.
+/// Firmware entry labels (on a machine of one disk; with more, each disk's entries name it).
 pub const ENTRY_PRIMARY: &str = "ZFSBootMenu";
 pub const ENTRY_BACKUP: &str = "ZFSBootMenu (Backup)";
 
+/// One firmware entry the step makes: its label, the file it starts and the disk whose ESP holds
+/// that file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirmwareEntry {
+    pub label: String,
+    pub esp_file: &'static str,
+    pub disk: std::path::PathBuf,
+}
+
+/// The firmware entries, in the order firmware should try them: every disk's primary (the
+/// first disk's first), then every disk's backup. With one disk the labels are the plain
+/// `ZFSBootMenu` and `ZFSBootMenu (Backup)`; with more each names its disk (`ZFSBootMenu (vdb)`),
+/// as ZFSBootMenu's guides do, so the firmware can start from any disk that is left and a person
+/// in the firmware's boot menu sees which disk an entry is.
+pub fn firmware_entries(inputs: &Inputs) -> Vec<FirmwareEntry> {
+    let several = inputs.disks.len() > 1;
+    let label = |base: &str, disk: &std::path::Path| {
+        if several {
+            let name = disk.file_name().unwrap_or_default().to_string_lossy();
+            match base.strip_suffix(')') {
+                Some(open) => format!("{open}, {name})"),
+                None => format!("{base} ({name})"),
+            }
+        } else {
+            base.to_string()
+        }
+    };
+    [(ENTRY_PRIMARY, ZBM_PRIMARY), (ENTRY_BACKUP, ZBM_BACKUP)]
+        .into_iter()
+        .flat_map(|(base, esp_file)| {
+            inputs.disks.iter().map(move |disk| FirmwareEntry {
+                label: label(base, disk),
+                esp_file,
+                disk: disk.clone(),
+            })
+        })
+        .collect()
+}
+
 /// ZFSBootMenu's own command line, given as the entries' load options (which replace the one
-/// embedded in the EFI file, so everything wanted is repeated here). `zbm.timeout` comes from
-/// the answer file's `timeout`, unless its `commandline` already says how the menu starts:
-/// ZFSBootMenu lets `zbm.timeout` win over `zbm.skip` and `zbm.show` (seen in the VM tests), so
-/// adding it then would undo what the user asked for.
+/// embedded in the EFI file, so everything wanted is repeated here). `zbm.prefer=<pool>` keeps
+/// the installed pool the default whatever other pools the machine carries (ZFSBootMenu would
+/// otherwise take the bootfs of the first pool by name), unless the answer file's `commandline`
+/// already prefers one. `zbm.timeout` comes from the answer file's `timeout`, unless its
+/// `commandline` already says how the menu starts: ZFSBootMenu lets `zbm.timeout` win over
+/// `zbm.skip` and `zbm.show` (seen in the VM tests), so adding it then would undo what the user
+/// asked for.
 pub fn zbm_load_options(inputs: &Inputs) -> String {
     let z = &inputs.config.zfsbootmenu;
     let mut line = z.commandline.as_str().trim().to_string();
+    if !line
+        .split_whitespace()
+        .any(|w| w.starts_with("zbm.prefer="))
+    {
+        line.push_str(&format!(" zbm.prefer={}", inputs.pool()));
+    }
     let decides_the_menu = line
         .split_whitespace()
         .any(|word| matches!(word, "zbm.skip" | "zbm.show") || word.starts_with("zbm.timeout="));
@@ -69,6 +117,19 @@ pub fn step(inputs: &Inputs) -> Step {
         ],
         "the kernel command line ZFSBootMenu boots every boot environment with",
     )];
+    if inputs.config.encryption.enabled {
+        actions.push(Action::run(
+            [
+                "zfs",
+                "set",
+                &format!("org.zfsbootmenu:keysource={}", inputs.boot_environment()),
+                inputs.pool(),
+            ],
+            "ZFSBootMenu reads the key file from the boot environment once the passphrase has \
+             unlocked it, and keeps it: re-importing the pool (a changed hostid, a new boot \
+             environment) asks no second time",
+        ));
+    }
     actions.push(Action::run(
         ["mkdir", "-p", &esp_mount],
         "the ESP's mountpoint in the target",
@@ -128,9 +189,10 @@ pub fn step(inputs: &Inputs) -> Step {
     ));
     actions.extend(copy_to_other_esps(inputs));
     let options = zbm_load_options(inputs);
-    // Made backup first: efibootmgr puts each new entry first in BootOrder, so the primary leads.
-    for (label, file) in [(ENTRY_BACKUP, ZBM_BACKUP), (ENTRY_PRIMARY, ZBM_PRIMARY)] {
-        actions.push(firmware_entry(inputs, label, file, Some(&options)));
+    // Made last one first: efibootmgr puts each new entry first in BootOrder, so the first
+    // disk's primary leads.
+    for entry in firmware_entries(inputs).iter().rev() {
+        actions.push(firmware_entry(entry, Some(&options)));
     }
     Step {
         id: StepId::BootMenu,
@@ -183,16 +245,12 @@ fn copy_to_other_esps(inputs: &Inputs) -> Vec<Action> {
     actions
 }
 
-/// A firmware boot entry for a file on the first disk's ESP.
-fn firmware_entry(
-    inputs: &Inputs,
-    label: &str,
-    esp_file: &str,
-    load_options: Option<&str>,
-) -> Action {
-    let disk = inputs.disks[0].to_string_lossy().into_owned();
+/// A firmware boot entry for a file on one disk's ESP.
+fn firmware_entry(entry: &FirmwareEntry, load_options: Option<&str>) -> Action {
+    let disk = entry.disk.to_string_lossy().into_owned();
     let part = super::partition::ESP_PARTITION.to_string();
-    let loader = firmware_path(esp_file);
+    let loader = firmware_path(entry.esp_file);
+    let label = entry.label.as_str();
     let mut argv = vec![
         "efibootmgr",
         "--create",
@@ -209,10 +267,10 @@ fn firmware_entry(
         argv.extend(["--unicode", options]);
     }
     let why = match load_options {
-        Some(_) => {
-            format!("firmware entry {label:?}; its load options are ZFSBootMenu's command line")
-        }
-        None => format!("firmware entry {label:?}"),
+        Some(_) => format!(
+            "firmware entry {label:?} for {disk}'s ESP; its load options are ZFSBootMenu's command line"
+        ),
+        None => format!("firmware entry {label:?} for {disk}'s ESP"),
     };
     Action::run(argv, why)
 }
@@ -232,7 +290,12 @@ fn freebsd_loader(inputs: &Inputs) -> Step {
         ));
     }
     actions.extend(copy_to_other_esps(inputs));
-    actions.push(firmware_entry(inputs, "FreeBSD", FREEBSD_LOADER, None));
+    let entry = FirmwareEntry {
+        label: "FreeBSD".into(),
+        esp_file: FREEBSD_LOADER,
+        disk: inputs.disks[0].clone(),
+    };
+    actions.push(firmware_entry(&entry, None));
     Step {
         id: StepId::BootMenu,
         title: "Boot loader: FreeBSD's loader.efi on the ESP, its fallback copy and a firmware entry".into(),
@@ -275,7 +338,7 @@ mod tests {
         let c = config("");
         assert_eq!(
             zbm_load_options(&inputs(&c)),
-            "quiet loglevel=0 nomodeset zbm.timeout=5 console=ttyS0,115200"
+            "quiet loglevel=0 nomodeset zbm.prefer=rpool zbm.timeout=5 console=ttyS0,115200"
         );
     }
 
@@ -284,11 +347,50 @@ mod tests {
         for line in ["zbm.skip", "quiet zbm.show", "zbm.timeout=-1 quiet"] {
             let c = config(&format!("commandline = {line:?}"));
             let options = zbm_load_options(&inputs(&c));
-            assert_eq!(options, format!("{line} console=ttyS0,115200"));
+            assert_eq!(
+                options,
+                format!("{line} zbm.prefer=rpool console=ttyS0,115200")
+            );
         }
         // A word that merely starts like one does not count.
         let c = config("commandline = \"zbm.showx\"");
         assert!(zbm_load_options(&inputs(&c)).contains("zbm.timeout=5"));
+    }
+
+    #[test]
+    fn load_options_prefer_the_installed_pool_unless_the_command_line_prefers_one() {
+        let c = config("commandline = \"zbm.prefer=tank!\"");
+        let options = zbm_load_options(&inputs(&c));
+        assert!(!options.contains("zbm.prefer=rpool"), "{options}");
+        assert!(options.starts_with("zbm.prefer=tank! "), "{options}");
+    }
+
+    #[test]
+    fn with_several_disks_each_has_its_entries_named_after_it_first_disks_primary_first() {
+        let c = config("");
+        let mut i = inputs(&c);
+        i.disks = vec![
+            PathBuf::from("/dev/vda"),
+            PathBuf::from("/dev/disk/by-id/virtio-two"),
+        ];
+        let calls = efibootmgr_calls(&step(&i));
+        let made: Vec<(&str, &str)> = calls
+            .iter()
+            .map(|argv| (argv[3].as_str(), argv[7].as_str()))
+            .collect();
+        // Made in reverse: each new entry goes first in BootOrder.
+        assert_eq!(
+            made,
+            [
+                (
+                    "/dev/disk/by-id/virtio-two",
+                    "ZFSBootMenu (Backup, virtio-two)"
+                ),
+                ("/dev/vda", "ZFSBootMenu (Backup, vda)"),
+                ("/dev/disk/by-id/virtio-two", "ZFSBootMenu (virtio-two)"),
+                ("/dev/vda", "ZFSBootMenu (vda)"),
+            ]
+        );
     }
 
     #[test]
@@ -328,7 +430,7 @@ mod tests {
                 "--loader",
                 loader,
                 "--unicode",
-                "quiet loglevel=0 nomodeset zbm.timeout=5 console=ttyS0,115200",
+                "quiet loglevel=0 nomodeset zbm.prefer=rpool zbm.timeout=5 console=ttyS0,115200",
             ]
             .map(String::from)
             .to_vec()

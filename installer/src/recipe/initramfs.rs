@@ -5,7 +5,7 @@
 
 use super::pool::key_file;
 use super::{BaseSource, Inputs};
-use crate::config::{Encryption, Family, ZFSBOOTMENU_HOSTID};
+use crate::config::{Family, ZFSBOOTMENU_HOSTID};
 use crate::plan::{Action, Step, StepId};
 
 pub fn step(inputs: &Inputs) -> Step {
@@ -23,11 +23,11 @@ pub fn step(inputs: &Inputs) -> Step {
         ],
         "the target's /etc/hostid, copied into its initramfs next",
     )];
-    let encrypted = matches!(inputs.config.pool.encryption, Encryption::Passphrase { .. });
+    let encrypted = inputs.config.encryption.enabled;
     if encrypted {
         let key = key_file(inputs.pool());
         actions.push(Action::run(
-            ["install", "-m", "0000", &key, &inputs.target(&key)],
+            ["install", "-D", "-m", "0000", &key, &inputs.target(&key)],
             "the pool's key file, so the booted system mounts without asking a second time",
         ));
     }
@@ -43,7 +43,8 @@ pub fn step(inputs: &Inputs) -> Step {
                     inputs.target("etc/initramfs-tools/conf.d/umask.conf"),
                     "UMASK=0077\n",
                     0o644,
-                    "the initramfs holds the key file: keep it readable by root only",
+                    "the initramfs holds the key file (Debian's zfs-initramfs copies /etc/zfs \
+                     whole into it, for the boot's `zfs load-key`): keep it readable by root only",
                 ));
             }
             actions.push(Action::Run {

@@ -3,17 +3,16 @@
 //! quotas, snapshots and encryption.
 
 use super::{Inputs, TARGET_ROOT};
-use crate::config::{Encryption, Family, ZFSBOOTMENU_HOSTID};
+use crate::config::{Family, ZFSBOOTMENU_HOSTID};
 use crate::plan::{Action, Contents, Step, StepId};
 
-/// The key file a passphrase-encrypted pool is created with (copied into the target and its
-/// initramfs so the booted system can mount without asking twice).
+/// The key file an encrypted pool is created with: the passphrase, mode 0000, on the live
+/// system and then in the target and its initramfs, so the booted system mounts without asking
+/// a second time (ZFSBootMenu asked). ZFSBootMenu's own image never holds it: its prompt takes
+/// over when the file is not there.
 pub fn key_file(pool: &str) -> String {
-    format!("/etc/zfs/{pool}.key")
+    format!("/etc/zfs/keys/{pool}.key")
 }
-
-/// The environment variable `kldload plan --format sh` reads the passphrase from.
-pub const PASSPHRASE_VARIABLE: &str = "KLDLOAD_POOL_PASSPHRASE";
 
 pub fn step(inputs: &Inputs) -> Step {
     let config = inputs.config;
@@ -37,23 +36,30 @@ pub fn step(inputs: &Inputs) -> Step {
     opt("-O", format!("compression={}", config.pool.compression));
     opt("-O", "acltype=posixacl".into());
     opt("-O", "xattr=sa".into());
+    // As OpenZFS's Root on ZFS guides: dnodes sized to hold the SA xattrs (ACLs, SELinux labels)
+    // beside the file instead of in a spill block, and file names compared in Unicode's
+    // normal form D, so two spellings of one name cannot both exist (names must be UTF-8).
+    opt("-O", "dnodesize=auto".into());
+    opt("-O", "normalization=formD".into());
     opt("-O", "relatime=on".into());
     opt("-O", "mountpoint=none".into());
     opt("-O", "canmount=off".into());
-    if let Encryption::Passphrase { passphrase } = &config.pool.encryption {
+    if config.encryption.enabled {
         actions.push(Action::run(
-            ["mkdir", "-p", "/etc/zfs"],
+            ["mkdir", "-p", "-m", "0700", "/etc/zfs/keys"],
             "the key file's directory on the live system",
         ));
         actions.push(Action::WriteFile {
             path: key_file(pool).into(),
             contents: Contents::Secret {
-                variable: PASSPHRASE_VARIABLE.into(),
-                value: passphrase.clone(),
+                variable: crate::passphrase::VARIABLE.into(),
             },
             mode: 0o000,
-            why: "the passphrase, for zpool create and later for the target's initramfs".into(),
+            why:
+                "the passphrase, read by zpool create through keylocation (never on a command line)"
+                    .into(),
         });
+        // The pool's root dataset is the encryption root: every dataset under one key.
         opt("-O", "encryption=aes-256-gcm".into());
         opt("-O", "keyformat=passphrase".into());
         opt("-O", format!("keylocation=file://{}", key_file(pool)));
@@ -95,8 +101,8 @@ pub fn step(inputs: &Inputs) -> Step {
     actions.push(Action::Run {
         argv: create,
         why: format!(
-            "the pool: ashift={} for 4K sectors, {} compression, POSIX ACLs and xattrs in inodes, \
-             mounted under {TARGET_ROOT} while installing; -f because the partitions are new",
+            "the pool: ashift={} for 4K sectors, {} compression, POSIX ACLs and xattrs in dnodes, \
+             names in Unicode normal form D, mounted under {TARGET_ROOT} while installing; -f because the partitions are new",
             config.pool.ashift, config.pool.compression
         ),
         stdin: None,
