@@ -138,11 +138,11 @@ fn get(m: &mut Machine, props: &str, target: &str) -> Result<Vec<String>> {
 fn pool_properties(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
     let pool = c.pool.name.as_str();
     let out = m.succeed(&format!(
-        "zfs get -H -o property,value,source compression,acltype,xattr {pool}"
+        "zfs get -H -o property,value,source compression,acltype,xattr,dnodesize {pool}"
     ))?;
     let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split('\t').collect()).collect();
     ensure!(
-        rows.len() == 3 && rows.iter().all(|r| r.len() == 3),
+        rows.len() == 4 && rows.iter().all(|r| r.len() == 3),
         "unexpected output {out:?}"
     );
     let not_local: Vec<String> = rows
@@ -155,7 +155,15 @@ fn pool_properties(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
         "not set on {pool} itself: {}",
         not_local.join(", ")
     );
-    let (compression, acltype, xattr) = (rows[0][1], rows[1][1], rows[2][1]);
+    let (compression, acltype, xattr, dnodesize) = (rows[0][1], rows[1][1], rows[2][1], rows[3][1]);
+    ensure!(dnodesize == "auto", "dnodesize={dnodesize}");
+    // Set only when the pool is made, so its source reads "-", not "local".
+    let normalization = m.succeed(&format!("zfs get -H -o value normalization {pool}"))?;
+    ensure!(
+        normalization.trim() == "formD",
+        "normalization={}",
+        normalization.trim()
+    );
     ensure!(
         compression == c.pool.compression.as_str(),
         "compression={compression}"
@@ -172,7 +180,8 @@ fn pool_properties(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
         version.trim()
     );
     Ok(format!(
-        "compression={compression} acltype={acltype} xattr={xattr}, all local ({})",
+        "compression={compression} acltype={acltype} xattr={xattr} dnodesize={dnodesize}, all \
+         local; normalization=formD ({})",
         version.trim()
     ))
 }
@@ -286,9 +295,19 @@ fn hostid(m: &mut Machine, run: &Run, c: &Config) -> Result<String> {
     ))
 }
 
-/// The firmware entries the plan makes (label, loader, load options), from the run's answer
+/// A firmware entry the plan makes, read back from its efibootmgr argv.
+#[derive(Debug)]
+struct PlannedEntry {
+    label: String,
+    /// The disk whose ESP (partition 1) holds the loader, as the answer file names it.
+    disk: String,
+    loader: String,
+    options: Option<String>,
+}
+
+/// The firmware entries the plan makes, in the order it makes them, from the run's answer
 /// file: the plan is data, made here as the installer made it.
-fn planned_entries(c: &Config) -> Result<Vec<(String, String, Option<String>)>> {
+fn planned_entries(c: &Config) -> Result<Vec<PlannedEntry>> {
     let plan = kldload::app::make_plan(
         c,
         &kldload::app::Overrides::default(),
@@ -311,83 +330,151 @@ fn planned_entries(c: &Config) -> Result<Vec<(String, String, Option<String>)>> 
                 .and_then(|i| argv.get(i + 1))
                 .cloned()
         };
-        entries.push((
-            after("--label").unwrap_or_default(),
-            after("--loader").unwrap_or_default(),
-            after("--unicode"),
-        ));
+        entries.push(PlannedEntry {
+            label: after("--label").unwrap_or_default(),
+            disk: after("--disk").unwrap_or_default(),
+            loader: after("--loader").unwrap_or_default(),
+            options: after("--unicode"),
+        });
     }
     ensure!(!entries.is_empty(), "the plan makes no firmware entry");
     Ok(entries)
 }
 
-/// Each firmware entry the plan makes is in the NVRAM as planned (on the ESP's partition, its
-/// loader, exactly the plan's load options), read from efivarfs and decoded here; and the
-/// firmware booted this time through kldload's primary entry (BootCurrent).
+/// The ESP of each of the answer file's disks, as the installed machine names it (the answer
+/// file's paths, so they must be stable ones: by-id, or the target's /dev/vda).
+fn esp_partitions(c: &Config) -> Vec<String> {
+    c.disks
+        .paths
+        .iter()
+        .map(|d| {
+            kldload::disk::naming::partition_path(std::path::Path::new(d.as_str()), 1)
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
+/// Each firmware entry the plan makes is in the NVRAM as planned (on its disk's ESP partition,
+/// its loader, exactly the plan's load options), read from efivarfs and decoded here; and the
+/// firmware booted this time through the entry the plan made last, which efibootmgr put first
+/// in BootOrder (the first disk's primary).
 fn firmware_entries(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
-    use kldload::recipe::boot_menu::ENTRY_PRIMARY;
-    let esp =
-        m.succeed("findmnt -n -o SOURCE /boot/efi || blkid -t PARTLABEL=ESP -o device | head -n1")?;
-    let partuuid = m
-        .succeed(&format!("blkid -s PARTUUID -o value {}", esp.trim()))?
-        .trim()
-        .to_lowercase();
     let crate::efivars::BootVariables { current, entries } = crate::efivars::read(m)?;
-    let mut primary = None;
-    for (label, loader, options) in planned_entries(c)? {
-        let (number, entry) = entries
+    let planned = planned_entries(c)?;
+    let mut first = None;
+    let mut disks = std::collections::BTreeSet::new();
+    for entry in &planned {
+        let part = kldload::disk::naming::partition_path(entry.disk.as_ref(), 1);
+        let partuuid = m
+            .succeed(&format!("blkid -s PARTUUID -o value {}", part.display()))?
+            .trim()
+            .to_lowercase();
+        let label = &entry.label;
+        let (number, found) = entries
             .iter()
-            .find(|(_, e)| e.description == label)
+            .find(|(_, e)| e.description == *label)
             .ok_or_else(|| anyhow::anyhow!("no firmware entry {label:?}; there are {entries:?}"))?;
         ensure!(
-            entry.partition_guid.as_deref() == Some(partuuid.as_str()),
-            "Boot{number:04X} {label:?} is on partition {:?}, not the ESP {partuuid}",
-            entry.partition_guid
+            found.partition_guid.as_deref() == Some(partuuid.as_str()),
+            "Boot{number:04X} {label:?} is on partition {:?}, not {}'s ESP {partuuid}",
+            found.partition_guid,
+            entry.disk
         );
         ensure!(
-            entry.file.as_deref() == Some(loader.as_str()),
-            "Boot{number:04X} {label:?} loads {:?}, not {loader}",
-            entry.file
+            found.file.as_deref() == Some(entry.loader.as_str()),
+            "Boot{number:04X} {label:?} loads {:?}, not {}",
+            found.file,
+            entry.loader
         );
         ensure!(
-            entry.options == options,
-            "Boot{number:04X} {label:?} has load options {:?}, the plan {options:?}",
+            found.options == entry.options,
+            "Boot{number:04X} {label:?} has load options {:?}, the plan {:?}",
+            found.options,
             entry.options
         );
-        if label == ENTRY_PRIMARY {
-            primary = Some(*number);
-        }
+        first = Some((*number, label.clone()));
+        disks.insert(entry.disk.clone());
     }
-    let primary = primary.ok_or_else(|| anyhow::anyhow!("the plan makes no {ENTRY_PRIMARY:?}"))?;
+    let (first, label) = first.expect("at least one planned entry");
     ensure!(
-        current == primary,
-        "the firmware booted Boot{current:04X}, not kldload's {ENTRY_PRIMARY:?} Boot{primary:04X}"
+        current == first,
+        "the firmware booted Boot{current:04X}, not kldload's first {label:?} Boot{first:04X}"
     );
     Ok(format!(
-        "BootCurrent Boot{primary:04X} {ENTRY_PRIMARY:?}; the planned entries on ESP {partuuid} \
-         with the plan's load options"
+        "BootCurrent Boot{first:04X} {label:?}; {} planned entries on the ESPs of {} disk(s), \
+         with the plan's load options",
+        planned.len(),
+        disks.len()
     ))
 }
 
-/// ZFSBootMenu's primary, its backup and the fallback loader on the ESP are each the file the
-/// medium carried.
-fn zfsbootmenu_copies(m: &mut Machine, run: &Run, _: &Config) -> Result<String> {
+/// ZFSBootMenu's primary, its backup and the fallback loader on every disk's ESP are each the
+/// file the medium carried (the other disks' ESPs mounted read-only for the look).
+fn zfsbootmenu_copies(m: &mut Machine, run: &Run, c: &Config) -> Result<String> {
     use kldload::recipe::boot_menu::{FALLBACK, ZBM_BACKUP, ZBM_PRIMARY};
     let source = run.medium_file_sha256("zfsbootmenu/VMLINUZ.EFI")?;
-    let files = [ZBM_PRIMARY, ZBM_BACKUP, FALLBACK].map(|f| format!("/boot/efi/{f}"));
-    let out = m.succeed(&format!("sha256sum {}", files.join(" ")))?;
-    let sums: Vec<&str> = out
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .collect();
-    ensure!(sums.len() == 3, "{out}");
-    for (file, sum) in files.iter().zip(&sums) {
-        ensure!(
-            *sum == source,
-            "{file} has sha256 {sum}, the medium's ZFSBootMenu {source}"
-        );
+    let mut esps = vec![("/boot/efi".to_string(), None)];
+    for (i, part) in esp_partitions(c).into_iter().enumerate().skip(1) {
+        let dir = format!("/run/kldload-check-esp-{i}");
+        m.succeed(&format!("mkdir -p {dir} && mount -o ro {part} {dir}"))?;
+        esps.push((dir, Some(part)));
     }
-    Ok(format!("sha256 {source} in all three"))
+    let mut checked = 0;
+    let mut result = Ok(());
+    for (dir, part) in &esps {
+        let files = [ZBM_PRIMARY, ZBM_BACKUP, FALLBACK].map(|f| format!("{dir}/{f}"));
+        let out = m.succeed(&format!("sha256sum {}", files.join(" ")))?;
+        let sums: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        for (file, sum) in files.iter().zip(&sums) {
+            if *sum != source && result.is_ok() {
+                result = Err(anyhow::anyhow!(
+                    "{file} ({}) has sha256 {sum}, the medium's ZFSBootMenu {source}",
+                    part.as_deref().unwrap_or("the mounted ESP")
+                ));
+            }
+        }
+        if sums.len() != 3 && result.is_ok() {
+            result = Err(anyhow::anyhow!("{out}"));
+        }
+        checked += sums.len();
+    }
+    for (dir, part) in &esps {
+        if part.is_some() {
+            m.succeed(&format!("umount {dir} && rmdir {dir}"))?;
+        }
+    }
+    result?;
+    Ok(format!(
+        "sha256 {source} in all {checked} copies on {} ESP(s)",
+        esps.len()
+    ))
+}
+
+/// `passphrase` is in no file under /var/log, no journal line of this boot, no process's
+/// command line or environment on the machine. The search's own command line must not hold it
+/// either: it goes over reversed and base64-encoded, and grep reads it from a file.
+pub fn passphrase_absent(m: &mut Machine, passphrase: &str) -> Result<String> {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD
+        .encode(passphrase.chars().rev().collect::<String>());
+    let out = m.execute(&format!(
+        "set -u; umask 077; echo {encoded} | base64 -d | rev > /run/kldload-pattern; \
+         found=$(grep -rlF -f /run/kldload-pattern /var/log /proc/[0-9]*/cmdline \
+                 /proc/[0-9]*/environ 2>/dev/null; \
+                 journalctl -b -o cat --no-pager | grep -qF -f /run/kldload-pattern \
+                 && echo 'the journal'); \
+         rm -f /run/kldload-pattern; echo \"$found\"; [ -z \"$found\" ]"
+    ))?;
+    ensure!(
+        out.status == 0,
+        "the passphrase is in: {}",
+        out.stdout.trim().replace('\n', ", ")
+    );
+    Ok("not in /var/log, this boot's journal, any /proc/*/cmdline or environ".into())
 }
 
 fn fstab(m: &mut Machine, _: &Run, _: &Config) -> Result<String> {
@@ -568,9 +655,16 @@ mod tests {
         let root = crate::flow::project_root();
         let c = Config::load(&root.join(crate::flow::DEFAULT_ANSWERS)).unwrap();
         let entries = planned_entries(&c).unwrap();
-        let labels: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+        let labels: Vec<&str> = entries.iter().map(|e| e.label.as_str()).collect();
         assert_eq!(labels, ["ZFSBootMenu (Backup)", "ZFSBootMenu"]);
-        for (_, loader, options) in &entries {
+        for PlannedEntry {
+            loader,
+            options,
+            disk,
+            ..
+        } in &entries
+        {
+            assert_eq!(disk, "/dev/vda");
             assert!(loader.starts_with("\\EFI\\ZBM\\"), "{loader}");
             let options = options.as_deref().unwrap();
             assert!(

@@ -55,6 +55,8 @@ pub struct Run {
 /// Files in a run's directory: what [`Run::install_and_inspect`] read on the live system.
 pub const LABEL_AS_INSTALLED: &str = "label-as-installed.txt";
 pub const HOST_KEYS_AS_INSTALLED: &str = "host-keys-as-installed.txt";
+/// An encrypted run's passphrase, in its directory.
+pub const PASSPHRASE: &str = "passphrase";
 
 /// The `SHA256:...` fingerprints in `ssh-keygen -l` output, sorted.
 pub fn fingerprints(text: &str) -> Vec<String> {
@@ -134,10 +136,22 @@ impl Run {
         anyhow::ensure!(status.success(), "ssh-keygen failed");
         write_answers(
             &project_root().join(DEFAULT_ANSWERS),
+            &run.distro,
             &run.ssh_key.with_extension("pub"),
             &run.answers,
         )?;
         Ok(run)
+    }
+
+    /// The run installs with `template` (an answer file) instead of the default one; root's SSH
+    /// key is the run's, as with the default.
+    pub fn install_with_answers(&mut self, template: &Path) -> Result<()> {
+        write_answers(
+            template,
+            &self.distro,
+            &self.ssh_key.with_extension("pub"),
+            &self.answers,
+        )
     }
 
     /// A run in `dir` whose disk, NVRAM, key and answer file are already there.
@@ -243,11 +257,15 @@ impl Run {
         };
         let mut disks = vec![self.target_disk(None), medium];
         disks.extend(self.extra_disks.iter().cloned());
-        let fw_cfg = if answers {
-            vec![("opt/kldload/answers.toml".into(), self.answers.clone())]
-        } else {
-            vec![]
-        };
+        let mut fw_cfg = vec![];
+        if answers {
+            fw_cfg.push(("opt/kldload/answers.toml".into(), self.answers.clone()));
+            let config = kldload::config::Config::load(&self.answers)?;
+            if config.encryption.enabled {
+                self.passphrase()?;
+                fw_cfg.push(("opt/kldload/passphrase".into(), self.dir.join(PASSPHRASE)));
+            }
+        }
         let spec = self.spec(name, disks, fw_cfg);
         Machine::start(spec, &self.transcript, "live boot")
     }
@@ -290,12 +308,22 @@ impl Run {
             // and so is what is left of it at the poweroff: nothing is written either way.
             let keys = m.succeed(&format!(
                 "set -e; zpool import -N -o readonly=on -R /run/inspect {pool}; \
+                 [ \"$(zfs get -H -o value encryption {pool})\" = off ] || zfs load-key {pool}; \
                  zfs mount {pool}/ROOT/default; \
                  {}; \
                  zpool export {pool} || echo 'kept imported read-only until the poweroff' >&2",
                 host_keys_command("/run/inspect")
             ))?;
             let keys = fingerprints(&keys);
+            if config.encryption.enabled {
+                let passphrase = run.passphrase()?;
+                let result = crate::checks::passphrase_absent(&mut m, &passphrase);
+                run.report.check(
+                    "the passphrase is in no log, journal line, argv or environment of the live \
+                     system after the install",
+                    result,
+                );
+            }
             std::fs::write(run.dir.join(LABEL_AS_INSTALLED), &label)?;
             std::fs::write(run.dir.join(HOST_KEYS_AS_INSTALLED), keys.join("\n"))?;
             run.label_before_first_boot = Some(label);
@@ -451,6 +479,21 @@ impl Run {
         let result = f(self);
         self.report.phase(phase, start.elapsed());
         result
+    }
+
+    /// The run's pool passphrase (an encrypted install's): made at random for the run and kept
+    /// in its directory ([`PASSPHRASE`]), whence fw_cfg hands it to the unattended install.
+    /// Random, so a search of logs and transcripts for it finds only a leak.
+    pub fn passphrase(&self) -> Result<String> {
+        let path = self.dir.join(PASSPHRASE);
+        if let Ok(p) = std::fs::read_to_string(&path) {
+            return Ok(p);
+        }
+        let mut bytes = [0u8; 12];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
+        let p = format!("kldload-vmtest-{}", hex::encode(bytes));
+        std::fs::write(&path, &p)?;
+        Ok(p)
     }
 
     /// The sha256 of a file on the medium's ESP (a FAT filesystem at 1 MiB, read with mtools).
@@ -884,9 +927,11 @@ pub fn merge_answers(path: &Path, changes: &toml::Table) -> Result<()> {
     Ok(())
 }
 
-/// The default answer file, with the run's own SSH key as root's authorized key.
-fn write_answers(template: &Path, public_key: &Path, dest: &Path) -> Result<()> {
+/// The run's answer file: `template` for the distro under test (its medium's payload), with the
+/// run's SSH key as root's.
+fn write_answers(template: &Path, distro: &str, public_key: &Path, dest: &Path) -> Result<()> {
     let mut doc: toml::Table = toml::from_str(&std::fs::read_to_string(template)?)?;
+    doc.insert("distro".into(), distro.into());
     let key = std::fs::read_to_string(public_key)?.trim().to_string();
     let root = doc
         .entry("root")

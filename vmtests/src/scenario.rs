@@ -42,7 +42,10 @@ pub struct Scenario {
     /// The blank target's kind (only with `start = "blank"`).
     #[serde(default)]
     pub target: TargetDisk,
-    /// Changes to fixtures/answers/default.toml for this run (tables merge key by key), e.g.
+    /// The answer file installed with, a file in fixtures/answers/ (default: default.toml); only
+    /// with `start = "blank"`.
+    pub answers_file: Option<String>,
+    /// Changes to the answer file for this run (tables merge key by key), e.g.
     /// `[answers.disks]` for a mirror; only with `start = "blank"` (the base install uses the
     /// default answers).
     #[serde(default)]
@@ -169,6 +172,23 @@ pub enum Step {
         same_as: Option<String>,
         check: Option<String>,
     },
+    /// An encrypted pool: types the run's passphrase at ZFSBootMenu's prompt (with
+    /// `wrong_first`, a wrong one first, which must be refused and asked again), then logs in.
+    /// Fails if anything asks for a passphrase again before the login prompt: one prompt a boot.
+    Unlock {
+        #[serde(default)]
+        wrong_first: bool,
+        check: Option<String>,
+    },
+    /// The run's passphrase is nowhere it must not be: on the running machine, no log under
+    /// /var/log, no journal line of this boot, no process's command line or environment; on
+    /// the host, no file of the run's (transcript, reports, QEMU logs). The key file and the
+    /// initramfs hold it by design and are not searched.
+    PassphraseNowhere { check: Option<String> },
+    /// The main job's checks (checks.rs: datasets, pool, hostid, every disk's ESP and firmware
+    /// entries, services, SSH, ...) on the running machine, against the run's answer file; each
+    /// check is its own line in the report. After an `install` and a `boot` with every disk.
+    Checks,
     /// The running machine's SSH host keys are none of the shared base install's: each install
     /// makes its own (a scenario that installs compares its install with the base's).
     HostKeysUnlikeBase { check: Option<String> },
@@ -188,6 +208,9 @@ pub enum Step {
     NewNvram,
     /// ZFSBootMenu: waits for the countdown and stops it with Escape; the menu opens.
     ZbmMenu,
+    /// ZFSBootMenu: waits for the countdown, which must name `be` as the boot environment it
+    /// will boot (the default); the countdown goes on.
+    ZbmCountdown { be: String, check: Option<String> },
     /// ZFSBootMenu: selects a boot environment in the menu and opens its snapshot list.
     ZbmSnapshots { be: String },
     /// ZFSBootMenu: duplicates `snapshot` (selected in the open snapshot list) into a new boot
@@ -240,12 +263,22 @@ impl Step {
                 format!("run `{short}{more}`")
             }
             Step::HostKeysUnlikeBase { .. } => "SSH host keys unlike the base install's".into(),
+            Step::Checks => "the main job's checks".into(),
+            Step::Unlock { wrong_first, .. } => {
+                if *wrong_first {
+                    "ZFSBootMenu: a wrong passphrase, then the right one; log in".into()
+                } else {
+                    "ZFSBootMenu: the passphrase; log in".into()
+                }
+            }
+            Step::PassphraseNowhere { .. } => "the passphrase in no log, argv or transcript".into(),
             Step::WaitConsole { text, .. } => format!("wait for {text:?} on the console"),
             Step::Crash => "power cut".into(),
             Step::Reboot => "reboot".into(),
             Step::Shutdown => "poweroff".into(),
             Step::NewNvram => "fresh NVRAM".into(),
             Step::ZbmMenu => "ZFSBootMenu: open the menu".into(),
+            Step::ZbmCountdown { be, .. } => format!("ZFSBootMenu: a countdown to {be}"),
             Step::ZbmSnapshots { be } => format!("ZFSBootMenu: snapshots of {be}"),
             Step::ZbmDuplicate { snapshot, .. } => format!("ZFSBootMenu: duplicate {snapshot}"),
             Step::ZbmBoot { be } => format!("ZFSBootMenu: boot {be}"),
@@ -259,6 +292,9 @@ impl Step {
             | Step::Login { check }
             | Step::Run { check, .. }
             | Step::HostKeysUnlikeBase { check }
+            | Step::Unlock { check, .. }
+            | Step::ZbmCountdown { check, .. }
+            | Step::PassphraseNowhere { check }
             | Step::WaitConsole { check, .. }
             | Step::ZbmDuplicate { check, .. } => check.as_deref(),
             _ => None,
@@ -303,6 +339,17 @@ impl Scenario {
             "[answers] needs start = \"blank\": the installed start is the base install, made \
              with the default answers"
         );
+        if let Some(file) = &self.answers_file {
+            ensure!(
+                self.start == Start::Blank,
+                "answers_file needs start = \"blank\": the installed start is the base install"
+            );
+            let path = crate::flow::project_root()
+                .join("fixtures/answers")
+                .join(file);
+            kldload::config::Config::load(&path)
+                .with_context(|| format!("answers_file {file:?}"))?;
+        }
         let mut recorded = Vec::new();
         for (n, step) in self.steps.iter().enumerate() {
             let at = || format!("step {} ({})", n + 1, step.describe());
@@ -393,6 +440,13 @@ pub fn run_scenario(name: &str, path: &Path) -> Result<()> {
         run.report.origin = Some(start);
         run.report.phase("base install", start.elapsed());
     }
+    if let Some(file) = &scenario.answers_file {
+        run.install_with_answers(
+            &crate::flow::project_root()
+                .join("fixtures/answers")
+                .join(file),
+        )?;
+    }
     if !scenario.answers.is_empty() {
         crate::flow::merge_answers(&run.answers, &scenario.answers)?;
     }
@@ -469,6 +523,23 @@ impl Exec<'_> {
     fn step(&mut self, step: &Step) -> Result<String> {
         match step {
             Step::Install { kill_when, .. } => self.install(kill_when.as_deref()),
+            Step::Unlock { wrong_first, .. } => self.unlock(*wrong_first),
+            Step::PassphraseNowhere { .. } => self.passphrase_nowhere(),
+            Step::Checks => {
+                let config = kldload::config::Config::load(&self.run.answers)?;
+                let m = self
+                    .m
+                    .as_mut()
+                    .context("no machine is running: boot the installed disks first")?;
+                let before = self.run.report.checks.len();
+                crate::checks::run_all(m, self.run, &config);
+                let failed = self.run.report.checks[before..]
+                    .iter()
+                    .filter(|c| !c.passed)
+                    .count();
+                ensure!(failed == 0, "{failed} of the main job's checks failed");
+                Ok("the main job's checks passed".into())
+            }
             Step::Live => {
                 self.ensure_off()?;
                 let mut m = self.run.start_medium("live", false)?;
@@ -623,6 +694,15 @@ impl Exec<'_> {
                 self.run.firmware.new_nvram(&self.run.nvram)?;
                 Ok("NVRAM replaced by a fresh copy".into())
             }
+            Step::ZbmCountdown { be, .. } => {
+                let mut zbm = Zbm::new(self.machine()?);
+                let target = zbm.wait_for_countdown(MENU_TIMEOUT)?;
+                ensure!(
+                    target == *be,
+                    "ZFSBootMenu's countdown boots {target}, not {be}"
+                );
+                Ok(format!("the countdown boots {target}"))
+            }
             Step::ZbmMenu => {
                 let mut zbm = Zbm::new(self.machine()?);
                 zbm.wait_for_countdown(MENU_TIMEOUT)?;
@@ -657,12 +737,88 @@ impl Exec<'_> {
         Ok(())
     }
 
+    /// Types the passphrase at ZFSBootMenu's prompt (a wrong one first, if asked), waits for the
+    /// login prompt, refusing a second prompt on the way, and logs in.
+    fn unlock(&mut self, wrong_first: bool) -> Result<String> {
+        use crate::zbm::{Zbm, passphrase_prompt};
+        let config = kldload::config::Config::load(&self.run.answers)?;
+        let root = config.pool.name.as_str().to_string();
+        let passphrase = self.run.passphrase()?;
+        let m = self.machine()?;
+        let mut zbm = Zbm::new(m);
+        if wrong_first {
+            zbm.type_passphrase(&root, "not-the-passphrase", MENU_TIMEOUT)?;
+            zbm.m
+                .console
+                .wait_for("Incorrect key provided", crate::zbm::SCREEN_TIMEOUT)
+                .context("ZFSBootMenu did not refuse a wrong passphrase")?;
+        }
+        zbm.type_passphrase(&root, &passphrase, MENU_TIMEOUT)?;
+        let prompt = passphrase_prompt(&root);
+        let (i, _) = m.console.wait_for_any(
+            &[
+                "login: ",
+                &prompt,
+                "Encrypted ZFS password",
+                "Incorrect key",
+            ],
+            MENU_TIMEOUT + LOGIN_TIMEOUT,
+        )?;
+        ensure!(
+            i == 0,
+            "after the right passphrase the boot asked again or refused it (see the transcript)"
+        );
+        m.login_at_prompt("root", crate::flow::ROOT_PASSWORD)?;
+        let root_fs = m.succeed("findmnt -n -o SOURCE /")?;
+        Ok(format!(
+            "{}one prompt for the right one; logged in, / is {}",
+            if wrong_first {
+                "a wrong passphrase refused; "
+            } else {
+                ""
+            },
+            root_fs.trim()
+        ))
+    }
+
+    /// Searches the running machine and the run's files on the host for the passphrase.
+    fn passphrase_nowhere(&mut self) -> Result<String> {
+        let passphrase = self.run.passphrase()?;
+        let on_machine = crate::checks::passphrase_absent(self.machine()?, &passphrase)?;
+        let mut searched = 0;
+        for entry in std::fs::read_dir(&self.run.dir)? {
+            let path = entry?.path();
+            let text_like = path.extension().is_some_and(|e| {
+                ["log", "json", "xml", "toml", "txt"].contains(&e.to_str().unwrap_or(""))
+            });
+            if !text_like {
+                continue;
+            }
+            let bytes = std::fs::read(&path)?;
+            ensure!(
+                !bytes
+                    .windows(passphrase.len())
+                    .any(|w| w == passphrase.as_bytes()),
+                "the passphrase is in {}",
+                path.display()
+            );
+            searched += 1;
+        }
+        Ok(format!(
+            "{on_machine}; nor in the run's {searched} log, report and transcript files"
+        ))
+    }
+
     fn install(&mut self, kill_when: Option<&str>) -> Result<String> {
         self.ensure_off()?;
         match kill_when {
             None => {
-                self.run.install()?;
-                Ok("installed; the live system powered off".into())
+                self.run.install_and_inspect()?;
+                Ok(
+                    "installed; the pool's label and SSH host keys read on the live system, \
+                    which powered off"
+                        .into(),
+                )
             }
             Some(pattern) => {
                 let mut m = self.run.start_medium("install", true)?;

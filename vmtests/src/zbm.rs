@@ -12,6 +12,14 @@ use std::time::Duration;
 /// How long a screen may take to appear once a key was pressed (TCG is slow at drawing fzf).
 pub const SCREEN_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long after a passphrase prompt appears its terminal is ready for keys.
+const PROMPT_SETTLE: Duration = Duration::from_millis(500);
+
+/// What `zfs load-key` asks with, in ZFSBootMenu and in an initramfs alike.
+pub fn passphrase_prompt(encryption_root: &str) -> String {
+    format!("Enter passphrase for '{encryption_root}':")
+}
+
 pub struct Zbm<'m> {
     pub m: &'m mut Machine,
 }
@@ -146,6 +154,27 @@ impl<'m> Zbm<'m> {
             .console
             .mark(&format!("ZFSBootMenu screen: {what}\n{screen}"));
         Ok(screen)
+    }
+
+    /// At the passphrase prompt of an encrypted pool (`zfs load-key`'s "Enter passphrase for
+    /// '<root>':", which ZFSBootMenu opens when its countdown ends), types `passphrase` and Enter.
+    /// Only once the prompt is on the console, and a moment after: the prompt is printed before
+    /// echo is turned off, which discards what was typed until then. The transcript records
+    /// that a passphrase was typed, never its text (the prompt does not echo it).
+    pub fn type_passphrase(
+        &mut self,
+        encryption_root: &str,
+        passphrase: &str,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.m
+            .console
+            .wait_for(&passphrase_prompt(encryption_root), timeout)?;
+        std::thread::sleep(PROMPT_SETTLE);
+        self.m.console.mark(&format!(
+            "ZFSBootMenu: typed a passphrase for {encryption_root} (its text not recorded)"
+        ));
+        self.m.console.send_line(passphrase)
     }
 
     /// Waits for the countdown screen; returns the boot environment it will boot.

@@ -9,8 +9,8 @@ use vmtests::scenario::{Scenario, run_scenario, scenario_files};
 
 fn main() {
     let mut args = Arguments::from_args();
-    // One VM at a time under `cargo test` (nextest runs each test in its own process; there the
-    // `vm` test group of .config/nextest.toml does this): two cores, one shared base install.
+    // One VM at a time under `cargo test` (nextest runs each test in its own process; there
+    // `threads-required` in .config/nextest.toml does this): two cores, one shared base install.
     args.test_threads = Some(1);
     let all = std::env::var("KLDLOAD_VMTEST_SCENARIOS").as_deref() == Ok("all");
     let files = scenario_files(&vmtests::flow::project_root()).expect("fixtures/scenarios");

@@ -92,7 +92,8 @@ enum Task {
         /// Also run the scenarios not marked `ci` (fixtures/scenarios/*.toml).
         #[arg(long)]
         all_scenarios: bool,
-        /// Run only the VM tests whose names contain one of these (e.g. `rollback`).
+        /// Run only the VM tests whose names contain one of these (e.g. `rollback`, `layouts`,
+        /// `encryption`); scenarios are then taken whether or not they are marked `ci`.
         filters: Vec<String>,
     },
     /// Reproduce one boot bug: run the scenario fixtures/scenarios/<SCENARIO>.toml in a VM and
@@ -300,7 +301,7 @@ fn main() -> anyhow::Result<()> {
             &sources.options(distro, false),
             &vmtest::Selection {
                 keep,
-                all_scenarios,
+                all_scenarios: all_scenarios || !filters.is_empty(),
                 filters,
                 expression: None,
             },
