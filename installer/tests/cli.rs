@@ -9,13 +9,19 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
 }
 
-fn kldload(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kldload"))
+/// The binary with `args`, as in CI, with none of the host's kldload settings.
+fn kldload_command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kldload"));
+    command
         .args(args)
         .env("CI", "true")
         .env_remove("KLDLOAD_ZFSBOOTMENU")
-        .output()
-        .expect("kldload runs")
+        .env_remove("KLDLOAD_POOL_PASSPHRASE");
+    command
+}
+
+fn kldload(args: &[&str]) -> Output {
+    kldload_command(args).output().expect("kldload runs")
 }
 
 fn text(bytes: &[u8]) -> String {

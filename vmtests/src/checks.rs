@@ -341,18 +341,20 @@ fn planned_entries(c: &Config) -> Result<Vec<PlannedEntry>> {
     Ok(entries)
 }
 
+/// A disk's ESP, as the installer partitions it.
+fn esp_of(disk: &str) -> String {
+    kldload::disk::naming::partition_path(
+        std::path::Path::new(disk),
+        kldload::recipe::partition::ESP_PARTITION,
+    )
+    .to_string_lossy()
+    .into_owned()
+}
+
 /// The ESP of each of the answer file's disks, as the installed machine names it (the answer
 /// file's paths, so they must be stable ones: by-id, or the target's /dev/vda).
 fn esp_partitions(c: &Config) -> Vec<String> {
-    c.disks
-        .paths
-        .iter()
-        .map(|d| {
-            kldload::disk::naming::partition_path(std::path::Path::new(d.as_str()), 1)
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect()
+    c.disks.paths.iter().map(|d| esp_of(d.as_str())).collect()
 }
 
 /// Each firmware entry the plan makes is in the NVRAM as planned (on its disk's ESP partition,
@@ -365,9 +367,11 @@ fn firmware_entries(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
     let mut first = None;
     let mut disks = std::collections::BTreeSet::new();
     for entry in &planned {
-        let part = kldload::disk::naming::partition_path(entry.disk.as_ref(), 1);
         let partuuid = m
-            .succeed(&format!("blkid -s PARTUUID -o value {}", part.display()))?
+            .succeed(&format!(
+                "blkid -s PARTUUID -o value {}",
+                esp_of(&entry.disk)
+            ))?
             .trim()
             .to_lowercase();
         let label = &entry.label;

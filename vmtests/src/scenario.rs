@@ -344,10 +344,7 @@ impl Scenario {
                 self.start == Start::Blank,
                 "answers_file needs start = \"blank\": the installed start is the base install"
             );
-            let path = crate::flow::project_root()
-                .join("fixtures/answers")
-                .join(file);
-            kldload::config::Config::load(&path)
+            kldload::config::Config::load(&answers_file_path(file))
                 .with_context(|| format!("answers_file {file:?}"))?;
         }
         let mut recorded = Vec::new();
@@ -441,11 +438,7 @@ pub fn run_scenario(name: &str, path: &Path) -> Result<()> {
         run.report.phase("base install", start.elapsed());
     }
     if let Some(file) = &scenario.answers_file {
-        run.install_with_answers(
-            &crate::flow::project_root()
-                .join("fixtures/answers")
-                .join(file),
-        )?;
+        run.install_with_answers(&answers_file_path(file))?;
     }
     if !scenario.answers.is_empty() {
         crate::flow::merge_answers(&run.answers, &scenario.answers)?;
@@ -830,6 +823,13 @@ impl Exec<'_> {
             }
         }
     }
+}
+
+/// A scenario's `answers_file`: a file of fixtures/answers/.
+fn answers_file_path(file: &str) -> PathBuf {
+    crate::flow::project_root()
+        .join("fixtures/answers")
+        .join(file)
 }
 
 /// ` with ["extra-0"], booting extra-0 first`, for a step's name.

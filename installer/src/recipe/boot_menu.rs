@@ -130,18 +130,7 @@ pub fn step(inputs: &Inputs) -> Step {
              environment) asks no second time",
         ));
     }
-    actions.push(Action::run(
-        ["mkdir", "-p", &esp_mount],
-        "the ESP's mountpoint in the target",
-    ));
-    let first_esp = inputs
-        .esp_partition(&inputs.disks[0])
-        .to_string_lossy()
-        .into_owned();
-    actions.push(Action::run(
-        ["mount", "-t", "vfat", &first_esp, &esp_mount],
-        "mount the first disk's ESP",
-    ));
+    actions.extend(mount_first_esp(inputs));
     actions.push(Action::run(
         ["mkdir", "-p", &on_esp("EFI/ZBM"), &on_esp("EFI/BOOT")],
         "ZFSBootMenu's directory and the firmware's fallback directory",
