@@ -282,13 +282,50 @@ pub struct EncryptionConfig {
     pub passphrase_file: Option<FilePath>,
 }
 
-/// Which datasets an encrypted install encrypts.
+/// Which datasets an encrypted install encrypts. Either way one passphrase, typed once.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EncryptedDatasets {
     /// The pool's root dataset is the encryption root: every dataset, one key.
     #[default]
     All,
+    /// `ROOT` (every boot environment) and `home` are two encryption roots with the same
+    /// passphrase; `var`, `var/log`, `tmp` and the pool's root dataset stay unencrypted, so
+    /// datasets made there later (VM images, received backups) need no key, and home's key can
+    /// later be changed apart from the system's.
+    RootAndHome,
+}
+
+impl EncryptedDatasets {
+    /// The encryption roots, as paths under the pool ("" is the pool's root dataset).
+    pub fn encryption_roots(self) -> &'static [&'static str] {
+        match self {
+            EncryptedDatasets::All => &[""],
+            EncryptedDatasets::RootAndHome => &["ROOT", "home"],
+        }
+    }
+}
+
+impl EncryptionConfig {
+    /// The encryption root of the dataset at `path` under `pool` ("" is the pool's root
+    /// dataset), or None when it is not encrypted.
+    pub fn encryption_root(&self, pool: &str, path: &str) -> Option<String> {
+        if !self.enabled {
+            return None;
+        }
+        let root = self.datasets.encryption_roots().iter().find(|root| {
+            root.is_empty()
+                || path == **root
+                || path
+                    .strip_prefix(**root)
+                    .is_some_and(|r| r.starts_with('/'))
+        })?;
+        Some(if root.is_empty() {
+            pool.to_string()
+        } else {
+            format!("{pool}/{root}")
+        })
+    }
 }
 
 /// The cipher: AES-256-GCM, OpenZFS's default and what ZFSBootMenu's guides use (fast on any
@@ -644,6 +681,17 @@ impl Config {
             return err(
                 "encryption.enabled",
                 "FreeBSD's loader cannot boot from a natively encrypted pool: leave encryption off for freebsd-14".into(),
+            );
+        }
+        if self.encryption.enabled
+            && self.encryption.datasets == EncryptedDatasets::RootAndHome
+            && p.swap_size.is_some()
+        {
+            return err(
+                "pool.swap_size",
+                "with encryption.datasets = \"root-and-home\" the swap zvol would be unencrypted \
+                 and hold pages of encrypted data: use datasets = \"all\" or no swap"
+                    .into(),
             );
         }
         let mut names = std::collections::BTreeSet::new();

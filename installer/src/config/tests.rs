@@ -322,6 +322,50 @@ fn encryption_is_a_table_without_the_passphrase() {
 }
 
 #[test]
+fn each_dataset_has_the_encryption_root_the_answer_file_chose() {
+    let with = |datasets: &str| {
+        parse(&format!(
+            "{MINIMAL}\n[encryption]\nenabled = true\ndatasets = \"{datasets}\"\n"
+        ))
+        .unwrap()
+        .encryption
+    };
+    let all = with("all");
+    for path in ["", "ROOT", "ROOT/default", "home", "var/log", "tmp"] {
+        assert_eq!(all.encryption_root("rpool", path).as_deref(), Some("rpool"));
+    }
+    let two = with("root-and-home");
+    for (path, root) in [
+        ("", None),
+        ("ROOT", Some("rpool/ROOT")),
+        ("ROOT/default", Some("rpool/ROOT")),
+        ("home", Some("rpool/home")),
+        ("home/alice", Some("rpool/home")),
+        ("homes", None),
+        ("ROOTS", None),
+        ("var", None),
+        ("var/log", None),
+        ("tmp", None),
+    ] {
+        assert_eq!(
+            two.encryption_root("rpool", path).as_deref(),
+            root,
+            "{path}"
+        );
+    }
+    let off = parse(MINIMAL).unwrap().encryption;
+    assert_eq!(off.encryption_root("rpool", "ROOT/default"), None);
+    // Swap outside both encryption roots would hold their data in clear.
+    let e = error(&format!(
+        "{MINIMAL}\n[pool]\nswap_size = \"1G\"\n[encryption]\nenabled = true\ndatasets = \"root-and-home\"\n"
+    ));
+    assert!(
+        e.contains("pool.swap_size") && e.contains("unencrypted"),
+        "{e}"
+    );
+}
+
+#[test]
 fn filters_and_static_addresses() {
     let c = parse(&MINIMAL.replace(
         "paths = [\"/dev/vdb\"]",

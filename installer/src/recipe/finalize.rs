@@ -31,6 +31,33 @@ fn doctor_unit(pool: &str) -> String {
     )
 }
 
+/// The unit that loads the keys of encryption roots outside the boot environment.
+pub const LOAD_KEYS_UNIT: &str = "kldload-load-keys.service";
+
+/// The initramfs unlocks only the boot environment's encryption root (with the key file it
+/// carries); `zfs mount -a` then skips any other encryption root (root-and-home's `home`) whose
+/// key is not loaded. Debian masks OpenZFS's own zfs-load-key.service (a SysV script's name),
+/// so kldload loads them itself, from the key file in the booted root, before the mounts.
+/// `zfs load-key -r` passes over roots whose key is loaded already.
+fn load_keys_unit(pool: &str) -> String {
+    format!(
+        "[Unit]\n\
+         Description=kldload: load the ZFS keys of {pool}'s encryption roots before mounting\n\
+         DefaultDependencies=no\n\
+         After=zfs-import.target\n\
+         Before=zfs-mount.service\n\
+         ConditionPathIsDirectory=/sys/module/zfs\n\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         RemainAfterExit=yes\n\
+         ExecStart=/usr/sbin/zfs load-key -r {pool}\n\
+         \n\
+         [Install]\n\
+         WantedBy=zfs-mount.service\n"
+    )
+}
+
 pub fn step(inputs: &Inputs) -> Step {
     let pool = inputs.pool();
     let linux = inputs.config.distro.family() != Family::FreeBsd;
@@ -72,6 +99,16 @@ pub fn step(inputs: &Inputs) -> Step {
             "at every boot, `kldload doctor` says on the console if the hostid disagrees anywhere",
         ));
     }
+    let load_keys = linux && inputs.config.encryption.enabled;
+    if load_keys {
+        actions.push(Action::write(
+            inputs.target(&format!("etc/systemd/system/{LOAD_KEYS_UNIT}")),
+            load_keys_unit(pool),
+            0o644,
+            "at boot, the keys of encryption roots the initramfs did not unlock are loaded from \
+             the key file before the datasets are mounted",
+        ));
+    }
     if linux {
         let mut units = vec![
             "zfs-import-cache.service",
@@ -83,10 +120,17 @@ pub fn step(inputs: &Inputs) -> Step {
         if doctor.is_some() {
             units.push(DOCTOR_UNIT);
         }
+        if load_keys {
+            units.push(LOAD_KEYS_UNIT);
+        }
         let mut argv = vec!["systemctl", "enable"];
         argv.extend(units);
-        let mut why =
-            "import the pool and mount its datasets at boot; zed reports faults".to_string();
+        let mut why = if load_keys {
+            "import the pool, load its keys and mount its datasets at boot; zed reports faults"
+        } else {
+            "import the pool and mount its datasets at boot; zed reports faults"
+        }
+        .to_string();
         if doctor.is_some() {
             why.push_str("; kldload doctor checks the hostid");
         }

@@ -14,6 +14,15 @@ pub fn key_file(pool: &str) -> String {
     format!("/etc/zfs/keys/{pool}.key")
 }
 
+/// The properties that make a dataset an encryption root, its key read from the key file.
+fn encryption_options(pool: &str) -> [String; 3] {
+    [
+        "encryption=aes-256-gcm".into(),
+        "keyformat=passphrase".into(),
+        format!("keylocation=file://{}", key_file(pool)),
+    ]
+}
+
 pub fn step(inputs: &Inputs) -> Step {
     let config = inputs.config;
     let pool = inputs.pool();
@@ -59,10 +68,12 @@ pub fn step(inputs: &Inputs) -> Step {
                 "the passphrase, read by zpool create through keylocation (never on a command line)"
                     .into(),
         });
-        // The pool's root dataset is the encryption root: every dataset under one key.
-        opt("-O", "encryption=aes-256-gcm".into());
-        opt("-O", "keyformat=passphrase".into());
-        opt("-O", format!("keylocation=file://{}", key_file(pool)));
+        if config.encryption.datasets.encryption_roots().contains(&"") {
+            // The pool's root dataset is the encryption root: every dataset under one key.
+            for option in encryption_options(pool) {
+                opt("-O", option);
+            }
+        }
     }
     if config.distro.family() != Family::FreeBsd {
         // Services with their own mount namespace (udevd, logind, resolved) receive every mount
@@ -124,10 +135,25 @@ pub fn step(inputs: &Inputs) -> Step {
             argv.push("-o".into());
             argv.push(format!("{k}={v}"));
         }
+        let mut why = format!("{name}: {}", dataset.why);
+        let path = dataset.path.as_str();
+        if config.encryption.enabled
+            && config
+                .encryption
+                .datasets
+                .encryption_roots()
+                .contains(&path)
+        {
+            for option in encryption_options(pool) {
+                argv.push("-o".into());
+                argv.push(option);
+            }
+            why.push_str("; an encryption root, with the pool's one passphrase");
+        }
         argv.push(name.clone());
         actions.push(Action::Run {
             argv,
-            why: format!("{name}: {}", dataset.why),
+            why,
             stdin: None,
         });
         if dataset.path.as_str() == "ROOT/default" {
