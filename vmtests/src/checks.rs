@@ -30,6 +30,7 @@ pub fn all() -> Vec<(&'static str, CheckFn)> {
         ),
         ("fstab mounts only the ESP", fstab),
         ("zfs services enabled and active", zfs_services),
+        ("encryption roots as the answer file chose", encryption),
         ("zpool.cache names the pool", zpool_cache),
         ("factory snapshot of every dataset", factory_snapshots),
         ("compressratio above 1.3", compressratio),
@@ -80,24 +81,29 @@ fn console_login(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
     Ok(format!("prompt {prompt:?}; on ttyS0: {}", shell.trim()))
 }
 
-/// The installed `kldload doctor` reads the same five places: its unit ran at boot and passed,
-/// and run now it reports one hostid in every place (all readable, exit status 0).
-fn doctor(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
+/// The oneshot `unit` ran at this boot and exited 0.
+fn ran_and_passed(m: &mut Machine, unit: &str) -> Result<()> {
     // `Result=success` alone is also what a unit that never started shows.
     let state = m
-        .execute(
-            "systemctl show -P Result,ExecMainStartTimestampMonotonic,ExecMainStatus \
-             kldload-doctor.service",
-        )?
+        .execute(&format!(
+            "systemctl show -P Result,ExecMainStartTimestampMonotonic,ExecMainStatus {unit}"
+        ))?
         .stdout;
     let fields: Vec<&str> = state.split_whitespace().collect();
     ensure!(
         fields.len() == 3 && fields[0] == "success" && fields[1] != "0" && fields[2] == "0",
-        "kldload-doctor.service did not run and pass at boot ({}):\n{}",
+        "{unit} did not run and pass at boot ({}):\n{}",
         fields.join(" "),
-        m.execute("systemctl status --no-pager kldload-doctor.service")?
+        m.execute(&format!("systemctl status --no-pager {unit}"))?
             .stdout
     );
+    Ok(())
+}
+
+/// The installed `kldload doctor` reads the same five places: its unit ran at boot and passed,
+/// and run now it reports one hostid in every place (all readable, exit status 0).
+fn doctor(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
+    ran_and_passed(m, kldload::recipe::finalize::DOCTOR_UNIT)?;
     let report = m.succeed(&format!("kldload doctor --pool {}", c.pool.name))?;
     ensure!(
         report.contains("agrees in every place\n"),
@@ -500,6 +506,59 @@ fn zfs_services(m: &mut Machine, _: &Run, _: &Config) -> Result<String> {
         "enabled: {enabled} active: {active}"
     );
     Ok(format!("{units}: enabled, active"))
+}
+
+/// Each dataset's encryption root is the one the answer file chose ("-": unencrypted), its key
+/// loaded and the filesystem mounted; an encrypted install's key-loading unit ran and passed
+/// (it loads what the initramfs did not: root-and-home's home).
+fn encryption(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
+    let pool = c.pool.name.as_str();
+    let listed = m.succeed(&format!(
+        "zfs list -H -o name,encryptionroot,keystatus,mounted -t filesystem -r {pool}"
+    ))?;
+    let mut wrong = Vec::new();
+    let mut roots = std::collections::BTreeMap::<String, Vec<String>>::new();
+    let datasets = c.datasets();
+    let paths = std::iter::once(("", false)).chain(datasets.iter().map(|d| {
+        let mounts = d.canmount != Some("off") && d.mountpoint.as_str() != "none";
+        (d.path.as_str(), mounts)
+    }));
+    for (path, mounts) in paths {
+        let name = if path.is_empty() {
+            pool.to_string()
+        } else {
+            format!("{pool}/{path}")
+        };
+        let root = c.encryption.encryption_root(pool, path);
+        let want = format!(
+            "{name}\t{}\t{}\t{}",
+            root.as_deref().unwrap_or("-"),
+            if root.is_some() { "available" } else { "-" },
+            if mounts { "yes" } else { "no" }
+        );
+        if !listed.lines().any(|l| l == want) {
+            wrong.push(want);
+        }
+        let label = if path.is_empty() { pool } else { path };
+        roots
+            .entry(root.unwrap_or_else(|| "unencrypted".into()))
+            .or_default()
+            .push(label.to_string());
+    }
+    ensure!(
+        wrong.is_empty(),
+        "expected (name, encryptionroot, keystatus, mounted): {wrong:?}\nlisted:\n{listed}"
+    );
+    let mut said: Vec<String> = roots
+        .iter()
+        .map(|(root, paths)| format!("{root}: {}", paths.join(", ")))
+        .collect();
+    if c.encryption.enabled {
+        let unit = kldload::recipe::finalize::LOAD_KEYS_UNIT;
+        ran_and_passed(m, unit)?;
+        said.push(format!("keys loaded, {unit} ran and passed"));
+    }
+    Ok(said.join("; "))
 }
 
 /// /etc/zfs/zpool.cache, read with zdb, describes the pool by its guid (a stale or foreign cache

@@ -306,9 +306,15 @@ impl Run {
             // The export may find the pool busy (seen once): a service starting on the live
             // system just then copied the mount into its own namespace. The import is read-only
             // and so is what is left of it at the poweroff: nothing is written either way.
+            // The boot environment's encryption root, if any, unlocked from the key file the
+            // install left on the live system.
+            let load_key = config
+                .encryption
+                .encryption_root(&pool, "ROOT/default")
+                .map(|root| format!("zfs load-key {root}; "))
+                .unwrap_or_default();
             let keys = m.succeed(&format!(
-                "set -e; zpool import -N -o readonly=on -R /run/inspect {pool}; \
-                 [ \"$(zfs get -H -o value encryption {pool})\" = off ] || zfs load-key {pool}; \
+                "set -e; zpool import -N -o readonly=on -R /run/inspect {pool}; {load_key}\
                  zfs mount {pool}/ROOT/default; \
                  {}; \
                  zpool export {pool} || echo 'kept imported read-only until the poweroff' >&2",

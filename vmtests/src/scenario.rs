@@ -733,9 +733,14 @@ impl Exec<'_> {
     /// Types the passphrase at ZFSBootMenu's prompt (a wrong one first, if asked), waits for the
     /// login prompt, refusing a second prompt on the way, and logs in.
     fn unlock(&mut self, wrong_first: bool) -> Result<String> {
-        use crate::zbm::{Zbm, passphrase_prompt};
+        use crate::zbm::Zbm;
         let config = kldload::config::Config::load(&self.run.answers)?;
-        let root = config.pool.name.as_str().to_string();
+        let pool = config.pool.name.as_str();
+        // ZFSBootMenu asks for the boot environment's encryption root.
+        let root = config
+            .encryption
+            .encryption_root(pool, "ROOT/default")
+            .context("unlock: the answer file's pool is not encrypted")?;
         let passphrase = self.run.passphrase()?;
         let m = self.machine()?;
         let mut zbm = Zbm::new(m);
@@ -747,11 +752,12 @@ impl Exec<'_> {
                 .context("ZFSBootMenu did not refuse a wrong passphrase")?;
         }
         zbm.type_passphrase(&root, &passphrase, MENU_TIMEOUT)?;
-        let prompt = passphrase_prompt(&root);
+        // Any encryption root's prompt, ZFSBootMenu's or the boot's (`zfs load-key`,
+        // systemd-ask-password), is a second prompt.
         let (i, _) = m.console.wait_for_any(
             &[
                 "login: ",
-                &prompt,
+                "Enter passphrase for",
                 "Encrypted ZFS password",
                 "Incorrect key",
             ],

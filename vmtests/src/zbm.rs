@@ -16,7 +16,7 @@ pub const SCREEN_TIMEOUT: Duration = Duration::from_secs(60);
 const PROMPT_SETTLE: Duration = Duration::from_millis(500);
 
 /// What `zfs load-key` asks with, in ZFSBootMenu and in an initramfs alike.
-pub fn passphrase_prompt(encryption_root: &str) -> String {
+fn passphrase_prompt(encryption_root: &str) -> String {
     format!("Enter passphrase for '{encryption_root}':")
 }
 
