@@ -98,10 +98,31 @@ pub fn make_plan(
         disks,
         source,
         mirror,
-        zfsbootmenu: choose_source(config, overrides.zfsbootmenu.as_deref(), on_host),
+        zfsbootmenu: choose_source(
+            config,
+            overrides.zfsbootmenu.as_deref(),
+            on_host,
+            cached_release(config, host_root),
+        ),
         installer: on_host(Path::new(LIVE_KLDLOAD)).then(|| LIVE_KLDLOAD.into()),
     };
     Ok(build_plan(&inputs)?)
+}
+
+/// The release in the build cache under `host_root`, if one is there and verifies offline
+/// (signature and sha256): its path as the installer will read it.
+fn cached_release(config: &Config, host_root: &Path) -> Option<PathBuf> {
+    use crate::zbm_release::{SIGNING_KEY, VERSION, verify_local};
+    use crate::zfsbootmenu::{BUILD_CACHE, release_cache};
+    let dir = release_cache(Path::new(BUILD_CACHE));
+    let on_host = host_root.join(dir.strip_prefix("/").unwrap_or(&dir));
+    let series = config
+        .zfsbootmenu
+        .kernel_series
+        .as_ref()
+        .map(|s| s.as_str());
+    let verified = verify_local(&on_host, VERSION, series, SIGNING_KEY).ok()?;
+    Some(dir.join(verified.name))
 }
 
 /// `kldload validate`: the answer file parses, its disks are found and pass the safety checks.

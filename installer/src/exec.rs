@@ -198,6 +198,39 @@ fn run_action(
             write_file(path, bytes, *bits)
                 .map_err(|e| (format!("writing {} failed", path.display()), e.to_string()))
         }
+        Action::DownloadRelease {
+            releases_url,
+            version,
+            kernel_series,
+            work,
+            dest,
+            ..
+        } => {
+            use crate::zbm_release::{SIGNING_KEY, curl, download_verified};
+            log.lock().unwrap().line(&format!(
+                "download ZFSBootMenu {version} from {releases_url} and verify it by its signature"
+            ));
+            let failed = || format!("installing ZFSBootMenu {version}'s release failed");
+            let got = download_verified(
+                releases_url,
+                version,
+                kernel_series.as_deref(),
+                SIGNING_KEY,
+                work,
+                curl,
+            )
+            .map_err(|e| (failed(), e.to_string()))?;
+            log.lock().unwrap().line(&format!(
+                "{}: signature verified, sha256 {} as listed",
+                got.name, got.sha256
+            ));
+            std::fs::copy(&got.path, dest)
+                .and_then(|_| {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o644))
+                })
+                .map_err(|e| (failed(), format!("copying to {}: {e}", dest.display())))
+        }
         Action::VerifySha256 { path, sha256, .. } => {
             let actual = file_sha256(path)
                 .map_err(|e| (format!("reading {} failed", path.display()), e.to_string()))?;

@@ -15,4 +15,5 @@ pub mod passphrase;
 pub mod plan;
 pub mod recipe;
 pub mod unattended;
+pub mod zbm_release;
 pub mod zfsbootmenu;

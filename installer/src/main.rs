@@ -23,7 +23,7 @@ struct Resolve {
     /// Install from this package mirror (default: the answer file's, else the live system's apt sources).
     #[arg(long)]
     mirror: Option<String>,
-    /// ZFSBootMenu EFI file to install (default: the answer file's, the medium's, the build cache's, the pinned release).
+    /// ZFSBootMenu EFI file to install (default: the answer file's, the medium's, the build cache's, the signed release).
     #[arg(long, env = "KLDLOAD_ZFSBOOTMENU")]
     zfsbootmenu: Option<PathBuf>,
 }

@@ -1,28 +1,22 @@
 //! Where ZFSBootMenu's EFI file comes from, in order: `--zfsbootmenu` or the answer file, the
-//! copy on the live medium, the build cache (where `cargo xtask build-image` keeps the pinned
-//! release it downloaded, found when kldload runs on the machine that built images), or the
-//! official release at a pinned version and sha256.
+//! copy on the live medium, the build cache (where `cargo xtask build-image` keeps the release
+//! it downloaded and verified, found when kldload runs on the machine that built images), or
+//! the official release, downloaded and verified by its signature (`crate::zbm_release`).
 
 use crate::config::{Config, MEDIUM_ZFSBOOTMENU};
+use crate::zbm_release;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-
-/// The pinned ZFSBootMenu release.
-pub const RELEASE_VERSION: &str = "3.1.0";
-/// Its release EFI asset.
-pub const RELEASE_URL: &str = "https://github.com/zbm-dev/zfsbootmenu/releases/download/v3.1.0/zfsbootmenu-release-x86_64-v3.1.0-linux6.6.EFI";
-/// The sha256 of that asset, checked after download.
-pub const RELEASE_SHA256: &str = "d4a67012f03659c91a1f227aa6739b4b41bd5c7d0bd64e89aa7358bf08826cfd";
 
 /// The build cache's root, as `cargo xtask` uses it by default.
 pub const BUILD_CACHE: &str = "/var/cache/kldload";
 
-/// Where the build cache keeps the pinned release under `cache_root`: named by its sha256, so
-/// a file there is the pinned one (it is checked when it is stored).
-pub fn cached_release(cache_root: &Path) -> PathBuf {
+/// Where the build cache keeps the release under `cache_root`: the tag's `sha256.sig` and the
+/// asset picked from it, checked again whenever they are used (`zbm_release::verify_local`).
+pub fn release_cache(cache_root: &Path) -> PathBuf {
     cache_root
         .join("zfsbootmenu")
-        .join(format!("{RELEASE_SHA256}.EFI"))
+        .join(format!("v{}", zbm_release::VERSION))
 }
 
 /// The chosen source of the EFI file.
@@ -37,24 +31,35 @@ pub enum ZbmSource {
         sha256: String,
         origin: String,
     },
+    /// The official release, its checksum list verified with ZFSBootMenu's signing key.
+    Release {
+        version: String,
+        /// The kernel series of the EFI file; none: the newest long-term one listed.
+        kernel_series: Option<String>,
+        origin: String,
+    },
 }
 
 impl ZbmSource {
     /// Where the choice came from, for the plan's comments.
     pub fn origin(&self) -> &str {
         match self {
-            ZbmSource::File { origin, .. } | ZbmSource::Download { origin, .. } => origin,
+            ZbmSource::File { origin, .. }
+            | ZbmSource::Download { origin, .. }
+            | ZbmSource::Release { origin, .. } => origin,
         }
     }
 }
 
 /// Picks the source: `override_path` (`--zfsbootmenu`), then the answer file, then the medium's
-/// copy or the build cache's when `exists` says it is there, then the pinned release (whose
-/// origin names every place looked at, for the error if the download fails).
+/// copy when `exists` says it is there, then `cached` (the build cache's release, verified),
+/// then the official release (whose origin names every place looked at, for the error if the
+/// download fails).
 pub fn choose_source(
     config: &Config,
     override_path: Option<&Path>,
     exists: impl Fn(&Path) -> bool,
+    cached: Option<PathBuf>,
 ) -> ZbmSource {
     let z = &config.zfsbootmenu;
     if let Some(path) = override_path {
@@ -82,21 +87,25 @@ pub fn choose_source(
             origin: "the live medium's copy".into(),
         };
     }
-    let cached = cached_release(Path::new(BUILD_CACHE));
-    if exists(&cached) {
+    let cache = release_cache(Path::new(BUILD_CACHE));
+    if let Some(path) = cached {
         return ZbmSource::File {
-            origin: format!("the build cache ({})", cached.display()),
-            path: cached,
+            origin: format!(
+                "the build cache ({}), its signature verified",
+                cache.display()
+            ),
+            path,
         };
     }
-    ZbmSource::Download {
-        url: RELEASE_URL.into(),
-        sha256: RELEASE_SHA256.into(),
+    ZbmSource::Release {
+        version: zbm_release::VERSION.into(),
+        kernel_series: z.kernel_series.as_ref().map(|s| s.to_string()),
         origin: format!(
-            "the pinned ZFSBootMenu {RELEASE_VERSION} release: no --zfsbootmenu or \
+            "the ZFSBootMenu {} release, verified by its signing key: no --zfsbootmenu or \
              zfsbootmenu.path given, none on a live medium at {MEDIUM_ZFSBOOTMENU}, none in the \
              build cache at {}",
-            cached.display()
+            zbm_release::VERSION,
+            cache.display()
         ),
     }
 }
@@ -110,49 +119,48 @@ mod tests {
     fn path_of(source: &ZbmSource) -> Option<&Path> {
         match source {
             ZbmSource::File { path, .. } => Some(path),
-            ZbmSource::Download { .. } => None,
+            ZbmSource::Download { .. } | ZbmSource::Release { .. } => None,
         }
     }
 
     #[test]
     fn each_source_wins_over_the_ones_after_it() {
         let everywhere = |_: &Path| true;
+        let cached = || Some(PathBuf::from("/cache/z.EFI"));
         let c = config("path = \"/answers.EFI\"");
         let flag = Path::new("/flag.EFI");
         assert_eq!(
-            path_of(&choose_source(&c, Some(flag), everywhere)),
+            path_of(&choose_source(&c, Some(flag), everywhere, cached())),
             Some(flag)
         );
         assert_eq!(
-            path_of(&choose_source(&c, None, everywhere)),
+            path_of(&choose_source(&c, None, everywhere, cached())),
             Some(Path::new("/answers.EFI"))
         );
         let c = config("");
         assert_eq!(
-            path_of(&choose_source(&c, None, everywhere)),
+            path_of(&choose_source(&c, None, everywhere, cached())),
             Some(Path::new(MEDIUM_ZFSBOOTMENU))
         );
-        let cached = cached_release(Path::new(BUILD_CACHE));
-        let only_cache = |p: &Path| p == cached;
-        let source = choose_source(&c, None, only_cache);
-        assert_eq!(path_of(&source), Some(cached.as_path()));
+        let source = choose_source(&c, None, |_| false, cached());
+        assert_eq!(path_of(&source), Some(Path::new("/cache/z.EFI")));
         assert!(source.origin().contains("build cache"));
     }
 
     #[test]
-    fn with_nothing_local_the_pinned_release_is_downloaded_and_every_place_is_named() {
-        let source = choose_source(&config(""), None, |_| false);
-        let ZbmSource::Download {
-            url,
-            sha256,
+    fn with_nothing_local_the_signed_release_is_downloaded_and_every_place_is_named() {
+        let source = choose_source(&config(""), None, |_| false, None);
+        let ZbmSource::Release {
+            version,
+            kernel_series,
             origin,
         } = source
         else {
             panic!("{source:?}")
         };
         assert_eq!(
-            (url.as_str(), sha256.as_str()),
-            (RELEASE_URL, RELEASE_SHA256)
+            (version.as_str(), kernel_series),
+            (zbm_release::VERSION, None)
         );
         for place in [
             "--zfsbootmenu",
@@ -162,6 +170,11 @@ mod tests {
         ] {
             assert!(origin.contains(place), "{origin} does not name {place}");
         }
+        let source = choose_source(&config("kernel_series = \"6.6\""), None, |_| false, None);
+        assert!(
+            matches!(&source, ZbmSource::Release { kernel_series: Some(s), .. } if s == "6.6"),
+            "{source:?}"
+        );
     }
 
     #[test]
@@ -170,7 +183,7 @@ mod tests {
         let c = config(&format!(
             "url = \"https://example.org/zbm.EFI\"\nsha256 = \"{sha}\""
         ));
-        let source = choose_source(&c, None, |_| true);
+        let source = choose_source(&c, None, |_| true, None);
         assert_eq!(
             source,
             ZbmSource::Download {

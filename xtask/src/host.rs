@@ -59,6 +59,11 @@ fn apt(argv: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Host tools the other tests need: signify-openbsd signs a fake ZFSBootMenu release and curl
+/// downloads it (installer/tests/zbm_release.rs).
+pub const TEST_TOOLS: [(&str, &str); 2] =
+    [("signify-openbsd", "signify-openbsd"), ("curl", "curl")];
+
 /// Host tools the VM tests need, and their packages.
 pub const VM_TOOLS: [(&str, &str); 5] = [
     ("qemu-system-x86_64", "qemu-system-x86"),

@@ -43,7 +43,7 @@ impl CacheDir {
 /// Where a build's inputs come from: ZFSBootMenu, the mirror, the cache.
 #[derive(clap::Args)]
 struct ImageSources {
-    /// ZFSBootMenu EFI file to put on the medium (default: the pinned release download).
+    /// ZFSBootMenu EFI file to put on the medium (default: the release download, verified by its signature).
     #[arg(long, env = "KLDLOAD_ZFSBOOTMENU")]
     zfsbootmenu: Option<PathBuf>,
     /// Debian mirror (default: this host's apt sources).
@@ -170,6 +170,7 @@ fn ci(sh: &Shell, vm: Option<image::Options>) -> anyhow::Result<()> {
         );
     }
     workflows::lint(&project_root())?;
+    host::ensure_host_packages(&host::TEST_TOOLS)?;
     let Some(opts) = vm else {
         cmd!(sh, "cargo nextest run --workspace --profile ci").run()?;
         return Ok(());

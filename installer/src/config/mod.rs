@@ -444,6 +444,9 @@ pub struct ZfsBootMenuConfig {
     /// Or a URL to download it from; `sha256` is then required.
     pub url: Option<HttpUrl>,
     pub sha256: Option<Sha256Hex>,
+    /// With neither, the official release is downloaded and verified by its signature: the
+    /// EFI file built on this kernel series (default: the newest long-term one it has).
+    pub kernel_series: Option<KernelSeries>,
     /// ZFSBootMenu's own command line (firmware load options replace the embedded one).
     #[serde(default = "default_zbm_commandline")]
     pub commandline: KernelCommandLine,
@@ -464,6 +467,7 @@ impl Default for ZfsBootMenuConfig {
             path: None,
             url: None,
             sha256: None,
+            kernel_series: None,
             commandline: default_zbm_commandline(),
             timeout: default_zbm_timeout(),
             serial_console: None,
@@ -749,6 +753,14 @@ impl Config {
             return err(
                 "zfsbootmenu",
                 "give either `path` or `url`, not both".into(),
+            );
+        }
+        if z.kernel_series.is_some() && (z.path.is_some() || z.url.is_some()) {
+            return err(
+                "zfsbootmenu.kernel_series",
+                "kernel_series picks a file of the official release; with `path` or `url` that \
+                 file is given: leave one of them out"
+                    .into(),
             );
         }
         if z.url.is_some() && z.sha256.is_none() {

@@ -514,6 +514,23 @@ validated_string!(
     SerialConsole,
     check_serial_console
 );
+validated_string!(
+    /// A Linux kernel series, `6.12`: which of a ZFSBootMenu release's EFI files to install.
+    KernelSeries,
+    check_kernel_series
+);
+
+fn check_kernel_series(v: &str) -> Result<(), NameError> {
+    let numbers = |part: &str| {
+        !part.is_empty() && part.len() <= 3 && part.bytes().all(|b| b.is_ascii_digit())
+    };
+    match v.split_once('.') {
+        Some((major, minor)) if numbers(major) && numbers(minor) => Ok(()),
+        _ => Err(NameError(format!(
+            "{v:?} is not a kernel series: write major.minor, e.g. \"6.12\""
+        ))),
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -543,6 +560,10 @@ mod tests {
         assert!(KernelCommandLine::new("quiet zbm.timeout=5").is_ok());
         assert!(KernelCommandLine::new("a \"b\"").is_err());
         assert!(SerialConsole::new("ttyS0,115200").is_ok());
+        assert!(KernelSeries::new("6.12").is_ok() && KernelSeries::new("5.4").is_ok());
+        for bad in ["6", "6.12.1", "6.x", ".12", "6.", "linux6.12"] {
+            assert!(KernelSeries::new(bad).is_err(), "{bad}");
+        }
         assert!(
             SerialConsole::new("ttyS0 115200")
                 .unwrap_err()

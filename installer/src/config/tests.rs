@@ -256,6 +256,11 @@ fn cross_key_rules() {
             "sha256",
         ),
         (
+            format!("{MINIMAL}\n[zfsbootmenu]\npath = \"/z.EFI\"\nkernel_series = \"6.12\"\n"),
+            "zfsbootmenu.kernel_series",
+            "official release",
+        ),
+        (
             format!("{MINIMAL}\n[[network.static]]\naddress = \"192.0.2.1/24\"\n"),
             "network.static[0]",
             "`name` or `mac`",

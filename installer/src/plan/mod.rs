@@ -81,6 +81,17 @@ pub enum Action {
         sha256: String,
         why: String,
     },
+    /// Download ZFSBootMenu's official release into `work`, verify its signed checksum list
+    /// with the pinned signing key, pick the asset (`kernel_series`, else the newest long-term
+    /// one listed), check its sha256 against the list, and install it at `dest` (0644).
+    DownloadRelease {
+        releases_url: String,
+        version: String,
+        kernel_series: Option<String>,
+        work: PathBuf,
+        dest: PathBuf,
+        why: String,
+    },
     /// From here on, append the install log to this file (on the target); `None` stops it.
     LogTo { path: Option<PathBuf>, why: String },
 }
@@ -155,6 +166,7 @@ impl Action {
             Action::Run { why, .. }
             | Action::WriteFile { why, .. }
             | Action::VerifySha256 { why, .. }
+            | Action::DownloadRelease { why, .. }
             | Action::LogTo { why, .. } => why,
         }
     }

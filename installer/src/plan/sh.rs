@@ -20,6 +20,59 @@ pub fn quote_line(argv: &[String]) -> String {
 
 const HEREDOC_END: &str = "KLDLOAD_EOF";
 
+/// What kldload does in Rust for [`Action::DownloadRelease`], as the commands a person would
+/// type: signify checks the signed list, the asset is picked from it and checked against it.
+fn render_release(
+    releases_url: &str,
+    version: &str,
+    series: Option<&str>,
+    work: &std::path::Path,
+    dest: &std::path::Path,
+    out: &mut String,
+) {
+    use crate::zbm_release::{LTS_SERIES, SIGNED_LIST, SIGNING_KEY, asset_name, tag_url};
+    let indent = "    ";
+    let base = tag_url(releases_url, version);
+    let key: Vec<String> = SIGNING_KEY.lines().map(quote).collect();
+    let pick = match series {
+        Some(s) => format!("asset={}", quote(&asset_name(version, s))),
+        None => {
+            let newest_first: Vec<&str> = LTS_SERIES.iter().rev().copied().collect();
+            format!(
+                "asset=$(for s in {}; do n={}; grep -qF \"($n)\" sha256.txt && {{ echo \"$n\"; break; }}; done)  # the newest long-term kernel listed",
+                newest_first.join(" "),
+                asset_name(version, "$s")
+            )
+        }
+    };
+    let lines = [
+        format!("mkdir -p {}", quote(&work.to_string_lossy())),
+        format!("cd {}", quote(&work.to_string_lossy())),
+        format!("printf '%s\\n' {} > zfsbootmenu.pub", key.join(" ")),
+        format!(
+            "curl --fail --location --output {SIGNED_LIST} {}",
+            quote(&format!("{base}/{SIGNED_LIST}"))
+        ),
+        // Debian's name for OpenBSD's signify (package signify-openbsd).
+        format!("signify-openbsd -V -e -p zfsbootmenu.pub -x {SIGNED_LIST} -m sha256.txt"),
+        pick,
+        format!(
+            "curl --fail --location --output \"$asset\" {}/\"$asset\"",
+            quote(&base)
+        ),
+        "grep -F \"($asset)\" sha256.txt | sha256sum --check --strict".to_string(),
+        format!(
+            "install -m 0644 \"$asset\" {}",
+            quote(&dest.to_string_lossy())
+        ),
+    ];
+    out.push_str(&format!("{indent}(\n"));
+    for line in lines {
+        out.push_str(&format!("{indent}    {line}\n"));
+    }
+    out.push_str(&format!("{indent})\n"));
+}
+
 fn render_action(action: &Action, out: &mut String) {
     let indent = "    ";
     out.push_str(&format!("{indent}# {}\n", action.why()));
@@ -72,6 +125,21 @@ fn render_action(action: &Action, out: &mut String) {
                 quote(&format!("{sha256}  {}", path.display()))
             ));
         }
+        Action::DownloadRelease {
+            releases_url,
+            version,
+            kernel_series,
+            work,
+            dest,
+            ..
+        } => render_release(
+            releases_url,
+            version,
+            kernel_series.as_deref(),
+            work,
+            dest,
+            out,
+        ),
         Action::LogTo {
             path: Some(path), ..
         } => {

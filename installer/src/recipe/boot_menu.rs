@@ -102,6 +102,9 @@ pub fn firmware_path(esp_path: &str) -> String {
 /// FreeBSD's own loader on the ESP.
 pub const FREEBSD_LOADER: &str = "EFI/FreeBSD/loader.efi";
 
+/// Where the live system keeps a downloaded release while it is verified.
+pub const RELEASE_WORK: &str = "/run/kldload/zfsbootmenu-release";
+
 pub fn step(inputs: &Inputs) -> Step {
     if inputs.config.distro.family() == Family::FreeBsd {
         return freebsd_loader(inputs);
@@ -165,6 +168,23 @@ pub fn step(inputs: &Inputs) -> Step {
                 path: primary.clone().into(),
                 sha256: sha256.clone(),
                 why: "refuse a download that is not the pinned file".into(),
+            });
+        }
+        ZbmSource::Release {
+            version,
+            kernel_series,
+            origin,
+        } => {
+            actions.push(Action::DownloadRelease {
+                releases_url: crate::zbm_release::RELEASES_URL.into(),
+                version: version.clone(),
+                kernel_series: kernel_series.clone(),
+                work: RELEASE_WORK.into(),
+                dest: primary.clone().into(),
+                why: format!(
+                    "ZFSBootMenu's EFI file, from {origin}: its signed checksum list checked \
+                     with ZFSBootMenu's key, the file with the list"
+                ),
             });
         }
     }

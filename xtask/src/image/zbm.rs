@@ -1,9 +1,12 @@
-//! ZFSBootMenu for the medium: from --zfsbootmenu / $KLDLOAD_ZFSBOOTMENU, else the pinned
-//! release, downloaded once into the cache and checked against its sha256.
+//! ZFSBootMenu for the medium: from --zfsbootmenu / $KLDLOAD_ZFSBOOTMENU, else the official
+//! release, downloaded once into the cache and verified through ZFSBootMenu's signed checksum
+//! list (`kldload::zbm_release`); the kept copy is verified again, offline, every time it is used.
 
-use crate::run::{Log, run};
+use crate::run::Log;
 use anyhow::{Result, bail};
-use kldload::zfsbootmenu::{RELEASE_SHA256, RELEASE_URL, RELEASE_VERSION};
+use kldload::zbm_release::{
+    RELEASES_URL, SIGNING_KEY, VERSION, curl, download_verified, verify_local,
+};
 use std::path::{Path, PathBuf};
 
 pub fn resolve(log: &Log, given: Option<&Path>, cache: &Path) -> Result<PathBuf> {
@@ -17,39 +20,18 @@ pub fn resolve(log: &Log, given: Option<&Path>, cache: &Path) -> Result<PathBuf>
         return Ok(p.to_owned());
     }
     // Where the installer looks too, when it runs on this machine.
-    let dest = kldload::zfsbootmenu::cached_release(cache);
-    if dest.is_file() && kldload::exec::file_sha256(&dest)? == RELEASE_SHA256 {
-        return Ok(dest);
+    let dir = kldload::zfsbootmenu::release_cache(cache);
+    if let Ok(kept) = verify_local(&dir, VERSION, None, SIGNING_KEY) {
+        return Ok(kept.path);
     }
-    std::fs::create_dir_all(dest.parent().expect("a directory"))?;
-    let partial = dest.with_extension("partial");
-    let partial_s = partial.to_string_lossy().into_owned();
-    if let Err(e) = run(
-        log,
-        &[
-            "curl",
-            "--fail",
-            "--location",
-            "--retry",
-            "3",
-            "--connect-timeout",
-            "20",
-            "--output",
-            &partial_s,
-            RELEASE_URL,
-        ],
-    ) {
-        bail!(
-            "cannot download ZFSBootMenu {RELEASE_VERSION} from {RELEASE_URL}: {e}\n\
-             fix: give a ZFSBootMenu EFI file with --zfsbootmenu PATH (or $KLDLOAD_ZFSBOOTMENU)"
-        );
-    }
-    let actual = kldload::exec::file_sha256(&partial)?;
-    if actual != RELEASE_SHA256 {
-        bail!(
-            "the ZFSBootMenu download's sha256 is {actual}, not the pinned {RELEASE_SHA256}: not using it"
-        );
-    }
-    std::fs::rename(&partial, &dest)?;
-    Ok(dest)
+    log.note(&format!(
+        "downloading ZFSBootMenu {VERSION} from {RELEASES_URL} into {}",
+        dir.display()
+    ));
+    let got = download_verified(RELEASES_URL, VERSION, None, SIGNING_KEY, &dir, curl)?;
+    log.note(&format!(
+        "{}: signature verified, sha256 {} as listed",
+        got.name, got.sha256
+    ));
+    Ok(got.path)
 }
