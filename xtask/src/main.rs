@@ -43,9 +43,18 @@ impl CacheDir {
 /// Where a build's inputs come from: ZFSBootMenu, the mirror, the cache.
 #[derive(clap::Args)]
 struct ImageSources {
-    /// ZFSBootMenu EFI file to put on the medium (default: the release download, verified by its signature).
+    /// A finished ZFSBootMenu EFI file to put on the medium (default: ZFSBootMenu built here
+    /// from its pinned source, on the image's kernel and ZFS).
     #[arg(long, env = "KLDLOAD_ZFSBOOTMENU")]
     zfsbootmenu: Option<PathBuf>,
+    /// Put ZFSBootMenu's official release on the medium (downloaded, verified by its
+    /// signature) instead of building it.
+    #[arg(long)]
+    zfsbootmenu_release: bool,
+    /// ZFSBootMenu's source tarball, the v3.1.0 tag archive (default: downloaded; checked
+    /// against its pinned sha256 either way).
+    #[arg(long, env = "KLDLOAD_ZFSBOOTMENU_SOURCE")]
+    zfsbootmenu_source: Option<PathBuf>,
     /// Debian mirror (default: this host's apt sources).
     #[arg(long, env = "KLDLOAD_MIRROR")]
     mirror: Option<String>,
@@ -59,6 +68,8 @@ impl ImageSources {
             distro,
             rebuild,
             zfsbootmenu: self.zfsbootmenu,
+            zfsbootmenu_release: self.zfsbootmenu_release,
+            zfsbootmenu_source: self.zfsbootmenu_source,
             mirror: self.mirror,
             cache: self.cache.path(),
         }

@@ -14,6 +14,7 @@ pub mod medium;
 pub mod payload;
 pub mod recipe;
 pub mod zbm;
+pub mod zbm_build;
 
 use crate::progress::Phases;
 use crate::run::{Log, output, run};
@@ -46,7 +47,13 @@ const COLD_SPACE: u64 = 8 << 30;
 pub struct Options {
     pub distro: ImageDistro,
     pub rebuild: bool,
+    /// A finished ZFSBootMenu EFI file for the medium, instead of building one.
     pub zfsbootmenu: Option<PathBuf>,
+    /// Put the official release (downloaded, verified by its signature) on the medium instead
+    /// of building ZFSBootMenu.
+    pub zfsbootmenu_release: bool,
+    /// ZFSBootMenu's source tarball (default: the pinned tag archive, downloaded).
+    pub zfsbootmenu_source: Option<PathBuf>,
     pub mirror: Option<String>,
     pub cache: PathBuf,
 }
@@ -230,12 +237,50 @@ pub fn build_image(opts: &Options) -> Result<Output> {
         },
     )?;
 
-    let (kldload_bin, zbm_file) =
-        phases.run("kldload + ZFSBootMenu", Some(host_log.path.clone()), || {
-            let bin = build_kldload(&host_log)?;
-            let zbm = zbm::resolve(&host_log, opts.zfsbootmenu.as_deref(), &cache.root)?;
-            Ok(((bin, zbm), false))
-        })?;
+    // ZFSBootMenu: a given file, the verified release, or (the default) built here.
+    let mut zbm_built = None;
+    let zbm_file = if opts.zfsbootmenu.is_some() || opts.zfsbootmenu_release {
+        zbm::resolve(&host_log, opts.zfsbootmenu.as_deref(), &cache.root)?
+    } else {
+        let source =
+            zbm_build::resolve_source(&host_log, opts.zfsbootmenu_source.as_deref(), &cache.root)?;
+        let mut zkey = Key::new("zfsbootmenu");
+        zkey.add(build_id.as_bytes())
+            .add(zbm_build::SOURCE_SHA256)
+            .add(recipe::ZBM_BUILD_PACKAGES.join(" "))
+            .add(recipe::ZBM_EMBEDDED_CMDLINE)
+            .add(kldload::config::ZFSBOOTMENU_HOSTID.to_string());
+        let zbm_dir = cache.entry(distro.name, "zfsbootmenu", &zkey);
+        let info = phases.run(
+            "ZFSBootMenu (built)",
+            Some(zbm_dir.with_extension("partial").join("build.log")),
+            || {
+                let cached = build_entry(&zbm_dir, opts.rebuild, |tmp| {
+                    zbm_build::build(
+                        &phase_log(tmp)?,
+                        &distro,
+                        &builder_dir,
+                        &built,
+                        &source,
+                        tmp,
+                    )
+                    .map(|_| ())
+                })?;
+                Ok((zbm_build::load(&zbm_dir)?, cached))
+            },
+        )?;
+        zbm_built = Some((zbm_dir.clone(), info));
+        zbm_dir.join(zbm_build::EFI)
+    };
+    // On the medium: the EFI file and, when built here, what it was built from (its version,
+    // kernel, ZFS, command line and hostid).
+    let mut zbm_files: medium::Files = vec![("zfsbootmenu/VMLINUZ.EFI".into(), zbm_file.clone())];
+    if let Some((dir, _)) = &zbm_built {
+        zbm_files.push(("zfsbootmenu/BUILD.json".into(), dir.join(zbm_build::INFO)));
+    }
+    let kldload_bin = phases.run("kldload", Some(host_log.path.clone()), || {
+        Ok((build_kldload(&host_log)?, false))
+    })?;
     key.add("medium")
         .add(recipe::LIVE_CMDLINE)
         .add(recipe::MEDIUM_LABEL);
@@ -255,7 +300,7 @@ pub fn build_image(opts: &Options) -> Result<Output> {
                     &payload_dir,
                     &live_dir,
                     &kldload_bin,
-                    &zbm_file,
+                    zbm_files.clone(),
                 )
             })?;
             Ok(((), cached))
@@ -264,10 +309,13 @@ pub fn build_image(opts: &Options) -> Result<Output> {
     let medium = medium_dir.join(medium::IMAGE);
     let size = fs::metadata(&medium)?.len();
     // What this build uses, for `cargo xtask image-cache prune`.
-    let current: Vec<String> = [&builder_dir, &payload_dir, &live_dir, &medium_dir]
+    let mut current: Vec<String> = [&builder_dir, &payload_dir, &live_dir, &medium_dir]
         .iter()
         .map(|d| d.display().to_string())
         .collect();
+    if let Some((dir, _)) = &zbm_built {
+        current.push(dir.display().to_string());
+    }
     fs::write(
         dir.join("current.json"),
         serde_json::to_string_pretty(&current)?,
@@ -289,7 +337,7 @@ fn build_medium(
     payload_dir: &Path,
     live_dir: &Path,
     kldload_bin: &Path,
-    zbm: &Path,
+    zbm_files: medium::Files,
 ) -> Result<()> {
     let extra = work.join("kldload-root");
     fs::create_dir_all(extra.join("usr/local/bin"))?;
@@ -314,16 +362,16 @@ fn build_medium(
         &initrd,
         &efi,
     )?;
-    let files: medium::Files = vec![
+    let mut files: medium::Files = vec![
         ("EFI/BOOT/BOOTX64.EFI".into(), efi.clone()),
         ("payload.tar.zst".into(), payload_dir.join(payload::TARBALL)),
         ("manifest.json".into(), payload_dir.join(payload::MANIFEST)),
-        ("zfsbootmenu/VMLINUZ.EFI".into(), zbm.to_owned()),
         (
             "mok.der".into(),
             builder_dir.join(builder::MOK_DIR).join("mok.der"),
         ),
     ];
+    files.extend(zbm_files);
     medium::disk_image(
         log,
         recipe::MEDIUM_LABEL,

@@ -84,6 +84,28 @@ pub const BUILDER_PACKAGES: [&str; 6] = [
     "ca-certificates",
 ];
 
+/// What ZFSBootMenu's build and its image need in the builder root (its README's list for a
+/// Debian builder), installed in an overlay so the builder itself is unchanged.
+pub const ZBM_BUILD_PACKAGES: [&str; 12] = [
+    "libsort-versions-perl",
+    "libboolean-perl",
+    "libyaml-pp-perl",
+    "fzf",
+    "make",
+    "mbuffer",
+    "kexec-tools",
+    "dracut-core",
+    "bsdextrautils",
+    "procps",
+    "cryptsetup-bin",
+    "zfsutils-linux",
+];
+
+/// The command line built into ZFSBootMenu's EFI file: the release build's, and `zbm.prefer`
+/// for kldload's default pool, so another pool's bootfs does not take over a machine booted
+/// through the fallback path (firmware entries pass the answer file's pool in load options).
+pub const ZBM_EMBEDDED_CMDLINE: &str = "quiet loglevel=0 nomodeset zbm.prefer=rpool";
+
 /// Installed after the signing key is configured, so DKMS signs what it builds.
 pub const BUILDER_ZFS_PACKAGES: [&str; 1] = ["zfs-dkms"];
 
