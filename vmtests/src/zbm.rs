@@ -44,10 +44,11 @@ pub fn countdown_seconds(text: &str) -> Vec<u32> {
         .collect()
 }
 
-/// The item fzf's pointer (`>` at the start of a line) marks as selected.
+/// The item fzf's pointer marks as selected: `>` at the start of a line (fzf 0.38, as in
+/// ZFSBootMenu built on Debian 12) or `▌` (fzf 0.60, built on Debian 13).
 pub fn selected_item(screen: &str) -> Option<String> {
     screen.lines().find_map(|l| {
-        let rest = l.strip_prefix('>')?;
+        let rest = l.strip_prefix('>').or_else(|| l.strip_prefix('▌'))?;
         words(rest, |w| w.contains('/')).into_iter().next()
     })
 }
@@ -404,6 +405,17 @@ mod tests {
         assert_eq!(snapshots(screen), ["rpool/ROOT/default@factory"]);
         assert_eq!(selected_item(screen).as_deref(), Some("rpool/ROOT/default"));
         assert_eq!(selected_item("BE > ^rpool$"), None);
+        // fzf 0.60's pointer (seen in a VM run with ZFSBootMenu built on Debian 13).
+        let newer = "└── Note: for diff viewer ──┘\n▌ rpool/ROOT/default@kept      \n\n\
+                     Snapshot > ^rpool/ROOT/default@kept$  < 1/2 (0/2)\n";
+        assert_eq!(
+            selected_item(newer).as_deref(),
+            Some("rpool/ROOT/default@kept")
+        );
+        assert_eq!(
+            matches_for_query(newer, "^rpool/ROOT/default@kept$"),
+            Some(1)
+        );
         assert_eq!(kernels(screen), ["vmlinuz-6.12.117+deb13-amd64"]);
     }
 
