@@ -6,10 +6,9 @@
 //! accepts the download only if its sha256 is the listed one: what `signify -C -p
 //! zfsbootmenu.pub -x sha256.sig` does by hand. Nothing is installed from an unverified file.
 
+use crate::exec::file_sha256;
 use libsignify::{Codeable, PublicKey, Signature};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// The release kldload installs by default.
@@ -155,22 +154,14 @@ pub fn download_verified(
     dir: &Path,
     fetch: impl Fn(&str, &Path) -> Result<(), String>,
 ) -> Result<Verified, ReleaseError> {
-    let io = |what: String| move |source| ReleaseError::Io { what, source };
     std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
     let base = tag_url(releases_url, version);
     let list_url = format!("{base}/{SIGNED_LIST}");
-    let list_path = dir.join(SIGNED_LIST);
-    fetch(&list_url, &list_path).map_err(|reason| ReleaseError::Download {
+    fetch(&list_url, &dir.join(SIGNED_LIST)).map_err(|reason| ReleaseError::Download {
         url: list_url.clone(),
         reason,
     })?;
-    let signed = std::fs::read_to_string(&list_path)
-        .map_err(io(format!("reading {}", list_path.display())))?;
-    let list = verified_list(&signed, key).map_err(|reason| ReleaseError::BadSignature {
-        url: list_url.clone(),
-        reason,
-    })?;
-    let (name, listed) = pick_asset(&list, version, series)?;
+    let (name, listed) = picked_from_signed_list(dir, &list_url, version, series, key)?;
     let url = format!("{base}/{name}");
     let partial = dir.join(format!("{name}.partial"));
     let result = fetch(&url, &partial)
@@ -178,19 +169,7 @@ pub fn download_verified(
             url: url.clone(),
             reason,
         })
-        .and_then(|()| file_sha256(&partial).map_err(io(format!("reading {}", partial.display()))))
-        .and_then(|actual| {
-            if actual == listed {
-                Ok(())
-            } else {
-                Err(ReleaseError::HashMismatch {
-                    name: name.clone(),
-                    url: url.clone(),
-                    actual,
-                    listed: listed.clone(),
-                })
-            }
-        });
+        .and_then(|()| check_listed(&partial, &name, &url, &listed));
     if let Err(e) = result {
         let _ = std::fs::remove_file(&partial);
         return Err(e);
@@ -212,30 +191,54 @@ pub fn verify_local(
     series: Option<&str>,
     key: &str,
 ) -> Result<Verified, ReleaseError> {
-    let io = |what: String| move |source| ReleaseError::Io { what, source };
-    let list_path = dir.join(SIGNED_LIST);
-    let signed = std::fs::read_to_string(&list_path)
-        .map_err(io(format!("reading {}", list_path.display())))?;
-    let list = verified_list(&signed, key).map_err(|reason| ReleaseError::BadSignature {
-        url: list_path.display().to_string(),
-        reason,
-    })?;
-    let (name, listed) = pick_asset(&list, version, series)?;
+    let list_path = dir.join(SIGNED_LIST).display().to_string();
+    let (name, listed) = picked_from_signed_list(dir, &list_path, version, series, key)?;
     let path = dir.join(&name);
-    let actual = file_sha256(&path).map_err(io(format!("reading {}", path.display())))?;
-    if actual != listed {
-        return Err(ReleaseError::HashMismatch {
-            name,
-            url: path.display().to_string(),
-            actual,
-            listed,
-        });
-    }
+    check_listed(&path, &name, &path.display().to_string(), &listed)?;
     Ok(Verified {
         name,
         sha256: listed,
         path,
     })
+}
+
+/// An I/O error, saying what was being done.
+fn io(what: String) -> impl FnOnce(std::io::Error) -> ReleaseError {
+    move |source| ReleaseError::Io { what, source }
+}
+
+/// Reads `dir`'s `sha256.sig` (fetched from `origin`, named in errors), verifies it with
+/// `key` and picks the asset from it: its name and listed sha256.
+fn picked_from_signed_list(
+    dir: &Path,
+    origin: &str,
+    version: &str,
+    series: Option<&str>,
+    key: &str,
+) -> Result<(String, String), ReleaseError> {
+    let list_path = dir.join(SIGNED_LIST);
+    let signed = std::fs::read_to_string(&list_path)
+        .map_err(io(format!("reading {}", list_path.display())))?;
+    let list = verified_list(&signed, key).map_err(|reason| ReleaseError::BadSignature {
+        url: origin.to_string(),
+        reason,
+    })?;
+    pick_asset(&list, version, series)
+}
+
+/// `path` (asset `name`, from `origin`) has the `listed` sha256.
+fn check_listed(path: &Path, name: &str, origin: &str, listed: &str) -> Result<(), ReleaseError> {
+    let actual = file_sha256(path).map_err(io(format!("reading {}", path.display())))?;
+    if actual == listed {
+        Ok(())
+    } else {
+        Err(ReleaseError::HashMismatch {
+            name: name.to_string(),
+            url: origin.to_string(),
+            actual,
+            listed: listed.to_string(),
+        })
+    }
 }
 
 /// Downloads `url` to `dest` with curl (argv, no shell): fails on HTTP errors, follows
@@ -262,20 +265,6 @@ pub fn curl(url: &str, dest: &Path) -> Result<(), String> {
     } else {
         Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
     }
-}
-
-fn file_sha256(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
 }
 
 #[cfg(test)]
