@@ -251,7 +251,7 @@ pub fn build_image(opts: &Options) -> Result<Output> {
             .add(recipe::ZBM_EMBEDDED_CMDLINE)
             .add(kldload::config::ZFSBOOTMENU_HOSTID.to_string());
         let zbm_dir = cache.entry(distro.name, "zfsbootmenu", &zkey);
-        let info = phases.run(
+        phases.run(
             "ZFSBootMenu (built)",
             Some(zbm_dir.with_extension("partial").join("build.log")),
             || {
@@ -266,16 +266,16 @@ pub fn build_image(opts: &Options) -> Result<Output> {
                     )
                     .map(|_| ())
                 })?;
-                Ok((zbm_build::load(&zbm_dir)?, cached))
+                Ok(((), cached))
             },
         )?;
-        zbm_built = Some((zbm_dir.clone(), info));
+        zbm_built = Some(zbm_dir.clone());
         zbm_dir.join(zbm_build::EFI)
     };
     // On the medium: the EFI file and, when built here, what it was built from (its version,
     // kernel, ZFS, command line and hostid).
     let mut zbm_files: medium::Files = vec![("zfsbootmenu/VMLINUZ.EFI".into(), zbm_file.clone())];
-    if let Some((dir, _)) = &zbm_built {
+    if let Some(dir) = &zbm_built {
         zbm_files.push(("zfsbootmenu/BUILD.json".into(), dir.join(zbm_build::INFO)));
     }
     let kldload_bin = phases.run("kldload", Some(host_log.path.clone()), || {
@@ -313,7 +313,7 @@ pub fn build_image(opts: &Options) -> Result<Output> {
         .iter()
         .map(|d| d.display().to_string())
         .collect();
-    if let Some((dir, _)) = &zbm_built {
+    if let Some(dir) = &zbm_built {
         current.push(dir.display().to_string());
     }
     fs::write(

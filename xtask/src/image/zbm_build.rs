@@ -39,12 +39,6 @@ pub struct ZbmBuilt {
     pub hostid: String,
 }
 
-pub fn load(entry: &Path) -> Result<ZbmBuilt> {
-    let text = fs::read_to_string(entry.join(INFO))
-        .with_context(|| format!("reading {}", entry.join(INFO).display()))?;
-    Ok(serde_json::from_str(&text)?)
-}
-
 /// The source tarball: `given` (checked against the pinned sha256), else the one kept in the
 /// cache, else downloaded there and checked.
 pub fn resolve_source(log: &Log, given: Option<&Path>, cache: &Path) -> Result<PathBuf> {
