@@ -8,7 +8,8 @@ use crate::disk::select::{SelectError, select_disks};
 use crate::exec::{ExecError, ProgressMode, Secrets, run_plan};
 use crate::plan::Plan;
 use crate::recipe::{BaseSource, Inputs, LIVE_KLDLOAD, PlanError, build_plan};
-use crate::zfsbootmenu::choose_source;
+use crate::zbm_image::ZbmImage;
+use crate::zfsbootmenu::{ZbmSource, choose_source};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
@@ -65,6 +66,24 @@ pub fn make_plan(
     system: &dyn SystemView,
     host_root: &Path,
 ) -> Result<Plan, AppError> {
+    plan_for(config, overrides, system, host_root, ZbmFile::MayBeMissing)
+}
+
+/// Whether a local ZFSBootMenu file that is not there is refused: `install` needs it, `plan`
+/// only names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ZbmFile {
+    MustExist,
+    MayBeMissing,
+}
+
+fn plan_for(
+    config: &Config,
+    overrides: &Overrides,
+    system: &dyn SystemView,
+    host_root: &Path,
+    zbm_file: ZbmFile,
+) -> Result<Plan, AppError> {
     let disks = select_disks(&config.disks, system)?;
     let override_mirror = overrides
         .mirror
@@ -93,20 +112,55 @@ pub fn make_plan(
         _ => requested_mirror,
     };
     let on_host = |p: &Path| host_root.join(p.strip_prefix("/").unwrap_or(p)).exists();
+    let zfsbootmenu = choose_source(
+        config,
+        overrides.zfsbootmenu.as_deref(),
+        on_host,
+        cached_release(config, host_root),
+    );
     let inputs = Inputs {
         config,
         disks,
         source,
         mirror,
-        zfsbootmenu: choose_source(
-            config,
-            overrides.zfsbootmenu.as_deref(),
-            on_host,
-            cached_release(config, host_root),
-        ),
+        zbm_image: read_zbm_image(&zfsbootmenu, host_root, zbm_file)?,
+        zfsbootmenu,
         installer: on_host(Path::new(LIVE_KLDLOAD)).then(|| LIVE_KLDLOAD.into()),
     };
     Ok(build_plan(&inputs)?)
+}
+
+/// What a local ZFSBootMenu file carries (its hostid above all), read before anything is
+/// written; a file that is there but no ZFSBootMenu EFI file is refused, and so is one not
+/// there when it [`ZbmFile::MustExist`] (else it is left unread: `plan` prints what it would do).
+fn read_zbm_image(
+    source: &ZbmSource,
+    host_root: &Path,
+    zbm_file: ZbmFile,
+) -> Result<Option<ZbmImage>, AppError> {
+    let ZbmSource::File { path, origin } = source else {
+        return Ok(None);
+    };
+    let on_host = host_root.join(path.strip_prefix("/").unwrap_or(path));
+    if !on_host.is_file() {
+        if zbm_file == ZbmFile::MayBeMissing {
+            return Ok(None);
+        }
+        return Err(AppError::BadOption(format!(
+            "ZFSBootMenu's EFI file {} (from {origin}) does not exist\nfix: give an existing \
+             file, or leave zfsbootmenu.path and --zfsbootmenu out to use the medium's copy or \
+             the signed release\nnothing was written to any disk",
+            path.display()
+        )));
+    }
+    crate::zbm_image::read(&on_host).map(Some).map_err(|e| {
+        AppError::BadOption(format!(
+            "ZFSBootMenu's EFI file from {origin}: {e}\nfix: give ZFSBootMenu's EFI file \
+             (a release's zfsbootmenu-release-x86_64-*.EFI or the one `cargo xtask build-image` \
+             builds); `kldload inspect-zfsbootmenu FILE` shows what kldload reads in it\n\
+             nothing was written to any disk"
+        ))
+    })
 }
 
 /// The release in the build cache under `host_root`, if one is there and verifies offline
@@ -153,7 +207,13 @@ pub fn install(
     force: bool,
 ) -> Result<(), AppError> {
     let secrets = install_secrets(config)?;
-    let plan = make_plan(config, overrides, system, Path::new("/"))?;
+    let plan = plan_for(
+        config,
+        overrides,
+        system,
+        Path::new("/"),
+        ZbmFile::MustExist,
+    )?;
     check_disks(&plan.disks, config.disks.layout, system, force)?;
     if !yes {
         confirm(&plan.disks, system)?;

@@ -11,6 +11,8 @@
 //! Reading the places is separate from judging them, so the judgement is unit-tested.
 
 use crate::config::ZFSBOOTMENU_HOSTID;
+use crate::zbm_image::ZbmImage;
+use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
@@ -72,6 +74,8 @@ pub struct Diagnosis {
     pub fix: Vec<String>,
     /// How many places could not be read.
     pub unreadable: usize,
+    /// The hostid this system runs with, which every place must hold.
+    pub running: u32,
 }
 
 impl Diagnosis {
@@ -86,7 +90,9 @@ impl Diagnosis {
             for p in &self.problems {
                 let _ = writeln!(out, "kldload doctor: PROBLEM: {p}");
             }
-            let _ = writeln!(out, "kldload doctor: fix: {}", self.fix.join(" && "));
+            if !self.fix.is_empty() {
+                let _ = writeln!(out, "kldload doctor: fix: {}", self.fix.join(" && "));
+            }
         } else if self.unreadable == 0 {
             out.push_str("kldload doctor: the hostid agrees in every place\n");
         } else {
@@ -164,6 +170,143 @@ pub fn diagnose(r: &HostidReadings, pool: &str) -> Diagnosis {
         problems,
         fix,
         unreadable,
+        running: want,
+    }
+}
+
+/// ZFSBootMenu's EFI file on an installed system (its ESP is mounted at /boot/efi).
+pub const INSTALLED_ZFSBOOTMENU: &str = "/boot/efi/EFI/ZBM/VMLINUZ.EFI";
+
+/// What the doctor reads about ZFSBootMenu: what its EFI file carries, and the pool's features.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZbmReadings {
+    /// What its EFI file carries, or why it could not be read.
+    pub image: Result<ZbmImage, String>,
+    /// The root pool's features that are enabled or active, with their state (`zpool get`);
+    /// none when it could not be read.
+    pub pool_features: Option<Vec<(String, String)>>,
+}
+
+/// Where the doctor keeps what it read in ZFSBootMenu's EFI file, with the file's size and
+/// modification time: decompressing its initramfs takes seconds under emulation, and the
+/// doctor runs before every login, so the file is read again only when it changed.
+pub const ZBM_READ_CACHE: &str = "/var/cache/kldload/zfsbootmenu-image.json";
+
+#[derive(Serialize, Deserialize)]
+struct CachedImage {
+    size: u64,
+    modified: std::time::SystemTime,
+    image: ZbmImage,
+}
+
+/// What ZFSBootMenu's EFI file at `path` carries: from `cache` when the file is unchanged,
+/// else read (and the cache rewritten, if it can be).
+fn zbm_image_cached(path: &Path, cache: &Path) -> Result<ZbmImage, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (size, modified) = (meta.len(), meta.modified().map_err(|e| e.to_string())?);
+    let cached = std::fs::read(cache)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<CachedImage>(&bytes).ok())
+        .filter(|c| c.size == size && c.modified == modified);
+    if let Some(c) = cached {
+        return Ok(c.image);
+    }
+    let image = crate::zbm_image::read(path).map_err(|e| e.to_string())?;
+    let entry = CachedImage {
+        size,
+        modified,
+        image: image.clone(),
+    };
+    if let Some(dir) = cache.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let _ = std::fs::write(cache, serde_json::to_vec(&entry).expect("serializable"));
+    Ok(image)
+}
+
+/// Reads [`ZbmReadings`] on this machine.
+pub fn read_zbm(pool: &str) -> ZbmReadings {
+    ZbmReadings {
+        image: zbm_image_cached(Path::new(INSTALLED_ZFSBOOTMENU), Path::new(ZBM_READ_CACHE)),
+        pool_features: output(&["zpool", "get", "-H", "-o", "property,value", "all", pool])
+            .map(|text| pool_features(&text)),
+    }
+}
+
+/// The features `zpool get -H -o property,value all` lists as enabled or active.
+pub fn pool_features(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let (property, state) = l.split_once('\t')?;
+            let feature = property.strip_prefix("feature@")?;
+            matches!(state.trim(), "enabled" | "active")
+                .then(|| (feature.to_string(), state.trim().to_string()))
+        })
+        .collect()
+}
+
+impl Diagnosis {
+    /// Adds what ZFSBootMenu's EFI file says: the hostid it carries must be the one the
+    /// system runs with, and its ZFS must read every feature the pool has enabled (an active
+    /// one it does not know stops the import now; an enabled one does at its first use, and a
+    /// feature cannot be turned off again).
+    pub fn add_zfsbootmenu(&mut self, z: &ZbmReadings, pool: &str, running: u32) {
+        let image = match &z.image {
+            Ok(image) => image,
+            Err(why) => {
+                self.readings
+                    .push(format!("ZFSBootMenu's EFI file: (not readable: {why})"));
+                self.unreadable += 1;
+                return;
+            }
+        };
+        self.readings.push(format!(
+            "ZFSBootMenu's EFI file {INSTALLED_ZFSBOOTMENU}: hostid {}, its ZFS reads {}",
+            image
+                .hostid
+                .map_or("(none)".into(), |h| format!("0x{h:08x}")),
+            image
+                .zfs_features
+                .as_ref()
+                .map_or("(unknown)", |s| s.name.as_str())
+        ));
+        if let Some(h) = image.hostid.filter(|h| *h != running) {
+            self.problems.push(format!(
+                "ZFSBootMenu's EFI file carries hostid 0x{h:08x}, but this system runs with \
+                 0x{running:08x}: ZFSBootMenu imports the pool with its own value (ZFSBootMenu \
+                 with zbm.import_policy=strict refuses the pool). fix: install a ZFSBootMenu \
+                 built with 0x{running:08x} or without /etc/hostid (`cargo xtask build-image` \
+                 builds one, the release has none), or reinstall with this one"
+            ));
+        }
+        let (Some(set), Some(features)) = (&image.zfs_features, &z.pool_features) else {
+            if z.pool_features.is_none() {
+                self.unreadable += 1;
+            }
+            return;
+        };
+        let unknown = set.unreadable(features.iter().map(|(f, _)| f.as_str()));
+        if !unknown.is_empty() {
+            let shown: Vec<String> = unknown
+                .iter()
+                .map(|f| {
+                    let state = features
+                        .iter()
+                        .find(|(n, _)| n == f)
+                        .map(|(_, s)| s.as_str());
+                    format!("{f} ({})", state.unwrap_or("enabled"))
+                })
+                .collect();
+            self.problems.push(format!(
+                "pool {pool} has features ZFSBootMenu's ZFS ({}) cannot read: {}; an active one \
+                 stops ZFSBootMenu from importing the pool, an enabled one does once it is used, \
+                 and features cannot be turned off. fix: install a ZFSBootMenu whose ZFS reads \
+                 them (built from source on this system's ZFS: `cargo xtask build-image`) as \
+                 EFI/ZBM/VMLINUZ.EFI, VMLINUZ-BACKUP.EFI and EFI/BOOT/BOOTX64.EFI on every ESP",
+                set.name,
+                shown.join(", ")
+            ));
+        }
     }
 }
 
@@ -386,6 +529,139 @@ mod tests {
         assert_eq!(
             boot_menu_hostid("spl.spl_hostid=0xnothex"),
             Place::Unreadable
+        );
+    }
+
+    fn zbm(hostid: Option<u32>, features: &[&str]) -> ZbmImage {
+        ZbmImage {
+            cmdline: "quiet".into(),
+            hostid,
+            zfs_features: Some(crate::zbm_image::FeatureSet {
+                name: "openzfs-2.1-linux".into(),
+                features: features.iter().map(|f| f.to_string()).collect(),
+            }),
+        }
+    }
+
+    fn enabled(list: &[(&str, &str)]) -> Option<Vec<(String, String)>> {
+        Some(
+            list.iter()
+                .map(|(f, s)| (f.to_string(), s.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn features_zfsbootmenus_zfs_cannot_read_are_named_with_their_state_and_the_fix() {
+        let mut d = diagnose(&all(OK), "rpool");
+        let readings = ZbmReadings {
+            image: Ok(zbm(None, &["async_destroy", "lz4_compress"])),
+            pool_features: enabled(&[
+                ("async_destroy", "enabled"),
+                ("block_cloning", "active"),
+                ("longname", "enabled"),
+            ]),
+        };
+        d.add_zfsbootmenu(&readings, "rpool", d.running);
+        assert!(!d.healthy());
+        let report = d.report();
+        assert!(
+            report.contains(
+                "PROBLEM: pool rpool has features ZFSBootMenu's ZFS (openzfs-2.1-linux) cannot \
+                 read: block_cloning (active), longname (enabled)"
+            ),
+            "{report}"
+        );
+        assert!(report.contains("cargo xtask build-image"), "{report}");
+        assert!(!report.contains("kldload doctor: fix:"), "{report}");
+        let mut d = diagnose(&all(OK), "rpool");
+        let readable = ZbmReadings {
+            pool_features: enabled(&[("lz4_compress", "active")]),
+            ..readings
+        };
+        d.add_zfsbootmenu(&readable, "rpool", d.running);
+        assert!(d.healthy(), "{}", d.report());
+        assert!(d.report().contains("its ZFS reads openzfs-2.1-linux"));
+    }
+
+    #[test]
+    fn a_zfsbootmenu_carrying_another_hostid_is_a_problem_and_its_own_is_not() {
+        let features = enabled(&[]);
+        let mut d = diagnose(&all(0x1234_5678), "rpool");
+        d.add_zfsbootmenu(
+            &ZbmReadings {
+                image: Ok(zbm(Some(0x1234_5678), &[])),
+                pool_features: features.clone(),
+            },
+            "rpool",
+            d.running,
+        );
+        assert!(d.healthy(), "{}", d.report());
+        let mut d = diagnose(&all(OK), "rpool");
+        d.add_zfsbootmenu(
+            &ZbmReadings {
+                image: Ok(zbm(Some(0x1234_5678), &[])),
+                pool_features: features,
+            },
+            "rpool",
+            d.running,
+        );
+        assert_eq!(d.problems.len(), 1, "{}", d.report());
+        assert!(
+            d.problems[0]
+                .contains("carries hostid 0x12345678, but this system runs with 0x00bab10c")
+        );
+        let mut d = diagnose(&all(OK), "rpool");
+        d.add_zfsbootmenu(
+            &ZbmReadings {
+                image: Err("no such file".into()),
+                pool_features: None,
+            },
+            "rpool",
+            d.running,
+        );
+        assert!(d.healthy());
+        assert_eq!(d.unreadable, 1);
+    }
+
+    #[test]
+    fn zpool_gets_enabled_and_active_features_are_read() {
+        let text = "size\t9G\nfeature@async_destroy\tenabled\nfeature@lz4_compress\tactive\n\
+                    feature@draid\tdisabled\n";
+        assert_eq!(
+            pool_features(text),
+            [
+                ("async_destroy".to_string(), "enabled".to_string()),
+                ("lz4_compress".to_string(), "active".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn the_efi_file_is_read_again_only_when_it_changed() {
+        use crate::initrd::testing::Entry;
+        let Some(efi) =
+            crate::zbm_image::tests::zbm_efi("quiet", &[Entry::file("etc/hostid", &[1, 0, 0, 0])])
+        else {
+            eprintln!("zstd is not installed here: not tested");
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache/zbm.json");
+        let first = zbm_image_cached(efi.path(), &cache).unwrap();
+        assert_eq!(first.hostid, Some(1));
+        // A cache entry for the same size and time is taken as is: doctored, it shows.
+        let text = std::fs::read_to_string(&cache).unwrap();
+        std::fs::write(&cache, text.replace("\"hostid\":1", "\"hostid\":2")).unwrap();
+        assert_eq!(
+            zbm_image_cached(efi.path(), &cache).unwrap().hostid,
+            Some(2)
+        );
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+        efi.as_file().set_modified(later).unwrap();
+        assert_eq!(
+            zbm_image_cached(efi.path(), &cache).unwrap().hostid,
+            Some(1)
         );
     }
 }

@@ -8,6 +8,7 @@
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::ops::Range;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -57,6 +58,8 @@ pub fn decompressor(magic: &[u8]) -> Option<&'static [&'static str]> {
 /// the bytes its header and name took.
 struct Entry {
     name: String,
+    /// A symbolic link: its data is the link's target.
+    link: bool,
     size: u64,
     header_bytes: u64,
 }
@@ -87,9 +90,9 @@ fn next_entry(r: &mut impl Read) -> std::io::Result<Option<Result<Entry, String>
         let text = std::str::from_utf8(&header[6 + 8 * i..14 + 8 * i]).unwrap_or("");
         u64::from_str_radix(text, 16).map_err(|_| format!("bad header field {text:?}"))
     };
-    let (size, name_size) = match (field(6), field(11)) {
-        (Ok(s), Ok(n)) => (s, n),
-        (Err(e), _) | (_, Err(e)) => return Ok(Some(Err(e))),
+    let (mode, size, name_size) = match (field(1), field(6), field(11)) {
+        (Ok(m), Ok(s), Ok(n)) => (m, s, n),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Ok(Some(Err(e))),
     };
     let header_bytes = pad4(HEADER as u64 + name_size);
     let mut name = vec![0u8; (header_bytes - HEADER as u64) as usize];
@@ -99,6 +102,7 @@ fn next_entry(r: &mut impl Read) -> std::io::Result<Option<Result<Entry, String>
     let name = name.trim_start_matches("./").trim_start_matches('/');
     Ok(Some(Ok(Entry {
         name: name.to_string(),
+        link: mode & 0o170000 == 0o120000,
         size,
         header_bytes,
     })))
@@ -113,17 +117,47 @@ fn skip(r: &mut impl Read, n: u64) -> std::io::Result<()> {
     Ok(())
 }
 
-/// What walking one archive found.
+/// When a walk over the archives stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// At the first file taken.
+    AtFirst,
+    /// At the end of the image: every file taken.
+    AtEnd,
+}
+
+/// A file taken from an archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Its path, without a leading `./` or `/`.
+    pub name: String,
+    /// Its contents; a symbolic link's target when `link`.
+    pub data: Vec<u8>,
+    pub link: bool,
+}
+
+/// The files taken so far, in archive order.
+pub type Files = Vec<Member>;
+
+/// How walking one archive ended.
 enum Walked {
-    Found(Vec<u8>),
+    /// The caller has what it asked for.
+    Done,
     /// Its trailer: the archive ended here.
     Trailer,
     /// The input ended without a trailer.
     End,
 }
 
-/// Walks the cpio archive `r` up to `wanted` or its trailer; `consumed` counts its bytes.
-fn walk(r: &mut impl Read, wanted: &str, consumed: &mut u64) -> Result<Walked, String> {
+/// Walks the cpio archive `r` up to its trailer (or the first file taken, with
+/// [`Stop::AtFirst`]), adding the files `take` wants to `files`; `consumed` counts its bytes.
+fn walk(
+    r: &mut impl Read,
+    take: &dyn Fn(&str) -> bool,
+    stop: Stop,
+    files: &mut Files,
+    consumed: &mut u64,
+) -> Result<Walked, String> {
     loop {
         let entry = match next_entry(r) {
             Ok(None) => return Ok(Walked::End),
@@ -134,12 +168,21 @@ fn walk(r: &mut impl Read, wanted: &str, consumed: &mut u64) -> Result<Walked, S
         if entry.name == TRAILER {
             return Ok(Walked::Trailer);
         }
-        if entry.name == wanted {
+        if take(&entry.name) {
             let mut data = vec![0u8; entry.size as usize];
             r.read_exact(&mut data).map_err(|e| e.to_string())?;
-            return Ok(Walked::Found(data));
+            skip(r, pad4(entry.size) - entry.size).map_err(|e| e.to_string())?;
+            files.push(Member {
+                name: entry.name,
+                data,
+                link: entry.link,
+            });
+            if stop == Stop::AtFirst {
+                return Ok(Walked::Done);
+            }
+        } else {
+            skip(r, pad4(entry.size)).map_err(|e| e.to_string())?;
         }
-        skip(r, pad4(entry.size)).map_err(|e| e.to_string())?;
         *consumed += pad4(entry.size);
     }
 }
@@ -147,44 +190,64 @@ fn walk(r: &mut impl Read, wanted: &str, consumed: &mut u64) -> Result<Walked, S
 /// The contents of `wanted` (a path such as `etc/hostid`) in the initramfs image at `image`,
 /// or None when the image has no such file.
 pub fn read_file(image: &Path, wanted: &str) -> Result<Option<Vec<u8>>, InitrdError> {
+    let length = std::fs::metadata(image)
+        .map_err(|source| InitrdError::Io {
+            path: image.display().to_string(),
+            source,
+        })?
+        .len();
+    let files = read_files(image, 0..length, &|name| name == wanted, Stop::AtFirst)?;
+    Ok(files.into_iter().next().map(|m| m.data))
+}
+
+/// The files `take` wants from the initramfs image that lies in `region` of the file `image`
+/// (the whole file, or the `.initrd` section of a unified kernel image), in archive order.
+pub fn read_files(
+    image: &Path,
+    region: Range<u64>,
+    take: &dyn Fn(&str) -> bool,
+    stop: Stop,
+) -> Result<Files, InitrdError> {
     let path = image.display().to_string();
     let io = |source| InitrdError::Io {
         path: path.clone(),
         source,
     };
     let mut file = File::open(image).map_err(io)?;
-    let length = file.metadata().map_err(io)?.len();
-    let mut offset = 0u64;
+    let mut files = Files::new();
+    let mut offset = region.start;
     loop {
         // Archives are padded (to 4 bytes, or 512 by some tools) with zeros: skip them.
         let mut magic = [0u8; 6];
         loop {
-            if offset >= length {
-                return Ok(None);
+            if offset >= region.end {
+                return Ok(files);
             }
             file.seek(SeekFrom::Start(offset)).map_err(io)?;
-            let n = file.read(&mut magic).map_err(io)?;
+            let want = magic.len().min((region.end - offset) as usize);
+            let n = file.read(&mut magic[..want]).map_err(io)?;
             match magic[..n].iter().position(|&b| b != 0) {
                 Some(0) => break,
                 Some(zeros) => offset += zeros as u64,
-                None if n == 0 => return Ok(None),
+                None if n == 0 => return Ok(files),
                 None => offset += n as u64,
             }
         }
         file.seek(SeekFrom::Start(offset)).map_err(io)?;
         if &magic == b"070701" || &magic == b"070702" {
             let mut consumed = 0;
-            let mut reader = BufReader::new(&mut file);
+            let mut reader = BufReader::new((&mut file).take(region.end - offset));
             let walked =
-                walk(&mut reader, wanted, &mut consumed).map_err(|why| InitrdError::Format {
-                    path: path.clone(),
-                    offset,
-                    why,
+                walk(&mut reader, take, stop, &mut files, &mut consumed).map_err(|why| {
+                    InitrdError::Format {
+                        path: path.clone(),
+                        offset,
+                        why,
+                    }
                 })?;
             match walked {
-                Walked::Found(data) => return Ok(Some(data)),
                 Walked::Trailer => offset += consumed,
-                Walked::End => return Ok(None),
+                Walked::Done | Walked::End => return Ok(files),
             }
             continue;
         }
@@ -195,22 +258,25 @@ pub fn read_file(image: &Path, wanted: &str) -> Result<Option<Vec<u8>>, InitrdEr
                 why: format!("neither cpio nor a known compression: {magic:02x?}"),
             });
         };
-        return read_compressed(file, argv, wanted, &path, offset);
+        let compressed = file.take(region.end - offset);
+        return read_compressed(compressed, argv, take, stop, files, &path, offset);
     }
 }
 
-/// Pipes the rest of `file` (positioned at `offset`) through `argv` and walks the archive that
-/// comes out; the decompressor is stopped as soon as `wanted` is read.
+/// Pipes `compressed` (the rest of the image's region) through `argv` and walks the archive
+/// that comes out; the decompressor is stopped as soon as the walk ends.
 fn read_compressed(
-    file: File,
+    mut compressed: impl Read + Send + 'static,
     argv: &[&str],
-    wanted: &str,
+    take: &dyn Fn(&str) -> bool,
+    stop: Stop,
+    mut files: Files,
     path: &str,
     offset: u64,
-) -> Result<Option<Vec<u8>>, InitrdError> {
+) -> Result<Files, InitrdError> {
     let mut child = Command::new(argv[0])
         .args(&argv[1..])
-        .stdin(Stdio::from(file))
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -219,15 +285,20 @@ fn read_compressed(
             tool: argv[0].to_string(),
             source,
         })?;
+    let mut stdin = child.stdin.take().expect("piped");
+    // A write error only means the decompressor was stopped early: nothing to report.
+    let feeder = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut compressed, &mut stdin);
+    });
     let mut out = BufReader::new(child.stdout.take().expect("piped"));
     let mut consumed = 0;
-    let walked = walk(&mut out, wanted, &mut consumed);
+    let walked = walk(&mut out, take, stop, &mut files, &mut consumed);
     drop(out);
     let _ = child.kill();
     let _ = child.wait();
+    let _ = feeder.join();
     match walked {
-        Ok(Walked::Found(data)) => Ok(Some(data)),
-        Ok(_) => Ok(None),
+        Ok(_) => Ok(files),
         Err(why) => Err(InitrdError::Format {
             path: path.to_string(),
             offset,
@@ -235,29 +306,56 @@ fn read_compressed(
         }),
     }
 }
-
+/// Archives made the way initramfs tools make them, for tests here and in `zbm_image`.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod testing {
+    use super::TRAILER;
     use std::io::Write;
+    use std::process::{Command, Stdio};
 
-    /// A newc archive of `files` (path, contents), ended by its trailer.
-    fn cpio(files: &[(&str, &[u8])]) -> Vec<u8> {
+    /// One entry of an archive: a regular file or a symbolic link.
+    pub(crate) struct Entry<'a> {
+        name: &'a str,
+        data: &'a [u8],
+        mode: u64,
+    }
+
+    impl<'a> Entry<'a> {
+        pub(crate) fn file(name: &'a str, data: &'a [u8]) -> Self {
+            Entry {
+                name,
+                data,
+                mode: 0o100644,
+            }
+        }
+        pub(crate) fn link(name: &'a str, target: &'a str) -> Self {
+            Entry {
+                name,
+                data: target.as_bytes(),
+                mode: 0o120777,
+            }
+        }
+    }
+
+    /// A newc archive of regular `files` (path, contents), ended by its trailer.
+    pub(crate) fn cpio(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let entries: Vec<_> = files.iter().map(|(n, d)| Entry::file(n, d)).collect();
+        cpio_entries(&entries)
+    }
+
+    /// A newc archive of `entries`, ended by its trailer.
+    pub(crate) fn cpio_entries(entries: &[Entry]) -> Vec<u8> {
         let mut out = Vec::new();
-        for (n, (name, data)) in files
-            .iter()
-            .copied()
-            .chain([(TRAILER, &b""[..])])
-            .enumerate()
-        {
+        let trailer = Entry::file(TRAILER, b"");
+        for (n, e) in entries.iter().chain([&trailer]).enumerate() {
             let fields = [
                 n as u64,
-                0o100644,
+                e.mode,
                 0,
                 0,
                 1,
                 0,
-                data.len() as u64,
+                e.data.len() as u64,
                 0,
                 0,
                 0,
@@ -267,13 +365,13 @@ mod tests {
             for f in fields {
                 out.extend_from_slice(format!("{f:08x}").as_bytes());
             }
-            out.extend_from_slice(format!("{:08x}{:08x}", name.len() + 1, 0).as_bytes());
-            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(format!("{:08x}{:08x}", e.name.len() + 1, 0).as_bytes());
+            out.extend_from_slice(e.name.as_bytes());
             out.push(0);
             while out.len() % 4 != 0 {
                 out.push(0);
             }
-            out.extend_from_slice(data);
+            out.extend_from_slice(e.data);
             while out.len() % 4 != 0 {
                 out.push(0);
             }
@@ -281,7 +379,8 @@ mod tests {
         out
     }
 
-    fn compress(tool: &str, data: &[u8]) -> Option<Vec<u8>> {
+    /// `data` compressed by `tool`; none when the tool is not installed.
+    pub(crate) fn compress(tool: &str, data: &[u8]) -> Option<Vec<u8>> {
         let mut child = Command::new(tool)
             .arg("-c")
             .stdin(Stdio::piped())
@@ -291,6 +390,13 @@ mod tests {
         child.stdin.take()?.write_all(data).ok()?;
         Some(child.wait_with_output().ok()?.stdout)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{compress, cpio};
+    use super::*;
+    use std::io::Write;
 
     /// An image as initramfs-tools makes it: an early archive, zero padding, then the main
     /// archive compressed by `tool`.
@@ -330,6 +436,42 @@ mod tests {
             let early = read_file(file.path(), "kernel/x86/microcode/GenuineIntel.bin").unwrap();
             assert_eq!(early.as_deref(), Some(&b"early microcode"[..]));
         }
+    }
+
+    #[test]
+    fn every_wanted_file_is_read_from_an_image_inside_a_larger_file() {
+        // As in a unified kernel image: the initramfs is one section between others.
+        let main: [(&str, &[u8]); 3] = [
+            ("etc/hostid", b"\x01\x02\x03\x04"),
+            ("usr/share/zfs/compatibility.d/openzfs-2.2-linux", b"a\n"),
+            ("usr/share/zfs/compatibility.d/openzfs-2.3-linux", b"b\n"),
+        ];
+        let Some(image) = compress("zstd", &cpio(&main)) else {
+            eprintln!("zstd is not installed here: not tested");
+            return;
+        };
+        let mut bytes = b"MZ stub before the section".to_vec();
+        let start = bytes.len() as u64;
+        bytes.extend(&image);
+        let end = bytes.len() as u64;
+        bytes.extend(cpio(&[("etc/hostid", b"not in the region")]));
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(&bytes).unwrap();
+        let take = |name: &str| name.contains("compatibility.d/") || name == "etc/hostid";
+        let names = |files: Files| files.into_iter().map(|m| m.name).collect::<Vec<_>>();
+        let all = read_files(file.path(), start..end, &take, Stop::AtEnd).unwrap();
+        assert_eq!(names(all), main.map(|(n, _)| n.to_string()).to_vec());
+        let first = read_files(file.path(), start..end, &take, Stop::AtFirst).unwrap();
+        let first: Vec<_> = first
+            .into_iter()
+            .map(|m| (m.name, m.data, m.link))
+            .collect();
+        assert_eq!(
+            first,
+            [("etc/hostid".into(), b"\x01\x02\x03\x04".to_vec(), false)]
+        );
+        let none = read_files(file.path(), start..end, &|_| false, Stop::AtEnd).unwrap();
+        assert!(none.is_empty());
     }
 
     #[test]

@@ -15,5 +15,6 @@ pub mod passphrase;
 pub mod plan;
 pub mod recipe;
 pub mod unattended;
+pub mod zbm_image;
 pub mod zbm_release;
 pub mod zfsbootmenu;

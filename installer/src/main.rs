@@ -79,8 +79,9 @@ enum Cmd {
     /// command line (kldload.answers=PATH), through QEMU's fw_cfg, or on the medium.
     Unattended,
     /// On an installed system: check that the hostid is one value in /etc/hostid, the
-    /// initramfs, ZFSBootMenu's spl.spl_hostid, the SPL and the pool's label; say what disagrees
-    /// and how to fix it (exit status 1 then).
+    /// initramfs, ZFSBootMenu's spl.spl_hostid, the SPL, the pool's label and ZFSBootMenu's EFI
+    /// file, and that ZFSBootMenu's ZFS reads every feature the pool has enabled; say what
+    /// disagrees and how to fix it (exit status 1 then).
     Doctor {
         /// The root pool.
         #[arg(long, default_value = "rpool")]
@@ -88,6 +89,16 @@ enum Cmd {
         /// Print nothing when all is well (as the boot-time unit runs it).
         #[arg(long)]
         quiet: bool,
+    },
+    /// What a ZFSBootMenu EFI file carries that an install must agree with: its embedded
+    /// command line, the hostid it imports with, the pool features its ZFS reads.
+    InspectZfsbootmenu {
+        /// The EFI file (default: the one on this system's ESP).
+        #[arg(default_value = kldload::doctor::INSTALLED_ZFSBOOTMENU)]
+        file: PathBuf,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// List this machine's disks: by-id names, sizes, models, serials and what is on them.
     Disks {
@@ -122,12 +133,26 @@ fn run(cli: Cli) -> Result<(), AppError> {
         }
         Cmd::Unattended => std::process::exit(kldload::unattended::run()),
         Cmd::Doctor { pool, quiet } => {
-            let diagnosis = kldload::doctor::diagnose(&kldload::doctor::read_hostids(&pool), &pool);
+            use kldload::doctor::{diagnose, read_hostids, read_zbm};
+            let mut diagnosis = diagnose(&read_hostids(&pool), &pool);
+            diagnosis.add_zfsbootmenu(&read_zbm(&pool), &pool, diagnosis.running);
             if !(quiet && diagnosis.healthy()) {
                 print!("{}", diagnosis.report());
             }
             if !diagnosis.healthy() {
                 std::process::exit(1);
+            }
+        }
+        Cmd::InspectZfsbootmenu { file, json } => {
+            let image =
+                kldload::zbm_image::read(&file).map_err(|e| AppError::BadOption(e.to_string()))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&image).expect("serializable")
+                );
+            } else {
+                print!("{}", image.summary());
             }
         }
         Cmd::Disks { json } => {

@@ -133,6 +133,23 @@ fn zfsbootmenu_path_from_the_environment() {
 }
 
 #[test]
+fn a_zfsbootmenu_file_that_is_no_efi_executable_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_efi = dir.path().join("VMLINUZ.EFI");
+    std::fs::write(&not_efi, "<html>404 Not Found</html>").unwrap();
+    let config = fixtures().join("answers/default.toml");
+    let out = kldload_command(&["plan", "--config", &config.to_string_lossy()])
+        .env("KLDLOAD_ZFSBOOTMENU", &not_efi)
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("is not an EFI executable"), "{err}");
+    assert!(err.contains("kldload inspect-zfsbootmenu FILE"), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
 fn a_malformed_answer_file_exits_2_naming_the_line() {
     let dir = tempfile::tempdir().unwrap();
     let file = answer_file(&dir, "hostname = \"box\"\n[disks]\npaths = [\"/dev/vdb\"\n");

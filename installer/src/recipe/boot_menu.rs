@@ -338,6 +338,7 @@ mod tests {
                 path: "/zbm.EFI".into(),
                 origin: "test".into(),
             },
+            zbm_image: None,
             installer: None,
         }
     }

@@ -17,8 +17,8 @@ pub const DOCTOR_UNIT: &str = "kldload-doctor.service";
 fn doctor_unit(pool: &str) -> String {
     format!(
         "[Unit]\n\
-         Description=kldload doctor: one hostid everywhere ZFS and ZFSBootMenu read it\n\
-         After=zfs-import.target zfs-mount.service\n\
+         Description=kldload doctor: one hostid everywhere ZFS and ZFSBootMenu read it, and a ZFSBootMenu that reads the pool\n\
+         After=zfs-import.target zfs-mount.service local-fs.target\n\
          Before=systemd-user-sessions.service\n\
          \n\
          [Service]\n\

@@ -19,7 +19,7 @@ pub fn step(inputs: &Inputs) -> Step {
             "-f",
             "-o",
             &inputs.target("etc/hostid"),
-            &format!("0x{ZFSBOOTMENU_HOSTID:08x}"),
+            &inputs.hostid_arg(),
         ],
         "the target's /etc/hostid, copied into its initramfs next",
     )];
@@ -32,8 +32,13 @@ pub fn step(inputs: &Inputs) -> Step {
         ));
     }
     match family {
-        Family::Debian if !encrypted && matches!(inputs.source, BaseSource::Image(_)) => {
-            // The payload's initramfs was made at image time with ZFS and this same hostid;
+        Family::Debian
+            if !encrypted
+                && matches!(inputs.source, BaseSource::Image(_))
+                && inputs.hostid() == ZFSBOOTMENU_HOSTID =>
+        {
+            // The payload's initramfs was made at image time with ZFS and this same hostid
+            // (a ZFSBootMenu carrying another one needs it made again, below);
             // rebuilding it here would take minutes on a slow machine and change nothing.
             // (The target's own update-initramfs makes the next one after a kernel upgrade.)
         }
@@ -108,5 +113,64 @@ fn freebsd_loader(inputs: &Inputs) -> Step {
             0o644,
             "load ZFS at boot",
         )],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipe::{Inputs, pool};
+    use crate::zbm_image::ZbmImage;
+    use crate::zfsbootmenu::ZbmSource;
+
+    fn inputs(config: &crate::config::Config, hostid: Option<u32>) -> Inputs<'_> {
+        Inputs {
+            config,
+            disks: vec!["/dev/vda".into()],
+            source: BaseSource::Image("/payload.tar".into()),
+            mirror: None,
+            zfsbootmenu: ZbmSource::File {
+                path: "/zbm.EFI".into(),
+                origin: "test".into(),
+            },
+            zbm_image: Some(ZbmImage {
+                cmdline: "quiet".into(),
+                hostid,
+                zfs_features: None,
+            }),
+            installer: None,
+        }
+    }
+
+    fn commands(step: &Step) -> Vec<String> {
+        step.actions
+            .iter()
+            .filter_map(|a| a.argv().map(|argv| argv.join(" ")))
+            .collect()
+    }
+
+    #[test]
+    fn the_hostid_inside_zfsbootmenu_is_written_everywhere_and_the_initramfs_remade() {
+        let config = crate::config::test_config("");
+        let own = inputs(&config, Some(0xdead_beef));
+        let live = commands(&pool::step(&own));
+        assert_eq!(live[0], "zgenhostid -f 0xdeadbeef");
+        let target = commands(&step(&own));
+        assert_eq!(target[0], "zgenhostid -f -o /mnt/etc/hostid 0xdeadbeef");
+        assert!(
+            target
+                .iter()
+                .any(|c| c.ends_with("update-initramfs -u -k all")),
+            "the payload's initramfs holds 0x00bab10c: {target:?}"
+        );
+        // A release build (no hostid) or kldload's own: the payload's initramfs is right.
+        for hostid in [None, Some(ZFSBOOTMENU_HOSTID)] {
+            let same = inputs(&config, hostid);
+            assert_eq!(
+                commands(&step(&same)),
+                ["zgenhostid -f -o /mnt/etc/hostid 0x00bab10c"]
+            );
+            assert_eq!(commands(&pool::step(&same))[0], "zgenhostid -f 0x00bab10c");
+        }
     }
 }

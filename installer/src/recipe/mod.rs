@@ -20,9 +20,10 @@ pub mod partition;
 pub mod pool;
 pub mod system_configuration;
 
-use crate::config::{Config, MirrorUrl};
+use crate::config::{Config, MirrorUrl, ZFSBOOTMENU_HOSTID};
 use crate::disk::naming::partition_path;
 use crate::plan::Plan;
+use crate::zbm_image::ZbmImage;
 use crate::zfsbootmenu::ZbmSource;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -42,6 +43,9 @@ pub struct Inputs<'a> {
     /// live system's own apt sources); none leaves the image's sources as they are.
     pub mirror: Option<MirrorUrl>,
     pub zfsbootmenu: ZbmSource,
+    /// What ZFSBootMenu's EFI file carries, read from it beforehand (`crate::zbm_image`) when
+    /// it is a local file; none for a download (the release is a release build: no hostid).
+    pub zbm_image: Option<ZbmImage>,
     /// The kldload binary to put on the target for `kldload doctor` (the live system's own,
     /// [`LIVE_KLDLOAD`]; none when not installing from a live medium).
     pub installer: Option<PathBuf>,
@@ -56,6 +60,22 @@ impl Inputs<'_> {
     /// A path inside the target, e.g. `target("etc/hostname")` -> `/mnt/etc/hostname`.
     pub fn target(&self, path: &str) -> String {
         format!("{TARGET_ROOT}/{}", path.trim_start_matches('/'))
+    }
+
+    /// The hostid the install writes everywhere (the live system before `zpool create`, the
+    /// target's /etc/hostid and initramfs): the one inside ZFSBootMenu's EFI file, which it
+    /// imports with and passes on as `spl.spl_hostid`; without one, the value ZFSBootMenu then
+    /// uses, 0x00bab10c.
+    pub fn hostid(&self) -> u32 {
+        self.zbm_image
+            .as_ref()
+            .and_then(|image| image.hostid)
+            .unwrap_or(ZFSBOOTMENU_HOSTID)
+    }
+
+    /// [`Self::hostid`] as zgenhostid takes it, and where it came from.
+    pub fn hostid_arg(&self) -> String {
+        format!("0x{:08x}", self.hostid())
     }
 
     pub fn pool(&self) -> &str {

@@ -3,7 +3,7 @@
 //! quotas, snapshots and encryption.
 
 use super::{Inputs, TARGET_ROOT};
-use crate::config::{Family, ZFSBOOTMENU_HOSTID};
+use crate::config::Family;
 use crate::plan::{Action, Contents, Step, StepId};
 
 /// The key file an encrypted pool is created with: the passphrase, mode 0000, on the live
@@ -27,7 +27,7 @@ pub fn step(inputs: &Inputs) -> Step {
     let config = inputs.config;
     let pool = inputs.pool();
     let mut actions = vec![Action::run(
-        ["zgenhostid", "-f", &format!("0x{ZFSBOOTMENU_HOSTID:08x}")],
+        ["zgenhostid", "-f", &inputs.hostid_arg()],
         "the live system takes the hostid ZFSBootMenu will import with, so the pool's label agrees with it",
     )];
     let mut create: Vec<String> = ["zpool", "create", "-f"].map(String::from).to_vec();

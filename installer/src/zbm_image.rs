@@ -1,0 +1,332 @@
+//! What a ZFSBootMenu EFI file carries that the installed system must agree with, read from the
+//! file itself rather than from where it came from (built here, given by path, the release):
+//! - its embedded command line (the `.cmdline` section), what it runs with when the firmware
+//!   passes no load options (the fallback path);
+//! - the `/etc/hostid` in its initramfs (the `.initrd` section): a local build carries the
+//!   building machine's, imports pools with it and passes it on as `spl.spl_hostid`, so the
+//!   install must use that value everywhere; a release build carries none (then 0x00bab10c);
+//! - the feature set of its ZFS: the newest `openzfs-X.Y` compatibility file its zfsutils put in
+//!   the image (usr/share/zfs/compatibility.d), which lists every feature that ZFS can read. A
+//!   pool with a feature outside it is one this ZFSBootMenu cannot import.
+//!
+//! The file is a unified kernel image: a PE executable whose sections hold the kernel, the
+//! initramfs and the command line, read with the `object` crate.
+
+use crate::initrd::{self, Files, InitrdError, Stop};
+use object::read::pe::PeFile64;
+use object::{Object, ObjectSection, ReadCache};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::Path;
+
+/// Where zfsutils keeps its compatibility files, in an initramfs's paths.
+pub const COMPATIBILITY_DIR: &str = "usr/share/zfs/compatibility.d";
+
+/// What one ZFSBootMenu EFI file carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZbmImage {
+    /// The embedded command line.
+    pub cmdline: String,
+    /// The hostid it imports with and passes on; none: it has no /etc/hostid.
+    pub hostid: Option<u32>,
+    /// What its ZFS can read; none when its image has no compatibility files.
+    pub zfs_features: Option<FeatureSet>,
+}
+
+/// A named set of pool features, as in a `compatibility.d` file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeatureSet {
+    /// The file's name, e.g. `openzfs-2.3-linux`: also the value `zpool create -o
+    /// compatibility=` takes.
+    pub name: String,
+    pub features: BTreeSet<String>,
+}
+
+impl ZbmImage {
+    /// What a person reads: one fact a line.
+    pub fn summary(&self) -> String {
+        let hostid = match self.hostid {
+            Some(h) => format!("0x{h:08x} (it imports with it and passes it on as spl.spl_hostid)"),
+            None => "none (a release build: it imports with 0x00bab10c)".into(),
+        };
+        let zfs = match &self.zfs_features {
+            Some(set) => format!("{} ({} features)", set.name, set.features.len()),
+            None => "unknown (no openzfs-X.Y file in its usr/share/zfs/compatibility.d)".into(),
+        };
+        format!(
+            "embedded command line: {}\nhostid: {hostid}\nits ZFS reads: {zfs}\n",
+            self.cmdline
+        )
+    }
+}
+
+impl FeatureSet {
+    /// The features of `enabled` this set lacks, in order.
+    pub fn unreadable<'a>(&self, enabled: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        enabled
+            .into_iter()
+            .filter(|f| !self.features.contains(*f))
+            .map(String::from)
+            .collect()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ZbmImageError {
+    #[error("reading {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not an EFI executable ({why})")]
+    NotPe { path: String, why: String },
+    #[error(
+        "{path} has no {section} section: it is not a unified kernel image such as \
+         ZFSBootMenu's EFI file (give the EFI file, not the kernel or a tarball)"
+    )]
+    NoSection { path: String, section: &'static str },
+    #[error("{0}")]
+    Initrd(#[from] InitrdError),
+}
+
+/// Reads what the EFI file at `path` carries. Decompresses its initramfs once (a second or two
+/// on a slow machine: the compatibility files are near its end).
+pub fn read(path: &Path) -> Result<ZbmImage, ZbmImageError> {
+    let shown = path.display().to_string();
+    let file = File::open(path).map_err(|source| ZbmImageError::Io {
+        path: shown.clone(),
+        source,
+    })?;
+    let cache = ReadCache::new(file);
+    let pe = PeFile64::parse(&cache).map_err(|e| ZbmImageError::NotPe {
+        path: shown.clone(),
+        why: e.to_string(),
+    })?;
+    let section = |section: &'static str| {
+        pe.section_by_name(section).ok_or(ZbmImageError::NoSection {
+            path: shown.clone(),
+            section,
+        })
+    };
+    let cmdline = section(".cmdline")?
+        .data()
+        .map_err(|e| ZbmImageError::NotPe {
+            path: shown.clone(),
+            why: format!("its .cmdline section: {e}"),
+        })?;
+    let cmdline = String::from_utf8_lossy(cmdline)
+        .trim_matches(|c: char| c == '\0' || c.is_whitespace())
+        .to_string();
+    let (offset, size) = section(".initrd")?
+        .file_range()
+        .ok_or_else(|| ZbmImageError::NotPe {
+            path: shown.clone(),
+            why: "its .initrd section has no data in the file".into(),
+        })?;
+    let wanted = |name: &str| name == "etc/hostid" || name.starts_with(COMPATIBILITY_DIR);
+    let files = initrd::read_files(path, offset..offset + size, &wanted, Stop::AtEnd)?;
+    Ok(ZbmImage {
+        cmdline,
+        hostid: files
+            .iter()
+            .find(|m| m.name == "etc/hostid" && !m.link)
+            .and_then(|m| crate::doctor::parse_hostid_file(&m.data)),
+        zfs_features: newest_openzfs(&files),
+    })
+}
+
+/// `openzfs-2.3-linux` -> (2, 3, true); None for other names and other systems' files.
+fn openzfs_version(name: &str) -> Option<(u32, u32, bool)> {
+    let rest = name.strip_prefix("openzfs-")?;
+    let (version, linux) = match rest.strip_suffix("-linux") {
+        Some(v) => (v, true),
+        None => (rest, false),
+    };
+    let (major, minor) = version.split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?, linux))
+}
+
+/// The newest `openzfs-X.Y` set among the compatibility files in `files` (the Linux one when
+/// both exist), symbolic links followed within the directory.
+pub fn newest_openzfs(files: &Files) -> Option<FeatureSet> {
+    let in_dir = |m: &initrd::Member| {
+        m.name
+            .strip_prefix(COMPATIBILITY_DIR)
+            .and_then(|n| n.strip_prefix('/'))
+            .map(String::from)
+    };
+    let (_, name) = files
+        .iter()
+        .filter_map(&in_dir)
+        .filter_map(|n| Some((openzfs_version(&n)?, n)))
+        .max()?;
+    let mut current = name.clone();
+    for _ in 0..8 {
+        let member = files
+            .iter()
+            .find(|m| in_dir(m).as_deref() == Some(&current))?;
+        if !member.link {
+            return Some(FeatureSet {
+                name,
+                features: parse_features(&String::from_utf8_lossy(&member.data)),
+            });
+        }
+        current = String::from_utf8_lossy(&member.data)
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+    }
+    None
+}
+
+/// The features a compatibility file lists: words separated by white space or commas, `#`
+/// starting a comment.
+pub fn parse_features(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .map(|line| line.split('#').next().unwrap_or_default())
+        .flat_map(|line| line.split(|c: char| c == ',' || c.is_whitespace()))
+        .filter(|w| !w.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::initrd::testing::{Entry, compress, cpio_entries};
+    use object::pe;
+    use object::write::pe::{NtHeaders, Writer};
+
+    /// A unified kernel image as systemd's stub makes them: a PE file with `sections`.
+    pub(crate) fn efi(sections: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut w = Writer::new(true, 0x1000, 0x200, &mut out);
+        w.reserve_dos_header_and_stub();
+        w.reserve_nt_headers(16);
+        w.reserve_section_headers(sections.len() as u16);
+        let ranges: Vec<_> = sections
+            .iter()
+            .map(|(name, data)| {
+                let mut n = [0u8; 8];
+                n[..name.len()].copy_from_slice(name.as_bytes());
+                let flags = pe::IMAGE_SCN_CNT_INITIALIZED_DATA | pe::IMAGE_SCN_MEM_READ;
+                w.reserve_section(n, flags, data.len() as u32, data.len() as u32)
+            })
+            .collect();
+        w.write_dos_header_and_stub().unwrap();
+        w.write_nt_headers(NtHeaders {
+            machine: pe::IMAGE_FILE_MACHINE_AMD64,
+            time_date_stamp: 0,
+            characteristics: pe::IMAGE_FILE_EXECUTABLE_IMAGE,
+            major_linker_version: 0,
+            minor_linker_version: 0,
+            address_of_entry_point: 0,
+            image_base: 0x1_4000_0000,
+            major_operating_system_version: 0,
+            minor_operating_system_version: 0,
+            major_image_version: 0,
+            minor_image_version: 0,
+            major_subsystem_version: 0,
+            minor_subsystem_version: 0,
+            subsystem: pe::IMAGE_SUBSYSTEM_EFI_APPLICATION,
+            dll_characteristics: pe::DllFlags(0),
+            size_of_stack_reserve: 0,
+            size_of_stack_commit: 0,
+            size_of_heap_reserve: 0,
+            size_of_heap_commit: 0,
+        });
+        w.write_section_headers();
+        for ((_, data), range) in sections.iter().zip(&ranges) {
+            w.write_section(range.file_offset, data);
+        }
+        out
+    }
+
+    /// A ZFSBootMenu-like EFI file: its command line, an initramfs (zstd) with `entries`, and a
+    /// kernel section after it.
+    pub(crate) fn zbm_efi(cmdline: &str, entries: &[Entry]) -> Option<tempfile::NamedTempFile> {
+        let initrd = compress("zstd", &cpio_entries(entries))?;
+        let bytes = efi(&[
+            (".cmdline", cmdline.as_bytes()),
+            (".initrd", &initrd),
+            (".linux", b"a kernel, not read"),
+        ]);
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, &bytes).unwrap();
+        Some(file)
+    }
+
+    fn compat(name: &str) -> String {
+        format!("{COMPATIBILITY_DIR}/{name}")
+    }
+
+    #[test]
+    fn hostid_command_line_and_the_newest_linux_feature_set_are_read() {
+        let (c20, c22, c23, c23l, c23f, grub) = (
+            compat("openzfs-2.0-linux"),
+            compat("openzfs-2.2"),
+            compat("openzfs-2.3"),
+            compat("openzfs-2.3-linux"),
+            compat("openzfs-2.3-freebsd"),
+            compat("grub2"),
+        );
+        let entries = [
+            Entry::file("etc/hostid", &[0xef, 0xbe, 0xad, 0xde]),
+            Entry::file(&c20, b"# 2.0\nasync_destroy\n"),
+            Entry::file(&c22, b"async_destroy, blake3\n"),
+            Entry::file(
+                &c23,
+                b"# Features of 2.3\nasync_destroy\nblake3\nfast_dedup # new\n",
+            ),
+            Entry::link(&c23l, "openzfs-2.3"),
+            Entry::file(&c23f, b"async_destroy\n"),
+            Entry::file(&grub, b"async_destroy\n"),
+        ];
+        let Some(file) = zbm_efi("quiet zbm.prefer=rpool\0", &entries) else {
+            eprintln!("zstd is not installed here: not tested");
+            return;
+        };
+        let image = read(file.path()).unwrap();
+        assert_eq!(image.cmdline, "quiet zbm.prefer=rpool");
+        assert_eq!(image.hostid, Some(0xdeadbeef));
+        let set = image.zfs_features.unwrap();
+        assert_eq!(set.name, "openzfs-2.3-linux");
+        assert_eq!(
+            set.features.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["async_destroy", "blake3", "fast_dedup"]
+        );
+        assert_eq!(
+            set.unreadable(["blake3", "raidz_expansion", "async_destroy", "longname"]),
+            ["raidz_expansion", "longname"]
+        );
+    }
+
+    #[test]
+    fn a_release_build_has_no_hostid_and_what_is_no_unified_image_is_named() {
+        let Some(file) = zbm_efi("quiet", &[Entry::file("etc/os-release", b"ID=void\n")]) else {
+            return;
+        };
+        let image = read(file.path()).unwrap();
+        assert_eq!((image.hostid, image.zfs_features), (None, None));
+        let mut kernel_only = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut kernel_only, &efi(&[(".linux", b"k")])).unwrap();
+        let err = read(kernel_only.path()).unwrap_err().to_string();
+        assert!(err.contains("no .cmdline section"), "{err}");
+        let mut text = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut text, b"#!/bin/sh\n").unwrap();
+        let err = read(text.path()).unwrap_err().to_string();
+        assert!(err.contains("is not an EFI executable"), "{err}");
+    }
+
+    #[test]
+    fn compatibility_files_parse_as_zfs_reads_them() {
+        let set = parse_features("# c\nasync_destroy, bookmarks\n\n  lz4_compress\t#x\n");
+        assert_eq!(set.len(), 3);
+        assert_eq!(openzfs_version("openzfs-2.10-linux"), Some((2, 10, true)));
+        assert_eq!(openzfs_version("openzfs-2.3-freebsd"), None);
+        assert!(openzfs_version("openzfs-2.3") < openzfs_version("openzfs-2.3-linux"));
+        assert!(openzfs_version("openzfs-2.10") > openzfs_version("openzfs-2.9-linux"));
+    }
+}
