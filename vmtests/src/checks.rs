@@ -28,6 +28,10 @@ pub fn all() -> Vec<(&'static str, CheckFn)> {
             "ZFSBootMenu's three copies are the medium's",
             zfsbootmenu_copies,
         ),
+        (
+            "ZFSBootMenu's ZFS reads every pool feature",
+            zfsbootmenu_reads_the_pool,
+        ),
         ("fstab mounts only the ESP", fstab),
         ("zfs services enabled and active", zfs_services),
         ("encryption roots as the answer file chose", encryption),
@@ -102,6 +106,33 @@ fn ran_and_passed(m: &mut Machine, unit: &str) -> Result<()> {
 
 /// The installed `kldload doctor` reads the same five places: its unit ran at boot and passed,
 /// and run now it reports one hostid in every place (all readable, exit status 0).
+/// ZFSBootMenu's EFI file as the installed system's kldload reads it, against the pool's
+/// enabled and active features: any it cannot read would stop it importing the pool.
+fn zfsbootmenu_reads_the_pool(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
+    let json = m.succeed("kldload inspect-zfsbootmenu --json")?;
+    let image: kldload::zbm_image::ZbmImage = serde_json::from_str(&json)?;
+    let set = image
+        .zfs_features
+        .ok_or_else(|| anyhow::anyhow!("no feature set read in ZFSBootMenu's EFI file: {json}"))?;
+    let features = kldload::doctor::pool_features(&m.succeed(&format!(
+        "zpool get -H -o property,value all {}",
+        c.pool.name
+    ))?);
+    let unknown = set.unreadable(features.iter().map(|(f, _)| f.as_str()));
+    ensure!(
+        unknown.is_empty(),
+        "pool {} has features {} cannot read: {unknown:?}",
+        c.pool.name,
+        set.name
+    );
+    Ok(format!(
+        "{} pool features, all in {} ({} features)",
+        features.len(),
+        set.name,
+        set.features.len()
+    ))
+}
+
 fn doctor(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
     ran_and_passed(m, kldload::recipe::finalize::DOCTOR_UNIT)?;
     let report = m.succeed(&format!("kldload doctor --pool {}", c.pool.name))?;
