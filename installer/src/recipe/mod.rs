@@ -73,7 +73,7 @@ impl Inputs<'_> {
             .unwrap_or(ZFSBOOTMENU_HOSTID)
     }
 
-    /// [`Self::hostid`] as zgenhostid takes it, and where it came from.
+    /// [`Self::hostid`] as zgenhostid takes it (`0x` and eight hex digits).
     pub fn hostid_arg(&self) -> String {
         format!("0x{:08x}", self.hostid())
     }
