@@ -175,43 +175,31 @@ pub fn build_image(opts: &Options) -> Result<Output> {
     }
     let build_id = key.hex();
     let debs = cache.debs(distro.name);
-    let built = phases.run(
+    cached_phase(
+        &mut phases,
         "builder (DKMS)",
-        Some(builder_dir.with_extension("partial").join("build.log")),
-        || {
-            let cached = build_entry(&builder_dir, opts.rebuild, |tmp| {
-                builder::build(&phase_log(tmp)?, &distro, &mirror, &debs, tmp, &build_id)
-                    .map(|_| ())
-            })?;
-            Ok((builder::load(&builder_dir)?, cached))
-        },
+        &builder_dir,
+        opts.rebuild,
+        |log, tmp| builder::build(log, &distro, &mirror, &debs, tmp, &build_id).map(|_| ()),
     )?;
+    let built = builder::load(&builder_dir)?;
 
     key = Key::new("payload");
     key.add(build_id.as_bytes())
         .add(recipe::PAYLOAD_PACKAGES.join(" "));
     key.add(kldload::config::ZFSBOOTMENU_HOSTID.to_string());
     let payload_dir = cache.entry(distro.name, "payload", &key);
-    let manifest = phases.run(
+    cached_phase(
+        &mut phases,
         "payload",
-        Some(payload_dir.with_extension("partial").join("build.log")),
-        || {
-            let cached = build_entry(&payload_dir, opts.rebuild, |tmp| {
-                payload::build(
-                    &phase_log(tmp)?,
-                    &distro,
-                    &mirror,
-                    &debs,
-                    &built,
-                    &builder_dir,
-                    tmp,
-                )
-                .map(|_| ())
-            })?;
-            let text = fs::read_to_string(payload_dir.join(payload::MANIFEST))?;
-            Ok((serde_json::from_str::<payload::Manifest>(&text)?, cached))
+        &payload_dir,
+        opts.rebuild,
+        |log, tmp| {
+            payload::build(log, &distro, &mirror, &debs, &built, &builder_dir, tmp).map(|_| ())
         },
     )?;
+    let text = fs::read_to_string(payload_dir.join(payload::MANIFEST))?;
+    let manifest: payload::Manifest = serde_json::from_str(&text)?;
 
     key.add("live")
         .add(recipe::LIVE_PACKAGES.join(" "))
@@ -221,20 +209,12 @@ pub fn build_image(opts: &Options) -> Result<Output> {
         key.add(p).add(m.to_string()).add(c);
     }
     let live_dir = cache.entry(distro.name, "live", &key);
-    phases.run(
+    cached_phase(
+        &mut phases,
         "live system",
-        Some(live_dir.with_extension("partial").join("build.log")),
-        || {
-            let cached = build_entry(&live_dir, opts.rebuild, |tmp| {
-                live::build(
-                    &phase_log(tmp)?,
-                    &payload_dir.join(payload::ROOT),
-                    &built,
-                    tmp,
-                )
-            })?;
-            Ok(((), cached))
-        },
+        &live_dir,
+        opts.rebuild,
+        |log, tmp| live::build(log, &payload_dir.join(payload::ROOT), &built, tmp),
     )?;
 
     // ZFSBootMenu: a given file, the verified release, or (the default) built here.
@@ -251,23 +231,12 @@ pub fn build_image(opts: &Options) -> Result<Output> {
             .add(recipe::ZBM_EMBEDDED_CMDLINE)
             .add(kldload::config::ZFSBOOTMENU_HOSTID.to_string());
         let zbm_dir = cache.entry(distro.name, "zfsbootmenu", &zkey);
-        phases.run(
+        cached_phase(
+            &mut phases,
             "ZFSBootMenu (built)",
-            Some(zbm_dir.with_extension("partial").join("build.log")),
-            || {
-                let cached = build_entry(&zbm_dir, opts.rebuild, |tmp| {
-                    zbm_build::build(
-                        &phase_log(tmp)?,
-                        &distro,
-                        &builder_dir,
-                        &built,
-                        &source,
-                        tmp,
-                    )
-                    .map(|_| ())
-                })?;
-                Ok(((), cached))
-            },
+            &zbm_dir,
+            opts.rebuild,
+            |log, tmp| zbm_build::build(log, &distro, &builder_dir, &built, &source, tmp),
         )?;
         zbm_built = Some(zbm_dir.clone());
         zbm_dir.join(zbm_build::EFI)
@@ -287,23 +256,21 @@ pub fn build_image(opts: &Options) -> Result<Output> {
     key.add(kldload::exec::file_sha256(&kldload_bin)?)
         .add(kldload::exec::file_sha256(&zbm_file)?);
     let medium_dir = cache.entry(distro.name, "medium", &key);
-    phases.run(
+    cached_phase(
+        &mut phases,
         "medium",
-        Some(medium_dir.with_extension("partial").join("build.log")),
-        || {
-            let cached = build_entry(&medium_dir, opts.rebuild, |tmp| {
-                let log = phase_log(tmp)?;
-                build_medium(
-                    &log,
-                    tmp,
-                    &builder_dir,
-                    &payload_dir,
-                    &live_dir,
-                    &kldload_bin,
-                    zbm_files.clone(),
-                )
-            })?;
-            Ok(((), cached))
+        &medium_dir,
+        opts.rebuild,
+        |log, tmp| {
+            build_medium(
+                log,
+                tmp,
+                &builder_dir,
+                &payload_dir,
+                &live_dir,
+                &kldload_bin,
+                zbm_files,
+            )
         },
     )?;
     let medium = medium_dir.join(medium::IMAGE);
@@ -328,6 +295,26 @@ pub fn build_image(opts: &Options) -> Result<Output> {
         manifest,
         phases,
     })
+}
+
+/// One cached phase of the build, shown as `name`: the cache entry `dir`, built by
+/// `build(log, partial)` into its `.partial` directory (with its own build.log, whose last line
+/// the progress shows) unless it is already there, or `rebuild` asks for it again.
+fn cached_phase(
+    phases: &mut Phases,
+    name: &str,
+    dir: &Path,
+    rebuild: bool,
+    build: impl FnOnce(&Log, &Path) -> Result<()>,
+) -> Result<()> {
+    phases.run(
+        name,
+        Some(dir.with_extension("partial").join("build.log")),
+        || {
+            let cached = build_entry(dir, rebuild, |tmp| build(&phase_log(tmp)?, tmp))?;
+            Ok(((), cached))
+        },
+    )
 }
 
 fn build_medium(

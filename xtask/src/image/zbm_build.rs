@@ -9,7 +9,7 @@ use super::builder::{self, Built};
 use super::recipe::{ZBM_BUILD_PACKAGES, ZBM_EMBEDDED_CMDLINE};
 use crate::run::{ChrootMounts, Log, chroot, run};
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -25,7 +25,7 @@ pub const EFI: &str = "zfsbootmenu.EFI";
 pub const INFO: &str = "zfsbootmenu.json";
 
 /// What was built, kept as zfsbootmenu.json and carried by the medium beside the EFI file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Serialize)]
 pub struct ZbmBuilt {
     pub version: String,
     pub source_sha256: String,
@@ -146,7 +146,7 @@ pub fn build(
     built: &Built,
     source: &Path,
     entry: &Path,
-) -> Result<ZbmBuilt> {
+) -> Result<()> {
     let work = entry.join("overlay");
     {
         let overlay = Overlay::new(log, &builder_dir.join(builder::ROOT), &work)?;
@@ -199,7 +199,7 @@ pub fn build(
         hostid: format!("0x{:08x}", kldload::config::ZFSBOOTMENU_HOSTID),
     };
     fs::write(entry.join(INFO), serde_json::to_string_pretty(&info)?)?;
-    Ok(info)
+    Ok(())
 }
 
 #[cfg(test)]
