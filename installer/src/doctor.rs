@@ -252,7 +252,8 @@ impl Diagnosis {
     /// that; not a problem of its own), and its ZFS must read every feature the pool has
     /// enabled (an active one it does not know stops the import now; an enabled one does at
     /// its first use, and a feature cannot be turned off again).
-    pub fn add_zfsbootmenu(&mut self, z: &ZbmReadings, pool: &str, running: u32) {
+    pub fn add_zfsbootmenu(&mut self, z: &ZbmReadings, pool: &str) {
+        let running = self.running;
         let image = match &z.image {
             Ok(image) => image,
             Err(why) => {
@@ -283,18 +284,12 @@ impl Diagnosis {
             }
             return;
         };
-        let unknown = set.unreadable(features.iter().map(|(f, _)| f.as_str()));
-        if !unknown.is_empty() {
-            let shown: Vec<String> = unknown
-                .iter()
-                .map(|f| {
-                    let state = features
-                        .iter()
-                        .find(|(n, _)| n == f)
-                        .map(|(_, s)| s.as_str());
-                    format!("{f} ({})", state.unwrap_or("enabled"))
-                })
-                .collect();
+        let shown: Vec<String> = features
+            .iter()
+            .filter(|(f, _)| !set.reads(f))
+            .map(|(f, state)| format!("{f} ({state})"))
+            .collect();
+        if !shown.is_empty() {
             self.problems.push(format!(
                 "pool {pool} has features ZFSBootMenu's ZFS ({}) cannot read: {}; an active one \
                  stops ZFSBootMenu from importing the pool, an enabled one does once it is used, \
@@ -560,7 +555,7 @@ mod tests {
                 ("longname", "enabled"),
             ]),
         };
-        d.add_zfsbootmenu(&readings, "rpool", d.running);
+        d.add_zfsbootmenu(&readings, "rpool");
         assert!(!d.healthy());
         let report = d.report();
         assert!(
@@ -577,7 +572,7 @@ mod tests {
             pool_features: enabled(&[("lz4_compress", "active")]),
             ..readings
         };
-        d.add_zfsbootmenu(&readable, "rpool", d.running);
+        d.add_zfsbootmenu(&readable, "rpool");
         assert!(d.healthy(), "{}", d.report());
         assert!(d.report().contains("its ZFS reads openzfs-2.1-linux"));
     }
@@ -592,7 +587,6 @@ mod tests {
                 pool_features: features.clone(),
             },
             "rpool",
-            d.running,
         );
         assert!(d.healthy(), "{}", d.report());
         let mut d = diagnose(&all(OK), "rpool");
@@ -602,7 +596,6 @@ mod tests {
                 pool_features: features,
             },
             "rpool",
-            d.running,
         );
         assert!(d.healthy(), "{}", d.report());
         assert!(
@@ -618,7 +611,6 @@ mod tests {
                 pool_features: None,
             },
             "rpool",
-            d.running,
         );
         assert!(d.healthy());
         assert_eq!(d.unreadable, 1);

@@ -135,7 +135,7 @@ fn run(cli: Cli) -> Result<(), AppError> {
         Cmd::Doctor { pool, quiet } => {
             use kldload::doctor::{diagnose, read_hostids, read_zbm};
             let mut diagnosis = diagnose(&read_hostids(&pool), &pool);
-            diagnosis.add_zfsbootmenu(&read_zbm(&pool), &pool, diagnosis.running);
+            diagnosis.add_zfsbootmenu(&read_zbm(&pool), &pool);
             if !(quiet && diagnosis.healthy()) {
                 print!("{}", diagnosis.report());
             }

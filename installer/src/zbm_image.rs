@@ -62,11 +62,16 @@ impl ZbmImage {
 }
 
 impl FeatureSet {
+    /// Whether a ZFS with this set reads pool feature `feature`.
+    pub fn reads(&self, feature: &str) -> bool {
+        self.features.contains(feature)
+    }
+
     /// The features of `enabled` this set lacks, in order.
     pub fn unreadable<'a>(&self, enabled: impl IntoIterator<Item = &'a str>) -> Vec<String> {
         enabled
             .into_iter()
-            .filter(|f| !self.features.contains(*f))
+            .filter(|f| !self.reads(f))
             .map(String::from)
             .collect()
     }
