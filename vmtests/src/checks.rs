@@ -104,8 +104,6 @@ fn ran_and_passed(m: &mut Machine, unit: &str) -> Result<()> {
     Ok(())
 }
 
-/// The installed `kldload doctor` reads the same five places: its unit ran at boot and passed,
-/// and run now it reports one hostid in every place (all readable, exit status 0).
 /// ZFSBootMenu's EFI file as the installed system's kldload reads it, against the pool's
 /// enabled and active features: any it cannot read would stop it importing the pool.
 fn zfsbootmenu_reads_the_pool(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
@@ -133,6 +131,9 @@ fn zfsbootmenu_reads_the_pool(m: &mut Machine, _: &Run, c: &Config) -> Result<St
     ))
 }
 
+/// The installed `kldload doctor` reads the same five places: its unit ran at boot and passed,
+/// and run now it reports one hostid in every place, every place readable (ZFSBootMenu's EFI
+/// file too), exit status 0.
 fn doctor(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
     ran_and_passed(m, kldload::recipe::finalize::DOCTOR_UNIT)?;
     let report = m.succeed(&format!("kldload doctor --pool {}", c.pool.name))?;
