@@ -556,11 +556,7 @@ fn encryption(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
         (d.path.as_str(), mounts)
     }));
     for (path, mounts) in paths {
-        let name = if path.is_empty() {
-            pool.to_string()
-        } else {
-            format!("{pool}/{path}")
-        };
+        let name = kldload::config::dataset_name(pool, path);
         let root = c.encryption.encryption_root(pool, path);
         let want = format!(
             "{name}\t{}\t{}\t{}",

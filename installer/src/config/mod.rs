@@ -320,11 +320,16 @@ impl EncryptionConfig {
                     .strip_prefix(**root)
                     .is_some_and(|r| r.starts_with('/'))
         })?;
-        Some(if root.is_empty() {
-            pool.to_string()
-        } else {
-            format!("{pool}/{root}")
-        })
+        Some(dataset_name(pool, root))
+    }
+}
+
+/// The name of the dataset at `path` under `pool`: "" is the pool's root dataset itself.
+pub fn dataset_name(pool: &str, path: &str) -> String {
+    if path.is_empty() {
+        pool.to_string()
+    } else {
+        format!("{pool}/{path}")
     }
 }
 
