@@ -148,8 +148,9 @@ fn read_zbm_image(
         }
         return Err(AppError::BadOption(format!(
             "ZFSBootMenu's EFI file {} (from {origin}) does not exist\nfix: give an existing \
-             file, or leave zfsbootmenu.path and --zfsbootmenu out to use the medium's copy or \
-             the signed release\nnothing was written to any disk",
+             file (--zfsbootmenu or zfsbootmenu.source), or source = \"built\" on kldload's \
+             live medium, or source = \"release\" for the signed release\nnothing was written \
+             to any disk",
             path.display()
         )));
     }
@@ -277,5 +278,33 @@ fn confirm(disks: &[PathBuf], system: &dyn SystemView) -> Result<(), AppError> {
             "the answer was {:?}, not \"yes\"",
             answer.trim()
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_built_without_a_medium_is_refused_with_the_fix_before_anything_is_written() {
+        let root = tempfile::tempdir().unwrap();
+        let config = crate::config::test_config("source = \"built\"");
+        let source = choose_source(&config, None, |_| false, None);
+        let e = read_zbm_image(&source, root.path(), ZbmFile::MustExist)
+            .unwrap_err()
+            .to_string();
+        for words in [
+            crate::config::MEDIUM_ZFSBOOTMENU,
+            "does not exist",
+            "source = \"built\"",
+            "source = \"release\"",
+            "nothing was written to any disk",
+        ] {
+            assert!(e.contains(words), "{words:?} not in {e}");
+        }
+        assert_eq!(
+            read_zbm_image(&source, root.path(), ZbmFile::MayBeMissing).unwrap(),
+            None
+        );
     }
 }

@@ -34,7 +34,7 @@ pub const LTS_SERIES: [&str; 6] = ["5.10", "5.15", "6.1", "6.6", "6.12", "6.18"]
 pub enum ReleaseError {
     #[error(
         "cannot download {url}: {reason}\nfix: check the network, or give a ZFSBootMenu EFI file \
-         (--zfsbootmenu PATH, $KLDLOAD_ZFSBOOTMENU or zfsbootmenu.path in the answer file)"
+         (--zfsbootmenu PATH, $KLDLOAD_ZFSBOOTMENU or zfsbootmenu.source in the answer file)"
     )]
     Download { url: String, reason: String },
     #[error(

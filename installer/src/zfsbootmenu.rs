@@ -1,9 +1,10 @@
-//! Where ZFSBootMenu's EFI file comes from, in order: `--zfsbootmenu` or the answer file, the
-//! copy on the live medium, the build cache (where `cargo xtask build-image` keeps the release
-//! it downloaded and verified, found when kldload runs on the machine that built images), or
-//! the official release, downloaded and verified by its signature (`crate::zbm_release`).
+//! Where ZFSBootMenu's EFI file comes from: `--zfsbootmenu`, else the answer file's
+//! `zfsbootmenu.source` ("built": the live medium's copy, which `cargo xtask build-image` built
+//! from source; "release": the build cache's verified copy of the official release, else the
+//! release downloaded and verified by its signature, `crate::zbm_release`; or a path) or `url`.
+//! Left out: the medium's copy where there is one, else the release.
 
-use crate::config::{Config, MEDIUM_ZFSBOOTMENU};
+use crate::config::{Config, MEDIUM_ZFSBOOTMENU, ZbmChoice};
 use crate::zbm_release;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -51,10 +52,11 @@ impl ZbmSource {
     }
 }
 
-/// Picks the source: `override_path` (`--zfsbootmenu`), then the answer file, then the medium's
-/// copy when `exists` says it is there, then `cached` (the build cache's release, verified),
-/// then the official release (whose origin names every place looked at, for the error if the
-/// download fails).
+/// Picks the source: `override_path` (`--zfsbootmenu`), then the answer file's path or URL;
+/// "built" is the medium's copy (refused later, before anything is written, when `exists` says
+/// it is not there); "release" is `cached` (the build cache's release, verified), else the
+/// download; with no choice, the medium's copy when it is there, else the release (whose origin
+/// then names every place looked at, for the error if the download fails).
 pub fn choose_source(
     config: &Config,
     override_path: Option<&Path>,
@@ -68,10 +70,10 @@ pub fn choose_source(
             origin: "--zfsbootmenu".into(),
         };
     }
-    if let Some(path) = &z.path {
+    if let Some(ZbmChoice::File(path)) = &z.source {
         return ZbmSource::File {
             path: path.clone(),
-            origin: "zfsbootmenu.path in the answer file".into(),
+            origin: "zfsbootmenu.source in the answer file".into(),
         };
     }
     if let (Some(url), Some(sha256)) = (&z.url, &z.sha256) {
@@ -81,13 +83,33 @@ pub fn choose_source(
             origin: "zfsbootmenu.url in the answer file".into(),
         };
     }
-    if exists(Path::new(MEDIUM_ZFSBOOTMENU)) {
+    if z.source == Some(ZbmChoice::Built) {
+        return ZbmSource::File {
+            path: MEDIUM_ZFSBOOTMENU.into(),
+            origin: "zfsbootmenu.source = \"built\": the live medium's copy, built from \
+                     ZFSBootMenu's source by `cargo xtask build-image`"
+                .into(),
+        };
+    }
+    if z.source.is_none() && exists(Path::new(MEDIUM_ZFSBOOTMENU)) {
         return ZbmSource::File {
             path: MEDIUM_ZFSBOOTMENU.into(),
             origin: "the live medium's copy".into(),
         };
     }
     let cache = release_cache(Path::new(BUILD_CACHE));
+    let looked_at = if z.source.is_none() {
+        format!(
+            "no --zfsbootmenu or zfsbootmenu.source given, none on a live medium at \
+             {MEDIUM_ZFSBOOTMENU}, none in the build cache at {}",
+            cache.display()
+        )
+    } else {
+        format!(
+            "zfsbootmenu.source = \"release\", none in the build cache at {}",
+            cache.display()
+        )
+    };
     if let Some(path) = cached {
         return ZbmSource::File {
             origin: format!(
@@ -101,11 +123,8 @@ pub fn choose_source(
         version: zbm_release::VERSION.into(),
         kernel_series: z.kernel_series.as_ref().map(|s| s.to_string()),
         origin: format!(
-            "the ZFSBootMenu {} release, verified by its signing key: no --zfsbootmenu or \
-             zfsbootmenu.path given, none on a live medium at {MEDIUM_ZFSBOOTMENU}, none in the \
-             build cache at {}",
+            "the ZFSBootMenu {} release, verified by its signing key: {looked_at}",
             zbm_release::VERSION,
-            cache.display()
         ),
     }
 }
@@ -127,7 +146,7 @@ mod tests {
     fn each_source_wins_over_the_ones_after_it() {
         let everywhere = |_: &Path| true;
         let cached = || Some(PathBuf::from("/cache/z.EFI"));
-        let c = config("path = \"/answers.EFI\"");
+        let c = config("source = \"/answers.EFI\"");
         let flag = Path::new("/flag.EFI");
         assert_eq!(
             path_of(&choose_source(&c, Some(flag), everywhere, cached())),
@@ -164,7 +183,7 @@ mod tests {
         );
         for place in [
             "--zfsbootmenu",
-            "zfsbootmenu.path",
+            "zfsbootmenu.source",
             MEDIUM_ZFSBOOTMENU,
             BUILD_CACHE,
         ] {
@@ -173,6 +192,24 @@ mod tests {
         let source = choose_source(&config("kernel_series = \"6.6\""), None, |_| false, None);
         assert!(
             matches!(&source, ZbmSource::Release { kernel_series: Some(s), .. } if s == "6.6"),
+            "{source:?}"
+        );
+    }
+
+    #[test]
+    fn built_is_the_medium_copy_even_when_missing_and_release_never_is() {
+        let built = config("source = \"built\"");
+        for there in [true, false] {
+            let source = choose_source(&built, None, |_| there, Some("/cache/z.EFI".into()));
+            assert_eq!(path_of(&source), Some(Path::new(MEDIUM_ZFSBOOTMENU)));
+            assert!(source.origin().contains("built"), "{source:?}");
+        }
+        let release = config("source = \"release\"");
+        let source = choose_source(&release, None, |_| true, Some("/cache/z.EFI".into()));
+        assert_eq!(path_of(&source), Some(Path::new("/cache/z.EFI")));
+        let source = choose_source(&release, None, |_| true, None);
+        assert!(
+            matches!(&source, ZbmSource::Release { origin, .. } if origin.contains("source = \"release\"")),
             "{source:?}"
         );
     }

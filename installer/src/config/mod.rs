@@ -444,13 +444,14 @@ impl fmt::Display for MirrorUrl {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZfsBootMenuConfig {
-    /// A local EFI file to install.
-    pub path: Option<PathBuf>,
+    /// Which EFI file to install: `"built"`, `"release"` or an absolute path. Left out: the
+    /// built one where there is one (kldload's live medium), else the release.
+    pub source: Option<ZbmChoice>,
     /// Or a URL to download it from; `sha256` is then required.
     pub url: Option<HttpUrl>,
     pub sha256: Option<Sha256Hex>,
-    /// With neither, the official release is downloaded and verified by its signature: the
-    /// EFI file built on this kernel series (default: the newest long-term one it has).
+    /// With the release: the EFI file built on this kernel series (default: the newest
+    /// long-term one the signed list has).
     pub kernel_series: Option<KernelSeries>,
     /// ZFSBootMenu's own command line (firmware load options replace the embedded one).
     #[serde(default = "default_zbm_commandline")]
@@ -469,7 +470,7 @@ pub struct ZfsBootMenuConfig {
 impl Default for ZfsBootMenuConfig {
     fn default() -> Self {
         ZfsBootMenuConfig {
-            path: None,
+            source: None,
             url: None,
             sha256: None,
             kernel_series: None,
@@ -477,6 +478,47 @@ impl Default for ZfsBootMenuConfig {
             timeout: default_zbm_timeout(),
             serial_console: None,
             kernel_commandline: default_kernel_commandline(),
+        }
+    }
+}
+
+/// Which ZFSBootMenu EFI file the installer puts on the ESP (`zfsbootmenu.source`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum ZbmChoice {
+    /// `"built"`: the one `cargo xtask build-image` built from ZFSBootMenu's pinned source on
+    /// the image's own kernel and ZFS, as the live medium carries it.
+    Built,
+    /// `"release"`: the official release, verified by ZFSBootMenu's signing key (the build
+    /// cache's verified copy, else downloaded).
+    Release,
+    /// An absolute path: that EFI file, copied as is.
+    File(PathBuf),
+}
+
+impl TryFrom<String> for ZbmChoice {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        match value.as_str() {
+            "built" => Ok(ZbmChoice::Built),
+            "release" => Ok(ZbmChoice::Release),
+            path if path.starts_with('/') && !path.chars().any(char::is_control) => {
+                Ok(ZbmChoice::File(path.into()))
+            }
+            other => Err(format!(
+                "{other:?} is no ZFSBootMenu source: give \"built\" (the medium's, built from \
+                 source at image time), \"release\" (the official release, verified) or the \
+                 absolute path of a ZFSBootMenu EFI file"
+            )),
+        }
+    }
+}
+impl From<ZbmChoice> for String {
+    fn from(v: ZbmChoice) -> String {
+        match v {
+            ZbmChoice::Built => "built".into(),
+            ZbmChoice::Release => "release".into(),
+            ZbmChoice::File(path) => path.to_string_lossy().into_owned(),
         }
     }
 }
@@ -754,17 +796,18 @@ impl Config {
             );
         }
         let z = &self.zfsbootmenu;
-        if z.path.is_some() && z.url.is_some() {
+        if z.source.is_some() && z.url.is_some() {
             return err(
                 "zfsbootmenu",
-                "give either `path` or `url`, not both".into(),
+                "give either `source` or `url`, not both".into(),
             );
         }
-        if z.kernel_series.is_some() && (z.path.is_some() || z.url.is_some()) {
+        let not_the_release = matches!(z.source, Some(ZbmChoice::Built | ZbmChoice::File(_)));
+        if z.kernel_series.is_some() && (not_the_release || z.url.is_some()) {
             return err(
                 "zfsbootmenu.kernel_series",
-                "kernel_series picks a file of the official release; with `path` or `url` that \
-                 file is given: leave one of them out"
+                "kernel_series picks a file of the official release; with source \"built\", a \
+                 path or `url` the file is another: leave one of them out"
                     .into(),
             );
         }

@@ -153,7 +153,7 @@ fn an_unknown_distro_lists_the_known_ones() {
 
 #[test]
 fn single_values_are_refused_by_their_types_with_the_line() {
-    let cases: [(String, &str, &str); 8] = [
+    let cases: [(String, &str, &str); 9] = [
         (
             MINIMAL.replace("\"/dev/vdb\"", "\"vdb\""),
             "disks.paths[0]",
@@ -192,6 +192,11 @@ fn single_values_are_refused_by_their_types_with_the_line() {
             ),
             "zfsbootmenu.url",
             "not an http(s) URL",
+        ),
+        (
+            format!("{MINIMAL}\n[zfsbootmenu]\nsource = \"zfsbootmenu.EFI\"\n"),
+            "zfsbootmenu.source",
+            "give \"built\"",
         ),
         (
             format!("{MINIMAL}\n[zfsbootmenu]\ncommandline = \"quiet \\\"x\\\"\"\n"),
@@ -256,9 +261,22 @@ fn cross_key_rules() {
             "sha256",
         ),
         (
-            format!("{MINIMAL}\n[zfsbootmenu]\npath = \"/z.EFI\"\nkernel_series = \"6.12\"\n"),
+            format!("{MINIMAL}\n[zfsbootmenu]\nsource = \"/z.EFI\"\nkernel_series = \"6.12\"\n"),
             "zfsbootmenu.kernel_series",
             "official release",
+        ),
+        (
+            format!("{MINIMAL}\n[zfsbootmenu]\nsource = \"built\"\nkernel_series = \"6.12\"\n"),
+            "zfsbootmenu.kernel_series",
+            "official release",
+        ),
+        (
+            format!(
+                "{MINIMAL}\n[zfsbootmenu]\nsource = \"release\"\nurl = \"https://example.org/z\"\nsha256 = \"{}\"\n",
+                "a".repeat(64)
+            ),
+            "zfsbootmenu",
+            "either `source` or `url`",
         ),
         (
             format!("{MINIMAL}\n[[network.static]]\naddress = \"192.0.2.1/24\"\n"),
@@ -278,6 +296,20 @@ fn cross_key_rules() {
         assert!(e.contains(&format!("answers.toml: {key}: ")), "{key}: {e}");
         assert!(e.contains(message), "{key}: {e}");
     }
+}
+
+#[test]
+fn zfsbootmenu_source_is_built_release_or_a_path() {
+    for (value, choice) in [
+        ("built", ZbmChoice::Built),
+        ("release", ZbmChoice::Release),
+        ("/root/z.EFI", ZbmChoice::File("/root/z.EFI".into())),
+    ] {
+        let c = parse(&format!("{MINIMAL}\n[zfsbootmenu]\nsource = \"{value}\"\n")).unwrap();
+        assert_eq!(c.zfsbootmenu.source, Some(choice.clone()));
+        assert_eq!(String::from(choice), value);
+    }
+    assert_eq!(parse(MINIMAL).unwrap().zfsbootmenu.source, None);
 }
 
 #[test]
