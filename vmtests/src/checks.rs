@@ -5,7 +5,7 @@
 use crate::flow::Run;
 use crate::machine::Machine;
 use anyhow::{Result, ensure};
-use kldload::config::{Config, ZFSBOOTMENU_HOSTID};
+use kldload::config::Config;
 use std::time::Duration;
 
 /// A named check.
@@ -25,7 +25,7 @@ pub fn all() -> Vec<(&'static str, CheckFn)> {
         ("kldload doctor agrees, at boot and when run", doctor),
         ("firmware entries", firmware_entries),
         (
-            "ZFSBootMenu's three copies are the medium's",
+            "ZFSBootMenu's three copies are the one installed",
             zfsbootmenu_copies,
         ),
         (
@@ -285,7 +285,7 @@ fn hostid(m: &mut Machine, run: &Run, c: &Config) -> Result<String> {
     use kldload::doctor::{
         Place, boot_menu_hostid, label_hostid, parse_hostid_file, parse_kernel_number,
     };
-    let want = ZFSBOOTMENU_HOSTID;
+    let want = run.expected_hostid()?;
     let label_before = run.label_before_first_boot.as_deref().ok_or_else(|| {
         anyhow::anyhow!("the label was not read on the live system after the install")
     })?;
@@ -343,15 +343,20 @@ struct PlannedEntry {
     options: Option<String>,
 }
 
-/// The firmware entries the plan makes, in the order it makes them, from the run's answer
-/// file: the plan is data, made here as the installer made it.
-fn planned_entries(c: &Config) -> Result<Vec<PlannedEntry>> {
-    let plan = kldload::app::make_plan(
+/// The plan the installer makes of `c` (its disks named as the answer file names them): the
+/// plan is data, made here as the installer made it.
+fn plan_of(c: &Config) -> Result<kldload::plan::Plan> {
+    Ok(kldload::app::make_plan(
         c,
         &kldload::app::Overrides::default(),
         &kldload::disk::FakeSystem::default(),
         &crate::flow::project_root().join("fixtures/host-root"),
-    )?;
+    )?)
+}
+
+/// The firmware entries the plan makes, in the order it makes them, from the run's answer file.
+fn planned_entries(c: &Config) -> Result<Vec<PlannedEntry>> {
+    let plan = plan_of(c)?;
     let mut entries = Vec::new();
     for action in plan.steps.iter().flat_map(|s| &s.actions) {
         let kldload::plan::Action::Run { argv, .. } = action else {
@@ -452,10 +457,11 @@ fn firmware_entries(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
 }
 
 /// ZFSBootMenu's primary, its backup and the fallback loader on every disk's ESP are each the
-/// file the medium carried (the other disks' ESPs mounted read-only for the look).
+/// file the answer file chose on the medium (its own, or one given there; the other disks'
+/// ESPs mounted read-only for the look).
 fn zfsbootmenu_copies(m: &mut Machine, run: &Run, c: &Config) -> Result<String> {
     use kldload::recipe::boot_menu::{FALLBACK, ZBM_BACKUP, ZBM_PRIMARY};
-    let source = run.medium_file_sha256("zfsbootmenu/VMLINUZ.EFI")?;
+    let source = run.zfsbootmenu_sha256()?;
     let mut esps = vec![("/boot/efi".to_string(), None)];
     for (i, part) in esp_partitions(c).into_iter().enumerate().skip(1) {
         let dir = format!("/run/kldload-check-esp-{i}");
@@ -474,7 +480,7 @@ fn zfsbootmenu_copies(m: &mut Machine, run: &Run, c: &Config) -> Result<String> 
         for (file, sum) in files.iter().zip(&sums) {
             if *sum != source && result.is_ok() {
                 result = Err(anyhow::anyhow!(
-                    "{file} ({}) has sha256 {sum}, the medium's ZFSBootMenu {source}",
+                    "{file} ({}) has sha256 {sum}, the installed ZFSBootMenu {source}",
                     part.as_deref().unwrap_or("the mounted ESP")
                 ));
             }

@@ -502,8 +502,8 @@ impl Run {
         Ok(p)
     }
 
-    /// The sha256 of a file on the medium's ESP (a FAT filesystem at 1 MiB, read with mtools).
-    pub fn medium_file_sha256(&self, path: &str) -> Result<String> {
+    /// A copy of a file on the medium's ESP (a FAT filesystem at 1 MiB, read with mtools).
+    fn medium_file(&self, path: &str) -> Result<tempfile::NamedTempFile> {
         let copy = tempfile::NamedTempFile::new()?;
         let out = std::process::Command::new("mcopy")
             .arg("-o")
@@ -519,7 +519,74 @@ impl Run {
             self.medium.display(),
             String::from_utf8_lossy(&out.stderr)
         );
-        Ok(kldload::exec::file_sha256(copy.path())?)
+        Ok(copy)
+    }
+
+    /// The sha256 of a file on the medium's ESP.
+    pub fn medium_file_sha256(&self, path: &str) -> Result<String> {
+        Ok(kldload::exec::file_sha256(self.medium_file(path)?.path())?)
+    }
+
+    /// Installs `file` as ZFSBootMenu the way a user gives a file of their own: copied onto the
+    /// medium's ESP (the run boots a copy of the medium from now on) and named in the answer
+    /// file's `zfsbootmenu.source`.
+    pub fn install_zfsbootmenu_file(&mut self, file: &Path) -> Result<()> {
+        const NAME: &str = "given-zfsbootmenu.EFI";
+        let copy = self.dir.join(MEDIUM_COPY);
+        let status = std::process::Command::new("cp")
+            .arg("--sparse=always")
+            .arg(&self.medium)
+            .arg(&copy)
+            .status()?;
+        anyhow::ensure!(status.success(), "copying the medium to {}", copy.display());
+        let out = std::process::Command::new("mcopy")
+            .arg("-i")
+            .arg(format!("{}@@1M", copy.display()))
+            .arg(file)
+            .arg(format!("::/{NAME}"))
+            .output()
+            .context("mcopy (install mtools)")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "copying {} onto the medium's ESP: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.medium = copy;
+        let source = format!("{}/{NAME}", kldload::config::MEDIUM_MOUNT);
+        let changes: toml::Table = toml::from_str(&format!("zfsbootmenu.source = {source:?}"))?;
+        merge_answers(&self.answers, &changes)
+    }
+
+    /// The ZFSBootMenu EFI file the run's answer file installs, as a path on the medium's ESP:
+    /// the file `zfsbootmenu.source` names there, else the medium's own.
+    fn zfsbootmenu_on_medium(&self) -> Result<String> {
+        use kldload::config::ZbmChoice;
+        let config = kldload::config::Config::load(&self.answers)?;
+        match &config.zfsbootmenu.source {
+            None | Some(ZbmChoice::Built) => Ok("zfsbootmenu/VMLINUZ.EFI".into()),
+            Some(ZbmChoice::File(path)) => path
+                .strip_prefix(kldload::config::MEDIUM_MOUNT)
+                .map(|p| p.to_string_lossy().into_owned())
+                .with_context(|| {
+                    format!("the VM tests give ZFSBootMenu on the medium, not {path:?}")
+                }),
+            Some(ZbmChoice::Release) => {
+                anyhow::bail!("the VM tests install no ZFSBootMenu release download")
+            }
+        }
+    }
+
+    /// The sha256 of the ZFSBootMenu EFI file the install put on the ESPs.
+    pub fn zfsbootmenu_sha256(&self) -> Result<String> {
+        self.medium_file_sha256(&self.zfsbootmenu_on_medium()?)
+    }
+    /// The hostid the install must have written everywhere: the one inside the ZFSBootMenu it
+    /// installed (read as the installer reads it), else kldload's.
+    pub fn expected_hostid(&self) -> Result<u32> {
+        let file = self.medium_file(&self.zfsbootmenu_on_medium()?)?;
+        let image = kldload::zbm_image::read(file.path())?;
+        Ok(image.hostid.unwrap_or(kldload::config::ZFSBOOTMENU_HOSTID))
     }
 
     /// Writes the report; the disks and NVRAM stay only with `--keep` (for `cargo xtask vm-shell`).
@@ -531,6 +598,7 @@ impl Run {
             for disk in &self.extra_disks {
                 let _ = std::fs::remove_file(&disk.path);
             }
+            let _ = std::fs::remove_file(self.dir.join(MEDIUM_COPY));
         }
         println!("{}", self.report.table());
         println!(
@@ -584,6 +652,9 @@ fn run_body(mut run: Run, phase: &str, body: impl FnOnce(&mut Run) -> Result<()>
     run.finish().unwrap();
     assert!(run.report.passed(), "{}", run.report.failure_text());
 }
+
+/// A run's own copy of the medium, with files added to its ESP.
+const MEDIUM_COPY: &str = "medium.img";
 
 /// The file that marks a base install as complete.
 const BASE_DONE: &str = "installed";

@@ -27,3 +27,62 @@ fn install_and_boot() {
         Ok(())
     });
 }
+
+/// The ZFSBootMenu file `variable` names (set by `cargo xtask vm-test`), or why there is none.
+fn zfsbootmenu_from(variable: &str) -> anyhow::Result<std::path::PathBuf> {
+    let value = std::env::var(variable).map_err(|_| {
+        anyhow::anyhow!("${variable} is not set: run through `cargo xtask vm-test`")
+    })?;
+    anyhow::ensure!(
+        !value.starts_with("unavailable: ") && std::path::Path::new(&value).is_file(),
+        "${variable}: {value}"
+    );
+    Ok(value.into())
+}
+
+/// The main job with a ZFSBootMenu EFI file the user gives (copied onto the medium and named
+/// in `zfsbootmenu.source`): it is what lands on every ESP, the hostid inside it (or, with
+/// none, kldload's) is the one in every place, and every check passes, the doctor's included.
+fn install_with_given_zfsbootmenu(name: &str, variable: &str) {
+    test_on_blank_disk(name, |run| {
+        let file = zfsbootmenu_from(variable)?;
+        run.install_zfsbootmenu_file(&file)?;
+        let config = kldload::config::Config::load(&run.answers)?;
+        println!(
+            "installing ZFSBootMenu {} (hostid 0x{:08x})",
+            file.display(),
+            run.expected_hostid()?
+        );
+        run.install_and_inspect()?;
+        let mut m = run.boot_installed("installed")?;
+        run.timed("checks", |run| {
+            checks::run_all(&mut m, run, &config);
+            Ok(())
+        })?;
+        m.shutdown(Duration::from_secs(120))?;
+        Ok(())
+    });
+}
+
+/// The path users take with the official release: a finished EFI file given by path (here
+/// ../shared's release-style build through $KLDLOAD_VMTEST_GIVEN_ZFSBOOTMENU; with the
+/// internet, the release itself, verified by its signature). It carries no hostid, so
+/// kldload's is used.
+#[test]
+#[ignore = "boots VMs: run with `cargo xtask vm-test debian`"]
+fn install_with_a_given_zfsbootmenu_file() {
+    install_with_given_zfsbootmenu("given-zfsbootmenu", "KLDLOAD_VMTEST_GIVEN_ZFSBOOTMENU");
+}
+
+/// A ZFSBootMenu built on another machine carries that machine's hostid, imports the pool with
+/// it and passes it on: the installer reads it in the file and writes it in every place (the
+/// initramfs remade), so the system boots and the doctor finds one hostid. Not in CI (it
+/// builds a second ZFSBootMenu); `cargo xtask vm-test` runs it.
+#[test]
+#[ignore = "boots VMs: run with `cargo xtask vm-test debian`"]
+fn install_with_a_zfsbootmenu_built_with_another_hostid() {
+    install_with_given_zfsbootmenu(
+        "zfsbootmenu-other-hostid",
+        "KLDLOAD_VMTEST_ZFSBOOTMENU_OTHER_HOSTID",
+    );
+}

@@ -72,6 +72,7 @@ impl ImageSources {
             zfsbootmenu_source: self.zfsbootmenu_source,
             mirror: self.mirror,
             cache: self.cache.path(),
+            test_zfsbootmenus: false,
         }
     }
 }

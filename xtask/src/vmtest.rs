@@ -194,6 +194,8 @@ pub struct Prepared {
     pub built: image::Output,
     pub distro: image::recipe::ImageDistro,
     pub image_time: std::time::Duration,
+    /// The file the given-ZFSBootMenu test installs, or why there is none.
+    pub given_zfsbootmenu: std::result::Result<PathBuf, String>,
 }
 
 /// Installs the VM packages and builds (or reuses) the medium for `opts.distro`.
@@ -202,6 +204,7 @@ pub fn prepare(opts: &image::Options) -> Result<Prepared> {
     let distro = opts.distro;
     let start = Instant::now();
     let built = image::build_image(opts)?;
+    let given_zfsbootmenu = given_zfsbootmenu(&opts.cache);
     let image_time = start.elapsed();
     eprintln!(
         "medium: {} ({})",
@@ -212,7 +215,29 @@ pub fn prepare(opts: &image::Options) -> Result<Prepared> {
         built,
         distro,
         image_time,
+        given_zfsbootmenu,
     })
+}
+
+/// The variable naming the ZFSBootMenu EFI file the given-file VM test installs.
+pub const GIVEN_ZFSBOOTMENU: &str = "KLDLOAD_VMTEST_GIVEN_ZFSBOOTMENU";
+/// The variable naming the ZFSBootMenu built with another hostid, for its VM test.
+pub const OTHER_HOSTID_ZFSBOOTMENU: &str = "KLDLOAD_VMTEST_ZFSBOOTMENU_OTHER_HOSTID";
+/// The VM test that installs it: only a run that takes this test builds it.
+const OTHER_HOSTID_TEST: &str = "install_with_a_zfsbootmenu_built_with_another_hostid";
+
+/// The ZFSBootMenu EFI file a VM test installs as a file the user gives, the way users take the
+/// official release: `$KLDLOAD_VMTEST_GIVEN_ZFSBOOTMENU`, else the release itself (kept in the
+/// build cache, verified by its signature, downloaded when not there). Neither: the test fails
+/// saying why (the download's error), rather than passing.
+fn given_zfsbootmenu(cache: &Path) -> std::result::Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os(GIVEN_ZFSBOOTMENU) {
+        return Ok(PathBuf::from(path));
+    }
+    let log = crate::run::Log::new(cache.join("zfsbootmenu-release.log"))
+        .map_err(|e| format!("{e:#}"))?;
+    crate::image::zbm::resolve(&log, None, cache)
+        .map_err(|e| format!("{e:#}; or set ${GIVEN_ZFSBOOTMENU} to a ZFSBootMenu EFI file"))
 }
 
 /// Where the VM tests put their run directories.
@@ -244,6 +269,22 @@ impl Prepared {
             ),
             ("KLDLOAD_VMTEST_OUT", results_dir().into()),
             ("KLDLOAD_VMTEST_KEEP", if keep { "1" } else { "0" }.into()),
+            (
+                GIVEN_ZFSBOOTMENU,
+                match &self.given_zfsbootmenu {
+                    Ok(path) => path.into(),
+                    Err(why) => format!("unavailable: {why}").into(),
+                },
+            ),
+            (
+                OTHER_HOSTID_ZFSBOOTMENU,
+                match &self.built.zbm_other_hostid {
+                    Some(path) => path.into(),
+                    None => {
+                        "unavailable: built by `cargo xtask vm-test` when it runs that test".into()
+                    }
+                },
+            ),
         ]
     }
 }
@@ -258,6 +299,15 @@ pub struct Selection {
     pub filters: Vec<String>,
     /// A nextest filter expression (`-E`), for `vm-repro`.
     pub expression: Option<String>,
+}
+
+impl Selection {
+    /// Whether the run takes the VM test `name` (filters are parts of test names, as nextest
+    /// reads them).
+    fn takes(&self, name: &str) -> bool {
+        self.expression.is_none()
+            && (self.filters.is_empty() || self.filters.iter().any(|f| name.contains(f.as_str())))
+    }
 }
 
 /// `cargo xtask vm-repro <scenario>`: the one scenario, whether or not it is marked `ci`.
@@ -286,7 +336,11 @@ pub fn vm_repro(opts: &image::Options, scenario: &str, keep: bool) -> Result<()>
 /// Runs the VM tests of `opts.distro` that `selection` takes.
 pub fn vm_test(opts: &image::Options, selection: &Selection) -> Result<()> {
     let keep = selection.keep;
-    let prepared = prepare(opts)?;
+    let opts = image::Options {
+        test_zfsbootmenus: selection.takes(OTHER_HOSTID_TEST),
+        ..opts.clone()
+    };
+    let prepared = prepare(&opts)?;
     let distro = prepared.distro;
     let out = results_dir();
     let started = Started::now();

@@ -16,6 +16,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+/// Where the live system mounts the medium's ESP (files a user copies onto the stick are here).
+pub const MEDIUM_MOUNT: &str = "/run/kldload/medium";
 /// Where the live medium keeps the target payload (see `cargo xtask build-image`).
 pub const DEFAULT_PAYLOAD: &str = "/run/kldload/medium/payload.tar.zst";
 /// Where the live medium keeps its copy of ZFSBootMenu's EFI file.

@@ -95,8 +95,9 @@ pub fn disk_image(log: &Log, label: &str, files: &Files, work: &Path, out: &Path
         .iter()
         .map(|(_, f)| fs::metadata(f).map(|m| m.len()).unwrap_or(0))
         .sum();
-    // Room for FAT tables, directories and an answers.toml a user adds later.
-    let fat_mib = align_up(content + content / 20 + 64 * MIB, MIB) / MIB;
+    // Room for FAT tables, directories and what a user adds later: an answers.toml, a
+    // ZFSBootMenu EFI file of their own (about 50 MiB) named in it.
+    let fat_mib = align_up(content + content / 20 + 128 * MIB, MIB) / MIB;
     let fat = work.join("esp.fat");
     let _ = fs::remove_file(&fat);
     let fat_s = fat.to_string_lossy().into_owned();

@@ -20,6 +20,7 @@ use crate::progress::Phases;
 use crate::run::{Log, output, run};
 use anyhow::{Context, Result, bail};
 use cache::{Cache, Key, build_entry, phase_log};
+use kldload::config::ZFSBOOTMENU_HOSTID;
 use recipe::ImageDistro;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -56,7 +57,13 @@ pub struct Options {
     pub zfsbootmenu_source: Option<PathBuf>,
     pub mirror: Option<String>,
     pub cache: PathBuf,
+    /// Also build the ZFSBootMenu a VM test installs as a file given by the user: one carrying
+    /// another hostid ([`OTHER_HOSTID`]), as any ZFSBootMenu built on another machine does.
+    pub test_zfsbootmenus: bool,
 }
+
+/// The hostid inside the ZFSBootMenu built for the VM test of a ZFSBootMenu built elsewhere.
+pub const OTHER_HOSTID: u32 = 0x5eed_f00d;
 
 /// What a build produced.
 #[derive(Debug)]
@@ -67,6 +74,8 @@ pub struct Output {
     pub size: u64,
     pub manifest: payload::Manifest,
     pub phases: Phases,
+    /// With [`Options::test_zfsbootmenus`]: ZFSBootMenu's EFI file built with [`OTHER_HOSTID`].
+    pub zbm_other_hostid: Option<PathBuf>,
 }
 
 /// Bytes free at `path`.
@@ -187,7 +196,7 @@ pub fn build_image(opts: &Options) -> Result<Output> {
     key = Key::new("payload");
     key.add(build_id.as_bytes())
         .add(recipe::PAYLOAD_PACKAGES.join(" "));
-    key.add(kldload::config::ZFSBOOTMENU_HOSTID.to_string());
+    key.add(ZFSBOOTMENU_HOSTID.to_string());
     let payload_dir = cache.entry(distro.name, "payload", &key);
     cached_phase(
         &mut phases,
@@ -218,28 +227,27 @@ pub fn build_image(opts: &Options) -> Result<Output> {
     )?;
 
     // ZFSBootMenu: a given file, the verified release, or (the default) built here.
+    let zbm = ZbmInputs {
+        opts,
+        cache: &cache,
+        distro: &distro,
+        build_id: &build_id,
+        builder_dir: &builder_dir,
+        built: &built,
+        host_log: &host_log,
+    };
     let mut zbm_built = None;
     let zbm_file = if opts.zfsbootmenu.is_some() || opts.zfsbootmenu_release {
         zbm::resolve(&host_log, opts.zfsbootmenu.as_deref(), &cache.root)?
     } else {
-        let source =
-            zbm_build::resolve_source(&host_log, opts.zfsbootmenu_source.as_deref(), &cache.root)?;
-        let mut zkey = Key::new("zfsbootmenu");
-        zkey.add(build_id.as_bytes())
-            .add(zbm_build::SOURCE_SHA256)
-            .add(recipe::ZBM_BUILD_PACKAGES.join(" "))
-            .add(recipe::ZBM_EMBEDDED_CMDLINE)
-            .add(kldload::config::ZFSBOOTMENU_HOSTID.to_string());
-        let zbm_dir = cache.entry(distro.name, "zfsbootmenu", &zkey);
-        cached_phase(
-            &mut phases,
-            "ZFSBootMenu (built)",
-            &zbm_dir,
-            opts.rebuild,
-            |log, tmp| zbm_build::build(log, &distro, &builder_dir, &built, &source, tmp),
-        )?;
-        zbm_built = Some(zbm_dir.clone());
-        zbm_dir.join(zbm_build::EFI)
+        let dir = built_zfsbootmenu(&mut phases, &zbm, ZFSBOOTMENU_HOSTID)?;
+        zbm_built = Some(dir.clone());
+        dir.join(zbm_build::EFI)
+    };
+    let zbm_other_hostid_dir = if opts.test_zfsbootmenus {
+        Some(built_zfsbootmenu(&mut phases, &zbm, OTHER_HOSTID)?)
+    } else {
+        None
     };
     // On the medium: the EFI file and, when built here, what it was built from (its version,
     // kernel, ZFS, command line and hostid).
@@ -280,7 +288,7 @@ pub fn build_image(opts: &Options) -> Result<Output> {
         .iter()
         .map(|d| d.display().to_string())
         .collect();
-    if let Some(dir) = &zbm_built {
+    for dir in zbm_built.iter().chain(&zbm_other_hostid_dir) {
         current.push(dir.display().to_string());
     }
     fs::write(
@@ -294,7 +302,45 @@ pub fn build_image(opts: &Options) -> Result<Output> {
         size,
         manifest,
         phases,
+        zbm_other_hostid: zbm_other_hostid_dir.map(|d| d.join(zbm_build::EFI)),
     })
+}
+
+/// What building ZFSBootMenu takes from the rest of the image build.
+struct ZbmInputs<'a> {
+    opts: &'a Options,
+    cache: &'a Cache,
+    distro: &'a ImageDistro,
+    build_id: &'a str,
+    builder_dir: &'a Path,
+    built: &'a builder::Built,
+    host_log: &'a Log,
+}
+
+/// ZFSBootMenu built from its pinned source with `hostid` inside, as a cached phase of its
+/// own: its cache entry (the EFI file and BUILD.json, what it was built from).
+fn built_zfsbootmenu(phases: &mut Phases, z: &ZbmInputs, hostid: u32) -> Result<PathBuf> {
+    let source = zbm_build::resolve_source(
+        z.host_log,
+        z.opts.zfsbootmenu_source.as_deref(),
+        &z.cache.root,
+    )?;
+    let mut key = Key::new("zfsbootmenu");
+    key.add(z.build_id.as_bytes())
+        .add(zbm_build::SOURCE_SHA256)
+        .add(recipe::ZBM_BUILD_PACKAGES.join(" "))
+        .add(recipe::ZBM_EMBEDDED_CMDLINE)
+        .add(hostid.to_string());
+    let dir = z.cache.entry(z.distro.name, "zfsbootmenu", &key);
+    let name = if hostid == ZFSBOOTMENU_HOSTID {
+        "ZFSBootMenu (built)".to_string()
+    } else {
+        format!("ZFSBootMenu (built with hostid 0x{hostid:08x}, for a VM test)")
+    };
+    cached_phase(phases, &name, &dir, z.opts.rebuild, |log, tmp| {
+        zbm_build::build(log, z.distro, z.builder_dir, z.built, &source, hostid, tmp)
+    })?;
+    Ok(dir)
 }
 
 /// One cached phase of the build, shown as `name`: the cache entry `dir`, built by

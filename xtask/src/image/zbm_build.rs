@@ -138,13 +138,16 @@ fn generate_zbm_config(kernel: &str) -> String {
     )
 }
 
-/// Builds ZFSBootMenu into `entry` from `source` on the builder root in `builder_dir`.
+/// Builds ZFSBootMenu into `entry` from `source` on the builder root in `builder_dir`, with
+/// `hostid` in its image (kldload's for the medium; another for the VM test of a ZFSBootMenu
+/// built elsewhere).
 pub fn build(
     log: &Log,
     distro: &super::recipe::ImageDistro,
     builder_dir: &Path,
     built: &Built,
     source: &Path,
+    hostid: u32,
     entry: &Path,
 ) -> Result<()> {
     let work = entry.join("overlay");
@@ -163,9 +166,12 @@ pub fn build(
         chroot(log, &root, &["tar", "-xzf", &tarball, "-C", "/usr/src"])?;
         let src = format!("/usr/src/zfsbootmenu-{VERSION}");
         chroot(log, &root, &["make", "-C", &src, "core", "dracut"])?;
-        // ZFSBootMenu's dracut module copies /etc/hostid into the image: make it kldload's.
-        let hostid = format!("0x{:08x}", kldload::config::ZFSBOOTMENU_HOSTID);
-        chroot(log, &root, &["zgenhostid", "-f", &hostid])?;
+        // ZFSBootMenu's dracut module copies /etc/hostid into the image.
+        chroot(
+            log,
+            &root,
+            &["zgenhostid", "-f", &format!("0x{hostid:08x}")],
+        )?;
         fs::write(
             root.join("etc/zfsbootmenu/kldload.yaml"),
             generate_zbm_config(&built.kernel),
@@ -196,7 +202,7 @@ pub fn build(
         kernel: built.kernel.clone(),
         zfs: built.zfs.clone(),
         commandline: ZBM_EMBEDDED_CMDLINE.into(),
-        hostid: format!("0x{:08x}", kldload::config::ZFSBOOTMENU_HOSTID),
+        hostid: format!("0x{hostid:08x}"),
     };
     fs::write(entry.join(INFO), serde_json::to_string_pretty(&info)?)?;
     Ok(())
