@@ -100,6 +100,15 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Replace the command line embedded in a ZFSBootMenu EFI file: what it runs with when the
+    /// firmware passes no load options (the fallback path EFI/BOOT/BOOTX64.EFI). A signed file,
+    /// or one whose section has no room for the line, is left as it is, and that is said.
+    SetZfsbootmenuCmdline {
+        /// The EFI file, changed in place.
+        file: PathBuf,
+        /// The new command line.
+        line: String,
+    },
     /// List this machine's disks: by-id names, sizes, models, serials and what is on them.
     Disks {
         /// As JSON.
@@ -153,6 +162,17 @@ fn run(cli: Cli) -> Result<(), AppError> {
                 );
             } else {
                 print!("{}", image.summary());
+            }
+        }
+        Cmd::SetZfsbootmenuCmdline { file, line } => {
+            let shown = file.display();
+            match kldload::zbm_image::set_cmdline(&file, &line) {
+                Ok(Ok(())) => println!("{shown}: embedded command line {line:?}"),
+                Ok(Err(kept)) => eprintln!(
+                    "kldload: {shown}: embedded command line left as it is: {kept}; firmware \
+                     entries still pass the line as load options"
+                ),
+                Err(e) => return Err(AppError::BadOption(e.to_string())),
             }
         }
         Cmd::Disks { json } => {

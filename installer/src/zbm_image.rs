@@ -141,6 +141,99 @@ pub fn read(path: &Path) -> Result<ZbmImage, ZbmImageError> {
     })
 }
 
+/// Why an embedded command line was left as it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CmdlineKept {
+    /// The file is signed: its signature covers the section, and Secure Boot would refuse the
+    /// file changed.
+    Signed,
+    /// The section holds at most `room` bytes before the next one.
+    NoRoom { room: u32 },
+}
+
+impl std::fmt::Display for CmdlineKept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CmdlineKept::Signed => f.write_str("the file is signed (its signature covers it)"),
+            CmdlineKept::NoRoom { room } => write!(f, "its .cmdline section holds {room} bytes"),
+        }
+    }
+}
+
+/// Replaces the command line embedded in the EFI file at `path` with `line`, in place: the
+/// `.cmdline` section's bytes (zeros after `line`, to the section's end in the file) and its
+/// virtual size, which is how much of it the stub reads. The firmware starts the fallback copy
+/// (EFI/BOOT/BOOTX64.EFI) without load options, so this line is all it then runs with. A signed
+/// file is left as it is, and so is one whose section cannot hold `line` without reaching the
+/// next section: `Ok(Err(why))`. Writes a few hundred bytes, never the whole file.
+pub fn set_cmdline(path: &Path, line: &str) -> Result<Result<(), CmdlineKept>, ZbmImageError> {
+    use object::LittleEndian as LE;
+    use object::pe;
+    use std::os::unix::fs::FileExt;
+    let shown = path.display().to_string();
+    let io = |source| ZbmImageError::Io {
+        path: shown.clone(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io)?;
+    let (header_at, data_at, raw_size, room) = {
+        let cache = ReadCache::new(&file);
+        let pe = PeFile64::parse(&cache).map_err(|e| ZbmImageError::NotPe {
+            path: shown.clone(),
+            why: e.to_string(),
+        })?;
+        let signature = pe.data_directory(pe::IMAGE_DIRECTORY_ENTRY_SECURITY);
+        if signature.is_some_and(|d| d.size.get(LE) > 0) {
+            return Ok(Err(CmdlineKept::Signed));
+        }
+        let table = pe.section_table();
+        let (index, header) = table
+            .iter()
+            .enumerate()
+            .find(|(_, h)| h.name == *b".cmdline")
+            .ok_or(ZbmImageError::NoSection {
+                path: shown.clone(),
+                section: ".cmdline",
+            })?;
+        let address = header.virtual_address.get(LE);
+        let raw_size = header.size_of_raw_data.get(LE);
+        let next = table
+            .iter()
+            .map(|h| h.virtual_address.get(LE))
+            .filter(|&a| a > address)
+            .min();
+        let room = next.map_or(raw_size, |n| raw_size.min(n - address));
+        // The section table follows the NT headers' signature, file header and optional header.
+        let nt = u64::from(pe.dos_header().nt_headers_offset());
+        let optional = u64::from(pe.nt_headers().file_header.size_of_optional_header.get(LE));
+        let file_header = std::mem::size_of::<pe::ImageFileHeader>() as u64;
+        let section_header = std::mem::size_of::<pe::ImageSectionHeader>() as u64;
+        let header_at = nt + 4 + file_header + optional + section_header * index as u64;
+        (
+            header_at,
+            u64::from(header.pointer_to_raw_data.get(LE)),
+            raw_size,
+            room,
+        )
+    };
+    let length = u32::try_from(line.len()).unwrap_or(u32::MAX);
+    if length > room {
+        return Ok(Err(CmdlineKept::NoRoom { room }));
+    }
+    let mut bytes = line.as_bytes().to_vec();
+    bytes.resize(raw_size as usize, 0);
+    file.write_all_at(&bytes, data_at).map_err(io)?;
+    // VirtualSize is the header's third field, after the 8-byte name.
+    file.write_all_at(&length.to_le_bytes(), header_at + 8)
+        .map_err(io)?;
+    file.sync_all().map_err(io)?;
+    Ok(Ok(()))
+}
+
 /// `openzfs-2.3-linux` -> (2, 3, true); None for other names and other systems' files.
 fn openzfs_version(name: &str) -> Option<(u32, u32, bool)> {
     let rest = name.strip_prefix("openzfs-")?;
@@ -206,10 +299,18 @@ pub(crate) mod tests {
 
     /// A unified kernel image as systemd's stub makes them: a PE file with `sections`.
     pub(crate) fn efi(sections: &[(&str, &[u8])]) -> Vec<u8> {
+        efi_maybe_signed(sections, false)
+    }
+
+    /// The same, with a signature's entry in its data directories when `signed`.
+    fn efi_maybe_signed(sections: &[(&str, &[u8])], signed: bool) -> Vec<u8> {
         let mut out = Vec::new();
         let mut w = Writer::new(true, 0x1000, 0x200, &mut out);
         w.reserve_dos_header_and_stub();
         w.reserve_nt_headers(16);
+        if signed {
+            w.set_data_directory(pe::IMAGE_DIRECTORY_ENTRY_SECURITY, 0x10_0000, 0x100);
+        }
         w.reserve_section_headers(sections.len() as u16);
         let ranges: Vec<_> = sections
             .iter()
@@ -323,6 +424,57 @@ pub(crate) mod tests {
         std::io::Write::write_all(&mut text, b"#!/bin/sh\n").unwrap();
         let err = read(text.path()).unwrap_err().to_string();
         assert!(err.contains("is not an EFI executable"), "{err}");
+    }
+
+    #[test]
+    fn the_embedded_command_line_is_replaced_in_place_and_nothing_else_changes() {
+        let sections: [(&str, &[u8]); 3] = [
+            (".cmdline", b"quiet loglevel=0 nomodeset"),
+            (".initrd", b"an initramfs"),
+            (".linux", b"a kernel"),
+        ];
+        let write = |bytes: &[u8]| {
+            let mut file = tempfile::NamedTempFile::new().unwrap();
+            std::io::Write::write_all(&mut file, bytes).unwrap();
+            file
+        };
+        let section = |path: &Path, name: &str| {
+            let bytes = std::fs::read(path).unwrap();
+            let pe = PeFile64::parse(&*bytes).unwrap();
+            pe.section_by_name(name).unwrap().data().unwrap().to_vec()
+        };
+        let file = write(&efi(&sections));
+        let before = std::fs::read(file.path()).unwrap();
+        let line = "quiet zbm.prefer=tank zbm.timeout=5 console=ttyS0,115200";
+        assert_eq!(set_cmdline(file.path(), line).unwrap(), Ok(()));
+        assert_eq!(section(file.path(), ".cmdline"), line.as_bytes());
+        assert_eq!(section(file.path(), ".initrd"), b"an initramfs");
+        assert_eq!(section(file.path(), ".linux"), b"a kernel");
+        let after = std::fs::read(file.path()).unwrap();
+        assert_eq!(after.len(), before.len());
+        // Shorter again: the stub reads the new length, not the old line's tail.
+        assert_eq!(set_cmdline(file.path(), "quiet").unwrap(), Ok(()));
+        assert_eq!(section(file.path(), ".cmdline"), b"quiet");
+
+        let long = "x".repeat(0x201);
+        let room = set_cmdline(file.path(), &long).unwrap();
+        assert!(
+            matches!(room, Err(CmdlineKept::NoRoom { room }) if room <= 0x200),
+            "{room:?}"
+        );
+        assert_eq!(section(file.path(), ".cmdline"), b"quiet");
+
+        let signed = write(&efi_maybe_signed(&sections, true));
+        let before = std::fs::read(signed.path()).unwrap();
+        assert_eq!(
+            set_cmdline(signed.path(), line).unwrap(),
+            Err(CmdlineKept::Signed)
+        );
+        assert_eq!(std::fs::read(signed.path()).unwrap(), before);
+
+        let kernel_only = write(&efi(&[(".linux", b"k")]));
+        let err = set_cmdline(kernel_only.path(), line).unwrap_err();
+        assert!(err.to_string().contains("no .cmdline section"), "{err}");
     }
 
     #[test]

@@ -150,6 +150,25 @@ fn a_zfsbootmenu_file_that_is_no_efi_executable_is_refused() {
 }
 
 #[test]
+fn set_zfsbootmenu_cmdline_leaves_a_file_that_is_no_efi_executable_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_efi = dir.path().join("VMLINUZ.EFI");
+    std::fs::write(&not_efi, "<html>404 Not Found</html>").unwrap();
+    let out = kldload(&[
+        "set-zfsbootmenu-cmdline",
+        &not_efi.to_string_lossy(),
+        "quiet zbm.prefer=rpool",
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("is not an EFI executable"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&not_efi).unwrap(),
+        "<html>404 Not Found</html>"
+    );
+}
+
+#[test]
 fn a_malformed_answer_file_exits_2_naming_the_line() {
     let dir = tempfile::tempdir().unwrap();
     let file = answer_file(&dir, "hostname = \"box\"\n[disks]\npaths = [\"/dev/vdb\"\n");

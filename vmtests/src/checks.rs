@@ -456,12 +456,34 @@ fn firmware_entries(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
     ))
 }
 
+/// The command line the plan embeds in ZFSBootMenu's EFI file (`kldload
+/// set-zfsbootmenu-cmdline FILE LINE`).
+fn planned_embedded_cmdline(c: &Config) -> Result<String> {
+    plan_of(c)?
+        .steps
+        .iter()
+        .flat_map(|s| &s.actions)
+        .find_map(|action| match action {
+            kldload::plan::Action::Run { argv, .. }
+                if argv.len() == 4
+                    && argv[0] == "kldload"
+                    && argv[1] == "set-zfsbootmenu-cmdline" =>
+            {
+                Some(argv[3].clone())
+            }
+            _ => None,
+        })
+        .ok_or_else(|| anyhow::anyhow!("the plan embeds no command line in ZFSBootMenu's file"))
+}
+
 /// ZFSBootMenu's primary, its backup and the fallback loader on every disk's ESP are each the
-/// file the answer file chose on the medium (its own, or one given there; the other disks'
-/// ESPs mounted read-only for the look).
+/// file the answer file chose on the medium (its own, or one given there) with the plan's
+/// load options embedded as its command line (the other disks' ESPs mounted read-only for
+/// the look).
 fn zfsbootmenu_copies(m: &mut Machine, run: &Run, c: &Config) -> Result<String> {
     use kldload::recipe::boot_menu::{FALLBACK, ZBM_BACKUP, ZBM_PRIMARY};
-    let source = run.zfsbootmenu_sha256()?;
+    let embedded = planned_embedded_cmdline(c)?;
+    let source = run.installed_zfsbootmenu_sha256(&embedded)?;
     let mut esps = vec![("/boot/efi".to_string(), None)];
     for (i, part) in esp_partitions(c).into_iter().enumerate().skip(1) {
         let dir = format!("/run/kldload-check-esp-{i}");
@@ -497,7 +519,7 @@ fn zfsbootmenu_copies(m: &mut Machine, run: &Run, c: &Config) -> Result<String> 
     }
     result?;
     Ok(format!(
-        "sha256 {source} in all {checked} copies on {} ESP(s)",
+        "sha256 {source} in all {checked} copies on {} ESP(s), embedded command line {embedded:?}",
         esps.len()
     ))
 }

@@ -577,9 +577,13 @@ impl Run {
         }
     }
 
-    /// The sha256 of the ZFSBootMenu EFI file the install put on the ESPs.
-    pub fn zfsbootmenu_sha256(&self) -> Result<String> {
-        self.medium_file_sha256(&self.zfsbootmenu_on_medium()?)
+    /// The sha256 the ZFSBootMenu EFI files on the ESPs must have: the file the answer file
+    /// chose on the medium with `embedded` as its command line (left as it is when the file is
+    /// signed or has no room, as the installer does).
+    pub fn installed_zfsbootmenu_sha256(&self, embedded: &str) -> Result<String> {
+        let file = self.medium_file(&self.zfsbootmenu_on_medium()?)?;
+        let _kept = kldload::zbm_image::set_cmdline(file.path(), embedded)?;
+        Ok(kldload::exec::file_sha256(file.path())?)
     }
     /// The hostid the install must have written everywhere: the one inside the ZFSBootMenu it
     /// installed (read as the installer reads it), else kldload's.

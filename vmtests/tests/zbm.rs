@@ -81,19 +81,26 @@ fn menu_lists_snapshots_and_kernels_and_boots_the_selection() {
 }
 
 /// With the firmware's boot entries gone (a fresh NVRAM), the firmware falls back to the ESP's
-/// EFI/BOOT/BOOTX64.EFI: ZFSBootMenu without load options (its menu on the graphics console
-/// only) counts down and boots bootfs, whose own command line brings the login to the serial
-/// console.
+/// EFI/BOOT/BOOTX64.EFI and starts it without load options: ZFSBootMenu runs with the command
+/// line the installer embedded in it (the entries' load options), so its countdown is on the
+/// serial console the answer file asked for, and it boots bootfs.
 #[test]
 #[ignore = "boots VMs: run with `cargo xtask vm-test debian`"]
 fn a_fresh_nvram_boots_through_the_fallback_path() {
     scenario_on_installed_base("zbm-fallback", |run| {
         run.firmware.new_nvram(&run.nvram)?;
-        let mut m = run.timed("firmware to login", |run| {
-            let mut m = run.start_installed("fallback")?;
-            m.login_root(MENU_TIMEOUT + LOGIN_TIMEOUT)?;
-            Ok(m)
+        let mut m = run.start_installed("fallback")?;
+        let be = run.timed("firmware to countdown", |_| {
+            Zbm::new(&mut m).wait_for_countdown(MENU_TIMEOUT)
         })?;
+        run.check(
+            "the fallback copy counts down on the serial console, naming bootfs",
+            || {
+                ensure!(be == BOOTFS, "counting down to {be}, not {BOOTFS}");
+                Ok(be.clone())
+            },
+        );
+        run.timed("countdown to login", |_| m.login_root(LOGIN_TIMEOUT))?;
         run.check("bootfs booted", || root_is(&mut m, BOOTFS));
         let vars = vmtests::efivars::read(&mut m)?;
         run.check(

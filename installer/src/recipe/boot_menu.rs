@@ -55,7 +55,8 @@ pub fn firmware_entries(inputs: &Inputs) -> Vec<FirmwareEntry> {
 }
 
 /// ZFSBootMenu's own command line, given as the entries' load options (which replace the one
-/// embedded in the EFI file, so everything wanted is repeated here). `zbm.prefer=<pool>` keeps
+/// embedded in the EFI file, so everything wanted is repeated here) and embedded in the
+/// installed file too, for the fallback path. `zbm.prefer=<pool>` keeps
 /// the installed pool the default whatever other pools the machine carries (ZFSBootMenu would
 /// otherwise take the bootfs of the first pool by name), unless the answer file's `commandline`
 /// already prefers one. `zbm.timeout` comes from the answer file's `timeout`, unless its
@@ -188,6 +189,12 @@ pub fn step(inputs: &Inputs) -> Step {
             });
         }
     }
+    let options = zbm_load_options(inputs);
+    actions.push(Action::run(
+        ["kldload", "set-zfsbootmenu-cmdline", &primary, &options],
+        "the load options embedded in the file as well: the fallback copy is started without \
+         any, and then shows the same menu on the same console (a signed file is left as it is)",
+    ));
     actions.push(Action::run(
         ["cp", &primary, &on_esp(ZBM_BACKUP)],
         "a backup copy with its own firmware entry, to boot when an update breaks the primary",
@@ -197,7 +204,6 @@ pub fn step(inputs: &Inputs) -> Step {
         "the fallback path firmware boots when its NVRAM entries are lost",
     ));
     actions.extend(copy_to_other_esps(inputs));
-    let options = zbm_load_options(inputs);
     // Made last one first: efibootmgr puts each new entry first in BootOrder, so the first
     // disk's primary leads.
     for entry in firmware_entries(inputs).iter().rev() {
