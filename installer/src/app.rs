@@ -124,6 +124,7 @@ fn plan_for(
         source,
         mirror,
         zbm_image: read_zbm_image(&zfsbootmenu, host_root, zbm_file)?,
+        live_zfs_features: live_zfs_features(host_root),
         zfsbootmenu,
         installer: on_host(Path::new(LIVE_KLDLOAD)).then(|| LIVE_KLDLOAD.into()),
     };
@@ -162,6 +163,17 @@ fn read_zbm_image(
              nothing was written to any disk"
         ))
     })
+}
+
+/// The newest `openzfs-X.Y` feature set of the ZFS under `host_root` (its zfsutils'
+/// compatibility.d), which creates the pool.
+fn live_zfs_features(host_root: &Path) -> Option<String> {
+    let dir = host_root.join(crate::zbm_image::COMPATIBILITY_DIR);
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    crate::zbm_image::newest_openzfs_name(names.iter().map(String::as_str)).map(String::from)
 }
 
 /// The release in the build cache under `host_root`, if one is there and verifies offline

@@ -245,6 +245,26 @@ fn openzfs_version(name: &str) -> Option<(u32, u32, bool)> {
     Some((major.parse().ok()?, minor.parse().ok()?, linux))
 }
 
+/// The older of two `openzfs-X.Y[-linux]` set names (what both ZFSs read: the sets only grow),
+/// or the known one when the other is none of those.
+pub fn older_openzfs<'a>(a: &'a str, b: &'a str) -> &'a str {
+    match (openzfs_version(a), openzfs_version(b)) {
+        (Some(va), Some(vb)) if vb < va => b,
+        (None, Some(_)) => b,
+        _ => a,
+    }
+}
+
+/// The newest `openzfs-X.Y` set among `names` (file names of a compatibility.d directory),
+/// the Linux one when both are there.
+pub fn newest_openzfs_name<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    names
+        .into_iter()
+        .filter_map(|n| Some((openzfs_version(n)?, n)))
+        .max()
+        .map(|(_, n)| n)
+}
+
 /// The newest `openzfs-X.Y` set among the compatibility files in `files` (the Linux one when
 /// both exist), symbolic links followed within the directory.
 pub fn newest_openzfs(files: &Files) -> Option<FeatureSet> {
@@ -254,11 +274,8 @@ pub fn newest_openzfs(files: &Files) -> Option<FeatureSet> {
             .and_then(|n| n.strip_prefix('/'))
             .map(String::from)
     };
-    let (_, name) = files
-        .iter()
-        .filter_map(&in_dir)
-        .filter_map(|n| Some((openzfs_version(&n)?, n)))
-        .max()?;
+    let names: Vec<String> = files.iter().filter_map(&in_dir).collect();
+    let name = newest_openzfs_name(names.iter().map(String::as_str))?.to_string();
     let mut current = name.clone();
     for _ in 0..8 {
         let member = files
@@ -475,6 +492,24 @@ pub(crate) mod tests {
         let kernel_only = write(&efi(&[(".linux", b"k")]));
         let err = set_cmdline(kernel_only.path(), line).unwrap_err();
         assert!(err.to_string().contains("no .cmdline section"), "{err}");
+    }
+
+    #[test]
+    fn the_older_of_two_feature_sets_is_what_both_read() {
+        assert_eq!(
+            older_openzfs("openzfs-2.3-linux", "openzfs-2.1-linux"),
+            "openzfs-2.1-linux"
+        );
+        assert_eq!(
+            older_openzfs("openzfs-2.3-linux", "openzfs-2.10-linux"),
+            "openzfs-2.3-linux"
+        );
+        assert_eq!(older_openzfs("grub2", "openzfs-2.2"), "openzfs-2.2");
+        assert_eq!(
+            newest_openzfs_name(["openzfs-2.2", "grub2", "openzfs-2.3-linux", "openzfs-2.3"]),
+            Some("openzfs-2.3-linux")
+        );
+        assert_eq!(newest_openzfs_name(["grub2", "freebsd-11.0"]), None);
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub fn all() -> Vec<(&'static str, CheckFn)> {
             zfsbootmenu_copies,
         ),
         (
-            "ZFSBootMenu's ZFS reads every pool feature",
+            "ZFSBootMenu's ZFS reads every pool feature, compatibility= keeps it so",
             zfsbootmenu_reads_the_pool,
         ),
         ("fstab mounts only the ESP", fstab),
@@ -105,8 +105,11 @@ fn ran_and_passed(m: &mut Machine, unit: &str) -> Result<()> {
 }
 
 /// ZFSBootMenu's EFI file as the installed system's kldload reads it, against the pool's
-/// enabled and active features: any it cannot read would stop it importing the pool.
+/// enabled and active features: any it cannot read would stop it importing the pool. And the
+/// pool's `compatibility=` keeps it so: the older of ZFSBootMenu's set and the newest this
+/// system's zfsutils has.
 fn zfsbootmenu_reads_the_pool(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
+    use kldload::zbm_image::{COMPATIBILITY_DIR, newest_openzfs_name, older_openzfs};
     let json = m.succeed("kldload inspect-zfsbootmenu --json")?;
     let image: kldload::zbm_image::ZbmImage = serde_json::from_str(&json)?;
     let set = image
@@ -123,8 +126,22 @@ fn zfsbootmenu_reads_the_pool(m: &mut Machine, _: &Run, c: &Config) -> Result<St
         c.pool.name,
         set.name
     );
+    let listing = m.succeed(&format!("ls /{COMPATIBILITY_DIR}"))?;
+    let own = newest_openzfs_name(listing.lines())
+        .ok_or_else(|| anyhow::anyhow!("no openzfs-X.Y set in /{COMPATIBILITY_DIR}"))?;
+    let want = older_openzfs(&set.name, own);
+    let compatibility = m.succeed(&format!(
+        "zpool get -H -o value compatibility {}",
+        c.pool.name
+    ))?;
+    ensure!(
+        compatibility.trim() == want,
+        "the pool's compatibility is {:?}, not {want} (ZFSBootMenu's {}, this system's {own})",
+        compatibility.trim(),
+        set.name
+    );
     Ok(format!(
-        "{} pool features, all in {} ({} features)",
+        "{} pool features, all in {} ({} features); compatibility={want}",
         features.len(),
         set.name,
         set.features.len()

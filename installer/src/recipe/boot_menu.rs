@@ -345,6 +345,7 @@ mod tests {
                 origin: "test".into(),
             },
             zbm_image: None,
+            live_zfs_features: None,
             installer: None,
         }
     }

@@ -119,40 +119,13 @@ fn freebsd_loader(inputs: &Inputs) -> Step {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recipe::{Inputs, pool};
-    use crate::zbm_image::ZbmImage;
-    use crate::zfsbootmenu::ZbmSource;
-
-    fn inputs(config: &crate::config::Config, hostid: Option<u32>) -> Inputs<'_> {
-        Inputs {
-            config,
-            disks: vec!["/dev/vda".into()],
-            source: BaseSource::Image("/payload.tar".into()),
-            mirror: None,
-            zfsbootmenu: ZbmSource::File {
-                path: "/zbm.EFI".into(),
-                origin: "test".into(),
-            },
-            zbm_image: Some(ZbmImage {
-                cmdline: "quiet".into(),
-                hostid,
-                zfs_features: None,
-            }),
-            installer: None,
-        }
-    }
-
-    fn commands(step: &Step) -> Vec<String> {
-        step.actions
-            .iter()
-            .filter_map(|a| a.argv().map(|argv| argv.join(" ")))
-            .collect()
-    }
+    use crate::recipe::pool;
+    use crate::recipe::testing::{commands, inputs};
 
     #[test]
     fn the_hostid_inside_zfsbootmenu_is_written_everywhere_and_the_initramfs_remade() {
         let config = crate::config::test_config("");
-        let own = inputs(&config, Some(0xdead_beef));
+        let own = inputs(&config, Some(0xdead_beef), None);
         let live = commands(&pool::step(&own));
         assert_eq!(live[0], "zgenhostid -f 0xdeadbeef");
         let target = commands(&step(&own));
@@ -165,7 +138,7 @@ mod tests {
         );
         // A release build (no hostid) or kldload's own: the payload's initramfs is right.
         for hostid in [None, Some(ZFSBOOTMENU_HOSTID)] {
-            let same = inputs(&config, hostid);
+            let same = inputs(&config, hostid, None);
             assert_eq!(
                 commands(&step(&same)),
                 ["zgenhostid -f -o /mnt/etc/hostid 0x00bab10c"]

@@ -46,6 +46,9 @@ pub struct Inputs<'a> {
     /// What ZFSBootMenu's EFI file carries, read from it beforehand (`crate::zbm_image`) when
     /// it is a local file; none for a download (the release is a release build: no hostid).
     pub zbm_image: Option<ZbmImage>,
+    /// The newest `openzfs-X.Y` feature set the live system's ZFS (the one that creates the
+    /// pool) has in its compatibility.d; none when it has none.
+    pub live_zfs_features: Option<String>,
     /// The kldload binary to put on the target for `kldload doctor` (the live system's own,
     /// [`LIVE_KLDLOAD`]; none when not installing from a live medium).
     pub installer: Option<PathBuf>,
@@ -71,6 +74,21 @@ impl Inputs<'_> {
             .as_ref()
             .and_then(|image| image.hostid)
             .unwrap_or(ZFSBOOTMENU_HOSTID)
+    }
+
+    /// The pool's `compatibility=`: the features both its readers at boot know, so that no
+    /// `zpool upgrade` can enable one ZFSBootMenu cannot import with: the older of ZFSBootMenu's
+    /// set (read in its EFI file) and the live system's newest (the boot environment's ZFS:
+    /// the payload's). Not knowing ZFSBootMenu's (a download), the live system's, which its
+    /// release (OpenZFS 2.4) reads. None when the live system has no set.
+    pub fn pool_compatibility(&self) -> Option<String> {
+        let live = self.live_zfs_features.as_deref()?;
+        let zbm = self
+            .zbm_image
+            .as_ref()
+            .and_then(|image| image.zfs_features.as_ref())
+            .map_or(live, |set| set.name.as_str());
+        Some(crate::zbm_image::older_openzfs(zbm, live).to_string())
     }
 
     /// [`Self::hostid`] as zgenhostid takes it (`0x` and eight hex digits).
@@ -158,4 +176,49 @@ pub fn build_plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         disks: inputs.disks.clone(),
         steps,
     })
+}
+
+/// Inputs and commands for the recipe's unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use crate::plan::Step;
+    use crate::zbm_image::FeatureSet;
+
+    /// One disk, the payload, and a local ZFSBootMenu file carrying `hostid` and, with
+    /// `zfs_features`, that feature set's name; the live system's ZFS has openzfs-2.3-linux.
+    pub(crate) fn inputs<'a>(
+        config: &'a Config,
+        hostid: Option<u32>,
+        zfs_features: Option<&str>,
+    ) -> Inputs<'a> {
+        Inputs {
+            config,
+            disks: vec!["/dev/vda".into()],
+            source: BaseSource::Image("/payload.tar".into()),
+            mirror: None,
+            zfsbootmenu: ZbmSource::File {
+                path: "/zbm.EFI".into(),
+                origin: "test".into(),
+            },
+            zbm_image: Some(ZbmImage {
+                cmdline: "quiet".into(),
+                hostid,
+                zfs_features: zfs_features.map(|name| FeatureSet {
+                    name: name.into(),
+                    features: Default::default(),
+                }),
+            }),
+            live_zfs_features: Some("openzfs-2.3-linux".into()),
+            installer: None,
+        }
+    }
+
+    /// A step's commands, each as one line.
+    pub(crate) fn commands(step: &Step) -> Vec<String> {
+        step.actions
+            .iter()
+            .filter_map(|a| a.argv().map(|argv| argv.join(" ")))
+            .collect()
+    }
 }

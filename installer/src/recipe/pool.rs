@@ -41,6 +41,10 @@ pub fn step(inputs: &Inputs) -> Step {
     if config.distro.family() == Family::FreeBsd {
         // Only features FreeBSD 14's OpenZFS 2.2 knows, whatever the live system's ZFS is.
         opt("-o", "compatibility=openzfs-2.2-freebsd".into());
+    } else if let Some(set) = inputs.pool_compatibility() {
+        // Only features ZFSBootMenu's ZFS and the boot environment's both read; `zpool upgrade`
+        // stays within them until the property is changed.
+        opt("-o", format!("compatibility={set}"));
     }
     opt("-O", format!("compression={}", config.pool.compression));
     opt("-O", "acltype=posixacl".into());
@@ -220,4 +224,43 @@ fn is_recipe_parent(path: &str) -> bool {
         path.rsplit_once('/').map(|(parent, _)| parent),
         Some("ROOT" | "var")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipe::testing::{commands, inputs};
+
+    fn compatibility(inputs: &Inputs) -> Option<String> {
+        let create = commands(&step(inputs))
+            .into_iter()
+            .find(|c| c.starts_with("zpool create"))
+            .expect("zpool create");
+        create
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("compatibility=").map(String::from))
+    }
+
+    #[test]
+    fn the_pool_takes_only_features_zfsbootmenu_and_the_boot_environment_both_read() {
+        let config = crate::config::test_config("");
+        // ZFSBootMenu built with an older ZFS than the live system's: its set.
+        let older = inputs(&config, None, Some("openzfs-2.1-linux"));
+        assert_eq!(compatibility(&older).as_deref(), Some("openzfs-2.1-linux"));
+        // Built with the same ZFS, or newer (the release's 2.4): the live system's set.
+        for zbm in ["openzfs-2.3-linux", "openzfs-2.4-linux"] {
+            let i = inputs(&config, None, Some(zbm));
+            assert_eq!(compatibility(&i).as_deref(), Some("openzfs-2.3-linux"));
+        }
+        // Not known (a download): the live system's.
+        let unknown = inputs(&config, None, None);
+        assert_eq!(
+            compatibility(&unknown).as_deref(),
+            Some("openzfs-2.3-linux")
+        );
+        // A live system without compatibility files: no property.
+        let mut bare = inputs(&config, None, Some("openzfs-2.1-linux"));
+        bare.live_zfs_features = None;
+        assert_eq!(compatibility(&bare), None);
+    }
 }
