@@ -37,12 +37,14 @@ pub enum AppError {
     NotConfirmed(String),
     #[error("install failed at {0}")]
     Install(#[from] ExecError),
+    #[error("fetching ZFSBootMenu failed at {0}\nnothing was written to any disk")]
+    Fetch(ExecError),
 }
 
 impl AppError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            AppError::Install(_) => EXIT_FAILED,
+            AppError::Install(_) | AppError::Fetch(_) => EXIT_FAILED,
             _ => EXIT_REFUSED,
         }
     }
@@ -66,7 +68,14 @@ pub fn make_plan(
     system: &dyn SystemView,
     host_root: &Path,
 ) -> Result<Plan, AppError> {
-    plan_for(config, overrides, system, host_root, ZbmFile::MayBeMissing)
+    plan_for(
+        config,
+        overrides,
+        system,
+        host_root,
+        ZbmFile::MayBeMissing,
+        None,
+    )
 }
 
 /// Whether a local ZFSBootMenu file that is not there is refused: `install` needs it, `plan`
@@ -83,6 +92,7 @@ fn plan_for(
     system: &dyn SystemView,
     host_root: &Path,
     zbm_file: ZbmFile,
+    fetched: Option<ZbmSource>,
 ) -> Result<Plan, AppError> {
     let disks = select_disks(&config.disks, system)?;
     let override_mirror = overrides
@@ -112,12 +122,14 @@ fn plan_for(
         _ => requested_mirror,
     };
     let on_host = |p: &Path| host_root.join(p.strip_prefix("/").unwrap_or(p)).exists();
-    let zfsbootmenu = choose_source(
-        config,
-        overrides.zfsbootmenu.as_deref(),
-        on_host,
-        cached_release(config, host_root),
-    );
+    let zfsbootmenu = fetched.unwrap_or_else(|| {
+        choose_source(
+            config,
+            overrides.zfsbootmenu.as_deref(),
+            on_host,
+            cached_release(config, host_root),
+        )
+    });
     let inputs = Inputs {
         config,
         disks,
@@ -220,19 +232,62 @@ pub fn install(
     force: bool,
 ) -> Result<(), AppError> {
     let secrets = install_secrets(config)?;
-    let plan = plan_for(
-        config,
-        overrides,
-        system,
-        Path::new("/"),
-        ZbmFile::MustExist,
-    )?;
+    let root = Path::new("/");
+    let mut plan = plan_for(config, overrides, system, root, ZbmFile::MustExist, None)?;
     check_disks(&plan.disks, config.disks.layout, system, force)?;
     if !yes {
         confirm(&plan.disks, system)?;
     }
+    if let Some(fetched) = fetch_zfsbootmenu(&plan, ProgressMode::detect())? {
+        // The file is here and verified: the plan made again from it, as for a local file
+        // (its hostid written everywhere, its ZFS's features in the pool's compatibility).
+        plan = plan_for(
+            config,
+            overrides,
+            system,
+            root,
+            ZbmFile::MustExist,
+            Some(fetched),
+        )?;
+    }
     run_plan(&plan, ProgressMode::detect(), &secrets)?;
     Ok(())
+}
+
+/// Runs the plan's first step when it fetches ZFSBootMenu (a download: `url` or the release),
+/// before anything is written; returns the fetched file as the source to make the plan from.
+fn fetch_zfsbootmenu(plan: &Plan, mode: ProgressMode) -> Result<Option<ZbmSource>, AppError> {
+    use crate::plan::{Action, StepId};
+    use crate::recipe::boot_menu::FETCHED;
+    let Some(step) = plan.steps.first().filter(|s| s.id == StepId::FetchBootMenu) else {
+        return Ok(None);
+    };
+    let fetch = Plan {
+        steps: vec![step.clone()],
+        ..plan.clone()
+    };
+    run_plan(&fetch, mode, &Secrets::default()).map_err(AppError::Fetch)?;
+    let release = step.actions.iter().find_map(|action| match action {
+        Action::DownloadRelease { version, .. } => Some(version.clone()),
+        _ => None,
+    });
+    let url = step
+        .actions
+        .iter()
+        .filter_map(Action::argv)
+        .find(|argv| argv.first().is_some_and(|c| c == "curl"))
+        .and_then(|argv| argv.last().cloned());
+    let from = match (release, url) {
+        (Some(version), _) => {
+            format!("the ZFSBootMenu {version} release, verified by its signature")
+        }
+        (None, Some(url)) => format!("{url}, its sha256 checked"),
+        (None, None) => "the download".into(),
+    };
+    Ok(Some(ZbmSource::File {
+        path: FETCHED.into(),
+        origin: format!("{from}, downloaded before anything was written"),
+    }))
 }
 
 /// The secrets the plan's files are written from: the pool's passphrase when encrypted (found
@@ -316,6 +371,74 @@ mod tests {
         }
         assert_eq!(
             read_zbm_image(&source, root.path(), ZbmFile::MayBeMissing).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn a_downloaded_zfsbootmenu_is_fetched_first_and_the_plan_made_again_from_the_file() {
+        use crate::disk::FakeSystem;
+        use crate::initrd::testing::Entry;
+        use crate::plan::StepId;
+        use crate::recipe::boot_menu::FETCHED;
+        let config = crate::config::test_config(&format!(
+            "url = \"https://example.org/zbm.EFI\"\nsha256 = \"{}\"",
+            "a".repeat(64)
+        ));
+        let root = tempfile::tempdir().unwrap();
+        let system = FakeSystem::default();
+        let plan = |fetched| {
+            plan_for(
+                &config,
+                &Overrides::default(),
+                &system,
+                root.path(),
+                ZbmFile::MustExist,
+                fetched,
+            )
+            .unwrap()
+        };
+        let first = plan(None);
+        let ids: Vec<StepId> = first.steps.iter().map(|s| s.id).collect();
+        assert_eq!(ids[..2], [StepId::FetchBootMenu, StepId::Partition]);
+        assert!(
+            first.steps[0]
+                .actions
+                .iter()
+                .any(|a| matches!(a, crate::plan::Action::VerifySha256 { path, .. } if path.as_path() == Path::new(FETCHED))),
+            "{:?}",
+            first.steps[0]
+        );
+        // The download carries a hostid of its own: once it is there, the plan is made from it.
+        let Some(efi) = crate::zbm_image::tests::zbm_efi(
+            "quiet",
+            &[Entry::file("etc/hostid", &0x5eed_f00d_u32.to_le_bytes())],
+        ) else {
+            eprintln!("zstd is not installed here: not tested");
+            return;
+        };
+        let fetched = root.path().join(FETCHED.trim_start_matches('/'));
+        std::fs::create_dir_all(fetched.parent().unwrap()).unwrap();
+        std::fs::copy(efi.path(), &fetched).unwrap();
+        let source = ZbmSource::File {
+            path: FETCHED.into(),
+            origin: "https://example.org/zbm.EFI, downloaded".into(),
+        };
+        let again = plan(Some(source));
+        assert_eq!(again.steps[0].id, StepId::Partition);
+        let commands: Vec<String> = again.commands().map(|argv| argv.join(" ")).collect();
+        assert!(
+            commands.contains(&"zgenhostid -f 0x5eedf00d".to_string()),
+            "{commands:#?}"
+        );
+        assert!(
+            commands
+                .iter()
+                .any(|c| c.starts_with(&format!("install -m 0644 {FETCHED} "))),
+            "{commands:#?}"
+        );
+        assert_eq!(
+            fetch_zfsbootmenu(&again, ProgressMode::Lines).unwrap(),
             None
         );
     }

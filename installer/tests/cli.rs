@@ -84,36 +84,59 @@ fn plan_prints_the_recipe() {
     assert!(check.status.success(), "{}", text(&check.stderr));
 }
 
-#[test]
-fn plan_as_json() {
-    let config = fixtures().join("answers/default.toml");
-    let out = kldload(&[
+/// The step ids of the JSON plan for the answer file `config`, ZFSBootMenu from `zfsbootmenu`
+/// when given.
+fn json_plan_steps(config: &Path, zfsbootmenu: Option<&str>) -> Vec<String> {
+    let mut command = kldload_command(&[
         "plan",
         "--config",
         &config.to_string_lossy(),
         "--format",
         "json",
     ]);
-    assert!(out.status.success());
+    if let Some(file) = zfsbootmenu {
+        command.env("KLDLOAD_ZFSBOOTMENU", file);
+    }
+    let out = command.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let steps: Vec<&str> = plan["steps"]
+    plan["steps"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| s["id"].as_str().unwrap())
-        .collect();
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn plan_as_json() {
+    let recipe = [
+        "partition",
+        "pool_and_datasets",
+        "base_os",
+        "system_configuration",
+        "initramfs",
+        "boot_menu",
+        "finalize",
+    ];
+    let config = fixtures().join("answers/default.toml");
     assert_eq!(
-        steps,
-        [
-            "partition",
-            "pool_and_datasets",
-            "base_os",
-            "system_configuration",
-            "initramfs",
-            "boot_menu",
-            "finalize"
-        ]
+        json_plan_steps(&config, Some("/srv/zbm/VMLINUZ.EFI")),
+        recipe
     );
+    // A download is fetched and verified first, before any disk is touched.
+    let dir = tempfile::tempdir().unwrap();
+    let body = std::fs::read_to_string(&config).unwrap().replace(
+        "[zfsbootmenu]",
+        &format!(
+            "[zfsbootmenu]\nurl = \"https://example.org/zbm.EFI\"\nsha256 = \"{}\"",
+            "a".repeat(64)
+        ),
+    );
+    let with_url = answer_file(&dir, &body);
+    let steps = json_plan_steps(Path::new(&with_url), None);
+    assert_eq!(steps[0], "fetch_boot_menu");
+    assert_eq!(steps[1..], recipe);
 }
 
 #[test]

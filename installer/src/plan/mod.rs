@@ -24,6 +24,7 @@ pub struct Plan {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepId {
+    FetchBootMenu,
     Partition,
     PoolAndDatasets,
     BaseOs,
@@ -36,6 +37,7 @@ pub enum StepId {
 impl StepId {
     pub fn name(self) -> &'static str {
         match self {
+            StepId::FetchBootMenu => "fetch_boot_menu",
             StepId::Partition => "partition",
             StepId::PoolAndDatasets => "pool_and_datasets",
             StepId::BaseOs => "base_os",

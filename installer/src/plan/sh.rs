@@ -192,10 +192,15 @@ pub fn render(plan: &Plan) -> String {
         out.push_str(&format!("# Reads the secret {var} from the environment.\n"));
     }
     out.push_str("set -euo pipefail\n# Keep the terminal's stdout and stderr for when logging to the target stops.\nexec 3>&1 4>&2\n");
+    // The recipe's steps keep their numbers (1: partition); a fetch before them is step 0.
+    let first = match plan.steps.first().map(|s| s.id) {
+        Some(crate::plan::StepId::FetchBootMenu) => 0,
+        _ => 1,
+    };
     for (i, step) in plan.steps.iter().enumerate() {
         out.push_str(&format!(
             "\n# Step {}: {}\n# {}\n{}() {{\n",
-            i + 1,
+            i + first,
             step.title,
             step.why,
             step.id.name()

@@ -106,6 +106,76 @@ pub const FREEBSD_LOADER: &str = "EFI/FreeBSD/loader.efi";
 /// Where the live system keeps a downloaded release while it is verified.
 pub const RELEASE_WORK: &str = "/run/kldload/zfsbootmenu-release";
 
+/// Where a downloaded ZFSBootMenu EFI file waits, verified, for the boot menu step.
+pub const FETCHED: &str = "/run/kldload/zfsbootmenu/VMLINUZ.EFI";
+
+/// Step 0, for a ZFSBootMenu that is downloaded: fetched and verified before any disk is
+/// touched, so that a failed download or check leaves every disk as it was, and so that
+/// `kldload install` reads the file (its hostid, its ZFS's features) and makes the rest of the
+/// plan from it, as it does for a local file. None for a local file, and for FreeBSD (its own
+/// loader, no ZFSBootMenu).
+pub fn fetch_step(inputs: &Inputs) -> Option<Step> {
+    if inputs.config.distro.family() == Family::FreeBsd {
+        return None;
+    }
+    let mut actions = vec![Action::run(
+        ["mkdir", "-p", "/run/kldload/zfsbootmenu"],
+        "where the download waits, on the live system",
+    )];
+    match &inputs.zfsbootmenu {
+        ZbmSource::File { .. } => return None,
+        ZbmSource::Download {
+            url,
+            sha256,
+            origin,
+        } => {
+            actions.push(Action::run(
+                [
+                    "curl",
+                    "--fail",
+                    "--location",
+                    "--retry",
+                    "3",
+                    "--output",
+                    FETCHED,
+                    url,
+                ],
+                format!("download ZFSBootMenu: {origin}"),
+            ));
+            actions.push(Action::VerifySha256 {
+                path: FETCHED.into(),
+                sha256: sha256.clone(),
+                why: "refuse a download that is not the pinned file".into(),
+            });
+        }
+        ZbmSource::Release {
+            version,
+            kernel_series,
+            origin,
+        } => {
+            actions.push(Action::DownloadRelease {
+                releases_url: crate::zbm_release::RELEASES_URL.into(),
+                version: version.clone(),
+                kernel_series: kernel_series.clone(),
+                work: RELEASE_WORK.into(),
+                dest: FETCHED.into(),
+                why: format!(
+                    "ZFSBootMenu's EFI file, from {origin}: its signed checksum list checked \
+                     with ZFSBootMenu's key, the file with the list"
+                ),
+            });
+        }
+    }
+    Some(Step {
+        id: StepId::FetchBootMenu,
+        title: "Fetch ZFSBootMenu: downloaded and verified before any disk is touched".into(),
+        why: "a failed download or check leaves every disk as it was; the file's hostid and \
+              ZFS are known before the pool is made"
+            .into(),
+        actions,
+    })
+}
+
 pub fn step(inputs: &Inputs) -> Step {
     if inputs.config.distro.family() == Family::FreeBsd {
         return freebsd_loader(inputs);
@@ -140,55 +210,17 @@ pub fn step(inputs: &Inputs) -> Step {
         "ZFSBootMenu's directory and the firmware's fallback directory",
     ));
     let primary = on_esp(ZBM_PRIMARY);
-    match &inputs.zfsbootmenu {
-        ZbmSource::File { path, origin } => {
-            actions.push(Action::run(
-                ["install", "-m", "0644", &path.to_string_lossy(), &primary],
-                format!("ZFSBootMenu's EFI file, from {origin}"),
-            ));
-        }
-        ZbmSource::Download {
-            url,
-            sha256,
-            origin,
-        } => {
-            actions.push(Action::run(
-                [
-                    "curl",
-                    "--fail",
-                    "--location",
-                    "--retry",
-                    "3",
-                    "--output",
-                    &primary,
-                    url,
-                ],
-                format!("download ZFSBootMenu: {origin}"),
-            ));
-            actions.push(Action::VerifySha256 {
-                path: primary.clone().into(),
-                sha256: sha256.clone(),
-                why: "refuse a download that is not the pinned file".into(),
-            });
-        }
-        ZbmSource::Release {
-            version,
-            kernel_series,
-            origin,
-        } => {
-            actions.push(Action::DownloadRelease {
-                releases_url: crate::zbm_release::RELEASES_URL.into(),
-                version: version.clone(),
-                kernel_series: kernel_series.clone(),
-                work: RELEASE_WORK.into(),
-                dest: primary.clone().into(),
-                why: format!(
-                    "ZFSBootMenu's EFI file, from {origin}: its signed checksum list checked \
-                     with ZFSBootMenu's key, the file with the list"
-                ),
-            });
-        }
-    }
+    let (file, origin) = match &inputs.zfsbootmenu {
+        ZbmSource::File { path, origin } => (path.to_string_lossy().into_owned(), origin.clone()),
+        source => (
+            FETCHED.into(),
+            format!("{}, fetched first", source.origin()),
+        ),
+    };
+    actions.push(Action::run(
+        ["install", "-m", "0644", &file, &primary],
+        format!("ZFSBootMenu's EFI file, from {origin}"),
+    ));
     let options = zbm_load_options(inputs);
     actions.push(Action::run(
         ["kldload", "set-zfsbootmenu-cmdline", &primary, &options],

@@ -22,7 +22,7 @@ pub mod system_configuration;
 
 use crate::config::{Config, MirrorUrl, ZFSBOOTMENU_HOSTID};
 use crate::disk::naming::partition_path;
-use crate::plan::Plan;
+use crate::plan::{Plan, Step};
 use crate::zbm_image::ZbmImage;
 use crate::zfsbootmenu::ZbmSource;
 use sha2::{Digest, Sha256};
@@ -161,7 +161,8 @@ pub enum PlanError {
 
 /// The whole install plan.
 pub fn build_plan(inputs: &Inputs) -> Result<Plan, PlanError> {
-    let steps = vec![
+    let mut steps: Vec<Step> = boot_menu::fetch_step(inputs).into_iter().collect();
+    steps.extend([
         partition::step(inputs),
         pool::step(inputs),
         base_os::step(inputs)?,
@@ -169,7 +170,7 @@ pub fn build_plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         initramfs::step(inputs),
         boot_menu::step(inputs),
         finalize::step(inputs),
-    ];
+    ]);
     Ok(Plan {
         distro: inputs.config.distro.name().to_string(),
         target_root: TARGET_ROOT.into(),
@@ -182,7 +183,6 @@ pub fn build_plan(inputs: &Inputs) -> Result<Plan, PlanError> {
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
-    use crate::plan::Step;
     use crate::zbm_image::FeatureSet;
 
     /// One disk, the payload, and a local ZFSBootMenu file carrying `hostid` and, with
