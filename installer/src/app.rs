@@ -37,7 +37,7 @@ pub enum AppError {
     NotConfirmed(String),
     #[error("install failed at {0}")]
     Install(#[from] ExecError),
-    #[error("fetching ZFSBootMenu failed at {0}\nnothing was written to any disk")]
+    #[error("fetching ZFSBootMenu: {0}\nnothing was written to any disk")]
     Fetch(ExecError),
 }
 

@@ -250,8 +250,12 @@ pub fn curl(url: &str, dest: &Path) -> Result<(), String> {
             "--silent",
             "--show-error",
             "--location",
+            // A live system's DHCP may still be on its way: every error retried for ~30 s.
             "--retry",
-            "3",
+            "6",
+            "--retry-delay",
+            "5",
+            "--retry-all-errors",
             "--connect-timeout",
             "20",
             "--output",

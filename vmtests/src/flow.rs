@@ -50,6 +50,8 @@ pub struct Run {
     pub label_before_first_boot: Option<String>,
     /// The SSH host keys' fingerprints the install made, read the same way (`SHA256:...`).
     pub host_keys_as_installed: Vec<String>,
+    /// The ZFSBootMenu file the answer file's `zfsbootmenu.url` downloads, served from here.
+    pub zfsbootmenu_download: Option<crate::serve::FileServer>,
 }
 
 /// Files in a run's directory: what [`Run::install_and_inspect`] read on the live system.
@@ -187,6 +189,7 @@ impl Run {
             target_sector_size: None,
             label_before_first_boot,
             host_keys_as_installed,
+            zfsbootmenu_download: None,
         })
     }
 
@@ -200,6 +203,7 @@ impl Run {
             disks,
             fw_cfg,
             ssh_port: Some(self.ssh_port),
+            host_reachable: false,
             dir: self.dir.clone(),
             serial_on_stdio: false,
             incoming: None,
@@ -266,7 +270,9 @@ impl Run {
                 fw_cfg.push(("opt/kldload/passphrase".into(), self.dir.join(PASSPHRASE)));
             }
         }
-        let spec = self.spec(name, disks, fw_cfg);
+        let mut spec = self.spec(name, disks, fw_cfg);
+        // The live system downloads what the harness serves.
+        spec.host_reachable = self.zfsbootmenu_download.is_some();
         Machine::start(spec, &self.transcript, "live boot")
     }
 
@@ -558,6 +564,34 @@ impl Run {
         merge_answers(&self.answers, &changes)
     }
 
+    /// Installs `file` as ZFSBootMenu downloaded by URL, as a user names one in
+    /// `zfsbootmenu.url` (with its `sha256`): served from the host for the live system, which
+    /// fetches it before touching any disk.
+    pub fn download_zfsbootmenu_file(&mut self, file: &Path) -> Result<()> {
+        let server = crate::serve::FileServer::start(file, "zfsbootmenu.EFI")?;
+        let mut changes = toml::Table::new();
+        let mut z = toml::Table::new();
+        z.insert("url".into(), server.guest_url().into());
+        z.insert("sha256".into(), kldload::exec::file_sha256(file)?.into());
+        changes.insert("zfsbootmenu".into(), z.into());
+        merge_answers(&self.answers, &changes)?;
+        self.zfsbootmenu_download = Some(server);
+        Ok(())
+    }
+
+    /// A copy of the ZFSBootMenu EFI file the run installs: the download it serves, else the
+    /// file the answer file names on the medium.
+    fn zfsbootmenu_given(&self) -> Result<tempfile::NamedTempFile> {
+        match &self.zfsbootmenu_download {
+            Some(server) => {
+                let copy = tempfile::NamedTempFile::new()?;
+                std::fs::copy(&server.file, copy.path())?;
+                Ok(copy)
+            }
+            None => self.medium_file(&self.zfsbootmenu_on_medium()?),
+        }
+    }
+
     /// The ZFSBootMenu EFI file the run's answer file installs, as a path on the medium's ESP:
     /// the file `zfsbootmenu.source` names there, else the medium's own.
     fn zfsbootmenu_on_medium(&self) -> Result<String> {
@@ -581,14 +615,14 @@ impl Run {
     /// chose on the medium with `embedded` as its command line (left as it is when the file is
     /// signed or has no room, as the installer does).
     pub fn installed_zfsbootmenu_sha256(&self, embedded: &str) -> Result<String> {
-        let file = self.medium_file(&self.zfsbootmenu_on_medium()?)?;
+        let file = self.zfsbootmenu_given()?;
         let _kept = kldload::zbm_image::set_cmdline(file.path(), embedded)?;
         Ok(kldload::exec::file_sha256(file.path())?)
     }
     /// The hostid the install must have written everywhere: the one inside the ZFSBootMenu it
     /// installed (read as the installer reads it), else kldload's.
     pub fn expected_hostid(&self) -> Result<u32> {
-        let file = self.medium_file(&self.zfsbootmenu_on_medium()?)?;
+        let file = self.zfsbootmenu_given()?;
         let image = kldload::zbm_image::read(file.path())?;
         Ok(image.hostid.unwrap_or(kldload::config::ZFSBOOTMENU_HOSTID))
     }

@@ -13,6 +13,7 @@ pub mod qemu;
 pub mod qmp;
 pub mod report;
 pub mod scenario;
+pub mod serve;
 pub mod shell;
 pub mod wait;
 pub mod zbm;

@@ -152,6 +152,9 @@ pub struct VmSpec {
     pub fw_cfg: Vec<(String, PathBuf)>,
     /// Host port forwarded to the guest's port 22 on QEMU's restricted user network.
     pub ssh_port: Option<u16>,
+    /// The network not restricted: the guest may connect to the host's loopback at 10.0.2.2
+    /// (for a test that serves it a download, [`crate::serve`]).
+    pub host_reachable: bool,
     /// Where QEMU's log goes (the run directory). Its sockets go elsewhere: see [`Sockets`].
     pub dir: PathBuf,
     /// The serial console on this process's terminal (for a person), not on a socket.
@@ -316,7 +319,10 @@ impl VmSpec {
             // restrict=on: nothing leaves the VM but the forwarded port on 127.0.0.1.
             Some(port) => a.extend([
                 s("-nic"),
-                format!("user,model=virtio-net-pci,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22"),
+                format!(
+                    "user,model=virtio-net-pci,restrict={},hostfwd=tcp:127.0.0.1:{port}-:22",
+                    if self.host_reachable { "off" } else { "on" }
+                ),
             ]),
             None => a.extend([s("-nic"), s("none")]),
         }

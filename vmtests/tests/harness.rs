@@ -32,6 +32,7 @@ fn qemu_starts_from_a_deep_run_directory() {
         disks: vec![],
         fw_cfg: vec![],
         ssh_port: None,
+        host_reachable: false,
         dir: run_dir.clone(),
         serial_on_stdio: false,
         incoming: None,

@@ -40,13 +40,25 @@ fn zfsbootmenu_from(variable: &str) -> anyhow::Result<std::path::PathBuf> {
     Ok(value.into())
 }
 
-/// The main job with a ZFSBootMenu EFI file the user gives (copied onto the medium and named
-/// in `zfsbootmenu.source`): it is what lands on every ESP, the hostid inside it (or, with
-/// none, kldload's) is the one in every place, and every check passes, the doctor's included.
-fn install_with_given_zfsbootmenu(name: &str, variable: &str) {
+/// How the user hands over a ZFSBootMenu EFI file of their own.
+#[derive(Clone, Copy)]
+enum Given {
+    /// Copied onto the medium's ESP and named in `zfsbootmenu.source`.
+    OnTheMedium,
+    /// Downloaded from `zfsbootmenu.url` (served by the harness), checked by its `sha256`.
+    ByUrl,
+}
+
+/// The main job with a ZFSBootMenu EFI file the user gives: it is what lands on every ESP, the
+/// hostid inside it (or, with none, kldload's) is the one in every place, and every check
+/// passes, the doctor's included.
+fn install_with_given_zfsbootmenu(name: &str, variable: &str, given: Given) {
     test_on_blank_disk(name, |run| {
         let file = zfsbootmenu_from(variable)?;
-        run.install_zfsbootmenu_file(&file)?;
+        match given {
+            Given::OnTheMedium => run.install_zfsbootmenu_file(&file)?,
+            Given::ByUrl => run.download_zfsbootmenu_file(&file)?,
+        }
         let config = kldload::config::Config::load(&run.answers)?;
         println!(
             "installing ZFSBootMenu {} (hostid 0x{:08x})",
@@ -54,6 +66,17 @@ fn install_with_given_zfsbootmenu(name: &str, variable: &str) {
             run.expected_hostid()?
         );
         run.install_and_inspect()?;
+        let asked = (run.zfsbootmenu_download.as_ref())
+            .map(|server| server.requests.lock().unwrap().clone());
+        if let Some(asked) = asked {
+            run.check(
+                "the live system downloaded ZFSBootMenu before writing (plan step 0)",
+                || {
+                    anyhow::ensure!(asked == ["/zfsbootmenu.EFI"], "asked for {asked:?}");
+                    Ok(format!("GET {}", asked.join(", ")))
+                },
+            );
+        }
         let mut m = run.boot_installed("installed")?;
         run.timed("checks", |run| {
             checks::run_all(&mut m, run, &config);
@@ -66,23 +89,29 @@ fn install_with_given_zfsbootmenu(name: &str, variable: &str) {
 
 /// The path users take with the official release: a finished EFI file given by path (here
 /// ../shared's release-style build through $KLDLOAD_VMTEST_GIVEN_ZFSBOOTMENU; with the
-/// internet, the release itself, verified by its signature). It carries no hostid, so
-/// kldload's is used.
+/// internet, the release itself, verified by its signature), copied onto the medium. It
+/// carries no hostid, so kldload's is used.
 #[test]
 #[ignore = "boots VMs: run with `cargo xtask vm-test debian`"]
 fn install_with_a_given_zfsbootmenu_file() {
-    install_with_given_zfsbootmenu("given-zfsbootmenu", "KLDLOAD_VMTEST_GIVEN_ZFSBOOTMENU");
+    install_with_given_zfsbootmenu(
+        "given-zfsbootmenu",
+        "KLDLOAD_VMTEST_GIVEN_ZFSBOOTMENU",
+        Given::OnTheMedium,
+    );
 }
 
 /// A ZFSBootMenu built on another machine carries that machine's hostid, imports the pool with
-/// it and passes it on: the installer reads it in the file and writes it in every place (the
-/// initramfs remade), so the system boots and the doctor finds one hostid. Not in CI (it
-/// builds a second ZFSBootMenu); `cargo xtask vm-test` runs it.
+/// it and passes it on. Downloaded by URL, it is fetched and checked before any disk is touched,
+/// read like a local file, and its hostid written in every place (the initramfs remade), so the
+/// system boots and the doctor finds one hostid. Not in CI (it builds a second ZFSBootMenu);
+/// `cargo xtask vm-test` runs it.
 #[test]
 #[ignore = "boots VMs: run with `cargo xtask vm-test debian`"]
 fn install_with_a_zfsbootmenu_built_with_another_hostid() {
     install_with_given_zfsbootmenu(
         "zfsbootmenu-other-hostid",
         "KLDLOAD_VMTEST_ZFSBOOTMENU_OTHER_HOSTID",
+        Given::ByUrl,
     );
 }

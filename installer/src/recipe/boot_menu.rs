@@ -130,12 +130,16 @@ pub fn fetch_step(inputs: &Inputs) -> Option<Step> {
             origin,
         } => {
             actions.push(Action::run(
+                // Every error retried for ~30 s: a live system's DHCP may still be on its way.
                 [
                     "curl",
                     "--fail",
                     "--location",
                     "--retry",
-                    "3",
+                    "6",
+                    "--retry-delay",
+                    "5",
+                    "--retry-all-errors",
                     "--output",
                     FETCHED,
                     url,

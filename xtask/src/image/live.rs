@@ -5,7 +5,9 @@
 //! as a second, small archive, so changing the installer does not rebuild this one.
 
 use super::builder::Built;
-use super::recipe::{LIVE_FILES, LIVE_MODULES_DROPPED, LIVE_PACKAGES, LIVE_UNITS_MASKED};
+use super::recipe::{
+    LIVE_FILES, LIVE_MODULES_DROPPED, LIVE_PACKAGES, LIVE_UNITS_ENABLED, LIVE_UNITS_MASKED,
+};
 use crate::run::{ChrootMounts, Log, chroot, run};
 use anyhow::{Context, Result, bail};
 use std::fs;
@@ -60,11 +62,9 @@ pub fn build(log: &Log, payload_root: &Path, built: &Built, entry: &Path) -> Res
         fs::write(&p, contents)?;
         fs::set_permissions(&p, fs::Permissions::from_mode(mode))?;
     }
-    chroot(
-        log,
-        &root,
-        &["systemctl", "enable", "kldload-unattended.service"],
-    )?;
+    let mut enable = vec!["systemctl", "enable"];
+    enable.extend(LIVE_UNITS_ENABLED);
+    chroot(log, &root, &enable)?;
     let mut mask = vec!["systemctl", "mask"];
     mask.extend(LIVE_UNITS_MASKED);
     chroot(log, &root, &mask)?;

@@ -160,6 +160,14 @@ pub const LIVE_MODULES_DROPPED: [&str; 9] = [
     "kernel/drivers/iio",
 ];
 
+/// Units the live system starts at boot: the unattended install, and the network (DHCP on
+/// every wired interface, names resolved) that a mirror install or a ZFSBootMenu download needs.
+pub const LIVE_UNITS_ENABLED: [&str; 3] = [
+    "kldload-unattended.service",
+    "systemd-networkd.service",
+    "systemd-resolved.service",
+];
+
 /// Timers the live system masks: a medium that lives for one install needs no upkeep, and a
 /// service started mid-install would copy the target's mounts into its own mount namespace.
 pub const LIVE_UNITS_MASKED: [&str; 7] = [
@@ -198,7 +206,14 @@ pub const MEDIUM_LABEL: &str = "KLDLOAD";
 pub const LIVE_CMDLINE: &str = "console=tty1 console=ttyS0,115200 panic=30";
 
 /// Files of the live system: (path, mode, contents).
-pub const LIVE_FILES: [(&str, u32, &str); 7] = [
+pub const LIVE_FILES: [(&str, u32, &str); 8] = [
+    (
+        "etc/systemd/network/80-kldload-live.network",
+        0o644,
+        "# The live system's wired interfaces by DHCP, for installs from a mirror and ZFSBootMenu\n\
+         # downloads; nothing waits for it otherwise.\n\
+         [Match]\nType=ether\n\n[Network]\nDHCP=yes\n",
+    ),
     (
         "etc/fstab",
         0o644,
