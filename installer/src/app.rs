@@ -241,7 +241,7 @@ pub fn install(
     if let Some(fetched) = fetch_zfsbootmenu(&plan, ProgressMode::detect())? {
         // The file is here and verified: the plan made again from it, as for a local file
         // (its hostid written everywhere, its ZFS's features in the pool's compatibility).
-        plan = plan_for(
+        let again = plan_for(
             config,
             overrides,
             system,
@@ -249,6 +249,14 @@ pub fn install(
             ZbmFile::MustExist,
             Some(fetched),
         )?;
+        if again.disks != plan.disks {
+            return Err(AppError::BadOption(format!(
+                "the target disks changed while ZFSBootMenu was fetched ({:?}, now {:?})\nfix: \
+                 run the install again\nnothing was written to any disk",
+                plan.disks, again.disks
+            )));
+        }
+        plan = again;
     }
     run_plan(&plan, ProgressMode::detect(), &secrets)?;
     Ok(())
