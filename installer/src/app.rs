@@ -37,7 +37,11 @@ pub enum AppError {
     NotConfirmed(String),
     #[error("install failed at {0}")]
     Install(#[from] ExecError),
-    #[error("fetching ZFSBootMenu: {0}\nnothing was written to any disk")]
+    #[error(
+        "fetching ZFSBootMenu: {0}\nfix: check the network, zfsbootmenu.url and its sha256 \
+         (`sha256sum` of the file you mean), or give a local file as zfsbootmenu.source\n\
+         nothing was written to any disk"
+    )]
     Fetch(ExecError),
 }
 
@@ -68,14 +72,15 @@ pub fn make_plan(
     system: &dyn SystemView,
     host_root: &Path,
 ) -> Result<Plan, AppError> {
-    plan_for(
+    let (plan, _) = plan_for(
         config,
         overrides,
         system,
         host_root,
         ZbmFile::MayBeMissing,
         None,
-    )
+    )?;
+    Ok(plan)
 }
 
 /// Whether a local ZFSBootMenu file that is not there is refused: `install` needs it, `plan`
@@ -93,7 +98,7 @@ fn plan_for(
     host_root: &Path,
     zbm_file: ZbmFile,
     fetched: Option<ZbmSource>,
-) -> Result<Plan, AppError> {
+) -> Result<(Plan, ZbmSource), AppError> {
     let disks = select_disks(&config.disks, system)?;
     let override_mirror = overrides
         .mirror
@@ -135,12 +140,16 @@ fn plan_for(
         disks,
         source,
         mirror,
-        zbm_image: read_zbm_image(&zfsbootmenu, host_root, zbm_file)?,
+        // FreeBSD boots with its own loader: a ZFSBootMenu file is neither read nor needed.
+        zbm_image: match config.distro.family() {
+            Family::FreeBsd => None,
+            _ => read_zbm_image(&zfsbootmenu, host_root, zbm_file)?,
+        },
         live_zfs_features: live_zfs_features(host_root),
         zfsbootmenu,
         installer: on_host(Path::new(LIVE_KLDLOAD)).then(|| LIVE_KLDLOAD.into()),
     };
-    Ok(build_plan(&inputs)?)
+    Ok((build_plan(&inputs)?, inputs.zfsbootmenu.clone()))
 }
 
 /// What a local ZFSBootMenu file carries (its hostid above all), read before anything is
@@ -233,15 +242,16 @@ pub fn install(
 ) -> Result<(), AppError> {
     let secrets = install_secrets(config)?;
     let root = Path::new("/");
-    let mut plan = plan_for(config, overrides, system, root, ZbmFile::MustExist, None)?;
+    let (mut plan, zfsbootmenu) =
+        plan_for(config, overrides, system, root, ZbmFile::MustExist, None)?;
     check_disks(&plan.disks, config.disks.layout, system, force)?;
     if !yes {
         confirm(&plan.disks, system)?;
     }
-    if let Some(fetched) = fetch_zfsbootmenu(&plan, ProgressMode::detect())? {
+    if let Some(fetched) = fetch_zfsbootmenu(&plan, &zfsbootmenu, ProgressMode::detect())? {
         // The file is here and verified: the plan made again from it, as for a local file
         // (its hostid written everywhere, its ZFS's features in the pool's compatibility).
-        let again = plan_for(
+        let (again, _) = plan_for(
             config,
             overrides,
             system,
@@ -262,11 +272,23 @@ pub fn install(
     Ok(())
 }
 
-/// Runs the plan's first step when it fetches ZFSBootMenu (a download: `url` or the release),
-/// before anything is written; returns the fetched file as the source to make the plan from.
-fn fetch_zfsbootmenu(plan: &Plan, mode: ProgressMode) -> Result<Option<ZbmSource>, AppError> {
-    use crate::plan::{Action, StepId};
+/// Runs the plan's first step when it fetches ZFSBootMenu (`source` a download: `url` or the
+/// release), before anything is written; returns the fetched file as the source to make the
+/// plan from.
+fn fetch_zfsbootmenu(
+    plan: &Plan,
+    source: &ZbmSource,
+    mode: ProgressMode,
+) -> Result<Option<ZbmSource>, AppError> {
+    use crate::plan::StepId;
     use crate::recipe::boot_menu::FETCHED;
+    let from = match source {
+        ZbmSource::File { .. } => return Ok(None),
+        ZbmSource::Download { url, .. } => format!("{url}, its sha256 checked"),
+        ZbmSource::Release { version, .. } => {
+            format!("the ZFSBootMenu {version} release, verified by its signature")
+        }
+    };
     let Some(step) = plan.steps.first().filter(|s| s.id == StepId::FetchBootMenu) else {
         return Ok(None);
     };
@@ -275,23 +297,6 @@ fn fetch_zfsbootmenu(plan: &Plan, mode: ProgressMode) -> Result<Option<ZbmSource
         ..plan.clone()
     };
     run_plan(&fetch, mode, &Secrets::default()).map_err(AppError::Fetch)?;
-    let release = step.actions.iter().find_map(|action| match action {
-        Action::DownloadRelease { version, .. } => Some(version.clone()),
-        _ => None,
-    });
-    let url = step
-        .actions
-        .iter()
-        .filter_map(Action::argv)
-        .find(|argv| argv.first().is_some_and(|c| c == "curl"))
-        .and_then(|argv| argv.last().cloned());
-    let from = match (release, url) {
-        (Some(version), _) => {
-            format!("the ZFSBootMenu {version} release, verified by its signature")
-        }
-        (None, Some(url)) => format!("{url}, its sha256 checked"),
-        (None, None) => "the download".into(),
-    };
     Ok(Some(ZbmSource::File {
         path: FETCHED.into(),
         origin: format!("{from}, downloaded before anything was written"),
@@ -405,6 +410,7 @@ mod tests {
                 fetched,
             )
             .unwrap()
+            .0
         };
         let first = plan(None);
         let ids: Vec<StepId> = first.steps.iter().map(|s| s.id).collect();
@@ -445,8 +451,12 @@ mod tests {
                 .any(|c| c.starts_with(&format!("install -m 0644 {FETCHED} "))),
             "{commands:#?}"
         );
+        let local = ZbmSource::File {
+            path: FETCHED.into(),
+            origin: "test".into(),
+        };
         assert_eq!(
-            fetch_zfsbootmenu(&again, ProgressMode::Lines).unwrap(),
+            fetch_zfsbootmenu(&again, &local, ProgressMode::Lines).unwrap(),
             None
         );
     }

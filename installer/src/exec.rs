@@ -156,7 +156,14 @@ pub fn run_plan(plan: &Plan, mode: ProgressMode, secrets: &Secrets) -> Result<()
         l.bar = None;
         l.line(&format!("<== {} done", step.id.name()));
     }
-    log.lock().unwrap().line("install complete");
+    // A plan of nothing but step 0 (ZFSBootMenu fetched before the install) installs nothing.
+    if plan
+        .steps
+        .iter()
+        .any(|s| s.id != crate::plan::StepId::FetchBootMenu)
+    {
+        log.lock().unwrap().line("install complete");
+    }
     Ok(())
 }
 
@@ -230,6 +237,23 @@ fn run_action(
                     std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o644))
                 })
                 .map_err(|e| (failed(), format!("copying to {}: {e}", dest.display())))
+        }
+        Action::EmbedCmdline { file, line, .. } => {
+            let kept = crate::zbm_image::set_cmdline(file, line).map_err(|e| {
+                (
+                    format!("embedding the command line in {} failed", file.display()),
+                    e.to_string(),
+                )
+            })?;
+            log.lock().unwrap().line(&match kept {
+                Ok(()) => format!("{}: embedded command line {line:?}", file.display()),
+                Err(why) => format!(
+                    "{}: embedded command line left as it is: {why}; the firmware entries pass \
+                     the line as load options, the fallback path keeps the file's own",
+                    file.display()
+                ),
+            });
+            Ok(())
         }
         Action::VerifySha256 { path, sha256, .. } => {
             let actual = file_sha256(path)

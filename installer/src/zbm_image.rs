@@ -169,6 +169,7 @@ impl std::fmt::Display for CmdlineKept {
 pub fn set_cmdline(path: &Path, line: &str) -> Result<Result<(), CmdlineKept>, ZbmImageError> {
     use object::LittleEndian as LE;
     use object::pe;
+    use object::read::pe::{ImageNtHeaders, ImageOptionalHeader};
     use std::os::unix::fs::FileExt;
     let shown = path.display().to_string();
     let io = |source| ZbmImageError::Io {
@@ -206,7 +207,10 @@ pub fn set_cmdline(path: &Path, line: &str) -> Result<Result<(), CmdlineKept>, Z
             .map(|h| h.virtual_address.get(LE))
             .filter(|&a| a > address)
             .min();
-        let room = next.map_or(raw_size, |n| raw_size.min(n - address));
+        // Up to the next section, or the image's end when it is the last.
+        let image_end = pe.nt_headers().optional_header().size_of_image();
+        let end = next.unwrap_or(image_end);
+        let room = raw_size.min(end.saturating_sub(address));
         // The section table follows the NT headers' signature, file header and optional header.
         let nt = u64::from(pe.dos_header().nt_headers_offset());
         let optional = u64::from(pe.nt_headers().file_header.size_of_optional_header.get(LE));
@@ -220,6 +224,13 @@ pub fn set_cmdline(path: &Path, line: &str) -> Result<Result<(), CmdlineKept>, Z
             room,
         )
     };
+    let file_len = file.metadata().map_err(io)?.len();
+    if data_at + u64::from(raw_size) > file_len {
+        return Err(ZbmImageError::NotPe {
+            path: shown.clone(),
+            why: "its .cmdline section reaches past the file's end".into(),
+        });
+    }
     let length = u32::try_from(line.len()).unwrap_or(u32::MAX);
     if length > room {
         return Ok(Err(CmdlineKept::NoRoom { room }));

@@ -243,19 +243,18 @@ fn check_listed(path: &Path, name: &str, origin: &str, listed: &str) -> Result<(
 
 /// Downloads `url` to `dest` with curl (argv, no shell): fails on HTTP errors, follows
 /// redirects (GitHub's assets are served from elsewhere), retries a flaky network.
+/// curl's retries for a download on a live system, whose DHCP may still be on its way: every
+/// error retried for ~30 s.
+pub const CURL_RETRIES: [&str; 5] = ["--retry", "6", "--retry-delay", "5", "--retry-all-errors"];
+
 pub fn curl(url: &str, dest: &Path) -> Result<(), String> {
     let out = std::process::Command::new("curl")
+        .args(CURL_RETRIES)
         .args([
             "--fail",
             "--silent",
             "--show-error",
             "--location",
-            // A live system's DHCP may still be on its way: every error retried for ~30 s.
-            "--retry",
-            "6",
-            "--retry-delay",
-            "5",
-            "--retry-all-errors",
             "--connect-timeout",
             "20",
             "--output",

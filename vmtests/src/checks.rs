@@ -473,21 +473,14 @@ fn firmware_entries(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
     ))
 }
 
-/// The command line the plan embeds in ZFSBootMenu's EFI file (`kldload
-/// set-zfsbootmenu-cmdline FILE LINE`).
+/// The command line the plan embeds in ZFSBootMenu's EFI file (`Action::EmbedCmdline`).
 fn planned_embedded_cmdline(c: &Config) -> Result<String> {
     plan_of(c)?
         .steps
         .iter()
         .flat_map(|s| &s.actions)
         .find_map(|action| match action {
-            kldload::plan::Action::Run { argv, .. }
-                if argv.len() == 4
-                    && argv[0] == "kldload"
-                    && argv[1] == "set-zfsbootmenu-cmdline" =>
-            {
-                Some(argv[3].clone())
-            }
+            kldload::plan::Action::EmbedCmdline { line, .. } => Some(line.clone()),
             _ => None,
         })
         .ok_or_else(|| anyhow::anyhow!("the plan embeds no command line in ZFSBootMenu's file"))

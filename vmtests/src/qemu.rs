@@ -152,8 +152,10 @@ pub struct VmSpec {
     pub fw_cfg: Vec<(String, PathBuf)>,
     /// Host port forwarded to the guest's port 22 on QEMU's restricted user network.
     pub ssh_port: Option<u16>,
-    /// The network not restricted: the guest may connect to the host's loopback at 10.0.2.2
-    /// (for a test that serves it a download, [`crate::serve`]).
+    /// The network not restricted (`restrict=off`): the guest may connect to the host's
+    /// loopback at 10.0.2.2 for a test that serves it a download ([`crate::serve`]), and to
+    /// anything the host reaches. (guestfwd, which keeps restrict=on, connects once at QEMU's
+    /// start and serves one connection, which curl's retries would outlive.)
     pub host_reachable: bool,
     /// Where QEMU's log goes (the run directory). Its sockets go elsewhere: see [`Sockets`].
     pub dir: PathBuf,
@@ -316,7 +318,8 @@ impl VmSpec {
             a.extend([s("-incoming"), format!("file:{}", state.display())]);
         }
         match self.ssh_port {
-            // restrict=on: nothing leaves the VM but the forwarded port on 127.0.0.1.
+            // restrict=on: nothing leaves the VM but the forwarded port on 127.0.0.1. A VM that
+            // downloads from the harness (host_reachable) has the user network unrestricted.
             Some(port) => a.extend([
                 s("-nic"),
                 format!(

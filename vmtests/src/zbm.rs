@@ -271,7 +271,9 @@ impl<'m> Zbm<'m> {
         if screen.contains("Snapshot >") {
             return self.back();
         }
-        Ok(boot_environments(&screen))
+        // fzf draws its prompt before the rows: read the list once it is all there (a CI run
+        // read it too early and found none).
+        self.wait_for_menu()
     }
 
     /// Alt+C on the selected snapshot: clones it (`zfs clone`, so the snapshot stays its origin)

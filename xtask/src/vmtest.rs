@@ -198,14 +198,19 @@ pub struct Prepared {
     pub given_zfsbootmenu: std::result::Result<PathBuf, String>,
 }
 
-/// Installs the VM packages and builds (or reuses) the medium for `opts.distro`.
-pub fn prepare(opts: &image::Options) -> Result<Prepared> {
+/// Installs the VM packages and builds (or reuses) the medium for `opts.distro`; with
+/// `given_test`, also finds the file the given-ZFSBootMenu test installs.
+pub fn prepare(opts: &image::Options, given_test: bool) -> Result<Prepared> {
     crate::host::ensure_vm_packages()?;
     let distro = opts.distro;
     let start = Instant::now();
     let built = image::build_image(opts)?;
-    let given_zfsbootmenu = given_zfsbootmenu(&opts.cache);
     let image_time = start.elapsed();
+    let given_zfsbootmenu = if given_test {
+        given_zfsbootmenu(&opts.cache)
+    } else {
+        Err(format!("this run does not take {GIVEN_TEST}"))
+    };
     eprintln!(
         "medium: {} ({})",
         built.medium.display(),
@@ -225,6 +230,9 @@ pub const GIVEN_ZFSBOOTMENU: &str = "KLDLOAD_VMTEST_GIVEN_ZFSBOOTMENU";
 pub const OTHER_HOSTID_ZFSBOOTMENU: &str = "KLDLOAD_VMTEST_ZFSBOOTMENU_OTHER_HOSTID";
 /// The VM test that installs it: only a run that takes this test builds it.
 const OTHER_HOSTID_TEST: &str = "install_with_a_zfsbootmenu_built_with_another_hostid";
+/// The VM test that installs a given file: only a run that takes it looks for one (and
+/// downloads the release when none is named).
+const GIVEN_TEST: &str = "install_with_a_given_zfsbootmenu_file";
 
 /// The ZFSBootMenu EFI file a VM test installs as a file the user gives, the way users take the
 /// official release: `$KLDLOAD_VMTEST_GIVEN_ZFSBOOTMENU`, else the release itself (kept in the
@@ -340,7 +348,7 @@ pub fn vm_test(opts: &image::Options, selection: &Selection) -> Result<()> {
         test_zfsbootmenus: selection.takes(OTHER_HOSTID_TEST),
         ..opts.clone()
     };
-    let prepared = prepare(&opts)?;
+    let prepared = prepare(&opts, selection.takes(GIVEN_TEST))?;
     let distro = prepared.distro;
     let out = results_dir();
     let started = Started::now();

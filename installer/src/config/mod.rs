@@ -455,7 +455,8 @@ pub struct ZfsBootMenuConfig {
     /// With the release: the EFI file built on this kernel series (default: the newest
     /// long-term one the signed list has).
     pub kernel_series: Option<KernelSeries>,
-    /// ZFSBootMenu's own command line (firmware load options replace the embedded one).
+    /// ZFSBootMenu's own command line: the firmware entries' load options (which replace the
+    /// embedded one), and embedded in the installed file too, for the fallback path.
     #[serde(default = "default_zbm_commandline")]
     pub commandline: KernelCommandLine,
     /// Seconds the menu counts down before booting the default environment (zbm.timeout; left
@@ -494,7 +495,7 @@ pub enum ZbmChoice {
     /// `"release"`: the official release, verified by ZFSBootMenu's signing key (the build
     /// cache's verified copy, else downloaded).
     Release,
-    /// An absolute path: that EFI file, copied as is.
+    /// An absolute path: that EFI file (copied, with the load options embedded unless signed).
     File(PathBuf),
 }
 

@@ -94,6 +94,15 @@ pub enum Action {
         dest: PathBuf,
         why: String,
     },
+    /// Replace the command line embedded in a ZFSBootMenu EFI file (its `.cmdline` section, in
+    /// place; a signed file, or one without room, is left as it is and that is logged), as
+    /// `kldload set-zfsbootmenu-cmdline FILE LINE` does. Done in-process, so the plan needs no
+    /// `kldload` on PATH.
+    EmbedCmdline {
+        file: PathBuf,
+        line: String,
+        why: String,
+    },
     /// From here on, append the install log to this file (on the target); `None` stops it.
     LogTo { path: Option<PathBuf>, why: String },
 }
@@ -169,6 +178,7 @@ impl Action {
             | Action::WriteFile { why, .. }
             | Action::VerifySha256 { why, .. }
             | Action::DownloadRelease { why, .. }
+            | Action::EmbedCmdline { why, .. }
             | Action::LogTo { why, .. } => why,
         }
     }

@@ -140,6 +140,13 @@ fn render_action(action: &Action, out: &mut String) {
             dest,
             out,
         ),
+        Action::EmbedCmdline { file, line, .. } => {
+            out.push_str(&format!(
+                "{indent}kldload set-zfsbootmenu-cmdline {} {}\n",
+                quote(&file.to_string_lossy()),
+                quote(line)
+            ));
+        }
         Action::LogTo {
             path: Some(path), ..
         } => {

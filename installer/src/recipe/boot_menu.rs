@@ -129,23 +129,10 @@ pub fn fetch_step(inputs: &Inputs) -> Option<Step> {
             sha256,
             origin,
         } => {
-            actions.push(Action::run(
-                // Every error retried for ~30 s: a live system's DHCP may still be on its way.
-                [
-                    "curl",
-                    "--fail",
-                    "--location",
-                    "--retry",
-                    "6",
-                    "--retry-delay",
-                    "5",
-                    "--retry-all-errors",
-                    "--output",
-                    FETCHED,
-                    url,
-                ],
-                format!("download ZFSBootMenu: {origin}"),
-            ));
+            let mut curl = vec!["curl", "--fail", "--location"];
+            curl.extend(crate::zbm_release::CURL_RETRIES);
+            curl.extend(["--output", FETCHED, url]);
+            actions.push(Action::run(curl, format!("download ZFSBootMenu: {origin}")));
             actions.push(Action::VerifySha256 {
                 path: FETCHED.into(),
                 sha256: sha256.clone(),
@@ -226,11 +213,14 @@ pub fn step(inputs: &Inputs) -> Step {
         format!("ZFSBootMenu's EFI file, from {origin}"),
     ));
     let options = zbm_load_options(inputs);
-    actions.push(Action::run(
-        ["kldload", "set-zfsbootmenu-cmdline", &primary, &options],
-        "the load options embedded in the file as well: the fallback copy is started without \
-         any, and then shows the same menu on the same console (a signed file is left as it is)",
-    ));
+    actions.push(Action::EmbedCmdline {
+        file: primary.clone().into(),
+        line: options.clone(),
+        why: "the load options embedded in the file as well: the fallback copy is started \
+              without any, and then shows the same menu on the same console (a signed file is \
+              left as it is)"
+            .into(),
+    });
     actions.push(Action::run(
         ["cp", &primary, &on_esp(ZBM_BACKUP)],
         "a backup copy with its own firmware entry, to boot when an update breaks the primary",
@@ -360,7 +350,6 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::plan::Action;
-    use crate::recipe::BaseSource;
     use std::path::PathBuf;
 
     /// `fixtures/answers/default.toml`'s ZFSBootMenu settings, with `extra` lines in its table.
@@ -370,19 +359,12 @@ mod tests {
         ))
     }
 
+    /// Inputs with no ZFSBootMenu file read (as when none is given).
     fn inputs(config: &Config) -> Inputs<'_> {
         Inputs {
-            config,
-            disks: vec![PathBuf::from("/dev/vda")],
-            source: BaseSource::Image("/payload.tar".into()),
-            mirror: None,
-            zfsbootmenu: ZbmSource::File {
-                path: "/zbm.EFI".into(),
-                origin: "test".into(),
-            },
             zbm_image: None,
             live_zfs_features: None,
-            installer: None,
+            ..crate::recipe::testing::inputs(config, None, None)
         }
     }
 

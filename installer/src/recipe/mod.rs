@@ -44,7 +44,8 @@ pub struct Inputs<'a> {
     pub mirror: Option<MirrorUrl>,
     pub zfsbootmenu: ZbmSource,
     /// What ZFSBootMenu's EFI file carries, read from it beforehand (`crate::zbm_image`) when
-    /// it is a local file; none for a download (the release is a release build: no hostid).
+    /// it is a local file; none for a download in `kldload plan` (`kldload install` fetches it
+    /// first and plans again from the file).
     pub zbm_image: Option<ZbmImage>,
     /// The newest `openzfs-X.Y` feature set the live system's ZFS (the one that creates the
     /// pool) has in its compatibility.d; none when it has none.
@@ -78,8 +79,9 @@ impl Inputs<'_> {
 
     /// The pool's `compatibility=`: the features both its readers at boot know, so that no
     /// `zpool upgrade` can enable one ZFSBootMenu cannot import with: the older of ZFSBootMenu's
-    /// set (read in its EFI file) and the live system's newest (the boot environment's ZFS:
-    /// the payload's). Not knowing ZFSBootMenu's (a download), the live system's, which its
+    /// set (read in its EFI file) and the live system's newest (the boot environment's ZFS
+    /// when it installs the payload of its own medium; a mirror install may bring another).
+    /// Not knowing ZFSBootMenu's (a download in `kldload plan`), the live system's, which the
     /// release (OpenZFS 2.4) reads. None when the live system has no set.
     pub fn pool_compatibility(&self) -> Option<String> {
         let live = self.live_zfs_features.as_deref()?;

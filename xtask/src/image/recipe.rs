@@ -102,8 +102,9 @@ pub const ZBM_BUILD_PACKAGES: [&str; 12] = [
 ];
 
 /// The command line built into ZFSBootMenu's EFI file: the release build's, and `zbm.prefer`
-/// for kldload's default pool, so another pool's bootfs does not take over a machine booted
-/// through the fallback path (firmware entries pass the answer file's pool in load options).
+/// for kldload's default pool. The installer replaces it with the answer file's load options
+/// (`zbm_image::set_cmdline`); it is what remains where it cannot (a file signed later for
+/// Secure Boot).
 pub const ZBM_EMBEDDED_CMDLINE: &str = "quiet loglevel=0 nomodeset zbm.prefer=rpool";
 
 /// Installed after the signing key is configured, so DKMS signs what it builds.
