@@ -6,6 +6,20 @@ use std::time::Duration;
 use vmtests::checks;
 use vmtests::flow::test_on_blank_disk;
 
+/// Boots the installed disk, runs the main job's checks against `config`, powers off.
+fn boot_and_check(
+    run: &mut vmtests::flow::Run,
+    config: &kldload::config::Config,
+) -> anyhow::Result<()> {
+    let mut m = run.boot_installed("installed")?;
+    run.timed("checks", |run| {
+        checks::run_all(&mut m, run, config);
+        Ok(())
+    })?;
+    m.shutdown(Duration::from_secs(120))?;
+    Ok(())
+}
+
 /// Its install is also the shared base the ZFSBootMenu tests and scenarios boot copies of,
 /// when the medium has none yet: one install per run. (That two installs make different SSH
 /// host keys is checked by the interrupted-install scenario, which installs anyway.)
@@ -15,12 +29,7 @@ fn install_and_boot() {
     test_on_blank_disk("install", |run| {
         let config = kldload::config::Config::load(&run.answers)?;
         let shared = run.install_and_share_as_base()?;
-        let mut m = run.boot_installed("installed")?;
-        run.timed("checks", |run| {
-            checks::run_all(&mut m, run, &config);
-            Ok(())
-        })?;
-        m.shutdown(Duration::from_secs(120))?;
+        boot_and_check(run, &config)?;
         if shared {
             println!("this install is the shared base the other VM tests start from");
         }
@@ -77,13 +86,7 @@ fn install_with_given_zfsbootmenu(name: &str, variable: &str, given: Given) {
                 },
             );
         }
-        let mut m = run.boot_installed("installed")?;
-        run.timed("checks", |run| {
-            checks::run_all(&mut m, run, &config);
-            Ok(())
-        })?;
-        m.shutdown(Duration::from_secs(120))?;
-        Ok(())
+        boot_and_check(run, &config)
     });
 }
 

@@ -118,8 +118,11 @@ pub fn fetch_step(inputs: &Inputs) -> Option<Step> {
     if inputs.config.distro.family() == Family::FreeBsd {
         return None;
     }
+    let dir = std::path::Path::new(FETCHED)
+        .parent()
+        .expect("FETCHED is in a directory");
     let mut actions = vec![Action::run(
-        ["mkdir", "-p", "/run/kldload/zfsbootmenu"],
+        ["mkdir", "-p", &dir.to_string_lossy()],
         "where the download waits, on the live system",
     )];
     match &inputs.zfsbootmenu {
