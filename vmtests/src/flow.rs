@@ -259,8 +259,14 @@ impl Run {
             boot_index: Some(0),
             sector_size: None,
         };
-        let mut disks = vec![self.target_disk(None), medium];
-        disks.extend(self.extra_disks.iter().cloned());
+        // Every disk gets a place in QEMU's boot order, the medium first: OVMF deletes each
+        // firmware entry that matches no disk in that order, and a user booting a rescue
+        // medium keeps the machine's own entries.
+        let mut disks = vec![self.target_disk(Some(1)), medium];
+        disks.extend(self.extra_disks.iter().zip(2..).map(|(d, n)| Disk {
+            boot_index: Some(n),
+            ..d.clone()
+        }));
         let mut fw_cfg = vec![];
         if answers {
             fw_cfg.push(("opt/kldload/answers.toml".into(), self.answers.clone()));

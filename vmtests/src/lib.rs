@@ -15,5 +15,6 @@ pub mod report;
 pub mod scenario;
 pub mod serve;
 pub mod shell;
+pub mod test_zbm;
 pub mod wait;
 pub mod zbm;

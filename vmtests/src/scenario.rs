@@ -9,6 +9,7 @@
 
 use crate::flow::{INSTALL_TIMEOUT, LIVE_BOOT_TIMEOUT, LOGIN_TIMEOUT, MENU_TIMEOUT, Run};
 use crate::machine::{COMMAND_TIMEOUT, Machine};
+use crate::test_zbm::TestZfsBootMenu;
 use crate::zbm::Zbm;
 use anyhow::{Context, Result, bail, ensure};
 use kldload::config::size::ByteSize;
@@ -50,6 +51,9 @@ pub struct Scenario {
     /// default answers).
     #[serde(default)]
     pub answers: toml::Table,
+    /// A ZFSBootMenu the install puts on the ESP instead of the medium's (given as a file on
+    /// the medium, as a user gives one made elsewhere); only with `start = "blank"`.
+    pub zfsbootmenu: Option<TestZfsBootMenu>,
     #[serde(rename = "step")]
     pub steps: Vec<Step>,
 }
@@ -347,6 +351,11 @@ impl Scenario {
             kldload::config::Config::load(&answers_file_path(file))
                 .with_context(|| format!("answers_file {file:?}"))?;
         }
+        ensure!(
+            self.zfsbootmenu.is_none() || self.start == Start::Blank,
+            "zfsbootmenu needs start = \"blank\": the installed start is the base install, made \
+             with the medium's ZFSBootMenu"
+        );
         let mut recorded = Vec::new();
         for (n, step) in self.steps.iter().enumerate() {
             let at = || format!("step {} ({})", n + 1, step.describe());
@@ -442,6 +451,9 @@ pub fn run_scenario(name: &str, path: &Path) -> Result<()> {
     }
     if !scenario.answers.is_empty() {
         crate::flow::merge_answers(&run.answers, &scenario.answers)?;
+    }
+    if let Some(zfsbootmenu) = scenario.zfsbootmenu {
+        run.install_zfsbootmenu_file(&zfsbootmenu.path()?)?;
     }
     run.target_sector_size = scenario.target.sector_size;
     for disk in &scenario.extra_disks {
@@ -924,5 +936,17 @@ mod tests {
         assert!(
             bad("summary = \"x\"\nstart = \"logged-in\"\n[[step]]\ndo = \"shutdown\"\n").is_ok()
         );
+        let e = bad("summary = \"x\"\nzfsbootmenu = \"zfs-2.1\"\n[[step]]\ndo = \"boot\"\n")
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("blank"), "{e:#}");
+        assert!(
+            bad("summary = \"x\"\nzfsbootmenu = \"zfs-2.0\"\n[[step]]\ndo = \"live\"\n").is_err()
+        );
+        let s: Scenario = toml::from_str(
+            "summary = \"x\"\nstart = \"blank\"\nzfsbootmenu = \"zfs-2.1\"\n[[step]]\ndo = \"install\"\n",
+        )
+        .unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.zfsbootmenu, Some(TestZfsBootMenu::Zfs21));
     }
 }

@@ -5,6 +5,7 @@
 use std::time::Duration;
 use vmtests::checks;
 use vmtests::flow::test_on_blank_disk;
+use vmtests::test_zbm::TestZfsBootMenu;
 
 /// Boots the installed disk, runs the main job's checks against `config`, powers off.
 fn boot_and_check(
@@ -37,18 +38,6 @@ fn install_and_boot() {
     });
 }
 
-/// The ZFSBootMenu file `variable` names (set by `cargo xtask vm-test`), or why there is none.
-fn zfsbootmenu_from(variable: &str) -> anyhow::Result<std::path::PathBuf> {
-    let value = std::env::var(variable).map_err(|_| {
-        anyhow::anyhow!("${variable} is not set: run through `cargo xtask vm-test`")
-    })?;
-    anyhow::ensure!(
-        !value.starts_with("unavailable: ") && std::path::Path::new(&value).is_file(),
-        "${variable}: {value}"
-    );
-    Ok(value.into())
-}
-
 /// How the user hands over a ZFSBootMenu EFI file of their own.
 #[derive(Clone, Copy)]
 enum Given {
@@ -63,7 +52,7 @@ enum Given {
 /// passes, the doctor's included.
 fn install_with_given_zfsbootmenu(name: &str, variable: &str, given: Given) {
     test_on_blank_disk(name, |run| {
-        let file = zfsbootmenu_from(variable)?;
+        let file = vmtests::test_zbm::file_from(variable)?;
         match given {
             Given::OnTheMedium => run.install_zfsbootmenu_file(&file)?,
             Given::ByUrl => run.download_zfsbootmenu_file(&file)?,
@@ -114,7 +103,7 @@ fn install_with_a_given_zfsbootmenu_file() {
 fn install_with_a_zfsbootmenu_built_with_another_hostid() {
     install_with_given_zfsbootmenu(
         "zfsbootmenu-other-hostid",
-        "KLDLOAD_VMTEST_ZFSBOOTMENU_OTHER_HOSTID",
+        TestZfsBootMenu::OtherHostid.variable(),
         Given::ByUrl,
     );
 }

@@ -72,7 +72,7 @@ impl ImageSources {
             zfsbootmenu_source: self.zfsbootmenu_source,
             mirror: self.mirror,
             cache: self.cache.path(),
-            test_zfsbootmenus: false,
+            test_zfsbootmenus: vec![],
         }
     }
 }
@@ -316,7 +316,7 @@ fn main() -> anyhow::Result<()> {
                 keep,
                 all_scenarios: all_scenarios || !filters.is_empty(),
                 filters,
-                expression: None,
+                scenario: None,
             },
         ),
         Task::VmRepro {

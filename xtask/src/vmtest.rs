@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use vmtests::test_zbm::TestZfsBootMenu;
 
 /// The reports of a distro's runs made since `since`, oldest first.
 fn reports_since(out: &Path, distro: &str, since: std::time::SystemTime) -> Vec<PathBuf> {
@@ -226,9 +227,8 @@ pub fn prepare(opts: &image::Options, given_test: bool) -> Result<Prepared> {
 
 /// The variable naming the ZFSBootMenu EFI file the given-file VM test installs.
 pub const GIVEN_ZFSBOOTMENU: &str = "KLDLOAD_VMTEST_GIVEN_ZFSBOOTMENU";
-/// The variable naming the ZFSBootMenu built with another hostid, for its VM test.
-pub const OTHER_HOSTID_ZFSBOOTMENU: &str = "KLDLOAD_VMTEST_ZFSBOOTMENU_OTHER_HOSTID";
-/// The VM test that installs it: only a run that takes this test builds it.
+/// The VM test that installs the ZFSBootMenu built with another hostid: only a run that takes
+/// this test builds it.
 const OTHER_HOSTID_TEST: &str = "install_with_a_zfsbootmenu_built_with_another_hostid";
 /// The VM test that installs a given file: only a run that takes it looks for one (and
 /// downloads the release when none is named).
@@ -262,9 +262,10 @@ impl Prepared {
         }
     }
 
-    /// The environment the tests in vmtests/ read: the medium, the distro, the build's roots.
+    /// The environment the tests in vmtests/ read: the medium, the distro, the build's roots,
+    /// the ZFSBootMenu files they install.
     pub fn env(&self, keep: bool) -> Vec<(&'static str, std::ffi::OsString)> {
-        vec![
+        let mut env = vec![
             ("KLDLOAD_VMTEST_MEDIUM", self.built.medium.clone().into()),
             ("KLDLOAD_VMTEST_DISTRO", self.distro.name.into()),
             (
@@ -284,16 +285,20 @@ impl Prepared {
                     Err(why) => format!("unavailable: {why}").into(),
                 },
             ),
-            (
-                OTHER_HOSTID_ZFSBOOTMENU,
-                match &self.built.zbm_other_hostid {
-                    Some(path) => path.into(),
-                    None => {
-                        "unavailable: built by `cargo xtask vm-test` when it runs that test".into()
-                    }
+        ];
+        for t in TestZfsBootMenu::ALL {
+            let built = self.built.test_zfsbootmenus.iter().find(|(b, _)| *b == t);
+            env.push((
+                t.variable(),
+                match built {
+                    Some((_, path)) => path.into(),
+                    None => "unavailable: built by `cargo xtask vm-test` when it runs a test \
+                             that installs it"
+                        .into(),
                 },
-            ),
-        ]
+            ));
+        }
+        env
     }
 }
 
@@ -305,16 +310,54 @@ pub struct Selection {
     pub all_scenarios: bool,
     /// Test names must contain one of these (none: every test).
     pub filters: Vec<String>,
-    /// A nextest filter expression (`-E`), for `vm-repro`.
-    pub expression: Option<String>,
+    /// Only this scenario, whether or not it is marked `ci` (`vm-repro`).
+    pub scenario: Option<String>,
 }
 
 impl Selection {
-    /// Whether the run takes the VM test `name` (filters are parts of test names, as nextest
+    /// Whether a filter takes the test `name` (filters are parts of test names, as nextest
     /// reads them).
+    fn filtered_in(&self, name: &str) -> bool {
+        self.filters.is_empty() || self.filters.iter().any(|f| name.contains(f.as_str()))
+    }
+
+    /// Whether the run takes the VM test `name` (a Rust test, not a scenario).
     fn takes(&self, name: &str) -> bool {
-        self.expression.is_none()
-            && (self.filters.is_empty() || self.filters.iter().any(|f| name.contains(f.as_str())))
+        self.scenario.is_none() && self.filtered_in(name)
+    }
+
+    /// Whether the run takes the scenario `name`, marked `ci` or not.
+    fn takes_scenario(&self, name: &str, ci: bool) -> bool {
+        match &self.scenario {
+            Some(only) => only == name,
+            None => (self.all_scenarios || ci) && self.filtered_in(name),
+        }
+    }
+
+    /// nextest's filter expression (`-E`), for `vm-repro`'s one scenario.
+    fn expression(&self) -> Option<String> {
+        (self.scenario.as_ref()).map(|s| format!("binary(scenarios) and test(={s})"))
+    }
+
+    /// The ZFSBootMenus built for VM tests that the tests this run takes install.
+    fn test_zfsbootmenus(&self) -> Result<Vec<TestZfsBootMenu>> {
+        let mut wanted = Vec::new();
+        if self.takes(OTHER_HOSTID_TEST) {
+            wanted.push(TestZfsBootMenu::OtherHostid);
+        }
+        for (name, path) in vmtests::scenario::scenario_files(&crate::project_root())? {
+            // A file that does not load fails as its test, saying why.
+            let Ok(scenario) = vmtests::scenario::Scenario::load(&path) else {
+                continue;
+            };
+            if let Some(t) = scenario.zfsbootmenu
+                && self.takes_scenario(&name, scenario.ci)
+                && !wanted.contains(&t)
+            {
+                wanted.push(t);
+            }
+        }
+        Ok(wanted)
     }
 }
 
@@ -336,7 +379,7 @@ pub fn vm_repro(opts: &image::Options, scenario: &str, keep: bool) -> Result<()>
             keep,
             all_scenarios: true,
             filters: vec![],
-            expression: Some(format!("binary(scenarios) and test(={scenario})")),
+            scenario: Some(scenario.to_string()),
         },
     )
 }
@@ -345,7 +388,7 @@ pub fn vm_repro(opts: &image::Options, scenario: &str, keep: bool) -> Result<()>
 pub fn vm_test(opts: &image::Options, selection: &Selection) -> Result<()> {
     let keep = selection.keep;
     let opts = image::Options {
-        test_zfsbootmenus: selection.takes(OTHER_HOSTID_TEST),
+        test_zfsbootmenus: selection.test_zfsbootmenus()?,
         ..opts.clone()
     };
     let prepared = prepare(&opts, selection.takes(GIVEN_TEST))?;
@@ -364,7 +407,12 @@ pub fn vm_test(opts: &image::Options, selection: &Selection) -> Result<()> {
             "only",
             "--no-capture",
         ])
-        .args(selection.expression.iter().flat_map(|e| ["-E", e.as_str()]))
+        .args(
+            selection
+                .expression()
+                .iter()
+                .flat_map(|e| ["-E", e.as_str()]),
+        )
         .args(&selection.filters)
         .current_dir(crate::project_root())
         .envs(prepared.env(keep))
@@ -398,6 +446,32 @@ mod tests {
             test_name(Path::new("/t/20261126-081242-install")),
             "install"
         );
+    }
+
+    /// A ZFSBootMenu built for VM tests is built only for a run that takes a test installing
+    /// it: a filter, `--all-scenarios` for a scenario not marked `ci`, or `vm-repro`.
+    #[test]
+    fn test_zfsbootmenus_are_built_for_the_tests_a_run_takes() {
+        let selection = |filters: &[&str], all_scenarios: bool, scenario: Option<&str>| Selection {
+            keep: false,
+            all_scenarios,
+            filters: filters.iter().map(|f| f.to_string()).collect(),
+            scenario: scenario.map(String::from),
+        };
+        let wanted = |s: Selection| s.test_zfsbootmenus().unwrap();
+        use TestZfsBootMenu::{OtherHostid, Zfs21};
+        assert_eq!(wanted(selection(&[], false, None)), [OtherHostid]);
+        assert_eq!(wanted(selection(&[], true, None)), [OtherHostid, Zfs21]);
+        assert_eq!(wanted(selection(&["mismatch"], false, None)), []);
+        assert_eq!(wanted(selection(&["mismatch"], true, None)), [Zfs21]);
+        assert_eq!(wanted(selection(&["install_and_boot"], true, None)), []);
+        assert_eq!(
+            wanted(selection(&["another_hostid"], false, None)),
+            [OtherHostid]
+        );
+        let repro = selection(&[], false, Some("zfsbootmenu-feature-mismatch"));
+        assert_eq!(wanted(repro), [Zfs21]);
+        assert_eq!(wanted(selection(&[], false, Some("fresh-nvram"))), []);
     }
 
     #[test]

@@ -24,6 +24,7 @@ use kldload::config::ZFSBOOTMENU_HOSTID;
 use recipe::ImageDistro;
 use std::fs;
 use std::path::{Path, PathBuf};
+use vmtests::test_zbm::TestZfsBootMenu;
 
 /// Host tools the build runs, and the Debian packages they come from.
 pub const HOST_TOOLS: [(&str, &str); 12] = [
@@ -57,9 +58,10 @@ pub struct Options {
     pub zfsbootmenu_source: Option<PathBuf>,
     pub mirror: Option<String>,
     pub cache: PathBuf,
-    /// Also build the ZFSBootMenu a VM test installs as a file given by the user: one carrying
-    /// another hostid ([`OTHER_HOSTID`]), as any ZFSBootMenu built on another machine does.
-    pub test_zfsbootmenus: bool,
+    /// Also build these ZFSBootMenus, which VM tests install as files given by the user: one
+    /// carrying another hostid ([`OTHER_HOSTID`]), as any ZFSBootMenu built on another machine
+    /// does; one with an older ZFS (on [`recipe::ZFS_2_1_BUILDER`]).
+    pub test_zfsbootmenus: Vec<TestZfsBootMenu>,
 }
 
 /// The hostid inside the ZFSBootMenu built for the VM test of a ZFSBootMenu built elsewhere.
@@ -74,8 +76,8 @@ pub struct Output {
     pub size: u64,
     pub manifest: payload::Manifest,
     pub phases: Phases,
-    /// With [`Options::test_zfsbootmenus`]: ZFSBootMenu's EFI file built with [`OTHER_HOSTID`].
-    pub zbm_other_hostid: Option<PathBuf>,
+    /// The EFI files of [`Options::test_zfsbootmenus`].
+    pub test_zfsbootmenus: Vec<(TestZfsBootMenu, PathBuf)>,
 }
 
 /// Bytes free at `path`.
@@ -164,36 +166,18 @@ pub fn build_image(opts: &Options) -> Result<Output> {
     let mirror = choose_mirror(opts.mirror.as_deref(), &distro, &host_log)?;
     let mut phases = Phases::default();
 
-    let mut key = Key::new("builder");
-    key.add(recipe::RECIPE_VERSION)
-        .add(distro.name)
-        .add(&mirror);
-    key.add(recipe::BUILDER_PACKAGES.join(" "))
-        .add(recipe::BUILDER_ZFS_PACKAGES.join(" "));
-    let builder_dir = cache.entry(distro.name, "builder", &key);
-    if (!builder_dir.is_dir() || opts.rebuild)
-        && let Some(free) = free_space(&cache.root)
-        && free < COLD_SPACE
-    {
-        bail!(
-            "not enough free disk for a build: {} free in {}, {} needed",
-            kldload::disk::human_size(free),
-            cache.root.display(),
-            kldload::disk::human_size(COLD_SPACE)
-        );
-    }
-    let build_id = key.hex();
-    let debs = cache.debs(distro.name);
-    cached_phase(
+    let builder = builder_phase(
         &mut phases,
+        opts,
+        &cache,
+        &distro,
+        &mirror,
         "builder (DKMS)",
-        &builder_dir,
-        opts.rebuild,
-        |log, tmp| builder::build(log, &distro, &mirror, &debs, tmp, &build_id).map(|_| ()),
     )?;
-    let built = builder::load(&builder_dir)?;
+    let (builder_dir, build_id, built) = (&builder.dir, &builder.id, &builder.built);
+    let debs = cache.debs(distro.name);
 
-    key = Key::new("payload");
+    let mut key = Key::new("payload");
     key.add(build_id.as_bytes())
         .add(recipe::PAYLOAD_PACKAGES.join(" "));
     key.add(ZFSBOOTMENU_HOSTID.to_string());
@@ -204,7 +188,7 @@ pub fn build_image(opts: &Options) -> Result<Output> {
         &payload_dir,
         opts.rebuild,
         |log, tmp| {
-            payload::build(log, &distro, &mirror, &debs, &built, &builder_dir, tmp).map(|_| ())
+            payload::build(log, &distro, &mirror, &debs, built, builder_dir, tmp).map(|_| ())
         },
     )?;
     let text = fs::read_to_string(payload_dir.join(payload::MANIFEST))?;
@@ -224,17 +208,14 @@ pub fn build_image(opts: &Options) -> Result<Output> {
         "live system",
         &live_dir,
         opts.rebuild,
-        |log, tmp| live::build(log, &payload_dir.join(payload::ROOT), &built, tmp),
+        |log, tmp| live::build(log, &payload_dir.join(payload::ROOT), built, tmp),
     )?;
 
     // ZFSBootMenu: a given file, the verified release, or (the default) built here.
     let zbm = ZbmInputs {
         opts,
         cache: &cache,
-        distro: &distro,
-        build_id: &build_id,
-        builder_dir: &builder_dir,
-        built: &built,
+        builder: &builder,
         host_log: &host_log,
     };
     let mut zbm_built = None;
@@ -245,11 +226,29 @@ pub fn build_image(opts: &Options) -> Result<Output> {
         zbm_built = Some(dir.clone());
         dir.join(zbm_build::EFI)
     };
-    let zbm_other_hostid_dir = if opts.test_zfsbootmenus {
-        Some(built_zfsbootmenu(&mut phases, &zbm, OTHER_HOSTID)?)
-    } else {
-        None
-    };
+    let (mut test_zfsbootmenus, mut test_builders) = (Vec::new(), Vec::new());
+    for &wanted in &opts.test_zfsbootmenus {
+        let dir = match wanted {
+            TestZfsBootMenu::OtherHostid => built_zfsbootmenu(&mut phases, &zbm, OTHER_HOSTID)?,
+            TestZfsBootMenu::Zfs21 => {
+                let older = builder_phase(
+                    &mut phases,
+                    opts,
+                    &cache,
+                    &recipe::ZFS_2_1_BUILDER,
+                    &mirror,
+                    "builder (DKMS, ZFS 2.1, for a VM test)",
+                )?;
+                let z = ZbmInputs {
+                    builder: &older,
+                    ..zbm
+                };
+                test_builders.push(older.dir.clone());
+                built_zfsbootmenu(&mut phases, &z, ZFSBOOTMENU_HOSTID)?
+            }
+        };
+        test_zfsbootmenus.push((wanted, dir));
+    }
     // On the medium: the EFI file and, when built here, what it was built from (its version,
     // kernel, ZFS, command line and hostid).
     let mut zbm_files: medium::Files = vec![("zfsbootmenu/VMLINUZ.EFI".into(), zbm_file.clone())];
@@ -274,7 +273,7 @@ pub fn build_image(opts: &Options) -> Result<Output> {
             build_medium(
                 log,
                 tmp,
-                &builder_dir,
+                builder_dir,
                 &payload_dir,
                 &live_dir,
                 &kldload_bin,
@@ -285,36 +284,90 @@ pub fn build_image(opts: &Options) -> Result<Output> {
     let medium = medium_dir.join(medium::IMAGE);
     let size = fs::metadata(&medium)?.len();
     // What this build uses, for `cargo xtask image-cache prune`.
-    let mut current: Vec<String> = [&builder_dir, &payload_dir, &live_dir, &medium_dir]
+    let mut current: Vec<String> = [builder_dir, &payload_dir, &live_dir, &medium_dir]
         .iter()
         .map(|d| d.display().to_string())
         .collect();
-    for dir in zbm_built.iter().chain(&zbm_other_hostid_dir) {
+    for dir in zbm_built
+        .iter()
+        .chain(test_zfsbootmenus.iter().map(|(_, d)| d))
+    {
         current.push(dir.display().to_string());
     }
+    current.extend(test_builders.iter().map(|d| d.display().to_string()));
     fs::write(
         dir.join("current.json"),
         serde_json::to_string_pretty(&current)?,
     )?;
     Ok(Output {
         medium,
-        builder_dir,
+        builder_dir: builder.dir.clone(),
         payload_dir,
         size,
         manifest,
         phases,
-        zbm_other_hostid: zbm_other_hostid_dir.map(|d| d.join(zbm_build::EFI)),
+        test_zfsbootmenus: test_zfsbootmenus
+            .into_iter()
+            .map(|(t, d)| (t, d.join(zbm_build::EFI)))
+            .collect(),
+    })
+}
+
+/// The builder phase's cache entry, its key's hash (the build id) and what it built.
+struct Builder {
+    distro: ImageDistro,
+    dir: PathBuf,
+    id: String,
+    built: builder::Built,
+}
+
+/// The builder root of `distro` (kernel, headers, DKMS-built signed ZFS) as the cached phase
+/// shown as `name`; refused before it starts when the cache's disk has not the room for a
+/// cold build.
+fn builder_phase(
+    phases: &mut Phases,
+    opts: &Options,
+    cache: &Cache,
+    distro: &ImageDistro,
+    mirror: &str,
+    name: &str,
+) -> Result<Builder> {
+    let mut key = Key::new("builder");
+    key.add(recipe::RECIPE_VERSION).add(distro.name).add(mirror);
+    key.add(recipe::BUILDER_PACKAGES.join(" "))
+        .add(recipe::BUILDER_ZFS_PACKAGES.join(" "));
+    let dir = cache.entry(distro.name, "builder", &key);
+    if (!dir.is_dir() || opts.rebuild)
+        && let Some(free) = free_space(&cache.root)
+        && free < COLD_SPACE
+    {
+        bail!(
+            "not enough free disk for a build: {} free in {}, {} needed",
+            kldload::disk::human_size(free),
+            cache.root.display(),
+            kldload::disk::human_size(COLD_SPACE)
+        );
+    }
+    let id = key.hex();
+    let debs = cache.debs(distro.name);
+    cached_phase(phases, name, &dir, opts.rebuild, |log, tmp| {
+        builder::build(log, distro, mirror, &debs, tmp, &id).map(|_| ())
+    })?;
+    let built = builder::load(&dir)?;
+    Ok(Builder {
+        distro: *distro,
+        dir,
+        id,
+        built,
     })
 }
 
 /// What building ZFSBootMenu takes from the rest of the image build.
+#[derive(Clone, Copy)]
 struct ZbmInputs<'a> {
     opts: &'a Options,
     cache: &'a Cache,
-    distro: &'a ImageDistro,
-    build_id: &'a str,
-    builder_dir: &'a Path,
-    built: &'a builder::Built,
+    builder: &'a Builder,
     host_log: &'a Log,
 }
 
@@ -326,20 +379,23 @@ fn built_zfsbootmenu(phases: &mut Phases, z: &ZbmInputs, hostid: u32) -> Result<
         z.opts.zfsbootmenu_source.as_deref(),
         &z.cache.root,
     )?;
+    let b = z.builder;
     let mut key = Key::new("zfsbootmenu");
-    key.add(z.build_id.as_bytes())
+    key.add(b.id.as_bytes())
         .add(zbm_build::SOURCE_SHA256)
         .add(recipe::ZBM_BUILD_PACKAGES.join(" "))
         .add(recipe::ZBM_EMBEDDED_CMDLINE)
         .add(hostid.to_string());
-    let dir = z.cache.entry(z.distro.name, "zfsbootmenu", &key);
-    let name = if hostid == ZFSBOOTMENU_HOSTID {
-        "ZFSBootMenu (built)".to_string()
-    } else {
+    let dir = z.cache.entry(b.distro.name, "zfsbootmenu", &key);
+    let name = if hostid != ZFSBOOTMENU_HOSTID {
         format!("ZFSBootMenu (built with hostid 0x{hostid:08x}, for a VM test)")
+    } else if b.distro.name != z.opts.distro.name {
+        format!("ZFSBootMenu (built on {}, for a VM test)", b.distro.name)
+    } else {
+        "ZFSBootMenu (built)".to_string()
     };
     cached_phase(phases, &name, &dir, z.opts.rebuild, |log, tmp| {
-        zbm_build::build(log, z.distro, z.builder_dir, z.built, &source, hostid, tmp)
+        zbm_build::build(log, &b.distro, &b.dir, &b.built, &source, hostid, tmp)
     })?;
     Ok(dir)
 }

@@ -30,6 +30,15 @@ pub const DISTROS: [ImageDistro; 2] = [
     },
 ];
 
+/// Not a distro to install: the builder of the ZFSBootMenu with an older ZFS than any system
+/// kldload installs (bookworm main's 2.1), for the VM scenario of a pool whose features the
+/// boot menu's ZFS cannot read.
+pub const ZFS_2_1_BUILDER: ImageDistro = ImageDistro {
+    name: "debian-12-zfs-2.1",
+    suite: "bookworm",
+    zfs_suite: None,
+};
+
 impl ImageDistro {
     /// What `debian` means, and what `cargo xtask ci` tests.
     pub const DEFAULT: ImageDistro = DISTROS[0];
