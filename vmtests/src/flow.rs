@@ -515,7 +515,7 @@ impl Run {
     }
 
     /// A copy of a file on the medium's ESP (a FAT filesystem at 1 MiB, read with mtools).
-    fn medium_file(&self, path: &str) -> Result<tempfile::NamedTempFile> {
+    pub fn medium_file(&self, path: &str) -> Result<tempfile::NamedTempFile> {
         let copy = tempfile::NamedTempFile::new()?;
         let out = std::process::Command::new("mcopy")
             .arg("-o")
@@ -532,6 +532,20 @@ impl Run {
             String::from_utf8_lossy(&out.stderr)
         );
         Ok(copy)
+    }
+
+    /// Secure Boot on from now on: the firmware's Secure Boot build with Microsoft's keys, and a
+    /// fresh NVRAM; with `enroll_mok`, the medium's MOK certificate (mok.der) enrolled in it, as
+    /// a machine is once its owner has enrolled it with `mokutil --import` and MokManager.
+    pub fn secure_boot(&mut self, enroll_mok: bool) -> Result<()> {
+        self.firmware = Firmware::secure_boot()?;
+        self.firmware.new_nvram(&self.nvram)?;
+        if enroll_mok {
+            let mok = self.medium_file("mok.der")?;
+            Firmware::enroll_mok(&self.nvram, mok.path())?;
+        }
+        self.report.firmware = self.firmware.origin.clone();
+        Ok(())
     }
 
     /// The sha256 of a file on the medium's ESP.

@@ -9,6 +9,12 @@ use std::path::{Path, PathBuf};
 /// Debian's ovmf package (4 MiB flash layout).
 pub const DEBIAN_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 pub const DEBIAN_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+/// Its Secure Boot build (it needs SMM) and a variable store with Microsoft's keys enrolled and
+/// Secure Boot on, as machines ship.
+pub const DEBIAN_SECBOOT_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
+pub const DEBIAN_MS_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
+/// The owner GUID a MOK is enrolled with (shim's own, SHIM_LOCK_GUID).
+pub const SHIM_LOCK_GUID: &str = "605dab50-e046-4300-abb6-3dd810dd8b23";
 
 /// The firmware code (read-only flash) and the template of its variable store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +23,8 @@ pub struct Firmware {
     pub vars_template: PathBuf,
     /// Where it came from, for the report.
     pub origin: String,
+    /// The Secure Boot build: QEMU must give it SMM and secure flash.
+    pub secure_boot: bool,
 }
 
 impl Firmware {
@@ -51,6 +59,7 @@ impl Firmware {
                     code,
                     vars_template: vars,
                     origin: "$OVMF_CODE/$OVMF_VARS".into(),
+                    secure_boot: false,
                 });
             }
             (Some(_), None) | (None, Some(_)) => {
@@ -63,6 +72,7 @@ impl Firmware {
                 code: debian_code.to_owned(),
                 vars_template: debian_vars.to_owned(),
                 origin: "Debian's ovmf package".into(),
+                secure_boot: false,
             });
         }
         let prebuilt = ovmf_prebuilt::Prebuilt::fetch(ovmf_prebuilt::Source::LATEST, download_dir).with_context(|| {
@@ -77,7 +87,44 @@ impl Firmware {
             vars_template: prebuilt
                 .get_file(ovmf_prebuilt::Arch::X64, ovmf_prebuilt::FileType::Vars),
             origin: format!("ovmf-prebuilt download in {}", download_dir.display()),
+            secure_boot: false,
         })
+    }
+
+    /// Debian's Secure Boot firmware with Microsoft's keys, Secure Boot enforced.
+    pub fn secure_boot() -> Result<Firmware> {
+        for f in [DEBIAN_SECBOOT_CODE, DEBIAN_MS_VARS] {
+            if !Path::new(f).is_file() {
+                bail!("{f} is missing: the Secure Boot VM tests need Debian's ovmf package");
+            }
+        }
+        Ok(Firmware {
+            code: DEBIAN_SECBOOT_CODE.into(),
+            vars_template: DEBIAN_MS_VARS.into(),
+            origin: "Debian's ovmf package, Secure Boot build with Microsoft's keys".into(),
+            secure_boot: true,
+        })
+    }
+
+    /// Enrolls the certificate `der` as a MOK in the NVRAM `vars` (shim's MokList, which
+    /// MokManager writes after `mokutil --import` on real hardware), with virt-fw-vars.
+    pub fn enroll_mok(vars: &Path, der: &Path) -> Result<()> {
+        let out = std::process::Command::new("virt-fw-vars")
+            .arg("--inplace")
+            .arg(vars)
+            .args(["--add-mok", SHIM_LOCK_GUID])
+            .arg(der)
+            .output()
+            .context("virt-fw-vars (package python3-virt-firmware)")?;
+        if !out.status.success() {
+            bail!(
+                "virt-fw-vars could not enroll {} in {}: {}",
+                der.display(),
+                vars.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
     }
 
     /// A fresh NVRAM for one VM.

@@ -114,7 +114,15 @@ fn probe_kvm(firmware: &Firmware, scratch: &Path) -> Result<()> {
 }
 
 fn pflash_args(firmware: &Firmware, vars: &Path) -> Vec<String> {
-    vec![
+    let mut a: Vec<String> = vec![];
+    if firmware.secure_boot {
+        // The Secure Boot build keeps its variables in SMM: only firmware code may write them.
+        a.extend([
+            "-global".into(),
+            "driver=cfi.pflash01,property=secure,value=on".into(),
+        ]);
+    }
+    a.extend([
         "-drive".into(),
         format!(
             "if=pflash,format=raw,unit=0,readonly=on,file={}",
@@ -122,7 +130,8 @@ fn pflash_args(firmware: &Firmware, vars: &Path) -> Vec<String> {
         ),
         "-drive".into(),
         format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
-    ]
+    ]);
+    a
 }
 
 /// A disk attached as virtio-blk; `serial` shows as /dev/disk/by-id/virtio-<serial>.
@@ -239,7 +248,11 @@ impl VmSpec {
             s("-name"),
             self.name.clone(),
             s("-machine"),
-            s("q35"),
+            s(if self.firmware.secure_boot {
+                "q35,smm=on"
+            } else {
+                "q35"
+            }),
         ];
         a.extend(self.accel.args());
         a.extend([

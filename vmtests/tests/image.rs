@@ -248,12 +248,13 @@ fn payload_and_medium() {
     found("the medium", &mut std::fs::File::open(&medium).unwrap());
     found("the payload", &mut decompressed(&tarball));
     let esp = format!("{}@@1M", medium.display());
-    let efi = dir.path().join("BOOTX64.EFI");
+    // The live system's EFI file is the one shim starts.
+    let efi = dir.path().join("grubx64.efi");
     sh(&[
         "mcopy",
         "-i",
         &esp,
-        "::/EFI/BOOT/BOOTX64.EFI",
+        "::/EFI/BOOT/grubx64.efi",
         &efi.to_string_lossy(),
     ]);
     let initrd = dir.path().join("initrd.zst");
@@ -286,7 +287,44 @@ fn payload_and_medium() {
 
     // The medium's ESP: the live system's EFI file, the payload and its manifest.
     let boot = sh(&["mdir", "-i", &esp, "-b", "::/EFI/BOOT"]);
-    assert!(boot.contains("BOOTX64.EFI"), "{boot}");
+    for name in ["BOOTX64.EFI", "mmx64.efi", "grubx64.efi"] {
+        assert!(
+            boot.contains(name),
+            "no EFI/BOOT/{name} on the medium: {boot}"
+        );
+    }
+    // Secure Boot: the live system's EFI file carries the .sbat section shim requires and is
+    // signed by the build's MOK (the certificate on the medium, which users enroll).
+    let sections = sh(&["objdump", "-h", &efi.to_string_lossy()]);
+    assert!(sections.contains(".sbat"), "no .sbat section:\n{sections}");
+    let pem = dir.path().join("mok.pem");
+    sh(&[
+        "openssl",
+        "x509",
+        "-inform",
+        "DER",
+        "-in",
+        &builder_dir.join("mok/mok.der").to_string_lossy(),
+        "-out",
+        &pem.to_string_lossy(),
+    ]);
+    sh(&[
+        "sbverify",
+        "--cert",
+        &pem.to_string_lossy(),
+        &efi.to_string_lossy(),
+    ]);
+    // sbverify --cert also passes files signed by others that carry their chain: the listing
+    // names who signed.
+    let listing = sh(&["sbverify", "--list", &efi.to_string_lossy()]);
+    let by = format!(
+        "subject: /CN={}",
+        manifest["module_signer"].as_str().unwrap()
+    );
+    assert!(
+        listing.contains(&by) && !listing.contains("signature 2"),
+        "the live EFI file is not signed once, by the build's MOK:\n{listing}"
+    );
     let copy = dir.path().join("payload-on-medium.tar.zst");
     sh(&[
         "mcopy",

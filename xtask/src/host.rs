@@ -65,12 +65,13 @@ pub const TEST_TOOLS: [(&str, &str); 2] =
     [("signify-openbsd", "signify-openbsd"), ("curl", "curl")];
 
 /// Host tools the VM tests need, and their packages.
-pub const VM_TOOLS: [(&str, &str); 5] = [
+pub const VM_TOOLS: [(&str, &str); 6] = [
     ("qemu-system-x86_64", "qemu-system-x86"),
     ("qemu-img", "qemu-utils"),
     ("ssh", "openssh-client"),
     ("ssh-keygen", "openssh-client"),
     ("efibootmgr", "efibootmgr"),
+    ("sbverify", "sbsigntool"),
 ];
 
 fn os_codename() -> String {
@@ -83,33 +84,55 @@ fn os_codename() -> String {
         .to_string()
 }
 
-/// Installs QEMU and OVMF when missing. On Debian 12 they come from bookworm-backports (QEMU
-/// 10 and OVMF beside the preinstalled qemu-utils 10; bookworm's own QEMU 7.2 would remove it).
+/// Where bookworm-backports is added to the host's apt sources, when a package needs it.
+const BACKPORTS_SOURCE: &str = "/etc/apt/sources.list.d/kldload-backports.sources";
+
+/// Installs `packages` from bookworm-backports (Debian 12), adding that suite to the host's
+/// apt sources first when it is not there.
+fn install_from_bookworm_backports(packages: &[&str]) -> Result<()> {
+    let source = Path::new(BACKPORTS_SOURCE);
+    let mirror = kldload::mirror::host_debian_mirror(Path::new("/"))
+        .context("no Debian mirror in this host's apt sources, for bookworm-backports")?;
+    let text = format!(
+        "# Added by `cargo xtask vm-test`: QEMU 10, OVMF and virt-firmware for the VM tests.\n\
+         Types: deb\nURIs: {}\nSuites: bookworm-backports\nComponents: main contrib\n\
+         Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
+        mirror.as_str()
+    );
+    let mut install = vec![
+        "apt-get",
+        "install",
+        "-t",
+        "bookworm-backports",
+        "--no-install-recommends",
+    ];
+    install.extend(packages);
+    if !is_root() {
+        bail!(
+            "{} missing. As root:\n  printf '{}' > {}\n  apt-get update\n  {}",
+            packages.join(", "),
+            text.replace('\n', "\\n"),
+            source.display(),
+            crate::run::shown(&install)
+        );
+    }
+    if !source.exists() {
+        std::fs::write(source, text)?;
+    }
+    apt(&["apt-get", "update", "-q"])?;
+    install.push("--yes");
+    apt(&install)
+}
+
+/// Installs QEMU, OVMF and the other VM tools when missing. On Debian 12, QEMU, OVMF and
+/// virt-firmware come from bookworm-backports (QEMU 10 and OVMF beside the preinstalled
+/// qemu-utils 10, which bookworm's own QEMU 7.2 would remove; virt-fw-vars is not in bookworm).
 pub fn ensure_vm_packages() -> Result<()> {
     let qemu_missing = !Path::new("/usr/bin/qemu-system-x86_64").exists()
         || !Path::new(vmtests::ovmf::DEBIAN_CODE).exists();
-    if qemu_missing && os_codename() == "bookworm" {
-        let source = Path::new("/etc/apt/sources.list.d/kldload-backports.sources");
-        let mirror = kldload::mirror::host_debian_mirror(Path::new("/"))
-            .context("no Debian mirror in this host's apt sources, for bookworm-backports")?;
-        let text = format!(
-            "# Added by `cargo xtask vm-test`: QEMU 10 and OVMF for the VM tests.\nTypes: deb\nURIs: {}\n\
-             Suites: bookworm-backports\nComponents: main contrib\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
-            mirror.as_str()
-        );
-        let install = "apt-get install -t bookworm-backports --no-install-recommends qemu-system-x86 qemu-utils ovmf";
-        if !is_root() {
-            bail!(
-                "QEMU and OVMF are missing. As root:\n  printf '{}' > {}\n  apt-get update\n  {install}",
-                text.replace('\n', "\\n"),
-                source.display()
-            );
-        }
-        if !source.exists() {
-            std::fs::write(source, text)?;
-        }
-        apt(&["apt-get", "update", "-q"])?;
-        apt(&install.split(' ').chain(["--yes"]).collect::<Vec<_>>())?;
+    let bookworm = os_codename() == "bookworm";
+    if qemu_missing && bookworm {
+        install_from_bookworm_backports(&["qemu-system-x86", "qemu-utils", "ovmf"])?;
     } else if qemu_missing {
         ensure_host_packages(&[
             ("qemu-system-x86_64", "qemu-system-x86"),
@@ -118,6 +141,14 @@ pub fn ensure_vm_packages() -> Result<()> {
         if !Path::new(vmtests::ovmf::DEBIAN_CODE).exists() {
             // The harness falls back to $OVMF_CODE/$OVMF_VARS or the ovmf-prebuilt download.
             let _ = ensure_host_packages(&[("__ovmf_marker__", "ovmf")]);
+        }
+    }
+    // The Secure Boot tests enroll the build's MOK into the firmware's variables with it.
+    if !on_path("virt-fw-vars") {
+        if bookworm {
+            install_from_bookworm_backports(&["python3-virt-firmware"])?;
+        } else {
+            ensure_host_packages(&[("virt-fw-vars", "python3-virt-firmware")])?;
         }
     }
     ensure_host_packages(&VM_TOOLS)

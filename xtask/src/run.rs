@@ -173,3 +173,66 @@ impl Drop for ChrootMounts {
         let _ = &self.root;
     }
 }
+
+/// An overlay mount on `lower` (read-only), its changes in `work`: a build root used without
+/// changing the cached root beneath. Unmounted on drop; [`Overlay::remove`] also removes the
+/// changes.
+pub struct Overlay {
+    pub merged: PathBuf,
+    work: PathBuf,
+}
+
+impl Overlay {
+    pub fn new(log: &Log, lower: &Path, work: &Path) -> Result<Overlay> {
+        let (upper, scratch, merged) = (work.join("upper"), work.join("work"), work.join("root"));
+        for d in [&upper, &scratch, &merged] {
+            std::fs::create_dir_all(d)?;
+        }
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.display(),
+            upper.display(),
+            scratch.display()
+        );
+        run(
+            log,
+            &[
+                "mount",
+                "-t",
+                "overlay",
+                "overlay",
+                "-o",
+                &options,
+                &merged.to_string_lossy(),
+            ],
+        )?;
+        Ok(Overlay {
+            merged,
+            work: work.to_owned(),
+        })
+    }
+
+    /// Unmounts it and removes its changes; the mount point only if empty (never
+    /// recursively: a mount left there would be the host's /dev or /sys). Call it once the
+    /// chroot's own mounts are gone.
+    pub fn remove(self) -> Result<()> {
+        let work = self.work.clone();
+        drop(self);
+        for d in ["upper", "work"] {
+            std::fs::remove_dir_all(work.join(d))
+                .with_context(|| format!("removing {}", work.join(d).display()))?;
+        }
+        std::fs::remove_dir(work.join("root"))
+            .and_then(|()| std::fs::remove_dir(&work))
+            .with_context(|| format!("{} is not empty after unmounting", work.display()))
+    }
+}
+
+impl Drop for Overlay {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("--lazy")
+            .arg(&self.merged)
+            .status();
+    }
+}

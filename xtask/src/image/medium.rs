@@ -1,7 +1,9 @@
 //! Phase 4, the medium: one raw GPT disk image a user writes to a USB stick. Its only partition
 //! is an ESP (GPT name KLDLOAD) holding:
-//! - EFI/BOOT/BOOTX64.EFI: the live kernel, initrd and command line in one EFI file (systemd's
-//!   EFI stub, assembled with objcopy, so a Debian 12 host needs no ukify);
+//! - EFI/BOOT/BOOTX64.EFI: Debian's shim (signed by Microsoft), mmx64.efi its MokManager, and
+//!   grubx64.efi, the one shim starts: the live kernel, initrd and command line in one EFI file
+//!   (systemd's EFI stub, assembled with objcopy, so a Debian 12 host needs no ukify), signed
+//!   with the build's MOK key, so the medium boots with Secure Boot on once that is enrolled;
 //! - payload.tar.zst and manifest.json: the target system;
 //! - zfsbootmenu/VMLINUZ.EFI: so installs need no network;
 //! - mok.der: the certificate the ZFS modules are signed with, for `mokutil --import`.

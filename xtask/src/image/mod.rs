@@ -1,11 +1,13 @@
 //! `cargo xtask build-image <distro>`: the live medium and the target payload, with ZFS built,
-//! signed and packaged at image time. Four cached phases, each keyed by a hash of its inputs:
+//! signed and packaged at image time. Cached phases, each keyed by a hash of its inputs:
 //!
 //! 1. [`builder`]: kernel + headers + DKMS-built, MOK-signed ZFS -> a modules package;
 //! 2. [`payload`]: the target root without build tools -> payload.tar.zst + manifest.json;
 //! 3. [`live`]: the payload plus the installer's tools -> a cpio archive the kernel runs from RAM;
-//! 4. [`medium`]: the `kldload` binary, the EFI file of kernel + initrd + command line, and
-//!    everything on one ESP in a GPT disk image.
+//! 4. [`zbm_build`]: ZFSBootMenu from its pinned source (or [`zbm`]: a given file, the release);
+//! 5. [`shim`]: Debian's Microsoft-signed shim and MokManager, Secure Boot's first stage;
+//! 6. [`medium`]: the `kldload` binary, the EFI file of kernel + initrd + command line (signed
+//!    with the MOK key, started by shim), and everything on one ESP in a GPT disk image.
 
 pub mod builder;
 pub mod cache;
@@ -13,6 +15,7 @@ pub mod live;
 pub mod medium;
 pub mod payload;
 pub mod recipe;
+pub mod shim;
 pub mod zbm;
 pub mod zbm_build;
 
@@ -27,7 +30,7 @@ use std::path::{Path, PathBuf};
 use vmtests::test_zbm::TestZfsBootMenu;
 
 /// Host tools the build runs, and the Debian packages they come from.
-pub const HOST_TOOLS: [(&str, &str); 12] = [
+pub const HOST_TOOLS: [(&str, &str); 13] = [
     ("debootstrap", "debootstrap"),
     ("mkfs.vfat", "dosfstools"),
     ("mcopy", "mtools"),
@@ -36,6 +39,7 @@ pub const HOST_TOOLS: [(&str, &str); 12] = [
     ("zstd", "zstd"),
     ("openssl", "openssl"),
     ("objcopy", "binutils"),
+    ("sbsign", "sbsigntool"),
     ("dpkg-deb", "dpkg"),
     ("curl", "curl"),
     ("modinfo", "kmod"),
@@ -255,6 +259,15 @@ pub fn build_image(opts: &Options) -> Result<Output> {
     if let Some(dir) = &zbm_built {
         zbm_files.push(("zfsbootmenu/BUILD.json".into(), dir.join(zbm_build::INFO)));
     }
+    // Secure Boot's first stage: Debian's shim, signed by Microsoft, and its MokManager.
+    let mut shim_key = Key::new("shim");
+    shim_key
+        .add(build_id.as_bytes())
+        .add(shim::PACKAGES.join(" "));
+    let shim_dir = cache.entry(distro.name, "shim", &shim_key);
+    cached_phase(&mut phases, "shim", &shim_dir, opts.rebuild, |log, tmp| {
+        shim::fetch(log, builder_dir, tmp)
+    })?;
     let kldload_bin = phases.run("kldload", Some(host_log.path.clone()), || {
         Ok((build_kldload(&host_log)?, false))
     })?;
@@ -263,6 +276,9 @@ pub fn build_image(opts: &Options) -> Result<Output> {
         .add(recipe::MEDIUM_LABEL);
     key.add(kldload::exec::file_sha256(&kldload_bin)?)
         .add(kldload::exec::file_sha256(&zbm_file)?);
+    for (name, _) in shim::FILES {
+        key.add(kldload::exec::file_sha256(&shim_dir.join(name))?);
+    }
     let medium_dir = cache.entry(distro.name, "medium", &key);
     cached_phase(
         &mut phases,
@@ -273,18 +289,21 @@ pub fn build_image(opts: &Options) -> Result<Output> {
             build_medium(
                 log,
                 tmp,
-                builder_dir,
-                &payload_dir,
-                &live_dir,
-                &kldload_bin,
-                zbm_files,
+                MediumInputs {
+                    builder_dir,
+                    payload_dir: &payload_dir,
+                    live_dir: &live_dir,
+                    shim_dir: &shim_dir,
+                    kldload_bin: &kldload_bin,
+                    zbm_files,
+                },
             )
         },
     )?;
     let medium = medium_dir.join(medium::IMAGE);
     let size = fs::metadata(&medium)?.len();
     // What this build uses, for `cargo xtask image-cache prune`.
-    let mut current: Vec<String> = [builder_dir, &payload_dir, &live_dir, &medium_dir]
+    let mut current: Vec<String> = [builder_dir, &payload_dir, &live_dir, &shim_dir, &medium_dir]
         .iter()
         .map(|d| d.display().to_string())
         .collect();
@@ -420,15 +439,25 @@ fn cached_phase(
     )
 }
 
-fn build_medium(
-    log: &Log,
-    work: &Path,
-    builder_dir: &Path,
-    payload_dir: &Path,
-    live_dir: &Path,
-    kldload_bin: &Path,
+/// The cache entries and files the medium is made of.
+struct MediumInputs<'a> {
+    builder_dir: &'a Path,
+    payload_dir: &'a Path,
+    live_dir: &'a Path,
+    shim_dir: &'a Path,
+    kldload_bin: &'a Path,
     zbm_files: medium::Files,
-) -> Result<()> {
+}
+
+fn build_medium(log: &Log, work: &Path, inputs: MediumInputs) -> Result<()> {
+    let MediumInputs {
+        builder_dir,
+        payload_dir,
+        live_dir,
+        shim_dir,
+        kldload_bin,
+        zbm_files,
+    } = inputs;
     let extra = work.join("kldload-root");
     fs::create_dir_all(extra.join("usr/local/bin"))?;
     fs::copy(kldload_bin, extra.join("usr/local/bin/kldload"))?;
@@ -452,8 +481,26 @@ fn build_medium(
         &initrd,
         &efi,
     )?;
+    // The firmware starts shim (EFI/BOOT/BOOTX64.EFI), shim the live system's EFI file signed
+    // with the build's MOK key: with Secure Boot on once the MOK is enrolled, and as well with
+    // it off.
+    let signed = work.join(shim::NEXT_STAGE);
+    let signer = builder::load(builder_dir)?.signer;
+    shim::sign(
+        log,
+        &builder_dir.join(builder::MOK_DIR),
+        &signer,
+        &efi,
+        &signed,
+        work,
+    )?;
     let mut files: medium::Files = vec![
-        ("EFI/BOOT/BOOTX64.EFI".into(), efi.clone()),
+        ("EFI/BOOT/BOOTX64.EFI".into(), shim_dir.join(shim::SHIM)),
+        (
+            "EFI/BOOT/mmx64.efi".into(),
+            shim_dir.join(shim::MOK_MANAGER),
+        ),
+        (format!("EFI/BOOT/{}", shim::NEXT_STAGE), signed.clone()),
         ("payload.tar.zst".into(), payload_dir.join(payload::TARBALL)),
         ("manifest.json".into(), payload_dir.join(payload::MANIFEST)),
         (
@@ -469,7 +516,7 @@ fn build_medium(
         work,
         &work.join(medium::IMAGE),
     )?;
-    for f in [&initrd, &extra_cpio, &efi, &cmdline] {
+    for f in [&initrd, &extra_cpio, &efi, &signed, &cmdline] {
         fs::remove_file(f)?;
     }
     let _ = output(

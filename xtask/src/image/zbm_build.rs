@@ -7,7 +7,7 @@
 
 use super::builder::{self, Built};
 use super::recipe::{ZBM_BUILD_PACKAGES, ZBM_EMBEDDED_CMDLINE};
-use crate::run::{ChrootMounts, Log, chroot, run};
+use crate::run::{ChrootMounts, Log, Overlay, chroot};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::fs;
@@ -85,48 +85,6 @@ pub fn resolve_source(log: &Log, given: Option<&Path>, cache: &Path) -> Result<P
     Ok(kept)
 }
 
-/// An overlay mount: `lower` read-only, changes in `upper`; unmounted on drop.
-struct Overlay {
-    merged: PathBuf,
-}
-
-impl Overlay {
-    fn new(log: &Log, lower: &Path, work: &Path) -> Result<Overlay> {
-        let (upper, scratch, merged) = (work.join("upper"), work.join("work"), work.join("root"));
-        for d in [&upper, &scratch, &merged] {
-            fs::create_dir_all(d)?;
-        }
-        let options = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            lower.display(),
-            upper.display(),
-            scratch.display()
-        );
-        run(
-            log,
-            &[
-                "mount",
-                "-t",
-                "overlay",
-                "overlay",
-                "-o",
-                &options,
-                &merged.to_string_lossy(),
-            ],
-        )?;
-        Ok(Overlay { merged })
-    }
-}
-
-impl Drop for Overlay {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("--lazy")
-            .arg(&self.merged)
-            .status();
-    }
-}
-
 /// The generate-zbm configuration: one EFI file (no separate kernel and initramfs), the
 /// release build's dracut flags, the builder's kernel, kldload's embedded command line.
 fn generate_zbm_config(kernel: &str) -> String {
@@ -150,9 +108,12 @@ pub fn build(
     hostid: u32,
     entry: &Path,
 ) -> Result<()> {
-    let work = entry.join("overlay");
+    let overlay = Overlay::new(
+        log,
+        &builder_dir.join(builder::ROOT),
+        &entry.join("overlay"),
+    )?;
     {
-        let overlay = Overlay::new(log, &builder_dir.join(builder::ROOT), &work)?;
         let root = overlay.merged.clone();
         let _mounts = ChrootMounts::new(log, &root)?;
         chroot(log, &root, &["apt-get", "update"])?;
@@ -187,15 +148,7 @@ pub fn build(
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(entry.join(EFI), fs::Permissions::from_mode(0o644))?;
     }
-    // The mounts are gone: the overlay's changes are removed; its mount point only if empty
-    // (never recursively: a mount left there would be the host's /dev or /sys).
-    for d in ["upper", "work"] {
-        fs::remove_dir_all(work.join(d))
-            .with_context(|| format!("removing {}", work.join(d).display()))?;
-    }
-    fs::remove_dir(work.join("root"))
-        .and_then(|()| fs::remove_dir(&work))
-        .with_context(|| format!("{} is not empty after unmounting", work.display()))?;
+    overlay.remove()?;
     let info = ZbmBuilt {
         version: VERSION.into(),
         source_sha256: SOURCE_SHA256.into(),
