@@ -14,6 +14,7 @@ pub mod mirror;
 pub mod passphrase;
 pub mod plan;
 pub mod recipe;
+pub mod secure_boot;
 pub mod unattended;
 pub mod zbm_image;
 pub mod zbm_release;

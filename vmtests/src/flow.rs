@@ -7,7 +7,7 @@ use crate::machine::Machine;
 use crate::ovmf::Firmware;
 use crate::qemu::{Accel, Disk, VmSpec, choose_accel, create_disk, free_port};
 use crate::report::Report;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -410,11 +410,20 @@ impl Run {
                 .map(|(n, d)| (format!("extra-{n}"), d.clone())),
         );
         if let Some(first) = boot_from {
-            let disk = all
-                .iter_mut()
-                .find(|(n, _)| n == first)
-                .with_context(|| format!("no disk {first:?} to boot from"))?;
-            disk.1.boot_index = Some(0);
+            ensure!(
+                all.iter().any(|(n, _)| n == first),
+                "no disk {first:?} to boot from"
+            );
+            // That disk first in QEMU's boot order, the others after it: OVMF deletes the
+            // firmware entries of disks left out of that order (see `start_medium`).
+            let mut next = 1..;
+            for (name, disk) in &mut all {
+                disk.boot_index = Some(if name == first {
+                    0
+                } else {
+                    next.next().unwrap_or(1)
+                });
+            }
         }
         let disks = match attached {
             None => all.into_iter().map(|(_, d)| d).collect(),

@@ -13,8 +13,6 @@ pub const DEBIAN_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 /// Secure Boot on, as machines ship.
 pub const DEBIAN_SECBOOT_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
 pub const DEBIAN_MS_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
-/// The owner GUID a MOK is enrolled with (shim's own, SHIM_LOCK_GUID).
-pub const SHIM_LOCK_GUID: &str = "605dab50-e046-4300-abb6-3dd810dd8b23";
 
 /// The firmware code (read-only flash) and the template of its variable store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,7 +110,7 @@ impl Firmware {
         let out = std::process::Command::new("virt-fw-vars")
             .arg("--inplace")
             .arg(vars)
-            .args(["--add-mok", SHIM_LOCK_GUID])
+            .args(["--add-mok", kldload::secure_boot::SHIM_LOCK_GUID])
             .arg(der)
             .output()
             .context("virt-fw-vars (package python3-virt-firmware)")?;

@@ -22,14 +22,6 @@ pub enum TestZfsBootMenu {
 impl TestZfsBootMenu {
     pub const ALL: [TestZfsBootMenu; 2] = [TestZfsBootMenu::OtherHostid, TestZfsBootMenu::Zfs21];
 
-    /// Its name in scenario files.
-    pub fn name(self) -> &'static str {
-        match self {
-            TestZfsBootMenu::OtherHostid => "other-hostid",
-            TestZfsBootMenu::Zfs21 => "zfs-2.1",
-        }
-    }
-
     /// The variable `cargo xtask vm-test` names its EFI file in.
     pub fn variable(self) -> &'static str {
         match self {

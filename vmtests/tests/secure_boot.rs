@@ -14,8 +14,8 @@ const SECURE_BOOT_VAR: &str =
 const MOK_LIST_RT: &str =
     "/sys/firmware/efi/efivars/MokListRT-605dab50-e046-4300-abb6-3dd810dd8b23";
 
-/// The medium boots with Secure Boot enforced, and its live system, which installs, has the
-/// MOK-signed ZFS module loaded under lockdown.
+/// The medium boots with Secure Boot enforced, and its live system (the one that installs) has
+/// the MOK-signed ZFS module loaded under lockdown.
 #[test]
 #[ignore = "boots VMs: run with `cargo xtask vm-test debian secure_boot`"]
 fn secure_boot_live_medium() {

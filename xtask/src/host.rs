@@ -124,10 +124,11 @@ fn install_from_bookworm_backports(packages: &[&str]) -> Result<()> {
     apt(&install)
 }
 
-/// Installs QEMU, OVMF and the other VM tools when missing. On Debian 12, QEMU, OVMF and
+/// Installs QEMU, OVMF and the other VM tools when missing (virt-fw-vars only for
+/// `secure_boot`: a run that takes a Secure Boot test). On Debian 12, QEMU, OVMF and
 /// virt-firmware come from bookworm-backports (QEMU 10 and OVMF beside the preinstalled
 /// qemu-utils 10, which bookworm's own QEMU 7.2 would remove; virt-fw-vars is not in bookworm).
-pub fn ensure_vm_packages() -> Result<()> {
+pub fn ensure_vm_packages(secure_boot: bool) -> Result<()> {
     let qemu_missing = !Path::new("/usr/bin/qemu-system-x86_64").exists()
         || !Path::new(vmtests::ovmf::DEBIAN_CODE).exists();
     let bookworm = os_codename() == "bookworm";
@@ -144,7 +145,7 @@ pub fn ensure_vm_packages() -> Result<()> {
         }
     }
     // The Secure Boot tests enroll the build's MOK into the firmware's variables with it.
-    if !on_path("virt-fw-vars") {
+    if secure_boot && !on_path("virt-fw-vars") {
         if bookworm {
             install_from_bookworm_backports(&["python3-virt-firmware"])?;
         } else {

@@ -187,7 +187,7 @@ fn ci(sh: &Shell, vm: Option<image::Options>) -> anyhow::Result<()> {
         cmd!(sh, "cargo nextest run --workspace --profile ci").run()?;
         return Ok(());
     };
-    let prepared = vmtest::prepare(&opts, true)?;
+    let prepared = vmtest::prepare(&opts, vmtest::Needs::ALL)?;
     eprintln!(
         "VM test results (transcripts, reports): {}",
         vmtest::results_dir().display()

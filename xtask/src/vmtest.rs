@@ -199,10 +199,27 @@ pub struct Prepared {
     pub given_zfsbootmenu: std::result::Result<PathBuf, String>,
 }
 
-/// Installs the VM packages and builds (or reuses) the medium for `opts.distro`; with
-/// `given_test`, also finds the file the given-ZFSBootMenu test installs.
-pub fn prepare(opts: &image::Options, given_test: bool) -> Result<Prepared> {
-    crate::host::ensure_vm_packages()?;
+/// What some VM tests need that the others do not.
+pub struct Needs {
+    /// The file the given-ZFSBootMenu test installs.
+    pub given_zfsbootmenu: bool,
+    /// virt-fw-vars, for the Secure Boot tests.
+    pub secure_boot: bool,
+}
+
+impl Needs {
+    /// What every VM test needs (`cargo xtask ci` runs them all).
+    pub const ALL: Needs = Needs {
+        given_zfsbootmenu: true,
+        secure_boot: true,
+    };
+}
+
+/// Installs the VM packages and builds (or reuses) the medium for `opts.distro`, and what
+/// `needs` asks for besides.
+pub fn prepare(opts: &image::Options, needs: Needs) -> Result<Prepared> {
+    crate::host::ensure_vm_packages(needs.secure_boot)?;
+    let given_test = needs.given_zfsbootmenu;
     let distro = opts.distro;
     let start = Instant::now();
     let built = image::build_image(opts)?;
@@ -230,6 +247,12 @@ pub const GIVEN_ZFSBOOTMENU: &str = "KLDLOAD_VMTEST_GIVEN_ZFSBOOTMENU";
 /// The VM test that installs the ZFSBootMenu built with another hostid: only a run that takes
 /// this test builds it.
 const OTHER_HOSTID_TEST: &str = "install_with_a_zfsbootmenu_built_with_another_hostid";
+/// The Secure Boot VM tests (vmtests/tests/secure_boot.rs): only a run that takes one installs
+/// virt-fw-vars.
+const SECURE_BOOT_TESTS: [&str; 2] = [
+    "secure_boot_live_medium",
+    "secure_boot_refuses_the_medium_without_its_mok",
+];
 /// The VM test that installs a given file: only a run that takes it looks for one (and
 /// downloads the release when none is named).
 const GIVEN_TEST: &str = "install_with_a_given_zfsbootmenu_file";
@@ -391,7 +414,11 @@ pub fn vm_test(opts: &image::Options, selection: &Selection) -> Result<()> {
         test_zfsbootmenus: selection.test_zfsbootmenus()?,
         ..opts.clone()
     };
-    let prepared = prepare(&opts, selection.takes(GIVEN_TEST))?;
+    let needs = Needs {
+        given_zfsbootmenu: selection.takes(GIVEN_TEST),
+        secure_boot: SECURE_BOOT_TESTS.iter().any(|t| selection.takes(t)),
+    };
+    let prepared = prepare(&opts, needs)?;
     let distro = prepared.distro;
     let out = results_dir();
     let started = Started::now();

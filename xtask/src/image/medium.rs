@@ -4,6 +4,7 @@
 //!   grubx64.efi, the one shim starts: the live kernel, initrd and command line in one EFI file
 //!   (systemd's EFI stub, assembled with objcopy, so a Debian 12 host needs no ukify), signed
 //!   with the build's MOK key, so the medium boots with Secure Boot on once that is enrolled;
+//!   shim.json says which shim packages they came from;
 //! - payload.tar.zst and manifest.json: the target system;
 //! - zfsbootmenu/VMLINUZ.EFI: so installs need no network;
 //! - mok.der: the certificate the ZFS modules are signed with, for `mokutil --import`.
@@ -185,8 +186,11 @@ pub fn disk_image(log: &Log, label: &str, files: &Files, work: &Path, out: &Path
     )?;
     fs::remove_file(&fat)?;
     let listing = output(log, &["mdir", "-i", &format!("{out_s}@@1M"), "-/", "::/"])?;
-    if !listing.contains("BOOTX64") {
-        bail!("the medium's ESP does not list EFI/BOOT/BOOTX64.EFI:\n{listing}");
+    // mdir shows short names in upper case, long ones as written.
+    for name in ["bootx64", "mmx64", "grubx64"] {
+        if !listing.to_lowercase().contains(name) {
+            bail!("the medium's ESP lists no EFI/BOOT/{name}.*:\n{listing}");
+        }
     }
     Ok(total)
 }

@@ -264,6 +264,9 @@ pub fn build_image(opts: &Options) -> Result<Output> {
     shim_key
         .add(build_id.as_bytes())
         .add(shim::PACKAGES.join(" "));
+    for (name, path) in shim::FILES {
+        shim_key.add(name).add(path);
+    }
     let shim_dir = cache.entry(distro.name, "shim", &shim_key);
     cached_phase(&mut phases, "shim", &shim_dir, opts.rebuild, |log, tmp| {
         shim::fetch(log, builder_dir, tmp)
@@ -276,7 +279,11 @@ pub fn build_image(opts: &Options) -> Result<Output> {
         .add(recipe::MEDIUM_LABEL);
     key.add(kldload::exec::file_sha256(&kldload_bin)?)
         .add(kldload::exec::file_sha256(&zbm_file)?);
-    for (name, _) in shim::FILES {
+    for name in shim::FILES
+        .map(|(name, _)| name)
+        .iter()
+        .chain(&[shim::INFO])
+    {
         key.add(kldload::exec::file_sha256(&shim_dir.join(name))?);
     }
     let medium_dir = cache.entry(distro.name, "medium", &key);
@@ -500,6 +507,7 @@ fn build_medium(log: &Log, work: &Path, inputs: MediumInputs) -> Result<()> {
             "EFI/BOOT/mmx64.efi".into(),
             shim_dir.join(shim::MOK_MANAGER),
         ),
+        ("EFI/BOOT/shim.json".into(), shim_dir.join(shim::INFO)),
         (format!("EFI/BOOT/{}", shim::NEXT_STAGE), signed.clone()),
         ("payload.tar.zst".into(), payload_dir.join(payload::TARBALL)),
         ("manifest.json".into(), payload_dir.join(payload::MANIFEST)),

@@ -27,7 +27,7 @@ pub const MOK_MANAGER: &str = "mmx64.efi";
 pub const NEXT_STAGE: &str = "grubx64.efi";
 pub const INFO: &str = "shim.json";
 
-/// What was downloaded: each package as `name version`.
+/// What was downloaded: each package as `name version` (EFI/BOOT/shim.json on the medium).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Shim {
     pub packages: Vec<String>,
@@ -80,19 +80,6 @@ pub fn fetch(log: &Log, builder_dir: &Path, entry: &Path) -> Result<()> {
         serde_json::to_string_pretty(&Shim { packages })?,
     )?;
     Ok(())
-}
-
-/// Whether `sbverify --list` shows one signature, its certificate's subject `CN=signer`.
-pub fn signed_only_by(listing: &str, signer: &str) -> bool {
-    let signatures = listing
-        .lines()
-        .filter(|l| l.starts_with("signature "))
-        .count();
-    let subjects: Vec<&str> = listing
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("- subject: "))
-        .collect();
-    signatures == 1 && subjects == [format!("/CN={signer}")]
 }
 
 /// `Field: value` -> `value`.
@@ -157,7 +144,7 @@ pub fn sign(
         &["sbverify", "--cert", &pem_arg, &signed.to_string_lossy()],
     )?;
     let listing = output(log, &["sbverify", "--list", &signed.to_string_lossy()])?;
-    if !signed_only_by(&listing, signer) {
+    if !kldload::secure_boot::signed_only_by(&listing, signer) {
         bail!(
             "{} is not signed once, by {signer:?}:\n{listing}",
             signed.display()
@@ -170,36 +157,6 @@ pub fn sign(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// What `sbverify --list` printed for the medium's live EFI file and for Microsoft's shim.
-    #[test]
-    fn only_a_file_signed_once_by_the_build_key_passes() {
-        let ours = "signature 1\nimage signature issuers:\n - /CN=kldload build 0f38 module signing key\n\
-                    image signature certificates:\n - subject: /CN=kldload build 0f38 module signing key\n   \
-                    issuer:  /CN=kldload build 0f38 module signing key\n";
-        assert!(signed_only_by(
-            ours,
-            "kldload build 0f38 module signing key"
-        ));
-        assert!(!signed_only_by(
-            ours,
-            "kldload build 1234 module signing key"
-        ));
-        let shim = "signature 1\nimage signature issuers:\n - /C=US/O=Microsoft Corporation/CN=Microsoft \
-                    Corporation UEFI CA 2011\nimage signature certificates:\n - subject: /C=US/O=Microsoft \
-                    Corporation/CN=Microsoft Windows UEFI Driver Publisher\n   issuer:  /C=US/CN=x\n\
-                    signature 2\nimage signature issuers:\n";
-        assert!(!signed_only_by(
-            shim,
-            "kldload build 0f38 module signing key"
-        ));
-        let twice = format!("{ours}signature 2\n - subject: /CN=other\n");
-        assert!(!signed_only_by(
-            &twice,
-            "kldload build 0f38 module signing key"
-        ));
-        assert!(!signed_only_by("No signature table present\n", "x"));
-    }
 
     #[test]
     fn package_fields_are_read_as_name_and_version() {
