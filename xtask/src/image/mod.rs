@@ -301,6 +301,7 @@ pub fn build_image(opts: &Options) -> Result<Output> {
                     payload_dir: &payload_dir,
                     live_dir: &live_dir,
                     shim_dir: &shim_dir,
+                    signer: &built.signer,
                     kldload_bin: &kldload_bin,
                     zbm_files,
                 },
@@ -452,6 +453,8 @@ struct MediumInputs<'a> {
     payload_dir: &'a Path,
     live_dir: &'a Path,
     shim_dir: &'a Path,
+    /// The MOK certificate's subject CN (the builder's [`builder::Built::signer`]).
+    signer: &'a str,
     kldload_bin: &'a Path,
     zbm_files: medium::Files,
 }
@@ -462,6 +465,7 @@ fn build_medium(log: &Log, work: &Path, inputs: MediumInputs) -> Result<()> {
         payload_dir,
         live_dir,
         shim_dir,
+        signer,
         kldload_bin,
         zbm_files,
     } = inputs;
@@ -492,11 +496,10 @@ fn build_medium(log: &Log, work: &Path, inputs: MediumInputs) -> Result<()> {
     // with the build's MOK key: with Secure Boot on once the MOK is enrolled, and as well with
     // it off.
     let signed = work.join(shim::NEXT_STAGE);
-    let signer = builder::load(builder_dir)?.signer;
     shim::sign(
         log,
         &builder_dir.join(builder::MOK_DIR),
-        &signer,
+        signer,
         &efi,
         &signed,
         work,
