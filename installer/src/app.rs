@@ -1,7 +1,7 @@
 //! The commands behind the `kldload` binary, as functions: load and check an answer file against
 //! a machine, make the plan, print it, or run it. `main.rs` only parses arguments and exits.
 
-use crate::config::{Config, ConfigError, DEFAULT_PAYLOAD, Family, MirrorUrl};
+use crate::config::{Config, ConfigError, DEFAULT_PAYLOAD, Family, MirrorUrl, SecureBootMode};
 use crate::disk::SystemView;
 use crate::disk::safety::{Refusals, check_disks};
 use crate::disk::select::{SelectError, select_disks};
@@ -127,6 +127,7 @@ fn plan_for(
         _ => requested_mirror,
     };
     let on_host = |p: &Path| host_root.join(p.strip_prefix("/").unwrap_or(p)).exists();
+    let secure_boot = through_shim(config, host_root)?;
     let zfsbootmenu = fetched.unwrap_or_else(|| {
         choose_source(
             config,
@@ -135,6 +136,11 @@ fn plan_for(
             cached_release(config, host_root),
         )
     });
+    let zfsbootmenu = if secure_boot {
+        signed_for_secure_boot(zfsbootmenu)?
+    } else {
+        zfsbootmenu
+    };
     let inputs = Inputs {
         config,
         disks,
@@ -143,13 +149,117 @@ fn plan_for(
         // FreeBSD boots with its own loader: a ZFSBootMenu file is neither read nor needed.
         zbm_image: match config.distro.family() {
             Family::FreeBsd => None,
-            _ => read_zbm_image(&zfsbootmenu, host_root, zbm_file)?,
+            _ => {
+                let image = read_zbm_image(&zfsbootmenu, host_root, zbm_file)?;
+                if let (true, Some(image), ZbmSource::File { path, origin }) =
+                    (secure_boot, &image, &zfsbootmenu)
+                {
+                    check_signed(image, path, origin, host_root)?;
+                }
+                image
+            }
         },
         live_zfs_features: live_zfs_features(host_root),
+        secure_boot,
+        enroll_mok: config.secure_boot.enroll_mok_password_hash.is_some()
+            && !mok_trusted_already(host_root),
         zfsbootmenu,
         installer: on_host(Path::new(LIVE_KLDLOAD)).then(|| LIVE_KLDLOAD.into()),
     };
     Ok((build_plan(&inputs)?, inputs.zfsbootmenu.clone()))
+}
+
+/// Whether the ESP boots through shim: `secure_boot.mode`, with "auto" following the live
+/// system's firmware. Secure Boot on a machine whose distribution kldload's chain does not
+/// serve is refused: the installed system would not start.
+fn through_shim(config: &Config, host_root: &Path) -> Result<bool, AppError> {
+    let enforced = crate::secure_boot::enforced(host_root);
+    match config.secure_boot.mode {
+        SecureBootMode::On => Ok(true),
+        SecureBootMode::Off => Ok(false),
+        SecureBootMode::Auto if enforced && config.distro.family() != Family::Debian => {
+            Err(AppError::BadOption(format!(
+                "this machine runs with Secure Boot on, and kldload's Secure Boot chain (shim, \
+                 ZFSBootMenu signed with the build's MOK, Debian's signed kernel) is made for \
+                 Debian, not {}\nfix: turn Secure Boot off in the firmware's setup, then \
+                 install again\nnothing was written to any disk",
+                config.distro
+            )))
+        }
+        SecureBootMode::Auto => Ok(enforced),
+    }
+}
+
+/// Whether this machine's db or MokListRT holds the medium's MOK certificate already (then
+/// there is nothing to enroll).
+fn mok_trusted_already(host_root: &Path) -> bool {
+    let mok = host_root.join(crate::config::MEDIUM_MOK.trim_start_matches('/'));
+    std::fs::read(mok)
+        .is_ok_and(|der| crate::secure_boot::trusted_certificates(host_root).contains(&der))
+}
+
+/// Under Secure Boot, the medium's ZFSBootMenu is replaced by its signed copy; the release is
+/// refused (it is not signed for Secure Boot). A file of the user's own is checked once read.
+fn signed_for_secure_boot(source: ZbmSource) -> Result<ZbmSource, AppError> {
+    use crate::config::{MEDIUM_ZFSBOOTMENU, MEDIUM_ZFSBOOTMENU_SIGNED};
+    match source {
+        ZbmSource::File { path, origin } if path == Path::new(MEDIUM_ZFSBOOTMENU) => {
+            Ok(ZbmSource::File {
+                path: MEDIUM_ZFSBOOTMENU_SIGNED.into(),
+                origin: format!(
+                    "{origin}, signed with the build's MOK key for Secure Boot (secure_boot.mode)"
+                ),
+            })
+        }
+        ZbmSource::Release { .. } => Err(AppError::BadOption(format!(
+            "ZFSBootMenu's release ({}) is not signed for Secure Boot, which this install boots \
+             with (secure_boot.mode)\nfix: use the medium's signed copy (leave \
+             zfsbootmenu.source out, or \"built\"), or a file you signed with your enrolled MOK \
+             key (sbsign), or secure_boot.mode = \"off\" and Secure Boot off in the firmware\n\
+             nothing was written to any disk",
+            source.origin()
+        ))),
+        other => Ok(other),
+    }
+}
+
+/// Under Secure Boot, a ZFSBootMenu file must be signed, and on a machine running with Secure
+/// Boot on, by a key its firmware or shim trusts (the signature carries the certificate of one
+/// of them): otherwise shim refuses it at the next boot and the machine does not start.
+fn check_signed(
+    image: &ZbmImage,
+    path: &Path,
+    origin: &str,
+    host_root: &Path,
+) -> Result<(), AppError> {
+    let fix = "fix: use the medium's signed copy (leave zfsbootmenu.source out, or \"built\"), \
+               or sign the file with your enrolled MOK key (sbsign), or set secure_boot.mode = \
+               \"off\" and turn Secure Boot off in the firmware\nnothing was written to any disk";
+    let shown = path.display();
+    if !image.signed {
+        return Err(AppError::BadOption(format!(
+            "ZFSBootMenu's EFI file {shown} (from {origin}) is not signed, and this install boots \
+             through shim with Secure Boot (secure_boot.mode): shim would refuse it\n{fix}"
+        )));
+    }
+    if !crate::secure_boot::enforced(host_root) {
+        return Ok(());
+    }
+    let on_host = host_root.join(path.strip_prefix("/").unwrap_or(path));
+    let signature = crate::zbm_image::signature(&on_host)
+        .map_err(|e| AppError::BadOption(format!("{e}\nnothing was written to any disk")))?
+        .unwrap_or_default();
+    let trusted = crate::secure_boot::trusted_certificates(host_root);
+    if crate::secure_boot::carried_certificates(&signature, &trusted).is_empty() {
+        return Err(AppError::BadOption(format!(
+            "ZFSBootMenu's EFI file {shown} (from {origin}) is signed by a key this machine does \
+             not trust: its signature carries none of the {} certificates in the firmware's db \
+             and shim's MokListRT, so shim would refuse it (Security Violation) at the next \
+             boot\n{fix}",
+            trusted.len()
+        )));
+    }
+    Ok(())
 }
 
 /// What a local ZFSBootMenu file carries (its hostid above all), read before anything is
@@ -458,6 +568,80 @@ mod tests {
         assert_eq!(
             fetch_zfsbootmenu(&again, &local, ProgressMode::Lines).unwrap(),
             None
+        );
+    }
+
+    /// Under Secure Boot (here "auto" on a machine that booted with it on), the ZFSBootMenu
+    /// file is refused when unsigned or signed by a key neither db nor MokListRT holds, before
+    /// anything is written; signed by an enrolled MOK it is planned through shim.
+    #[test]
+    fn under_secure_boot_zfsbootmenu_must_be_signed_by_a_trusted_key() {
+        use crate::disk::FakeSystem;
+        use crate::initrd::testing::{Entry, compress, cpio_entries};
+        let Some(initrd) = compress(
+            "zstd",
+            &cpio_entries(&[Entry::file("etc/hostid", &[1, 0, 0, 0])]),
+        ) else {
+            eprintln!("zstd is not installed here: not tested");
+            return;
+        };
+        let root = tempfile::tempdir().unwrap();
+        let efivars = root.path().join("sys/firmware/efi/efivars");
+        std::fs::create_dir_all(&efivars).unwrap();
+        let var = |name: &str, guid: &str, data: &[u8]| {
+            let mut bytes = vec![6, 0, 0, 0];
+            bytes.extend(data);
+            std::fs::write(efivars.join(format!("{name}-{guid}")), bytes).unwrap();
+        };
+        var("SecureBoot", crate::secure_boot::EFI_GLOBAL_GUID, &[1]);
+        // MokListRT: one EFI_SIGNATURE_LIST of X.509 type holding the enrolled certificate.
+        let cert = b"enrolled MOK certificate (DER)";
+        let mut list = vec![
+            0xa1, 0x59, 0xc0, 0xa5, 0xe4, 0x94, 0xa7, 0x4a, 0x87, 0xb5, 0xab, 0x15, 0x5c, 0x2b,
+            0xf0, 0x72,
+        ];
+        for n in [28 + 16 + cert.len(), 0, 16 + cert.len()] {
+            list.extend((n as u32).to_le_bytes());
+        }
+        list.extend([0; 16]);
+        list.extend(cert);
+        var("MokListRT", crate::secure_boot::SHIM_LOCK_GUID, &list);
+        let config = crate::config::test_config("source = \"/zbm.EFI\"");
+        let plan = |signature: Option<&[u8]>| {
+            let bytes = crate::zbm_image::tests::efi_maybe_signed(
+                &[(".initrd", &initrd), (".linux", b"a kernel")],
+                signature,
+            );
+            std::fs::write(root.path().join("zbm.EFI"), bytes).unwrap();
+            plan_for(
+                &config,
+                &Overrides::default(),
+                &FakeSystem::default(),
+                root.path(),
+                ZbmFile::MustExist,
+                None,
+            )
+            .map(|(plan, _)| plan)
+        };
+        let unsigned = plan(None).unwrap_err().to_string();
+        assert!(unsigned.contains("is not signed"), "{unsigned}");
+        assert!(unsigned.contains("nothing was written"), "{unsigned}");
+        let other = plan(Some(b"pkcs7 carrying another certificate"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            other.contains("signed by a key this machine does not trust"),
+            "{other}"
+        );
+        let mut signature = b"pkcs7 carrying ".to_vec();
+        signature.extend(cert);
+        let plan = plan(Some(&signature)).unwrap();
+        let commands: Vec<String> = plan.commands().map(|argv| argv.join(" ")).collect();
+        assert!(
+            commands
+                .iter()
+                .any(|c| c.contains("--loader \\EFI\\ZBM\\shimx64.efi")),
+            "{commands:#?}"
         );
     }
 }

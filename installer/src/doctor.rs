@@ -527,7 +527,8 @@ mod tests {
 
     fn zbm(hostid: Option<u32>, features: &[&str]) -> ZbmImage {
         ZbmImage {
-            cmdline: "quiet".into(),
+            cmdline: Some("quiet".into()),
+            signed: false,
             hostid,
             zfs_features: Some(crate::zbm_image::FeatureSet {
                 name: "openzfs-2.1-linux".into(),

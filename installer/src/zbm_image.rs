@@ -1,7 +1,11 @@
 //! What a ZFSBootMenu EFI file carries that the installed system must agree with, read from the
 //! file itself rather than from where it came from (built here, given by path, the release):
 //! - its embedded command line (the `.cmdline` section), what it runs with when the firmware
-//!   passes no load options (the fallback path);
+//!   passes no load options (the fallback path); a file signed for Secure Boot has none, so that
+//!   the load options shim passes on are used (systemd's stub ignores them under Secure Boot
+//!   when the file has a command line of its own);
+//! - whether it is signed (an Authenticode signature, which Secure Boot checks), and the
+//!   signature's bytes, which carry the signer's certificate;
 //! - the `/etc/hostid` in its initramfs (the `.initrd` section): a local build carries the
 //!   building machine's, imports pools with it and passes it on as `spl.spl_hostid`, so the
 //!   install must use that value everywhere; a release build carries none (then 0x00bab10c);
@@ -26,8 +30,11 @@ pub const COMPATIBILITY_DIR: &str = "usr/share/zfs/compatibility.d";
 /// What one ZFSBootMenu EFI file carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ZbmImage {
-    /// The embedded command line.
-    pub cmdline: String,
+    /// The embedded command line; none: the file has no `.cmdline` section (a file signed for
+    /// Secure Boot, whose options come from its firmware entry through shim).
+    pub cmdline: Option<String>,
+    /// Whether it carries an Authenticode signature (the PE certificate table).
+    pub signed: bool,
     /// The hostid it imports with and passes on; none: it has no /etc/hostid.
     pub hostid: Option<u32>,
     /// What its ZFS can read; none when its image has no compatibility files.
@@ -54,9 +61,18 @@ impl ZbmImage {
             Some(set) => format!("{} ({} features)", set.name, set.features.len()),
             None => "unknown (no openzfs-X.Y file in its usr/share/zfs/compatibility.d)".into(),
         };
+        let cmdline = match &self.cmdline {
+            Some(line) => line.as_str(),
+            None => "none (its options come from the firmware entry)",
+        };
+        let signed = if self.signed {
+            "yes (Authenticode: shim checks it when Secure Boot is on)"
+        } else {
+            "no"
+        };
         format!(
-            "embedded command line: {}\nhostid: {hostid}\nits ZFS reads: {zfs}\n",
-            self.cmdline
+            "embedded command line: {cmdline}\nhostid: {hostid}\nits ZFS reads: {zfs}\n\
+             signed: {signed}\n"
         )
     }
 }
@@ -114,15 +130,21 @@ pub fn read(path: &Path) -> Result<ZbmImage, ZbmImageError> {
             section,
         })
     };
-    let cmdline = section(".cmdline")?
-        .data()
-        .map_err(|e| ZbmImageError::NotPe {
-            path: shown.clone(),
-            why: format!("its .cmdline section: {e}"),
-        })?;
-    let cmdline = String::from_utf8_lossy(cmdline)
-        .trim_matches(|c: char| c == '\0' || c.is_whitespace())
-        .to_string();
+    let cmdline = match pe.section_by_name(".cmdline") {
+        None => None,
+        Some(cmdline) => {
+            let bytes = cmdline.data().map_err(|e| ZbmImageError::NotPe {
+                path: shown.clone(),
+                why: format!("its .cmdline section: {e}"),
+            })?;
+            Some(
+                String::from_utf8_lossy(bytes)
+                    .trim_matches(|c: char| c == '\0' || c.is_whitespace())
+                    .to_string(),
+            )
+        }
+    };
+    let signed = certificate_table(&pe).is_some();
     let (offset, size) = section(".initrd")?
         .file_range()
         .ok_or_else(|| ZbmImageError::NotPe {
@@ -133,12 +155,48 @@ pub fn read(path: &Path) -> Result<ZbmImage, ZbmImageError> {
     let files = initrd::read_files(path, offset..offset + size, &wanted, Stop::AtEnd)?;
     Ok(ZbmImage {
         cmdline,
+        signed,
         hostid: files
             .iter()
             .find(|m| m.name == "etc/hostid" && !m.link)
             .and_then(|m| crate::doctor::parse_hostid_file(&m.data)),
         zfs_features: newest_openzfs(&files),
     })
+}
+
+/// Where the PE certificate table (the Authenticode signatures) is in the file: (offset, size).
+/// Its data directory entry holds a file offset, not an address, and none when unsigned.
+fn certificate_table<'data, R: object::ReadRef<'data>>(
+    pe: &PeFile64<'data, R>,
+) -> Option<(u64, u64)> {
+    use object::LittleEndian as LE;
+    let table = pe.data_directory(object::pe::IMAGE_DIRECTORY_ENTRY_SECURITY)?;
+    let size = table.size.get(LE);
+    (size > 0).then(|| (u64::from(table.virtual_address.get(LE)), u64::from(size)))
+}
+
+/// The signature bytes of a signed EFI file (its certificate table: each entry a
+/// WIN_CERTIFICATE holding a PKCS#7 SignedData, which carries the signer's certificate);
+/// none when the file is unsigned.
+pub fn signature(path: &Path) -> Result<Option<Vec<u8>>, ZbmImageError> {
+    use std::os::unix::fs::FileExt;
+    let shown = path.display().to_string();
+    let io = |source| ZbmImageError::Io {
+        path: shown.clone(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    let cache = ReadCache::new(&file);
+    let pe = PeFile64::parse(&cache).map_err(|e| ZbmImageError::NotPe {
+        path: shown.clone(),
+        why: e.to_string(),
+    })?;
+    let Some((offset, size)) = certificate_table(&pe) else {
+        return Ok(None);
+    };
+    let mut bytes = vec![0; usize::try_from(size).unwrap_or(0)];
+    file.read_exact_at(&mut bytes, offset).map_err(io)?;
+    Ok(Some(bytes))
 }
 
 /// Why an embedded command line was left as it was.
@@ -187,8 +245,7 @@ pub fn set_cmdline(path: &Path, line: &str) -> Result<Result<(), CmdlineKept>, Z
             path: shown.clone(),
             why: e.to_string(),
         })?;
-        let signature = pe.data_directory(pe::IMAGE_DIRECTORY_ENTRY_SECURITY);
-        if signature.is_some_and(|d| d.size.get(LE) > 0) {
+        if certificate_table(&pe).is_some() {
             return Ok(Err(CmdlineKept::Signed));
         }
         let table = pe.section_table();
@@ -327,18 +384,19 @@ pub(crate) mod tests {
 
     /// A unified kernel image as systemd's stub makes them: a PE file with `sections`.
     pub(crate) fn efi(sections: &[(&str, &[u8])]) -> Vec<u8> {
-        efi_maybe_signed(sections, false)
+        efi_maybe_signed(sections, None)
     }
 
-    /// The same, with a signature's entry in its data directories when `signed`.
-    fn efi_maybe_signed(sections: &[(&str, &[u8])], signed: bool) -> Vec<u8> {
+    /// The same, with `signature` as its certificate table (at the file's end, as sbsign puts
+    /// it) when given.
+    pub(crate) fn efi_maybe_signed(
+        sections: &[(&str, &[u8])],
+        signature: Option<&[u8]>,
+    ) -> Vec<u8> {
         let mut out = Vec::new();
         let mut w = Writer::new(true, 0x1000, 0x200, &mut out);
         w.reserve_dos_header_and_stub();
         w.reserve_nt_headers(16);
-        if signed {
-            w.set_data_directory(pe::IMAGE_DIRECTORY_ENTRY_SECURITY, 0x10_0000, 0x100);
-        }
         w.reserve_section_headers(sections.len() as u16);
         let ranges: Vec<_> = sections
             .iter()
@@ -349,6 +407,9 @@ pub(crate) mod tests {
                 w.reserve_section(n, flags, data.len() as u32, data.len() as u32)
             })
             .collect();
+        if let Some(signature) = signature {
+            w.reserve_certificate_table(signature.len() as u32);
+        }
         w.write_dos_header_and_stub().unwrap();
         w.write_nt_headers(NtHeaders {
             machine: pe::IMAGE_FILE_MACHINE_AMD64,
@@ -374,6 +435,9 @@ pub(crate) mod tests {
         w.write_section_headers();
         for ((_, data), range) in sections.iter().zip(&ranges) {
             w.write_section(range.file_offset, data);
+        }
+        if let Some(signature) = signature {
+            w.write_certificate_table(signature);
         }
         out
     }
@@ -423,7 +487,8 @@ pub(crate) mod tests {
             return;
         };
         let image = read(file.path()).unwrap();
-        assert_eq!(image.cmdline, "quiet zbm.prefer=rpool");
+        assert_eq!(image.cmdline.as_deref(), Some("quiet zbm.prefer=rpool"));
+        assert!(!image.signed);
         assert_eq!(image.hostid, Some(0xdeadbeef));
         let set = image.zfs_features.unwrap();
         assert_eq!(set.name, "openzfs-2.3-linux");
@@ -447,11 +512,42 @@ pub(crate) mod tests {
         let mut kernel_only = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(&mut kernel_only, &efi(&[(".linux", b"k")])).unwrap();
         let err = read(kernel_only.path()).unwrap_err().to_string();
-        assert!(err.contains("no .cmdline section"), "{err}");
+        assert!(err.contains("no .initrd section"), "{err}");
         let mut text = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(&mut text, b"#!/bin/sh\n").unwrap();
         let err = read(text.path()).unwrap_err().to_string();
         assert!(err.contains("is not an EFI executable"), "{err}");
+    }
+
+    #[test]
+    fn a_signed_file_without_a_command_line_is_read_with_its_signature() {
+        let Some(initrd) = compress(
+            "zstd",
+            &cpio_entries(&[Entry::file("etc/hostid", &[1, 0, 0, 0])]),
+        ) else {
+            return;
+        };
+        let signature = b"WIN_CERTIFICATE + PKCS#7, carrying the signer's certificate";
+        let sections: [(&str, &[u8]); 2] = [(".initrd", &initrd), (".linux", b"a kernel")];
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, &efi_maybe_signed(&sections, Some(signature)))
+            .unwrap();
+        let image = read(file.path()).unwrap();
+        assert_eq!(
+            (image.cmdline, image.signed, image.hostid),
+            (None, true, Some(1))
+        );
+        let read_back = self::signature(file.path()).unwrap().unwrap();
+        assert!(read_back.starts_with(signature), "{read_back:?}");
+        assert!(
+            read_back.len() < signature.len() + 8,
+            "padded to 8 bytes at most"
+        );
+
+        let mut unsigned = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut unsigned, &efi(&sections)).unwrap();
+        assert!(!read(unsigned.path()).unwrap().signed);
+        assert_eq!(self::signature(unsigned.path()).unwrap(), None);
     }
 
     #[test]
@@ -492,7 +588,7 @@ pub(crate) mod tests {
         );
         assert_eq!(section(file.path(), ".cmdline"), b"quiet");
 
-        let signed = write(&efi_maybe_signed(&sections, true));
+        let signed = write(&efi_maybe_signed(&sections, Some(b"a signature")));
         let before = std::fs::read(signed.path()).unwrap();
         assert_eq!(
             set_cmdline(signed.path(), line).unwrap(),

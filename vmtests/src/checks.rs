@@ -25,7 +25,7 @@ pub fn all() -> Vec<(&'static str, CheckFn)> {
         ("kldload doctor agrees, at boot and when run", doctor),
         ("firmware entries", firmware_entries),
         (
-            "ZFSBootMenu's three copies are the one installed",
+            "ZFSBootMenu's copies (and shim's files) are the ones planned",
             zfsbootmenu_copies,
         ),
         (
@@ -486,14 +486,56 @@ fn planned_embedded_cmdline(c: &Config) -> Result<String> {
         .ok_or_else(|| anyhow::anyhow!("the plan embeds no command line in ZFSBootMenu's file"))
 }
 
-/// ZFSBootMenu's primary, its backup and the fallback loader on every disk's ESP are each the
-/// file the answer file chose on the medium (its own, or one given there) with the plan's
-/// load options embedded as its command line (the other disks' ESPs mounted read-only for
-/// the look).
+/// The boot files on every disk's ESP are the ones the plan puts there (the other disks' ESPs
+/// mounted read-only for the look). Started directly: ZFSBootMenu's primary, its backup and the
+/// fallback loader are each the file the answer file chose on the medium, with the plan's load
+/// options embedded as its command line. Through shim (Secure Boot): ZFSBootMenu's two copies
+/// are the medium's signed one as it is, shim and MokManager are the medium's next to it and at
+/// the fallback path, with shim's fallback, and EFI/ZBM/BOOTX64.CSV reads (as UCS-2) as planned.
 fn zfsbootmenu_copies(m: &mut Machine, run: &Run, c: &Config) -> Result<String> {
-    use kldload::recipe::boot_menu::{FALLBACK, ZBM_BACKUP, ZBM_PRIMARY};
-    let embedded = planned_embedded_cmdline(c)?;
-    let source = run.installed_zfsbootmenu_sha256(&embedded)?;
+    use kldload::recipe::boot_menu::{
+        FALLBACK, FALLBACK_MOK_MANAGER, MOK_MANAGER, SHIM, SHIM_CSV, SHIM_FALLBACK, ZBM_BACKUP,
+        ZBM_PRIMARY,
+    };
+    let through_shim = c.secure_boot.mode == kldload::config::SecureBootMode::On;
+    let (expected, what): (Vec<(&str, String)>, String) = if through_shim {
+        let medium = |live_path: &str| {
+            run.medium_file_sha256(
+                live_path
+                    .strip_prefix(kldload::config::MEDIUM_MOUNT)
+                    .unwrap_or(live_path)
+                    .trim_start_matches('/'),
+            )
+        };
+        let zbm = medium(kldload::config::MEDIUM_ZFSBOOTMENU_SIGNED)?;
+        let shim = medium(kldload::config::MEDIUM_SHIM)?;
+        let mok_manager = medium(kldload::config::MEDIUM_MOK_MANAGER)?;
+        let fallback = medium(kldload::config::MEDIUM_SHIM_FALLBACK)?;
+        (
+            vec![
+                (ZBM_PRIMARY, zbm.clone()),
+                (ZBM_BACKUP, zbm.clone()),
+                (SHIM, shim.clone()),
+                (FALLBACK, shim.clone()),
+                (MOK_MANAGER, mok_manager.clone()),
+                (FALLBACK_MOK_MANAGER, mok_manager),
+                (SHIM_FALLBACK, fallback),
+            ],
+            format!("the medium's signed ZFSBootMenu {zbm}, shim {shim}, MokManager, fbx64"),
+        )
+    } else {
+        let embedded = planned_embedded_cmdline(c)?;
+        let source = run.installed_zfsbootmenu_sha256(&embedded)?;
+        (
+            vec![
+                (ZBM_PRIMARY, source.clone()),
+                (ZBM_BACKUP, source.clone()),
+                (FALLBACK, source.clone()),
+            ],
+            format!("sha256 {source}, embedded command line {embedded:?}"),
+        )
+    };
+    let csv = through_shim.then(|| planned_shim_csv(c)).transpose()?;
     let mut esps = vec![("/boot/efi".to_string(), None)];
     for (i, part) in esp_partitions(c).into_iter().enumerate().skip(1) {
         let dir = format!("/run/kldload-check-esp-{i}");
@@ -503,24 +545,38 @@ fn zfsbootmenu_copies(m: &mut Machine, run: &Run, c: &Config) -> Result<String> 
     let mut checked = 0;
     let mut result = Ok(());
     for (dir, part) in &esps {
-        let files = [ZBM_PRIMARY, ZBM_BACKUP, FALLBACK].map(|f| format!("{dir}/{f}"));
-        let out = m.succeed(&format!("sha256sum {}", files.join(" ")))?;
+        let on = part.as_deref().unwrap_or("the mounted ESP");
+        let files: Vec<String> = expected.iter().map(|(f, _)| format!("{dir}/{f}")).collect();
+        let out = m.execute(&format!("sha256sum {}", files.join(" ")))?;
         let sums: Vec<&str> = out
+            .stdout
             .lines()
             .filter_map(|l| l.split_whitespace().next())
             .collect();
-        for (file, sum) in files.iter().zip(&sums) {
-            if *sum != source && result.is_ok() {
+        if sums.len() != files.len() && result.is_ok() {
+            result = Err(anyhow::anyhow!("{on}: {}{}", out.stdout, out.stderr));
+        }
+        for ((file, want), sum) in files
+            .iter()
+            .zip(&expected)
+            .map(|(f, (_, w))| (f, w))
+            .zip(&sums)
+        {
+            if sum != want && result.is_ok() {
                 result = Err(anyhow::anyhow!(
-                    "{file} ({}) has sha256 {sum}, the installed ZFSBootMenu {source}",
-                    part.as_deref().unwrap_or("the mounted ESP")
+                    "{file} ({on}) has sha256 {sum}, the planned file {want}"
                 ));
             }
         }
-        if sums.len() != 3 && result.is_ok() {
-            result = Err(anyhow::anyhow!("{out}"));
-        }
         checked += sums.len();
+        if let Some(csv) = &csv {
+            let found = m.succeed(&format!("iconv -f UTF-16LE -t UTF-8 {dir}/{SHIM_CSV}"))?;
+            if found != *csv && result.is_ok() {
+                result = Err(anyhow::anyhow!(
+                    "{dir}/{SHIM_CSV} ({on}) reads {found:?}, the plan {csv:?}"
+                ));
+            }
+        }
     }
     for (dir, part) in &esps {
         if part.is_some() {
@@ -529,9 +585,31 @@ fn zfsbootmenu_copies(m: &mut Machine, run: &Run, c: &Config) -> Result<String> 
     }
     result?;
     Ok(format!(
-        "sha256 {source} in all {checked} copies on {} ESP(s), embedded command line {embedded:?}",
-        esps.len()
+        "all {checked} files on {} ESP(s) as planned: {what}{}",
+        esps.len(),
+        if csv.is_some() {
+            "; BOOTX64.CSV as planned"
+        } else {
+            ""
+        }
     ))
+}
+
+/// The list the plan writes for shim's fallback (the text fed to iconv).
+fn planned_shim_csv(c: &Config) -> Result<String> {
+    plan_of(c)?
+        .steps
+        .iter()
+        .flat_map(|s| &s.actions)
+        .find_map(|action| match action {
+            kldload::plan::Action::Run {
+                argv,
+                stdin: Some(kldload::plan::Stdin::Text { text }),
+                ..
+            } if argv[0] == "iconv" => Some(text.clone()),
+            _ => None,
+        })
+        .ok_or_else(|| anyhow::anyhow!("the plan writes no BOOTX64.CSV for shim's fallback"))
 }
 
 /// `passphrase` is in no file under /var/log, no journal line of this boot, no process's

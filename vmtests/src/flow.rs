@@ -247,6 +247,31 @@ impl Run {
         Ok(())
     }
 
+    /// Hands `file` to the machine as a read-only raw disk of its own (a copy, padded to whole
+    /// sectors), attached from the next start on: a way in for a file too large for the
+    /// harness's shell. The machine reads it back with `head -c <size>` from the returned path.
+    pub fn add_file_as_disk(&mut self, file: &Path) -> Result<String> {
+        let n = self.extra_disks.len();
+        let path = self.dir.join(format!("extra-{n}.raw"));
+        std::fs::copy(file, &path)
+            .with_context(|| format!("copying {} to {}", file.display(), path.display()))?;
+        let size = std::fs::metadata(&path)?.len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)?
+            .set_len(size.div_ceil(512) * 512)?;
+        let serial = format!("kldload-extra-{n}");
+        self.extra_disks.push(Disk {
+            path,
+            format: "raw",
+            serial: serial.clone(),
+            read_only: true,
+            boot_index: None,
+            sector_size: None,
+        });
+        Ok(format!("/dev/disk/by-id/virtio-{serial}"))
+    }
+
     /// Starts the live medium: the target is the first virtio disk (/dev/vda), the medium the
     /// second (/dev/vdb), extra disks after them. With `answers`, the answer file is handed over
     /// through fw_cfg and the live system installs by itself; without, it waits at a shell.
@@ -446,22 +471,30 @@ impl Run {
 
     /// Boots the installed disk alone through the firmware into ZFSBootMenu and logs in.
     pub fn boot_installed(&mut self, name: &str) -> Result<Machine> {
-        let mut m = self.boot_to_console_login(name)?;
+        self.boot_installed_timed_as(name, "")
+    }
+
+    /// The same, its phases named with `label` after them (`firmware to menu{label}`), for a
+    /// test that compares two boots.
+    pub fn boot_installed_timed_as(&mut self, name: &str, label: &str) -> Result<Machine> {
+        let mut m = self.boot_to_console_login(name, label)?;
         m.start_shell()?;
         Ok(m)
     }
 
     /// Boots the installed disk alone through the firmware and ZFSBootMenu's countdown, and
     /// logs in as root on the console: the harness has no shell of its own yet.
-    fn boot_to_console_login(&mut self, name: &str) -> Result<Machine> {
-        let mut m = self.timed("firmware to menu", |run| {
+    fn boot_to_console_login(&mut self, name: &str, label: &str) -> Result<Machine> {
+        let to_menu = format!("firmware to menu{label}");
+        let mut m = self.timed(&to_menu, |run| {
             let mut m = run.start_installed(name)?;
-            m.console.phase = "firmware to menu".into();
+            m.console.phase = to_menu.clone();
             m.console.wait_for("ROOT/default", MENU_TIMEOUT)?;
             Ok(m)
         })?;
-        self.timed("menu to login", |_| {
-            m.console.phase = "menu to login".into();
+        let to_login = format!("menu to login{label}");
+        self.timed(&to_login, |_| {
+            m.console.phase = to_login.clone();
             m.console_login_root(LOGIN_TIMEOUT)
         })?;
         Ok(m)
@@ -554,6 +587,19 @@ impl Run {
             Firmware::enroll_mok(&self.nvram, mok.path())?;
         }
         self.report.firmware = self.firmware.origin.clone();
+        Ok(())
+    }
+
+    /// Secure Boot turned on or off from now on, as its owner does in the firmware's setup: the
+    /// same firmware (the Secure Boot build, [`Run::secure_boot`]) and NVRAM (its entries, keys
+    /// and shim's MokList), `SecureBootEnable` set.
+    pub fn set_secure_boot_keeping_nvram(&mut self, on: bool) -> Result<()> {
+        Firmware::set_secure_boot(&self.nvram, on)?;
+        self.report.firmware = format!(
+            "{}, then Secure Boot turned {}",
+            self.report.firmware,
+            if on { "on" } else { "off" }
+        );
         Ok(())
     }
 
@@ -951,7 +997,7 @@ pub fn logged_in_base(distro: &str, medium: &Path) -> Result<PathBuf> {
     copy_files(&base.dir, &dir, &BASE_FILES)?;
     create_disk(&run.target, "16G", Some(&base.target))?;
     let saved = (|| {
-        let mut m = run.boot_to_console_login("logged-in")?;
+        let mut m = run.boot_to_console_login("logged-in", "")?;
         run.timed("save the machine's state", |run| {
             m.save_state(&run.dir.join("state"))
         })

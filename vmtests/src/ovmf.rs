@@ -104,6 +104,30 @@ impl Firmware {
         })
     }
 
+    /// Turns Secure Boot on or off in the NVRAM `vars` as a person does in the firmware's setup
+    /// (edk2's `SecureBootEnable`), keeping every other variable: the keys, the boot entries,
+    /// shim's MokList.
+    pub fn set_secure_boot(vars: &Path, on: bool) -> Result<()> {
+        let out = std::process::Command::new("virt-fw-vars")
+            .arg("--inplace")
+            .arg(vars)
+            .args([
+                if on { "--set-true" } else { "--set-false" },
+                "SecureBootEnable",
+            ])
+            .output()
+            .context("virt-fw-vars (package python3-virt-firmware)")?;
+        if !out.status.success() {
+            bail!(
+                "virt-fw-vars could not turn Secure Boot {} in {}: {}",
+                if on { "on" } else { "off" },
+                vars.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
     /// Enrolls the certificate `der` as a MOK in the NVRAM `vars` (shim's MokList, which
     /// MokManager writes after `mokutil --import` on real hardware), with virt-fw-vars.
     pub fn enroll_mok(vars: &Path, der: &Path) -> Result<()> {

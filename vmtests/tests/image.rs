@@ -293,10 +293,6 @@ fn payload_and_medium() {
             "no EFI/BOOT/{name} on the medium: {boot}"
         );
     }
-    // Secure Boot: the live system's EFI file carries the .sbat section shim requires and is
-    // signed by the build's MOK (the certificate on the medium, which users enroll).
-    let sections = sh(&["objdump", "-h", &efi.to_string_lossy()]);
-    assert!(sections.contains(".sbat"), "no .sbat section:\n{sections}");
     // The certificate users enroll: the medium's copy.
     let mok_der = dir.path().join("mok.der");
     sh(&[
@@ -321,18 +317,54 @@ fn payload_and_medium() {
         "-out",
         &pem.to_string_lossy(),
     ]);
+    // Secure Boot: what shim starts (the live system's EFI file; ZFSBootMenu on installs that
+    // boot through shim) carries the .sbat section shim requires and is signed by the build's
+    // MOK (the certificate on the medium, which users enroll). The signed ZFSBootMenu has no
+    // embedded command line (its entry's options are used then); the unsigned one keeps its.
+    let zbm_signed = dir.path().join("VMLINUZ-SIGNED.EFI");
     sh(&[
-        "sbverify",
-        "--cert",
-        &pem.to_string_lossy(),
-        &efi.to_string_lossy(),
+        "mcopy",
+        "-i",
+        &esp,
+        "::/zfsbootmenu/VMLINUZ-SIGNED.EFI",
+        &zbm_signed.to_string_lossy(),
     ]);
-    // sbverify --cert also passes files signed by others that carry their chain: the listing
-    // names who signed.
-    let listing = sh(&["sbverify", "--list", &efi.to_string_lossy()]);
+    for file in [&efi, &zbm_signed] {
+        let shown = file.file_name().unwrap().to_string_lossy();
+        let sections = sh(&["objdump", "-h", &file.to_string_lossy()]);
+        assert!(
+            sections.contains(".sbat"),
+            "{shown}: no .sbat section:\n{sections}"
+        );
+        sh(&[
+            "sbverify",
+            "--cert",
+            &pem.to_string_lossy(),
+            &file.to_string_lossy(),
+        ]);
+        // sbverify --cert also passes files signed by others that carry their chain: the
+        // listing names who signed.
+        let listing = sh(&["sbverify", "--list", &file.to_string_lossy()]);
+        assert!(
+            kldload::secure_boot::signed_only_by(
+                &listing,
+                manifest["module_signer"].as_str().unwrap()
+            ),
+            "{shown} is not signed once, by the build's MOK:\n{listing}"
+        );
+    }
+    let signed = kldload::zbm_image::read(&zbm_signed).unwrap();
+    assert_eq!(
+        signed.cmdline, None,
+        "the signed ZFSBootMenu embeds a command line"
+    );
+    assert!(signed.signed);
+    let zbm_listing = sh(&["mdir", "-i", &esp, "-b", "::/zfsbootmenu"]);
+    assert!(zbm_listing.contains("VMLINUZ.EFI"), "{zbm_listing}");
+    let fallback = sh(&["mdir", "-i", &esp, "-b", "::/shim"]);
     assert!(
-        kldload::secure_boot::signed_only_by(&listing, manifest["module_signer"].as_str().unwrap()),
-        "the live EFI file is not signed once, by the build's MOK:\n{listing}"
+        fallback.contains("fbx64.efi"),
+        "no shim/fbx64.efi on the medium (installs through shim need it): {fallback}"
     );
     let copy = dir.path().join("payload-on-medium.tar.zst");
     sh(&[

@@ -249,8 +249,10 @@ pub const GIVEN_ZFSBOOTMENU: &str = "KLDLOAD_VMTEST_GIVEN_ZFSBOOTMENU";
 const OTHER_HOSTID_TEST: &str = "install_with_a_zfsbootmenu_built_with_another_hostid";
 /// The Secure Boot VM tests (vmtests/tests/secure_boot.rs): only a run that takes one installs
 /// virt-fw-vars.
-const SECURE_BOOT_TESTS: [&str; 2] = [
+const SECURE_BOOT_TESTS: [&str; 4] = [
     "secure_boot_live_medium",
+    "secure_boot_install",
+    "secure_boot_enroll_mok_at_first_boot",
     "secure_boot_refuses_the_medium_without_its_mok",
 ];
 /// The VM test that installs a given file: only a run that takes it looks for one (and
@@ -460,6 +462,24 @@ pub fn vm_test(opts: &image::Options, selection: &Selection) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every test in vmtests/tests/secure_boot.rs is in the list that makes a run install
+    /// virt-fw-vars: one left out would fail on a fresh machine only.
+    #[test]
+    fn every_secure_boot_vm_test_is_known_to_need_it() {
+        let source = include_str!("../../vmtests/tests/secure_boot.rs");
+        let tests: Vec<&str> = source
+            .split("#[test]")
+            .skip(1)
+            .filter_map(|rest| rest.split("fn ").nth(1)?.split('(').next())
+            .collect();
+        assert!(!tests.is_empty());
+        let mut known = SECURE_BOOT_TESTS.to_vec();
+        let mut found = tests.clone();
+        known.sort_unstable();
+        found.sort_unstable();
+        assert_eq!(known, found);
+    }
 
     #[test]
     fn a_run_directory_names_its_test() {

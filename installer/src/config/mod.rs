@@ -22,6 +22,18 @@ pub const MEDIUM_MOUNT: &str = "/run/kldload/medium";
 pub const DEFAULT_PAYLOAD: &str = "/run/kldload/medium/payload.tar.zst";
 /// Where the live medium keeps its copy of ZFSBootMenu's EFI file.
 pub const MEDIUM_ZFSBOOTMENU: &str = "/run/kldload/medium/zfsbootmenu/VMLINUZ.EFI";
+/// The same ZFSBootMenu signed for Secure Boot with the build's MOK key, without an embedded
+/// command line (its options come from the firmware entry, through shim).
+pub const MEDIUM_ZFSBOOTMENU_SIGNED: &str = "/run/kldload/medium/zfsbootmenu/VMLINUZ-SIGNED.EFI";
+/// The certificate of the build's MOK key, which signed the medium's EFI files and ZFS.
+pub const MEDIUM_MOK: &str = "/run/kldload/medium/mok.der";
+/// shim (Debian's, signed by Microsoft), which the medium itself boots through.
+pub const MEDIUM_SHIM: &str = "/run/kldload/medium/EFI/BOOT/BOOTX64.EFI";
+/// shim's MokManager, next to it.
+pub const MEDIUM_MOK_MANAGER: &str = "/run/kldload/medium/EFI/BOOT/mmx64.efi";
+/// shim's fallback (fbx64.efi), kept out of the medium's EFI/BOOT (there shim would run it
+/// instead of the live system) for installed ESPs.
+pub const MEDIUM_SHIM_FALLBACK: &str = "/run/kldload/medium/shim/fbx64.efi";
 /// The hostid written to the target and the live system. ZFSBootMenu imports pools with this
 /// value and hands it to the kernel it boots (`spl.spl_hostid`), so using it everywhere keeps
 /// /etc/hostid, the initramfs, the SPL and the pool label in agreement (see ARCHITECTURE.md).
@@ -56,6 +68,9 @@ pub struct Config {
     /// The boot menu.
     #[serde(default)]
     pub zfsbootmenu: ZfsBootMenuConfig,
+    /// Whether the machine boots through shim, so that it boots with Secure Boot on.
+    #[serde(default)]
+    pub secure_boot: SecureBootConfig,
     /// The installed system's network.
     #[serde(default)]
     pub network: NetworkConfig,
@@ -608,6 +623,33 @@ impl fmt::Display for IpWithPrefix {
     }
 }
 
+/// Secure Boot (`[secure_boot]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecureBootConfig {
+    #[serde(default)]
+    pub mode: SecureBootMode,
+    /// Enroll the medium's MOK certificate (mok.der) at the next boot, for a machine that does
+    /// not trust it yet: the install runs `mokutil --import` with this one-time password's hash
+    /// (`mokutil --generate-hash`, `openssl passwd -6`), and at the next boot shim starts
+    /// MokManager, which shows the key and asks for the password. Needs `mode = "on"`.
+    pub enroll_mok_password_hash: Option<MokPasswordHash>,
+}
+
+/// How the ESP starts ZFSBootMenu (`secure_boot.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecureBootMode {
+    /// `"auto"`: through shim when the live system booted with Secure Boot on, else directly.
+    #[default]
+    Auto,
+    /// `"on"`: through shim (Debian's, signed by Microsoft) and a ZFSBootMenu signed with the
+    /// build's MOK key: the machine boots with Secure Boot on (once the MOK is enrolled) or off.
+    On,
+    /// `"off"`: the firmware starts ZFSBootMenu directly; Secure Boot must be off.
+    Off,
+}
+
 /// What the live medium does after an unattended install.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -745,6 +787,27 @@ impl Config {
                 "pool.swap_size",
                 "with encryption.datasets = \"root-and-home\" the swap zvol would be unencrypted \
                  and hold pages of encrypted data: use datasets = \"all\" or no swap"
+                    .into(),
+            );
+        }
+        if self.secure_boot.mode == SecureBootMode::On && self.distro.family() != Family::Debian {
+            return err(
+                "secure_boot.mode",
+                format!(
+                    "kldload's Secure Boot chain (Debian's shim, ZFSBootMenu signed with the \
+                     build's MOK, Debian's signed kernel) is made for Debian: {} boots with \
+                     Secure Boot off (mode = \"off\" or \"auto\")",
+                    self.distro
+                ),
+            );
+        }
+        if self.secure_boot.enroll_mok_password_hash.is_some()
+            && self.secure_boot.mode != SecureBootMode::On
+        {
+            return err(
+                "secure_boot.enroll_mok_password_hash",
+                "MokManager enrolls the key when shim starts, and only mode = \"on\" makes sure \
+                 the installed ESP boots through shim: set secure_boot.mode = \"on\""
                     .into(),
             );
         }

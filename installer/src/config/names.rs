@@ -314,6 +314,30 @@ fn check_password_hash(v: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+fn check_mok_password_hash(v: &str) -> Result<(), NameError> {
+    const WHAT: &str = "MokManager password hash";
+    check_one_line(WHAT, v)?;
+    let parts: Vec<&str> = v.split('$').collect();
+    let b64 = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "./".contains(c))
+    };
+    if !(parts.len() == 4
+        && parts[0].is_empty()
+        && parts[1] == "6"
+        && b64(parts[2])
+        && b64(parts[3]))
+    {
+        return Err(NameError(format!(
+            "{WHAT} is not valid: give a SHA-512 crypt hash (`$6$salt$hash`, as \
+             `mokutil --generate-hash` or `openssl passwd -6` prints it; MokManager reads no \
+             other kind), never the password itself"
+        )));
+    }
+    Ok(())
+}
+
 fn check_ssh_key(v: &str) -> Result<(), NameError> {
     const WHAT: &str = "SSH authorized key";
     check_one_line(WHAT, v)?;
@@ -390,6 +414,12 @@ validated_string!(
     /// A crypt(3) password hash.
     PasswordHash,
     check_password_hash
+);
+validated_string!(
+    /// The hash of MokManager's one-time password: SHA-512 crypt (`$6$salt$hash`), the form
+    /// `mokutil --generate-hash` and `openssl passwd -6` print and MokManager checks.
+    MokPasswordHash,
+    check_mok_password_hash
 );
 validated_string!(
     /// One OpenSSH public key line.
@@ -631,6 +661,16 @@ mod tests {
         assert!(Locale::new("en_US.UTF-8").is_ok());
         assert!(PasswordHash::new("$6$salt$hash").is_ok());
         assert!(PasswordHash::new("hunter2").is_err());
+        assert!(MokPasswordHash::new("$6$kldloadsalt$Xx8USiAKNDy1zHBk").is_ok());
+        for bad in [
+            "hunter2",
+            "$y$j9T$salt$hash",
+            "$6$salt",
+            "$6$$hash",
+            "$6$salt$hash x",
+        ] {
+            assert!(MokPasswordHash::new(bad).is_err(), "{bad}");
+        }
         assert!(SshPublicKey::new("ssh-ed25519 AAAAC3Nza test@host").is_ok());
         assert!(SshPublicKey::new("AAAAC3Nza").is_err());
     }

@@ -1,6 +1,17 @@
 //! Step 6: ZFSBootMenu on the ESP: the primary and backup EFI files, the fallback copy at
 //! EFI/BOOT/BOOTX64.EFI (what firmware boots when it forgets its entries), firmware entries made
 //! with efibootmgr, and the properties ZFSBootMenu reads from the pool.
+//!
+//! With Secure Boot (`Inputs::secure_boot`) the firmware starts shim instead, which starts
+//! ZFSBootMenu signed with the build's MOK key:
+//! - EFI/ZBM/shimx64.efi (signed by Microsoft, which the firmware's db trusts) and mmx64.efi
+//!   (MokManager, which shim starts when an enrollment is pending or a file is refused);
+//! - each firmware entry starts shimx64.efi with the load options `VMLINUZ.EFI <ZFSBootMenu's
+//!   options>`: shim takes the first word as the file to start, from its own directory, and
+//!   passes the rest on; the signed ZFSBootMenu has no embedded command line, since systemd's
+//!   stub ignores load options under Secure Boot when it has one;
+//! - the fallback path is shim too, with its fbx64.efi: on a fresh NVRAM it reads
+//!   EFI/ZBM/BOOTX64.CSV, makes the entries again and starts the first.
 
 use super::Inputs;
 use crate::config::Family;
@@ -11,17 +22,47 @@ use crate::zfsbootmenu::ZbmSource;
 pub const ZBM_PRIMARY: &str = "EFI/ZBM/VMLINUZ.EFI";
 pub const ZBM_BACKUP: &str = "EFI/ZBM/VMLINUZ-BACKUP.EFI";
 pub const FALLBACK: &str = "EFI/BOOT/BOOTX64.EFI";
+/// With Secure Boot: shim and MokManager next to ZFSBootMenu, shim's fallback and MokManager
+/// next to the fallback shim, and the list fbx64.efi makes entries from.
+pub const SHIM: &str = "EFI/ZBM/shimx64.efi";
+pub const MOK_MANAGER: &str = "EFI/ZBM/mmx64.efi";
+pub const SHIM_FALLBACK: &str = "EFI/BOOT/fbx64.efi";
+pub const FALLBACK_MOK_MANAGER: &str = "EFI/BOOT/mmx64.efi";
+pub const SHIM_CSV: &str = "EFI/ZBM/BOOTX64.CSV";
 /// Firmware entry labels (on a machine of one disk; with more, each disk's entries name it).
 pub const ENTRY_PRIMARY: &str = "ZFSBootMenu";
 pub const ENTRY_BACKUP: &str = "ZFSBootMenu (Backup)";
 
 /// One firmware entry the step makes: its label, the file it starts and the disk whose ESP holds
-/// that file.
+/// that file; with Secure Boot, the firmware starts shim, which starts `esp_file`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FirmwareEntry {
     pub label: String,
     pub esp_file: &'static str,
     pub disk: std::path::PathBuf,
+    pub through_shim: bool,
+}
+
+impl FirmwareEntry {
+    /// What the firmware starts.
+    pub fn loader(&self) -> &'static str {
+        if self.through_shim {
+            SHIM
+        } else {
+            self.esp_file
+        }
+    }
+
+    /// The entry's load options for ZFSBootMenu's `options`: as they are, or after the file
+    /// shim is to start (its name: shim looks in its own directory).
+    pub fn load_options(&self, options: &str) -> String {
+        if self.through_shim {
+            let file = self.esp_file.rsplit('/').next().unwrap_or(self.esp_file);
+            format!("{file} {options}")
+        } else {
+            options.to_string()
+        }
+    }
 }
 
 /// The firmware entries, in the order firmware should try them: every disk's primary (the
@@ -49,6 +90,7 @@ pub fn firmware_entries(inputs: &Inputs) -> Vec<FirmwareEntry> {
                 label: label(base, disk),
                 esp_file,
                 disk: disk.clone(),
+                through_shim: inputs.secure_boot,
             })
         })
         .collect()
@@ -203,7 +245,6 @@ pub fn step(inputs: &Inputs) -> Step {
         ["mkdir", "-p", &on_esp("EFI/ZBM"), &on_esp("EFI/BOOT")],
         "ZFSBootMenu's directory and the firmware's fallback directory",
     ));
-    let primary = on_esp(ZBM_PRIMARY);
     let (file, origin) = match &inputs.zfsbootmenu {
         ZbmSource::File { path, origin } => (path.to_string_lossy().into_owned(), origin.clone()),
         source => (
@@ -211,39 +252,175 @@ pub fn step(inputs: &Inputs) -> Step {
             format!("{}, fetched first", source.origin()),
         ),
     };
-    actions.push(Action::run(
-        ["install", "-m", "0644", &file, &primary],
-        format!("ZFSBootMenu's EFI file, from {origin}"),
-    ));
     let options = zbm_load_options(inputs);
-    actions.push(Action::EmbedCmdline {
-        file: primary.clone().into(),
-        line: options.clone(),
-        why: "the load options embedded in the file as well: the fallback copy is started \
-              without any, and then shows the same menu on the same console (a signed file is \
-              left as it is)"
-            .into(),
-    });
-    actions.push(Action::run(
-        ["cp", &primary, &on_esp(ZBM_BACKUP)],
-        "a backup copy with its own firmware entry, to boot when an update breaks the primary",
-    ));
-    actions.push(Action::run(
-        ["cp", &primary, &on_esp(FALLBACK)],
-        "the fallback path firmware boots when its NVRAM entries are lost",
-    ));
+    if inputs.secure_boot {
+        actions.extend(through_shim(inputs, &file, &origin, &options));
+    } else {
+        actions.extend(started_directly(inputs, &file, &origin, &options));
+    }
     actions.extend(copy_to_other_esps(inputs));
     // Made last one first: efibootmgr puts each new entry first in BootOrder, so the first
     // disk's primary leads.
     for entry in firmware_entries(inputs).iter().rev() {
-        actions.push(firmware_entry(entry, Some(&options)));
+        actions.push(firmware_entry(entry, Some(&entry.load_options(&options))));
     }
+    actions.extend(mok_enrollment(inputs));
     Step {
         id: StepId::BootMenu,
         title: "Boot menu: ZFSBootMenu on the ESP, its fallback copy and firmware entries".into(),
         why: "firmware starts ZFSBootMenu, which imports the pool and boots a kernel from a boot environment".into(),
         actions,
     }
+}
+
+/// The firmware starts ZFSBootMenu itself: the file with the load options embedded (for the
+/// fallback copy, which starts without any), its backup and the fallback copy.
+fn started_directly(inputs: &Inputs, file: &str, origin: &str, options: &str) -> Vec<Action> {
+    let on_esp = |p: &str| inputs.target(&format!("boot/efi/{p}"));
+    let primary = on_esp(ZBM_PRIMARY);
+    vec![
+        Action::run(
+            ["install", "-m", "0644", file, &primary],
+            format!("ZFSBootMenu's EFI file, from {origin}"),
+        ),
+        Action::EmbedCmdline {
+            file: primary.clone().into(),
+            line: options.to_string(),
+            why: "the load options embedded in the file as well: the fallback copy is started \
+                  without any, and then shows the same menu on the same console (a signed file \
+                  is left as it is)"
+                .into(),
+        },
+        Action::run(
+            ["cp", &primary, &on_esp(ZBM_BACKUP)],
+            "a backup copy with its own firmware entry, to boot when an update breaks the primary",
+        ),
+        Action::run(
+            ["cp", &primary, &on_esp(FALLBACK)],
+            "the fallback path firmware boots when its NVRAM entries are lost",
+        ),
+    ]
+}
+
+/// Secure Boot: the firmware starts shim, shim the signed ZFSBootMenu (see the module's doc).
+fn through_shim(inputs: &Inputs, file: &str, origin: &str, options: &str) -> Vec<Action> {
+    use crate::config::{MEDIUM_MOK_MANAGER, MEDIUM_SHIM, MEDIUM_SHIM_FALLBACK};
+    let on_esp = |p: &str| inputs.target(&format!("boot/efi/{p}"));
+    let install = |from: &str, to: &str, why: &str| {
+        Action::run(["install", "-m", "0644", from, &on_esp(to)], why)
+    };
+    vec![
+        install(
+            MEDIUM_SHIM,
+            SHIM,
+            "shim, Debian's, signed by Microsoft (the key in the firmware's db): it checks \
+             ZFSBootMenu's signature against the enrolled MOK",
+        ),
+        install(
+            MEDIUM_MOK_MANAGER,
+            MOK_MANAGER,
+            "MokManager: shim starts it when a MOK enrollment is pending (`mokutil --import`) or \
+             when it refuses a file",
+        ),
+        install(
+            file,
+            ZBM_PRIMARY,
+            &format!(
+                "ZFSBootMenu's EFI file, signed with the MOK key, from {origin}; no command line \
+                 is embedded (it would hide the entry's load options under Secure Boot)"
+            ),
+        ),
+        Action::run(
+            ["cp", &on_esp(ZBM_PRIMARY), &on_esp(ZBM_BACKUP)],
+            "a backup copy with its own firmware entry, to boot when an update breaks the primary",
+        ),
+        install(
+            MEDIUM_SHIM,
+            FALLBACK,
+            "the fallback path firmware boots when its NVRAM entries are lost: shim again",
+        ),
+        install(
+            MEDIUM_SHIM_FALLBACK,
+            SHIM_FALLBACK,
+            "shim's fallback: started from EFI/BOOT, shim runs it, and it makes the firmware \
+             entries again from EFI/ZBM/BOOTX64.CSV and starts the first",
+        ),
+        install(
+            MEDIUM_MOK_MANAGER,
+            FALLBACK_MOK_MANAGER,
+            "MokManager next to the fallback shim as well",
+        ),
+        Action::run_with_stdin(
+            [
+                "iconv",
+                "--from-code=UTF-8",
+                "--to-code=UTF-16LE",
+                &format!("--output={}", on_esp(SHIM_CSV)),
+            ],
+            crate::plan::Stdin::Text {
+                text: shim_csv(options),
+            },
+            "the entries shim's fallback makes, in the UCS-2 it reads",
+        ),
+    ]
+}
+
+/// Where the install keeps the MokManager password's hash for mokutil, on the live system.
+pub const MOK_PASSWORD_HASH_FILE: &str = "/run/kldload/mok-password.hash";
+
+/// `secure_boot.enroll_mok_password_hash`: shim is asked to enroll the medium's MOK at the next
+/// boot (MokNew and MokAuth in the NVRAM, written by `mokutil --import`); MokManager then shows
+/// the key and asks for the one-time password.
+fn mok_enrollment(inputs: &Inputs) -> Vec<Action> {
+    let Some(hash) = (inputs.enroll_mok)
+        .then_some(inputs.config.secure_boot.enroll_mok_password_hash.as_ref())
+        .flatten()
+    else {
+        return Vec::new();
+    };
+    vec![
+        Action::WriteFile {
+            path: MOK_PASSWORD_HASH_FILE.into(),
+            contents: crate::plan::Contents::Text {
+                text: format!("{}\n", hash.as_str()),
+            },
+            mode: 0o600,
+            why: "the one-time password's hash from the answer file, for mokutil".into(),
+        },
+        Action::run(
+            [
+                "mokutil",
+                "--import",
+                crate::config::MEDIUM_MOK,
+                "--hash-file",
+                MOK_PASSWORD_HASH_FILE,
+            ],
+            "ask shim to enroll the medium's MOK certificate at the next boot: MokManager \
+             starts, shows the key and asks for the password (Enroll MOK, Continue, Yes, the \
+             password, Reboot)",
+        ),
+    ]
+}
+
+/// EFI/ZBM/BOOTX64.CSV: a line per entry of one disk, `file,label,options,comment`, the
+/// primary first (shim's fallback puts the entries it makes at the head of BootOrder in the
+/// lines' order, and starts the first). The
+/// fallback splits lines at every comma and keeps no quoting, so a word of the options with a
+/// comma (`console=ttyS0,115200`) is cut there: the console keeps its device and runs at the
+/// kernel's default speed until the entries are made again with `efibootmgr`.
+pub fn shim_csv(options: &str) -> String {
+    let options: Vec<&str> = options
+        .split_whitespace()
+        .map(|word| word.split(',').next().unwrap_or(word))
+        .collect();
+    let shim = SHIM.rsplit('/').next().unwrap_or(SHIM);
+    [(ENTRY_PRIMARY, ZBM_PRIMARY), (ENTRY_BACKUP, ZBM_BACKUP)]
+        .iter()
+        .map(|(label, file)| {
+            let file = file.rsplit('/').next().unwrap_or(file);
+            format!("{shim},{label},{file} {},kldload\n", options.join(" "))
+        })
+        .collect()
 }
 
 fn mount_first_esp(inputs: &Inputs) -> Vec<Action> {
@@ -293,7 +470,7 @@ fn copy_to_other_esps(inputs: &Inputs) -> Vec<Action> {
 fn firmware_entry(entry: &FirmwareEntry, load_options: Option<&str>) -> Action {
     let disk = entry.disk.to_string_lossy().into_owned();
     let part = super::partition::ESP_PARTITION.to_string();
-    let loader = firmware_path(entry.esp_file);
+    let loader = firmware_path(entry.loader());
     let label = entry.label.as_str();
     let mut argv = vec![
         "efibootmgr",
@@ -338,6 +515,7 @@ fn freebsd_loader(inputs: &Inputs) -> Step {
         label: "FreeBSD".into(),
         esp_file: FREEBSD_LOADER,
         disk: inputs.disks[0].clone(),
+        through_shim: false,
     };
     actions.push(firmware_entry(&entry, None));
     Step {
@@ -498,6 +676,54 @@ mod tests {
                 "rpool/ROOT"
             ]
         );
+    }
+
+    #[test]
+    fn through_shim_entries_start_shim_with_zfsbootmenus_file_first_in_the_options() {
+        let c = config("");
+        let mut i = inputs(&c);
+        i.secure_boot = true;
+        let calls = efibootmgr_calls(&step(&i));
+        let loaders_and_options: Vec<(&str, &str)> = calls
+            .iter()
+            .map(|argv| (argv[9].as_str(), argv[11].as_str()))
+            .collect();
+        let options =
+            "quiet loglevel=0 nomodeset zbm.prefer=rpool zbm.timeout=5 console=ttyS0,115200";
+        assert_eq!(
+            loaders_and_options,
+            [
+                (
+                    "\\EFI\\ZBM\\shimx64.efi",
+                    format!("VMLINUZ-BACKUP.EFI {options}").as_str()
+                ),
+                (
+                    "\\EFI\\ZBM\\shimx64.efi",
+                    format!("VMLINUZ.EFI {options}").as_str()
+                ),
+            ]
+        );
+        let step = step(&i);
+        assert!(
+            !step
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::EmbedCmdline { .. })),
+            "a signed file is installed as it is"
+        );
+    }
+
+    #[test]
+    fn the_fallback_list_names_shim_primary_first_and_holds_no_comma_in_the_options() {
+        let csv = shim_csv("quiet zbm.prefer=rpool console=ttyS0,115200n8 zbm.timeout=5");
+        assert_eq!(
+            csv,
+            "shimx64.efi,ZFSBootMenu,VMLINUZ.EFI quiet zbm.prefer=rpool console=ttyS0 zbm.timeout=5,kldload\n\
+             shimx64.efi,ZFSBootMenu (Backup),VMLINUZ-BACKUP.EFI quiet zbm.prefer=rpool console=ttyS0 zbm.timeout=5,kldload\n"
+        );
+        for line in csv.lines() {
+            assert_eq!(line.matches(',').count(), 3, "{line}");
+        }
     }
 
     #[test]

@@ -50,6 +50,12 @@ pub struct Inputs<'a> {
     /// The newest `openzfs-X.Y` feature set the live system's ZFS (the one that creates the
     /// pool) has in its compatibility.d; none when it has none.
     pub live_zfs_features: Option<String>,
+    /// Whether the ESP boots through shim (`secure_boot.mode`, "auto" resolved against the live
+    /// system's firmware): shim and MokManager from the medium, ZFSBootMenu signed.
+    pub secure_boot: bool,
+    /// Whether the install asks shim to enroll the medium's MOK at the next boot
+    /// (`secure_boot.enroll_mok_password_hash`, unless this machine trusts it already).
+    pub enroll_mok: bool,
     /// The kldload binary to put on the target for `kldload doctor` (the live system's own,
     /// [`LIVE_KLDLOAD`]; none when not installing from a live medium).
     pub installer: Option<PathBuf>,
@@ -204,7 +210,8 @@ pub(crate) mod testing {
                 origin: "test".into(),
             },
             zbm_image: Some(ZbmImage {
-                cmdline: "quiet".into(),
+                cmdline: Some("quiet".into()),
+                signed: false,
                 hostid,
                 zfs_features: zfs_features.map(|name| FeatureSet {
                     name: name.into(),
@@ -212,6 +219,8 @@ pub(crate) mod testing {
                 }),
             }),
             live_zfs_features: Some("openzfs-2.3-linux".into()),
+            secure_boot: false,
+            enroll_mok: false,
             installer: None,
         }
     }

@@ -255,7 +255,10 @@ pub fn build_image(opts: &Options) -> Result<Output> {
     }
     // On the medium: the EFI file and, when built here, what it was built from (its version,
     // kernel, ZFS, command line and hostid).
-    let mut zbm_files: medium::Files = vec![("zfsbootmenu/VMLINUZ.EFI".into(), zbm_file.clone())];
+    let mut zbm_files: medium::Files = vec![(
+        on_medium(kldload::config::MEDIUM_ZFSBOOTMENU),
+        zbm_file.clone(),
+    )];
     if let Some(dir) = &zbm_built {
         zbm_files.push(("zfsbootmenu/BUILD.json".into(), dir.join(zbm_build::INFO)));
     }
@@ -447,6 +450,25 @@ fn cached_phase(
     )
 }
 
+/// A path of the live system's medium mount as a path on the medium's ESP.
+fn on_medium(live_path: &str) -> String {
+    live_path
+        .strip_prefix(kldload::config::MEDIUM_MOUNT)
+        .unwrap_or(live_path)
+        .trim_start_matches('/')
+        .to_string()
+}
+
+/// The ZFSBootMenu EFI file among the medium's ZFSBootMenu files.
+fn files_zbm(zbm_files: &medium::Files) -> Result<(PathBuf, String)> {
+    let want = on_medium(kldload::config::MEDIUM_ZFSBOOTMENU);
+    zbm_files
+        .iter()
+        .find(|(dest, _)| *dest == want)
+        .map(|(dest, src)| (src.clone(), dest.clone()))
+        .context("no ZFSBootMenu EFI file among the medium's files")
+}
+
 /// The cache entries and files the medium is made of.
 struct MediumInputs<'a> {
     builder_dir: &'a Path,
@@ -519,7 +541,38 @@ fn build_medium(log: &Log, work: &Path, inputs: MediumInputs) -> Result<()> {
             builder_dir.join(builder::MOK_DIR).join("mok.der"),
         ),
     ];
+    // ZFSBootMenu for installs that boot through shim: signed with the MOK key, without its
+    // embedded command line (systemd's stub ignores the entry's load options under Secure Boot
+    // when the file has one of its own).
+    let (zbm, _) = files_zbm(&zbm_files)?;
+    let uncommanded = work.join("zfsbootmenu-no-cmdline.EFI");
+    run(
+        log,
+        &[
+            "objcopy",
+            "--remove-section=.cmdline",
+            &zbm.to_string_lossy(),
+            &uncommanded.to_string_lossy(),
+        ],
+    )?;
+    let zbm_signed = work.join("VMLINUZ-SIGNED.EFI");
+    shim::sign(
+        log,
+        &builder_dir.join(builder::MOK_DIR),
+        signer,
+        &uncommanded,
+        &zbm_signed,
+        work,
+    )?;
     files.extend(zbm_files);
+    files.push((
+        on_medium(kldload::config::MEDIUM_ZFSBOOTMENU_SIGNED),
+        zbm_signed.clone(),
+    ));
+    files.push((
+        on_medium(kldload::config::MEDIUM_SHIM_FALLBACK),
+        shim_dir.join(shim::FALLBACK),
+    ));
     medium::disk_image(
         log,
         recipe::MEDIUM_LABEL,
@@ -527,7 +580,15 @@ fn build_medium(log: &Log, work: &Path, inputs: MediumInputs) -> Result<()> {
         work,
         &work.join(medium::IMAGE),
     )?;
-    for f in [&initrd, &extra_cpio, &efi, &signed, &cmdline] {
+    for f in [
+        &initrd,
+        &extra_cpio,
+        &efi,
+        &signed,
+        &cmdline,
+        &uncommanded,
+        &zbm_signed,
+    ] {
         fs::remove_file(f)?;
     }
     let _ = output(

@@ -112,8 +112,8 @@ pub const ZBM_BUILD_PACKAGES: [&str; 12] = [
 
 /// The command line built into ZFSBootMenu's EFI file: the release build's, and `zbm.prefer`
 /// for kldload's default pool. The installer replaces it with the answer file's load options
-/// (`zbm_image::set_cmdline`); it is what remains where it cannot (a file signed later for
-/// Secure Boot).
+/// (`zbm_image::set_cmdline`). The copy signed for Secure Boot has none: its options come from
+/// the firmware entry through shim (see `installer/src/recipe/boot_menu.rs`).
 pub const ZBM_EMBEDDED_CMDLINE: &str = "quiet loglevel=0 nomodeset zbm.prefer=rpool";
 
 /// Installed after the signing key is configured, so DKMS signs what it builds.
@@ -122,7 +122,7 @@ pub const BUILDER_ZFS_PACKAGES: [&str; 1] = ["zfs-dkms"];
 /// The target payload: what an installed machine runs. The kernel (`linux-image-<version>`,
 /// the builder's exact one) and the prebuilt ZFS module package are added to these. The kernel
 /// metapackage is left out on purpose: an `apt upgrade` must not bring a kernel without ZFS.
-pub const PAYLOAD_PACKAGES: [&str; 17] = [
+pub const PAYLOAD_PACKAGES: [&str; 19] = [
     "zfsutils-linux",
     "zfs-initramfs",
     "zfs-zed",
@@ -140,16 +140,19 @@ pub const PAYLOAD_PACKAGES: [&str; 17] = [
     "ca-certificates",
     "iproute2",
     "initramfs-tools",
+    // Secure Boot: its state and MOK enrollment (`mokutil --sb-state`, `--import`), and the
+    // kernel's keyrings by name (`keyctl`).
+    "mokutil",
+    "keyutils",
 ];
 
 /// What the live system adds to the payload to run installs. mdadm and lvm2: a machine's disks
 /// may be md members or LVM volumes; the live system shows them (and stops or deactivates them
 /// when a user decides to), and the installer must see them as in use, not as blank.
-pub const LIVE_PACKAGES: [&str; 8] = [
+pub const LIVE_PACKAGES: [&str; 7] = [
     "gdisk",
     "curl",
     "debootstrap",
-    "mokutil",
     "less",
     "mtools",
     "mdadm",

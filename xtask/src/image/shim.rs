@@ -1,6 +1,7 @@
 //! Secure Boot's first stage, from Debian: shim signed by Microsoft (`shim-signed`), which
-//! firmware with Microsoft's keys starts, and its MokManager (`shim-helpers-amd64-signed`),
-//! which enrolls a MOK certificate at the keyboard. shim starts `grubx64.efi` from its own
+//! firmware with Microsoft's keys starts, and its MokManager and fallback
+//! (`shim-helpers-amd64-signed`): MokManager enrolls a MOK certificate at the keyboard, the
+//! fallback makes firmware entries again on a fresh NVRAM. shim starts `grubx64.efi` from its own
 //! directory, verified against the firmware's db, its built-in Debian certificate and the
 //! enrolled MOKs; kldload puts there what it signs with the build's MOK key ([`sign`]).
 //!
@@ -17,12 +18,16 @@ use std::path::Path;
 pub const PACKAGES: [&str; 2] = ["shim-signed", "shim-helpers-amd64-signed"];
 
 /// The files kept in the phase's cache entry, and where the packages put them.
-pub const FILES: [(&str, &str); 2] = [
+pub const FILES: [(&str, &str); 3] = [
     (SHIM, "usr/lib/shim/shimx64.efi.signed"),
     (MOK_MANAGER, "usr/lib/shim/mmx64.efi.signed"),
+    (FALLBACK, "usr/lib/shim/fbx64.efi.signed"),
 ];
 pub const SHIM: &str = "shimx64.efi";
 pub const MOK_MANAGER: &str = "mmx64.efi";
+/// shim's fallback: started from EFI/BOOT, shim runs it when it is there, and it makes firmware
+/// entries from the BOOTX64.CSV files in EFI/*/ (installed ESPs; not on the medium's EFI/BOOT).
+pub const FALLBACK: &str = "fbx64.efi";
 /// The name shim starts next (its DEFAULT_LOADER), in its own directory.
 pub const NEXT_STAGE: &str = "grubx64.efi";
 pub const INFO: &str = "shim.json";
