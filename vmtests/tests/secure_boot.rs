@@ -380,12 +380,18 @@ fn module_refusals(m: &mut Machine, run: &mut Run) {
     }
 }
 
-/// In the installed system: /run/modules/signed.ko (Debian's dummy.ko, decompressed),
+/// In the installed system: /run/modules/signed.ko (Debian's dummy.ko, decompressed: xz on
+/// Debian 13, none on Debian 12),
 /// unsigned.ko (its signature cut off: the PKCS#7 blob, the 12-byte `struct module_signature`
 /// holding its length, and the marker) and other-key.ko (that, signed with a new key).
 const MODULES_TO_REFUSE: &str = r#"set -e
 mkdir -p /run/modules && cd /run/modules
-zstd -dcq --format=xz "$(modinfo -n dummy)" > signed.ko
+module="$(modinfo -n dummy)"
+case "$module" in
+  *.xz) zstd -dcq --format=xz "$module" ;;
+  *.zst) zstd -dcq "$module" ;;
+  *) cat "$module" ;;
+esac > signed.ko
 perl -e 'local $/; my $m = <STDIN>; my $mark = "~Module signature appended~
 ";
   die "not signed" unless substr($m, -length $mark) eq $mark;
