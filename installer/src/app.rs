@@ -127,7 +127,7 @@ fn plan_for(
         _ => requested_mirror,
     };
     let on_host = |p: &Path| host_root.join(p.strip_prefix("/").unwrap_or(p)).exists();
-    let secure_boot = through_shim(config, host_root)?;
+    let secure_boot = through_shim(config, host_root, zbm_file)?;
     let zfsbootmenu = fetched.unwrap_or_else(|| {
         choose_source(
             config,
@@ -141,6 +141,9 @@ fn plan_for(
     } else {
         zfsbootmenu
     };
+    if secure_boot && zbm_file == ZbmFile::MustExist {
+        shim_files_present(config, &zfsbootmenu, &on_host)?;
+    }
     let inputs = Inputs {
         config,
         disks,
@@ -170,14 +173,23 @@ fn plan_for(
 }
 
 /// Whether the ESP boots through shim: `secure_boot.mode`, with "auto" following the live
-/// system's firmware. Secure Boot on a machine whose distribution kldload's chain does not
-/// serve is refused: the installed system would not start.
-fn through_shim(config: &Config, host_root: &Path) -> Result<bool, AppError> {
+/// system's firmware. An install (`ZbmFile::MustExist`) the machine would not start is refused:
+/// Secure Boot on with mode "off", or with a distribution kldload's chain does not serve (a
+/// plan only printed here is for whatever machine it is read on).
+fn through_shim(config: &Config, host_root: &Path, zbm_file: ZbmFile) -> Result<bool, AppError> {
     let enforced = crate::secure_boot::enforced(host_root);
+    let refuse = enforced && zbm_file == ZbmFile::MustExist;
     match config.secure_boot.mode {
         SecureBootMode::On => Ok(true),
+        SecureBootMode::Off if refuse => Err(AppError::BadOption(
+            "secure_boot.mode = \"off\" installs a ZFSBootMenu the firmware starts directly, and \
+             this machine runs with Secure Boot on: it would not boot\nfix: turn Secure Boot off \
+             in the firmware's setup first, or leave secure_boot.mode at \"auto\" (or \"on\")\n\
+             nothing was written to any disk"
+                .into(),
+        )),
         SecureBootMode::Off => Ok(false),
-        SecureBootMode::Auto if enforced && config.distro.family() != Family::Debian => {
+        SecureBootMode::Auto if refuse && config.distro.family() != Family::Debian => {
             Err(AppError::BadOption(format!(
                 "this machine runs with Secure Boot on, and kldload's Secure Boot chain (shim, \
                  ZFSBootMenu signed with the build's MOK, Debian's signed kernel) is made for \
@@ -186,8 +198,45 @@ fn through_shim(config: &Config, host_root: &Path) -> Result<bool, AppError> {
                 config.distro
             )))
         }
-        SecureBootMode::Auto => Ok(enforced),
+        SecureBootMode::Auto => Ok(enforced && config.distro.family() == Family::Debian),
     }
+}
+
+/// Through shim, the install copies shim, MokManager and shim's fallback from the live medium
+/// (and its mok.der when enrolling, and its signed ZFSBootMenu when that is the choice): each is
+/// checked before anything is written, so running elsewhere than on kldload's medium is refused
+/// rather than failing after the disks are wiped.
+fn shim_files_present(
+    config: &Config,
+    zfsbootmenu: &ZbmSource,
+    on_host: &impl Fn(&Path) -> bool,
+) -> Result<(), AppError> {
+    use crate::config::{
+        MEDIUM_MOK, MEDIUM_MOK_MANAGER, MEDIUM_SHIM, MEDIUM_SHIM_FALLBACK,
+        MEDIUM_ZFSBOOTMENU_SIGNED,
+    };
+    let mut wanted = vec![MEDIUM_SHIM, MEDIUM_MOK_MANAGER, MEDIUM_SHIM_FALLBACK];
+    if config.secure_boot.enroll_mok_password_hash.is_some() {
+        wanted.push(MEDIUM_MOK);
+    }
+    if matches!(zfsbootmenu, ZbmSource::File { path, .. } if path == Path::new(MEDIUM_ZFSBOOTMENU_SIGNED))
+    {
+        wanted.push(MEDIUM_ZFSBOOTMENU_SIGNED);
+    }
+    let missing: Vec<&str> = wanted
+        .into_iter()
+        .filter(|f| !on_host(Path::new(f)))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(AppError::BadOption(format!(
+        "booting through shim (secure_boot.mode) needs these files of kldload's live medium, and \
+         they are not there: {}\nfix: install from a medium `cargo xtask build-image` made with \
+         this kldload, or set secure_boot.mode = \"off\" and turn Secure Boot off in the \
+         firmware\nnothing was written to any disk",
+        missing.join(", ")
+    )))
 }
 
 /// Whether this machine's db or MokListRT holds the medium's MOK certificate already (then
@@ -606,6 +655,13 @@ mod tests {
         list.extend([0; 16]);
         list.extend(cert);
         var("MokListRT", crate::secure_boot::SHIM_LOCK_GUID, &list);
+        // The shim files the install copies from the medium.
+        use crate::config::{MEDIUM_MOK_MANAGER, MEDIUM_SHIM, MEDIUM_SHIM_FALLBACK};
+        for file in [MEDIUM_SHIM, MEDIUM_MOK_MANAGER, MEDIUM_SHIM_FALLBACK] {
+            let on_root = root.path().join(file.trim_start_matches('/'));
+            std::fs::create_dir_all(on_root.parent().unwrap()).unwrap();
+            std::fs::write(on_root, b"an EFI file").unwrap();
+        }
         let config = crate::config::test_config("source = \"/zbm.EFI\"");
         let plan = |signature: Option<&[u8]>| {
             let bytes = crate::zbm_image::tests::efi_maybe_signed(
@@ -635,13 +691,36 @@ mod tests {
         );
         let mut signature = b"pkcs7 carrying ".to_vec();
         signature.extend(cert);
-        let plan = plan(Some(&signature)).unwrap();
-        let commands: Vec<String> = plan.commands().map(|argv| argv.join(" ")).collect();
+        let planned = plan(Some(&signature)).unwrap();
+        let commands: Vec<String> = planned.commands().map(|argv| argv.join(" ")).collect();
         assert!(
             commands
                 .iter()
                 .any(|c| c.contains("--loader \\EFI\\ZBM\\shimx64.efi")),
             "{commands:#?}"
         );
+        // Without shim's fallback on the medium: refused before anything is written.
+        std::fs::remove_file(
+            root.path()
+                .join(MEDIUM_SHIM_FALLBACK.trim_start_matches('/')),
+        )
+        .unwrap();
+        let missing = plan(Some(&signature)).unwrap_err().to_string();
+        assert!(missing.contains(MEDIUM_SHIM_FALLBACK), "{missing}");
+        assert!(missing.contains("nothing was written"), "{missing}");
+        // Secure Boot on, and asked to boot without shim: refused.
+        let off =
+            crate::config::test_config("source = \"/zbm.EFI\"\n[secure_boot]\nmode = \"off\"");
+        let refused = plan_for(
+            &off,
+            &Overrides::default(),
+            &FakeSystem::default(),
+            root.path(),
+            ZbmFile::MustExist,
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(refused.contains("it would not boot"), "{refused}");
     }
 }

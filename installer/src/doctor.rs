@@ -295,7 +295,10 @@ impl Diagnosis {
                  stops ZFSBootMenu from importing the pool, an enabled one does once it is used, \
                  and features cannot be turned off. fix: install a ZFSBootMenu whose ZFS reads \
                  them (built from source on this system's ZFS: `cargo xtask build-image`) as \
-                 EFI/ZBM/VMLINUZ.EFI, VMLINUZ-BACKUP.EFI and EFI/BOOT/BOOTX64.EFI on every ESP",
+                 EFI/ZBM/VMLINUZ.EFI, VMLINUZ-BACKUP.EFI and EFI/BOOT/BOOTX64.EFI on every ESP \
+                 (booting through shim, with EFI/ZBM/shimx64.efi: its medium's MOK-signed \
+                 zfsbootmenu/VMLINUZ-SIGNED.EFI as EFI/ZBM/VMLINUZ.EFI and VMLINUZ-BACKUP.EFI \
+                 only; EFI/BOOT/BOOTX64.EFI is shim and stays)",
                 set.name,
                 shown.join(", ")
             ));

@@ -497,16 +497,12 @@ fn zfsbootmenu_copies(m: &mut Machine, run: &Run, c: &Config) -> Result<String> 
         FALLBACK, FALLBACK_MOK_MANAGER, MOK_MANAGER, SHIM, SHIM_CSV, SHIM_FALLBACK, ZBM_BACKUP,
         ZBM_PRIMARY,
     };
-    let through_shim = c.secure_boot.mode == kldload::config::SecureBootMode::On;
+    // Through shim when the plan's firmware entries start shim.
+    let shim_loader = kldload::recipe::boot_menu::firmware_path(SHIM);
+    let through_shim = planned_entries(c)?.iter().any(|e| e.loader == shim_loader);
     let (expected, what): (Vec<(&str, String)>, String) = if through_shim {
-        let medium = |live_path: &str| {
-            run.medium_file_sha256(
-                live_path
-                    .strip_prefix(kldload::config::MEDIUM_MOUNT)
-                    .unwrap_or(live_path)
-                    .trim_start_matches('/'),
-            )
-        };
+        let medium =
+            |live_path: &str| run.medium_file_sha256(kldload::config::on_medium(live_path));
         let zbm = medium(kldload::config::MEDIUM_ZFSBOOTMENU_SIGNED)?;
         let shim = medium(kldload::config::MEDIUM_SHIM)?;
         let mok_manager = medium(kldload::config::MEDIUM_MOK_MANAGER)?;

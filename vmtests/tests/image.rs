@@ -359,8 +359,19 @@ fn payload_and_medium() {
         "the signed ZFSBootMenu embeds a command line"
     );
     assert!(signed.signed);
-    let zbm_listing = sh(&["mdir", "-i", &esp, "-b", "::/zfsbootmenu"]);
-    assert!(zbm_listing.contains("VMLINUZ.EFI"), "{zbm_listing}");
+    let zbm_unsigned = dir.path().join("VMLINUZ.EFI");
+    sh(&[
+        "mcopy",
+        "-i",
+        &esp,
+        "::/zfsbootmenu/VMLINUZ.EFI",
+        &zbm_unsigned.to_string_lossy(),
+    ]);
+    let unsigned = kldload::zbm_image::read(&zbm_unsigned).unwrap();
+    assert!(
+        unsigned.cmdline.is_some() && !unsigned.signed,
+        "the medium's ZFSBootMenu for installs without shim: {unsigned:?}"
+    );
     let fallback = sh(&["mdir", "-i", &esp, "-b", "::/shim"]);
     assert!(
         fallback.contains("fbx64.efi"),

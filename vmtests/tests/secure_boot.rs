@@ -32,7 +32,7 @@ fn module_signer(run: &Run) -> anyhow::Result<String> {
 /// The medium boots with Secure Boot enforced, and its live system (the one that installs) has
 /// the MOK-signed ZFS module loaded under lockdown.
 #[test]
-#[ignore = "boots VMs: run with `cargo xtask vm-test debian secure_boot`"]
+#[ignore = "boots VMs: run with `cargo xtask vm-test debian secure-boot`"]
 fn secure_boot_live_medium() {
     test_on_blank_disk("secure-boot-live", |run| {
         run.secure_boot(true)?;
@@ -88,7 +88,7 @@ fn secure_boot_live_medium() {
 /// Without the build's MOK enrolled, shim refuses the medium's signed EFI file: Secure Boot is
 /// what stops it, not something else going wrong.
 #[test]
-#[ignore = "boots VMs: run with `cargo xtask vm-test debian secure_boot`"]
+#[ignore = "boots VMs: run with `cargo xtask vm-test debian secure-boot`"]
 fn secure_boot_refuses_the_medium_without_its_mok() {
     test_on_blank_disk("secure-boot-no-mok", |run| {
         run.secure_boot(false)?;
@@ -119,10 +119,11 @@ fn secure_boot_refuses_the_medium_without_its_mok() {
 /// MOK, and Debian's signed kernel, which ZFSBootMenu kexecs under lockdown. Then the main
 /// job's checks and Secure Boot's own in the installed system; what Secure Boot refuses (a
 /// module unsigned or signed by another key, a ZFSBootMenu signed by another key, a boot
-/// environment whose kernel is unsigned) while the signed ones still boot; last, the same disk
-/// and NVRAM with Secure Boot turned off, for the time Secure Boot costs.
+/// environment whose kernel is unsigned) while the signed ones still boot; the same disk and
+/// NVRAM with Secure Boot turned off, for the time Secure Boot costs; last, a fresh NVRAM with
+/// Secure Boot on, where shim's fallback makes the entries again.
 #[test]
-#[ignore = "boots VMs: run with `cargo xtask vm-test debian secure_boot`"]
+#[ignore = "boots VMs: run with `cargo xtask vm-test debian secure-boot`"]
 fn secure_boot_install() {
     test_on_blank_disk("secure-boot-install", |run| {
         run.secure_boot(true)?;
@@ -248,6 +249,57 @@ fn secure_boot_install() {
             );
             Ok(format!("mokutil: {}", state.trim()))
         });
+        m.shutdown(Duration::from_secs(120))?;
+
+        // A fresh NVRAM (a new motherboard, a firmware reset) with Secure Boot on and the MOK
+        // enrolled: the firmware starts the disk's EFI/BOOT/BOOTX64.EFI (shim), shim its
+        // fbx64.efi, which makes the entries again from EFI/ZBM/BOOTX64.CSV and starts the
+        // first of them itself (BootCurrent stays the firmware's entry for the disk).
+        run.secure_boot(true)?;
+        let mut m = run.boot_installed_timed_as("installed-fresh-nvram", ", fresh NVRAM")?;
+        run.check(
+            "on a fresh NVRAM shim's fallback boots ZFSBootMenu and makes the entries again",
+            || {
+                let vars = vmtests::efivars::read(&mut m)?;
+                // This boot: the firmware's own entry for the disk (its removable path), from
+                // which fbx64.efi started the first entry it made.
+                let booted = vars.booted().context("BootCurrent names no entry")?;
+                ensure!(
+                    booted.file.is_none()
+                        || booted.file.as_deref() == Some("\\EFI\\BOOT\\BOOTX64.EFI"),
+                    "booted {booted:?}, not the disk's fallback path"
+                );
+                let shim =
+                    kldload::recipe::boot_menu::firmware_path(kldload::recipe::boot_menu::SHIM);
+                let mut made = Vec::new();
+                for (label, file) in [
+                    (kldload::recipe::boot_menu::ENTRY_PRIMARY, "VMLINUZ.EFI "),
+                    (
+                        kldload::recipe::boot_menu::ENTRY_BACKUP,
+                        "VMLINUZ-BACKUP.EFI ",
+                    ),
+                ] {
+                    let (_, entry) = vars
+                        .entries
+                        .iter()
+                        .find(|(_, e)| e.description == label)
+                        .with_context(|| format!("no entry {label:?}: {:?}", vars.entries))?;
+                    let options = entry.options.clone().unwrap_or_default();
+                    ensure!(
+                        entry.file.as_deref() == Some(shim.as_str())
+                            && options.starts_with(file)
+                            && options.contains("zbm.prefer=rpool"),
+                        "{label:?} is {entry:?}"
+                    );
+                    made.push(format!("{label:?}: {options:?}"));
+                }
+                Ok(format!(
+                    "booted {:?}; made {}",
+                    booted.description,
+                    made.join(", ")
+                ))
+            },
+        );
         m.shutdown(Duration::from_secs(120))?;
         Ok(())
     });
@@ -439,19 +491,24 @@ fn secure_boot_checks(m: &mut Machine, run: &mut Run, signer: &str) {
         );
         Ok(format!("signer {signer:?}"))
     });
-    run.check("the build's key is in the kernel's keyring", || {
-        let found = m.succeed(
-            "for k in .builtin_trusted_keys .secondary_trusted_keys .machine .platform; do \
-             keyctl show %:$k 2>/dev/null | grep -q 'kldload build' && echo $k; done; true",
-        )?;
-        let rings: Vec<&str> = found.split_whitespace().collect();
-        ensure!(
-            !rings.is_empty(),
-            "no keyring holds it: {}",
-            m.succeed("keyctl show %:.machine; keyctl show %:.platform; true")?
-        );
-        Ok(format!("in {}", rings.join(", ")))
-    });
+    run.check(
+        "the build's key is in the kernel's .machine keyring",
+        || {
+            // Where MOKs go (CONFIG_INTEGRITY_MACHINE_KEYRING), linked into .secondary_trusted_keys,
+            // which module signatures are checked against.
+            let found = m.succeed(&format!(
+                "for k in .builtin_trusted_keys .secondary_trusted_keys .machine .platform; do \
+             keyctl show %:$k 2>/dev/null | grep -qF '{signer}' && echo $k; done; true"
+            ))?;
+            let rings: Vec<&str> = found.split_whitespace().collect();
+            ensure!(
+                rings.contains(&".machine"),
+                "in {rings:?}, not .machine: {}",
+                m.succeed("keyctl show %:.machine; keyctl show %:.platform; true")?
+            );
+            Ok(format!("in {}", rings.join(", ")))
+        },
+    );
 }
 
 /// MokManager's one-time password in fixtures/answers/secure-boot.toml (its hash there).
@@ -464,7 +521,7 @@ const MOK_PASSWORD: &str = "kldload-mok";
 /// a person does it (any key, Enroll MOK, Continue, Yes, the password, Reboot); then the machine
 /// boots through shim and the signed ZFSBootMenu with the key enrolled.
 #[test]
-#[ignore = "boots VMs: run with `cargo xtask vm-test debian secure_boot`"]
+#[ignore = "boots VMs: run with `cargo xtask vm-test debian secure-boot`"]
 fn secure_boot_enroll_mok_at_first_boot() {
     test_on_blank_disk("secure-boot-enroll-mok", |run| {
         run.secure_boot(false)?;

@@ -343,7 +343,26 @@ impl Selection {
     /// Whether a filter takes the test `name` (filters are parts of test names, as nextest
     /// reads them).
     fn filtered_in(&self, name: &str) -> bool {
-        self.filters.is_empty() || self.filters.iter().any(|f| name.contains(f.as_str()))
+        self.filters.is_empty()
+            || self
+                .name_filters()
+                .iter()
+                .any(|f| name.contains(f.as_str()))
+    }
+
+    /// The filters as nextest gets them: each as given and, with its dashes as underscores,
+    /// as a Rust test's name spells it (`secure-boot` takes `secure_boot_install`; scenarios
+    /// keep their dashes).
+    fn name_filters(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for f in &self.filters {
+            for name in [f.clone(), f.replace('-', "_")] {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        names
     }
 
     /// Whether the run takes the VM test `name` (a Rust test, not a scenario).
@@ -442,7 +461,7 @@ pub fn vm_test(opts: &image::Options, selection: &Selection) -> Result<()> {
                 .iter()
                 .flat_map(|e| ["-E", e.as_str()]),
         )
-        .args(&selection.filters)
+        .args(selection.name_filters())
         .current_dir(crate::project_root())
         .envs(prepared.env(keep))
         .env("KLDLOAD_VMTEST_RUN", &started.id)
@@ -516,6 +535,16 @@ mod tests {
             wanted(selection(&["another_hostid"], false, None)),
             [OtherHostid]
         );
+        assert_eq!(
+            wanted(selection(&["another-hostid"], false, None)),
+            [OtherHostid]
+        );
+        let dashed = selection(&["secure-boot", "fresh-nvram"], false, None);
+        assert_eq!(
+            dashed.name_filters(),
+            ["secure-boot", "secure_boot", "fresh-nvram", "fresh_nvram"]
+        );
+        assert!(dashed.takes("secure_boot_install") && dashed.takes("secure-boot-x"));
         let repro = selection(&[], false, Some("zfsbootmenu-feature-mismatch"));
         assert_eq!(wanted(repro), [Zfs21]);
         assert_eq!(wanted(selection(&[], false, Some("fresh-nvram"))), []);

@@ -25,6 +25,15 @@ pub const MEDIUM_ZFSBOOTMENU: &str = "/run/kldload/medium/zfsbootmenu/VMLINUZ.EF
 /// The same ZFSBootMenu signed for Secure Boot with the build's MOK key, without an embedded
 /// command line (its options come from the firmware entry, through shim).
 pub const MEDIUM_ZFSBOOTMENU_SIGNED: &str = "/run/kldload/medium/zfsbootmenu/VMLINUZ-SIGNED.EFI";
+/// A path under [`MEDIUM_MOUNT`] as a path on the medium's ESP (`zfsbootmenu/VMLINUZ.EFI`):
+/// how the image build names what it puts there and the VM tests what they read back.
+pub fn on_medium(live_path: &str) -> &str {
+    live_path
+        .strip_prefix(MEDIUM_MOUNT)
+        .unwrap_or(live_path)
+        .trim_start_matches('/')
+}
+
 /// The certificate of the build's MOK key, which signed the medium's EFI files and ZFS.
 pub const MEDIUM_MOK: &str = "/run/kldload/medium/mok.der";
 /// shim (Debian's, signed by Microsoft), which the medium itself boots through.
@@ -627,6 +636,7 @@ impl fmt::Display for IpWithPrefix {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecureBootConfig {
+    /// Whether the installed ESP boots through shim (see [`SecureBootMode`]).
     #[serde(default)]
     pub mode: SecureBootMode,
     /// Enroll the medium's MOK certificate (mok.der) at the next boot, for a machine that does

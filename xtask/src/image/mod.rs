@@ -452,11 +452,7 @@ fn cached_phase(
 
 /// A path of the live system's medium mount as a path on the medium's ESP.
 fn on_medium(live_path: &str) -> String {
-    live_path
-        .strip_prefix(kldload::config::MEDIUM_MOUNT)
-        .unwrap_or(live_path)
-        .trim_start_matches('/')
-        .to_string()
+    kldload::config::on_medium(live_path).to_string()
 }
 
 /// The ZFSBootMenu EFI file among the medium's ZFSBootMenu files.
@@ -527,9 +523,12 @@ fn build_medium(log: &Log, work: &Path, inputs: MediumInputs) -> Result<()> {
         work,
     )?;
     let mut files: medium::Files = vec![
-        ("EFI/BOOT/BOOTX64.EFI".into(), shim_dir.join(shim::SHIM)),
         (
-            "EFI/BOOT/mmx64.efi".into(),
+            on_medium(kldload::config::MEDIUM_SHIM),
+            shim_dir.join(shim::SHIM),
+        ),
+        (
+            on_medium(kldload::config::MEDIUM_MOK_MANAGER),
             shim_dir.join(shim::MOK_MANAGER),
         ),
         ("EFI/BOOT/shim.json".into(), shim_dir.join(shim::INFO)),
@@ -537,7 +536,7 @@ fn build_medium(log: &Log, work: &Path, inputs: MediumInputs) -> Result<()> {
         ("payload.tar.zst".into(), payload_dir.join(payload::TARBALL)),
         ("manifest.json".into(), payload_dir.join(payload::MANIFEST)),
         (
-            "mok.der".into(),
+            on_medium(kldload::config::MEDIUM_MOK),
             builder_dir.join(builder::MOK_DIR).join("mok.der"),
         ),
     ];
