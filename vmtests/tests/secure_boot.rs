@@ -50,26 +50,12 @@ fn secure_boot_live_medium() {
             Ok("SecureBoot=1".into())
         });
         run.check("shim started the boot (its MokListRT is there)", || {
-            m.succeed(&format!("test -e {MOK_LIST_RT}"))?;
-            Ok(MOK_LIST_RT.rsplit('/').next().unwrap_or_default().into())
+            shim_started_the_boot(&mut m)
         });
-        run.check("the kernel is locked down", || {
-            let mode = m.succeed("cat /sys/kernel/security/lockdown")?;
-            ensure!(
-                mode.contains("[integrity]") || mode.contains("[confidentiality]"),
-                "lockdown: {}",
-                mode.trim()
-            );
-            Ok(mode.trim().into())
-        });
+        run.check("the kernel is locked down", || locked_down(&mut m));
         run.check("the MOK-signed zfs.ko is loaded", || {
-            m.succeed("modprobe zfs && grep -q '^zfs ' /proc/modules")?;
-            let actual = m.succeed("modinfo -F signer zfs")?;
-            ensure!(
-                actual.trim() == signer,
-                "zfs.ko is signed by {actual:?}, not {signer:?}"
-            );
-            Ok(format!("signer {signer:?}"))
+            m.succeed("modprobe zfs")?;
+            zfs_loaded_signed_by(&mut m, &signer)
         });
         run.check("the kernel trusts the build's key", || {
             let keys = m.succeed("grep -F 'kldload build' /proc/keys")?;
@@ -457,6 +443,34 @@ perl -e 'local $/; open(my $m, "<:raw", "unsigned.ko"); open(my $s, "<:raw", "ot
 ";' > other-key.ko
 ls -l"#;
 
+/// shim's MokListRT is there: only shim makes it, so shim started this boot.
+fn shim_started_the_boot(m: &mut Machine) -> anyhow::Result<String> {
+    m.succeed(&format!("test -e {MOK_LIST_RT}"))?;
+    Ok(MOK_LIST_RT.rsplit('/').next().unwrap_or_default().into())
+}
+
+/// The kernel runs locked down (integrity or confidentiality), as under Secure Boot.
+fn locked_down(m: &mut Machine) -> anyhow::Result<String> {
+    let mode = m.succeed("cat /sys/kernel/security/lockdown")?;
+    ensure!(
+        mode.contains("[integrity]") || mode.contains("[confidentiality]"),
+        "lockdown: {}",
+        mode.trim()
+    );
+    Ok(mode.trim().into())
+}
+
+/// zfs.ko is loaded, and signed by `signer` (the build's MOK).
+fn zfs_loaded_signed_by(m: &mut Machine, signer: &str) -> anyhow::Result<String> {
+    m.succeed("grep -q '^zfs ' /proc/modules")?;
+    let actual = m.succeed("modinfo -F signer zfs")?;
+    ensure!(
+        actual.trim() == signer,
+        "zfs.ko is signed by {actual:?}, not {signer:?}"
+    );
+    Ok(format!("signer {signer:?}"))
+}
+
 /// Secure Boot's checks in the installed system: enforced, shim started the boot, the kernel
 /// locked down, the MOK-signed zfs.ko loaded, and the keyring that holds the build's key.
 fn secure_boot_checks(m: &mut Machine, run: &mut Run, signer: &str) {
@@ -470,26 +484,11 @@ fn secure_boot_checks(m: &mut Machine, run: &mut Run, signer: &str) {
         Ok(state.trim().into())
     });
     run.check("shim started the boot (its MokListRT is there)", || {
-        m.succeed(&format!("test -e {MOK_LIST_RT}"))?;
-        Ok(MOK_LIST_RT.rsplit('/').next().unwrap_or_default().into())
+        shim_started_the_boot(m)
     });
-    run.check("the installed kernel is locked down", || {
-        let mode = m.succeed("cat /sys/kernel/security/lockdown")?;
-        ensure!(
-            mode.contains("[integrity]") || mode.contains("[confidentiality]"),
-            "lockdown: {}",
-            mode.trim()
-        );
-        Ok(mode.trim().into())
-    });
+    run.check("the installed kernel is locked down", || locked_down(m));
     run.check("the installed system loaded the MOK-signed zfs.ko", || {
-        m.succeed("grep -q '^zfs ' /proc/modules")?;
-        let actual = m.succeed("modinfo -F signer zfs")?;
-        ensure!(
-            actual.trim() == signer,
-            "zfs.ko is signed by {actual:?}, not {signer:?}"
-        );
-        Ok(format!("signer {signer:?}"))
+        zfs_loaded_signed_by(m, signer)
     });
     run.check(
         "the build's key is in the kernel's .machine keyring",
