@@ -143,30 +143,29 @@ fn secure_boot_install() {
             // shim shows each refusal in a box with an OK button and waits for a key, as a
             // person sees it; then it starts MokManager, which waits 10 s for a key, tries
             // the file again, refuses it again (OK once more), and gives up: the firmware then
-            // starts the next entry, the backup. Read from the emulated screen (it may show the
-            // first box already), cleared after each key (a box draws its button more than
-            // once).
+            // starts the next entry, the backup. Read from the console's stream, not the
+            // emulated screen: the first box is drawn in the firmware's 80x50 text mode, taller
+            // than the screen the harness emulates, where its rows land on one another.
             let backup = format!("\"{}\"", kldload::recipe::boot_menu::ENTRY_BACKUP);
             let mut refusals = 0;
             loop {
                 // The box's own text: after the last refusal shim also prints
                 // "start_image() returned Security Violation" outside any box.
-                let refusal = |s: &str| s.contains("Verification failed") && s.contains(" OK ");
-                let screen = m.console.wait_for_screen(
-                    "shim's refusal with its OK button, or the firmware starting the backup entry",
-                    |s| s.contains(&backup) || refusal(s),
-                    MENU_TIMEOUT,
-                )?;
-                if screen.contains(&backup) {
+                let (found, _) = m
+                    .console
+                    .wait_for_any(&["Verification failed", &backup], MENU_TIMEOUT)?;
+                if found == 1 {
                     break;
                 }
                 refusals += 1;
                 ensure!(refusals <= 3, "shim refused the file {refusals} times");
+                // The button is drawn after the text; then the box reads the key.
+                m.console.wait_for(" OK ", Duration::from_secs(30))?;
                 std::thread::sleep(Duration::from_secs(1));
                 m.console.mark("Return: OK at shim's refusal");
                 m.console.send("\r")?;
-                m.console.clear_screen();
             }
+            m.console.clear_screen();
             let target = Zbm::new(&mut m).wait_for_countdown(MENU_TIMEOUT)?;
             Ok((refusals, target))
         });
