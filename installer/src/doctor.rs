@@ -8,7 +8,15 @@
 //! default `zbm.import_policy=hostid` imports it under the label's value and passes that on, and
 //! the fix then makes /etc/hostid and the initramfs agree with it.
 //!
+//! It also checks what ZFSBootMenu will boot the running boot environment with: the kernel it
+//! picks and whether that kernel's initramfs has zfs.ko ([`kernels`]), and whether the command
+//! line it reads kept the console ([`commandline`]).
+//!
 //! Reading the places is separate from judging them, so the judgement is unit-tested.
+
+pub mod commandline;
+pub mod kernels;
+pub mod keys;
 
 use crate::config::ZFSBOOTMENU_HOSTID;
 use crate::zbm_image::ZbmImage;
@@ -306,6 +314,134 @@ impl Diagnosis {
     }
 }
 
+/// What the doctor reads about the running boot environment: its kernels and the
+/// `org.zfsbootmenu:commandline` of it and its ancestors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootEnvironmentReadings {
+    pub kernels: kernels::KernelReadings,
+    /// None when `zfs get` failed.
+    pub commandline: Option<Vec<commandline::Property>>,
+    /// None when `zfs get` failed.
+    pub key: Option<keys::KeyReadings>,
+}
+
+/// The dataset mounted at / when / is ZFS (the boot environment this system booted), from
+/// /proc/self/mounts.
+pub fn running_boot_environment(mounts: &str) -> Option<String> {
+    mounts.lines().find_map(|l| {
+        let mut fields = l.split_whitespace();
+        let (source, target, fstype) = (fields.next()?, fields.next()?, fields.next()?);
+        (target == "/" && fstype == "zfs").then(|| source.to_string())
+    })
+}
+
+/// Reads [`BootEnvironmentReadings`] on this machine; None when / is not ZFS.
+pub fn read_boot_environment() -> Option<BootEnvironmentReadings> {
+    let be = running_boot_environment(&std::fs::read_to_string("/proc/self/mounts").ok()?)?;
+    let pinned = output(&[
+        "zfs",
+        "get",
+        "-H",
+        "-o",
+        "value",
+        "org.zfsbootmenu:kernel",
+        &be,
+    ])
+    .map(|v| v.trim().to_string())
+    .filter(|v| v != "-");
+    let mut argv = vec!["zfs", "get", "-H", "-o", "name,value,source"];
+    argv.push("org.zfsbootmenu:commandline");
+    let lineage = commandline::lineage(&be);
+    argv.extend(lineage.iter().map(String::as_str));
+    let kernels = kernels::read(&be, Path::new("/boot"), pinned);
+    Some(BootEnvironmentReadings {
+        key: read_key(&be, &kernels),
+        kernels,
+        commandline: output(&argv).map(|text| commandline::parse(&text)),
+    })
+}
+
+/// The boot environment's encryption root, its keylocation, and whether the initramfs
+/// ZFSBootMenu boots it with by default has the key file.
+fn read_key(be: &str, k: &kernels::KernelReadings) -> Option<keys::KeyReadings> {
+    let get = |property: &str, dataset: &str| {
+        output(&["zfs", "get", "-H", "-o", "value", property, dataset])
+            .map(|v| v.trim().to_string())
+    };
+    let root = get("encryptionroot", be)?;
+    if root == "-" || root.is_empty() {
+        return Some(keys::KeyReadings {
+            encryption_root: None,
+            keylocation: String::new(),
+            initramfs: None,
+            in_initramfs: None,
+        });
+    }
+    let keylocation = get("keylocation", &root)?;
+    let list: Vec<kernels::KernelPair> = k.kernels.iter().map(|(p, _)| p.clone()).collect();
+    let initramfs =
+        kernels::default_kernel(&list, k.pinned.as_deref()).map(|(i, _)| list[i].initramfs.clone());
+    let in_initramfs = match (&initramfs, keys::key_file_in_initramfs(&keylocation)) {
+        (Some(image), Some(file)) => Some(
+            crate::initrd::read_file(&Path::new("/boot").join(image), &file)
+                .map(|found| found.is_some())
+                .map_err(|e| e.to_string()),
+        ),
+        _ => None,
+    };
+    Some(keys::KeyReadings {
+        encryption_root: Some(root),
+        keylocation,
+        initramfs,
+        in_initramfs,
+    })
+}
+
+impl Diagnosis {
+    /// Adds what ZFSBootMenu will boot the running boot environment with: the kernel it picks
+    /// (a problem when that kernel's initramfs has no zfs.ko, or lacks the key file of an
+    /// encrypted root) and the command line (a problem when the boot environment's own value
+    /// hides its parent's console). `None`: / is not ZFS.
+    pub fn add_boot_environment(&mut self, r: Option<&BootEnvironmentReadings>) {
+        let Some(r) = r else {
+            self.readings
+                .push("boot environment: (/ is not a ZFS dataset)".into());
+            self.unreadable += 1;
+            return;
+        };
+        let (lines, problem) = kernels::judge(&r.kernels);
+        self.readings.extend(lines);
+        self.problems.extend(problem);
+        let be = &r.kernels.boot_environment;
+        match &r.commandline {
+            Some(props) => {
+                let (line, problem) = commandline::judge(be, props);
+                self.readings.push(line);
+                self.problems.extend(problem);
+            }
+            None => {
+                self.readings.push(format!(
+                    "boot environment {be}: ZFSBootMenu's command line (not readable)"
+                ));
+                self.unreadable += 1;
+            }
+        }
+        match &r.key {
+            Some(key) => {
+                let (line, problem) = keys::judge(be, key);
+                self.readings.extend(line);
+                self.problems.extend(problem);
+            }
+            None => {
+                self.readings.push(format!(
+                    "boot environment {be}: its encryption root (not readable)"
+                ));
+                self.unreadable += 1;
+            }
+        }
+    }
+}
+
 /// A hostid as /etc/hostid stores it: four bytes, little-endian.
 pub fn parse_hostid_file(bytes: &[u8]) -> Option<u32> {
     Some(u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?))
@@ -417,6 +553,22 @@ mod tests {
             spl: Place::Value(v),
             pool_label: Place::Value(v),
         }
+    }
+
+    #[test]
+    fn the_boot_environment_is_the_zfs_dataset_at_root() {
+        let mounts = "sysfs /sys sysfs rw 0 0\n\
+            rpool/ROOT/default / zfs rw,relatime,xattr,posixacl 0 0\n\
+            rpool/home /home zfs rw 0 0\n";
+        assert_eq!(
+            running_boot_environment(mounts).as_deref(),
+            Some("rpool/ROOT/default")
+        );
+        assert_eq!(running_boot_environment("/dev/sda2 / ext4 rw 0 0\n"), None);
+        let mut d = diagnose(&all(OK), "rpool");
+        d.add_boot_environment(None);
+        assert!(d.healthy());
+        assert_eq!(d.unreadable, 1);
     }
 
     #[test]
@@ -537,6 +689,8 @@ mod tests {
                 name: "openzfs-2.1-linux".into(),
                 features: features.iter().map(|f| f.to_string()).collect(),
             }),
+            release: None,
+            kernel: None,
         }
     }
 

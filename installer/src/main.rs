@@ -80,8 +80,10 @@ enum Cmd {
     Unattended,
     /// On an installed system: check that the hostid is one value in /etc/hostid, the
     /// initramfs, ZFSBootMenu's spl.spl_hostid, the SPL, the pool's label and ZFSBootMenu's EFI
-    /// file, and that ZFSBootMenu's ZFS reads every feature the pool has enabled; say what
-    /// disagrees and how to fix it (exit status 1 then).
+    /// file, that ZFSBootMenu's ZFS reads every feature the pool has enabled, that the kernel
+    /// ZFSBootMenu boots this boot environment with by default has zfs.ko in its initramfs, and
+    /// that the boot environment's own org.zfsbootmenu:commandline does not hide its parent's
+    /// console; say what disagrees and how to fix it (exit status 1 then).
     Doctor {
         /// The root pool.
         #[arg(long, default_value = "rpool")]
@@ -142,9 +144,10 @@ fn run(cli: Cli) -> Result<(), AppError> {
         }
         Cmd::Unattended => std::process::exit(kldload::unattended::run()),
         Cmd::Doctor { pool, quiet } => {
-            use kldload::doctor::{diagnose, read_hostids, read_zbm};
+            use kldload::doctor::{diagnose, read_boot_environment, read_hostids, read_zbm};
             let mut diagnosis = diagnose(&read_hostids(&pool), &pool);
             diagnosis.add_zfsbootmenu(&read_zbm(&pool), &pool);
+            diagnosis.add_boot_environment(read_boot_environment().as_ref());
             if !(quiet && diagnosis.healthy()) {
                 print!("{}", diagnosis.report());
             }

@@ -39,6 +39,21 @@ pub struct ZbmImage {
     pub hostid: Option<u32>,
     /// What its ZFS can read; none when its image has no compatibility files.
     pub zfs_features: Option<FeatureSet>,
+    /// Its version and build date, from /etc/zbm-release in its initramfs (`VERSION`,
+    /// `BUILD_ID`); none when it has no such file.
+    #[serde(default)]
+    pub release: Option<ZbmRelease>,
+    /// The version string of its kernel (the `.linux` section's bzImage header), e.g.
+    /// `6.1.0-50-amd64 (debian-kernel@lists.debian.org) #1 SMP ... Debian 6.1.176-1 ...`.
+    #[serde(default)]
+    pub kernel: Option<String>,
+}
+
+/// What /etc/zbm-release in a ZFSBootMenu image says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZbmRelease {
+    pub version: Option<String>,
+    pub build_id: Option<String>,
 }
 
 /// A named set of pool features, as in a `compatibility.d` file.
@@ -151,8 +166,14 @@ pub fn read(path: &Path) -> Result<ZbmImage, ZbmImageError> {
             path: shown.clone(),
             why: "its .initrd section has no data in the file".into(),
         })?;
-    let wanted = |name: &str| name == "etc/hostid" || name.starts_with(COMPATIBILITY_DIR);
+    let wanted = |name: &str| {
+        name == "etc/hostid" || name == "etc/zbm-release" || name.starts_with(COMPATIBILITY_DIR)
+    };
     let files = initrd::read_files(path, offset..offset + size, &wanted, Stop::AtEnd)?;
+    let kernel = pe
+        .section_by_name(".linux")
+        .and_then(|s| s.data().ok())
+        .and_then(bzimage_version);
     Ok(ZbmImage {
         cmdline,
         signed,
@@ -161,7 +182,39 @@ pub fn read(path: &Path) -> Result<ZbmImage, ZbmImageError> {
             .find(|m| m.name == "etc/hostid" && !m.link)
             .and_then(|m| crate::doctor::parse_hostid_file(&m.data)),
         zfs_features: newest_openzfs(&files),
+        release: files
+            .iter()
+            .find(|m| m.name == "etc/zbm-release" && !m.link)
+            .map(|m| parse_zbm_release(&String::from_utf8_lossy(&m.data))),
+        kernel,
     })
+}
+
+/// /etc/zbm-release's `VERSION` and `BUILD_ID` (os-release's format).
+pub fn parse_zbm_release(text: &str) -> ZbmRelease {
+    let field = |key: &str| {
+        text.lines().find_map(|l| {
+            let value = l.strip_prefix(key)?.strip_prefix('=')?;
+            Some(value.trim().trim_matches('"').to_string())
+        })
+    };
+    ZbmRelease {
+        version: field("VERSION"),
+        build_id: field("BUILD_ID"),
+    }
+}
+
+/// The version string a bzImage carries (Linux boot protocol: the header's `kernel_version`
+/// at 0x20e is its offset minus 0x200, the string NUL-terminated); None when the bytes are not
+/// a bzImage ("HdrS" at 0x202).
+pub fn bzimage_version(image: &[u8]) -> Option<String> {
+    if image.get(0x202..0x206)? != b"HdrS" {
+        return None;
+    }
+    let at = usize::from(u16::from_le_bytes([*image.get(0x20e)?, *image.get(0x20f)?])) + 0x200;
+    let bytes = image.get(at..)?;
+    let end = bytes.iter().take(512).position(|b| *b == 0)?;
+    Some(String::from_utf8_lossy(&bytes[..end]).into_owned())
 }
 
 /// Where the PE certificate table (the Authenticode signatures) is in the file: (offset, size).
@@ -627,5 +680,26 @@ pub(crate) mod tests {
         assert_eq!(openzfs_version("openzfs-2.3-freebsd"), None);
         assert!(openzfs_version("openzfs-2.3") < openzfs_version("openzfs-2.3-linux"));
         assert!(openzfs_version("openzfs-2.10") > openzfs_version("openzfs-2.9-linux"));
+    }
+
+    #[test]
+    fn zbm_release_and_kernel_version() {
+        let r =
+            parse_zbm_release("NAME=\"ZFSBootMenu\"\nVERSION=\"3.1.0\"\nBUILD_ID=\"2026-11-25\"\n");
+        assert_eq!(r.version.as_deref(), Some("3.1.0"));
+        assert_eq!(r.build_id.as_deref(), Some("2026-11-25"));
+        assert_eq!(parse_zbm_release("").version, None);
+        // A bzImage header: "HdrS" at 0x202, the version string's offset - 0x200 at 0x20e.
+        let mut image = vec![0u8; 0x400];
+        image[0x202..0x206].copy_from_slice(b"HdrS");
+        image[0x20e..0x210].copy_from_slice(&0x100u16.to_le_bytes());
+        let text = b"6.1.0-50-amd64 (debian-kernel@lists.debian.org) #1 SMP\0";
+        image[0x300..0x300 + text.len()].copy_from_slice(text);
+        assert_eq!(
+            bzimage_version(&image).as_deref(),
+            Some("6.1.0-50-amd64 (debian-kernel@lists.debian.org) #1 SMP")
+        );
+        image[0x202] = b'X';
+        assert_eq!(bzimage_version(&image), None);
     }
 }

@@ -220,6 +220,17 @@ impl Console {
         )
     }
 
+    /// Forgets the output not yet waited for: a wait that follows sees only what comes next
+    /// (a screen-based wait leaves the output it read in the stream). Returns how many
+    /// characters were dropped.
+    pub fn discard_pending(&mut self) -> usize {
+        let mut dropped = 0;
+        while self.session.try_read().is_some() {
+            dropped += 1;
+        }
+        dropped
+    }
+
     /// Sends characters as typed (no newline).
     pub fn send(&mut self, text: &str) -> Result<()> {
         self.session.send(text)?;

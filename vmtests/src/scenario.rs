@@ -21,6 +21,10 @@ use std::time::{Duration, Instant};
 /// Where the `live` step puts the run's answer file on the live system.
 pub const LIVE_ANSWERS: &str = "/root/answers.toml";
 
+/// How long `not-on-console` watches by default: a boot from ZFSBootMenu to the login prompt
+/// takes about 40 s here.
+const NOT_ON_CONSOLE_SECS: u64 = 120;
+
 /// One scenario file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -182,6 +186,16 @@ pub enum Step {
     Unlock {
         #[serde(default)]
         wrong_first: bool,
+        /// After the passphrase, stop the countdown and boot the boot environment from the
+        /// menu (the other path into a boot), still with one prompt.
+        #[serde(default)]
+        via_menu: bool,
+        check: Option<String>,
+    },
+    /// Waits for `prompt` (a regex) on the console and types the run's passphrase there (its
+    /// text never recorded), with no check of what comes next: for a boot that asks twice.
+    Passphrase {
+        prompt: String,
         check: Option<String>,
     },
     /// The run's passphrase is nowhere it must not be: on the running machine, no log under
@@ -198,6 +212,13 @@ pub enum Step {
     HostKeysUnlikeBase { check: Option<String> },
     /// Waits for text on the serial console (a regex), e.g. a boot that fails.
     WaitConsole {
+        text: String,
+        timeout_secs: Option<u64>,
+        check: Option<String>,
+    },
+    /// Waits `timeout_secs` (default 120) and requires that `text` (a regex) never appeared on
+    /// the serial console meanwhile: a console gone silent, no second prompt, no countdown.
+    NotOnConsole {
         text: String,
         timeout_secs: Option<u64>,
         check: Option<String>,
@@ -225,6 +246,15 @@ pub enum Step {
     },
     /// ZFSBootMenu: selects `be` in the menu and boots it.
     ZbmBoot { be: String },
+    /// ZFSBootMenu: selects `be` in the menu and opens its kernel list (Alt+K); `check` that
+    /// it lists kernels.
+    ZbmKernels { be: String, check: Option<String> },
+    /// ZFSBootMenu: in the open kernel list, selects `kernel` (a file name in /boot, or
+    /// `"newest"` or `"oldest"`) and boots it.
+    ZbmBootKernel { kernel: String },
+    /// ZFSBootMenu: selects `be` in the menu and adds `append` to the kernel command line of
+    /// its next boot only (Alt+E); back in the menu.
+    ZbmCmdlineOnce { be: String, append: String },
 }
 
 impl Step {
@@ -268,13 +298,24 @@ impl Step {
             }
             Step::HostKeysUnlikeBase { .. } => "SSH host keys unlike the base install's".into(),
             Step::Checks => "the main job's checks".into(),
-            Step::Unlock { wrong_first, .. } => {
+            Step::Unlock {
+                wrong_first,
+                via_menu,
+                ..
+            } => format!(
+                "ZFSBootMenu: {}the passphrase; {}log in",
                 if *wrong_first {
-                    "ZFSBootMenu: a wrong passphrase, then the right one; log in".into()
+                    "a wrong passphrase, then "
                 } else {
-                    "ZFSBootMenu: the passphrase; log in".into()
+                    ""
+                },
+                if *via_menu {
+                    "boot from the menu; "
+                } else {
+                    ""
                 }
-            }
+            ),
+            Step::Passphrase { prompt, .. } => format!("the passphrase at {prompt:?}"),
             Step::PassphraseNowhere { .. } => "the passphrase in no log, argv or transcript".into(),
             Step::WaitConsole { text, .. } => format!("wait for {text:?} on the console"),
             Step::Crash => "power cut".into(),
@@ -286,6 +327,17 @@ impl Step {
             Step::ZbmSnapshots { be } => format!("ZFSBootMenu: snapshots of {be}"),
             Step::ZbmDuplicate { snapshot, .. } => format!("ZFSBootMenu: duplicate {snapshot}"),
             Step::ZbmBoot { be } => format!("ZFSBootMenu: boot {be}"),
+            Step::NotOnConsole {
+                text, timeout_secs, ..
+            } => format!(
+                "{text:?} not on the console for {}s",
+                timeout_secs.unwrap_or(NOT_ON_CONSOLE_SECS)
+            ),
+            Step::ZbmKernels { be, .. } => format!("ZFSBootMenu: kernels of {be}"),
+            Step::ZbmBootKernel { kernel } => format!("ZFSBootMenu: boot the kernel {kernel}"),
+            Step::ZbmCmdlineOnce { be, append } => {
+                format!("ZFSBootMenu: {append:?} on {be}'s command line, once")
+            }
         }
     }
 
@@ -297,13 +349,31 @@ impl Step {
             | Step::Run { check, .. }
             | Step::HostKeysUnlikeBase { check }
             | Step::Unlock { check, .. }
+            | Step::Passphrase { check, .. }
             | Step::ZbmCountdown { check, .. }
             | Step::PassphraseNowhere { check }
             | Step::WaitConsole { check, .. }
+            | Step::NotOnConsole { check, .. }
+            | Step::ZbmKernels { check, .. }
             | Step::ZbmDuplicate { check, .. } => check.as_deref(),
             _ => None,
         }
     }
+}
+
+/// The kernel a `zbm-boot-kernel` step names among those ZFSBootMenu lists: `"newest"` or
+/// `"oldest"` (in ZFSBootMenu's `sort -V` order), or a file name.
+fn pick_kernel(kernel: &str, listed: &[String]) -> Result<String> {
+    let mut sorted = listed.to_vec();
+    sorted.sort_by(|a, b| kldload::doctor::kernels::version_order(a, b));
+    let found = match kernel {
+        "newest" => sorted.last(),
+        "oldest" => sorted.first(),
+        name => sorted.iter().find(|k| *k == name),
+    };
+    found
+        .cloned()
+        .with_context(|| format!("no kernel {kernel:?} in the list: {listed:?}"))
 }
 
 /// The scenario files: fixtures/scenarios/*.toml, by name (the file's stem), sorted.
@@ -385,7 +455,9 @@ impl Scenario {
                 Step::Install {
                     kill_when: Some(k), ..
                 } => vec![k],
-                Step::WaitConsole { text, .. } => vec![text],
+                Step::WaitConsole { text, .. }
+                | Step::NotOnConsole { text, .. }
+                | Step::Passphrase { prompt: text, .. } => vec![text],
                 _ => vec![],
             };
             for r in regexes {
@@ -528,7 +600,22 @@ impl Exec<'_> {
     fn step(&mut self, step: &Step) -> Result<String> {
         match step {
             Step::Install { kill_when, .. } => self.install(kill_when.as_deref()),
-            Step::Unlock { wrong_first, .. } => self.unlock(*wrong_first),
+            Step::Unlock {
+                wrong_first,
+                via_menu,
+                ..
+            } => self.unlock(*wrong_first, *via_menu),
+            Step::Passphrase { prompt, .. } => {
+                let passphrase = self.run.passphrase()?;
+                let console = &mut self.machine()?.console;
+                let (_, found) = console.wait_for_regex(prompt, MENU_TIMEOUT + LOGIN_TIMEOUT)?;
+                std::thread::sleep(Duration::from_millis(500));
+                console.mark(&format!(
+                    "typed the passphrase at {found:?} (its text not recorded)"
+                ));
+                console.send_line(&passphrase)?;
+                Ok(format!("typed at {found:?}"))
+            }
             Step::PassphraseNowhere { .. } => self.passphrase_nowhere(),
             Step::Checks => {
                 let config = kldload::config::Config::load(&self.run.answers)?;
@@ -680,6 +767,21 @@ impl Exec<'_> {
                 let (_, found) = self.machine()?.console.wait_for_regex(text, timeout)?;
                 Ok(format!("console showed {found:?}"))
             }
+            Step::NotOnConsole {
+                text, timeout_secs, ..
+            } => {
+                let secs = timeout_secs.unwrap_or(NOT_ON_CONSOLE_SECS);
+                let console = &mut self.machine()?.console;
+                // From now on: what came before (a shutdown's messages) is not this step's.
+                console.discard_pending();
+                match console.wait_for_regex(text, Duration::from_secs(secs)) {
+                    Ok((_, found)) => bail!("the console showed {found:?}"),
+                    Err(e) if e.downcast_ref::<crate::wait::TimedOut>().is_some() => {
+                        Ok(format!("not on the console in {secs}s"))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             Step::Crash => {
                 self.machine()?.crash()?;
                 self.m = None;
@@ -730,6 +832,27 @@ impl Exec<'_> {
                 Zbm::new(self.machine()?).boot(be)?;
                 Ok(format!("booting {be}"))
             }
+            Step::ZbmKernels { be, .. } => {
+                let mut zbm = Zbm::new(self.machine()?);
+                zbm.select(be)?;
+                let listed = zbm.kernels()?;
+                ensure!(!listed.is_empty(), "the kernel list is empty");
+                Ok(listed.join(" "))
+            }
+            Step::ZbmBootKernel { kernel } => {
+                let mut zbm = Zbm::new(self.machine()?);
+                let listed = zbm.wait_for_kernel_list()?;
+                let name = pick_kernel(kernel, &listed)?;
+                // The list shows each kernel by its path.
+                zbm.select(&format!("/boot/{name}"))?;
+                zbm.enter(&format!("Return: boot {name}"))?;
+                Ok(format!("booting {name}"))
+            }
+            Step::ZbmCmdlineOnce { be, append } => {
+                let mut zbm = Zbm::new(self.machine()?);
+                zbm.select(be)?;
+                Ok(zbm.append_to_command_line_once(append)?.join(" "))
+            }
         }
     }
 
@@ -744,7 +867,7 @@ impl Exec<'_> {
 
     /// Types the passphrase at ZFSBootMenu's prompt (a wrong one first, if asked), waits for the
     /// login prompt, refusing a second prompt on the way, and logs in.
-    fn unlock(&mut self, wrong_first: bool) -> Result<String> {
+    fn unlock(&mut self, wrong_first: bool, via_menu: bool) -> Result<String> {
         use crate::zbm::Zbm;
         let config = kldload::config::Config::load(&self.run.answers)?;
         let pool = config.pool.name.as_str();
@@ -764,6 +887,11 @@ impl Exec<'_> {
                 .context("ZFSBootMenu did not refuse a wrong passphrase")?;
         }
         zbm.type_passphrase(&root, &passphrase, MENU_TIMEOUT)?;
+        if via_menu {
+            zbm.wait_for_countdown(MENU_TIMEOUT)?;
+            zbm.open_menu()?;
+            zbm.boot(&format!("{pool}/ROOT/default"))?;
+        }
         // Any encryption root's prompt, ZFSBootMenu's or the boot's (`zfs load-key`,
         // systemd-ask-password), is a second prompt.
         let (i, _) = m.console.wait_for_any(
@@ -782,9 +910,14 @@ impl Exec<'_> {
         m.login_at_prompt("root", crate::flow::ROOT_PASSWORD)?;
         let root_fs = m.succeed("findmnt -n -o SOURCE /")?;
         Ok(format!(
-            "{}one prompt for the right one; logged in, / is {}",
+            "{}one prompt for the right one; {}logged in, / is {}",
             if wrong_first {
                 "a wrong passphrase refused; "
+            } else {
+                ""
+            },
+            if via_menu {
+                "booted from the menu; "
             } else {
                 ""
             },
@@ -948,5 +1081,35 @@ mod tests {
         .unwrap();
         s.validate().unwrap();
         assert_eq!(s.zfsbootmenu, Some(TestZfsBootMenu::Zfs21));
+        let e =
+            bad("summary = \"x\"\n[[step]]\ndo = \"not-on-console\"\ntext = \"[\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("bad regex"), "{e:#}");
+    }
+
+    #[test]
+    fn kernels_are_picked_in_zfsbootmenus_order() {
+        // As the kernel list shows them: newest first.
+        let listed = [
+            "vmlinuz-6.12.999+deb13-amd64".to_string(),
+            "vmlinuz-6.12.57+deb13-amd64".to_string(),
+            "vmlinuz-6.12.9+deb13-amd64".to_string(),
+        ];
+        assert_eq!(
+            pick_kernel("oldest", &listed).unwrap(),
+            "vmlinuz-6.12.9+deb13-amd64"
+        );
+        assert_eq!(
+            pick_kernel("newest", &listed).unwrap(),
+            "vmlinuz-6.12.999+deb13-amd64"
+        );
+        assert_eq!(
+            pick_kernel("vmlinuz-6.12.57+deb13-amd64", &listed).unwrap(),
+            "vmlinuz-6.12.57+deb13-amd64"
+        );
+        let e = pick_kernel("vmlinuz-5", &listed).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("no kernel \"vmlinuz-5\""),
+            "{e:#}"
+        );
     }
 }

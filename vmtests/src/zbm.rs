@@ -360,6 +360,11 @@ impl<'m> Zbm<'m> {
     /// Alt+K on the selected boot environment: its kernels, as listed.
     pub fn kernels(&mut self) -> Result<Vec<String>> {
         self.alt("Alt+K: kernels of the selected boot environment", 'k')?;
+        self.wait_for_kernel_list()
+    }
+
+    /// Waits for the kernel list to be drawn; returns the kernels it lists.
+    pub fn wait_for_kernel_list(&mut self) -> Result<Vec<String>> {
         // Its header offers "set default"; the main menu's does not.
         let screen = self.wait("the kernel list", |s| {
             let listed = kernels(s).len();

@@ -217,6 +217,8 @@ pub(crate) mod testing {
                     name: name.into(),
                     features: Default::default(),
                 }),
+                release: None,
+                kernel: None,
             }),
             live_zfs_features: Some("openzfs-2.3-linux".into()),
             secure_boot: false,
