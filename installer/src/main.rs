@@ -111,6 +111,19 @@ enum Cmd {
         /// The new command line.
         line: String,
     },
+    /// Describe this machine's boot-relevant state in one JSON file, for a bug report or
+    /// `cargo xtask vm-repro --from-report`: ZFSBootMenu, disks, pools, datasets, each boot
+    /// environment's kernels and initramfs, hostids, firmware entries, the ESPs' files. Only
+    /// reads (another boot environment or ESP is mounted read-only for a moment), never user
+    /// data or keys; serials, WWNs, host and user names, IP and MAC addresses are redacted.
+    Report {
+        /// Where to write the JSON.
+        #[arg(long, short, default_value = "kldload-report.json")]
+        output: PathBuf,
+        /// Keep serial numbers, WWNs, names and addresses (for a report you keep yourself).
+        #[arg(long)]
+        no_redact: bool,
+    },
     /// List this machine's disks: by-id names, sizes, models, serials and what is on them.
     Disks {
         /// As JSON.
@@ -177,6 +190,23 @@ fn run(cli: Cli) -> Result<(), AppError> {
                 ),
                 Err(e) => return Err(AppError::BadOption(e.to_string())),
             }
+        }
+        Cmd::Report { output, no_redact } => {
+            let report = kldload::report::collect(kldload::report::Options { redact: !no_redact });
+            let json = serde_json::to_string_pretty(&report).expect("serializable");
+            std::fs::write(&output, json + "\n").map_err(|e| {
+                AppError::BadOption(format!("cannot write {}: {e}", output.display()))
+            })?;
+            print!("{}", report.summary());
+            println!(
+                "kldload report: written to {}{}",
+                output.display(),
+                if report.redacted {
+                    " (serials, WWNs, host and user names, addresses redacted)"
+                } else {
+                    " (not redacted: it holds serials, names and addresses)"
+                }
+            );
         }
         Cmd::Disks { json } => {
             let disks = system

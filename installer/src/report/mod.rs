@@ -1,0 +1,949 @@
+//! `kldload report`: one JSON file that describes a machine's boot-relevant state, so a boot
+//! bug can be reproduced elsewhere (`cargo xtask vm-repro --from-report`). It runs on any
+//! ZFS-on-root Linux, not only kldload's, as root, and only reads: the fields of ZFSBootMenu's
+//! bug-report form (its version and build, its kernel, the boot environment's distribution),
+//! the disks and their partition tables, the pools (topology, properties, features, labels),
+//! the datasets with every `org.zfsbootmenu:*` property, each boot environment's /boot (the
+//! kernels ZFSBootMenu pairs with an initramfs, whether each initramfs has zfs.ko and which
+//! hostid), the hostid in its places, the firmware's boot entries, the ESPs' files with their
+//! sha256, and `zpool status`.
+//!
+//! It never reads the contents of user data, nor any key: only whether a dataset is encrypted,
+//! its key's format and location. Serial numbers, WWNs, host and user names, IP and MAC
+//! addresses are redacted (`redact.rs`) unless `--no-redact`. What it cannot read it names in
+//! `notes` rather than guessing. Other boot environments and unmounted ESPs are mounted
+//! read-only under a temporary directory, as ZFSBootMenu itself does, and unmounted again.
+
+pub mod parse;
+pub mod redact;
+
+use crate::doctor::kernels;
+use crate::efivars;
+use crate::zbm_image::ZbmImage;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The report's format; `vm-repro --from-report` refuses another.
+pub const FORMAT: u32 = 1;
+
+/// The GPT type of an EFI system partition.
+pub const ESP_TYPE: &str = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub format: u32,
+    /// The kldload that wrote it.
+    pub kldload: String,
+    /// Whether serials, names and addresses were taken out.
+    pub redacted: bool,
+    pub system: System,
+    pub hostid: Hostids,
+    pub firmware: Firmware,
+    pub disks: Vec<Disk>,
+    pub pools: Vec<Pool>,
+    pub datasets: Vec<Dataset>,
+    pub boot_environments: Vec<BootEnvironment>,
+    pub esps: Vec<Esp>,
+    /// What could not be read, and why.
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct System {
+    /// os-release's PRETTY_NAME of the running system.
+    pub distribution: Option<String>,
+    /// os-release's ID and VERSION_ID, e.g. `debian`, `13`.
+    pub distribution_id: Option<String>,
+    pub distribution_version: Option<String>,
+    /// `uname -r`.
+    pub kernel: String,
+    /// The loaded ZFS module's version (/sys/module/zfs/version).
+    pub zfs_module: Option<String>,
+    /// /proc/cmdline.
+    pub cmdline: String,
+    pub hostname: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hostids {
+    /// /etc/hostid, `0x%08x`.
+    pub etc_hostid: Option<String>,
+    /// The SPL's `spl_hostid` parameter (none: 0, it reads /etc/hostid).
+    pub spl_hostid: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Firmware {
+    /// Booted through UEFI (/sys/firmware/efi exists).
+    pub uefi: bool,
+    pub secure_boot: Option<bool>,
+    pub boot_current: Option<u16>,
+    pub boot_order: Vec<u16>,
+    pub entries: Vec<FirmwareEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FirmwareEntry {
+    pub number: u16,
+    pub description: String,
+    pub partition_guid: Option<String>,
+    pub file: Option<String>,
+    pub options: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Disk {
+    /// Kernel name, e.g. `nvme0n1`.
+    pub name: String,
+    pub size_bytes: u64,
+    pub logical_sector_bytes: Option<u32>,
+    pub physical_sector_bytes: Option<u32>,
+    pub model: Option<String>,
+    pub serial: Option<String>,
+    pub wwn: Option<String>,
+    pub read_only: bool,
+    /// `gpt` or `dos`.
+    pub partition_table: Option<String>,
+    pub partitions: Vec<Partition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Partition {
+    pub name: String,
+    /// In 512-byte sectors.
+    pub start_sector: Option<u64>,
+    pub size_bytes: u64,
+    pub type_guid: Option<String>,
+    pub type_name: Option<String>,
+    pub label: Option<String>,
+    pub uuid: Option<String>,
+    pub filesystem: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pool {
+    pub name: String,
+    pub health: Option<String>,
+    pub bootfs: Option<String>,
+    pub compatibility: Option<String>,
+    /// Every pool property but the features (`zpool get -p all`).
+    pub properties: BTreeMap<String, String>,
+    /// Every feature and its state: enabled, active or disabled.
+    pub features: BTreeMap<String, String>,
+    pub topology: Vec<Vdev>,
+    /// The first label of each leaf device (`zdb -l`).
+    pub labels: Vec<Label>,
+    /// `zpool status -P` as printed.
+    pub status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Vdev {
+    pub name: String,
+    pub size: Option<String>,
+    pub children: Vec<Vdev>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Label {
+    pub device: String,
+    #[serde(flatten)]
+    pub facts: LabelFacts,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelFacts {
+    pub pool: Option<String>,
+    /// The pool's state as the label has it (0 active, 1 exported, ...).
+    pub state: Option<String>,
+    /// Who last imported it, `0x%08x`.
+    pub hostid: Option<String>,
+    pub hostname: Option<String>,
+    pub txg: Option<String>,
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourcedValue {
+    pub value: String,
+    /// `local`, `inherited from <dataset>`, `default`, `-`.
+    pub source: String,
+}
+
+impl SourcedValue {
+    pub fn new(value: &str, source: &str) -> SourcedValue {
+        SourcedValue {
+            value: value.into(),
+            source: source.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dataset {
+    pub name: String,
+    /// `filesystem` or `volume`.
+    pub kind: String,
+    pub mountpoint: Option<String>,
+    pub canmount: Option<String>,
+    pub mounted: Option<bool>,
+    pub encryption: Option<String>,
+    pub encryption_root: Option<String>,
+    /// `prompt` or a location; never the key.
+    pub keylocation: Option<String>,
+    pub keyformat: Option<String>,
+    pub keystatus: Option<String>,
+    pub compression: Option<String>,
+    /// Every `org.zfsbootmenu:*` property, local or inherited.
+    pub zfsbootmenu: BTreeMap<String, SourcedValue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BootEnvironment {
+    pub dataset: String,
+    /// Whether this system runs from it.
+    pub running: bool,
+    /// Its os-release's PRETTY_NAME.
+    pub distribution: Option<String>,
+    /// The files of its /boot with their sizes (no contents).
+    pub boot_files: BTreeMap<String, u64>,
+    /// ZFSBootMenu's kernel list for it, oldest first.
+    pub kernels: Vec<BootKernel>,
+    /// The kernel ZFSBootMenu boots by default (its file name), and why.
+    pub default_kernel: Option<String>,
+    pub default_kernel_reason: Option<String>,
+    /// The command line ZFSBootMenu reads for it (`org.zfsbootmenu:commandline` expanded).
+    pub commandline: String,
+    /// Why /boot could not be read, if it could not.
+    pub unreadable: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BootKernel {
+    pub kernel: String,
+    pub initramfs: String,
+    /// Whether the initramfs has zfs.ko; none: it could not be read.
+    pub initramfs_has_zfs: Option<bool>,
+    /// The initramfs's /etc/hostid, `0x%08x`.
+    pub initramfs_hostid: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Esp {
+    /// The partition's kernel name.
+    pub partition: String,
+    pub partition_uuid: Option<String>,
+    /// Where it is mounted; none when the report mounted it read-only for a moment.
+    pub mounted_at: Option<String>,
+    /// Each file: path (from the ESP's root, `/`-separated) -> size and sha256.
+    pub files: BTreeMap<String, EspFile>,
+    /// What each ZFSBootMenu EFI file on it carries, by path.
+    pub zfsbootmenu: BTreeMap<String, ZbmImage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EspFile {
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// Options of `kldload report`.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub redact: bool,
+}
+
+/// Runs `argv`; its stdout when it succeeds.
+fn output(argv: &[&str]) -> Result<String, String> {
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", argv[0]))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "`{}` failed: {}",
+            argv.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn read_text(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// Collects the report on this machine (as root), redacted when `options.redact`.
+pub fn collect(options: Options) -> Report {
+    let mut notes = Vec::new();
+    let mut note = |what: &str, why: String| notes.push(format!("{what}: {why}"));
+    let os = parse::os_release(&std::fs::read_to_string("/etc/os-release").unwrap_or_default());
+    let hostname = read_text("/proc/sys/kernel/hostname").unwrap_or_default();
+    let system = System {
+        distribution: os.get("PRETTY_NAME").cloned(),
+        distribution_id: os.get("ID").cloned(),
+        distribution_version: os.get("VERSION_ID").cloned(),
+        kernel: read_text("/proc/sys/kernel/osrelease").unwrap_or_default(),
+        zfs_module: read_text("/sys/module/zfs/version"),
+        cmdline: read_text("/proc/cmdline").unwrap_or_default(),
+        hostname: hostname.clone(),
+    };
+    let hostid = Hostids {
+        etc_hostid: std::fs::read("/etc/hostid")
+            .ok()
+            .and_then(|b| crate::doctor::parse_hostid_file(&b))
+            .map(|h| format!("0x{h:08x}")),
+        spl_hostid: read_text("/sys/module/spl/parameters/spl_hostid")
+            .and_then(|t| crate::doctor::parse_kernel_number(&t))
+            .filter(|h| *h != 0)
+            .map(|h| format!("0x{h:08x}")),
+    };
+    let firmware = read_firmware(&mut note);
+    let disks = match output(&["lsblk", "--json", "--bytes", "-o", parse::LSBLK_COLUMNS]) {
+        Ok(json) => parse::disks(&json, |part| {
+            read_text(&format!("/sys/class/block/{part}/start")).and_then(|s| s.parse().ok())
+        })
+        .unwrap_or_else(|e| {
+            note("disks", e);
+            Vec::new()
+        }),
+        Err(e) => {
+            note("disks", e);
+            Vec::new()
+        }
+    };
+    let pools = read_pools(&mut note);
+    let datasets = match output(&[
+        "zfs",
+        "get",
+        "-H",
+        "-p",
+        "-o",
+        "name,property,value,source",
+        "all",
+    ]) {
+        Ok(text) => parse::datasets(&text),
+        Err(e) => {
+            note("datasets", e);
+            Vec::new()
+        }
+    };
+    let boot_environments = read_boot_environments(&pools, &datasets, &mut note);
+    let esps = read_esps(&disks, &mut note);
+    let mut secrets = redact::Secrets {
+        serials: disks.iter().filter_map(|d| d.serial.clone()).collect(),
+        wwns: disks.iter().filter_map(|d| d.wwn.clone()).collect(),
+        hostnames: vec![hostname],
+        users: users(&std::fs::read_to_string("/etc/passwd").unwrap_or_default()),
+    };
+    for pool in &pools {
+        for label in &pool.labels {
+            secrets.hostnames.extend(label.facts.hostname.clone());
+        }
+    }
+    let report = Report {
+        format: FORMAT,
+        kldload: env!("CARGO_PKG_VERSION").to_string(),
+        redacted: options.redact,
+        system,
+        hostid,
+        firmware,
+        disks,
+        pools,
+        datasets,
+        boot_environments,
+        esps,
+        notes,
+    };
+    if options.redact {
+        redacted(&report, &secrets)
+    } else {
+        report
+    }
+}
+
+/// `report` with every secret and address replaced (through its JSON form, so no field is
+/// missed, keys included).
+pub fn redacted(report: &Report, secrets: &redact::Secrets) -> Report {
+    let mut value = serde_json::to_value(report).expect("serializable");
+    redact::Redactor::new(secrets).value(&mut value);
+    serde_json::from_value(value).expect("the same shape")
+}
+
+/// The names of people's accounts in /etc/passwd: a uid from 1000 up (not `nobody`'s).
+pub fn users(passwd: &str) -> Vec<String> {
+    passwd
+        .lines()
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split(':').collect();
+            let uid: u32 = fields.get(2)?.parse().ok()?;
+            ((1000..65534).contains(&uid)).then(|| fields[0].to_string())
+        })
+        .collect()
+}
+
+fn read_firmware(note: &mut impl FnMut(&str, String)) -> Firmware {
+    let uefi = Path::new("/sys/firmware/efi").is_dir();
+    let dir = Path::new(efivars::EFIVARFS);
+    if !uefi {
+        return Firmware {
+            uefi,
+            secure_boot: None,
+            boot_current: None,
+            boot_order: Vec::new(),
+            entries: Vec::new(),
+        };
+    }
+    let vars = efivars::read(dir).map_err(|e| note("firmware entries", format!("{e:#}")));
+    let boot_order = efivars::read_boot_order(dir).unwrap_or_else(|e| {
+        note("BootOrder", format!("{e:#}"));
+        Vec::new()
+    });
+    let (boot_current, entries) = match vars {
+        Ok(v) => (
+            Some(v.current),
+            v.entries
+                .into_iter()
+                .map(|(number, o)| FirmwareEntry {
+                    number,
+                    description: o.description,
+                    partition_guid: o.partition_guid,
+                    file: o.file,
+                    options: o.options,
+                })
+                .collect(),
+        ),
+        Err(()) => (None, Vec::new()),
+    };
+    Firmware {
+        uefi,
+        secure_boot: Some(crate::secure_boot::enforced(Path::new("/"))),
+        boot_current,
+        boot_order,
+        entries,
+    }
+}
+
+fn read_pools(note: &mut impl FnMut(&str, String)) -> Vec<Pool> {
+    let names = match output(&["zpool", "list", "-H", "-o", "name"]) {
+        Ok(text) => text.lines().map(str::to_string).collect::<Vec<_>>(),
+        Err(e) => {
+            note("pools", e);
+            return Vec::new();
+        }
+    };
+    names
+        .into_iter()
+        .map(|name| {
+            let props = output(&[
+                "zpool",
+                "get",
+                "-H",
+                "-p",
+                "-o",
+                "name,property,value,source",
+                "all",
+                &name,
+            ])
+            .map(|t| parse::properties(&t).remove(&name).unwrap_or_default())
+            .unwrap_or_else(|e| {
+                note(&format!("pool {name}'s properties"), e);
+                BTreeMap::new()
+            });
+            let (features, properties): (BTreeMap<_, _>, BTreeMap<_, _>) = props
+                .into_iter()
+                .map(|(p, (v, _))| (p, v))
+                .partition(|(p, _)| p.starts_with("feature@"));
+            let features = features
+                .into_iter()
+                .map(|(p, v)| (p.trim_start_matches("feature@").to_string(), v))
+                .collect();
+            let get = |p: &str| {
+                properties
+                    .get(p)
+                    .cloned()
+                    .filter(|v| v != "-" && !v.is_empty())
+            };
+            let topology = output(&["zpool", "list", "-v", "-H", "-P", &name])
+                .map(|t| parse::topology(&t))
+                .unwrap_or_else(|e| {
+                    note(&format!("pool {name}'s vdevs"), e);
+                    Vec::new()
+                });
+            let labels = leaves(&topology)
+                .into_iter()
+                .filter_map(|device| {
+                    let text = output(&["zdb", "-l", &device])
+                        .map_err(|e| note(&format!("the label of {device}"), e))
+                        .ok()?;
+                    Some(Label {
+                        device,
+                        facts: parse::label(&text),
+                    })
+                })
+                .collect();
+            Pool {
+                health: get("health"),
+                bootfs: get("bootfs"),
+                compatibility: get("compatibility"),
+                status: output(&["zpool", "status", "-P", &name]).unwrap_or_else(|e| e),
+                name,
+                properties,
+                features,
+                topology,
+                labels,
+            }
+        })
+        .collect()
+}
+
+/// The devices at the leaves of a vdev tree (paths, as `zpool list -P` gives them).
+fn leaves(vdevs: &[Vdev]) -> Vec<String> {
+    vdevs
+        .iter()
+        .flat_map(|v| {
+            if v.children.is_empty() {
+                if v.name.starts_with('/') {
+                    vec![v.name.clone()]
+                } else {
+                    Vec::new()
+                }
+            } else {
+                leaves(&v.children)
+            }
+        })
+        .collect()
+}
+
+/// A read-only mount for a moment, under a temporary directory: unmounted when dropped.
+struct TemporaryMount {
+    dir: tempfile::TempDir,
+}
+
+impl TemporaryMount {
+    /// `mount -o ro [-t fstype] source <tmp>`; `zfsutil` lets a dataset with a mountpoint
+    /// property be mounted elsewhere.
+    fn new(source: &str, fstype: &str, extra: &str) -> Result<TemporaryMount, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("kldload-report-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let target = dir.path().display().to_string();
+        let options = format!("ro{extra}");
+        output(&["mount", "-t", fstype, "-o", &options, source, &target])?;
+        Ok(TemporaryMount { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for TemporaryMount {
+    fn drop(&mut self) {
+        let _ = output(&["umount", &self.dir.path().display().to_string()]);
+    }
+}
+
+/// The datasets ZFSBootMenu offers as boot environments: `mountpoint=/` and `canmount` not
+/// off, in an imported pool.
+fn read_boot_environments(
+    _pools: &[Pool],
+    datasets: &[Dataset],
+    note: &mut impl FnMut(&str, String),
+) -> Vec<BootEnvironment> {
+    let running = crate::doctor::running_boot_environment(
+        &std::fs::read_to_string("/proc/self/mounts").unwrap_or_default(),
+    );
+    datasets
+        .iter()
+        .filter(|d| d.mountpoint.as_deref() == Some("/") && d.canmount.as_deref() != Some("off"))
+        .map(|d| {
+            let is_running = running.as_deref() == Some(d.name.as_str());
+            let mount = if is_running {
+                None
+            } else {
+                match TemporaryMount::new(&d.name, "zfs", ",zfsutil") {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        note(&format!("boot environment {}", d.name), e.clone());
+                        return boot_environment(d, datasets, is_running, None, Some(e));
+                    }
+                }
+            };
+            let root = mount
+                .as_ref()
+                .map_or(PathBuf::from("/"), |m| m.path().to_path_buf());
+            boot_environment(d, datasets, is_running, Some(&root), None)
+        })
+        .collect()
+}
+
+/// What one boot environment, mounted at `root` (none: it could not be), has in /boot.
+fn boot_environment(
+    d: &Dataset,
+    datasets: &[Dataset],
+    running: bool,
+    root: Option<&Path>,
+    unreadable: Option<String>,
+) -> BootEnvironment {
+    let lineage = crate::doctor::commandline::lineage(&d.name);
+    let props: Vec<crate::doctor::commandline::Property> = lineage
+        .iter()
+        .filter_map(|name| {
+            let ds = datasets.iter().find(|x| &x.name == name)?;
+            let p = ds.zfsbootmenu.get("org.zfsbootmenu:commandline");
+            Some(crate::doctor::commandline::Property {
+                dataset: name.clone(),
+                value: p.map_or("-".into(), |p| p.value.clone()),
+                source: p.map_or("-".into(), |p| p.source.clone()),
+            })
+        })
+        .collect();
+    let commandline = crate::doctor::commandline::effective(&d.name, &props);
+    let pinned = d
+        .zfsbootmenu
+        .get("org.zfsbootmenu:kernel")
+        .map(|p| p.value.clone());
+    let mut be = BootEnvironment {
+        dataset: d.name.clone(),
+        running,
+        distribution: None,
+        boot_files: BTreeMap::new(),
+        kernels: Vec::new(),
+        default_kernel: None,
+        default_kernel_reason: None,
+        commandline,
+        unreadable,
+    };
+    let Some(root) = root else {
+        return be;
+    };
+    be.distribution = std::fs::read_to_string(root.join("etc/os-release"))
+        .ok()
+        .and_then(|t| parse::os_release(&t).remove("PRETTY_NAME"));
+    let boot = root.join("boot");
+    be.boot_files = std::fs::read_dir(&boot)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let meta = e.metadata().ok()?;
+                    meta.is_file()
+                        .then(|| (e.file_name().to_string_lossy().into_owned(), meta.len()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let files: Vec<String> = be.boot_files.keys().cloned().collect();
+    let list = kernels::kernel_list(&files);
+    if let Some((i, choice)) = kernels::default_kernel(&list, pinned.as_deref()) {
+        be.default_kernel = Some(list[i].kernel.clone());
+        be.default_kernel_reason = Some(match choice {
+            kernels::Choice::Newest => "the newest".into(),
+            kernels::Choice::Pinned(p) => format!("org.zfsbootmenu:kernel={p}"),
+            kernels::Choice::PinMatchesNone(p) => {
+                format!("the newest: org.zfsbootmenu:kernel={p} matches no kernel")
+            }
+        });
+    }
+    be.kernels = list
+        .into_iter()
+        .map(|pair| {
+            let image = boot.join(&pair.initramfs);
+            let length = std::fs::metadata(&image).map(|m| m.len()).unwrap_or(0);
+            let wanted = |name: &str| name == "etc/hostid" || kernels::is_zfs_module(name);
+            let found =
+                crate::initrd::read_files(&image, 0..length, &wanted, crate::initrd::Stop::AtEnd)
+                    .ok();
+            BootKernel {
+                initramfs_has_zfs: found
+                    .as_ref()
+                    .map(|f| f.iter().any(|m| kernels::is_zfs_module(&m.name))),
+                initramfs_hostid: found.as_ref().and_then(|f| {
+                    f.iter()
+                        .find(|m| m.name == "etc/hostid" && !m.link)
+                        .and_then(|m| crate::doctor::parse_hostid_file(&m.data))
+                        .map(|h| format!("0x{h:08x}"))
+                }),
+                kernel: pair.kernel,
+                initramfs: pair.initramfs,
+            }
+        })
+        .collect();
+    be
+}
+
+/// Every ESP (by its GPT type) with its files; one not mounted is mounted read-only for the
+/// moment.
+fn read_esps(disks: &[Disk], note: &mut impl FnMut(&str, String)) -> Vec<Esp> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut images: BTreeMap<String, ZbmImage> = BTreeMap::new();
+    disks
+        .iter()
+        .flat_map(|d| &d.partitions)
+        .filter(|p| p.type_guid.as_deref() == Some(ESP_TYPE))
+        .filter_map(|p| {
+            let device = format!("/dev/{}", p.name);
+            let mounted_at = mounts.lines().find_map(|l| {
+                let mut f = l.split_whitespace();
+                let (source, target) = (f.next()?, f.next()?);
+                (std::fs::canonicalize(source).ok()? == Path::new(&device))
+                    .then(|| target.to_string())
+            });
+            let temporary = match &mounted_at {
+                Some(_) => None,
+                None => match TemporaryMount::new(&device, "vfat", "") {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        note(&format!("ESP {device}"), e);
+                        return None;
+                    }
+                },
+            };
+            let root = temporary.as_ref().map_or_else(
+                || PathBuf::from(mounted_at.clone().unwrap_or_default()),
+                |m| m.path().to_path_buf(),
+            );
+            let mut files = BTreeMap::new();
+            let mut zfsbootmenu = BTreeMap::new();
+            for path in walk(&root) {
+                let relative = path
+                    .strip_prefix(&root)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .into_owned();
+                let Ok(bytes) = std::fs::read(&path) else {
+                    note(&format!("ESP file {relative}"), "not readable".into());
+                    continue;
+                };
+                let sha256 = hex::encode(Sha256::digest(&bytes));
+                if relative.to_ascii_lowercase().ends_with(".efi") {
+                    // Read once per distinct file: the copies are the same bytes.
+                    let image = match images.get(&sha256) {
+                        Some(i) => Some(i.clone()),
+                        None => crate::zbm_image::read(&path)
+                            .ok()
+                            .filter(|i| i.release.is_some()),
+                    };
+                    if let Some(image) = image {
+                        images.insert(sha256.clone(), image.clone());
+                        zfsbootmenu.insert(relative.clone(), image);
+                    }
+                }
+                files.insert(
+                    relative,
+                    EspFile {
+                        size: bytes.len() as u64,
+                        sha256,
+                    },
+                );
+            }
+            Some(Esp {
+                partition: p.name.clone(),
+                partition_uuid: p.uuid.clone(),
+                mounted_at,
+                files,
+                zfsbootmenu,
+            })
+        })
+        .collect()
+}
+
+/// Every regular file under `root`, sorted.
+fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.filter_map(|e| e.ok()) {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => dirs.push(e.path()),
+                Ok(t) if t.is_file() => out.push(e.path()),
+                _ => {}
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+impl Report {
+    /// What a person reads after the report is written: the bug-report form's fields and the
+    /// shape of the machine, a line each.
+    pub fn summary(&self) -> String {
+        let mut lines = Vec::new();
+        let zbm: Vec<String> = self
+            .esps
+            .iter()
+            .flat_map(|e| e.zfsbootmenu.iter().map(move |(p, i)| (e, p, i)))
+            .map(|(e, path, image)| {
+                let version = image
+                    .release
+                    .as_ref()
+                    .and_then(|r| r.version.clone())
+                    .unwrap_or_else(|| "?".into());
+                let zfs = image
+                    .zfs_features
+                    .as_ref()
+                    .map_or("?".to_string(), |f| f.name.clone());
+                format!("{}:{path} {version} (its ZFS reads {zfs})", e.partition)
+            })
+            .collect();
+        lines.push(format!(
+            "ZFSBootMenu: {}",
+            if zbm.is_empty() {
+                "none found on an ESP".to_string()
+            } else {
+                zbm.join(", ")
+            }
+        ));
+        lines.push(format!(
+            "system: {} (kernel {}, ZFS {})",
+            self.system.distribution.as_deref().unwrap_or("?"),
+            self.system.kernel,
+            self.system.zfs_module.as_deref().unwrap_or("not loaded")
+        ));
+        lines.push(format!(
+            "firmware: {}; {} boot entries, BootCurrent {}",
+            match (self.firmware.uefi, self.firmware.secure_boot) {
+                (false, _) => "BIOS",
+                (true, Some(true)) => "UEFI, Secure Boot on",
+                _ => "UEFI",
+            },
+            self.firmware.entries.len(),
+            self.firmware
+                .boot_current
+                .map_or("?".into(), |c| format!("{c:04X}"))
+        ));
+        for d in &self.disks {
+            lines.push(format!(
+                "disk {}: {} bytes, {}/{} byte sectors, {} partition(s)",
+                d.name,
+                d.size_bytes,
+                d.logical_sector_bytes.unwrap_or(0),
+                d.physical_sector_bytes.unwrap_or(0),
+                d.partitions.len()
+            ));
+        }
+        for p in &self.pools {
+            lines.push(format!(
+                "pool {}: {}, bootfs {}, compatibility {}, {} feature(s) active",
+                p.name,
+                p.health.as_deref().unwrap_or("?"),
+                p.bootfs.as_deref().unwrap_or("-"),
+                p.compatibility.as_deref().unwrap_or("-"),
+                p.features.values().filter(|s| *s == "active").count()
+            ));
+        }
+        for be in &self.boot_environments {
+            lines.push(format!(
+                "boot environment {}{}: {} kernel(s), default {}",
+                be.dataset,
+                if be.running { " (running)" } else { "" },
+                be.kernels.len(),
+                be.default_kernel.as_deref().unwrap_or("none")
+            ));
+        }
+        for n in &self.notes {
+            lines.push(format!("not read: {n}"));
+        }
+        lines.join("\n") + "\n"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn people_s_accounts_from_passwd() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n\
+            nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n\
+            ann:x:1000:1000:Ann,,,:/home/ann:/bin/bash\n\
+            systemd-network:x:998:998::/:/usr/sbin/nologin\n";
+        assert_eq!(users(passwd), ["ann"]);
+    }
+
+    #[test]
+    fn the_leaves_of_a_vdev_tree() {
+        let t = parse::topology(
+            "rpool\t1G\n\tmirror-0\t1G\n\t\t/dev/vda2\t1G\n\t\t/dev/vdb2\t1G\nlogs\t-\n\t/dev/vdc\t1G\n",
+        );
+        assert_eq!(leaves(&t), ["/dev/vda2", "/dev/vdb2", "/dev/vdc"]);
+    }
+
+    #[test]
+    fn a_report_redacted_keeps_its_shape() {
+        let report = Report {
+            format: FORMAT,
+            kldload: "0.1.0".into(),
+            redacted: true,
+            system: System {
+                distribution: Some("Debian GNU/Linux 13 (trixie)".into()),
+                distribution_id: Some("debian".into()),
+                distribution_version: Some("13".into()),
+                kernel: "6.12.48+deb13-amd64".into(),
+                zfs_module: Some("2.3.2-2".into()),
+                cmdline: "root=zfs:rpool/ROOT/default ip=10.0.2.15".into(),
+                hostname: "ann-laptop".into(),
+            },
+            hostid: Hostids {
+                etc_hostid: Some("0x00bab10c".into()),
+                spl_hostid: None,
+            },
+            firmware: Firmware {
+                uefi: true,
+                secure_boot: Some(false),
+                boot_current: Some(5),
+                boot_order: vec![5, 4],
+                entries: Vec::new(),
+            },
+            disks: parse::disks(
+                r#"{"blockdevices":[{"name":"nvme0n1","type":"disk","size":512110190592,"log-sec":512,"phy-sec":512,"pttype":"gpt","serial":"S4EWNX0R123456","wwn":"eui.0025388b91b2c3d4","model":"Samsung SSD 970","ro":false}]}"#,
+                |_| None,
+            )
+            .unwrap(),
+            pools: Vec::new(),
+            datasets: Vec::new(),
+            boot_environments: Vec::new(),
+            esps: Vec::new(),
+            notes: vec!["pool rpool: /dev/disk/by-id/nvme-Samsung_SSD_970_S4EWNX0R123456-part2".into()],
+        };
+        let secrets = redact::Secrets {
+            serials: vec!["S4EWNX0R123456".into()],
+            wwns: vec!["eui.0025388b91b2c3d4".into()],
+            hostnames: vec!["ann-laptop".into()],
+            users: vec!["ann".into()],
+        };
+        let r = redacted(&report, &secrets);
+        let json = serde_json::to_string(&r).unwrap();
+        for secret in [
+            "S4EWNX0R123456",
+            "eui.0025388b91b2c3d4",
+            "ann-laptop",
+            "10.0.2.15",
+        ] {
+            assert!(!json.contains(secret), "{secret} in {json}");
+        }
+        assert_eq!(r.disks[0].serial.as_deref(), Some("<serial-1>"));
+        assert_eq!(
+            r.notes[0],
+            "pool rpool: /dev/disk/by-id/nvme-Samsung_SSD_970_<serial-1>-part2"
+        );
+        assert_eq!(r.system.hostname, "<hostname-1>");
+        assert_eq!(r.disks[0].size_bytes, 512110190592);
+        assert!(
+            r.summary()
+                .contains("disk nvme0n1: 512110190592 bytes, 512/512 byte sectors")
+        );
+    }
+}

@@ -1,0 +1,232 @@
+//! `kldload report` on a machine kldload installed: every field it writes is compared with what
+//! the machine says itself (zpool, uname, sha256sum, efivarfs), and the redacted report must
+//! hold none of the machine's serial, host name, MAC or IP address. Run by `cargo xtask
+//! vm-test <distro>`.
+
+use anyhow::{Context, ensure};
+use kldload::report::Report;
+use std::time::Duration;
+use vmtests::flow::scenario_on_installed_base;
+use vmtests::machine::Machine;
+
+const BOOTFS: &str = "rpool/ROOT/default";
+
+/// Runs `kldload report` with `args` in the guest; its summary and the report it wrote.
+fn report(m: &mut Machine, args: &str) -> anyhow::Result<(String, String, Report)> {
+    let summary = m.execute_within(
+        &format!("kldload report --output /root/report.json {args}"),
+        Duration::from_secs(300),
+    )?;
+    ensure!(summary.status == 0, "kldload report: {summary:?}");
+    let json = m.succeed("cat /root/report.json")?;
+    let parsed = serde_json::from_str(&json).context("the report does not parse as a Report")?;
+    Ok((summary.stdout, json, parsed))
+}
+
+#[test]
+#[ignore = "boots VMs: run with `cargo xtask vm-test debian`"]
+fn report_describes_the_installed_machine_and_redacts_it() {
+    scenario_on_installed_base("report", |run| {
+        let mut m = run.resume_logged_in("report")?;
+        let (summary, json, r) = run.timed("kldload report", |_| report(&mut m, ""))?;
+        std::fs::write(run.dir.join("kldload-report.json"), &json)?;
+
+        let compatibility = m.succeed("zpool get -H -o value compatibility rpool")?;
+        let active = m.succeed("zpool get -H -o value all rpool | grep -cx active")?;
+        run.check("the pool: bootfs, compatibility, active features", || {
+            let pool = r
+                .pools
+                .iter()
+                .find(|p| p.name == "rpool")
+                .context("no rpool")?;
+            ensure!(
+                pool.bootfs.as_deref() == Some(BOOTFS),
+                "bootfs {:?}",
+                pool.bootfs
+            );
+            ensure!(
+                pool.compatibility.as_deref() == Some(compatibility.trim()),
+                "compatibility {:?}, the pool says {compatibility:?}",
+                pool.compatibility
+            );
+            let n = pool.features.values().filter(|s| *s == "active").count();
+            ensure!(
+                n.to_string() == active.trim(),
+                "{n} active, zpool says {active}"
+            );
+            ensure!(
+                pool.labels
+                    .iter()
+                    .any(|l| l.facts.hostid.as_deref() == Some("0x00bab10c")),
+                "labels: {:?}",
+                pool.labels
+            );
+            Ok(format!(
+                "{} vdev(s), {n} active features, {} label(s)",
+                pool.topology.len(),
+                pool.labels.len()
+            ))
+        });
+
+        let running = m.succeed("uname -r")?;
+        run.check(
+            "the boot environment's kernels, zfs.ko and hostid in the initramfs",
+            || {
+                let be = (r.boot_environments.iter())
+                    .find(|b| b.dataset == BOOTFS)
+                    .context("no boot environment rpool/ROOT/default")?;
+                ensure!(be.running, "not marked running");
+                let want = format!("vmlinuz-{}", running.trim());
+                ensure!(
+                    be.default_kernel.as_deref() == Some(&want),
+                    "default {:?}",
+                    be.default_kernel
+                );
+                let k = be
+                    .kernels
+                    .iter()
+                    .find(|k| k.kernel == want)
+                    .context("not listed")?;
+                ensure!(k.initramfs_has_zfs == Some(true), "{k:?}");
+                ensure!(k.initramfs_hostid.as_deref() == Some("0x00bab10c"), "{k:?}");
+                ensure!(
+                    be.commandline.contains("console=ttyS0"),
+                    "{:?}",
+                    be.commandline
+                );
+                Ok(format!(
+                    "{want}, {}: zfs.ko, hostid 0x00bab10c; {:?}",
+                    k.initramfs, be.commandline
+                ))
+            },
+        );
+
+        run.check(
+            "org.zfsbootmenu:commandline, where it is set and inherited",
+            || {
+                let source = |name: &str| {
+                    let d = r.datasets.iter().find(|d| d.name == name)?;
+                    Some(
+                        d.zfsbootmenu
+                            .get("org.zfsbootmenu:commandline")?
+                            .source
+                            .clone(),
+                    )
+                };
+                ensure!(
+                    source("rpool/ROOT").as_deref() == Some("local"),
+                    "{:?}",
+                    source("rpool/ROOT")
+                );
+                ensure!(
+                    source(BOOTFS).as_deref() == Some("inherited from rpool/ROOT"),
+                    "{:?}",
+                    source(BOOTFS)
+                );
+                Ok("local on rpool/ROOT, inherited by rpool/ROOT/default".into())
+            },
+        );
+
+        let vars = vmtests::efivars::read(&mut m)?;
+        run.check("the firmware entries, as efivarfs has them", || {
+            ensure!(
+                r.firmware.boot_current == Some(vars.current),
+                "{:?}",
+                r.firmware
+            );
+            ensure!(
+                r.firmware.entries.len() == vars.entries.len(),
+                "{:?}",
+                r.firmware.entries
+            );
+            for (n, e) in &vars.entries {
+                let mine = r
+                    .firmware
+                    .entries
+                    .iter()
+                    .find(|x| x.number == *n)
+                    .context("missing")?;
+                ensure!(
+                    mine.options == e.options && mine.file == e.file,
+                    "{mine:?} vs {e:?}"
+                );
+            }
+            ensure!(!r.firmware.boot_order.is_empty(), "no BootOrder");
+            Ok(format!(
+                "{} entries, BootCurrent {:04X}",
+                vars.entries.len(),
+                vars.current
+            ))
+        });
+
+        let sha = m.succeed("sha256sum /boot/efi/EFI/ZBM/VMLINUZ.EFI | cut -d' ' -f1")?;
+        run.check(
+            "the ESP's files with their sha256; ZFSBootMenu's version",
+            || {
+                let esp = r.esps.first().context("no ESP")?;
+                let file = esp
+                    .files
+                    .get("EFI/ZBM/VMLINUZ.EFI")
+                    .context("no EFI/ZBM/VMLINUZ.EFI")?;
+                ensure!(file.sha256 == sha.trim(), "{} vs {sha}", file.sha256);
+                let zbm = esp
+                    .zfsbootmenu
+                    .get("EFI/ZBM/VMLINUZ.EFI")
+                    .context("not read as ZBM")?;
+                let version = zbm.release.as_ref().and_then(|r| r.version.clone());
+                ensure!(version.as_deref() == Some("3.1.0"), "version {version:?}");
+                ensure!(zbm.kernel.is_some(), "no kernel version");
+                Ok(format!(
+                    "{} files; ZFSBootMenu {version:?}",
+                    esp.files.len()
+                ))
+            },
+        );
+
+        run.check("the disk, its sectors and partitions", || {
+            let d = r.disks.iter().find(|d| d.name == "vda").context("no vda")?;
+            ensure!(d.size_bytes == 16 << 30, "{} bytes", d.size_bytes);
+            ensure!(d.logical_sector_bytes == Some(512), "{d:?}");
+            ensure!(d.partitions.len() == 2, "{:?}", d.partitions);
+            let esp = &d.partitions[0];
+            ensure!(
+                esp.size_bytes == 512 << 20 && esp.start_sector == Some(2048),
+                "{esp:?}"
+            );
+            ensure!(
+                esp.type_guid.as_deref() == Some(kldload::report::ESP_TYPE),
+                "{esp:?}"
+            );
+            Ok(format!("vda: 16 GiB, {} partitions", d.partitions.len()))
+        });
+
+        let secrets = m.succeed(
+            "hostname; cat /sys/class/net/*/address | grep -v '^00:00:00:00:00:00$'; \
+             hostname -I | tr ' ' '\\n'",
+        )?;
+        run.check("redacted: no serial, host name, MAC or IP address", || {
+            let mut gone: Vec<&str> = secrets.split_whitespace().collect();
+            gone.push("kldload-target");
+            for s in &gone {
+                ensure!(!json.contains(s), "{s:?} is in the report");
+            }
+            ensure!(
+                r.disks[0].serial.as_deref() == Some("<serial-1>"),
+                "{:?}",
+                r.disks[0]
+            );
+            Ok(format!("none of {gone:?}"))
+        });
+        let mounts = m.succeed("findmnt -rn -o TARGET | grep -c kldload-report || true")?;
+        run.check("it leaves nothing mounted", || {
+            ensure!(mounts.trim() == "0", "{mounts} temporary mounts left");
+            Ok("no temporary mount left".into())
+        });
+        let (_, raw, _) = report(&mut m, "--no-redact")?;
+        run.check("--no-redact keeps the serial", || {
+            ensure!(raw.contains("kldload-target"), "the serial is not there");
+            Ok(summary.lines().next().unwrap_or_default().to_string())
+        });
+        Ok(())
+    });
+}
