@@ -48,6 +48,11 @@ impl Redactor {
                 Regex::new(r"(?i)\b[0-9a-f]{2}(?::[0-9a-f]{2}){5}\b").expect("valid"),
                 "<mac>",
             ),
+            // The firmware names a network boot entry by its MAC without colons.
+            (
+                Regex::new(r"(?i)\bMAC:[0-9a-f]{12}\b").expect("valid"),
+                "MAC:<mac>",
+            ),
             (
                 Regex::new(r"\b(?:25[0-5]|2[0-4]\d|1?\d?\d)(?:\.(?:25[0-5]|2[0-4]\d|1?\d?\d)){3}\b")
                     .expect("valid"),
@@ -162,6 +167,10 @@ mod tests {
         assert_eq!(
             r.text("ip=10.0.2.15::10.0.2.2:255.255.255.0 link/ether 52:54:00:12:34:56"),
             "ip=<ipv4>::<ipv4>:<ipv4> link/ether <mac>"
+        );
+        assert_eq!(
+            r.text("UEFI PXEv4 (MAC:525400123456)"),
+            "UEFI PXEv4 (MAC:<mac>)"
         );
         assert_eq!(
             r.text("inet6 fe80::5054:ff:fe12:3456/64 and 2001:db8:0:0:1:0:0:1"),
