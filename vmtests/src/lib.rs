@@ -7,6 +7,7 @@ pub mod checks;
 pub mod console;
 pub mod efivars;
 pub mod flow;
+pub mod from_report;
 pub mod machine;
 pub mod ovmf;
 pub mod qemu;

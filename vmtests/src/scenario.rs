@@ -207,6 +207,9 @@ pub enum Step {
     /// entries, services, SSH, ...) on the running machine, against the run's answer file; each
     /// check is its own line in the report. After an `install` and a `boot` with every disk.
     Checks,
+    /// `kldload report` on the running machine, kept in the run's directory as
+    /// kldload-report.json: what `cargo xtask vm-repro --from-report` rebuilds (the round trip).
+    Report { check: Option<String> },
     /// The running machine's SSH host keys are none of the shared base install's: each install
     /// makes its own (a scenario that installs compares its install with the base's).
     HostKeysUnlikeBase { check: Option<String> },
@@ -297,6 +300,7 @@ impl Step {
                 format!("run `{short}{more}`")
             }
             Step::HostKeysUnlikeBase { .. } => "SSH host keys unlike the base install's".into(),
+            Step::Report { .. } => "kldload report, kept with the run".into(),
             Step::Checks => "the main job's checks".into(),
             Step::Unlock {
                 wrong_first,
@@ -348,6 +352,7 @@ impl Step {
             | Step::Login { check }
             | Step::Run { check, .. }
             | Step::HostKeysUnlikeBase { check }
+            | Step::Report { check }
             | Step::Unlock { check, .. }
             | Step::Passphrase { check, .. }
             | Step::ZbmCountdown { check, .. }
@@ -376,18 +381,34 @@ fn pick_kernel(kernel: &str, listed: &[String]) -> Result<String> {
         .with_context(|| format!("no kernel {kernel:?} in the list: {listed:?}"))
 }
 
-/// The scenario files: fixtures/scenarios/*.toml, by name (the file's stem), sorted.
+/// Where `cargo xtask vm-repro --from-report` puts the scenario it made (a directory), for
+/// the test binary to list it with the others.
+pub const GENERATED_SCENARIOS_ENV: &str = "KLDLOAD_VMTEST_GENERATED_SCENARIOS";
+
+/// The scenario files: fixtures/scenarios/*.toml and those in $KLDLOAD_VMTEST_GENERATED_SCENARIOS,
+/// by name (the file's stem), sorted.
 pub fn scenario_files(root: &Path) -> Result<Vec<(String, PathBuf)>> {
-    let dir = root.join("fixtures/scenarios");
-    let mut files: Vec<(String, PathBuf)> = std::fs::read_dir(&dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .map(|p| {
-            let name = p.file_stem().unwrap_or_default().to_string_lossy().into();
-            (name, p)
-        })
-        .collect();
+    let generated = std::env::var_os(GENERATED_SCENARIOS_ENV).map(PathBuf::from);
+    scenario_files_in(root, generated.as_deref())
+}
+
+/// The scenario files of fixtures/scenarios and of `generated` (a directory, if any).
+pub fn scenario_files_in(root: &Path, generated: Option<&Path>) -> Result<Vec<(String, PathBuf)>> {
+    let mut files = Vec::new();
+    for dir in
+        std::iter::once(root.join("fixtures/scenarios")).chain(generated.map(Path::to_path_buf))
+    {
+        files.extend(
+            std::fs::read_dir(&dir)
+                .with_context(|| format!("reading {}", dir.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .map(|p| {
+                    let name = p.file_stem().unwrap_or_default().to_string_lossy().into();
+                    (name, p)
+                }),
+        );
+    }
     files.sort();
     Ok(files)
 }
@@ -731,6 +752,25 @@ impl Exec<'_> {
                     self.records.insert(name.clone(), out.stdout.clone());
                 }
                 Ok(summarize(&both))
+            }
+            Step::Report { .. } => {
+                let m = self.machine()?;
+                let summary = m.execute_within(
+                    "kldload report --output /root/kldload-report.json",
+                    Duration::from_secs(300),
+                )?;
+                ensure!(summary.status == 0, "kldload report: {summary:?}");
+                let json = m.succeed("cat /root/kldload-report.json")?;
+                let report: kldload::report::Report =
+                    serde_json::from_str(&json).context("the report does not parse")?;
+                let kept = self.run.dir.join("kldload-report.json");
+                std::fs::write(&kept, &json)?;
+                Ok(format!(
+                    "{} pool(s), {} boot environment(s); {}",
+                    report.pools.len(),
+                    report.boot_environments.len(),
+                    kept.display()
+                ))
             }
             Step::HostKeysUnlikeBase { .. } => {
                 let here = crate::flow::fingerprints(

@@ -112,7 +112,12 @@ enum Task {
     /// report each of its checks, with the transcript (see fixtures/scenarios/README.md).
     VmRepro {
         /// The scenario's file name without .toml (e.g. fresh-nvram).
-        scenario: String,
+        #[arg(required_unless_present = "from_report")]
+        scenario: Option<String>,
+        /// Instead: a JSON file written by `kldload report` on a user's machine; the scenario
+        /// that rebuilds that machine is written to target/vmtest/from-report/ and run.
+        #[arg(long, conflicts_with = "scenario")]
+        from_report: Option<PathBuf>,
         /// debian (= debian-13) or debian-12.
         #[arg(long, default_value = "debian", value_parser = parse_distro)]
         distro: ImageDistro,
@@ -317,13 +322,23 @@ fn main() -> anyhow::Result<()> {
                 all_scenarios: all_scenarios || !filters.is_empty(),
                 filters,
                 scenario: None,
+                generated: None,
             },
         ),
         Task::VmRepro {
             scenario,
+            from_report,
             distro,
             keep,
             sources,
-        } => vmtest::vm_repro(&sources.options(distro, false), &scenario, keep),
+        } => match (scenario, from_report) {
+            (_, Some(report)) => {
+                vmtest::vm_repro_from_report(&sources.options(distro, false), &report, keep)
+            }
+            (Some(scenario), None) => {
+                vmtest::vm_repro(&sources.options(distro, false), &scenario, keep)
+            }
+            (None, None) => unreachable!("clap requires one"),
+        },
     }
 }

@@ -337,6 +337,8 @@ pub struct Selection {
     pub filters: Vec<String>,
     /// Only this scenario, whether or not it is marked `ci` (`vm-repro`).
     pub scenario: Option<String>,
+    /// A directory of scenarios made by `vm-repro --from-report`, listed with the others.
+    pub generated: Option<PathBuf>,
 }
 
 impl Selection {
@@ -389,7 +391,11 @@ impl Selection {
         if self.takes(OTHER_HOSTID_TEST) {
             wanted.push(TestZfsBootMenu::OtherHostid);
         }
-        for (name, path) in vmtests::scenario::scenario_files(&crate::project_root())? {
+        let files = vmtests::scenario::scenario_files_in(
+            &crate::project_root(),
+            self.generated.as_deref(),
+        )?;
+        for (name, path) in files {
             // A file that does not load fails as its test, saying why.
             let Ok(scenario) = vmtests::scenario::Scenario::load(&path) else {
                 continue;
@@ -403,6 +409,49 @@ impl Selection {
         }
         Ok(wanted)
     }
+}
+
+/// `cargo xtask vm-repro --from-report FILE`: a user's `kldload report` made into a scenario
+/// (target/vmtest/from-report/<name>.toml, said on the terminal with what it reproduces and
+/// what it cannot), then run like any other.
+pub fn vm_repro_from_report(opts: &image::Options, report: &Path, keep: bool) -> Result<()> {
+    let text = std::fs::read_to_string(report)
+        .with_context(|| format!("reading the report {}", report.display()))?;
+    let parsed: kldload::report::Report = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a report written by `kldload report`",
+            report.display()
+        )
+    })?;
+    let stem = report
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "-");
+    let name = format!("from-report-{stem}");
+    let generated = vmtests::from_report::generate(&parsed, &report.display().to_string())?;
+    let dir = crate::project_root().join("target/vmtest/from-report");
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join(format!("{name}.toml"));
+    std::fs::write(&file, &generated.toml)?;
+    println!("scenario {name}: {}", file.display());
+    for r in &generated.reproduced {
+        println!("  reproduced: {r}");
+    }
+    for n in &generated.not_reproduced {
+        println!("  not reproduced: {n}");
+    }
+    vmtests::scenario::Scenario::load(&file)?;
+    vm_test(
+        opts,
+        &Selection {
+            keep,
+            all_scenarios: true,
+            filters: vec![],
+            scenario: Some(name),
+            generated: Some(dir),
+        },
+    )
 }
 
 /// `cargo xtask vm-repro <scenario>`: the one scenario, whether or not it is marked `ci`.
@@ -424,6 +473,7 @@ pub fn vm_repro(opts: &image::Options, scenario: &str, keep: bool) -> Result<()>
             all_scenarios: true,
             filters: vec![],
             scenario: Some(scenario.to_string()),
+            generated: None,
         },
     )
 }
@@ -468,6 +518,10 @@ pub fn vm_test(opts: &image::Options, selection: &Selection) -> Result<()> {
         .env(
             "KLDLOAD_VMTEST_SCENARIOS",
             if selection.all_scenarios { "all" } else { "ci" },
+        )
+        .envs(
+            (selection.generated.iter())
+                .map(|d| (vmtests::scenario::GENERATED_SCENARIOS_ENV, d.as_os_str())),
         )
         .status()
         .context("cargo nextest (cargo install --locked cargo-nextest)")?;
@@ -523,6 +577,7 @@ mod tests {
             all_scenarios,
             filters: filters.iter().map(|f| f.to_string()).collect(),
             scenario: scenario.map(String::from),
+            generated: None,
         };
         let wanted = |s: Selection| s.test_zfsbootmenus().unwrap();
         use TestZfsBootMenu::{OtherHostid, Zfs21};

@@ -1,0 +1,919 @@
+//! A user's `kldload report` turned into a scenario file (`cargo xtask vm-repro --from-report
+//! FILE`): a VM with that machine's boot-relevant state, built the way kldload builds machines
+//! and then changed to match, booted through ZFSBootMenu, with the report's facts as checks.
+//! What the scenario cannot reproduce (firmware quirks, hardware, what kldload's image does
+//! not carry) is listed, in the file's description and on the terminal, never guessed.
+//!
+//! Reproduced: the root pool's layout (single, stripe, mirror, raidz1, raidz2) on as many disks
+//! with the same logical sector sizes (sizes scaled down to the VM's), its name and compression,
+//! native encryption of the boot environment; the boot environments' names (the one booted by
+//! default renamed into place, the others cloned from it); every local `org.zfsbootmenu:*`
+//! property, and kldload's own ones removed where the report has none; /etc/hostid and the
+//! initramfs's hostid; the pool features the report has enabled; the newest kernel without
+//! zfs.ko in its initramfs; ZFSBootMenu's ZFS when it reads only openzfs-2.1.
+//!
+//! The checks: ZFSBootMenu counts down to the report's bootfs; the boot ends as the report says
+//! it must (the default kernel without zfs.ko stops in its initramfs; a command line without a
+//! serial console goes silent; else a login); then the pool's bootfs and compatibility and the
+//! boot environment's ZFSBootMenu command line are the report's.
+
+use anyhow::{Context, Result, bail};
+use kldload::report::{Dataset, Pool, Report, Vdev};
+use toml::{Table, Value};
+
+/// kldload's own boot environment, the one its install makes.
+const INSTALLED_BE: &str = "ROOT/default";
+
+/// Every disk a generated scenario adds after the target (the target is the VM's 16 GiB).
+const EXTRA_DISK_SIZE: &str = "16G";
+
+/// A generated scenario: its file's text, and what it does and does not reproduce.
+#[derive(Debug)]
+pub struct Generated {
+    pub toml: String,
+    pub reproduced: Vec<String>,
+    pub not_reproduced: Vec<String>,
+}
+
+/// The root pool's layout as kldload's answer file says it, and how many disks it takes.
+fn layout(pool: &Pool, notes: &mut Vec<String>) -> (&'static str, usize) {
+    const CLASSES: [&str; 5] = ["logs", "cache", "spares", "dedup", "special"];
+    let data: Vec<&Vdev> = pool
+        .topology
+        .iter()
+        .filter(|v| !CLASSES.contains(&v.name.as_str()))
+        .collect();
+    for class in pool
+        .topology
+        .iter()
+        .filter(|v| CLASSES.contains(&v.name.as_str()))
+    {
+        notes.push(format!(
+            "the pool's {} vdevs ({}): not reproduced",
+            class.name,
+            class.children.len()
+        ));
+    }
+    let Some(first) = data.first() else {
+        return ("single", 1);
+    };
+    if data.iter().all(|v| v.children.is_empty()) {
+        return if data.len() == 1 {
+            ("single", 1)
+        } else {
+            ("stripe", data.len())
+        };
+    }
+    if data.len() > 1 {
+        notes.push(format!(
+            "{} top-level vdevs: reproduced as one {}",
+            data.len(),
+            first.name
+        ));
+    }
+    let n = first.children.len();
+    let kind = first.name.split('-').next().unwrap_or_default();
+    match kind {
+        "mirror" => ("mirror", n),
+        "raidz" | "raidz1" => ("raidz1", n),
+        "raidz2" => ("raidz2", n),
+        "raidz3" => {
+            notes.push("raidz3: reproduced as raidz2 (kldload makes up to raidz2)".into());
+            ("raidz2", n)
+        }
+        other => {
+            notes.push(format!("a {other} vdev: reproduced as a mirror"));
+            ("mirror", n.max(2))
+        }
+    }
+}
+
+fn dataset<'r>(report: &'r Report, name: &str) -> Option<&'r Dataset> {
+    report.datasets.iter().find(|d| d.name == name)
+}
+
+/// `s` quoted for bash.
+fn sh(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn step(kind: &str, fields: &[(&str, Value)]) -> Value {
+    let mut t = Table::new();
+    t.insert("do".into(), Value::String(kind.into()));
+    for (k, v) in fields {
+        t.insert((*k).into(), v.clone());
+    }
+    Value::Table(t)
+}
+
+fn s(text: impl Into<String>) -> Value {
+    Value::String(text.into())
+}
+
+/// The scenario that rebuilds `report`'s machine, called `name` (its report file's stem).
+pub fn generate(report: &Report, source: &str) -> Result<Generated> {
+    if report.format != kldload::report::FORMAT {
+        bail!(
+            "{source} is a report of format {}; this kldload reads format {}",
+            report.format,
+            kldload::report::FORMAT
+        );
+    }
+    let mut reproduced = Vec::new();
+    let mut notes = Vec::new();
+    let pool = (report.pools.iter())
+        .find(|p| p.bootfs.is_some())
+        .or(report.pools.first())
+        .with_context(|| format!("{source} names no pool"))?;
+    for other in report.pools.iter().filter(|p| p.name != pool.name) {
+        notes.push(format!(
+            "pool {}: only the root pool is reproduced",
+            other.name
+        ));
+    }
+    let name = &pool.name;
+    let bootfs = pool
+        .bootfs
+        .clone()
+        .unwrap_or_else(|| format!("{name}/{INSTALLED_BE}"));
+
+    // Disks and layout.
+    let (layout, disks) = layout(pool, &mut notes);
+    let mut sectors: Vec<u32> = (report.disks.iter())
+        .filter(|d| {
+            d.partitions
+                .iter()
+                .any(|p| p.filesystem.as_deref() == Some("zfs_member"))
+        })
+        .map(|d| d.logical_sector_bytes.unwrap_or(512))
+        .collect();
+    sectors.resize(disks, 512);
+    reproduced.push(format!(
+        "{layout} on {disks} disk(s) with {sectors:?}-byte logical sectors"
+    ));
+    let mut top = Table::new();
+    if sectors[0] == 4096 {
+        let mut target = Table::new();
+        target.insert("sector_size".into(), Value::Integer(4096));
+        top.insert("target".into(), Value::Table(target));
+    }
+    if disks > 1 {
+        let extra = sectors[1..]
+            .iter()
+            .map(|&n| {
+                if n == 4096 {
+                    let mut t = Table::new();
+                    t.insert("size".into(), s(EXTRA_DISK_SIZE));
+                    t.insert("sector_size".into(), Value::Integer(4096));
+                    Value::Table(t)
+                } else {
+                    s(EXTRA_DISK_SIZE)
+                }
+            })
+            .collect();
+        top.insert("extra_disks".into(), Value::Array(extra));
+    }
+    if sectors.iter().any(|n| *n != 512 && *n != 4096) {
+        notes.push(format!(
+            "sector sizes {sectors:?}: only 512 and 4096 are made here"
+        ));
+    }
+    let mut answers = Table::new();
+    let mut answer_disks = Table::new();
+    answer_disks.insert("layout".into(), s(layout));
+    let paths = (0..disks)
+        .map(|i| {
+            s(if i == 0 {
+                "/dev/disk/by-id/virtio-kldload-target".to_string()
+            } else {
+                format!("/dev/disk/by-id/virtio-kldload-extra-{}", i - 1)
+            })
+        })
+        .collect();
+    answer_disks.insert("paths".into(), Value::Array(paths));
+    answers.insert("disks".into(), Value::Table(answer_disks));
+    let mut answer_pool = Table::new();
+    if kldload::config::names::PoolName::new(name).is_ok() {
+        answer_pool.insert("name".into(), s(name.as_str()));
+        reproduced.push(format!("pool name {name}"));
+    } else {
+        bail!("pool name {name:?} is not one kldload can make");
+    }
+    let root_compression = dataset(report, name).and_then(|d| d.compression.clone());
+    if let Some(c) = root_compression {
+        if kldload::config::names::Compression::new(&c).is_ok() {
+            answer_pool.insert("compression".into(), s(c.as_str()));
+            reproduced.push(format!("compression={c}"));
+        } else {
+            notes.push(format!("compression={c}: kept kldload's lz4"));
+        }
+    }
+    answers.insert("pool".into(), Value::Table(answer_pool));
+
+    let encrypted = dataset(report, &bootfs).and_then(|d| d.encryption_root.clone());
+    if let Some(root) = &encrypted {
+        reproduced.push(format!("encrypted, encryption root {root} (a passphrase)"));
+        if root != name {
+            notes.push(format!(
+                "encryption root {root}: reproduced as the pool's root dataset (kldload's)"
+            ));
+        }
+    }
+
+    // The changes made on the installed system.
+    let mut script = vec!["set -e".to_string()];
+    let installed = format!("{name}/{INSTALLED_BE}");
+    if bootfs != installed {
+        let parent = bootfs.rsplit_once('/').map(|(p, _)| p).unwrap_or(name);
+        script.push(format!(
+            "zfs list {p} >/dev/null 2>&1 || zfs create -p -o canmount=off -o mountpoint=none {p}",
+            p = sh(parent)
+        ));
+        script.push(format!("zfs rename -u {} {}", sh(&installed), sh(&bootfs)));
+        script.push(format!("zpool set bootfs={} {}", sh(&bootfs), sh(name)));
+        reproduced.push(format!("the default boot environment is {bootfs}"));
+    }
+    let bes: Vec<&str> = (report.boot_environments.iter())
+        .map(|b| b.dataset.as_str())
+        .filter(|b| *b != bootfs && b.starts_with(&format!("{name}/")))
+        .collect();
+    if !bes.is_empty() {
+        script.push(format!("zfs snapshot {}@kldload-repro", sh(&bootfs)));
+        for be in &bes {
+            script.push(format!(
+                "zfs clone -p -o canmount=noauto -o mountpoint=/ {}@kldload-repro {}",
+                sh(&bootfs),
+                sh(be)
+            ));
+        }
+        reproduced.push(format!("boot environments {} (clones)", bes.join(", ")));
+    }
+    // ZFSBootMenu's properties: the report's local ones, kldload's own removed where the
+    // report has none.
+    let kldload_own = [
+        (format!("{name}/ROOT"), "org.zfsbootmenu:commandline"),
+        (name.clone(), "org.zfsbootmenu:keysource"),
+    ];
+    for (ds, prop) in &kldload_own {
+        let local = dataset(report, ds)
+            .and_then(|d| d.zfsbootmenu.get(*prop))
+            .is_some_and(|v| v.source == "local");
+        if !local {
+            script.push(format!("zfs inherit {prop} {}", sh(ds)));
+        }
+    }
+    for d in report
+        .datasets
+        .iter()
+        .filter(|d| d.name == *name || d.name.starts_with(&format!("{name}/")))
+    {
+        for (prop, v) in d.zfsbootmenu.iter().filter(|(_, v)| v.source == "local") {
+            let exists = d.name == *name
+                || d.name == format!("{name}/ROOT")
+                || d.name == bootfs
+                || bes.contains(&d.name.as_str());
+            if !exists {
+                notes.push(format!(
+                    "{prop} on {}: that dataset is not reproduced",
+                    d.name
+                ));
+                continue;
+            }
+            script.push(format!(
+                "zfs set {} {}",
+                sh(&format!("{prop}={}", v.value)),
+                sh(&d.name)
+            ));
+            reproduced.push(format!("{prop}={:?} on {}", v.value, d.name));
+            if prop == "org.zfsbootmenu:kernel" {
+                notes.push(
+                    "org.zfsbootmenu:kernel names the user's kernels: set as it is, matched \
+                     against this VM's"
+                        .into(),
+                );
+            }
+        }
+    }
+    // Hostids.
+    let default_kernel = (report.boot_environments.iter())
+        .find(|b| b.dataset == bootfs)
+        .and_then(|b| {
+            let k = b.default_kernel.as_ref()?;
+            b.kernels.iter().find(|x| &x.kernel == k)
+        });
+    let etc = report.hostid.etc_hostid.clone();
+    let initramfs = default_kernel.and_then(|k| k.initramfs_hostid.clone());
+    if let Some(ih) = initramfs.as_ref().filter(|h| *h != "0x00bab10c") {
+        script.push(format!(
+            "zgenhostid -f {ih} && update-initramfs -u -k $(uname -r) >/dev/null 2>&1"
+        ));
+        reproduced.push(format!("the initramfs's hostid {ih}"));
+    }
+    match &etc {
+        Some(h) if h != "0x00bab10c" || initramfs.as_ref().is_some_and(|i| i != h) => {
+            script.push(format!("zgenhostid -f {h}"));
+            reproduced.push(format!("/etc/hostid {h}"));
+        }
+        None => {
+            script.push("rm -f /etc/hostid".into());
+            reproduced.push("no /etc/hostid".into());
+        }
+        _ => {}
+    }
+    // Features.
+    let enabled: Vec<&String> = (pool.features.iter())
+        .filter(|(_, state)| *state != "disabled")
+        .map(|(f, _)| f)
+        .collect();
+    let compatibility = pool.compatibility.clone().unwrap_or_else(|| "off".into());
+    script.push(format!(
+        "zpool set compatibility={} {}",
+        sh(&compatibility),
+        sh(name)
+    ));
+    for f in &enabled {
+        script.push(format!(
+            "zpool set feature@{f}=enabled {} 2>/dev/null || echo 'not known to this ZFS: {f}'",
+            sh(name)
+        ));
+    }
+    reproduced.push(format!(
+        "compatibility={compatibility}; {} features enabled",
+        enabled.len()
+    ));
+    // The default kernel without zfs.ko.
+    let no_zfs = default_kernel.is_some_and(|k| k.initramfs_has_zfs == Some(false));
+    if no_zfs {
+        script.push(NEWER_KERNEL_WITHOUT_ZFS.trim().to_string());
+        reproduced.push("the default (newest) kernel's initramfs without zfs.ko".into());
+    }
+    // ZFSBootMenu.
+    let images: Vec<&kldload::zbm_image::ZbmImage> = report
+        .esps
+        .iter()
+        .flat_map(|e| e.zfsbootmenu.values())
+        .collect();
+    let zbm_zfs = images
+        .iter()
+        .find_map(|i| i.zfs_features.as_ref().map(|f| f.name.clone()));
+    let older_zfs = zbm_zfs.as_deref().is_some_and(|n| {
+        kldload::zbm_image::older_openzfs(n, "openzfs-2.2-linux") == n && n != "openzfs-2.2-linux"
+    });
+    if older_zfs {
+        top.insert("zfsbootmenu".into(), s("zfs-2.1"));
+        reproduced.push(format!(
+            "ZFSBootMenu whose ZFS reads {} (the nearest built here: openzfs-2.1-linux)",
+            zbm_zfs.clone().unwrap_or_default()
+        ));
+    }
+    let versions: Vec<String> = images
+        .iter()
+        .filter_map(|i| i.release.as_ref()?.version.clone())
+        .collect();
+    if versions.iter().any(|v| v != "3.1.0") {
+        notes.push(format!(
+            "ZFSBootMenu {}: the nearest here is 3.1.0",
+            versions.join(", ")
+        ));
+    }
+    notes.push(format!(
+        "firmware entries ({}) and their load options: kldload's own are made instead",
+        report.firmware.entries.len()
+    ));
+    notes.push("the machine's firmware, disks' models and other hardware".into());
+
+    // Steps.
+    let mut steps = vec![step(
+        "install",
+        &[("check", s("it installs with the report's layout"))],
+    )];
+    let boot = |steps: &mut Vec<Value>, check: &str| {
+        if encrypted.is_some() {
+            steps.push(step("start", &[]));
+            steps.push(step("unlock", &[("check", s(check))]));
+        } else {
+            steps.push(step("boot", &[("check", s(check))]));
+        }
+    };
+    boot(&mut steps, "kldload's install of it boots");
+    steps.push(step(
+        "run",
+        &[
+            ("command", s(script.join("\n") + "\n")),
+            ("timeout_secs", Value::Integer(900)),
+            ("check", s("the report's state made on it")),
+        ],
+    ));
+    steps.push(step("reboot", &[]));
+    if encrypted.is_some() {
+        // The countdown comes once the passphrase is in.
+        steps.push(step("passphrase", &[("prompt", s("Enter passphrase for"))]));
+    }
+    steps.push(step(
+        "zbm-countdown",
+        &[
+            ("be", s(bootfs.as_str())),
+            (
+                "check",
+                s(format!(
+                    "ZFSBootMenu counts down to {bootfs}, the report's bootfs"
+                )),
+            ),
+        ],
+    ));
+    let commandline = (report.boot_environments.iter())
+        .find(|b| b.dataset == bootfs)
+        .map(|b| b.commandline.clone())
+        .unwrap_or_default();
+    let silent = !commandline
+        .split_whitespace()
+        .any(|w| w.starts_with("console=ttyS0"));
+    if no_zfs {
+        steps.push(step(
+            "wait-console",
+            &[
+                (
+                    "text",
+                    s(r"Failed to load ZFS modules|ALERT!|\(initramfs\)"),
+                ),
+                ("timeout_secs", Value::Integer(300)),
+                (
+                    "check",
+                    s("the default kernel, without zfs.ko, stops in its initramfs"),
+                ),
+            ],
+        ));
+        return finish(top, answers, steps, reproduced, notes, source);
+    }
+    if silent {
+        steps.push(step(
+            "not-on-console",
+            &[
+                ("text", s("login:")),
+                ("check", s(format!(
+                    "the command line {commandline:?} has no serial console: silent after ZFSBootMenu"
+                ))),
+            ],
+        ));
+        return finish(top, answers, steps, reproduced, notes, source);
+    }
+    steps.push(step(
+        "login",
+        &[("check", s("it boots to a login, with the report's state"))],
+    ));
+    steps.push(step(
+        "run",
+        &[
+            (
+                "command",
+                s(format!(
+                    "zpool get -H -o value bootfs,compatibility {}",
+                    sh(name)
+                )),
+            ),
+            (
+                "stdout",
+                s(format!(
+                    "^{}\n{}\n$",
+                    regex::escape(&bootfs),
+                    regex::escape(&compatibility)
+                )),
+            ),
+            (
+                "check",
+                s("the pool's bootfs and compatibility are the report's"),
+            ),
+        ],
+    ));
+    steps.push(step("shutdown", &[]));
+    finish(top, answers, steps, reproduced, notes, source)
+}
+
+/// A newer kernel for ZFSBootMenu to boot by default, whose initramfs has no zfs.ko (as
+/// DKMS leaves one it built nothing for): the running kernel's file under a newer version.
+const NEWER_KERNEL_WITHOUT_ZFS: &str = r#"
+running=$(uname -r)
+newer=$(echo "$running" | sed -E 's/^([0-9]+\.[0-9]+)\.[0-9]+/\1.999/')
+cp /boot/vmlinuz-$running /boot/vmlinuz-$newer
+modules=$(find /lib/modules/$running -name 'zfs.ko*' -o -name 'spl.ko*')
+tar -cPf /root/zfs-modules.tar $modules
+rm $modules
+mkinitramfs -o /boot/initrd.img-$newer $running
+tar -xPf /root/zfs-modules.tar
+"#;
+
+fn finish(
+    top: Table,
+    answers: Table,
+    steps: Vec<Value>,
+    reproduced: Vec<String>,
+    not_reproduced: Vec<String>,
+    source: &str,
+) -> Result<Generated> {
+    let description = format!(
+        "Made by `cargo xtask vm-repro --from-report {source}`.\n\nReproduced:\n{}\n\nNot \
+         reproduced:\n{}\n",
+        reproduced
+            .iter()
+            .map(|r| format!("- {r}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        not_reproduced
+            .iter()
+            .map(|r| format!("- {r}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let mut file = Table::new();
+    file.insert(
+        "summary".into(),
+        s(format!("the machine of {source}, rebuilt from its report")),
+    );
+    file.insert("description".into(), s(description));
+    file.insert("start".into(), s("blank"));
+    let encrypted = steps
+        .iter()
+        .any(|st| st.get("do").and_then(Value::as_str) == Some("unlock"));
+    if encrypted {
+        file.insert("answers_file".into(), s("encrypted.toml"));
+    }
+    file.extend(top);
+    file.insert("answers".into(), Value::Table(answers));
+    file.insert("step".into(), Value::Array(steps));
+    Ok(Generated {
+        toml: toml::to_string_pretty(&file)?,
+        reproduced,
+        not_reproduced,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kldload::report::*;
+    use std::collections::BTreeMap;
+
+    fn leaf(name: &str) -> Vdev {
+        Vdev {
+            name: name.into(),
+            size: Some("15.5G".into()),
+            children: Vec::new(),
+        }
+    }
+
+    fn ds(name: &str, mountpoint: &str, zbm: &[(&str, &str, &str)]) -> Dataset {
+        Dataset {
+            name: name.into(),
+            kind: "filesystem".into(),
+            mountpoint: Some(mountpoint.into()),
+            canmount: Some("noauto".into()),
+            mounted: None,
+            encryption: None,
+            encryption_root: None,
+            keylocation: None,
+            keyformat: None,
+            keystatus: None,
+            compression: Some("lz4".into()),
+            zfsbootmenu: zbm
+                .iter()
+                .map(|(p, v, src)| (p.to_string(), SourcedValue::new(v, src)))
+                .collect(),
+        }
+    }
+
+    fn disk(name: &str, sector: u32) -> Disk {
+        Disk {
+            name: name.into(),
+            size_bytes: 1 << 40,
+            logical_sector_bytes: Some(sector),
+            physical_sector_bytes: Some(sector),
+            model: None,
+            serial: Some("<serial-1>".into()),
+            wwn: None,
+            read_only: false,
+            partition_table: Some("gpt".into()),
+            partitions: vec![Partition {
+                name: format!("{name}p2"),
+                start_sector: Some(1050624),
+                size_bytes: 1 << 39,
+                type_guid: None,
+                type_name: None,
+                label: None,
+                uuid: None,
+                filesystem: Some("zfs_member".into()),
+            }],
+        }
+    }
+
+    /// kldload's own install, as `kldload report` describes it.
+    fn kldload_install() -> Report {
+        let kcl = "quiet console=tty0 console=ttyS0,115200";
+        Report {
+            format: FORMAT,
+            kldload: "0.1.0".into(),
+            redacted: true,
+            system: System {
+                distribution: Some("Debian GNU/Linux 13 (trixie)".into()),
+                distribution_id: Some("debian".into()),
+                distribution_version: Some("13".into()),
+                kernel: "6.12.48+deb13-amd64".into(),
+                zfs_module: Some("2.3.2-2".into()),
+                cmdline: format!("root=zfs:rpool/ROOT/default {kcl}"),
+                hostname: "<hostname-1>".into(),
+            },
+            hostid: Hostids {
+                etc_hostid: Some("0x00bab10c".into()),
+                spl_hostid: Some("0x00bab10c".into()),
+            },
+            firmware: Firmware {
+                uefi: true,
+                secure_boot: Some(false),
+                boot_current: Some(5),
+                boot_order: vec![5, 4],
+                entries: Vec::new(),
+            },
+            disks: vec![disk("vda", 512)],
+            pools: vec![Pool {
+                name: "rpool".into(),
+                health: Some("ONLINE".into()),
+                bootfs: Some("rpool/ROOT/default".into()),
+                compatibility: Some("openzfs-2.3-linux".into()),
+                properties: BTreeMap::new(),
+                features: [("head_errlog", "active"), ("draid", "disabled")]
+                    .iter()
+                    .map(|(f, s)| (f.to_string(), s.to_string()))
+                    .collect(),
+                topology: vec![leaf("/dev/disk/by-id/virtio-<serial-1>-part2")],
+                labels: Vec::new(),
+                status: String::new(),
+            }],
+            datasets: vec![
+                ds("rpool", "none", &[]),
+                ds(
+                    "rpool/ROOT",
+                    "none",
+                    &[("org.zfsbootmenu:commandline", kcl, "local")],
+                ),
+                ds(
+                    "rpool/ROOT/default",
+                    "/",
+                    &[(
+                        "org.zfsbootmenu:commandline",
+                        kcl,
+                        "inherited from rpool/ROOT",
+                    )],
+                ),
+            ],
+            boot_environments: vec![BootEnvironment {
+                dataset: "rpool/ROOT/default".into(),
+                running: true,
+                distribution: Some("Debian GNU/Linux 13 (trixie)".into()),
+                boot_files: BTreeMap::new(),
+                kernels: vec![BootKernel {
+                    kernel: "vmlinuz-6.12.48+deb13-amd64".into(),
+                    initramfs: "initrd.img-6.12.48+deb13-amd64".into(),
+                    initramfs_has_zfs: Some(true),
+                    initramfs_hostid: Some("0x00bab10c".into()),
+                }],
+                default_kernel: Some("vmlinuz-6.12.48+deb13-amd64".into()),
+                default_kernel_reason: Some("the newest".into()),
+                commandline: kcl.into(),
+                unreadable: None,
+            }],
+            esps: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// The generated file, loaded and validated as the scenario runner loads it.
+    fn load(g: &Generated) -> crate::scenario::Scenario {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("generated.toml");
+        std::fs::write(&path, &g.toml).unwrap();
+        crate::scenario::Scenario::load(&path).unwrap_or_else(|e| panic!("{e:#}\n{}", g.toml))
+    }
+
+    fn steps(g: &Generated) -> Vec<String> {
+        let v: toml::Table = toml::from_str(&g.toml).unwrap();
+        v["step"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["do"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn kldload_s_own_install_is_rebuilt_as_it_is() {
+        let g = generate(&kldload_install(), "report.json").unwrap();
+        let scenario = load(&g);
+        assert_eq!(scenario.start, crate::scenario::Start::Blank);
+        assert!(scenario.extra_disks.is_empty());
+        assert_eq!(
+            steps(&g),
+            [
+                "install",
+                "boot",
+                "run",
+                "reboot",
+                "zbm-countdown",
+                "login",
+                "run",
+                "shutdown"
+            ]
+        );
+        assert!(g.toml.contains("layout = \"single\""), "{}", g.toml);
+        assert!(
+            g.toml
+                .contains("zpool set feature@head_errlog=enabled 'rpool'")
+        );
+        assert!(!g.toml.contains("feature@draid"));
+        assert!(!g.toml.contains("zfs rename"));
+        assert!(!g.toml.contains("zfs inherit org.zfsbootmenu:commandline"));
+        assert!(
+            g.toml
+                .contains("zfs inherit org.zfsbootmenu:keysource 'rpool'")
+        );
+        assert!(
+            g.not_reproduced
+                .iter()
+                .any(|n| n.starts_with("firmware entries")),
+            "{:?}",
+            g.not_reproduced
+        );
+    }
+
+    #[test]
+    fn a_mirror_of_4kn_disks_with_its_own_names_and_a_silent_command_line() {
+        let mut r = kldload_install();
+        r.disks = vec![disk("nvme0n1", 4096), disk("nvme1n1", 4096)];
+        r.pools[0].name = "tank".into();
+        r.pools[0].bootfs = Some("tank/sys/debian".into());
+        r.pools[0].topology = vec![Vdev {
+            name: "mirror-0".into(),
+            size: None,
+            children: vec![leaf("/dev/nvme0n1p2"), leaf("/dev/nvme1n1p2")],
+        }];
+        r.datasets = vec![
+            ds("tank", "none", &[]),
+            ds("tank/sys", "none", &[]),
+            ds(
+                "tank/sys/debian",
+                "/",
+                &[("org.zfsbootmenu:commandline", "", "local")],
+            ),
+            ds("tank/sys/old", "/", &[]),
+        ];
+        r.boot_environments[0].dataset = "tank/sys/debian".into();
+        r.boot_environments[0].commandline = String::new();
+        let mut old = r.boot_environments[0].clone();
+        old.dataset = "tank/sys/old".into();
+        r.boot_environments.push(old);
+        let g = generate(&r, "user.json").unwrap();
+        let scenario = load(&g);
+        assert_eq!(scenario.extra_disks.len(), 1);
+        assert_eq!(scenario.extra_disks[0].options().sector_size, Some(4096));
+        assert_eq!(scenario.target.sector_size, Some(4096));
+        assert!(g.toml.contains("layout = \"mirror\""));
+        assert!(g.toml.contains("name = \"tank\""));
+        assert!(
+            g.toml
+                .contains("zfs rename -u 'tank/ROOT/default' 'tank/sys/debian'")
+        );
+        assert!(
+            g.toml.contains(
+                "zfs clone -p -o canmount=noauto -o mountpoint=/ 'tank/sys/debian'@kldload-repro \
+                 'tank/sys/old'"
+            ),
+            "{}",
+            g.toml
+        );
+        assert!(
+            g.toml
+                .contains("zfs set 'org.zfsbootmenu:commandline=' 'tank/sys/debian'")
+        );
+        assert!(
+            g.toml
+                .contains("zfs inherit org.zfsbootmenu:commandline 'tank/ROOT'")
+        );
+        assert_eq!(
+            steps(&g),
+            [
+                "install",
+                "boot",
+                "run",
+                "reboot",
+                "zbm-countdown",
+                "not-on-console"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_default_kernel_without_zfs_stops_in_its_initramfs() {
+        let mut r = kldload_install();
+        r.boot_environments[0].kernels[0].initramfs_has_zfs = Some(false);
+        let g = generate(&r, "user.json").unwrap();
+        load(&g);
+        assert!(
+            g.toml
+                .contains("mkinitramfs -o /boot/initrd.img-$newer $running")
+        );
+        assert_eq!(
+            steps(&g),
+            [
+                "install",
+                "boot",
+                "run",
+                "reboot",
+                "zbm-countdown",
+                "wait-console"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_encrypted_root_is_unlocked_and_an_old_zfsbootmenu_is_the_zfs_2_1_one() {
+        let mut r = kldload_install();
+        r.datasets[2].encryption_root = Some("rpool".into());
+        r.esps = vec![Esp {
+            partition: "vda1".into(),
+            partition_uuid: None,
+            mounted_at: Some("/boot/efi".into()),
+            files: BTreeMap::new(),
+            zfsbootmenu: [(
+                "EFI/ZBM/VMLINUZ.EFI".to_string(),
+                kldload::zbm_image::ZbmImage {
+                    cmdline: None,
+                    signed: false,
+                    hostid: None,
+                    zfs_features: Some(kldload::zbm_image::FeatureSet {
+                        name: "openzfs-2.1-linux".into(),
+                        features: Default::default(),
+                    }),
+                    release: Some(kldload::zbm_image::ZbmRelease {
+                        version: Some("2.3.0".into()),
+                        build_id: None,
+                    }),
+                    kernel: None,
+                },
+            )]
+            .into_iter()
+            .collect(),
+        }];
+        let g = generate(&r, "user.json").unwrap();
+        let scenario = load(&g);
+        assert_eq!(
+            scenario.zfsbootmenu,
+            Some(crate::test_zbm::TestZfsBootMenu::Zfs21)
+        );
+        assert_eq!(scenario.answers_file.as_deref(), Some("encrypted.toml"));
+        assert_eq!(steps(&g)[1..3], ["start".to_string(), "unlock".to_string()]);
+        assert!(
+            g.not_reproduced
+                .iter()
+                .any(|n| n.contains("ZFSBootMenu 2.3.0"))
+        );
+    }
+
+    /// A report `kldload report` wrote on kldload's debian install (the VM test's, redacted).
+    #[test]
+    fn a_recorded_report_of_kldload_s_install() {
+        let path = crate::flow::project_root().join("fixtures/reports/kldload-debian-13.json");
+        let report: Report = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let g = generate(&report, "kldload-debian-13.json").unwrap();
+        load(&g);
+        assert_eq!(
+            steps(&g),
+            [
+                "install",
+                "boot",
+                "run",
+                "reboot",
+                "zbm-countdown",
+                "login",
+                "run",
+                "shutdown"
+            ]
+        );
+        assert!(g.toml.contains("layout = \"single\""));
+        assert!(
+            g.toml
+                .contains("zpool set compatibility='openzfs-2.3-linux' 'rpool'")
+        );
+        assert!(!g.toml.contains("zgenhostid"), "{}", g.toml);
+        assert!(
+            g.reproduced
+                .iter()
+                .any(|r| r.starts_with("single on 1 disk(s) with [512]"))
+        );
+    }
+
+    #[test]
+    fn a_report_of_another_format_is_refused() {
+        let mut r = kldload_install();
+        r.format = 99;
+        let e = generate(&r, "user.json").unwrap_err();
+        assert!(format!("{e:#}").contains("format 99"), "{e:#}");
+    }
+}
