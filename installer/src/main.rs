@@ -81,7 +81,8 @@ enum Cmd {
     /// On an installed system: check that the hostid is one value in /etc/hostid, the
     /// initramfs, ZFSBootMenu's spl.spl_hostid, the SPL, the pool's label and ZFSBootMenu's EFI
     /// file, that ZFSBootMenu's ZFS reads every feature the pool has enabled, that the kernel
-    /// ZFSBootMenu boots this boot environment with by default has zfs.ko in its initramfs, and
+    /// ZFSBootMenu boots this boot environment with by default has zfs.ko in its initramfs (and,
+    /// encrypted, its key file), and
     /// that the boot environment's own org.zfsbootmenu:commandline does not hide its parent's
     /// console; say what disagrees and how to fix it (exit status 1 then).
     Doctor {

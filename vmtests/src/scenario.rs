@@ -186,12 +186,16 @@ pub enum Step {
     Unlock {
         #[serde(default)]
         wrong_first: bool,
-        /// After the passphrase, stop the countdown and boot the boot environment from the
-        /// menu (the other path into a boot), still with one prompt.
+        /// Stop the countdown and boot the boot environment from the menu instead (the other
+        /// path into a boot), the passphrase typed where ZFSBootMenu asks for it (as the menu
+        /// opens, or at the boot); still one prompt.
         #[serde(default)]
         via_menu: bool,
         check: Option<String>,
     },
+    /// Types `text` and Enter on the serial console (a shell there: the initramfs's, a rescue
+    /// shell), after waiting for `after` (a regex) when given.
+    ConsoleType { text: String, after: Option<String> },
     /// Waits for `prompt` (a regex) on the console and types the run's passphrase there (its
     /// text never recorded), with no check of what comes next: for a boot that asks twice.
     Passphrase {
@@ -320,6 +324,7 @@ impl Step {
                 }
             ),
             Step::Passphrase { prompt, .. } => format!("the passphrase at {prompt:?}"),
+            Step::ConsoleType { text, .. } => format!("type {text:?} on the console"),
             Step::PassphraseNowhere { .. } => "the passphrase in no log, argv or transcript".into(),
             Step::WaitConsole { text, .. } => format!("wait for {text:?} on the console"),
             Step::Crash => "power cut".into(),
@@ -479,10 +484,26 @@ impl Scenario {
                 Step::WaitConsole { text, .. }
                 | Step::NotOnConsole { text, .. }
                 | Step::Passphrase { prompt: text, .. } => vec![text],
+                Step::ConsoleType {
+                    after: Some(after), ..
+                } => vec![after],
                 _ => vec![],
             };
             for r in regexes {
                 regex::Regex::new(r).with_context(|| format!("{}: bad regex {r:?}", at()))?;
+            }
+        }
+        for (n, step) in self.steps.iter().enumerate() {
+            if let Step::Unlock {
+                wrong_first: true,
+                via_menu: true,
+                ..
+            } = step
+            {
+                bail!(
+                    "step {}: unlock takes wrong_first or via_menu, not both",
+                    n + 1
+                );
             }
         }
         let disk_names: Vec<String> = std::iter::once("target".to_string())
@@ -626,6 +647,16 @@ impl Exec<'_> {
                 via_menu,
                 ..
             } => self.unlock(*wrong_first, *via_menu),
+            Step::ConsoleType { text, after } => {
+                let console = &mut self.machine()?.console;
+                if let Some(after) = after {
+                    console.wait_for_regex(after, MENU_TIMEOUT + LOGIN_TIMEOUT)?;
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                console.mark(&format!("typed {text:?}"));
+                console.send_line(text)?;
+                Ok(format!("typed {text:?}"))
+            }
             Step::Passphrase { prompt, .. } => {
                 let passphrase = self.run.passphrase()?;
                 let console = &mut self.machine()?.console;
@@ -926,11 +957,17 @@ impl Exec<'_> {
                 .wait_for("Incorrect key provided", crate::zbm::SCREEN_TIMEOUT)
                 .context("ZFSBootMenu did not refuse a wrong passphrase")?;
         }
-        zbm.type_passphrase(&root, &passphrase, MENU_TIMEOUT)?;
         if via_menu {
+            // The countdown comes before the prompt: ZFSBootMenu asks for the key when it
+            // needs it, opening the menu or booting.
             zbm.wait_for_countdown(MENU_TIMEOUT)?;
-            zbm.open_menu()?;
+            let asked = zbm.open_menu_asking_passphrase(&root, &passphrase)?;
             zbm.boot(&format!("{pool}/ROOT/default"))?;
+            if !asked {
+                zbm.type_passphrase(&root, &passphrase, MENU_TIMEOUT)?;
+            }
+        } else {
+            zbm.type_passphrase(&root, &passphrase, MENU_TIMEOUT)?;
         }
         // Any encryption root's prompt, ZFSBootMenu's or the boot's (`zfs load-key`,
         // systemd-ask-password), is a second prompt.
@@ -1121,6 +1158,12 @@ mod tests {
         .unwrap();
         s.validate().unwrap();
         assert_eq!(s.zfsbootmenu, Some(TestZfsBootMenu::Zfs21));
+        assert!(
+            bad(
+                "summary = \"x\"\n[[step]]\ndo = \"unlock\"\nwrong_first = true\nvia_menu = true\n"
+            )
+            .is_err()
+        );
         let e =
             bad("summary = \"x\"\n[[step]]\ndo = \"not-on-console\"\ntext = \"[\"\n").unwrap_err();
         assert!(format!("{e:#}").contains("bad regex"), "{e:#}");

@@ -178,6 +178,27 @@ impl<'m> Zbm<'m> {
         self.m.console.send_line(passphrase)
     }
 
+    /// Escape at the countdown of a machine whose pool is encrypted: ZFSBootMenu opens its
+    /// menu, or first asks for `encryption_root`'s passphrase (to list its boot environments'
+    /// kernels), which is then typed. Returns whether it asked.
+    pub fn open_menu_asking_passphrase(
+        &mut self,
+        encryption_root: &str,
+        passphrase: &str,
+    ) -> Result<bool> {
+        self.press("Escape: stop the countdown, open the menu", "\x1b")?;
+        let prompt = passphrase_prompt(encryption_root);
+        let screen = self.wait("the menu, or a passphrase prompt", |s| {
+            s.contains("BE >") || s.contains(&prompt)
+        })?;
+        let asked = !screen.contains("BE >");
+        if asked {
+            self.type_passphrase(encryption_root, passphrase, SCREEN_TIMEOUT)?;
+        }
+        self.wait_for_menu()?;
+        Ok(asked)
+    }
+
     /// Waits for the countdown screen; returns the boot environment it will boot.
     pub fn wait_for_countdown(&mut self, timeout: Duration) -> Result<String> {
         let screen = self.m.console.wait_for_screen(

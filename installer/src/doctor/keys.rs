@@ -1,8 +1,9 @@
 //! The key file an encrypted boot environment's initramfs needs. ZFSBootMenu asks for the
 //! passphrase and unlocks the pool, then starts the boot environment's kernel, which imports
-//! the pool again: its initramfs loads the key from the encryption root's `keylocation` file,
-//! and when that file is not in it, asks a second time (zbm-dev/zfsbootmenu #785, with
-//! `org.zfsbootmenu:keysource` pointing at a boot environment whose initramfs lacks the file).
+//! the pool again: its initramfs loads the key from the encryption root's `keylocation` file.
+//! When that file is not in it, some initramfs ask a second time (zbm-dev/zfsbootmenu #785);
+//! Debian's cannot load the key ("Key load error: Failed to open key material file") and stops
+//! in its shell, where the passphrase is typed again (scenario `encryption-asked-twice`).
 //! kldload's install puts the key file in /etc/zfs/keys/ and the initramfs (Debian's
 //! zfs-initramfs copies /etc/zfs into it); an initramfs rebuilt while the file was away, or by
 //! a tool that leaves it out, loses it.
@@ -54,8 +55,8 @@ pub fn judge(be: &str, r: &KeyReadings) -> (Option<String>, Option<String>) {
     let problem = format!(
         "the initramfs ZFSBootMenu boots {be} with, /boot/{initramfs}, has no {file}, the key \
          file of its encryption root {root} (keylocation={}): after ZFSBootMenu's prompt the \
-         boot asks for the passphrase a second time. fix: update-initramfs -u -k {version} \
-         (with {file} in place)",
+         boot cannot load the key and stops, or asks for the passphrase a second time. fix: \
+         update-initramfs -u -k {version} (with {file} in place)",
         r.keylocation
     );
     (Some(reading), Some(problem))
