@@ -45,20 +45,46 @@ impl BootVariables {
     }
 }
 
-/// Reads BootCurrent and every Boot#### from efivarfs at `dir` (on this machine).
-pub fn read(dir: &Path) -> Result<BootVariables> {
+/// The boot variables as far as they decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadVariables {
+    /// BootCurrent; none when it cannot be read.
+    pub current: Option<u16>,
+    /// Every Boot#### that decodes, by number.
+    pub entries: Vec<(u16, LoadOption)>,
+    /// Each variable that does not, and why.
+    pub problems: Vec<String>,
+}
+
+/// What efivarfs at `dir` (on this machine) holds: one odd entry of a vendor's firmware costs
+/// only itself.
+pub fn read_lenient(dir: &Path) -> Result<ReadVariables> {
     let var = |name: &str| {
         let path = dir.join(format!("{name}-{GLOBAL_GUID}"));
         std::fs::read(&path).with_context(|| path.display().to_string())
     };
-    let current = parse_boot_current(&var("BootCurrent")?)?;
+    let mut problems = Vec::new();
+    let current = match var("BootCurrent").and_then(|v| parse_boot_current(&v)) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            problems.push(format!("BootCurrent: {e:#}"));
+            None
+        }
+    };
     let mut entries = Vec::new();
     for name in boot_entry_names(dir)? {
         let number = u16::from_str_radix(&name[4..], 16)?;
-        entries.push((number, parse_load_option(&var(&name)?).context(name)?));
+        match var(&name).and_then(|v| parse_load_option(&v)) {
+            Ok(option) => entries.push((number, option)),
+            Err(e) => problems.push(format!("{name}: {e:#}")),
+        }
     }
     entries.sort_by_key(|(n, _)| *n);
-    Ok(BootVariables { current, entries })
+    Ok(ReadVariables {
+        current,
+        entries,
+        problems,
+    })
 }
 
 /// The names of the Boot#### variables in efivarfs at `dir`, sorted.
@@ -122,7 +148,8 @@ fn utf16z(b: &[u8]) -> Result<(String, usize)> {
         .take_while(|&u| u != 0)
         .collect();
     let used = (units.len() * 2 + 2).min(b.len());
-    Ok((String::from_utf16(&units).context("not UTF-16")?, used))
+    // Firmware puts binary data in load options too: shown as text, never refused.
+    Ok((String::from_utf16_lossy(&units), used))
 }
 
 /// A GUID as text: the first three fields are little-endian in memory.
@@ -278,11 +305,23 @@ mod tests {
         put("BootCurrent", &[7, 0, 0, 0, 5, 0]);
         put("BootOrder", &[7, 0, 0, 0, 5, 0, 4, 0]);
         put("BootOrderX", &[0]);
-        let vars = read(dir.path()).unwrap();
-        assert_eq!(vars.current, 5);
-        assert_eq!(vars.entries.len(), 2);
-        assert_eq!(vars.entries[0].0, 4);
+        put("Boot0007", &[7, 0, 0, 0, 1]);
+        let ReadVariables {
+            current,
+            entries,
+            problems,
+        } = read_lenient(dir.path()).unwrap();
+        assert_eq!(current, Some(5));
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].0, 4);
+        let vars = BootVariables {
+            current: 5,
+            entries,
+        };
         assert_eq!(vars.booted().unwrap().description, "ZFSBootMenu");
+        // The cut-short entry is named, the others kept.
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].starts_with("Boot0007"), "{problems:?}");
         assert_eq!(read_boot_order(dir.path()).unwrap(), [5, 4]);
     }
 }

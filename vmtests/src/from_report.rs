@@ -14,8 +14,8 @@
 //!
 //! The checks: ZFSBootMenu counts down to the report's bootfs; the boot ends as the report says
 //! it must (the default kernel without zfs.ko stops in its initramfs; a command line without a
-//! serial console goes silent; else a login); then the pool's bootfs and compatibility and the
-//! boot environment's ZFSBootMenu command line are the report's.
+//! serial console goes silent; else a login); then the pool's bootfs and compatibility are the
+//! report's.
 
 use anyhow::{Context, Result, bail};
 use kldload::report::{Dataset, Pool, Report, Vdev};
@@ -71,12 +71,12 @@ fn layout(pool: &Pool, notes: &mut Vec<String>) -> (&'static str, usize) {
             first.name
         ));
     }
-    let n = first.children.len();
+    let n = first.children.len().max(1);
     let kind = first.name.split('-').next().unwrap_or_default();
     match kind {
-        "mirror" => ("mirror", n),
-        "raidz" | "raidz1" => ("raidz1", n),
-        "raidz2" => ("raidz2", n),
+        "mirror" => ("mirror", n.max(2)),
+        "raidz" | "raidz1" => ("raidz1", n.max(3)),
+        "raidz2" => ("raidz2", n.max(4)),
         "raidz3" => {
             notes.push("raidz3: reproduced as raidz2 (kldload makes up to raidz2)".into());
             ("raidz2", n)
@@ -139,6 +139,7 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
 
     // Disks and layout.
     let (layout, disks) = layout(pool, &mut notes);
+    let disks = disks.max(1);
     let mut sectors: Vec<u32> = (report.disks.iter())
         .filter(|d| {
             d.partitions
@@ -268,10 +269,12 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
         .filter(|d| d.name == *name || d.name.starts_with(&format!("{name}/")))
     {
         for (prop, v) in d.zfsbootmenu.iter().filter(|(_, v)| v.source == "local") {
-            let exists = d.name == *name
-                || d.name == format!("{name}/ROOT")
-                || d.name == bootfs
-                || bes.contains(&d.name.as_str());
+            // The pool's root, kldload's ROOT, the boot environments and every dataset above
+            // them (made by `zfs create -p` and `zfs clone -p`).
+            let above = |be: &str| be == d.name || be.starts_with(&format!("{}/", d.name));
+            let exists = d.name == format!("{name}/ROOT")
+                || above(&bootfs)
+                || bes.iter().any(|be| above(be));
             if !exists {
                 notes.push(format!(
                     "{prop} on {}: that dataset is not reproduced",
@@ -305,13 +308,14 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
     let initramfs = default_kernel.and_then(|k| k.initramfs_hostid.clone());
     if let Some(ih) = initramfs.as_ref().filter(|h| *h != "0x00bab10c") {
         script.push(format!(
-            "zgenhostid -f {ih} && update-initramfs -u -k $(uname -r) >/dev/null 2>&1"
+            "zgenhostid -f {} && update-initramfs -u -k $(uname -r) >/dev/null 2>&1",
+            sh(ih)
         ));
         reproduced.push(format!("the initramfs's hostid {ih}"));
     }
     match &etc {
         Some(h) if h != "0x00bab10c" || initramfs.as_ref().is_some_and(|i| i != h) => {
-            script.push(format!("zgenhostid -f {h}"));
+            script.push(format!("zgenhostid -f {}", sh(h)));
             reproduced.push(format!("/etc/hostid {h}"));
         }
         None => {
@@ -333,8 +337,10 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
     ));
     for f in &enabled {
         script.push(format!(
-            "zpool set feature@{f}=enabled {} 2>/dev/null || echo 'not known to this ZFS: {f}'",
-            sh(name)
+            "zpool set {} {} 2>/dev/null || echo {}",
+            sh(&format!("feature@{f}=enabled")),
+            sh(name),
+            sh(&format!("not known to this ZFS: {f}"))
         ));
     }
     reproduced.push(format!(
@@ -405,10 +411,6 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
         ],
     ));
     steps.push(step("reboot", &[]));
-    if encrypted.is_some() {
-        // The countdown comes once the passphrase is in.
-        steps.push(step("passphrase", &[("prompt", s("Enter passphrase for"))]));
-    }
     steps.push(step(
         "zbm-countdown",
         &[
@@ -421,6 +423,10 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
             ),
         ],
     ));
+    if encrypted.is_some() {
+        // ZFSBootMenu asks for the key once its countdown has run out.
+        steps.push(step("passphrase", &[("prompt", s("Enter passphrase for"))]));
+    }
     let commandline = (report.boot_environments.iter())
         .find(|b| b.dataset == bootfs)
         .map(|b| b.commandline.clone())
@@ -725,7 +731,7 @@ mod tests {
         assert!(g.toml.contains("layout = \"single\""), "{}", g.toml);
         assert!(
             g.toml
-                .contains("zpool set feature@head_errlog=enabled 'rpool'")
+                .contains("zpool set 'feature@head_errlog=enabled' 'rpool'")
         );
         assert!(!g.toml.contains("feature@draid"));
         assert!(!g.toml.contains("zfs rename"));
@@ -756,7 +762,11 @@ mod tests {
         }];
         r.datasets = vec![
             ds("tank", "none", &[]),
-            ds("tank/sys", "none", &[]),
+            ds(
+                "tank/sys",
+                "none",
+                &[("org.zfsbootmenu:commandline", "ro", "local")],
+            ),
             ds(
                 "tank/sys/debian",
                 "/",
@@ -795,6 +805,11 @@ mod tests {
         assert!(
             g.toml
                 .contains("zfs inherit org.zfsbootmenu:commandline 'tank/ROOT'")
+        );
+        // On the parent the rename makes too.
+        assert!(
+            g.toml
+                .contains("zfs set 'org.zfsbootmenu:commandline=ro' 'tank/sys'")
         );
         assert_eq!(
             steps(&g),
@@ -868,7 +883,21 @@ mod tests {
             Some(crate::test_zbm::TestZfsBootMenu::Zfs21)
         );
         assert_eq!(scenario.answers_file.as_deref(), Some("encrypted.toml"));
-        assert_eq!(steps(&g)[1..3], ["start".to_string(), "unlock".to_string()]);
+        assert_eq!(
+            steps(&g),
+            [
+                "install",
+                "start",
+                "unlock",
+                "run",
+                "reboot",
+                "zbm-countdown",
+                "passphrase",
+                "login",
+                "run",
+                "shutdown"
+            ]
+        );
         assert!(
             g.not_reproduced
                 .iter()

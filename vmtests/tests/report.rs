@@ -10,6 +10,7 @@ use vmtests::flow::scenario_on_installed_base;
 use vmtests::machine::Machine;
 
 const BOOTFS: &str = "rpool/ROOT/default";
+const OTHER_BE: &str = "rpool/ROOT/other";
 
 /// Runs `kldload report` with `args` in the guest; its summary and the report it wrote.
 fn report(m: &mut Machine, args: &str) -> anyhow::Result<(String, String, Report)> {
@@ -28,8 +29,35 @@ fn report(m: &mut Machine, args: &str) -> anyhow::Result<(String, String, Report
 fn report_describes_the_installed_machine_and_redacts_it() {
     scenario_on_installed_base("report", |run| {
         let mut m = run.resume_logged_in("report")?;
+        // A second boot environment and the ESP unmounted: the report mounts both read-only
+        // for a moment.
+        m.succeed(&format!(
+            "zfs snapshot {BOOTFS}@report && zfs clone -o canmount=noauto -o mountpoint=/ \
+             {BOOTFS}@report {OTHER_BE} && umount /boot/efi"
+        ))?;
         let (summary, json, r) = run.timed("kldload report", |_| report(&mut m, ""))?;
         std::fs::write(run.dir.join("kldload-report.json"), &json)?;
+        let mounts = m.succeed("findmnt -rn -o TARGET | grep -c kldload-report || true")?;
+        let left = m.succeed("ls -d /tmp/kldload-report-* 2>/dev/null | wc -l")?;
+        m.succeed("mount /boot/efi")?;
+        run.check(
+            "another boot environment and the ESP read, and let go",
+            || {
+                let other = (r.boot_environments.iter())
+                    .find(|b| b.dataset == OTHER_BE)
+                    .context("the second boot environment is not in the report")?;
+                ensure!(!other.running && !other.kernels.is_empty(), "{other:?}");
+                let esp = r.esps.first().context("no ESP")?;
+                ensure!(esp.mounted_at.is_none() && !esp.files.is_empty(), "{esp:?}");
+                ensure!(mounts.trim() == "0", "{mounts} temporary mounts left");
+                ensure!(left.trim() == "0", "{left} temporary directories left");
+                Ok(format!(
+                    "{OTHER_BE}: {} kernel(s); the ESP's {} files; nothing left mounted",
+                    other.kernels.len(),
+                    esp.files.len()
+                ))
+            },
+        );
 
         let compatibility = m.succeed("zpool get -H -o value compatibility rpool")?;
         let active = m.succeed("zpool get -H -o value all rpool | grep -cx active")?;
@@ -223,11 +251,6 @@ fn report_describes_the_installed_machine_and_redacts_it() {
                 r.disks[0]
             );
             Ok(format!("none of {gone:?}"))
-        });
-        let mounts = m.succeed("findmnt -rn -o TARGET | grep -c kldload-report || true")?;
-        run.check("it leaves nothing mounted", || {
-            ensure!(mounts.trim() == "0", "{mounts} temporary mounts left");
-            Ok("no temporary mount left".into())
         });
         let (_, raw, _) = report(&mut m, "--no-redact")?;
         run.check("--no-redact keeps the serial", || {

@@ -252,6 +252,7 @@ pub fn judge(r: &KernelReadings) -> (Vec<String>, Option<String>) {
             )
         })
         .collect();
+    let mut problems = Vec::new();
     if let Choice::PinMatchesNone(pin) = &choice
         && let Some(meant) = list.iter().find(|k| pin_names_literally(pin, &k.kernel))
     {
@@ -265,16 +266,17 @@ pub fn judge(r: &KernelReadings) -> (Vec<String>, Option<String>) {
             list[default].kernel,
             ere_escape(&meant.kernel)
         );
-        return (readings, Some(problem));
+        problems.push(problem);
     }
     let (pair, zfs) = &r.kernels[default];
     if *zfs != Ok(false) {
-        return (readings, None);
+        return (readings, join(problems));
     }
+    // An unversioned kernel (`vmlinuz`) runs with the running kernel's modules.
     let version = pair
         .kernel
         .find('-')
-        .map_or(pair.kernel.as_str(), |i| &pair.kernel[i + 1..]);
+        .map_or("$(uname -r)", |i| &pair.kernel[i + 1..]);
     let working: Vec<&str> = r
         .kernels
         .iter()
@@ -284,7 +286,7 @@ pub fn judge(r: &KernelReadings) -> (Vec<String>, Option<String>) {
     let pin = working.last().map_or(String::new(), |k| {
         let v = k.find('-').map_or(*k, |i| &k[i + 1..]);
         format!(
-            ", or boot a kernel that has it: zfs set org.zfsbootmenu:kernel='{}' {be} (or pick \
+            ", or boot a kernel that has it: zfs set org.zfsbootmenu:kernel='{}$' {be} (or pick \
              it in ZFSBootMenu's kernel list, Ctrl+K)",
             ere_escape(v)
         )
@@ -296,7 +298,13 @@ pub fn judge(r: &KernelReadings) -> (Vec<String>, Option<String>) {
          {version}){pin}",
         pair.kernel, pair.initramfs
     );
-    (readings, Some(problem))
+    problems.push(problem);
+    (readings, join(problems))
+}
+
+/// Two problems found at once are said as one, in order.
+fn join(problems: Vec<String>) -> Option<String> {
+    (!problems.is_empty()).then(|| problems.join("; and "))
 }
 
 /// Where the doctor keeps whether each initramfs has zfs.ko, with the file's size and
@@ -528,7 +536,7 @@ mod tests {
         );
         assert!(problem.contains("dkms autoinstall -k 6.12.57+deb13-amd64"));
         assert!(problem.contains(
-            "zfs set org.zfsbootmenu:kernel='6\\.12\\.48\\+deb13-amd64' rpool/ROOT/default"
+            "zfs set org.zfsbootmenu:kernel='6\\.12\\.48\\+deb13-amd64$' rpool/ROOT/default"
         ));
     }
 

@@ -326,6 +326,8 @@ pub fn collect(options: Options) -> Report {
         "-p",
         "-o",
         "name,property,value,source",
+        "-t",
+        "filesystem,volume",
         "all",
     ]) {
         Ok(text) => parse::datasets(&text),
@@ -339,7 +341,12 @@ pub fn collect(options: Options) -> Report {
     let mut secrets = redact::Secrets {
         serials: disks.iter().filter_map(|d| d.serial.clone()).collect(),
         wwns: disks.iter().filter_map(|d| d.wwn.clone()).collect(),
-        hostnames: vec![hostname],
+        // A host named after its distribution (`debian`) would take the distribution's name
+        // out of every path and field: such a name is no secret.
+        hostnames: vec![hostname]
+            .into_iter()
+            .filter(|h| Some(h) != os.get("ID"))
+            .collect(),
         users: users(&std::fs::read_to_string("/etc/passwd").unwrap_or_default()),
     };
     for pool in &pools {
@@ -400,25 +407,34 @@ fn read_firmware(note: &mut impl FnMut(&str, String)) -> Firmware {
             entries: Vec::new(),
         };
     }
-    let vars = efivars::read(dir).map_err(|e| note("firmware entries", format!("{e:#}")));
+    let vars = efivars::read_lenient(dir).map_err(|e| note("firmware entries", format!("{e:#}")));
     let boot_order = efivars::read_boot_order(dir).unwrap_or_else(|e| {
         note("BootOrder", format!("{e:#}"));
         Vec::new()
     });
     let (boot_current, entries) = match vars {
-        Ok(v) => (
-            Some(v.current),
-            v.entries
-                .into_iter()
-                .map(|(number, o)| FirmwareEntry {
-                    number,
-                    description: o.description,
-                    partition_guid: o.partition_guid,
-                    file: o.file,
-                    options: o.options,
-                })
-                .collect(),
-        ),
+        Ok(efivars::ReadVariables {
+            current,
+            entries,
+            problems,
+        }) => {
+            for p in problems {
+                note("firmware entry", p);
+            }
+            (
+                current,
+                entries
+                    .into_iter()
+                    .map(|(number, o)| FirmwareEntry {
+                        number,
+                        description: o.description,
+                        partition_guid: o.partition_guid,
+                        file: o.file,
+                        options: o.options,
+                    })
+                    .collect(),
+            )
+        }
         Err(()) => (None, Vec::new()),
     };
     Firmware {
@@ -470,12 +486,11 @@ fn read_pools(note: &mut impl FnMut(&str, String)) -> Vec<Pool> {
                     .cloned()
                     .filter(|v| v != "-" && !v.is_empty())
             };
-            let topology = output(&["zpool", "list", "-v", "-H", "-P", &name])
-                .map(|t| parse::topology(&t))
-                .unwrap_or_else(|e| {
-                    note(&format!("pool {name}'s vdevs"), e);
-                    Vec::new()
-                });
+            let status = output(&["zpool", "status", "-P", &name]).unwrap_or_else(|e| {
+                note(&format!("pool {name}'s status"), e.clone());
+                e
+            });
+            let topology = parse::topology(&status);
             let labels = leaves(&topology)
                 .into_iter()
                 .filter_map(|device| {
@@ -492,7 +507,7 @@ fn read_pools(note: &mut impl FnMut(&str, String)) -> Vec<Pool> {
                 health: get("health"),
                 bootfs: get("bootfs"),
                 compatibility: get("compatibility"),
-                status: output(&["zpool", "status", "-P", &name]).unwrap_or_else(|e| e),
+                status,
                 name,
                 properties,
                 features,
@@ -521,9 +536,10 @@ fn leaves(vdevs: &[Vdev]) -> Vec<String> {
         .collect()
 }
 
-/// A read-only mount for a moment, under a temporary directory: unmounted when dropped.
+/// A read-only mount for a moment, under a temporary directory: unmounted when dropped, and
+/// the directory removed only once it is unmounted.
 struct TemporaryMount {
-    dir: tempfile::TempDir,
+    dir: PathBuf,
 }
 
 impl TemporaryMount {
@@ -533,28 +549,57 @@ impl TemporaryMount {
         let dir = tempfile::Builder::new()
             .prefix("kldload-report-")
             .tempdir()
-            .map_err(|e| e.to_string())?;
-        let target = dir.path().display().to_string();
+            .map_err(|e| e.to_string())?
+            .keep();
+        let target = dir.display().to_string();
         let options = format!("ro{extra}");
-        output(&["mount", "-t", fstype, "-o", &options, source, &target])?;
+        if let Err(e) = output(&["mount", "-t", fstype, "-o", &options, source, &target]) {
+            let _ = std::fs::remove_dir(&dir);
+            return Err(e);
+        }
         Ok(TemporaryMount { dir })
     }
 
     fn path(&self) -> &Path {
-        self.dir.path()
+        &self.dir
     }
 }
 
 impl Drop for TemporaryMount {
     fn drop(&mut self) {
-        let _ = output(&["umount", &self.dir.path().display().to_string()]);
+        // remove_dir fails on a directory still mounted: nothing under it is touched.
+        if output(&["umount", &self.dir.display().to_string()]).is_ok() {
+            let _ = std::fs::remove_dir(&self.dir);
+        }
     }
 }
 
-/// The datasets ZFSBootMenu offers as boot environments: `mountpoint=/` and `canmount` not
-/// off, in an imported pool.
+/// The datasets ZFSBootMenu offers as boot environments (3.1.0's `find_be_candidates`):
+/// `mountpoint=/` unless `org.zfsbootmenu:active=off`, and `mountpoint=legacy` with
+/// `org.zfsbootmenu:active=on`. A pool imported with an altroot (a rescue system's `-R /mnt`)
+/// shows its mountpoints under it: it is taken off first.
+pub fn is_boot_environment(d: &Dataset, altroot: Option<&str>) -> bool {
+    let active = d
+        .zfsbootmenu
+        .get("org.zfsbootmenu:active")
+        .map(|v| v.value.as_str());
+    let mountpoint = d.mountpoint.as_deref().map(|m| {
+        altroot
+            .filter(|a| *a != "/" && m.starts_with(*a))
+            .map_or(m, |a| {
+                let rest = &m[a.len()..];
+                if rest.is_empty() { "/" } else { rest }
+            })
+    });
+    match mountpoint {
+        Some("/") => active != Some("off"),
+        Some("legacy") => active == Some("on"),
+        _ => false,
+    }
+}
+
 fn read_boot_environments(
-    _pools: &[Pool],
+    pools: &[Pool],
     datasets: &[Dataset],
     note: &mut impl FnMut(&str, String),
 ) -> Vec<BootEnvironment> {
@@ -563,13 +608,27 @@ fn read_boot_environments(
     );
     datasets
         .iter()
-        .filter(|d| d.mountpoint.as_deref() == Some("/") && d.canmount.as_deref() != Some("off"))
+        .filter(|d| {
+            let pool = d.name.split('/').next().unwrap_or_default();
+            let altroot = (pools.iter())
+                .find(|p| p.name == pool)
+                .and_then(|p| p.properties.get("altroot"))
+                .map(String::as_str)
+                .filter(|a| *a != "-");
+            is_boot_environment(d, altroot)
+        })
         .map(|d| {
             let is_running = running.as_deref() == Some(d.name.as_str());
             let mount = if is_running {
                 None
             } else {
-                match TemporaryMount::new(&d.name, "zfs", ",zfsutil") {
+                // A legacy mountpoint mounts as it is; any other needs zfsutil elsewhere.
+                let zfsutil = if d.mountpoint.as_deref() == Some("legacy") {
+                    ""
+                } else {
+                    ",zfsutil"
+                };
+                match TemporaryMount::new(&d.name, "zfs", zfsutil) {
                     Ok(m) => Some(m),
                     Err(e) => {
                         note(&format!("boot environment {}", d.name), e.clone());
@@ -874,9 +933,44 @@ mod tests {
     }
 
     #[test]
+    fn boot_environments_by_zfsbootmenu_s_rule() {
+        let ds = |mountpoint: &str, active: Option<&str>| Dataset {
+            name: "rpool/ROOT/x".into(),
+            kind: "filesystem".into(),
+            mountpoint: Some(mountpoint.into()),
+            canmount: Some("noauto".into()),
+            mounted: None,
+            encryption: None,
+            encryption_root: None,
+            keylocation: None,
+            keyformat: None,
+            keystatus: None,
+            compression: None,
+            zfsbootmenu: active
+                .map(|a| {
+                    (
+                        "org.zfsbootmenu:active".to_string(),
+                        SourcedValue::new(a, "local"),
+                    )
+                })
+                .into_iter()
+                .collect(),
+        };
+        assert!(is_boot_environment(&ds("/", None), None));
+        assert!(!is_boot_environment(&ds("/", Some("off")), None));
+        assert!(!is_boot_environment(&ds("legacy", None), None));
+        assert!(is_boot_environment(&ds("legacy", Some("on")), None));
+        assert!(!is_boot_environment(&ds("/home", None), None));
+        // Imported by a rescue system with -R /mnt.
+        assert!(is_boot_environment(&ds("/mnt", None), Some("/mnt")));
+        assert!(!is_boot_environment(&ds("/mnt/home", None), Some("/mnt")));
+    }
+
+    #[test]
     fn the_leaves_of_a_vdev_tree() {
         let t = parse::topology(
-            "rpool\t1G\n\tmirror-0\t1G\n\t\t/dev/vda2\t1G\n\t\t/dev/vdb2\t1G\nlogs\t-\n\t/dev/vdc\t1G\n",
+            "config:\n\tNAME STATE\n\trpool ONLINE\n\t  mirror-0 ONLINE\n\t    /dev/vda2 ONLINE\n\
+             \t    /dev/vdb2 ONLINE\n\tlogs\n\t  /dev/vdc ONLINE\n",
         );
         assert_eq!(leaves(&t), ["/dev/vda2", "/dev/vdb2", "/dev/vdc"]);
     }

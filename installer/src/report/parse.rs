@@ -116,8 +116,8 @@ pub const DATASET_PROPERTIES: [&str; 10] = [
     "compression",
 ];
 
-/// The datasets of `zfs get -H -p -o name,property,value,source all` (filesystems and
-/// volumes; snapshots are counted, not listed).
+/// The datasets of `zfs get -H -p -o name,property,value,source -t filesystem,volume all`
+/// (any snapshot in the text is left out).
 pub fn datasets(text: &str) -> Vec<Dataset> {
     properties(text)
         .into_iter()
@@ -152,23 +152,38 @@ pub fn datasets(text: &str) -> Vec<Dataset> {
         .collect()
 }
 
-/// The vdev tree of `zpool list -v -H -P <pool>`: the pool's line first, then each vdev and
-/// device one indentation level deeper (tabs); `logs`, `cache`, `spare`, `dedup` and
-/// `special` open their classes.
-pub fn topology(text: &str) -> Vec<Vdev> {
-    let flat: Vec<(usize, Vdev)> = text
+/// The vdev tree of `zpool status -P <pool>`'s config section: below the pool's own line,
+/// each vdev and device indented two spaces deeper than its parent; `logs`, `cache`,
+/// `spares`, `dedup` and `special` open their classes at the pool's depth. (`zpool list -v
+/// -H` prints every vdev line with one tab whatever its depth, so it cannot give the tree.)
+pub fn topology(status: &str) -> Vec<Vdev> {
+    let mut lines = status
         .lines()
+        .skip_while(|l| !l.trim_start().starts_with("config:"))
         .skip(1)
+        .skip_while(|l| !l.trim_start().starts_with("NAME"))
+        .skip(1);
+    // The pool's own line sets the base indentation.
+    let Some(pool) = lines.next() else {
+        return Vec::new();
+    };
+    let indent = |l: &str| {
+        l.replace('\t', "        ")
+            .chars()
+            .take_while(|c| *c == ' ')
+            .count()
+    };
+    let base = indent(pool);
+    let flat: Vec<(usize, Vdev)> = lines
+        .take_while(|l| !l.trim().is_empty())
         .filter_map(|line| {
-            let depth = line.chars().take_while(|c| *c == '\t').count();
-            let mut fields = line.trim_start_matches('\t').split('\t');
-            let name = fields.next().filter(|n| !n.is_empty())?;
-            let size = fields.next().filter(|s| *s != "-").map(str::to_string);
+            let mut fields = line.split_whitespace();
+            let name = fields.next()?;
             Some((
-                depth,
+                indent(line).saturating_sub(base) / 2,
                 Vdev {
                     name: name.to_string(),
-                    size,
+                    size: None,
                     children: Vec::new(),
                 },
             ))
@@ -290,14 +305,18 @@ mod tests {
     }
 
     #[test]
-    fn a_mirror_and_a_log_from_zpool_list() {
-        let text = "rpool\t15.5G\t1.2G\t14.3G\t-\t-\t0%\t7%\t1.00x\tONLINE\t-\n\
-            \tmirror-0\t15.5G\t1.2G\t14.3G\t-\t-\t0%\t7.74%\t-\tONLINE\n\
-            \t\t/dev/disk/by-id/virtio-kldload-target-part2\t15.5G\t-\t-\t-\t-\t-\t-\t-\tONLINE\n\
-            \t\t/dev/disk/by-id/virtio-kldload-extra-0-part2\t15.5G\t-\t-\t-\t-\t-\t-\t-\tONLINE\n\
-            logs\t-\t-\t-\t-\t-\t-\t-\t-\t-\n\
-            \t/dev/vdc\t1.5G\t0\t1.5G\t-\t-\t0%\t0.00%\t-\tONLINE\n";
-        let t = topology(text);
+    fn a_mirror_and_a_log_from_zpool_status() {
+        let status = "  pool: rpool\n state: ONLINE\nconfig:\n\n\
+            \tNAME                                             STATE     READ WRITE CKSUM\n\
+            \trpool                                            ONLINE       0     0     0\n\
+            \t  mirror-0                                       ONLINE       0     0     0\n\
+            \t    /dev/disk/by-id/virtio-kldload-target-part2  ONLINE       0     0     0\n\
+            \t    /dev/disk/by-id/virtio-kldload-extra-0-part2 ONLINE       0     0     0\n\
+            \tlogs\t\n\
+            \t  /dev/vdc                                       ONLINE       0     0     0\n\
+            \n\
+            errors: No known data errors\n";
+        let t = topology(status);
         assert_eq!(t.len(), 2, "{t:?}");
         assert_eq!(t[0].name, "mirror-0");
         assert_eq!(t[0].children.len(), 2);
@@ -307,7 +326,15 @@ mod tests {
         );
         assert_eq!(t[1].name, "logs");
         assert_eq!(t[1].children[0].name, "/dev/vdc");
-        assert_eq!(t[1].children[0].size.as_deref(), Some("1.5G"));
+        // One disk, as the VM test's report has it.
+        let single = "config:\n\n\tNAME         STATE     READ WRITE CKSUM\n\
+            \trpool        ONLINE       0     0     0\n\
+            \t  /dev/vda2  ONLINE       0     0     0\n\nerrors: No known data errors\n";
+        let t = topology(single);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].name, "/dev/vda2");
+        assert!(t[0].children.is_empty());
+        assert!(topology("").is_empty());
     }
 
     #[test]

@@ -26,22 +26,42 @@ pub struct Redactor {
 impl Redactor {
     pub fn new(secrets: &Secrets) -> Redactor {
         let mut names: Vec<(String, String, bool)> = Vec::new();
-        let mut add = |list: &[String], kind: &str, whole_word: bool| {
+        // Each secret with the other forms it takes (one placeholder for all of them).
+        let mut add = |list: Vec<Vec<String>>, kind: &str, whole_word: bool| {
             let mut n = 0;
-            for name in list {
+            for forms in list {
                 // A name too short to be told from ordinary words is left (`a`, `pi`).
-                if name.len() < 3 || names.iter().any(|(s, _, _)| s == name) {
+                let forms: Vec<String> = (forms.into_iter())
+                    .filter(|f| f.len() >= 3 && !names.iter().any(|(s, _, _)| s == f))
+                    .collect();
+                if forms.is_empty() {
                     continue;
                 }
                 n += 1;
-                names.push((name.clone(), format!("<{kind}-{n}>"), whole_word));
+                for f in forms {
+                    names.push((f, format!("<{kind}-{n}>"), whole_word));
+                }
             }
         };
-        // Serials and WWNs sit inside device names (`virtio-<serial>-part2`): anywhere.
-        add(&secrets.serials, "serial", false);
-        add(&secrets.wwns, "wwn", false);
-        add(&secrets.hostnames, "hostname", true);
-        add(&secrets.users, "user", true);
+        // Serials and WWNs sit inside device names (`virtio-<serial>-part2`): anywhere. udev's
+        // by-id names write a serial's spaces as `_`, and a WWN without its `0x` (`scsi-35000c5...`).
+        let serials = (secrets.serials.iter())
+            .map(|s| {
+                let s = s.trim().to_string();
+                vec![s.replace(' ', "_"), s]
+            })
+            .collect();
+        add(serials, "serial", false);
+        let wwns = (secrets.wwns.iter())
+            .map(|w| {
+                let w = w.trim().to_string();
+                vec![w.trim_start_matches("0x").to_string(), w]
+            })
+            .collect();
+        add(wwns, "wwn", false);
+        let one = |list: &[String]| list.iter().map(|s| vec![s.clone()]).collect::<Vec<_>>();
+        add(one(&secrets.hostnames), "hostname", true);
+        add(one(&secrets.users), "user", true);
         names.sort_by_key(|(s, _, _)| std::cmp::Reverse(s.len()));
         let addresses = vec![
             (
@@ -104,10 +124,11 @@ impl Redactor {
     }
 }
 
-/// `text` with `name` replaced where it stands as a word: not inside a longer run of letters,
-/// digits and underscores (a user `ann` stays in `annex`, goes in `/home/ann` and `ann-laptop`).
+/// `text` with `name` replaced where it stands as a word: not inside a longer run of letters
+/// and digits (a user `ann` stays in `annex`, goes in `/home/ann`, `ann-laptop`, `ann_x7k2`).
 fn replace_words(text: &str, name: &str, placeholder: &str) -> String {
-    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    // `_` joins names (Ubuntu's rpool/USERDATA/<user>_<id>): not a word character here.
+    let word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
     let mut out = String::new();
     // The text's character before `rest` (the end of the last match, when `rest` starts there).
     let mut last: Option<char> = None;
@@ -154,8 +175,12 @@ mod tests {
         );
         assert_eq!(r.text("hostname: 'ann-laptop'"), "hostname: '<hostname-1>'");
         assert_eq!(
-            r.text("rpool/home/ann /home/ann annex"),
-            "rpool/home/<user-1> /home/<user-1> annex"
+            r.text("rpool/home/ann /home/ann annex rpool/USERDATA/ann_x7k2l9"),
+            "rpool/home/<user-1> /home/<user-1> annex rpool/USERDATA/<user-1>_x7k2l9"
+        );
+        assert_eq!(
+            r.text("scsi-35002538e40a1b2c3-part2"),
+            "scsi-3<wwn-1>-part2"
         );
         // Too short to tell from words: kept.
         assert_eq!(r.text("bo"), "bo");
