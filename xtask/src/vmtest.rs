@@ -442,6 +442,17 @@ pub fn vm_repro_from_report(opts: &image::Options, report: &Path, keep: bool) ->
         println!("  not reproduced: {n}");
     }
     vmtests::scenario::Scenario::load(&file)?;
+    run_one_scenario(opts, name, keep, Some(dir))
+}
+
+/// Runs the one scenario `name`, marked `ci` or not; `generated`: the directory of a scenario
+/// `--from-report` made.
+fn run_one_scenario(
+    opts: &image::Options,
+    name: String,
+    keep: bool,
+    generated: Option<PathBuf>,
+) -> Result<()> {
     vm_test(
         opts,
         &Selection {
@@ -449,7 +460,7 @@ pub fn vm_repro_from_report(opts: &image::Options, report: &Path, keep: bool) ->
             all_scenarios: true,
             filters: vec![],
             scenario: Some(name),
-            generated: Some(dir),
+            generated,
         },
     )
 }
@@ -466,16 +477,7 @@ pub fn vm_repro(opts: &image::Options, scenario: &str, keep: bool) -> Result<()>
     };
     // A broken file is named before anything is built.
     vmtests::scenario::Scenario::load(path)?;
-    vm_test(
-        opts,
-        &Selection {
-            keep,
-            all_scenarios: true,
-            filters: vec![],
-            scenario: Some(scenario.to_string()),
-            generated: None,
-        },
-    )
+    run_one_scenario(opts, scenario.to_string(), keep, None)
 }
 
 /// Runs the VM tests of `opts.distro` that `selection` takes.
