@@ -51,9 +51,10 @@ pub fn choose_accel(firmware: &Firmware, scratch: &Path) -> (Accel, String) {
 /// Boots OVMF alone under KVM, with the same accelerator and CPU arguments a test VM gets:
 /// KVM works when the firmware reaches its boot manager (it prints `BdsDxe` on the serial port)
 /// within 30 s. A KVM that only pauses the VM on an internal error, or dies setting an MSR,
-/// never gets there.
+/// never gets there; QEMU says so on its stderr at once, and the probe ends there rather than
+/// waiting out the 30 s (every test's run makes this choice, so a slow "no" cost each test
+/// half a minute).
 fn probe_kvm(firmware: &Firmware, scratch: &Path) -> Result<()> {
-    use std::io::Read;
     let vars = scratch.join("kvm-probe-vars.fd");
     firmware.new_nvram(&vars)?;
     let mut child = Command::new("qemu-system-x86_64")
@@ -68,49 +69,72 @@ fn probe_kvm(firmware: &Firmware, scratch: &Path) -> Result<()> {
         .spawn()
         .context("starting qemu-system-x86_64")?;
     let (tx, rx) = std::sync::mpsc::channel();
-    let mut stdout = child.stdout.take().expect("piped");
-    std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            seen.extend_from_slice(&buf[..n]);
-            if seen.windows(6).any(|w| w == b"BdsDxe") {
-                let _ = tx.send(());
-                break;
-            }
-        }
-    });
-    let reached = wait_until(
+    watch_probe_output(
+        child.stdout.take().expect("piped"),
+        tx.clone(),
+        |seen, _| seen.contains("BdsDxe").then_some(Ok(())),
+    );
+    watch_probe_output(child.stderr.take().expect("piped"), tx, kvm_failure);
+    let verdict = wait_until(
         "OVMF's boot manager (BdsDxe) under KVM",
         Duration::from_secs(30),
         Duration::from_millis(100),
         |_| match rx.try_recv() {
-            Ok(()) => Ok(Look::Ready(())),
-            Err(std::sync::mpsc::TryRecvError::Empty) => Ok(Look::NotYet(String::new())),
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => bail!("QEMU ended its output"),
+            Ok(verdict) => Ok(Look::Ready(verdict)),
+            Err(_) => Ok(Look::NotYet(String::new())),
         },
         String::new,
     )
-    .is_ok();
+    .unwrap_or_else(|_| Err("no firmware output within 30 s".to_string()));
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_file(vars);
-    if reached {
-        return Ok(());
-    }
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
-    let why = err
+    verdict.map_err(|why| anyhow::anyhow!(why))
+}
+
+type ProbeVerdict = std::result::Result<(), String>;
+
+/// Reads one of the probe's output streams on a thread of its own and sends the verdict
+/// `judge` finds in what it has read so far (the second argument: whether the stream ended),
+/// once, when it finds one.
+fn watch_probe_output(
+    mut stream: impl std::io::Read + Send + 'static,
+    verdict: std::sync::mpsc::Sender<ProbeVerdict>,
+    judge: fn(&str, bool) -> Option<ProbeVerdict>,
+) {
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buf).unwrap_or(0);
+            seen.extend_from_slice(&buf[..n]);
+            if let Some(v) = judge(&String::from_utf8_lossy(&seen), n == 0) {
+                let _ = verdict.send(v);
+                return;
+            }
+            if n == 0 {
+                return;
+            }
+        }
+    });
+}
+
+/// What QEMU's stderr says of KVM: its error line as soon as there is one (a paravirtual
+/// KVM's "KVM internal error", a refused MSR, no /dev/kvm access), or, when QEMU ended, its
+/// first line; None while QEMU is silent and running.
+fn kvm_failure(stderr: &str, ended: bool) -> Option<ProbeVerdict> {
+    let error = stderr
         .lines()
-        .find(|l| l.contains("error"))
-        .or_else(|| err.lines().next())
-        .unwrap_or("no firmware output within 30 s");
-    bail!("{why}")
+        .find(|l| l.contains("KVM internal error") || l.contains("error"));
+    match (error, ended) {
+        (Some(line), _) => Some(Err(line.trim().to_string())),
+        (None, true) => Some(Err(stderr
+            .lines()
+            .next()
+            .unwrap_or("QEMU ended without a word")
+            .to_string())),
+        (None, false) => None,
+    }
 }
 
 fn pflash_args(firmware: &Firmware, vars: &Path) -> Vec<String> {
@@ -456,5 +480,31 @@ pub fn create_disk(path: &Path, size: &str, backing: Option<&Path>) -> Result<()
             &base.to_string_lossy(),
             &path,
         ]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kvm_error_ends_the_probe_at_once_and_a_silent_qemu_does_not() {
+        // What QEMU printed here, 0.1 s after it started, before pausing the VM for good.
+        let paused = "KVM internal error. Suberror: 1\nextra data[0]: 0x0000000000000001\n";
+        assert_eq!(
+            kvm_failure(paused, false),
+            Some(Err("KVM internal error. Suberror: 1".into()))
+        );
+        let msr = "qemu-system-x86_64: error: failed to set MSR 0x48b to 0x3ff00000000\n";
+        assert!(matches!(kvm_failure(msr, false), Some(Err(l)) if l.contains("failed to set MSR")));
+        assert_eq!(kvm_failure("", false), None);
+        assert_eq!(
+            kvm_failure("qemu-system-x86_64: warning: host lacks a feature\n", false),
+            None
+        );
+        assert_eq!(
+            kvm_failure("Could not access KVM kernel module\n", true),
+            Some(Err("Could not access KVM kernel module".into()))
+        );
     }
 }
