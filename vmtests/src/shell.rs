@@ -128,6 +128,7 @@ impl Shell {
         self.counter += 1;
         let n = self.counter;
         self.log(&format!("$ {cmd}"));
+        let started = std::time::Instant::now();
         self.stream
             .write_all(framed(cmd, n).as_bytes())
             .context("writing to the guest shell")?;
@@ -165,8 +166,9 @@ impl Shell {
         match answer {
             Ok(out) => {
                 self.log(&format!(
-                    "exit {}; stdout: {}; stderr: {}",
+                    "exit {} after {:.1} s; stdout: {}; stderr: {}",
                     out.status,
+                    started.elapsed().as_secs_f64(),
                     out.stdout.trim_end(),
                     out.stderr.trim_end()
                 ));
