@@ -15,7 +15,8 @@
 //! The checks: ZFSBootMenu counts down to the report's bootfs; the boot ends as the report says
 //! it must (the default kernel without zfs.ko stops in its initramfs; a command line without a
 //! serial console goes silent; else a login); then the pool's bootfs and compatibility are the
-//! report's.
+//! report's, and the VM's own `kldload report` says what the report says of everything
+//! reproduced (`round_trip::BootFacts`).
 
 use anyhow::{Context, Result, bail};
 use kldload::report::{Dataset, Pool, Report, Vdev};
@@ -491,6 +492,16 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
             ),
         ],
     ));
+    steps.push(step(
+        "report",
+        &[
+            ("same_as", s(source)),
+            (
+                "check",
+                s("this VM's own report has the report's boot-relevant facts"),
+            ),
+        ],
+    ));
     steps.push(step("shutdown", &[]));
     finish(top, answers, steps, reproduced, notes, source)
 }
@@ -725,6 +736,7 @@ mod tests {
                 "zbm-countdown",
                 "login",
                 "run",
+                "report",
                 "shutdown"
             ]
         );
@@ -895,6 +907,7 @@ mod tests {
                 "passphrase",
                 "login",
                 "run",
+                "report",
                 "shutdown"
             ]
         );
@@ -922,6 +935,7 @@ mod tests {
                 "zbm-countdown",
                 "login",
                 "run",
+                "report",
                 "shutdown"
             ]
         );

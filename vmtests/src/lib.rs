@@ -13,6 +13,7 @@ pub mod ovmf;
 pub mod qemu;
 pub mod qmp;
 pub mod report;
+pub mod round_trip;
 pub mod scenario;
 pub mod serve;
 pub mod shell;

@@ -9,6 +9,7 @@
 
 use crate::flow::{INSTALL_TIMEOUT, LIVE_BOOT_TIMEOUT, LOGIN_TIMEOUT, MENU_TIMEOUT, Run};
 use crate::machine::{COMMAND_TIMEOUT, Machine};
+use crate::round_trip::BootFacts;
 use crate::test_zbm::TestZfsBootMenu;
 use crate::zbm::Zbm;
 use anyhow::{Context, Result, bail, ensure};
@@ -213,7 +214,12 @@ pub enum Step {
     Checks,
     /// `kldload report` on the running machine, kept in the run's directory as
     /// kldload-report.json: what `cargo xtask vm-repro --from-report` rebuilds (the round trip).
-    Report { check: Option<String> },
+    /// With `same_as` (a report file: absolute, or from the project's root), the machine's
+    /// boot-relevant facts must be that report's (`round_trip::BootFacts`).
+    Report {
+        same_as: Option<String>,
+        check: Option<String>,
+    },
     /// The running machine's SSH host keys are none of the shared base install's: each install
     /// makes its own (a scenario that installs compares its install with the base's).
     HostKeysUnlikeBase { check: Option<String> },
@@ -357,7 +363,7 @@ impl Step {
             | Step::Login { check }
             | Step::Run { check, .. }
             | Step::HostKeysUnlikeBase { check }
-            | Step::Report { check }
+            | Step::Report { check, .. }
             | Step::Unlock { check, .. }
             | Step::Passphrase { check, .. }
             | Step::ZbmCountdown { check, .. }
@@ -784,7 +790,7 @@ impl Exec<'_> {
                 }
                 Ok(summarize(&both))
             }
-            Step::Report { .. } => {
+            Step::Report { same_as, .. } => {
                 let m = self.machine()?;
                 let summary = m.execute_within(
                     "kldload report --output /root/kldload-report.json",
@@ -796,11 +802,32 @@ impl Exec<'_> {
                     serde_json::from_str(&json).context("the report does not parse")?;
                 let kept = self.run.dir.join("kldload-report.json");
                 std::fs::write(&kept, &json)?;
-                Ok(format!(
+                let summary = format!(
                     "{} pool(s), {} boot environment(s); {}",
                     report.pools.len(),
                     report.boot_environments.len(),
                     kept.display()
+                );
+                let Some(original) = same_as else {
+                    return Ok(summary);
+                };
+                let path = crate::flow::project_root().join(original);
+                let original: kldload::report::Report =
+                    serde_json::from_str(&std::fs::read_to_string(&path).with_context(|| {
+                        format!("reading the report to compare with, {}", path.display())
+                    })?)
+                    .with_context(|| format!("{} does not parse", path.display()))?;
+                let differences =
+                    BootFacts::differences(&BootFacts::of(&original)?, &BootFacts::of(&report)?);
+                ensure!(
+                    differences.is_empty(),
+                    "this machine is not in the state of {}:\n{}",
+                    path.display(),
+                    differences.join("\n")
+                );
+                Ok(format!(
+                    "the boot-relevant facts of {}; {summary}",
+                    path.display()
                 ))
             }
             Step::HostKeysUnlikeBase { .. } => {

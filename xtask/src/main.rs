@@ -118,6 +118,11 @@ enum Task {
         /// that rebuilds that machine is written to target/vmtest/from-report/ and run.
         #[arg(long, conflicts_with = "scenario")]
         from_report: Option<PathBuf>,
+        /// The round trip of SCENARIO (one that ends on a booted machine): it runs with
+        /// `kldload report` taken before its last poweroff, then `--from-report` of that report
+        /// runs, and the rebuilt VM's own report must say the same of what it reproduces.
+        #[arg(long, requires = "scenario")]
+        round_trip: bool,
         /// debian (= debian-13) or debian-12.
         #[arg(long, default_value = "debian", value_parser = parse_distro)]
         distro: ImageDistro,
@@ -328,17 +333,20 @@ fn main() -> anyhow::Result<()> {
         Task::VmRepro {
             scenario,
             from_report,
+            round_trip,
             distro,
             keep,
             sources,
-        } => match (scenario, from_report) {
-            (_, Some(report)) => {
-                vmtest::vm_repro_from_report(&sources.options(distro, false), &report, keep)
+        } => {
+            let opts = sources.options(distro, false);
+            match (scenario, from_report) {
+                (_, Some(report)) => vmtest::vm_repro_from_report(&opts, &report, keep),
+                (Some(scenario), None) if round_trip => {
+                    vmtest::vm_repro_round_trip(&opts, &scenario, keep)
+                }
+                (Some(scenario), None) => vmtest::vm_repro(&opts, &scenario, keep),
+                (None, None) => unreachable!("clap requires one"),
             }
-            (Some(scenario), None) => {
-                vmtest::vm_repro(&sources.options(distro, false), &scenario, keep)
-            }
-            (None, None) => unreachable!("clap requires one"),
-        },
+        }
     }
 }

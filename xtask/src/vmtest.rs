@@ -411,12 +411,62 @@ impl Selection {
     }
 }
 
+/// `cargo xtask vm-repro --round-trip SCENARIO`: the scenario run with `kldload report` taken
+/// before its last poweroff (target/vmtest/round-trip/round-trip-<scenario>.toml), then
+/// `--from-report` of the report it took, whose last report step compares the rebuilt VM's
+/// facts with it. Both runs' results are kept as any run's.
+pub fn vm_repro_round_trip(opts: &image::Options, scenario: &str, keep: bool) -> Result<()> {
+    let path = scenario_path(scenario)?;
+    let text = std::fs::read_to_string(&path)?;
+    let with_report = vmtests::round_trip::with_report_before_last_shutdown(&text)
+        .with_context(|| format!("scenario {scenario}: no round trip"))?;
+    let dir = crate::project_root().join("target/vmtest/round-trip");
+    std::fs::create_dir_all(&dir)?;
+    let name = format!("round-trip-{scenario}");
+    let file = dir.join(format!("{name}.toml"));
+    std::fs::write(&file, with_report)?;
+    vmtests::scenario::Scenario::load(&file)?;
+    println!("round trip of {scenario}, 1/2: {}", file.display());
+    run_one_scenario(opts, name.clone(), keep, Some(dir.clone()))?;
+    let run = vmtests::flow::latest_run_dir(&results_dir(), opts.distro.name, |d| {
+        d.to_string_lossy().ends_with(&format!("-scenario-{name}"))
+    })
+    .context("the round trip's first run left no directory")?;
+    let report = dir.join(format!("{scenario}.json"));
+    std::fs::copy(run.join("kldload-report.json"), &report).with_context(|| {
+        format!(
+            "the round trip's first run ({}) kept no kldload-report.json",
+            run.display()
+        )
+    })?;
+    println!(
+        "round trip of {scenario}, 2/2: --from-report {}",
+        report.display()
+    );
+    vm_repro_from_report(opts, &report, keep)
+}
+
+/// fixtures/scenarios/<scenario>.toml, or an error listing the scenarios there are.
+fn scenario_path(scenario: &str) -> Result<PathBuf> {
+    let files = vmtests::scenario::scenario_files(&crate::project_root())?;
+    if let Some((_, path)) = files.iter().find(|(name, _)| name == scenario) {
+        return Ok(path.clone());
+    }
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    bail!(
+        "no scenario {scenario:?} in fixtures/scenarios/; there are: {}",
+        names.join(", ")
+    )
+}
+
 /// `cargo xtask vm-repro --from-report FILE`: a user's `kldload report` made into a scenario
 /// (target/vmtest/from-report/<name>.toml, said on the terminal with what it reproduces and
-/// what it cannot), then run like any other.
+/// what it cannot), then run like any other; its last report step compares the VM's own
+/// report with FILE.
 pub fn vm_repro_from_report(opts: &image::Options, report: &Path, keep: bool) -> Result<()> {
     let text = std::fs::read_to_string(report)
         .with_context(|| format!("reading the report {}", report.display()))?;
+    let report = &std::path::absolute(report)?;
     let parsed: kldload::report::Report = serde_json::from_str(&text).with_context(|| {
         format!(
             "{} is not a report written by `kldload report`",
@@ -467,16 +517,8 @@ fn run_one_scenario(
 
 /// `cargo xtask vm-repro <scenario>`: the one scenario, whether or not it is marked `ci`.
 pub fn vm_repro(opts: &image::Options, scenario: &str, keep: bool) -> Result<()> {
-    let files = vmtests::scenario::scenario_files(&crate::project_root())?;
-    let Some((_, path)) = files.iter().find(|(name, _)| name == scenario) else {
-        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
-        bail!(
-            "no scenario {scenario:?} in fixtures/scenarios/; there are: {}",
-            names.join(", ")
-        );
-    };
     // A broken file is named before anything is built.
-    vmtests::scenario::Scenario::load(path)?;
+    vmtests::scenario::Scenario::load(&scenario_path(scenario)?)?;
     run_one_scenario(opts, scenario.to_string(), keep, None)
 }
 

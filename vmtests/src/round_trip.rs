@@ -1,0 +1,341 @@
+//! The round trip of a user's bug: a machine's `kldload report`, the VM `--from-report` builds
+//! from it, and that VM's own report, which must say the same of everything the rebuild
+//! claims to reproduce ([`BootFacts`]). `cargo xtask vm-repro --round-trip SCENARIO` runs it
+//! for a scenario file: the scenario with a report taken before its last poweroff
+//! ([`with_report_before_last_shutdown`]), then the rebuild of that report.
+
+use anyhow::{Context, Result, bail};
+use kldload::report::{Report, Vdev};
+use std::collections::{BTreeMap, BTreeSet};
+use toml::{Table, Value};
+
+/// What a report says of a machine's boot, as far as `--from-report` reproduces it: two
+/// machines with the same facts boot the same way through ZFSBootMenu. What it lists as not
+/// reproduced (firmware entries, other pools, hardware) is left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootFacts {
+    /// The root pool (the one with a bootfs).
+    pub pool: String,
+    /// Its data vdevs: each top-level vdev's kind (`disk`, `mirror`, `raidz1`, ...) and how
+    /// many disks it has.
+    pub layout: Vec<(String, usize)>,
+    /// The logical sector sizes of the disks holding ZFS, in order.
+    pub sector_sizes: Vec<u32>,
+    pub bootfs: Option<String>,
+    /// The pool's root dataset's.
+    pub compression: Option<String>,
+    /// The encryption root of the boot environment ZFSBootMenu boots by default.
+    pub encryption_root: Option<String>,
+    pub boot_environments: BTreeSet<String>,
+    /// Every `org.zfsbootmenu:*` property set locally in the pool: (dataset, property) -> value.
+    pub zfsbootmenu_properties: BTreeMap<(String, String), String>,
+    pub compatibility: Option<String>,
+    /// Features enabled or active.
+    pub features: BTreeSet<String>,
+    pub etc_hostid: Option<String>,
+    /// The default boot environment's: the kernel ZFSBootMenu boots by default, whether its
+    /// initramfs has zfs.ko, the hostid in it, and the command line it gets.
+    pub default_kernel: Option<String>,
+    pub default_initramfs_has_zfs: Option<bool>,
+    pub default_initramfs_hostid: Option<String>,
+    pub commandline: Option<String>,
+}
+
+impl BootFacts {
+    pub fn of(report: &Report) -> Result<BootFacts> {
+        let pool = (report.pools.iter())
+            .find(|p| p.bootfs.is_some())
+            .or(report.pools.first())
+            .context("the report names no pool")?;
+        let name = &pool.name;
+        let in_pool = |d: &str| d == name || d.starts_with(&format!("{name}/"));
+        const CLASSES: [&str; 5] = ["logs", "cache", "spares", "dedup", "special"];
+        let layout = (pool.topology.iter())
+            .filter(|v| !CLASSES.contains(&v.name.as_str()))
+            .map(vdev_kind)
+            .collect();
+        let sector_sizes = (report.disks.iter())
+            .filter(|d| {
+                (d.partitions.iter()).any(|p| p.filesystem.as_deref() == Some("zfs_member"))
+            })
+            .map(|d| d.logical_sector_bytes.unwrap_or(512))
+            .collect();
+        let dataset = |n: &str| report.datasets.iter().find(|d| d.name == n);
+        let default_be = (pool.bootfs.as_ref())
+            .and_then(|b| report.boot_environments.iter().find(|e| &e.dataset == b));
+        let default_kernel = default_be.and_then(|be| {
+            let k = be.default_kernel.as_ref()?;
+            be.kernels.iter().find(|x| &x.kernel == k)
+        });
+        Ok(BootFacts {
+            pool: name.clone(),
+            layout,
+            sector_sizes,
+            bootfs: pool.bootfs.clone(),
+            compression: dataset(name).and_then(|d| d.compression.clone()),
+            encryption_root: (pool.bootfs.as_deref())
+                .and_then(dataset)
+                .and_then(|d| d.encryption_root.clone()),
+            boot_environments: (report.boot_environments.iter())
+                .map(|b| b.dataset.clone())
+                .filter(|b| in_pool(b))
+                .collect(),
+            zfsbootmenu_properties: (report.datasets.iter())
+                .filter(|d| in_pool(&d.name))
+                .flat_map(|d| {
+                    (d.zfsbootmenu.iter())
+                        .filter(|(_, v)| v.source == "local")
+                        .map(|(p, v)| ((d.name.clone(), p.clone()), v.value.clone()))
+                })
+                .collect(),
+            compatibility: pool.compatibility.clone(),
+            features: (pool.features.iter())
+                .filter(|(_, state)| *state != "disabled")
+                .map(|(f, _)| f.clone())
+                .collect(),
+            etc_hostid: report.hostid.etc_hostid.clone(),
+            default_kernel: default_kernel.map(|k| k.kernel.clone()),
+            default_initramfs_has_zfs: default_kernel.and_then(|k| k.initramfs_has_zfs),
+            default_initramfs_hostid: default_kernel.and_then(|k| k.initramfs_hostid.clone()),
+            commandline: default_be.map(|b| b.commandline.clone()),
+        })
+    }
+
+    /// What differs between the facts of an `original` machine and those of its `rebuilt`
+    /// VM, a line each naming the fact and both values; empty when they agree.
+    pub fn differences(original: &BootFacts, rebuilt: &BootFacts) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut compare = |what: &str, a: String, b: String| {
+            if a != b {
+                out.push(format!("{what}: the report has {a}, the VM {b}"));
+            }
+        };
+        let (o, r) = (original, rebuilt);
+        compare("pool", o.pool.clone(), r.pool.clone());
+        compare(
+            "layout",
+            format!("{:?}", o.layout),
+            format!("{:?}", r.layout),
+        );
+        compare(
+            "sector sizes",
+            format!("{:?}", o.sector_sizes),
+            format!("{:?}", r.sector_sizes),
+        );
+        compare(
+            "bootfs",
+            format!("{:?}", o.bootfs),
+            format!("{:?}", r.bootfs),
+        );
+        compare(
+            "compression",
+            format!("{:?}", o.compression),
+            format!("{:?}", r.compression),
+        );
+        compare(
+            "encryption root",
+            format!("{:?}", o.encryption_root),
+            format!("{:?}", r.encryption_root),
+        );
+        compare(
+            "boot environments",
+            format!("{:?}", o.boot_environments),
+            format!("{:?}", r.boot_environments),
+        );
+        let props: BTreeSet<&(String, String)> = (o.zfsbootmenu_properties.keys())
+            .chain(r.zfsbootmenu_properties.keys())
+            .collect();
+        for key in props {
+            compare(
+                &format!("{} on {}", key.1, key.0),
+                format!("{:?}", o.zfsbootmenu_properties.get(key)),
+                format!("{:?}", r.zfsbootmenu_properties.get(key)),
+            );
+        }
+        compare(
+            "compatibility",
+            format!("{:?}", o.compatibility),
+            format!("{:?}", r.compatibility),
+        );
+        let only = |a: &BTreeSet<String>, b: &BTreeSet<String>| {
+            a.difference(b).cloned().collect::<Vec<_>>().join(" ")
+        };
+        if o.features != r.features {
+            compare(
+                "features enabled",
+                format!("{} that the VM has not", only(&o.features, &r.features)),
+                format!("{} that the report has not", only(&r.features, &o.features)),
+            );
+        }
+        compare(
+            "/etc/hostid",
+            format!("{:?}", o.etc_hostid),
+            format!("{:?}", r.etc_hostid),
+        );
+        compare(
+            "the default kernel",
+            format!("{:?}", o.default_kernel),
+            format!("{:?}", r.default_kernel),
+        );
+        compare(
+            "zfs.ko in the default kernel's initramfs",
+            format!("{:?}", o.default_initramfs_has_zfs),
+            format!("{:?}", r.default_initramfs_has_zfs),
+        );
+        compare(
+            "the hostid in the default kernel's initramfs",
+            format!("{:?}", o.default_initramfs_hostid),
+            format!("{:?}", r.default_initramfs_hostid),
+        );
+        compare(
+            "the default boot environment's command line",
+            format!("{:?}", o.commandline),
+            format!("{:?}", r.commandline),
+        );
+        out
+    }
+}
+
+/// A top-level vdev's kind (`disk` for a disk on its own, else the kind in its name:
+/// `mirror-0` is a mirror) and how many disks it has.
+fn vdev_kind(v: &Vdev) -> (String, usize) {
+    if v.children.is_empty() {
+        return ("disk".into(), 1);
+    }
+    let kind = v.name.split('-').next().unwrap_or_default();
+    let kind = if kind == "raidz" { "raidz1" } else { kind };
+    (kind.to_string(), v.children.len())
+}
+
+/// The scenario file `text` with a `report` step before its last step, which must be the
+/// poweroff of a booted machine (a scenario that ends elsewhere has no machine to report on).
+pub fn with_report_before_last_shutdown(text: &str) -> Result<String> {
+    let mut file: Table = toml::from_str(text)?;
+    let Some(Value::Array(steps)) = file.get_mut("step") else {
+        bail!("the scenario has no steps");
+    };
+    let last = steps
+        .last()
+        .and_then(|s| s.get("do"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if last != "shutdown" {
+        bail!(
+            "the scenario ends with `{last}`, not the poweroff of a booted machine: there is no \
+             machine to take a report on"
+        );
+    }
+    let mut report = Table::new();
+    report.insert("do".into(), Value::String("report".into()));
+    report.insert(
+        "check".into(),
+        Value::String("kldload report on the machine as the scenario leaves it".into()),
+    );
+    let at = steps.len() - 1;
+    steps.insert(at, Value::Table(report));
+    Ok(toml::to_string_pretty(&file)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recorded() -> Report {
+        let text = std::fs::read_to_string(
+            crate::flow::project_root().join("fixtures/reports/kldload-debian-13.json"),
+        )
+        .unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn a_report_has_its_own_facts_and_each_change_is_named() {
+        let report = recorded();
+        let facts = BootFacts::of(&report).unwrap();
+        assert_eq!(facts.pool, "rpool");
+        assert_eq!(facts.layout, vec![("disk".to_string(), 1)]);
+        assert_eq!(facts.bootfs.as_deref(), Some("rpool/ROOT/default"));
+        assert!(facts.features.contains("large_dnode"));
+        assert_eq!(facts.default_initramfs_has_zfs, Some(true));
+        assert!(BootFacts::differences(&facts, &facts).is_empty());
+
+        let mut changed = report.clone();
+        changed.pools[0]
+            .features
+            .insert("large_dnode".into(), "disabled".into());
+        let default = changed.pools[0].bootfs.clone().unwrap();
+        let be = (changed.boot_environments.iter_mut())
+            .find(|b| b.dataset == default)
+            .unwrap();
+        be.commandline = "quiet".into();
+        let k = be.default_kernel.clone().unwrap();
+        (be.kernels.iter_mut().find(|x| x.kernel == k).unwrap()).initramfs_has_zfs = Some(false);
+        let root = changed
+            .datasets
+            .iter_mut()
+            .find(|d| d.name == "rpool/ROOT")
+            .unwrap();
+        root.zfsbootmenu.insert(
+            "org.zfsbootmenu:kernel".into(),
+            kldload::report::SourcedValue::new("6.1", "local"),
+        );
+        let diffs = BootFacts::differences(&facts, &BootFacts::of(&changed).unwrap());
+        let text = diffs.join("\n");
+        assert_eq!(diffs.len(), 4, "{text}");
+        assert!(text.contains("features enabled: the report has large_dnode that the VM has not"));
+        assert!(text.contains("the default boot environment's command line"));
+        assert!(
+            text.contains("zfs.ko in the default kernel's initramfs: the report has Some(true)")
+        );
+        assert!(text.contains(
+            "org.zfsbootmenu:kernel on rpool/ROOT: the report has None, the VM Some(\"6.1\")"
+        ));
+    }
+
+    #[test]
+    fn a_mirror_and_its_disks_are_the_layout() {
+        let mirror = Vdev {
+            name: "mirror-0".into(),
+            size: None,
+            children: vec![
+                Vdev {
+                    name: "/dev/vda2".into(),
+                    size: None,
+                    children: vec![],
+                },
+                Vdev {
+                    name: "/dev/vdb2".into(),
+                    size: None,
+                    children: vec![],
+                },
+            ],
+        };
+        assert_eq!(vdev_kind(&mirror), ("mirror".into(), 2));
+        let raidz = Vdev {
+            name: "raidz-0".into(),
+            ..mirror.clone()
+        };
+        assert_eq!(vdev_kind(&raidz), ("raidz1".into(), 2));
+        assert_eq!(vdev_kind(&mirror.children[0]), ("disk".into(), 1));
+    }
+
+    #[test]
+    fn the_report_goes_before_the_last_poweroff_and_nowhere_else() {
+        let text = "summary = \"s\"\ndescription = \"d\"\n\n[[step]]\ndo = \"boot\"\n\n[[step]]\ndo = \"shutdown\"\n";
+        let with = with_report_before_last_shutdown(text).unwrap();
+        let file: Table = toml::from_str(&with).unwrap();
+        let kinds: Vec<&str> = file["step"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["do"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["boot", "report", "shutdown"]);
+        let crashed = "summary = \"s\"\n[[step]]\ndo = \"crash\"\n";
+        let e = with_report_before_last_shutdown(crashed)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ends with `crash`"), "{e}");
+    }
+}
