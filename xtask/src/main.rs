@@ -81,7 +81,7 @@ impl ImageSources {
 enum Task {
     /// Build the live medium (a GPT disk image) with the target payload, ZFS built at image time.
     BuildImage {
-        /// debian (= debian-13) or debian-12.
+        /// debian (= debian-13), debian-12 or debian-14 (testing).
         #[arg(value_parser = parse_distro)]
         distro: ImageDistro,
         /// Rebuild every phase instead of reusing the cache.
@@ -93,7 +93,7 @@ enum Task {
     /// Build (or reuse) the medium, install it into a blank VM disk, boot it through ZFSBootMenu
     /// and check what was built. Results in target/vmtest/<distro>/.
     VmTest {
-        /// debian (= debian-13) or debian-12.
+        /// debian (= debian-13), debian-12 or debian-14 (testing).
         #[arg(value_parser = parse_distro)]
         distro: ImageDistro,
         /// Keep the VM's disks and NVRAM for `cargo xtask vm-shell`.
@@ -123,7 +123,7 @@ enum Task {
         /// runs, and the rebuilt VM's own report must say the same of what it reproduces.
         #[arg(long, requires = "scenario")]
         round_trip: bool,
-        /// debian (= debian-13) or debian-12.
+        /// debian (= debian-13), debian-12 or debian-14 (testing).
         #[arg(long, default_value = "debian", value_parser = parse_distro)]
         distro: ImageDistro,
         /// Keep the VM's disks and NVRAM for `cargo xtask vm-shell`.
@@ -135,7 +135,7 @@ enum Task {
     /// Boot the last `vm-test --keep` run's installed disk again, its serial console on this
     /// terminal, for reproducing a bug by hand.
     VmShell {
-        /// debian (= debian-13) or debian-12.
+        /// debian (= debian-13), debian-12 or debian-14 (testing).
         #[arg(value_parser = parse_distro)]
         distro: ImageDistro,
     },

@@ -109,6 +109,10 @@ pub enum Distro {
     /// Debian 12 "bookworm".
     #[serde(rename = "debian-12", alias = "bookworm")]
     Debian12,
+    /// Debian 14 "forky", Debian testing until its release: the newest kernel and OpenZFS,
+    /// where a kernel that outruns ZFS shows first.
+    #[serde(rename = "debian-14", alias = "forky")]
+    Debian14,
     /// Rocky Linux 9 (RHEL family: dnf, dracut).
     #[serde(rename = "rocky-9")]
     Rocky9,
@@ -118,9 +122,10 @@ pub enum Distro {
 }
 
 impl Distro {
-    pub const ALL: [Distro; 4] = [
+    pub const ALL: [Distro; 5] = [
         Distro::Debian13,
         Distro::Debian12,
+        Distro::Debian14,
         Distro::Rocky9,
         Distro::FreeBsd14,
     ];
@@ -128,13 +133,14 @@ impl Distro {
         match self {
             Distro::Debian13 => "debian-13",
             Distro::Debian12 => "debian-12",
+            Distro::Debian14 => "debian-14",
             Distro::Rocky9 => "rocky-9",
             Distro::FreeBsd14 => "freebsd-14",
         }
     }
     pub fn family(self) -> Family {
         match self {
-            Distro::Debian13 | Distro::Debian12 => Family::Debian,
+            Distro::Debian13 | Distro::Debian12 | Distro::Debian14 => Family::Debian,
             Distro::Rocky9 => Family::Rhel,
             Distro::FreeBsd14 => Family::FreeBsd,
         }

@@ -14,6 +14,7 @@ pub fn debian_suite(distro: Distro) -> Option<&'static str> {
     match distro {
         Distro::Debian13 => Some("trixie"),
         Distro::Debian12 => Some("bookworm"),
+        Distro::Debian14 => Some("forky"),
         _ => None,
     }
 }
@@ -34,7 +35,7 @@ pub fn debian_mirror_packages(distro: Distro) -> Vec<&'static str> {
         "wireguard-tools",
         "dosfstools",
     ];
-    if distro == Distro::Debian13 {
+    if distro != Distro::Debian12 {
         // A package of its own since trixie; part of systemd before.
         p.push("systemd-resolved");
     }

@@ -60,6 +60,8 @@ pub fn bootstrap(
         &root_arg,
         mirror,
     ]);
+    let script = debootstrap_script(Path::new(DEBOOTSTRAP_SCRIPTS), distro.suite);
+    argv.extend(script.as_deref());
     run(log, &argv)?;
     let _ = fs::remove_file(root.join("etc/apt/sources.list"));
     fs::write(
@@ -67,6 +69,19 @@ pub fn bootstrap(
         distro.sources(mirror),
     )?;
     Ok(())
+}
+
+/// Where debootstrap keeps its per-release scripts.
+const DEBOOTSTRAP_SCRIPTS: &str = "/usr/share/debootstrap/scripts";
+
+/// The script debootstrap is to use for `suite` when it has none by that name (a Debian 12
+/// host's debootstrap predates forky): sid's, which every Debian release since bullseye's
+/// script is. None when debootstrap knows the suite.
+fn debootstrap_script(scripts: &Path, suite: &str) -> Option<String> {
+    if scripts.join(suite).exists() {
+        return None;
+    }
+    Some(scripts.join("sid").display().to_string())
 }
 
 pub fn build(
@@ -104,7 +119,10 @@ pub fn build(
     zfs.extend(distro.zfs_target_release());
     zfs.extend(BUILDER_ZFS_PACKAGES);
     if let Err(e) = chroot(log, &root, &zfs) {
-        bail!("{e}\n\nDKMS's make.log:\n{}", dkms_make_log_tail(&root));
+        return Err(match dkms_make_log(&root) {
+            Some(make_log) => ZfsDoesNotBuild::read(&root, make_log).into(),
+            None => e.context("installing zfs-dkms (DKMS left no make.log: it built nothing)"),
+        });
     }
 
     let kernel = kernel_release(&root)?;
@@ -218,24 +236,91 @@ fn dkms_version(root: &Path, module: &str) -> Result<String> {
         .with_context(|| format!("no version under {}", dir.display()))
 }
 
-/// The end of DKMS's build log, for a failed build.
+/// DKMS's build log in the builder root, if a build of it ran.
+fn dkms_make_log(root: &Path) -> Option<PathBuf> {
+    let modules = fs::read_dir(root.join("var/lib/dkms")).ok()?;
+    modules
+        .filter_map(|e| e.ok())
+        .flat_map(|m| fs::read_dir(m.path()).into_iter().flatten())
+        .filter_map(|v| v.ok())
+        .map(|v| v.path().join("build/make.log"))
+        .find(|log| log.exists())
+}
+
+/// The end of DKMS's build log, for a build that made no zfs.ko.
 fn dkms_make_log_tail(root: &Path) -> String {
-    let Ok(modules) = fs::read_dir(root.join("var/lib/dkms")) else {
-        return "(no /var/lib/dkms: DKMS did not start)".into();
-    };
-    for m in modules.filter_map(|e| e.ok()) {
-        for v in fs::read_dir(m.path())
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok())
-        {
-            let log = v.path().join("build/make.log");
-            if log.exists() {
-                return format!("{}:\n{}", log.display(), crate::run::tail_of(&log, 40));
-            }
+    match dkms_make_log(root) {
+        Some(log) => format!("{}:\n{}", log.display(), crate::run::tail_of(&log, 40)),
+        None => "(no make.log found)".into(),
+    }
+}
+
+/// DKMS could not build ZFS for the builder's kernel. It happens upstream, first on Debian
+/// testing, when a new kernel outruns OpenZFS: said in one line with both versions, then the
+/// errors of DKMS's log, so the matrix can mark the distro "zfs does not build for kernel X"
+/// rather than fail without a word.
+#[derive(Debug)]
+pub struct ZfsDoesNotBuild {
+    pub kernel: String,
+    pub zfs: String,
+    /// The log's error lines ([`dkms_error_lines`]).
+    pub errors: Vec<String>,
+    /// DKMS's make.log (in the failed build's .partial entry, kept until the next build).
+    pub make_log: PathBuf,
+}
+
+impl ZfsDoesNotBuild {
+    fn read(root: &Path, make_log: PathBuf) -> ZfsDoesNotBuild {
+        let text = fs::read_to_string(&make_log).unwrap_or_default();
+        ZfsDoesNotBuild {
+            kernel: kernel_release(root).unwrap_or_else(|e| format!("(unknown: {e})")),
+            zfs: dkms_version(root, "zfs").unwrap_or_else(|_| "(unknown)".into()),
+            errors: dkms_error_lines(&text),
+            make_log,
         }
     }
-    "(no make.log found)".into()
+
+    /// The matrix's word for it.
+    pub fn short(&self) -> String {
+        format!("zfs does not build for kernel {}", self.kernel)
+    }
+}
+
+impl std::fmt::Display for ZfsDoesNotBuild {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} (ZFS {}, zfs-dkms); DKMS's log: {}",
+            self.short(),
+            self.zfs,
+            self.make_log.display()
+        )?;
+        if self.errors.is_empty() {
+            write!(f, "  (the log has no error line; read its end)")?;
+        }
+        for e in &self.errors {
+            write!(f, "\n  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ZfsDoesNotBuild {}
+
+/// The lines of a DKMS make.log that say why the build failed: the compiler's and configure's
+/// `error:` lines and configure's `***` explanations, in order, each once, at most 12.
+pub fn dkms_error_lines(log: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in log.lines().map(str::trim) {
+        let wanted = line.contains("error:") || line.starts_with("*** ");
+        if wanted && !out.iter().any(|l| l == line) {
+            out.push(line.to_string());
+        }
+        if out.len() == 12 {
+            break;
+        }
+    }
+    out
 }
 
 /// A small package of the signed modules: `Provides: zfs-modules`, which zfs-initramfs accepts
@@ -295,4 +380,83 @@ fn modules_package(
     )?;
     fs::remove_dir_all(&pkg)?;
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shape of the make.log DKMS keeps when OpenZFS's configure refuses a kernel newer
+    /// than it knows, then when the compiler does.
+    const REFUSED: &str =
+        "DKMS (dkms-3.2.2) make.log for zfs/2.4.4 for kernel 7.2.12+deb14-amd64 (x86_64)
+Building module(s)
+# command: ./configure --disable-dependency-tracking --with-config=kernel
+checking for bdev_open_by_path() exists... no
+configure: error:
+\t*** None of the expected \"bdev_open\" interfaces were detected.
+\t*** This may be because your kernel version is newer than what is
+\t*** supported, or you are using a patched custom kernel with
+\t*** incompatible modifications.
+\t***
+\t*** ZFS Version: zfs-2.4.4-1
+\t*** Compatible Kernels: 4.18 - 6.17
+
+# exit code: 1
+";
+    const BROKEN: &str = "  CC [M]  module/os/linux/zfs/zpl_file.o
+module/os/linux/zfs/zpl_file.c:1044:10: error: 'struct file_operations' has no member named 'iterate_shared'
+module/os/linux/zfs/zpl_file.c:1044:10: error: 'struct file_operations' has no member named 'iterate_shared'
+make[4]: *** [scripts/Makefile.build:287: module/os/linux/zfs/zpl_file.o] Error 1
+";
+
+    #[test]
+    fn a_kernel_zfs_does_not_know_is_said_in_one_line_with_dkms_errors() {
+        let e = ZfsDoesNotBuild {
+            kernel: "7.2.12+deb14-amd64".into(),
+            zfs: "2.4.4".into(),
+            errors: dkms_error_lines(REFUSED),
+            make_log: "/c/debian-14/builder.partial/root/var/lib/dkms/zfs/2.4.4/build/make.log"
+                .into(),
+        };
+        assert_eq!(
+            e.short(),
+            "zfs does not build for kernel 7.2.12+deb14-amd64"
+        );
+        let text = e.to_string();
+        let first = text.lines().next().unwrap();
+        assert!(first.starts_with("zfs does not build for kernel 7.2.12+deb14-amd64 (ZFS 2.4.4"));
+        assert!(text.contains("\n  *** None of the expected \"bdev_open\" interfaces"));
+        assert!(text.contains("*** Compatible Kernels: 4.18 - 6.17"));
+        assert!(!text.contains("checking for"));
+        // anyhow keeps it findable for the matrix.
+        let wrapped = anyhow::Error::from(e).context("building the image");
+        assert!(wrapped.downcast_ref::<ZfsDoesNotBuild>().is_some());
+    }
+
+    #[test]
+    fn a_release_debootstrap_does_not_know_takes_sids_script() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["sid", "trixie"] {
+            fs::write(dir.path().join(name), "").unwrap();
+        }
+        assert_eq!(debootstrap_script(dir.path(), "trixie"), None);
+        assert_eq!(
+            debootstrap_script(dir.path(), "forky"),
+            Some(dir.path().join("sid").display().to_string())
+        );
+    }
+
+    #[test]
+    fn compiler_errors_each_once_and_no_make_noise() {
+        assert_eq!(
+            dkms_error_lines(BROKEN),
+            [
+                "module/os/linux/zfs/zpl_file.c:1044:10: error: 'struct file_operations' has no member named 'iterate_shared'"
+            ]
+        );
+        assert_eq!(dkms_error_lines(&"x.c:1:1: error: e\n".repeat(3)).len(), 1);
+        let many: String = (0..30).map(|i| format!("x.c:{i}:1: error: e\n")).collect();
+        assert_eq!(dkms_error_lines(&many).len(), 12);
+    }
 }

@@ -15,7 +15,7 @@ pub struct ImageDistro {
     pub zfs_suite: Option<&'static str>,
 }
 
-pub const DISTROS: [ImageDistro; 2] = [
+pub const DISTROS: [ImageDistro; 3] = [
     ImageDistro {
         name: "debian-13",
         suite: "trixie",
@@ -27,6 +27,13 @@ pub const DISTROS: [ImageDistro; 2] = [
         name: "debian-12",
         suite: "bookworm",
         zfs_suite: Some("bookworm-backports"),
+    },
+    // Debian testing: the newest kernel and zfs-dkms, where a kernel that outruns OpenZFS shows
+    // first (build-image then says "zfs does not build for kernel X").
+    ImageDistro {
+        name: "debian-14",
+        suite: "forky",
+        zfs_suite: None,
     },
 ];
 
