@@ -215,6 +215,7 @@ fn ci(sh: &Shell, vm: Option<image::Options>) -> anyhow::Result<()> {
     vmtest::report_times(
         &vmtest::results_dir(),
         prepared.distro.name,
+        prepared.versions(),
         started,
         prepared.image_time(),
     )?;

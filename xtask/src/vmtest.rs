@@ -55,10 +55,47 @@ pub struct ImageTime {
     pub cached: bool,
 }
 
+/// What a run tested, as its medium's payload holds it: Debian testing moves from one run to
+/// the next, so each run's report says which kernel, ZFS and systemd it proved.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct Versions {
+    /// The kernel release, e.g. 6.12.117+deb13-amd64.
+    pub kernel: String,
+    /// OpenZFS, as DKMS built it.
+    pub zfs: String,
+    /// The systemd package's version.
+    pub systemd: Option<String>,
+}
+
+impl Versions {
+    pub fn of(manifest: &image::payload::Manifest) -> Versions {
+        Versions {
+            kernel: manifest.kernel.clone(),
+            zfs: manifest.zfs.clone(),
+            systemd: (manifest.packages.iter())
+                .find(|(name, _)| name == "systemd")
+                .map(|(_, version)| version.clone()),
+        }
+    }
+}
+
+impl std::fmt::Display for Versions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "kernel {}, ZFS {}, systemd {}",
+            self.kernel,
+            self.zfs,
+            self.systemd.as_deref().unwrap_or("(none)")
+        )
+    }
+}
+
 /// Where a run of VM tests spent its time: written as target/vmtest/<distro>/report.json.
 #[derive(Serialize)]
 struct Times {
     distro: String,
+    versions: Versions,
     /// From the start of the tests to the last report.
     wall_seconds: f64,
     image: ImageTime,
@@ -105,7 +142,13 @@ fn phase_kind(name: &str) -> String {
 
 /// Prints each report written since `started` (its checks and phases), then where the run's
 /// time went, per test and per phase, and writes that to target/vmtest/<distro>/report.json.
-pub fn report_times(out: &Path, distro: &str, started: Started, image: ImageTime) -> Result<()> {
+pub fn report_times(
+    out: &Path,
+    distro: &str,
+    versions: Versions,
+    started: Started,
+    image: ImageTime,
+) -> Result<()> {
     let mut tests = Vec::new();
     for path in reports_since(out, distro, started.at) {
         let r: vmtests::report::Report = serde_json::from_str(&std::fs::read_to_string(&path)?)
@@ -151,13 +194,15 @@ pub fn report_times(out: &Path, distro: &str, started: Started, image: ImageTime
     totals.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
     let times = Times {
         distro: distro.to_string(),
+        versions,
         wall_seconds: started.clock.elapsed().as_secs_f64(),
         image,
         tests,
         phases: totals,
     };
     println!(
-        "\nwhere the time went ({distro}): {:.0} s for {} VM tests; image {:.1} s{}",
+        "\nwhere the time went ({distro}: {}): {:.0} s for {} VM tests; image {:.1} s{}",
+        times.versions,
         times.wall_seconds,
         times.tests.len(),
         times.image.seconds,
@@ -279,6 +324,11 @@ pub fn results_dir() -> PathBuf {
 }
 
 impl Prepared {
+    /// The kernel, ZFS and systemd the medium installs.
+    pub fn versions(&self) -> Versions {
+        Versions::of(&self.built.manifest)
+    }
+
     /// How long the medium took, and whether every phase came from the cache.
     pub fn image_time(&self) -> ImageTime {
         ImageTime {
@@ -569,7 +619,13 @@ pub fn vm_test(opts: &image::Options, selection: &Selection) -> Result<()> {
         )
         .status()
         .context("cargo nextest (cargo install --locked cargo-nextest)")?;
-    report_times(&out, distro.name, started, prepared.image_time())?;
+    report_times(
+        &out,
+        distro.name,
+        prepared.versions(),
+        started,
+        prepared.image_time(),
+    )?;
     if !status.success() {
         bail!("VM tests failed for {}", distro.name);
     }
@@ -579,6 +635,30 @@ pub fn vm_test(opts: &image::Options, selection: &Selection) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_runs_versions_are_its_payloads_kernel_zfs_and_systemd() {
+        let manifest = image::payload::Manifest {
+            distro: "debian-14".into(),
+            suite: "forky".into(),
+            kernel: "7.2.12+deb14-amd64".into(),
+            zfs: "2.4.4".into(),
+            module_signer: "kldload build x module signing key".into(),
+            packages: vec![
+                ("systemd-cron".into(), "2.5.1-1".into()),
+                ("systemd".into(), "262-1".into()),
+            ],
+            size: 1,
+            sha256: String::new(),
+        };
+        let v = Versions::of(&manifest);
+        assert_eq!(
+            v.to_string(),
+            "kernel 7.2.12+deb14-amd64, ZFS 2.4.4, systemd 262-1"
+        );
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["systemd"], "262-1");
+    }
 
     /// Every test in vmtests/tests/secure_boot.rs is in the list that makes a run install
     /// virt-fw-vars: one left out would fail on a fresh machine only.
