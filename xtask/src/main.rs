@@ -7,6 +7,7 @@
 
 mod host;
 mod image;
+mod matrix;
 mod progress;
 mod run;
 mod vmtest;
@@ -129,6 +130,17 @@ enum Task {
         /// Keep the VM's disks and NVRAM for `cargo xtask vm-shell`.
         #[arg(long)]
         keep: bool,
+        #[command(flatten)]
+        sources: ImageSources,
+    },
+    /// The install matrix: on each DISTRO in turn (default: every one build-image knows), the
+    /// main job and the ZFSBootMenu tests; then target/vmtest/matrix.md and matrix.json
+    /// (distros as columns, checks and tests as rows, versions and phase times) and a JUnit
+    /// file per distro.
+    Matrix {
+        /// debian (= debian-13), debian-12, debian-14 (testing).
+        #[arg(value_parser = parse_distro)]
+        distros: Vec<ImageDistro>,
         #[command(flatten)]
         sources: ImageSources,
     },
@@ -304,6 +316,18 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Task::ImageCache { action, cache } => image_cache(action, &cache.path()),
+        Task::Matrix { distros, sources } => {
+            let distros = if distros.is_empty() {
+                image::recipe::DISTROS.to_vec()
+            } else {
+                distros
+            };
+            let opts = sources.options(distros[0], false);
+            matrix::matrix(&distros, |distro| image::Options {
+                distro,
+                ..opts.clone()
+            })
+        }
         Task::VmShell { distro } => {
             let out = vmtest::results_dir();
             let dir = vmtests::flow::latest_kept_run(&out, distro.name).ok_or_else(|| {
@@ -329,6 +353,7 @@ fn main() -> anyhow::Result<()> {
                 filters,
                 scenario: None,
                 generated: None,
+                expression: None,
             },
         ),
         Task::VmRepro {

@@ -49,7 +49,7 @@ impl Started {
 }
 
 /// How long the medium took: built, or reused from the cache.
-#[derive(Serialize)]
+#[derive(Serialize, Clone, Copy)]
 pub struct ImageTime {
     pub seconds: f64,
     pub cached: bool,
@@ -93,25 +93,28 @@ impl std::fmt::Display for Versions {
 
 /// Where a run of VM tests spent its time: written as target/vmtest/<distro>/report.json.
 #[derive(Serialize)]
-struct Times {
-    distro: String,
-    versions: Versions,
+pub struct Times {
+    pub distro: String,
+    pub versions: Versions,
     /// From the start of the tests to the last report.
-    wall_seconds: f64,
-    image: ImageTime,
-    tests: Vec<TestTimes>,
+    pub wall_seconds: f64,
+    pub image: ImageTime,
+    pub tests: Vec<TestTimes>,
     /// Each phase name's time summed over the tests, counting only the innermost phases (so
     /// no second is counted twice), largest first.
     phases: Vec<PhaseTotal>,
 }
 
 #[derive(Serialize)]
-struct TestTimes {
-    name: String,
-    dir: PathBuf,
-    passed: bool,
-    wall_seconds: f64,
-    phases: Vec<vmtests::report::Phase>,
+pub struct TestTimes {
+    /// The run directory's name without its timestamp (`install`, `zbm-kernels`, ...).
+    pub name: String,
+    /// Its named checks, as its own report.json has them.
+    pub checks: Vec<vmtests::report::Check>,
+    pub dir: PathBuf,
+    pub passed: bool,
+    pub wall_seconds: f64,
+    pub phases: Vec<vmtests::report::Phase>,
 }
 
 #[derive(Serialize)]
@@ -148,7 +151,7 @@ pub fn report_times(
     versions: Versions,
     started: Started,
     image: ImageTime,
-) -> Result<()> {
+) -> Result<Times> {
     let mut tests = Vec::new();
     for path in reports_since(out, distro, started.at) {
         let r: vmtests::report::Report = serde_json::from_str(&std::fs::read_to_string(&path)?)
@@ -162,6 +165,7 @@ pub fn report_times(
         println!("  results: {}", dir.display());
         tests.push(TestTimes {
             name: test_name(&dir),
+            checks: r.checks.clone(),
             passed: r.passed(),
             wall_seconds: r.wall_seconds,
             phases: r.phases,
@@ -232,7 +236,7 @@ pub fn report_times(
     std::fs::create_dir_all(out.join(distro))?;
     std::fs::write(&path, serde_json::to_string_pretty(&times)?)?;
     println!("  written to {}", path.display());
-    Ok(())
+    Ok(times)
 }
 
 /// What the VM tests run against: the medium, built or reused, and the host's VM packages.
@@ -378,6 +382,7 @@ impl Prepared {
 }
 
 /// Which VM tests a run takes.
+#[derive(Default)]
 pub struct Selection {
     /// Keep disks and NVRAM for `vm-shell`.
     pub keep: bool,
@@ -389,6 +394,8 @@ pub struct Selection {
     pub scenario: Option<String>,
     /// A directory of scenarios made by `vm-repro --from-report`, listed with the others.
     pub generated: Option<PathBuf>,
+    /// Only the tests this nextest filter expression takes (`matrix`'s).
+    pub expression: Option<String>,
 }
 
 impl Selection {
@@ -417,22 +424,27 @@ impl Selection {
         names
     }
 
-    /// Whether the run takes the VM test `name` (a Rust test, not a scenario).
+    /// Whether the run takes the VM test `name` (a Rust test, not a scenario), for what it needs
+    /// prepared. A run with an expression (the matrix's: the main job and the ZFSBootMenu
+    /// tests) takes none of the tests that need anything more than the medium.
     fn takes(&self, name: &str) -> bool {
-        self.scenario.is_none() && self.filtered_in(name)
+        self.scenario.is_none() && self.expression.is_none() && self.filtered_in(name)
     }
 
     /// Whether the run takes the scenario `name`, marked `ci` or not.
     fn takes_scenario(&self, name: &str, ci: bool) -> bool {
         match &self.scenario {
             Some(only) => only == name,
+            None if self.expression.is_some() => false,
             None => (self.all_scenarios || ci) && self.filtered_in(name),
         }
     }
 
-    /// nextest's filter expression (`-E`), for `vm-repro`'s one scenario.
+    /// nextest's filter expression (`-E`): the one given, or `vm-repro`'s one scenario.
     fn expression(&self) -> Option<String> {
-        (self.scenario.as_ref()).map(|s| format!("binary(scenarios) and test(={s})"))
+        (self.expression.clone()).or_else(|| {
+            (self.scenario.as_ref()).map(|s| format!("binary(scenarios) and test(={s})"))
+        })
     }
 
     /// The ZFSBootMenus built for VM tests that the tests this run takes install.
@@ -561,6 +573,7 @@ fn run_one_scenario(
             filters: vec![],
             scenario: Some(name),
             generated,
+            expression: None,
         },
     )
 }
@@ -574,6 +587,23 @@ pub fn vm_repro(opts: &image::Options, scenario: &str, keep: bool) -> Result<()>
 
 /// Runs the VM tests of `opts.distro` that `selection` takes.
 pub fn vm_test(opts: &image::Options, selection: &Selection) -> Result<()> {
+    let run = run_vm_tests(opts, selection)?;
+    if !run.passed {
+        bail!("VM tests failed for {}", run.times.distro);
+    }
+    Ok(())
+}
+
+/// What a run of VM tests did: its times and checks (also written as report.json), and
+/// whether nextest saw every test pass.
+pub struct TestRun {
+    pub times: Times,
+    pub passed: bool,
+}
+
+/// Builds (or reuses) the medium and runs the VM tests `selection` takes; an error only when
+/// they could not run (the image, the host, nextest).
+pub fn run_vm_tests(opts: &image::Options, selection: &Selection) -> Result<TestRun> {
     let keep = selection.keep;
     let opts = image::Options {
         test_zfsbootmenus: selection.test_zfsbootmenus()?,
@@ -619,17 +649,17 @@ pub fn vm_test(opts: &image::Options, selection: &Selection) -> Result<()> {
         )
         .status()
         .context("cargo nextest (cargo install --locked cargo-nextest)")?;
-    report_times(
+    let times = report_times(
         &out,
         distro.name,
         prepared.versions(),
         started,
         prepared.image_time(),
     )?;
-    if !status.success() {
-        bail!("VM tests failed for {}", distro.name);
-    }
-    Ok(())
+    Ok(TestRun {
+        times,
+        passed: status.success(),
+    })
 }
 
 #[cfg(test)]
@@ -702,6 +732,7 @@ mod tests {
             filters: filters.iter().map(|f| f.to_string()).collect(),
             scenario: scenario.map(String::from),
             generated: None,
+            expression: None,
         };
         let wanted = |s: Selection| s.test_zfsbootmenus().unwrap();
         use TestZfsBootMenu::{OtherHostid, Zfs21};
