@@ -89,6 +89,15 @@ fn layout(pool: &Pool, notes: &mut Vec<String>) -> (&'static str, usize) {
     }
 }
 
+/// The data vdevs kldload's install makes for an answer file's `layout` on `disks` disks, as
+/// `round_trip::BootFacts` describes a pool's.
+fn kldload_layout(layout: &str, disks: usize) -> Vec<(String, usize)> {
+    match layout {
+        "single" | "stripe" => vec![("disk".to_string(), 1); disks],
+        kind => vec![(kind.to_string(), disks)],
+    }
+}
+
 fn dataset<'r>(report: &'r Report, name: &str) -> Option<&'r Dataset> {
     report.datasets.iter().find(|d| d.name == name)
 }
@@ -153,6 +162,18 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
     reproduced.push(format!(
         "{layout} on {disks} disk(s) with {sectors:?}-byte logical sectors"
     ));
+    // The facts the VM's own report will knowingly differ in (the last step's `except`).
+    let original = crate::round_trip::BootFacts::of(report)?;
+    let mut except: Vec<String> = Vec::new();
+    if original.layout != kldload_layout(layout, disks) {
+        except.push("layout".into());
+    }
+    let made: Vec<u32> = (sectors.iter())
+        .map(|&n| if n == 4096 { 4096 } else { 512 })
+        .collect();
+    if original.sector_sizes != made {
+        except.push("sector sizes".into());
+    }
     let mut top = Table::new();
     if sectors[0] == 4096 {
         let mut target = Table::new();
@@ -208,6 +229,7 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
             reproduced.push(format!("compression={c}"));
         } else {
             notes.push(format!("compression={c}: kept kldload's lz4"));
+            except.push("compression".into());
         }
     }
     answers.insert("pool".into(), Value::Table(answer_pool));
@@ -219,6 +241,7 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
             notes.push(format!(
                 "encryption root {root}: reproduced as the pool's root dataset (kldload's)"
             ));
+            except.push("encryption root".into());
         }
     }
 
@@ -281,6 +304,7 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
                     "{prop} on {}: that dataset is not reproduced",
                     d.name
                 ));
+                except.push(format!("{prop} on {}", d.name));
                 continue;
             }
             script.push(format!(
@@ -492,16 +516,17 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
             ),
         ],
     ));
-    steps.push(step(
-        "report",
-        &[
-            ("same_as", s(source)),
-            (
-                "check",
-                s("this VM's own report has the report's boot-relevant facts"),
-            ),
-        ],
-    ));
+    let mut report_step = vec![
+        ("same_as", s(source)),
+        (
+            "check",
+            s("this VM's own report has the report's boot-relevant facts"),
+        ),
+    ];
+    if !except.is_empty() {
+        report_step.push(("except", Value::Array(except.into_iter().map(s).collect())));
+    }
+    steps.push(step("report", &report_step));
     steps.push(step("shutdown", &[]));
     finish(top, answers, steps, reproduced, notes, source)
 }
@@ -718,6 +743,36 @@ mod tests {
             .iter()
             .map(|s| s["do"].as_str().unwrap().to_string())
             .collect()
+    }
+
+    /// The facts the generated report step excepts from its comparison.
+    fn excepted(g: &Generated) -> Vec<String> {
+        let v: toml::Table = toml::from_str(&g.toml).unwrap();
+        let steps = v["step"].as_array().unwrap();
+        let report = steps.iter().find(|s| s["do"].as_str() == Some("report"));
+        (report.and_then(|r| r.get("except")))
+            .and_then(|e| e.as_array())
+            .map(|e| e.iter().map(|x| x.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn what_is_made_otherwise_is_excepted_from_the_last_comparison() {
+        let mut r = kldload_install();
+        let disks: Vec<Vdev> = (0..5)
+            .map(|i| leaf(&format!("/dev/vd{}2", (b'a' + i) as char)))
+            .collect();
+        r.pools[0].topology = vec![Vdev {
+            name: "raidz3-0".into(),
+            size: None,
+            children: disks,
+        }];
+        r.disks = (0..5).map(|i| disk(&format!("vd{i}"), 512)).collect();
+        r.datasets[2].encryption_root = Some("rpool/ROOT".into());
+        let g = generate(&r, "user.json").unwrap();
+        assert_eq!(excepted(&g), ["layout", "encryption root"]);
+        let same = generate(&kldload_install(), "user.json").unwrap();
+        assert!(excepted(&same).is_empty(), "{}", same.toml);
     }
 
     #[test]

@@ -215,9 +215,12 @@ pub enum Step {
     /// `kldload report` on the running machine, kept in the run's directory as
     /// kldload-report.json: what `cargo xtask vm-repro --from-report` rebuilds (the round trip).
     /// With `same_as` (a report file: absolute, or from the project's root), the machine's
-    /// boot-relevant facts must be that report's (`round_trip::BootFacts`).
+    /// boot-relevant facts must be that report's (`round_trip::BootFacts`), but for those
+    /// `except` names (what a rebuild knowingly made otherwise, e.g. `layout`).
     Report {
         same_as: Option<String>,
+        #[serde(default)]
+        except: Vec<String>,
         check: Option<String>,
     },
     /// The running machine's SSH host keys are none of the shared base install's: each install
@@ -790,7 +793,9 @@ impl Exec<'_> {
                 }
                 Ok(summarize(&both))
             }
-            Step::Report { same_as, .. } => {
+            Step::Report {
+                same_as, except, ..
+            } => {
                 let m = self.machine()?;
                 let summary = m.execute_within(
                     "kldload report --output /root/kldload-report.json",
@@ -817,18 +822,27 @@ impl Exec<'_> {
                         format!("reading the report to compare with, {}", path.display())
                     })?)
                     .with_context(|| format!("{} does not parse", path.display()))?;
-                let differences =
-                    BootFacts::differences(&BootFacts::of(&original)?, &BootFacts::of(&report)?);
+                let (excepted, differences): (Vec<_>, Vec<_>) =
+                    BootFacts::differences(&BootFacts::of(&original)?, &BootFacts::of(&report)?)
+                        .into_iter()
+                        .partition(|d| except.contains(&d.fact));
+                let texts = |ds: &[crate::round_trip::Difference]| {
+                    ds.iter().map(|d| d.text.clone()).collect::<Vec<_>>()
+                };
                 ensure!(
                     differences.is_empty(),
                     "this machine is not in the state of {}:\n{}",
                     path.display(),
-                    differences.join("\n")
+                    texts(&differences).join("\n")
                 );
-                Ok(format!(
-                    "the boot-relevant facts of {}; {summary}",
-                    path.display()
-                ))
+                let mut said = format!("the boot-relevant facts of {}", path.display());
+                if !excepted.is_empty() {
+                    said.push_str(&format!(
+                        " (but, as expected: {})",
+                        texts(&excepted).join("; ")
+                    ));
+                }
+                Ok(format!("{said}; {summary}"))
             }
             Step::HostKeysUnlikeBase { .. } => {
                 let here = crate::flow::fingerprints(
