@@ -59,6 +59,11 @@ struct ImageSources {
     /// Debian mirror (default: this host's apt sources).
     #[arg(long, env = "KLDLOAD_MIRROR")]
     mirror: Option<String>,
+    /// Build from a mirror whose Release file has expired (its Valid-Until passed: a stale
+    /// mirror or a snapshot of testing): apt's Check-Valid-Until is turned off in the build
+    /// roots, never in what is shipped. Without it such a mirror is refused, saying so.
+    #[arg(long, env = "KLDLOAD_ALLOW_EXPIRED_ARCHIVE")]
+    allow_expired_archive: bool,
     #[command(flatten)]
     cache: CacheDir,
 }
@@ -72,6 +77,7 @@ impl ImageSources {
             zfsbootmenu_release: self.zfsbootmenu_release,
             zfsbootmenu_source: self.zfsbootmenu_source,
             mirror: self.mirror,
+            allow_expired_archive: self.allow_expired_archive,
             cache: self.cache.path(),
             test_zfsbootmenus: vec![],
         }

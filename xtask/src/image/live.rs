@@ -44,6 +44,8 @@ pub fn build(log: &Log, payload_root: &Path, built: &Built, entry: &Path) -> Res
         chroot(log, &root, &install)?;
         chroot(log, &root, &["apt-get", "clean"])?;
     }
+    // Came with the payload's root when the build allows an expired archive: not shipped.
+    let _ = fs::remove_file(root.join(super::builder::ALLOW_EXPIRED));
     fs::remove_file(&resolv)?;
     std::os::unix::fs::symlink("../run/systemd/resolve/stub-resolv.conf", &resolv)?;
     for e in fs::read_dir(root.join("var/lib/apt/lists"))?.filter_map(|e| e.ok()) {
