@@ -60,9 +60,14 @@ struct ImageSources {
     #[arg(long, env = "KLDLOAD_MIRROR")]
     mirror: Option<String>,
     /// Build from a mirror whose Release file has expired (its Valid-Until passed: a stale
-    /// mirror or a snapshot of testing): apt's Check-Valid-Until is turned off in the build
-    /// roots, never in what is shipped. Without it such a mirror is refused, saying so.
-    #[arg(long, env = "KLDLOAD_ALLOW_EXPIRED_ARCHIVE")]
+    /// mirror or a snapshot of testing): the build's `apt-get update` does not check it;
+    /// nothing of it is written into what is shipped. Without it such a mirror is refused,
+    /// saying so. $KLDLOAD_ALLOW_EXPIRED_ARCHIVE: 1/true/yes/on or 0/false/no/off.
+    #[arg(
+        long,
+        env = "KLDLOAD_ALLOW_EXPIRED_ARCHIVE",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     allow_expired_archive: bool,
     #[command(flatten)]
     cache: CacheDir,

@@ -124,6 +124,44 @@ pub fn chroot(log: &Log, root: &Path, argv: &[&str]) -> Result<()> {
     )
 }
 
+/// Whether this build lets apt read an expired Release file ([`apt_update`]): one setting for
+/// the whole build, made once by `build_image` from `--allow-expired-archive`.
+static ALLOW_EXPIRED_ARCHIVE: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Sets [`ALLOW_EXPIRED_ARCHIVE`] for the build.
+pub fn allow_expired_archive(allowed: bool) {
+    ALLOW_EXPIRED_ARCHIVE.store(allowed, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// `apt-get update` in `root`. Debian signs testing's Release for a week (Valid-Until), so a
+/// stale mirror or a snapshot of testing has an expired one, which apt refuses: that is said
+/// in one line with the way on. With `--allow-expired-archive` apt is told not to check
+/// (`Acquire::Check-Valid-Until=false` on this command line only: nothing is written into a
+/// root, so no shipped system keeps it).
+pub fn apt_update(log: &Log, root: &Path) -> Result<()> {
+    let mut argv = vec!["apt-get", "update"];
+    if ALLOW_EXPIRED_ARCHIVE.load(std::sync::atomic::Ordering::Relaxed) {
+        argv.extend(["-o", "Acquire::Check-Valid-Until=false"]);
+    }
+    chroot(log, root, &argv).map_err(|e| match expired_release(&e.to_string()) {
+        Some(line) => anyhow::anyhow!(
+            "the mirror's Release file has expired: {line}\napt refuses it. Use a current \
+             mirror (--mirror URL), or build from this one anyway with --allow-expired-archive \
+             (apt's Check-Valid-Until off for the build's apt-get update only)"
+        ),
+        None => e,
+    })
+}
+
+/// apt's line saying a Release file has expired, if `output` has one.
+fn expired_release(output: &str) -> Option<&str> {
+    output
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("E: Release file for") && l.contains("is expired"))
+}
+
 /// Like [`chroot`], returning stdout.
 pub fn chroot_output(log: &Log, root: &Path, argv: &[&str]) -> Result<String> {
     let root = root.to_string_lossy();
@@ -234,5 +272,28 @@ impl Drop for Overlay {
             .arg("--lazy")
             .arg(&self.merged)
             .status();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expired_release_is_found_in_apts_output() {
+        let out = "Get:1 http://mirror.invalid/debian forky InRelease [151 kB]
+Reading package lists...
+E: Release file for http://mirror.invalid/debian/dists/forky/InRelease is expired (invalid since 21d 5h 51min 54s). Updates for this repository will not be applied.
+";
+        assert_eq!(
+            expired_release(out),
+            Some(
+                "E: Release file for http://mirror.invalid/debian/dists/forky/InRelease is expired (invalid since 21d 5h 51min 54s). Updates for this repository will not be applied."
+            )
+        );
+        assert_eq!(
+            expired_release("E: Unable to locate package zfs-dkms"),
+            None
+        );
     }
 }

@@ -4,7 +4,7 @@
 //! root is shipped; the private key stays in the cache entry.
 
 use super::recipe::{BUILDER_PACKAGES, BUILDER_ZFS_PACKAGES, ImageDistro};
-use crate::run::{ChrootMounts, Log, chroot, chroot_output, output, run};
+use crate::run::{ChrootMounts, Log, apt_update, chroot, chroot_output, output, run};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -36,19 +36,12 @@ pub fn load(entry: &Path) -> Result<Built> {
     Ok(serde_json::from_str(&text)?)
 }
 
-/// The apt setting in a build root that lets apt read an expired Release file, written only
-/// when the build is asked to (`--allow-expired-archive`); the payload's tarball leaves it out
-/// and the live root removes it, so no shipped system has it.
-pub const ALLOW_EXPIRED: &str = "etc/apt/apt.conf.d/99kldload-allow-expired-archive";
-
 /// debootstrap a root with the distro's sources, reusing downloaded .debs from `debs`.
 /// `variant` is debootstrap's (`minbase`), or none for its default set (required + important).
-/// `allow_expired`: see [`ALLOW_EXPIRED`].
 pub fn bootstrap(
     log: &Log,
     distro: &ImageDistro,
     mirror: &str,
-    allow_expired: bool,
     debs: &Path,
     root: &Path,
     variant: Option<&str>,
@@ -75,13 +68,6 @@ pub fn bootstrap(
         root.join("etc/apt/sources.list.d/debian.sources"),
         distro.sources(mirror),
     )?;
-    if allow_expired {
-        fs::write(
-            root.join(ALLOW_EXPIRED),
-            "// Written by kldload's build-image --allow-expired-archive; never shipped.\n\
-             Acquire::Check-Valid-Until \"false\";\n",
-        )?;
-    }
     Ok(())
 }
 
@@ -102,23 +88,14 @@ pub fn build(
     log: &Log,
     distro: &ImageDistro,
     mirror: &str,
-    allow_expired: bool,
     debs: &Path,
     entry: &Path,
     build_id: &str,
 ) -> Result<Built> {
     let root = entry.join(ROOT);
-    bootstrap(
-        log,
-        distro,
-        mirror,
-        allow_expired,
-        debs,
-        &root,
-        Some("minbase"),
-    )?;
+    bootstrap(log, distro, mirror, debs, &root, Some("minbase"))?;
     let _mounts = ChrootMounts::new(log, &root)?;
-    chroot(log, &root, &["apt-get", "update"])?;
+    apt_update(log, &root)?;
     let mut install = vec!["apt-get", "install", "--yes", "--no-install-recommends"];
     install.extend(BUILDER_PACKAGES);
     chroot(log, &root, &install)?;

@@ -38,14 +38,12 @@ pub fn build(log: &Log, payload_root: &Path, built: &Built, entry: &Path) -> Res
         .context("the build host's /etc/resolv.conf, for apt in the live root")?;
     {
         let _mounts = ChrootMounts::new(log, &root)?;
-        chroot(log, &root, &["apt-get", "update"])?;
+        crate::run::apt_update(log, &root)?;
         let mut install = vec!["apt-get", "install", "--yes", "--no-install-recommends"];
         install.extend(LIVE_PACKAGES);
         chroot(log, &root, &install)?;
         chroot(log, &root, &["apt-get", "clean"])?;
     }
-    // Came with the payload's root when the build allows an expired archive: not shipped.
-    let _ = fs::remove_file(root.join(super::builder::ALLOW_EXPIRED));
     fs::remove_file(&resolv)?;
     std::os::unix::fs::symlink("../run/systemd/resolve/stub-resolv.conf", &resolv)?;
     for e in fs::read_dir(root.join("var/lib/apt/lists"))?.filter_map(|e| e.ok()) {

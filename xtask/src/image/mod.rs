@@ -61,7 +61,7 @@ pub struct Options {
     /// ZFSBootMenu's source tarball (default: the pinned tag archive, downloaded).
     pub zfsbootmenu_source: Option<PathBuf>,
     pub mirror: Option<String>,
-    /// Build from a mirror whose Release file has expired ([`builder::ALLOW_EXPIRED`]).
+    /// Build from a mirror whose Release file has expired ([`crate::run::apt_update`]).
     pub allow_expired_archive: bool,
     pub cache: PathBuf,
     /// Also build these ZFSBootMenus, which VM tests install as files given by the user: one
@@ -134,60 +134,6 @@ fn choose_mirror(given: Option<&str>, distro: &ImageDistro, log: &Log) -> Result
     Ok(mirror.as_str().to_string())
 }
 
-/// The mirror's Release file for `distro` must not have expired (apt refuses one whose
-/// Valid-Until has passed: a stale mirror, or a frozen snapshot of testing, which Debian
-/// signs for a week at a time). Said before anything is built, with the way out; with
-/// `allowed`, said and built anyway ([`builder::ALLOW_EXPIRED`]).
-fn check_release_is_current(
-    log: &Log,
-    mirror: &str,
-    distro: &ImageDistro,
-    allowed: bool,
-) -> Result<()> {
-    let url = format!("{mirror}/dists/{}/InRelease", distro.suite);
-    let text = output(
-        log,
-        &[
-            "curl",
-            "--fail",
-            "--silent",
-            "--show-error",
-            "--max-time",
-            "60",
-            &url,
-        ],
-    )?;
-    let Some(days) = expired_days(&text, std::time::SystemTime::now()) else {
-        return Ok(());
-    };
-    if allowed {
-        eprintln!(
-            "{url} expired {days} day(s) ago; building anyway (--allow-expired-archive: apt's \
-             Check-Valid-Until is off in the build roots only)"
-        );
-        return Ok(());
-    }
-    bail!(
-        "{url} expired {days} day(s) ago (its Valid-Until has passed): apt refuses it. Use a \
-         current mirror (--mirror URL), or build from this one anyway with \
-         --allow-expired-archive (apt's Check-Valid-Until off in the build roots only)"
-    )
-}
-
-/// How many whole days ago a Release file's Valid-Until passed, if it has (None: it has not,
-/// or the file has none, as a stable release's has not).
-fn expired_days(release: &str, now: std::time::SystemTime) -> Option<u64> {
-    // InRelease is clearsigned: its fields follow the signature's header.
-    let value = release
-        .lines()
-        .find_map(|l| l.strip_prefix("Valid-Until:"))?
-        .trim();
-    // Debian writes RFC 2822 dates in UTC; httpdate reads the same form with GMT.
-    let until = httpdate::parse_http_date(&value.replace(" UTC", " GMT")).ok()?;
-    let late = now.duration_since(until).ok()?;
-    Some(late.as_secs() / 86400)
-}
-
 /// Builds the release `kldload` for the live system and returns its path.
 fn build_kldload(log: &Log) -> Result<PathBuf> {
     let root = crate::project_root();
@@ -224,7 +170,7 @@ pub fn build_image(opts: &Options) -> Result<Output> {
     fs::create_dir_all(&dir).with_context(|| format!("creating the cache {}", dir.display()))?;
     let host_log = Log::new(dir.join("host.log"))?;
     let mirror = choose_mirror(opts.mirror.as_deref(), &distro, &host_log)?;
-    check_release_is_current(&host_log, &mirror, &distro, opts.allow_expired_archive)?;
+    crate::run::allow_expired_archive(opts.allow_expired_archive);
     let mut phases = Phases::default();
 
     let builder = builder_phase(
@@ -249,8 +195,7 @@ pub fn build_image(opts: &Options) -> Result<Output> {
         &payload_dir,
         opts.rebuild,
         |log, tmp| {
-            let allow = opts.allow_expired_archive;
-            payload::build(log, &distro, &mirror, allow, &debs, built, builder_dir, tmp).map(|_| ())
+            payload::build(log, &distro, &mirror, &debs, built, builder_dir, tmp).map(|_| ())
         },
     )?;
     let text = fs::read_to_string(payload_dir.join(payload::MANIFEST))?;
@@ -439,8 +384,7 @@ fn builder_phase(
     let id = key.hex();
     let debs = cache.debs(distro.name);
     cached_phase(phases, name, &dir, opts.rebuild, |log, tmp| {
-        let allow = opts.allow_expired_archive;
-        builder::build(log, distro, mirror, allow, &debs, tmp, &id).map(|_| ())
+        builder::build(log, distro, mirror, &debs, tmp, &id).map(|_| ())
     })?;
     let built = builder::load(&dir)?;
     Ok(Builder {
@@ -658,44 +602,4 @@ fn build_medium(log: &Log, work: &Path, inputs: MediumInputs) -> Result<()> {
         ],
     )?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::{Duration, UNIX_EPOCH};
-
-    /// The head of a testing InRelease: clearsigned, dated, valid for a week.
-    const TESTING: &str = "-----BEGIN PGP SIGNED MESSAGE-----
-Hash: SHA512
-
-Origin: Debian
-Label: Debian
-Suite: testing
-Codename: forky
-Date: Fri, 30 Oct 2026 20:14:35 UTC
-Valid-Until: Fri, 06 Nov 2026 20:14:35 UTC
-Acquire-By-Hash: yes
-";
-
-    #[test]
-    fn a_release_is_expired_the_days_after_its_valid_until() {
-        // 2026-11-06T20:14:35Z
-        let until = UNIX_EPOCH + Duration::from_secs(1_793_996_075);
-        assert_eq!(expired_days(TESTING, until - Duration::from_secs(60)), None);
-        assert_eq!(
-            expired_days(TESTING, until + Duration::from_secs(60)),
-            Some(0)
-        );
-        assert_eq!(
-            expired_days(TESTING, until + Duration::from_secs(21 * 86400 + 3600)),
-            Some(21)
-        );
-        // A stable release's Release has no Valid-Until: never expired.
-        let stable = TESTING.replace("Valid-Until: Fri, 06 Nov 2026 20:14:35 UTC\n", "");
-        assert_eq!(
-            expired_days(&stable, until + Duration::from_secs(999 * 86400)),
-            None
-        );
-    }
 }

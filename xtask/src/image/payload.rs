@@ -34,17 +34,16 @@ pub fn build(
     log: &Log,
     distro: &ImageDistro,
     mirror: &str,
-    allow_expired: bool,
     debs: &Path,
     built: &Built,
     builder: &Path,
     entry: &Path,
 ) -> Result<Manifest> {
     let root = entry.join(ROOT);
-    super::builder::bootstrap(log, distro, mirror, allow_expired, debs, &root, None)?;
+    super::builder::bootstrap(log, distro, mirror, debs, &root, None)?;
     {
         let _mounts = ChrootMounts::new(log, &root)?;
-        chroot(log, &root, &["apt-get", "update"])?;
+        crate::run::apt_update(log, &root)?;
         let deb_in_root = format!("/tmp/{}", built.modules_deb);
         fs::copy(
             builder.join(&built.modules_deb),
@@ -85,8 +84,6 @@ pub fn build(
             "--xattrs-include=*",
             "--acls",
             "--one-file-system",
-            // A build setting (`--allow-expired-archive`), not the target's.
-            &format!("--exclude=./{}", super::builder::ALLOW_EXPIRED),
             ".",
         ],
     )?;

@@ -50,7 +50,7 @@ pub fn fetch(log: &Log, builder_dir: &Path, entry: &Path) -> Result<()> {
     let mut packages = Vec::new();
     {
         let _mounts = ChrootMounts::new(log, &overlay.merged)?;
-        chroot(log, &overlay.merged, &["apt-get", "update"])?;
+        crate::run::apt_update(log, &overlay.merged)?;
         fs::create_dir_all(&debs)?;
         let mut download = vec!["env", "--chdir=/tmp/shim", "apt-get", "download"];
         download.extend(PACKAGES);

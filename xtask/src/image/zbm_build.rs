@@ -116,7 +116,7 @@ pub fn build(
     {
         let root = overlay.merged.clone();
         let _mounts = ChrootMounts::new(log, &root)?;
-        chroot(log, &root, &["apt-get", "update"])?;
+        crate::run::apt_update(log, &root)?;
         // zfsutils-linux from where the builder's ZFS came (bookworm-backports for debian-12).
         let mut install = vec!["apt-get", "install", "--yes", "--no-install-recommends"];
         install.extend(distro.zfs_target_release());
