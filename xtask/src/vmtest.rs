@@ -489,12 +489,15 @@ pub fn vm_repro_round_trip(opts: &image::Options, scenario: &str, keep: bool) ->
     std::fs::write(&file, with_report)?;
     vmtests::scenario::Scenario::load(&file)?;
     println!("round trip of {scenario}, 1/2: {}", file.display());
+    let started = std::time::SystemTime::now();
     run_one_scenario(opts, name.clone(), keep, Some(dir.clone()))?;
+    // This run's directory: an older run of the same scenario is not it.
     let run = vmtests::flow::latest_run_dir(&results_dir(), opts.distro.name, |d| {
         d.to_string_lossy().ends_with(&format!("-scenario-{name}"))
+            && (d.metadata().and_then(|m| m.modified())).is_ok_and(|t| t >= started)
     })
     .context("the round trip's first run left no directory")?;
-    let report = dir.join(format!("{scenario}.json"));
+    let report = dir.join(format!("{}-{scenario}.json", opts.distro.name));
     std::fs::copy(run.join("kldload-report.json"), &report).with_context(|| {
         format!(
             "the round trip's first run ({}) kept no kldload-report.json",
@@ -528,7 +531,14 @@ fn scenario_path(scenario: &str) -> Result<PathBuf> {
 pub fn vm_repro_from_report(opts: &image::Options, report: &Path, keep: bool) -> Result<()> {
     let text = std::fs::read_to_string(report)
         .with_context(|| format!("reading the report {}", report.display()))?;
-    let report = &std::path::absolute(report)?;
+    // The generated scenario names the report it compares with: from the project's root when
+    // it is inside it (a scenario copied into fixtures/ then works in any clone), else as given.
+    let absolute = std::path::absolute(report)?;
+    let root = crate::project_root();
+    let report = &absolute
+        .strip_prefix(&root)
+        .map(Path::to_path_buf)
+        .unwrap_or(absolute.clone());
     let parsed: kldload::report::Report = serde_json::from_str(&text).with_context(|| {
         format!(
             "{} is not a report written by `kldload report`",
@@ -552,6 +562,12 @@ pub fn vm_repro_from_report(opts: &image::Options, report: &Path, keep: bool) ->
     }
     for n in &generated.not_reproduced {
         println!("  not reproduced: {n}");
+    }
+    if !generated.toml.contains("same_as = ") {
+        println!(
+            "  compared: the boot only (it ends before a login: no report of the VM to compare \
+             facts with)"
+        );
     }
     vmtests::scenario::Scenario::load(&file)?;
     run_one_scenario(opts, name, keep, Some(dir))

@@ -78,10 +78,11 @@ const DEBOOTSTRAP_SCRIPTS: &str = "/usr/share/debootstrap/scripts";
 /// host's debootstrap predates forky): sid's, which every Debian release since bullseye's
 /// script is. None when debootstrap knows the suite.
 fn debootstrap_script(scripts: &Path, suite: &str) -> Option<String> {
-    if scripts.join(suite).exists() {
+    let sid = scripts.join("sid");
+    if scripts.join(suite).exists() || !sid.exists() {
         return None;
     }
-    Some(scripts.join("sid").display().to_string())
+    Some(sid.display().to_string())
 }
 
 pub fn build(
@@ -119,9 +120,11 @@ pub fn build(
     zfs.extend(distro.zfs_target_release());
     zfs.extend(BUILDER_ZFS_PACKAGES);
     if let Err(e) = chroot(log, &root, &zfs) {
+        // DKMS's build failed when it left a make.log and no zfs.ko; else apt failed otherwise
+        // (a download, a maintainer script after a good build), and says so itself.
         return Err(match dkms_make_log(&root) {
-            Some(make_log) => ZfsDoesNotBuild::read(&root, make_log).into(),
-            None => e.context("installing zfs-dkms (DKMS left no make.log: it built nothing)"),
+            Some(make_log) if !built_zfs_ko(&root) => ZfsDoesNotBuild::read(&root, make_log).into(),
+            _ => e.context("installing zfs-dkms"),
         });
     }
 
@@ -245,6 +248,18 @@ fn dkms_make_log(root: &Path) -> Option<PathBuf> {
         .filter_map(|v| v.ok())
         .map(|v| v.path().join("build/make.log"))
         .find(|log| log.exists())
+}
+
+/// Whether DKMS installed a zfs.ko for the root's kernel.
+fn built_zfs_ko(root: &Path) -> bool {
+    let Ok(kernel) = kernel_release(root) else {
+        return false;
+    };
+    fs::read_dir(root.join(format!("lib/modules/{kernel}/updates/dkms")))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name().to_string_lossy().starts_with("zfs.ko"))
 }
 
 /// The end of DKMS's build log, for a build that made no zfs.ko.
@@ -445,6 +460,9 @@ make[4]: *** [scripts/Makefile.build:287: module/os/linux/zfs/zpl_file.o] Error 
             debootstrap_script(dir.path(), "forky"),
             Some(dir.path().join("sid").display().to_string())
         );
+        // No sid script either: debootstrap says what it lacks.
+        fs::remove_file(dir.path().join("sid")).unwrap();
+        assert_eq!(debootstrap_script(dir.path(), "forky"), None);
     }
 
     #[test]
