@@ -745,12 +745,15 @@ mod tests {
             .collect()
     }
 
-    /// The facts the generated report step excepts from its comparison.
+    /// The facts the generated report step excepts from its comparison (it must have one).
     fn excepted(g: &Generated) -> Vec<String> {
         let v: toml::Table = toml::from_str(&g.toml).unwrap();
         let steps = v["step"].as_array().unwrap();
-        let report = steps.iter().find(|s| s["do"].as_str() == Some("report"));
-        (report.and_then(|r| r.get("except")))
+        let report = (steps.iter())
+            .find(|s| s["do"].as_str() == Some("report"))
+            .expect("a report step");
+        assert!(report.get("same_as").is_some(), "{report:?}");
+        (report.get("except"))
             .and_then(|e| e.as_array())
             .map(|e| e.iter().map(|x| x.as_str().unwrap().to_string()).collect())
             .unwrap_or_default()

@@ -81,7 +81,10 @@ fn probe_kvm(firmware: &Firmware, scratch: &Path) -> Result<()> {
         Duration::from_millis(100),
         |_| match rx.try_recv() {
             Ok(verdict) => Ok(Look::Ready(verdict)),
-            Err(_) => Ok(Look::NotYet(String::new())),
+            Err(std::sync::mpsc::TryRecvError::Empty) => Ok(Look::NotYet(String::new())),
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => Ok(Look::Ready(Err(
+                "the probe's output readers ended".to_string(),
+            ))),
         },
         String::new,
     )
@@ -95,8 +98,8 @@ fn probe_kvm(firmware: &Firmware, scratch: &Path) -> Result<()> {
 type ProbeVerdict = std::result::Result<(), String>;
 
 /// Reads one of the probe's output streams on a thread of its own and sends the verdict
-/// `judge` finds in what it has read so far (the second argument: whether the stream ended),
-/// once, when it finds one.
+/// `judge` finds in its whole lines read so far (all of it once the stream ended, the second
+/// argument), once, when it finds one.
 fn watch_probe_output(
     mut stream: impl std::io::Read + Send + 'static,
     verdict: std::sync::mpsc::Sender<ProbeVerdict>,
@@ -108,7 +111,13 @@ fn watch_probe_output(
         loop {
             let n = stream.read(&mut buf).unwrap_or(0);
             seen.extend_from_slice(&buf[..n]);
-            if let Some(v) = judge(&String::from_utf8_lossy(&seen), n == 0) {
+            let ended = n == 0;
+            let whole = match seen.iter().rposition(|&b| b == b'\n') {
+                _ if ended => &seen[..],
+                Some(end) => &seen[..=end],
+                None => &[],
+            };
+            if let Some(v) = judge(&String::from_utf8_lossy(whole), ended) {
                 let _ = verdict.send(v);
                 return;
             }
@@ -123,9 +132,7 @@ fn watch_probe_output(
 /// KVM's "KVM internal error", a refused MSR, no /dev/kvm access), or, when QEMU ended, its
 /// first line; None while QEMU is silent and running.
 fn kvm_failure(stderr: &str, ended: bool) -> Option<ProbeVerdict> {
-    let error = stderr
-        .lines()
-        .find(|l| l.contains("KVM internal error") || l.contains("error"));
+    let error = stderr.lines().find(|l| l.contains("error"));
     match (error, ended) {
         (Some(line), _) => Some(Err(line.trim().to_string())),
         (None, true) => Some(Err(stderr

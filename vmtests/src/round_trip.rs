@@ -21,17 +21,21 @@ pub struct BootFacts {
     pub layout: Vec<(String, usize)>,
     /// The logical sector sizes of the disks holding ZFS, in order.
     pub sector_sizes: Vec<u32>,
+    /// The pool's bootfs: the boot environment ZFSBootMenu counts down to.
     pub bootfs: Option<String>,
     /// The pool's root dataset's.
     pub compression: Option<String>,
     /// The encryption root of the boot environment ZFSBootMenu boots by default.
     pub encryption_root: Option<String>,
+    /// The datasets ZFSBootMenu lists as boot environments.
     pub boot_environments: BTreeSet<String>,
     /// Every `org.zfsbootmenu:*` property set locally in the pool: (dataset, property) -> value.
     pub zfsbootmenu_properties: BTreeMap<(String, String), String>,
+    /// The pool's `compatibility` property.
     pub compatibility: Option<String>,
     /// Features enabled or active.
     pub features: BTreeSet<String>,
+    /// /etc/hostid of the system the report ran on.
     pub etc_hostid: Option<String>,
     /// The default boot environment's: whether the initramfs of the kernel ZFSBootMenu boots
     /// by default has zfs.ko, the hostid in it, and the command line it gets. (Not the
@@ -43,6 +47,8 @@ pub struct BootFacts {
 }
 
 impl BootFacts {
+    /// The facts of `report`'s root pool (the one with a bootfs, else the first) and its
+    /// default boot environment.
     pub fn of(report: &Report) -> Result<BootFacts> {
         let pool = (report.pools.iter())
             .find(|p| p.bootfs.is_some())
@@ -266,7 +272,9 @@ mod tests {
         assert_eq!(facts.bootfs.as_deref(), Some("rpool/ROOT/default"));
         assert!(facts.features.contains("large_dnode"));
         assert_eq!(facts.default_initramfs_has_zfs, Some(true));
-        assert!(BootFacts::differences(&facts, &facts).is_empty());
+        // The same machine read again (the report through its JSON): nothing differs.
+        let again: Report = serde_json::from_str(&serde_json::to_string(&report).unwrap()).unwrap();
+        assert!(BootFacts::differences(&facts, &BootFacts::of(&again).unwrap()).is_empty());
 
         let mut changed = report.clone();
         changed.pools[0]

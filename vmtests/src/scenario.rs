@@ -487,6 +487,13 @@ impl Scenario {
                         .flatten()
                         .collect()
                 }
+                Step::Report {
+                    same_as: None,
+                    except,
+                    ..
+                } if !except.is_empty() => {
+                    bail!("{}: except without same_as: nothing to compare", at())
+                }
                 Step::Install {
                     kill_when: Some(k), ..
                 } => vec![k],
@@ -1158,6 +1165,9 @@ mod tests {
             bad("summary = \"x\"\n[[step]]\ndo = \"wait-console\"\ntext = \"(\"\n").unwrap_err();
         assert!(format!("{e:#}").contains("bad regex"), "{e:#}");
         assert!(bad("summary = \"x\"\n[[step]]\ndo = \"fly\"\n").is_err());
+        let e =
+            bad("summary = \"x\"\n[[step]]\ndo = \"report\"\nexcept = [\"layout\"]\n").unwrap_err();
+        assert!(format!("{e:#}").contains("except without same_as"), "{e:#}");
         assert!(bad("summary = \"x\"\n[[step]]\ndo = \"boot\"\ncheque = \"x\"\n").is_err());
         assert!(
             bad("summary = \"x\"\nextra_disks = [\"big\"]\n[[step]]\ndo = \"live\"\n").is_err()

@@ -175,6 +175,10 @@ impl Shell {
                 Ok(out)
             }
             Err(e) => {
+                self.log(&format!(
+                    "no answer after {:.1} s: {e}",
+                    started.elapsed().as_secs_f64()
+                ));
                 if e.is::<TimedOut>() {
                     self.stuck = Some(cmd.to_string());
                 }

@@ -35,7 +35,7 @@ pub fn debian_mirror_packages(distro: Distro) -> Vec<&'static str> {
         "wireguard-tools",
         "dosfstools",
     ];
-    if distro != Distro::Debian12 {
+    if matches!(distro, Distro::Debian13 | Distro::Debian14) {
         // A package of its own since trixie; part of systemd before.
         p.push("systemd-resolved");
     }
