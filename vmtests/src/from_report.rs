@@ -18,6 +18,7 @@
 //! report's, and the VM's own `kldload report` says what the report says of everything
 //! reproduced (`round_trip::BootFacts`).
 
+use crate::round_trip::{VDEV_CLASSES, data_vdevs, default_kernel, root_pool, zfs_disk_sectors};
 use anyhow::{Context, Result, bail};
 use kldload::report::{Dataset, Pool, Report, Vdev};
 use toml::{Table, Value};
@@ -38,16 +39,11 @@ pub struct Generated {
 
 /// The root pool's layout as kldload's answer file says it, and how many disks it takes.
 fn layout(pool: &Pool, notes: &mut Vec<String>) -> (&'static str, usize) {
-    const CLASSES: [&str; 5] = ["logs", "cache", "spares", "dedup", "special"];
-    let data: Vec<&Vdev> = pool
-        .topology
-        .iter()
-        .filter(|v| !CLASSES.contains(&v.name.as_str()))
-        .collect();
+    let data: Vec<&Vdev> = data_vdevs(pool).collect();
     for class in pool
         .topology
         .iter()
-        .filter(|v| CLASSES.contains(&v.name.as_str()))
+        .filter(|v| VDEV_CLASSES.contains(&v.name.as_str()))
     {
         notes.push(format!(
             "the pool's {} vdevs ({}): not reproduced",
@@ -131,10 +127,7 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
     }
     let mut reproduced = Vec::new();
     let mut notes = Vec::new();
-    let pool = (report.pools.iter())
-        .find(|p| p.bootfs.is_some())
-        .or(report.pools.first())
-        .with_context(|| format!("{source} names no pool"))?;
+    let pool = root_pool(report).with_context(|| format!("{source} names no pool"))?;
     for other in report.pools.iter().filter(|p| p.name != pool.name) {
         notes.push(format!(
             "pool {}: only the root pool is reproduced",
@@ -150,14 +143,7 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
     // Disks and layout.
     let (layout, disks) = layout(pool, &mut notes);
     let disks = disks.max(1);
-    let mut sectors: Vec<u32> = (report.disks.iter())
-        .filter(|d| {
-            d.partitions
-                .iter()
-                .any(|p| p.filesystem.as_deref() == Some("zfs_member"))
-        })
-        .map(|d| d.logical_sector_bytes.unwrap_or(512))
-        .collect();
+    let mut sectors = zfs_disk_sectors(report);
     sectors.resize(disks, 512);
     reproduced.push(format!(
         "{layout} on {disks} disk(s) with {sectors:?}-byte logical sectors"
@@ -323,12 +309,7 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
         }
     }
     // Hostids.
-    let default_kernel = (report.boot_environments.iter())
-        .find(|b| b.dataset == bootfs)
-        .and_then(|b| {
-            let k = b.default_kernel.as_ref()?;
-            b.kernels.iter().find(|x| &x.kernel == k)
-        });
+    let default_kernel = default_kernel(report, &bootfs);
     let etc = report.hostid.etc_hostid.clone();
     let initramfs = default_kernel.and_then(|k| k.initramfs_hostid.clone());
     if let Some(ih) = initramfs.as_ref().filter(|h| *h != "0x00bab10c") {

@@ -5,7 +5,7 @@
 //! ([`with_report_before_last_shutdown`]), then the rebuild of that report.
 
 use anyhow::{Context, Result, bail};
-use kldload::report::{Report, Vdev};
+use kldload::report::{BootKernel, Pool, Report, Vdev};
 use std::collections::{BTreeMap, BTreeSet};
 use toml::{Table, Value};
 
@@ -50,30 +50,18 @@ impl BootFacts {
     /// The facts of `report`'s root pool (the one with a bootfs, else the first) and its
     /// default boot environment.
     pub fn of(report: &Report) -> Result<BootFacts> {
-        let pool = (report.pools.iter())
-            .find(|p| p.bootfs.is_some())
-            .or(report.pools.first())
-            .context("the report names no pool")?;
+        let pool = root_pool(report).context("the report names no pool")?;
         let name = &pool.name;
         let in_pool = |d: &str| d == name || d.starts_with(&format!("{name}/"));
-        const CLASSES: [&str; 5] = ["logs", "cache", "spares", "dedup", "special"];
-        let layout = (pool.topology.iter())
-            .filter(|v| !CLASSES.contains(&v.name.as_str()))
-            .map(vdev_kind)
-            .collect();
-        let sector_sizes = (report.disks.iter())
-            .filter(|d| {
-                (d.partitions.iter()).any(|p| p.filesystem.as_deref() == Some("zfs_member"))
-            })
-            .map(|d| d.logical_sector_bytes.unwrap_or(512))
-            .collect();
+        let layout = data_vdevs(pool).map(vdev_kind).collect();
+        let sector_sizes = zfs_disk_sectors(report);
         let dataset = |n: &str| report.datasets.iter().find(|d| d.name == n);
         let default_be = (pool.bootfs.as_ref())
             .and_then(|b| report.boot_environments.iter().find(|e| &e.dataset == b));
-        let default_kernel = default_be.and_then(|be| {
-            let k = be.default_kernel.as_ref()?;
-            be.kernels.iter().find(|x| &x.kernel == k)
-        });
+        let default_kernel = pool
+            .bootfs
+            .as_deref()
+            .and_then(|b| default_kernel(report, b));
         Ok(BootFacts {
             pool: name.clone(),
             layout,
@@ -198,6 +186,36 @@ impl BootFacts {
         );
         out
     }
+}
+
+/// The pool a report's machine boots from: the one with a bootfs, else the first.
+pub fn root_pool(report: &Report) -> Option<&Pool> {
+    (report.pools.iter())
+        .find(|p| p.bootfs.is_some())
+        .or(report.pools.first())
+}
+
+/// The vdev classes that hold no pool data (`zpool status` lists them after the data vdevs).
+pub const VDEV_CLASSES: [&str; 5] = ["logs", "cache", "spares", "dedup", "special"];
+
+/// A pool's top-level data vdevs.
+pub fn data_vdevs(pool: &Pool) -> impl Iterator<Item = &Vdev> {
+    (pool.topology.iter()).filter(|v| !VDEV_CLASSES.contains(&v.name.as_str()))
+}
+
+/// The logical sector sizes of the report's disks that hold a ZFS partition, in order.
+pub fn zfs_disk_sectors(report: &Report) -> Vec<u32> {
+    (report.disks.iter())
+        .filter(|d| (d.partitions.iter()).any(|p| p.filesystem.as_deref() == Some("zfs_member")))
+        .map(|d| d.logical_sector_bytes.unwrap_or(512))
+        .collect()
+}
+
+/// The kernel ZFSBootMenu boots by default in the boot environment `be`, as the report read it.
+pub fn default_kernel<'r>(report: &'r Report, be: &str) -> Option<&'r BootKernel> {
+    let be = report.boot_environments.iter().find(|b| b.dataset == be)?;
+    let k = be.default_kernel.as_ref()?;
+    be.kernels.iter().find(|x| &x.kernel == k)
 }
 
 /// One fact two reports do not agree on.
