@@ -18,7 +18,7 @@
 //! report's, and the VM's own `kldload report` says what the report says of everything
 //! reproduced (`round_trip::BootFacts`).
 
-use crate::round_trip::{VDEV_CLASSES, data_vdevs, default_kernel, root_pool, zfs_disk_sectors};
+use crate::round_trip::{VDEV_CLASSES, data_vdevs, default_kernel, root_pool};
 use anyhow::{Context, Result, bail};
 use kldload::report::{Dataset, Pool, Report, Vdev};
 use toml::{Table, Value};
@@ -35,6 +35,9 @@ pub struct Generated {
     pub toml: String,
     pub reproduced: Vec<String>,
     pub not_reproduced: Vec<String>,
+    /// Whether it ends comparing the VM's own report with the one it was made from (a rebuild
+    /// that stops before a login can compare only how it boots).
+    pub compares_facts: bool,
 }
 
 /// The root pool's layout as kldload's answer file says it, and how many disks it takes.
@@ -140,16 +143,18 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
         .clone()
         .unwrap_or_else(|| format!("{name}/{INSTALLED_BE}"));
 
+    // What the VM's own report is compared with at the end.
+    let original = crate::round_trip::BootFacts::of(report)?;
+
     // Disks and layout.
     let (layout, disks) = layout(pool, &mut notes);
     let disks = disks.max(1);
-    let mut sectors = zfs_disk_sectors(report);
+    let mut sectors = original.sector_sizes.clone();
     sectors.resize(disks, 512);
     reproduced.push(format!(
         "{layout} on {disks} disk(s) with {sectors:?}-byte logical sectors"
     ));
     // The facts the VM's own report will knowingly differ in (the last step's `except`).
-    let original = crate::round_trip::BootFacts::of(report)?;
     let mut except: Vec<String> = Vec::new();
     if original.layout != kldload_layout(layout, disks) {
         except.push("layout".into());
@@ -560,6 +565,7 @@ fn finish(
     if encrypted {
         file.insert("answers_file".into(), s("encrypted.toml"));
     }
+    let compares_facts = steps.iter().any(|st| st.get("same_as").is_some());
     file.extend(top);
     file.insert("answers".into(), Value::Table(answers));
     file.insert("step".into(), Value::Array(steps));
@@ -567,6 +573,7 @@ fn finish(
         toml: toml::to_string_pretty(&file)?,
         reproduced,
         not_reproduced,
+        compares_facts,
     })
 }
 

@@ -7,6 +7,7 @@
 use anyhow::{Context, Result, bail};
 use kldload::report::{BootKernel, Pool, Report, Vdev};
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
 use toml::{Table, Value};
 
 /// What a report says of a machine's boot, as far as `--from-report` reproduces it: two
@@ -109,36 +110,23 @@ impl BootFacts {
         };
         let (o, r) = (original, rebuilt);
         compare("pool", o.pool.clone(), r.pool.clone());
-        compare(
-            "layout",
-            format!("{:?}", o.layout),
-            format!("{:?}", r.layout),
-        );
-        compare(
-            "sector sizes",
-            format!("{:?}", o.sector_sizes),
-            format!("{:?}", r.sector_sizes),
-        );
-        compare(
-            "bootfs",
-            format!("{:?}", o.bootfs),
-            format!("{:?}", r.bootfs),
-        );
-        compare(
-            "compression",
-            format!("{:?}", o.compression),
-            format!("{:?}", r.compression),
-        );
-        compare(
-            "encryption root",
-            format!("{:?}", o.encryption_root),
-            format!("{:?}", r.encryption_root),
-        );
-        compare(
-            "boot environments",
-            format!("{:?}", o.boot_environments),
-            format!("{:?}", r.boot_environments),
-        );
+        // Each compared by its Debug form, in the order the differences are listed.
+        let debug = |what, a: &dyn Debug, b: &dyn Debug| (what, format!("{a:?}"), format!("{b:?}"));
+        let before_properties = [
+            debug("layout", &o.layout, &r.layout),
+            debug("sector sizes", &o.sector_sizes, &r.sector_sizes),
+            debug("bootfs", &o.bootfs, &r.bootfs),
+            debug("compression", &o.compression, &r.compression),
+            debug("encryption root", &o.encryption_root, &r.encryption_root),
+            debug(
+                "boot environments",
+                &o.boot_environments,
+                &r.boot_environments,
+            ),
+        ];
+        for (what, a, b) in before_properties {
+            compare(what, a, b);
+        }
         let props: BTreeSet<&(String, String)> = (o.zfsbootmenu_properties.keys())
             .chain(r.zfsbootmenu_properties.keys())
             .collect();
@@ -149,11 +137,8 @@ impl BootFacts {
                 format!("{:?}", r.zfsbootmenu_properties.get(key)),
             );
         }
-        compare(
-            "compatibility",
-            format!("{:?}", o.compatibility),
-            format!("{:?}", r.compatibility),
-        );
+        let (what, a, b) = debug("compatibility", &o.compatibility, &r.compatibility);
+        compare(what, a, b);
         let only = |a: &BTreeSet<String>, b: &BTreeSet<String>| {
             a.difference(b).cloned().collect::<Vec<_>>().join(" ")
         };
@@ -164,26 +149,27 @@ impl BootFacts {
                 format!("{} that the report has not", only(&r.features, &o.features)),
             );
         }
-        compare(
-            "/etc/hostid",
-            format!("{:?}", o.etc_hostid),
-            format!("{:?}", r.etc_hostid),
-        );
-        compare(
-            "zfs.ko in the default kernel's initramfs",
-            format!("{:?}", o.default_initramfs_has_zfs),
-            format!("{:?}", r.default_initramfs_has_zfs),
-        );
-        compare(
-            "the hostid in the default kernel's initramfs",
-            format!("{:?}", o.default_initramfs_hostid),
-            format!("{:?}", r.default_initramfs_hostid),
-        );
-        compare(
-            "the default boot environment's command line",
-            format!("{:?}", o.commandline),
-            format!("{:?}", r.commandline),
-        );
+        let after_features = [
+            debug("/etc/hostid", &o.etc_hostid, &r.etc_hostid),
+            debug(
+                "zfs.ko in the default kernel's initramfs",
+                &o.default_initramfs_has_zfs,
+                &r.default_initramfs_has_zfs,
+            ),
+            debug(
+                "the hostid in the default kernel's initramfs",
+                &o.default_initramfs_hostid,
+                &r.default_initramfs_hostid,
+            ),
+            debug(
+                "the default boot environment's command line",
+                &o.commandline,
+                &r.commandline,
+            ),
+        ];
+        for (what, a, b) in after_features {
+            compare(what, a, b);
+        }
         out
     }
 }
@@ -204,7 +190,7 @@ pub fn data_vdevs(pool: &Pool) -> impl Iterator<Item = &Vdev> {
 }
 
 /// The logical sector sizes of the report's disks that hold a ZFS partition, in order.
-pub fn zfs_disk_sectors(report: &Report) -> Vec<u32> {
+fn zfs_disk_sectors(report: &Report) -> Vec<u32> {
     (report.disks.iter())
         .filter(|d| (d.partitions.iter()).any(|p| p.filesystem.as_deref() == Some("zfs_member")))
         .map(|d| d.logical_sector_bytes.unwrap_or(512))

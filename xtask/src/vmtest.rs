@@ -563,7 +563,7 @@ pub fn vm_repro_from_report(opts: &image::Options, report: &Path, keep: bool) ->
     for n in &generated.not_reproduced {
         println!("  not reproduced: {n}");
     }
-    if !generated.toml.contains("same_as = ") {
+    if !generated.compares_facts {
         println!(
             "  compared: the boot only (it ends before a login: no report of the VM to compare \
              facts with)"
