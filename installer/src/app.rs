@@ -335,14 +335,26 @@ fn read_zbm_image(
             path.display()
         )));
     }
-    crate::zbm_image::read(&on_host).map(Some).map_err(|e| {
+    let image = crate::zbm_image::read(&on_host).map_err(|e| {
         AppError::BadOption(format!(
             "ZFSBootMenu's EFI file from {origin}: {e}\nfix: give ZFSBootMenu's EFI file \
              (a release's zfsbootmenu-release-x86_64-*.EFI or the one `cargo xtask build-image` \
              builds); `kldload inspect-zfsbootmenu FILE` shows what kldload reads in it\n\
              nothing was written to any disk"
         ))
-    })
+    })?;
+    if image.zfs_module.is_none() {
+        return Err(AppError::BadOption(format!(
+            "ZFSBootMenu's EFI file {} (from {origin}) has no zfs.ko in its initramfs: it would \
+             stop in its emergency shell (\"unable to load ZFS kernel modules\") and never \
+             import the pool\nfix: give a ZFSBootMenu built with ZFS (a dracut build needs \
+             --no-hostonly: host-only mode, dracut-ng's default, leaves zfs.ko out when the \
+             building machine has no ZFS loaded); `kldload inspect-zfsbootmenu FILE` shows \
+             what kldload reads in it\nnothing was written to any disk",
+            path.display()
+        )));
+    }
+    Ok(Some(image))
 }
 
 /// The newest `openzfs-X.Y` feature set of the ZFS under `host_root` (its zfsutils'
@@ -547,6 +559,50 @@ mod tests {
         );
     }
 
+    /// The build of forky's dracut 112 in host-only mode: a ZFSBootMenu whose initramfs has
+    /// the kernel's modules but not zfs.ko is refused before anything is written.
+    #[test]
+    fn a_zfsbootmenu_without_zfs_ko_is_refused_before_anything_is_written() {
+        use crate::initrd::testing::Entry;
+        let kernel_module = Entry::file(
+            "usr/lib/modules/7.2.12+deb14-amd64/kernel/fs/fat/vfat.ko.xz",
+            b"vfat",
+        );
+        let source = ZbmSource::File {
+            path: "/zbm.EFI".into(),
+            origin: "--zfsbootmenu".into(),
+        };
+        let root = tempfile::tempdir().unwrap();
+        let read = |entries: &[Entry]| {
+            let efi = crate::zbm_image::tests::zbm_efi("quiet", entries)?;
+            std::fs::copy(efi.path(), root.path().join("zbm.EFI")).unwrap();
+            Some(read_zbm_image(&source, root.path(), ZbmFile::MustExist))
+        };
+        let Some(without) = read(std::slice::from_ref(&kernel_module)) else {
+            eprintln!("zstd is not installed here: not tested");
+            return;
+        };
+        let e = without.unwrap_err().to_string();
+        for words in [
+            "/zbm.EFI (from --zfsbootmenu) has no zfs.ko in its initramfs",
+            "--no-hostonly",
+            "nothing was written to any disk",
+        ] {
+            assert!(e.contains(words), "{words:?} not in {e}");
+        }
+        let with = read(&[
+            kernel_module,
+            Entry::file(crate::zbm_image::tests::ZFS_KO, b"zfs"),
+        ])
+        .unwrap()
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            with.zfs_module.as_deref(),
+            Some(crate::zbm_image::tests::ZFS_KO)
+        );
+    }
+
     #[test]
     fn a_downloaded_zfsbootmenu_is_fetched_first_and_the_plan_made_again_from_the_file() {
         use crate::disk::FakeSystem;
@@ -585,7 +641,10 @@ mod tests {
         // The download carries a hostid of its own: once it is there, the plan is made from it.
         let Some(efi) = crate::zbm_image::tests::zbm_efi(
             "quiet",
-            &[Entry::file("etc/hostid", &0x5eed_f00d_u32.to_le_bytes())],
+            &[
+                Entry::file("etc/hostid", &0x5eed_f00d_u32.to_le_bytes()),
+                Entry::file(crate::zbm_image::tests::ZFS_KO, b"zfs"),
+            ],
         ) else {
             eprintln!("zstd is not installed here: not tested");
             return;
@@ -629,7 +688,10 @@ mod tests {
         use crate::initrd::testing::{Entry, compress, cpio_entries};
         let Some(initrd) = compress(
             "zstd",
-            &cpio_entries(&[Entry::file("etc/hostid", &[1, 0, 0, 0])]),
+            &cpio_entries(&[
+                Entry::file("etc/hostid", &[1, 0, 0, 0]),
+                Entry::file(crate::zbm_image::tests::ZFS_KO, b"zfs"),
+            ]),
         ) else {
             eprintln!("zstd is not installed here: not tested");
             return;

@@ -202,10 +202,16 @@ pub const ZBM_READ_CACHE: &str = "/var/cache/kldload/zfsbootmenu-image.json";
 
 #[derive(Serialize, Deserialize)]
 struct CachedImage {
+    /// What this kldload reads in the file ([`CACHE_FORMAT`]): an entry an older one wrote
+    /// lacks a reading (zfs.ko's) and is read again.
+    format: u32,
     size: u64,
     modified: std::time::SystemTime,
     image: ZbmImage,
 }
+
+/// Grows when [`ZbmImage`] gains a reading.
+const CACHE_FORMAT: u32 = 2;
 
 /// What ZFSBootMenu's EFI file at `path` carries: from `cache` when the file is unchanged,
 /// else read (and the cache rewritten, if it can be).
@@ -215,12 +221,13 @@ fn zbm_image_cached(path: &Path, cache: &Path) -> Result<ZbmImage, String> {
     let cached = std::fs::read(cache)
         .ok()
         .and_then(|bytes| serde_json::from_slice::<CachedImage>(&bytes).ok())
-        .filter(|c| c.size == size && c.modified == modified);
+        .filter(|c| c.format == CACHE_FORMAT && c.size == size && c.modified == modified);
     if let Some(c) = cached {
         return Ok(c.image);
     }
     let image = crate::zbm_image::read(path).map_err(|e| e.to_string())?;
     let entry = CachedImage {
+        format: CACHE_FORMAT,
         size,
         modified,
         image: image.clone(),
@@ -286,6 +293,15 @@ impl Diagnosis {
                 .as_ref()
                 .map_or("(unknown)", |s| s.name.as_str())
         ));
+        if image.zfs_module.is_none() {
+            self.problems.push(format!(
+                "ZFSBootMenu's EFI file {INSTALLED_ZFSBOOTMENU} has no zfs.ko in its initramfs: \
+                 at the next boot it stops in its emergency shell (\"unable to load ZFS kernel \
+                 modules\") and imports no pool. fix: put back a ZFSBootMenu that carries it (the \
+                 medium's, or EFI/ZBM/VMLINUZ-BACKUP.EFI if `kldload inspect-zfsbootmenu` shows \
+                 zfs.ko in it); one built with dracut needs --no-hostonly"
+            ));
+        }
         let (Some(set), Some(features)) = (&image.zfs_features, &z.pool_features) else {
             if z.pool_features.is_none() {
                 self.unreadable += 1;
@@ -691,6 +707,7 @@ mod tests {
             }),
             release: None,
             kernel: None,
+            zfs_module: Some("usr/lib/modules/6.1.0-50-amd64/updates/dkms/zfs.ko.xz".into()),
         }
     }
 
@@ -775,6 +792,31 @@ mod tests {
     }
 
     #[test]
+    fn a_zfsbootmenu_without_zfs_ko_is_a_problem() {
+        let mut d = diagnose(&all(OK), "rpool");
+        d.add_zfsbootmenu(
+            &ZbmReadings {
+                image: Ok(ZbmImage {
+                    zfs_module: None,
+                    ..zbm(Some(OK), &[])
+                }),
+                pool_features: enabled(&[]),
+            },
+            "rpool",
+        );
+        assert!(!d.healthy());
+        let report = d.report();
+        assert!(
+            report.contains(&format!(
+                "PROBLEM: ZFSBootMenu's EFI file {INSTALLED_ZFSBOOTMENU} has no zfs.ko in its \
+                 initramfs"
+            )),
+            "{report}"
+        );
+        assert!(report.contains("--no-hostonly"), "{report}");
+    }
+
+    #[test]
     fn zpool_gets_enabled_and_active_features_are_read() {
         let text = "size\t9G\nfeature@async_destroy\tenabled\nfeature@lz4_compress\tactive\n\
                     feature@draid\tdisabled\n";
@@ -809,6 +851,17 @@ mod tests {
         );
         let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
         efi.as_file().set_modified(later).unwrap();
+        assert_eq!(
+            zbm_image_cached(efi.path(), &cache).unwrap().hostid,
+            Some(1)
+        );
+        // An entry an older kldload wrote lacks a reading: it is read again, not trusted.
+        let text = std::fs::read_to_string(&cache).unwrap();
+        let older = text
+            .replace(&format!("\"format\":{CACHE_FORMAT},"), "\"format\":1,")
+            .replace("\"hostid\":1", "\"hostid\":2");
+        assert_ne!(older, text.replace("\"hostid\":1", "\"hostid\":2"));
+        std::fs::write(&cache, older).unwrap();
         assert_eq!(
             zbm_image_cached(efi.path(), &cache).unwrap().hostid,
             Some(1)

@@ -9,6 +9,10 @@
 //! - the `/etc/hostid` in its initramfs (the `.initrd` section): a local build carries the
 //!   building machine's, imports pools with it and passes it on as `spl.spl_hostid`, so the
 //!   install must use that value everywhere; a release build carries none (then 0x00bab10c);
+//! - whether its initramfs carries zfs.ko: without it ZFSBootMenu stops in its emergency shell
+//!   ("unable to load ZFS kernel modules") and imports nothing. A dracut that builds in host-only
+//!   mode (dracut-ng's default since 110, Debian forky's 112) leaves it out without a word when
+//!   the building machine has no ZFS loaded;
 //! - the feature set of its ZFS: the newest `openzfs-X.Y` compatibility file its zfsutils put in
 //!   the image (usr/share/zfs/compatibility.d), which lists every feature that ZFS can read. A
 //!   pool with a feature outside it is one this ZFSBootMenu cannot import.
@@ -47,6 +51,11 @@ pub struct ZbmImage {
     /// `6.1.0-50-amd64 (debian-kernel@lists.debian.org) #1 SMP ... Debian 6.1.176-1 ...`.
     #[serde(default)]
     pub kernel: Option<String>,
+    /// Where zfs.ko is in its initramfs (e.g. `usr/lib/modules/K/updates/dkms/zfs.ko.xz`);
+    /// none: it has none, and cannot import a pool. Reports written before kldload read this
+    /// have none too.
+    #[serde(default)]
+    pub zfs_module: Option<String>,
 }
 
 /// What /etc/zbm-release in a ZFSBootMenu image says.
@@ -80,6 +89,10 @@ impl ZbmImage {
             Some(line) => line.as_str(),
             None => "none (its options come from the firmware entry)",
         };
+        let module = match &self.zfs_module {
+            Some(path) => path.as_str(),
+            None => "NONE: it cannot load ZFS, and stops in its emergency shell",
+        };
         let signed = if self.signed {
             "yes (Authenticode: shim checks it when Secure Boot is on)"
         } else {
@@ -87,7 +100,7 @@ impl ZbmImage {
         };
         format!(
             "embedded command line: {cmdline}\nhostid: {hostid}\nits ZFS reads: {zfs}\n\
-             signed: {signed}\n"
+             zfs.ko: {module}\nsigned: {signed}\n"
         )
     }
 }
@@ -167,7 +180,10 @@ pub fn read(path: &Path) -> Result<ZbmImage, ZbmImageError> {
             why: "its .initrd section has no data in the file".into(),
         })?;
     let wanted = |name: &str| {
-        name == "etc/hostid" || name == "etc/zbm-release" || name.starts_with(COMPATIBILITY_DIR)
+        name == "etc/hostid"
+            || name == "etc/zbm-release"
+            || name.starts_with(COMPATIBILITY_DIR)
+            || crate::doctor::kernels::is_zfs_module(name)
     };
     let files = initrd::read_files(path, offset..offset + size, &wanted, Stop::AtEnd)?;
     let kernel = pe
@@ -187,6 +203,10 @@ pub fn read(path: &Path) -> Result<ZbmImage, ZbmImageError> {
             .find(|m| m.name == "etc/zbm-release" && !m.link)
             .map(|m| parse_zbm_release(&String::from_utf8_lossy(&m.data))),
         kernel,
+        zfs_module: files
+            .iter()
+            .find(|m| crate::doctor::kernels::is_zfs_module(&m.name) && !m.link)
+            .map(|m| m.name.clone()),
     })
 }
 
@@ -497,6 +517,9 @@ pub(crate) mod tests {
 
     /// A ZFSBootMenu-like EFI file: its command line, an initramfs (zstd) with `entries`, and a
     /// kernel section after it.
+    /// Where a Debian ZFSBootMenu carries zfs.ko: a test image that must import has it.
+    pub(crate) const ZFS_KO: &str = "usr/lib/modules/6.1.0-50-amd64/updates/dkms/zfs.ko.xz";
+
     pub(crate) fn zbm_efi(cmdline: &str, entries: &[Entry]) -> Option<tempfile::NamedTempFile> {
         let initrd = compress("zstd", &cpio_entries(entries))?;
         let bytes = efi(&[
@@ -534,6 +557,11 @@ pub(crate) mod tests {
             Entry::link(&c23l, "openzfs-2.3"),
             Entry::file(&c23f, b"async_destroy\n"),
             Entry::file(&grub, b"async_destroy\n"),
+            Entry::file(
+                "usr/lib/modules/6.1.0-50-amd64/kernel/fs/zfsx.ko",
+                b"not zfs",
+            ),
+            Entry::file(ZFS_KO, b"zfs"),
         ];
         let Some(file) = zbm_efi("quiet zbm.prefer=rpool\0", &entries) else {
             eprintln!("zstd is not installed here: not tested");
@@ -543,6 +571,7 @@ pub(crate) mod tests {
         assert_eq!(image.cmdline.as_deref(), Some("quiet zbm.prefer=rpool"));
         assert!(!image.signed);
         assert_eq!(image.hostid, Some(0xdeadbeef));
+        assert_eq!(image.zfs_module.as_deref(), Some(ZFS_KO));
         let set = image.zfs_features.unwrap();
         assert_eq!(set.name, "openzfs-2.3-linux");
         assert_eq!(
@@ -561,7 +590,13 @@ pub(crate) mod tests {
             return;
         };
         let image = read(file.path()).unwrap();
-        assert_eq!((image.hostid, image.zfs_features), (None, None));
+        assert_eq!((image.hostid, &image.zfs_features), (None, &None));
+        assert_eq!(image.zfs_module, None);
+        assert!(
+            image.summary().contains("zfs.ko: NONE: it cannot load ZFS"),
+            "{}",
+            image.summary()
+        );
         let mut kernel_only = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(&mut kernel_only, &efi(&[(".linux", b"k")])).unwrap();
         let err = read(kernel_only.path()).unwrap_err().to_string();

@@ -417,7 +417,7 @@ fn built_zfsbootmenu(phases: &mut Phases, z: &ZbmInputs, hostid: u32) -> Result<
     key.add(b.id.as_bytes())
         .add(zbm_build::SOURCE_SHA256)
         .add(recipe::ZBM_BUILD_PACKAGES.join(" "))
-        .add(recipe::ZBM_EMBEDDED_CMDLINE)
+        .add(zbm_build::generate_zbm_config(&b.built.kernel))
         .add(hostid.to_string());
     let dir = z.cache.entry(b.distro.name, "zfsbootmenu", &key);
     let name = if hostid != ZFSBOOTMENU_HOSTID {

@@ -87,10 +87,16 @@ pub fn resolve_source(log: &Log, given: Option<&Path>, cache: &Path) -> Result<P
 
 /// The generate-zbm configuration: one EFI file (no separate kernel and initramfs), the
 /// release build's dracut flags, the builder's kernel, kldload's embedded command line.
-fn generate_zbm_config(kernel: &str) -> String {
+/// `--no-hostonly`: the image boots other machines than the one it is built on. dracut-ng
+/// builds host-only unless told otherwise (from 110; Debian forky's dracut 112), and host-only
+/// keeps only the modules of the building machine's hardware, which has no ZFS loaded in a
+/// chroot: zfs.ko and spl.ko were left out, without a warning, and ZFSBootMenu stopped in its
+/// emergency shell at the first boot. Older dracut (bookworm's 059, trixie's 106) did not.
+pub fn generate_zbm_config(kernel: &str) -> String {
     format!(
         "Global:\n  ManageImages: true\n  DracutConfDir: /etc/zfsbootmenu/dracut.conf.d\n  \
-         DracutFlags:\n    - \"--no-early-microcode\"\nComponents:\n  Enabled: false\n\
+         DracutFlags:\n    - \"--no-early-microcode\"\n    - \"--no-hostonly\"\n\
+         Components:\n  Enabled: false\n\
          EFI:\n  ImageDir: /zbm-out\n  Versions: false\n  Enabled: true\n\
          Kernel:\n  Path: /boot/vmlinuz-{kernel}\n  CommandLine: {ZBM_EMBEDDED_CMDLINE}\n"
     )
@@ -149,6 +155,7 @@ pub fn build(
         fs::set_permissions(entry.join(EFI), fs::Permissions::from_mode(0o644))?;
     }
     overlay.remove()?;
+    check_carries_zfs(&entry.join(EFI), &built.kernel, distro.name)?;
     let info = ZbmBuilt {
         version: VERSION.into(),
         source_sha256: SOURCE_SHA256.into(),
@@ -158,6 +165,22 @@ pub fn build(
         hostid: format!("0x{hostid:08x}"),
     };
     fs::write(entry.join(INFO), serde_json::to_string_pretty(&info)?)?;
+    Ok(())
+}
+
+/// Fails unless the ZFSBootMenu at `efi` carries zfs.ko in its initramfs: without it, it
+/// imports nothing, and that is better learnt here, in seconds, than at a VM's first boot.
+fn check_carries_zfs(efi: &Path, kernel: &str, distro: &str) -> Result<()> {
+    let image = kldload::zbm_image::read(efi)?;
+    if image.zfs_module.is_none() {
+        bail!(
+            "the ZFSBootMenu built on {distro} (kernel {kernel}) has no zfs.ko in its \
+             initramfs: it would stop in its emergency shell (\"unable to load ZFS kernel \
+             modules\") at the first boot. The file is kept at {}. Is dracut building \
+             host-only (see generate-zbm's DracutFlags in xtask/src/image/zbm_build.rs)?",
+            efi.display()
+        );
+    }
     Ok(())
 }
 
@@ -174,6 +197,7 @@ mod tests {
             "Path: /boot/vmlinuz-6.12.117+deb13-amd64",
             "CommandLine: quiet loglevel=0 nomodeset zbm.prefer=rpool",
             "--no-early-microcode",
+            "--no-hostonly",
         ] {
             assert!(config.contains(line), "{line:?} not in:\n{config}");
         }
