@@ -45,6 +45,41 @@ pub fn plain_text(text: &str) -> String {
     escapes.replace_all(text, "").into_owned()
 }
 
+/// Signs on a console that a boot went wrong, each in the words of what says it.
+const TELLTALES: [&str; 10] = [
+    // ZFSBootMenu's recovery shell, with its reason ("unable to load ZFS kernel modules").
+    "emergency shell",
+    "Kernel panic",
+    // shim or the firmware refusing an image under Secure Boot.
+    "Security Violation",
+    // OVMF: a boot entry whose file is missing or will not load.
+    "failed to load Boot",
+    "No bootable option",
+    // systemd's and the initramfs's own rescue.
+    "You are in emergency mode",
+    "Give root password for maintenance",
+    "Module zfs not found",
+    "cannot import",
+    "Key was rejected by service",
+];
+
+/// The last line of `transcript` that says a boot went wrong (see [`TELLTALES`]), without
+/// its escape sequences: what a failed wait and the matrix quote, so that a reader sees
+/// "emergency shell: unable to load ZFS kernel modules" and not only what never came.
+pub fn telltale(transcript: &str) -> Option<String> {
+    let plain = plain_text(transcript);
+    let line = plain
+        .lines()
+        .rev()
+        .map(|l| l.replace('\r', ""))
+        .find(|l| TELLTALES.iter().any(|t| l.contains(t)))?;
+    let line = line.trim();
+    Some(match line.char_indices().nth(160) {
+        Some((cut, _)) => format!("{}...", &line[..cut]),
+        None => line.to_string(),
+    })
+}
+
 /// The last `n` lines of a transcript, control characters made visible enough to read.
 pub fn transcript_tail(path: &Path, n: usize) -> String {
     let bytes = std::fs::read(path).unwrap_or_default();
@@ -121,8 +156,13 @@ impl Console {
     fn context(&self) -> impl FnOnce() -> String + use<> {
         let (phase, transcript) = (self.phase.clone(), self.transcript.clone());
         move || {
+            let text = String::from_utf8_lossy(&std::fs::read(&transcript).unwrap_or_default())
+                .into_owned();
+            let said = telltale(&text)
+                .map(|line| format!("the console said: {line}\n"))
+                .unwrap_or_default();
             format!(
-                "phase {phase:?}; last 50 lines of {}:\n{}",
+                "phase {phase:?}; {said}last 50 lines of {}:\n{}",
                 transcript.display(),
                 transcript_tail(&transcript, 50)
             )
@@ -247,5 +287,29 @@ impl Console {
         if let Ok(mut f) = OpenOptions::new().append(true).open(&self.transcript) {
             let _ = writeln!(f, "\n\n######## kldload harness: {text} ########");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The end of debian-14's first boot (2026-11-27), ZFSBootMenu built without zfs.ko.
+    #[test]
+    fn the_last_line_that_says_what_went_wrong_is_quoted_without_escapes() {
+        let transcript = "BdsDxe: starting Boot0005 \"ZFSBootMenu\" from HD(1,GPT,...)\r\n\
+            modinfo: ERROR: Module spl not found.\r\n\
+            \x1b[H\x1b[J\x1b[3J\x1b[?25h\x1b[?0c\x1b[0;32memergency shell\x1b[0m: unable to load \
+            ZFS kernel modules\r\n\r\ntype '\x1b[0;31mhelp\x1b[0m' for online documentation\r\n\
+            \x1b[?2004h\x1b[0;33mzfsbootmenu\x1b[0m / > ";
+        assert_eq!(
+            telltale(transcript).as_deref(),
+            Some("emergency shell: unable to load ZFS kernel modules")
+        );
+        assert_eq!(telltale("Welcome to Debian\r\nlogin: "), None);
+        let long = format!("Kernel panic - not syncing: {}\n", "x".repeat(300));
+        let quoted = telltale(&long).unwrap();
+        assert!(quoted.starts_with("Kernel panic - not syncing: xxx") && quoted.ends_with("..."));
+        assert_eq!(quoted.chars().count(), 163);
     }
 }

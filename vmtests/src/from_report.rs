@@ -929,6 +929,7 @@ mod tests {
                         build_id: None,
                     }),
                     kernel: None,
+                    zfs_module: Some("usr/lib/modules/6.1.0-9-amd64/extra/zfs.ko".into()),
                 },
             )]
             .into_iter()

@@ -7,7 +7,9 @@
 //!
 //! A distro whose image does not build is a column too: "zfs does not build for kernel X" when
 //! DKMS could not build ZFS for its kernel (`image::builder::ZfsDoesNotBuild`), else the
-//! error's first line.
+//! error's first line. A distro whose tests ran and failed says how many failed and the first
+//! one's error, with the line of its console that says what went wrong (`vmtests::console::
+//! telltale`): "failed" alone told the first run's reader nothing.
 
 use crate::image::builder::ZfsDoesNotBuild;
 use crate::image::{self, recipe::ImageDistro};
@@ -27,7 +29,8 @@ const MAIN_JOB: &str = "install";
 #[derive(Debug, Serialize, Clone)]
 pub struct Column {
     pub distro: String,
-    /// `passed`, `failed`, `zfs does not build for kernel X`, or why nothing ran.
+    /// `passed`; `failed (N of M tests); TEST: ERROR; the console said: LINE`; `zfs does not
+    /// build for kernel X`; or why nothing ran.
     pub outcome: String,
     pub versions: Option<Versions>,
     pub image_seconds: Option<f64>,
@@ -135,7 +138,11 @@ fn column(distro: &str, result: &Result<TestRun>, junit: &Path, out: &Path) -> C
             return column;
         }
     };
-    column.outcome = if run.passed { "passed" } else { "failed" }.into();
+    column.outcome = if run.passed {
+        "passed".into()
+    } else {
+        what_failed(&run.times.tests)
+    };
     column.versions = Some(run.times.versions.clone());
     column.image_seconds = Some(run.times.image.seconds);
     column.image_cached = Some(run.times.image.cached);
@@ -163,6 +170,39 @@ fn why_not(e: &anyhow::Error) -> String {
             format!("{e:#}").lines().next().unwrap_or_default()
         ),
     }
+}
+
+/// A failed distro's outcome: how many tests failed, and the first one's first error (the
+/// main job's if it failed) with what its console said went wrong, e.g. `failed (8 of 8
+/// tests); install: timed out after 120s waiting for "ROOT/default" on the console; the
+/// console said: emergency shell: unable to load ZFS kernel modules`.
+fn what_failed(tests: &[vmtest::TestTimes]) -> String {
+    let mut failed: Vec<&vmtest::TestTimes> = tests.iter().filter(|t| !t.passed).collect();
+    failed.sort_by_key(|t| (t.name != MAIN_JOB, t.name.clone()));
+    let Some(first) = failed.first() else {
+        // nextest failed, but every report passed: a test that wrote none.
+        return "failed (a test wrote no report; see its JUnit file)".into();
+    };
+    let why = match (&first.error, first.checks.iter().find(|c| !c.passed)) {
+        (Some(error), _) => error.lines().next().unwrap_or_default().to_string(),
+        (None, Some(check)) => format!(
+            "{}: {}",
+            check.name,
+            check.detail.lines().next().unwrap_or_default()
+        ),
+        (None, None) => "no checks ran".into(),
+    };
+    let console = std::fs::read(first.dir.join("serial.log"))
+        .ok()
+        .and_then(|bytes| vmtests::console::telltale(&String::from_utf8_lossy(&bytes)))
+        .map(|line| format!("; the console said: {line}"))
+        .unwrap_or_default();
+    format!(
+        "failed ({} of {} tests); {}: {why}{console}",
+        failed.len(),
+        tests.len(),
+        first.name
+    )
 }
 
 /// The rows: each main-job check on its own, then each test, in the order the runs list them.
@@ -307,6 +347,67 @@ mod tests {
             transcript: "debian-13/20261127-1-install/serial.log".into(),
             report: "debian-13/20261127-1-install/report.json".into(),
         }
+    }
+
+    /// debian-14's first matrix run (2026-11-27): every test stopped in ZFSBootMenu's
+    /// emergency shell, and "failed" alone said nothing of it.
+    #[test]
+    fn a_failed_distro_says_its_first_error_and_what_the_console_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |name: &str, error: Option<&str>, checks: Vec<vmtests::report::Check>| {
+            let run_dir = dir.path().join(format!("20261127-145726-{name}"));
+            std::fs::create_dir_all(&run_dir).unwrap();
+            std::fs::write(
+                run_dir.join("serial.log"),
+                "BdsDxe: starting Boot0005 \"ZFSBootMenu\"\r\n\x1b[0;32memergency shell\x1b[0m: \
+                 unable to load ZFS kernel modules\r\n\x1b[0;33mzfsbootmenu\x1b[0m / > ",
+            )
+            .unwrap();
+            vmtest::TestTimes {
+                name: name.into(),
+                passed: error.is_none() && checks.iter().all(|c| c.passed),
+                error: error.map(String::from),
+                checks,
+                dir: run_dir,
+                wall_seconds: 200.0,
+                phases: vec![],
+            }
+        };
+        let check = |name: &str, passed: bool| vmtests::report::Check {
+            name: name.into(),
+            passed,
+            detail: format!("{name} detail\nmore"),
+        };
+        let tests = [
+            run(
+                "zbm-menu",
+                Some("timed out waiting for menu\nphase"),
+                vec![],
+            ),
+            run(
+                "install",
+                Some("timed out after 120s waiting for \"ROOT/default\" on the console\nphase"),
+                vec![],
+            ),
+            run("zbm-kernels", None, vec![check("pool", true)]),
+        ];
+        assert_eq!(
+            what_failed(&tests),
+            "failed (2 of 3 tests); install: timed out after 120s waiting for \"ROOT/default\" \
+             on the console; the console said: emergency shell: unable to load ZFS kernel modules"
+        );
+        let checked = [run(
+            "zbm-rollback",
+            None,
+            vec![check("pool", true), check("bootfs", false)],
+        )];
+        assert!(
+            what_failed(&checked).starts_with(
+                "failed (1 of 1 tests); zbm-rollback: bootfs: bootfs detail; the console said"
+            ),
+            "{}",
+            what_failed(&checked)
+        );
     }
 
     #[test]

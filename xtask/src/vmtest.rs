@@ -113,6 +113,8 @@ pub struct TestTimes {
     pub checks: Vec<vmtests::report::Check>,
     pub dir: PathBuf,
     pub passed: bool,
+    /// What stopped it before its checks, if anything (its report's `error`).
+    pub error: Option<String>,
     pub wall_seconds: f64,
     pub phases: Vec<vmtests::report::Phase>,
 }
@@ -167,6 +169,7 @@ pub fn report_times(
             name: test_name(&dir),
             checks: r.checks.clone(),
             passed: r.passed(),
+            error: r.error.clone(),
             wall_seconds: r.wall_seconds,
             phases: r.phases,
             dir,
