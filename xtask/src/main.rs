@@ -149,9 +149,10 @@ enum Task {
     /// (distros as columns, checks and tests as rows, versions and phase times) and a JUnit
     /// file per distro.
     Matrix {
-        /// debian (= debian-13), debian-12, debian-14 (testing).
-        #[arg(value_parser = parse_distro)]
-        distros: Vec<ImageDistro>,
+        /// debian (= debian-13), debian-12, debian-14 (testing); rocky-9 and freebsd-14 are
+        /// plan only: their columns say so.
+        #[arg(value_parser = matrix::MatrixDistro::find)]
+        distros: Vec<matrix::MatrixDistro>,
         #[command(flatten)]
         sources: ImageSources,
     },
@@ -329,11 +330,18 @@ fn main() -> anyhow::Result<()> {
         Task::ImageCache { action, cache } => image_cache(action, &cache.path()),
         Task::Matrix { distros, sources } => {
             let distros = if distros.is_empty() {
-                image::recipe::DISTROS.to_vec()
+                (image::recipe::DISTROS.iter())
+                    .map(|d| matrix::MatrixDistro::Image(*d))
+                    .collect()
             } else {
                 distros
             };
-            let opts = sources.options(distros[0], false);
+            let first = distros.iter().find_map(|d| match d {
+                matrix::MatrixDistro::Image(d) => Some(*d),
+                matrix::MatrixDistro::PlanOnly(_) => None,
+            });
+            // Only plan-only distros named: no image options are needed, the first is a stand-in.
+            let opts = sources.options(first.unwrap_or(image::recipe::DISTROS[0]), false);
             matrix::matrix(&distros, |distro| image::Options {
                 distro,
                 ..opts.clone()

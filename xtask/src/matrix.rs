@@ -19,6 +19,46 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// A column of the matrix: a distro build-image makes a medium for, or one kldload only plans.
+#[derive(Debug, Clone, Copy)]
+pub enum MatrixDistro {
+    Image(ImageDistro),
+    /// rocky-9 and freebsd-14: kldload plans their installs from a mirror the user names, but
+    /// no such mirror is reachable where it is developed, so there is no medium to boot and
+    /// their plans are proven by the golden tests only (installer/tests/golden.rs).
+    PlanOnly(&'static str),
+}
+
+/// The distros kldload plans but builds no medium for.
+pub const PLAN_ONLY: [&str; 2] = ["rocky-9", "freebsd-14"];
+
+impl MatrixDistro {
+    /// A distro named on the command line: one build-image knows, else a plan-only one.
+    pub fn find(name: &str) -> Result<MatrixDistro> {
+        if let Some(plan_only) = PLAN_ONLY.iter().find(|d| **d == name) {
+            return Ok(MatrixDistro::PlanOnly(plan_only));
+        }
+        ImageDistro::find(name)
+            .map(MatrixDistro::Image)
+            .map_err(|e| anyhow::anyhow!("{e}; plan only: {}", PLAN_ONLY.join(", ")))
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            MatrixDistro::Image(d) => d.name,
+            MatrixDistro::PlanOnly(name) => name,
+        }
+    }
+}
+
+/// A plan-only distro's column: why it has no VM tests, and what proves its plan.
+fn skipped(distro: &str) -> String {
+    format!(
+        "skipped: plan only (kldload builds no {distro} medium: no {distro} mirror is reachable \
+         where it is developed; its plans are checked by installer/tests/golden.rs)"
+    )
+}
+
 /// The tests the matrix runs on each distro: the main job and every ZFSBootMenu test.
 const TESTS: &str = "(binary(install) and test(=install_and_boot)) or binary(zbm)";
 
@@ -42,6 +82,22 @@ pub struct Column {
     pub junit: Option<String>,
 }
 
+impl Column {
+    /// A column whose tests did not run, for `outcome`'s reason.
+    fn without_run(distro: &str, outcome: String) -> Column {
+        Column {
+            distro: distro.to_string(),
+            outcome,
+            versions: None,
+            image_seconds: None,
+            image_cached: None,
+            tests_seconds: None,
+            phases: Vec::new(),
+            junit: None,
+        }
+    }
+}
+
 /// One row's result on one distro.
 #[derive(Debug, Serialize, Clone, PartialEq)]
 pub struct Cell {
@@ -61,9 +117,9 @@ pub struct Matrix {
 }
 
 /// Runs the matrix over `distros` (each with `opts_for`'s options) and writes the table.
-/// Fails when any distro did not pass, after the table is written.
+/// Fails when any distro that has a medium did not pass, after the table is written.
 pub fn matrix(
-    distros: &[ImageDistro],
+    distros: &[MatrixDistro],
     opts_for: impl Fn(ImageDistro) -> image::Options,
 ) -> Result<()> {
     let out = vmtest::results_dir();
@@ -73,10 +129,23 @@ pub fn matrix(
     let mut seen = Vec::new();
     for distro in distros {
         // `debian` and `debian-13` are one distro: one column.
-        if seen.contains(&distro.name) {
+        if seen.contains(&distro.name()) {
             continue;
         }
-        seen.push(distro.name);
+        seen.push(distro.name());
+        let distro = match distro {
+            MatrixDistro::Image(d) => d,
+            MatrixDistro::PlanOnly(name) => {
+                let column = Column::without_run(name, skipped(name));
+                eprintln!("matrix: {name}: {}", column.outcome);
+                // Visible in a GitHub job's annotations, not only in its log.
+                if std::env::var_os("GITHUB_ACTIONS").is_some() {
+                    println!("::notice title={name}::{}", column.outcome);
+                }
+                columns.push(column);
+                continue;
+            }
+        };
         eprintln!("matrix: {}", distro.name);
         // So a run that writes none leaves none of the last distro's to be taken for its own.
         let _ = std::fs::remove_file(&junit);
@@ -109,7 +178,7 @@ pub fn matrix(
         out.join("matrix.json").display()
     );
     let failed: Vec<&str> = (matrix.columns.iter())
-        .filter(|c| c.outcome != "passed")
+        .filter(|c| c.outcome != "passed" && !c.outcome.starts_with("skipped"))
         .map(|c| c.distro.as_str())
         .collect();
     if !failed.is_empty() {
@@ -121,23 +190,11 @@ pub fn matrix(
 /// A distro's column from its run (or why it did not run), its JUnit file (`junit`, nextest's)
 /// kept beside its runs.
 fn column(distro: &str, result: &Result<TestRun>, junit: &Path, out: &Path) -> Column {
-    let mut column = Column {
-        distro: distro.to_string(),
-        outcome: String::new(),
-        versions: None,
-        image_seconds: None,
-        image_cached: None,
-        tests_seconds: None,
-        phases: Vec::new(),
-        junit: None,
-    };
     let run = match result {
         Ok(run) => run,
-        Err(e) => {
-            column.outcome = why_not(e);
-            return column;
-        }
+        Err(e) => return Column::without_run(distro, why_not(e)),
     };
+    let mut column = Column::without_run(distro, String::new());
     column.outcome = if run.passed {
         "passed".into()
     } else {
@@ -347,6 +404,36 @@ mod tests {
             transcript: "debian-13/20261127-1-install/serial.log".into(),
             report: "debian-13/20261127-1-install/report.json".into(),
         }
+    }
+
+    #[test]
+    fn rocky_and_freebsd_are_plan_only_columns_and_an_unknown_distro_is_refused() {
+        assert!(matches!(
+            MatrixDistro::find("rocky-9").unwrap(),
+            MatrixDistro::PlanOnly("rocky-9")
+        ));
+        assert!(matches!(
+            MatrixDistro::find("debian").unwrap(),
+            MatrixDistro::Image(d) if d.name == "debian-13"
+        ));
+        let e = MatrixDistro::find("arch").unwrap_err().to_string();
+        assert!(
+            e.contains("debian-14") && e.contains("plan only: rocky-9, freebsd-14"),
+            "{e}"
+        );
+        let column = Column::without_run("freebsd-14", skipped("freebsd-14"));
+        let md = markdown(&Matrix {
+            columns: vec![column],
+            rows: vec![],
+        });
+        assert!(
+            md.contains(
+                "| **outcome** | **skipped: plan only (kldload builds no freebsd-14 medium: no \
+                 freebsd-14 mirror is reachable where it is developed; its plans are checked by \
+                 installer/tests/golden.rs)** |"
+            ),
+            "{md}"
+        );
     }
 
     /// debian-14's first matrix run (2026-11-27): every test stopped in ZFSBootMenu's
