@@ -268,6 +268,10 @@ pub enum Step {
     /// ZFSBootMenu: in the open kernel list, selects `kernel` (a file name in /boot, or
     /// `"newest"` or `"oldest"`) and boots it.
     ZbmBootKernel { kernel: String },
+    /// ZFSBootMenu: in the open kernel list, selects `kernel` (as for `zbm-boot-kernel`) and
+    /// makes it the boot environment's default (Alt+D, ZFSBootMenu's Ctrl+D: it writes
+    /// `org.zfsbootmenu:kernel` as the file name and `$`); back in the menu.
+    ZbmDefaultKernel { kernel: String },
     /// ZFSBootMenu: selects `be` in the menu and adds `append` to the kernel command line of
     /// its next boot only (Alt+E); back in the menu.
     ZbmCmdlineOnce { be: String, append: String },
@@ -353,6 +357,9 @@ impl Step {
             ),
             Step::ZbmKernels { be, .. } => format!("ZFSBootMenu: kernels of {be}"),
             Step::ZbmBootKernel { kernel } => format!("ZFSBootMenu: boot the kernel {kernel}"),
+            Step::ZbmDefaultKernel { kernel } => {
+                format!("ZFSBootMenu: make the kernel {kernel} the default")
+            }
             Step::ZbmCmdlineOnce { be, append } => {
                 format!("ZFSBootMenu: {append:?} on {be}'s command line, once")
             }
@@ -966,6 +973,14 @@ impl Exec<'_> {
                 zbm.select(&format!("/boot/{name}"))?;
                 zbm.enter(&format!("Return: boot {name}"))?;
                 Ok(format!("booting {name}"))
+            }
+            Step::ZbmDefaultKernel { kernel } => {
+                let mut zbm = Zbm::new(self.machine()?);
+                let listed = zbm.wait_for_kernel_list()?;
+                let name = pick_kernel(kernel, &listed)?;
+                zbm.select(&format!("/boot/{name}"))?;
+                zbm.set_selected_kernel_as_default()?;
+                Ok(format!("{name} made the default"))
             }
             Step::ZbmCmdlineOnce { be, append } => {
                 let mut zbm = Zbm::new(self.machine()?);
