@@ -676,6 +676,7 @@ mod tests {
                 topology: vec![leaf("/dev/disk/by-id/virtio-<serial-1>-part2")],
                 labels: Vec::new(),
                 status: String::new(),
+                devices: vec!["vdap2".into()],
             }],
             datasets: vec![
                 ds("rpool", "none", &[]),
@@ -759,6 +760,7 @@ mod tests {
             children: disks,
         }];
         r.disks = (0..5).map(|i| disk(&format!("vd{i}"), 512)).collect();
+        r.pools[0].devices = (0..5).map(|i| format!("vd{i}p2")).collect();
         r.datasets[2].encryption_root = Some("rpool/ROOT".into());
         let g = generate(&r, "user.json").unwrap();
         assert_eq!(excepted(&g), ["layout", "encryption root"]);
@@ -811,6 +813,7 @@ mod tests {
     fn a_mirror_of_4kn_disks_with_its_own_names_and_a_silent_command_line() {
         let mut r = kldload_install();
         r.disks = vec![disk("nvme0n1", 4096), disk("nvme1n1", 4096)];
+        r.pools[0].devices = vec!["nvme0n1p2".into(), "nvme1n1p2".into()];
         r.pools[0].name = "tank".into();
         r.pools[0].bootfs = Some("tank/sys/debian".into());
         r.pools[0].topology = vec![Vdev {

@@ -55,7 +55,7 @@ impl BootFacts {
         let name = &pool.name;
         let in_pool = |d: &str| d == name || d.starts_with(&format!("{name}/"));
         let layout = data_vdevs(pool).map(vdev_kind).collect();
-        let sector_sizes = zfs_disk_sectors(report);
+        let sector_sizes = zfs_disk_sectors(report, pool);
         let dataset = |n: &str| report.datasets.iter().find(|d| d.name == n);
         let default_be = (pool.bootfs.as_ref())
             .and_then(|b| report.boot_environments.iter().find(|e| &e.dataset == b));
@@ -189,10 +189,19 @@ pub fn data_vdevs(pool: &Pool) -> impl Iterator<Item = &Vdev> {
     (pool.topology.iter()).filter(|v| !VDEV_CLASSES.contains(&v.name.as_str()))
 }
 
-/// The logical sector sizes of the report's disks that hold a ZFS partition, in order.
-fn zfs_disk_sectors(report: &Report) -> Vec<u32> {
+/// The logical sector sizes of the disks holding `pool`, in the report's order: those with
+/// one of its devices (a partition, or the disk itself), else, in a report that does not tie
+/// pools to disks (written before kldload read `devices`), every disk with a ZFS partition.
+fn zfs_disk_sectors(report: &Report, pool: &Pool) -> Vec<u32> {
+    let holds_pool = |d: &&kldload::report::Disk| {
+        if pool.devices.is_empty() {
+            return (d.partitions.iter()).any(|p| p.filesystem.as_deref() == Some("zfs_member"));
+        }
+        pool.devices.contains(&d.name)
+            || (d.partitions.iter()).any(|p| pool.devices.contains(&p.name))
+    };
     (report.disks.iter())
-        .filter(|d| (d.partitions.iter()).any(|p| p.filesystem.as_deref() == Some("zfs_member")))
+        .filter(holds_pool)
         .map(|d| d.logical_sector_bytes.unwrap_or(512))
         .collect()
 }
@@ -312,6 +321,32 @@ mod tests {
         assert!(text.contains(
             "org.zfsbootmenu:kernel on rpool/ROOT: the report has None, the VM Some(\"6.1\")"
         ));
+    }
+
+    /// A machine with a second pool on a 4Kn disk: the root pool's sector sizes are its own
+    /// disk's, not every ZFS disk's; a report that does not tie pools to disks (no `devices`)
+    /// reads every disk with a ZFS partition, as before.
+    #[test]
+    fn sector_sizes_are_the_root_pools_disks_only() {
+        let mut report = recorded();
+        let root_disk = report.disks[0].clone();
+        let mut data_disk = root_disk.clone();
+        data_disk.name = "vdb".into();
+        data_disk.logical_sector_bytes = Some(4096);
+        for p in &mut data_disk.partitions {
+            p.name = p.name.replace("vda", "vdb");
+        }
+        report.disks.push(data_disk);
+        let root_partition = (root_disk.partitions.iter())
+            .find(|p| p.filesystem.as_deref() == Some("zfs_member"))
+            .unwrap()
+            .name
+            .clone();
+        report.pools[0].devices = vec![root_partition];
+        assert_eq!(BootFacts::of(&report).unwrap().sector_sizes, [512]);
+        report.pools[0].devices.clear();
+        let first = root_disk.logical_sector_bytes.unwrap_or(512);
+        assert_eq!(BootFacts::of(&report).unwrap().sector_sizes, [first, 4096]);
     }
 
     #[test]

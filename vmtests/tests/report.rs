@@ -60,6 +60,11 @@ fn report_describes_the_installed_machine_and_redacts_it() {
         );
 
         let compatibility = m.succeed("zpool get -H -o value compatibility rpool")?;
+        // The pool's leaf devices as the kernel names them, by zpool's paths, each resolved.
+        let devices = m.succeed(
+            "zpool list -vHP rpool | awk '$1 ~ /^\\/dev\\// {print $1}' | xargs -n1 readlink -f \
+             | xargs -n1 basename",
+        )?;
         let active = m.succeed("zpool get -H -o value all rpool | grep -cx active")?;
         run.check("the pool: bootfs, compatibility, active features", || {
             let pool = r
@@ -82,6 +87,12 @@ fn report_describes_the_installed_machine_and_redacts_it() {
                 n.to_string() == active.trim(),
                 "{n} active, zpool says {active}"
             );
+            let expected: Vec<&str> = devices.lines().collect();
+            ensure!(
+                !expected.is_empty() && pool.devices == expected,
+                "devices {:?}, zpool list's resolve to {expected:?}",
+                pool.devices
+            );
             ensure!(
                 pool.labels
                     .iter()
@@ -90,8 +101,9 @@ fn report_describes_the_installed_machine_and_redacts_it() {
                 pool.labels
             );
             Ok(format!(
-                "{} vdev(s), {n} active features, {} label(s)",
+                "{} vdev(s) on {}, {n} active features, {} label(s)",
                 pool.topology.len(),
+                pool.devices.join(" "),
                 pool.labels.len()
             ))
         });

@@ -136,6 +136,11 @@ pub struct Pool {
     pub topology: Vec<Vdev>,
     /// The first label of each leaf device (`zdb -l`).
     pub labels: Vec<Label>,
+    /// The kernel names its leaf devices resolve to (`sda2`, `nvme0n1p2`, a whole disk's
+    /// `sdb`), whatever path the pool was imported by: what ties the pool to the disks above.
+    /// Empty in reports written before kldload read it.
+    #[serde(default)]
+    pub devices: Vec<String>,
     /// `zpool status -P` as printed.
     pub status: String,
 }
@@ -491,6 +496,7 @@ fn read_pools(note: &mut impl FnMut(&str, String)) -> Vec<Pool> {
                 e
             });
             let topology = parse::topology(&status);
+            let devices = kernel_names(&leaves(&topology), |path| std::fs::canonicalize(path).ok());
             let labels = leaves(&topology)
                 .into_iter()
                 .filter_map(|device| {
@@ -513,7 +519,22 @@ fn read_pools(note: &mut impl FnMut(&str, String)) -> Vec<Pool> {
                 features,
                 topology,
                 labels,
+                devices,
             }
+        })
+        .collect()
+}
+
+/// The kernel names (`/dev/NAME`) the device paths `leaves` resolve to through `resolve`
+/// (symbolic links such as /dev/disk/by-id/... followed), in order; a path that resolves to
+/// nothing under /dev is left out.
+fn kernel_names(leaves: &[String], resolve: impl Fn(&str) -> Option<PathBuf>) -> Vec<String> {
+    leaves
+        .iter()
+        .filter_map(|leaf| {
+            let real = resolve(leaf)?;
+            let name = real.strip_prefix("/dev").ok()?.to_str()?;
+            (!name.contains('/')).then(|| name.to_string())
         })
         .collect()
 }
@@ -930,6 +951,23 @@ mod tests {
             ann:x:1000:1000:Ann,,,:/home/ann:/bin/bash\n\
             systemd-network:x:998:998::/:/usr/sbin/nologin\n";
         assert_eq!(users(passwd), ["ann"]);
+    }
+
+    #[test]
+    fn a_pools_leaves_are_tied_to_kernel_names_whatever_path_it_was_imported_by() {
+        let leaves = [
+            "/dev/disk/by-id/nvme-Samsung_SSD_980_S64DNX0R-part2".to_string(),
+            "/dev/vdb2".to_string(),
+            "/dev/disk/by-id/gone-part2".to_string(),
+            "/dev/mapper/crypt-data".to_string(),
+        ];
+        let names = kernel_names(&leaves, |path| match path {
+            "/dev/disk/by-id/nvme-Samsung_SSD_980_S64DNX0R-part2" => Some("/dev/nvme0n1p2".into()),
+            "/dev/vdb2" => Some("/dev/vdb2".into()),
+            "/dev/mapper/crypt-data" => Some("/dev/mapper/crypt-data".into()),
+            _ => None,
+        });
+        assert_eq!(names, ["nvme0n1p2", "vdb2"]);
     }
 
     #[test]
