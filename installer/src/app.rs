@@ -169,7 +169,42 @@ fn plan_for(
         zfsbootmenu,
         installer: on_host(Path::new(LIVE_KLDLOAD)).then(|| LIVE_KLDLOAD.into()),
     };
+    check_pool_features(&inputs, host_root)?;
     Ok((build_plan(&inputs)?, inputs.zfsbootmenu.clone()))
+}
+
+/// The answer file's `pool.features` must all be in the pool's compatibility set (the features
+/// both ZFSBootMenu's ZFS and the installed system's read; its file is in the live system's
+/// compatibility.d, which holds every older version's): `zpool create` would refuse one
+/// outside it, after the disks were partitioned. Unchecked when the set is not known.
+fn check_pool_features(inputs: &Inputs, host_root: &Path) -> Result<(), AppError> {
+    let (Some(features), Some(set)) = (&inputs.config.pool.features, inputs.pool_compatibility())
+    else {
+        return Ok(());
+    };
+    let file = host_root
+        .join(crate::zbm_image::COMPATIBILITY_DIR)
+        .join(&set);
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        return Ok(());
+    };
+    let known = crate::zbm_image::parse_features(&text);
+    let unknown: Vec<&str> = (features.iter())
+        .map(|f| f.as_str())
+        .filter(|f| !known.contains(*f))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(AppError::BadOption(format!(
+        "pool.features names {} that the pool's readers do not all know: it is created with \
+         compatibility={set} (what ZFSBootMenu's ZFS and the installed system's both read), \
+         and {set} has no {}\nfix: leave {} out of pool.features, or use a ZFSBootMenu and a \
+         live system whose ZFS knows them\nnothing was written to any disk",
+        unknown.join(", "),
+        unknown.join(", "),
+        if unknown.len() == 1 { "it" } else { "them" }
+    )))
 }
 
 /// Whether the ESP boots through shim: `secure_boot.mode`, with "auto" following the live
@@ -557,6 +592,47 @@ mod tests {
             read_zbm_image(&source, root.path(), ZbmFile::MayBeMissing).unwrap(),
             None
         );
+    }
+
+    /// `pool.features` outside the compatibility set are refused before anything is written,
+    /// each named; inside it, or with the set's file not there to read, they pass.
+    #[test]
+    fn pool_features_the_readers_do_not_know_are_refused_before_anything_is_written() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join(crate::zbm_image::COMPATIBILITY_DIR);
+        let mut config = crate::config::test_config("");
+        let named = |list: &[&str]| {
+            Some(
+                (list.iter())
+                    .map(|f| crate::config::names::FeatureName::new(*f).unwrap())
+                    .collect(),
+            )
+        };
+        config.pool.features = named(&["async_destroy", "raidz_expansion", "fast_dedup"]);
+        let check = |config: &crate::config::Config| {
+            check_pool_features(
+                &crate::recipe::testing::inputs(config, None, None),
+                root.path(),
+            )
+        };
+        // No compatibility file to read: not checked here (zpool create is).
+        check(&config).unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("openzfs-2.3-linux"),
+            "# features\nasync_destroy\nempty_bpobj, large_dnode\n",
+        )
+        .unwrap();
+        let e = check(&config).unwrap_err().to_string();
+        for words in [
+            "pool.features names raidz_expansion, fast_dedup",
+            "compatibility=openzfs-2.3-linux",
+            "nothing was written to any disk",
+        ] {
+            assert!(e.contains(words), "{words:?} not in {e}");
+        }
+        config.pool.features = named(&["async_destroy", "large_dnode"]);
+        check(&config).unwrap();
     }
 
     /// The build of forky's dracut 112 in host-only mode: a ZFSBootMenu whose initramfs has

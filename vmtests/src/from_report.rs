@@ -9,7 +9,8 @@
 //! native encryption of the boot environment; the boot environments' names (the one booted by
 //! default renamed into place, the others cloned from it); every local `org.zfsbootmenu:*`
 //! property, and kldload's own ones removed where the report has none; /etc/hostid and the
-//! initramfs's hostid; the pool features the report has enabled; the newest kernel without
+//! initramfs's hostid; the pool created with exactly the features the report has enabled
+//! (`pool.features`: none the user's pool lacks); the newest kernel without
 //! zfs.ko in its initramfs; ZFSBootMenu's ZFS when it reads only openzfs-2.1.
 //!
 //! The checks: ZFSBootMenu counts down to the report's bootfs; the boot ends as the report says
@@ -223,6 +224,27 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
             except.push("compression".into());
         }
     }
+    // The pool is created with exactly the report's features (`pool.features`: no feature
+    // the user's pool lacks, none its readers may not know). One the VM's ZFS does not know
+    // makes the install refuse, naming it.
+    let enabled: Vec<&String> = (pool.features.iter())
+        .filter(|(_, state)| *state != "disabled")
+        .map(|(f, _)| f)
+        .collect();
+    if !enabled.is_empty() {
+        let mut names = Vec::new();
+        for f in &enabled {
+            if kldload::config::names::FeatureName::new(f.as_str()).is_err() {
+                bail!("pool feature {f:?} is not a feature name kldload can give zpool");
+            }
+            names.push(s(f.as_str()));
+        }
+        answer_pool.insert("features".into(), Value::Array(names));
+        reproduced.push(format!(
+            "the pool's features: exactly its {} enabled ones",
+            enabled.len()
+        ));
+    }
     answers.insert("pool".into(), Value::Table(answer_pool));
 
     let encrypted = dataset(report, &bootfs).and_then(|d| d.encryption_root.clone());
@@ -335,29 +357,14 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
         }
         _ => {}
     }
-    // Features.
-    let enabled: Vec<&String> = (pool.features.iter())
-        .filter(|(_, state)| *state != "disabled")
-        .map(|(f, _)| f)
-        .collect();
+    // The compatibility property as the report has it (the features were the install's).
     let compatibility = pool.compatibility.clone().unwrap_or_else(|| "off".into());
     script.push(format!(
         "zpool set compatibility={} {}",
         sh(&compatibility),
         sh(name)
     ));
-    for f in &enabled {
-        script.push(format!(
-            "zpool set {} {} 2>/dev/null || echo {}",
-            sh(&format!("feature@{f}=enabled")),
-            sh(name),
-            sh(&format!("not known to this ZFS: {f}"))
-        ));
-    }
-    reproduced.push(format!(
-        "compatibility={compatibility}; {} features enabled",
-        enabled.len()
-    ));
+    reproduced.push(format!("compatibility={compatibility}"));
     // The default kernel without zfs.ko.
     let no_zfs = default_kernel.is_some_and(|k| k.initramfs_has_zfs == Some(false));
     if no_zfs {
@@ -789,11 +796,14 @@ mod tests {
             ]
         );
         assert!(g.toml.contains("layout = \"single\""), "{}", g.toml);
-        assert!(
-            g.toml
-                .contains("zpool set 'feature@head_errlog=enabled' 'rpool'")
-        );
-        assert!(!g.toml.contains("feature@draid"));
+        // Created with exactly the report's enabled features, not the disabled ones.
+        let scenario = load(&g);
+        let features = (scenario.answers.get("pool"))
+            .and_then(|p| p.get("features"))
+            .and_then(|f| f.as_array())
+            .map(|f| f.iter().map(|x| x.as_str().unwrap()).collect::<Vec<_>>());
+        assert_eq!(features, Some(vec!["head_errlog"]), "{}", g.toml);
+        assert!(!g.toml.contains("draid"));
         assert!(!g.toml.contains("zfs rename"));
         assert!(!g.toml.contains("zfs inherit org.zfsbootmenu:commandline"));
         assert!(

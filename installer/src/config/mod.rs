@@ -269,6 +269,11 @@ pub struct PoolConfig {
     pub compression: Compression,
     /// A swap zvol of this size (none by default).
     pub swap_size: Option<SwapSize>,
+    /// The pool's features, exactly: it is created with these enabled and no other (`zpool
+    /// create -d`), for a reader that knows no others (an older system that imports it too,
+    /// a user's pool reproduced from its report). Left out: every feature that both
+    /// ZFSBootMenu's ZFS and the installed system's read (`compatibility=`).
+    pub features: Option<Vec<FeatureName>>,
 }
 
 impl Default for PoolConfig {
@@ -278,7 +283,18 @@ impl Default for PoolConfig {
             ashift: default_ashift(),
             compression: default_compression(),
             swap_size: None,
+            features: None,
         }
+    }
+}
+
+impl PoolConfig {
+    /// Whether the pool is created with feature `name` enabled: every feature the readers
+    /// share when `features` is left out.
+    pub fn has_feature(&self, name: &str) -> bool {
+        self.features
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|f| f.as_str() == name))
     }
 }
 
@@ -805,6 +821,28 @@ impl Config {
                  and hold pages of encrypted data: use datasets = \"all\" or no swap"
                     .into(),
             );
+        }
+        if self.encryption.enabled && !p.has_feature("encryption") {
+            return err(
+                "pool.features",
+                "an encrypted pool needs the feature encryption: add \"encryption\" to \
+                 pool.features, or leave encryption off"
+                    .into(),
+            );
+        }
+        if let Some(features) = &p.features {
+            let mut seen = std::collections::BTreeSet::new();
+            if let Some(dup) = features.iter().find(|f| !seen.insert(*f)) {
+                return err("pool.features", format!("{dup} is listed twice"));
+            }
+            if self.distro.family() == Family::FreeBsd {
+                return err(
+                    "pool.features",
+                    "freebsd-14's pool is created with compatibility=openzfs-2.2-freebsd, the \
+                     features its loader reads: leave pool.features out"
+                        .into(),
+                );
+            }
         }
         if self.secure_boot.mode == SecureBootMode::On && self.distro.family() != Family::Debian {
             return err(

@@ -550,6 +550,27 @@ validated_string!(
     check_kernel_series
 );
 
+validated_string!(
+    /// A ZFS pool feature's short name, as `zpool get` lists it after `feature@`
+    /// (`large_dnode`, `encryption`): lowercase letters, digits and `_`.
+    FeatureName,
+    check_feature_name
+);
+
+fn check_feature_name(v: &str) -> Result<(), NameError> {
+    let ok = !v.is_empty()
+        && v.len() <= 64
+        && v.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !ok {
+        return Err(NameError(format!(
+            "{v:?} is not a pool feature: write its short name as `zpool get all` lists it \
+             after feature@, e.g. \"large_dnode\""
+        )));
+    }
+    Ok(())
+}
+
 fn check_kernel_series(v: &str) -> Result<(), NameError> {
     let numbers = |part: &str| {
         !part.is_empty() && part.len() <= 3 && part.bytes().all(|b| b.is_ascii_digit())

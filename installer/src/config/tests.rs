@@ -436,3 +436,25 @@ fn a_stripe_of_two_disks_lists_both_partitions_with_no_vdev_word() {
     assert_eq!(c.disks.layout.vdev_word(), None);
     assert_eq!(c.disks.paths.len(), 2);
 }
+
+#[test]
+fn pool_features_are_short_names_once_each_and_include_encryption_when_encrypted() {
+    let with = |features: &str, extra: &str| {
+        format!("{MINIMAL}\n[pool]\nfeatures = [{features}]\n{extra}")
+    };
+    let c = parse(&with("\"async_destroy\", \"large_dnode\"", "")).unwrap();
+    assert!(c.pool.has_feature("large_dnode") && !c.pool.has_feature("encryption"));
+    assert!(parse(MINIMAL).unwrap().pool.has_feature("encryption"));
+    let e = error(&with("\"feature@async_destroy\"", ""));
+    assert!(e.contains("is not a pool feature"), "{e}");
+    let e = error(&with("\"lz4_compress\", \"lz4_compress\"", ""));
+    assert!(e.contains("lz4_compress is listed twice"), "{e}");
+    let e = error(&with(
+        "\"lz4_compress\"",
+        "[encryption]\nenabled = true\npassphrase_file = \"/root/p\"\n",
+    ));
+    assert!(
+        e.contains("pool.features") && e.contains("needs the feature encryption"),
+        "{e}"
+    );
+}

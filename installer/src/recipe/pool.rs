@@ -46,13 +46,28 @@ pub fn step(inputs: &Inputs) -> Step {
         // stays within them until the property is changed.
         opt("-o", format!("compatibility={set}"));
     }
+    if let Some(features) = &config.pool.features {
+        // Exactly the answer file's features: none enabled but those named.
+        create.push("-d".into());
+        for feature in features {
+            create.push("-o".into());
+            create.push(format!("feature@{feature}=enabled"));
+        }
+    }
+    let mut opt = |flag: &str, value: String| {
+        create.push(flag.into());
+        create.push(value);
+    };
     opt("-O", format!("compression={}", config.pool.compression));
     opt("-O", "acltype=posixacl".into());
     opt("-O", "xattr=sa".into());
     // As OpenZFS's Root on ZFS guides: dnodes sized to hold the SA xattrs (ACLs, SELinux labels)
     // beside the file instead of in a spill block, and file names compared in Unicode's
     // normal form D, so two spellings of one name cannot both exist (names must be UTF-8).
-    opt("-O", "dnodesize=auto".into());
+    // dnodesize needs the feature large_dnode, which a pool of older features may lack.
+    if config.pool.has_feature("large_dnode") {
+        opt("-O", "dnodesize=auto".into());
+    }
     opt("-O", "normalization=formD".into());
     opt("-O", "relatime=on".into());
     opt("-O", "mountpoint=none".into());
@@ -262,5 +277,34 @@ mod tests {
         let mut bare = inputs(&config, None, Some("openzfs-2.1-linux"));
         bare.live_zfs_features = None;
         assert_eq!(compatibility(&bare), None);
+    }
+
+    /// `pool.features`: created with those and no other, within the compatibility set; without
+    /// large_dnode, no dnodesize=auto (zpool create would refuse it).
+    #[test]
+    fn a_pool_of_exactly_the_answer_files_features() {
+        let create = |config: &crate::config::Config| {
+            commands(&step(&inputs(config, None, None)))
+                .into_iter()
+                .find(|c| c.starts_with("zpool create"))
+                .expect("zpool create")
+        };
+        let default = create(&crate::config::test_config(""));
+        assert!(!default.contains(" -d ") && default.contains("dnodesize=auto"));
+        let mut config = crate::config::test_config("");
+        config.pool.features = Some(
+            ["async_destroy", "empty_bpobj"]
+                .map(|f| crate::config::names::FeatureName::new(f).unwrap())
+                .to_vec(),
+        );
+        let exact = create(&config);
+        assert!(
+            exact.contains(
+                "-o compatibility=openzfs-2.3-linux -d -o feature@async_destroy=enabled \
+                 -o feature@empty_bpobj=enabled -O compression=lz4"
+            ),
+            "{exact}"
+        );
+        assert!(!exact.contains("dnodesize"), "{exact}");
     }
 }
