@@ -175,8 +175,9 @@ fn plan_for(
 
 /// The answer file's `pool.features` must all be in the pool's compatibility set (the features
 /// both ZFSBootMenu's ZFS and the installed system's read; its file is in the live system's
-/// compatibility.d, which holds every older version's): `zpool create` would refuse one
-/// outside it, after the disks were partitioned. Unchecked when the set is not known.
+/// compatibility.d, which holds every older version's): `zpool create -d` only warns about one
+/// outside it and makes a pool ZFSBootMenu may be unable to import. Unchecked when the set is
+/// not known.
 fn check_pool_features(inputs: &Inputs, host_root: &Path) -> Result<(), AppError> {
     let (Some(features), Some(set)) = (&inputs.config.pool.features, inputs.pool_compatibility())
     else {

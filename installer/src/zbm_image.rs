@@ -515,11 +515,11 @@ pub(crate) mod tests {
         out
     }
 
-    /// A ZFSBootMenu-like EFI file: its command line, an initramfs (zstd) with `entries`, and a
-    /// kernel section after it.
     /// Where a Debian ZFSBootMenu carries zfs.ko: a test image that must import has it.
     pub(crate) const ZFS_KO: &str = "usr/lib/modules/6.1.0-50-amd64/updates/dkms/zfs.ko.xz";
 
+    /// A ZFSBootMenu-like EFI file: its command line, an initramfs (zstd) with `entries`, and a
+    /// kernel section after it.
     pub(crate) fn zbm_efi(cmdline: &str, entries: &[Entry]) -> Option<tempfile::NamedTempFile> {
         let initrd = compress("zstd", &cpio_entries(entries))?;
         let bytes = efi(&[

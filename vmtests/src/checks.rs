@@ -192,12 +192,19 @@ fn get(m: &mut Machine, props: &str, target: &str) -> Result<Vec<String>> {
 /// does xattr=sa).
 fn pool_properties(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
     let pool = c.pool.name.as_str();
+    // dnodesize=auto needs the feature large_dnode, which a pool of `pool.features` may lack.
+    let dnodes = c.pool.has_feature("large_dnode");
+    let properties = if dnodes {
+        "compression,acltype,xattr,dnodesize"
+    } else {
+        "compression,acltype,xattr"
+    };
     let out = m.succeed(&format!(
-        "zfs get -H -o property,value,source compression,acltype,xattr,dnodesize {pool}"
+        "zfs get -H -o property,value,source {properties} {pool}"
     ))?;
     let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split('\t').collect()).collect();
     ensure!(
-        rows.len() == 4 && rows.iter().all(|r| r.len() == 3),
+        rows.len() == properties.split(',').count() && rows.iter().all(|r| r.len() == 3),
         "unexpected output {out:?}"
     );
     let not_local: Vec<String> = rows
@@ -210,8 +217,10 @@ fn pool_properties(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
         "not set on {pool} itself: {}",
         not_local.join(", ")
     );
-    let (compression, acltype, xattr, dnodesize) = (rows[0][1], rows[1][1], rows[2][1], rows[3][1]);
-    ensure!(dnodesize == "auto", "dnodesize={dnodesize}");
+    let (compression, acltype, xattr) = (rows[0][1], rows[1][1], rows[2][1]);
+    if dnodes {
+        ensure!(rows[3][1] == "auto", "dnodesize={}", rows[3][1]);
+    }
     // Set only when the pool is made, so its source reads "-", not "local".
     let normalization = m.succeed(&format!("zfs get -H -o value normalization {pool}"))?;
     ensure!(
@@ -234,9 +243,14 @@ fn pool_properties(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
         "xattr={xattr} with {}",
         version.trim()
     );
+    let dnodesize = if dnodes {
+        " dnodesize=auto"
+    } else {
+        " (no large_dnode: no dnodesize)"
+    };
     Ok(format!(
-        "compression={compression} acltype={acltype} xattr={xattr} dnodesize={dnodesize}, all \
-         local; normalization=formD ({})",
+        "compression={compression} acltype={acltype} xattr={xattr}{dnodesize}, all local; \
+         normalization=formD ({})",
         version.trim()
     ))
 }

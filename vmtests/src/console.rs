@@ -45,6 +45,16 @@ pub fn plain_text(text: &str) -> String {
     escapes.replace_all(text, "").into_owned()
 }
 
+/// How [`Console::mark`] starts its lines in the transcript.
+const MARK: &str = "######## kldload harness: ";
+
+/// Marks of a machine (re)starting: its own power-on, a saved state loaded, a reboot.
+const MACHINE_STARTS: [&str; 3] = [
+    " started (",
+    "saved machine state loaded",
+    "harness: reboot ",
+];
+
 /// Signs on a console that a boot went wrong, each in the words of what says it.
 const TELLTALES: [&str; 10] = [
     // ZFSBootMenu's recovery shell, with its reason ("unable to load ZFS kernel modules").
@@ -64,10 +74,18 @@ const TELLTALES: [&str; 10] = [
 ];
 
 /// The last line of `transcript` that says a boot went wrong (see [`TELLTALES`]), without
-/// its escape sequences: what a failed wait and the matrix quote, so that a reader sees
-/// "emergency shell: unable to load ZFS kernel modules" and not only what never came.
+/// its escape sequences, looking only at the machine's last start (a test may have shown an
+/// emergency shell or a refusal on purpose before): what a failed wait and the matrix quote,
+/// so that a reader sees "emergency shell: unable to load ZFS kernel modules" and not only
+/// what never came.
 pub fn telltale(transcript: &str) -> Option<String> {
-    let plain = plain_text(transcript);
+    let last_start = (transcript.rmatch_indices(MARK).map(|(i, _)| i))
+        .find(|i| {
+            let line = transcript[*i..].lines().next().unwrap_or_default();
+            MACHINE_STARTS.iter().any(|s| line.contains(s))
+        })
+        .unwrap_or(0);
+    let plain = plain_text(&transcript[last_start..]);
     let line = plain
         .lines()
         .rev()
@@ -285,7 +303,7 @@ impl Console {
     /// Writes a marker into the transcript, so a reader sees where each phase starts.
     pub fn mark(&self, text: &str) {
         if let Ok(mut f) = OpenOptions::new().append(true).open(&self.transcript) {
-            let _ = writeln!(f, "\n\n######## kldload harness: {text} ########");
+            let _ = writeln!(f, "\n\n{MARK}{text} ########");
         }
     }
 }
@@ -307,6 +325,12 @@ mod tests {
             Some("emergency shell: unable to load ZFS kernel modules")
         );
         assert_eq!(telltale("Welcome to Debian\r\nlogin: "), None);
+        // An emergency shell shown on purpose before the machine started again is not quoted.
+        let later = format!(
+            "{transcript}\r\n\n######## kldload harness: installed started (Tcg) ########\n\
+             Welcome to Debian\r\nlogin: "
+        );
+        assert_eq!(telltale(&later), None);
         let long = format!("Kernel panic - not syncing: {}\n", "x".repeat(300));
         let quoted = telltale(&long).unwrap();
         assert!(quoted.starts_with("Kernel panic - not syncing: xxx") && quoted.ends_with("..."));

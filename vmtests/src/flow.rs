@@ -1098,6 +1098,18 @@ pub fn vm_shell(distro: &str, run_dir: &Path) -> Result<()> {
 /// Merges `changes` into the answer file at `path` (tables key by key, other values replaced)
 /// and checks that the installer would accept the result.
 pub fn merge_answers(path: &Path, changes: &toml::Table) -> Result<()> {
+    let text = merged_answers(
+        &std::fs::read_to_string(path)?,
+        changes,
+        &path.display().to_string(),
+    )?;
+    std::fs::write(path, text)?;
+    Ok(())
+}
+
+/// The answer file `base` (named `shown`) with `changes` merged in, tables key by key, checked
+/// as the installer checks an answer file.
+pub fn merged_answers(base: &str, changes: &toml::Table, shown: &str) -> Result<String> {
     fn merge(into: &mut toml::Table, from: &toml::Table) {
         for (key, value) in from {
             match (into.get_mut(key), value) {
@@ -1108,13 +1120,12 @@ pub fn merge_answers(path: &Path, changes: &toml::Table) -> Result<()> {
             }
         }
     }
-    let mut doc: toml::Table = toml::from_str(&std::fs::read_to_string(path)?)?;
+    let mut doc: toml::Table = toml::from_str(base)?;
     merge(&mut doc, changes);
     let text = toml::to_string(&doc)?;
-    kldload::config::Config::parse(&text, &path.display().to_string())
+    kldload::config::Config::parse(&text, shown)
         .context("the scenario's [answers] make an answer file the installer refuses")?;
-    std::fs::write(path, text)?;
-    Ok(())
+    Ok(text)
 }
 
 /// The run's answer file: `template` for the distro under test (its medium's payload), with the

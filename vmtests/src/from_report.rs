@@ -41,6 +41,26 @@ pub struct Generated {
     pub compares_facts: bool,
 }
 
+/// The pool features ZFS 2.1 and 2.3 know (zfsutils' compatibility.d files): those of a
+/// report's a rebuilt pool can be created with, by the ZFSBootMenu it boots.
+const ZFS_2_1: &str = include_str!("../../fixtures/zfs-compatibility/openzfs-2.1-linux");
+const ZFS_2_3: &str = include_str!("../../fixtures/zfs-compatibility/openzfs-2.3-linux");
+
+/// The feature set of the report's ZFSBootMenu's ZFS (the first ESP's copy that names one).
+fn zfsbootmenu_zfs(report: &Report) -> Option<String> {
+    (report.esps.iter())
+        .flat_map(|e| e.zfsbootmenu.values())
+        .find_map(|i| i.zfs_features.as_ref().map(|f| f.name.clone()))
+}
+
+/// Whether a ZFSBootMenu whose ZFS reads `set` is older than 2.2: then the rebuild boots the
+/// ZFSBootMenu built with ZFS 2.1.
+fn reads_only_zfs_2_1(set: Option<&str>) -> bool {
+    set.is_some_and(|n| {
+        kldload::zbm_image::older_openzfs(n, "openzfs-2.2-linux") == n && n != "openzfs-2.2-linux"
+    })
+}
+
 /// The root pool's layout as kldload's answer file says it, and how many disks it takes.
 fn layout(pool: &Pool, notes: &mut Vec<String>) -> (&'static str, usize) {
     let data: Vec<&Vdev> = data_vdevs(pool).collect();
@@ -224,30 +244,57 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
             except.push("compression".into());
         }
     }
-    // The pool is created with exactly the report's features (`pool.features`: no feature
-    // the user's pool lacks, none its readers may not know). One the VM's ZFS does not know
-    // makes the install refuse, naming it.
+    // The pool is created with the report's enabled features that the VM's readers know, and
+    // no other (`pool.features`); the rest are enabled after the install.
+    let zbm_zfs = zfsbootmenu_zfs(report);
+    let older_zfs = reads_only_zfs_2_1(zbm_zfs.as_deref());
     let enabled: Vec<&String> = (pool.features.iter())
         .filter(|(_, state)| *state != "disabled")
         .map(|(f, _)| f)
         .collect();
-    if !enabled.is_empty() {
-        let mut names = Vec::new();
-        for f in &enabled {
-            if kldload::config::names::FeatureName::new(f.as_str()).is_err() {
-                bail!("pool feature {f:?} is not a feature name kldload can give zpool");
-            }
-            names.push(s(f.as_str()));
+    let created = if older_zfs { ZFS_2_1 } else { ZFS_2_3 };
+    let known = kldload::zbm_image::parse_features(created);
+    let (mut at_creation, after): (Vec<&String>, Vec<&String>) =
+        enabled.iter().partition(|f| known.contains(f.as_str()));
+    // What the install's own settings need (a real pool that uses them has them).
+    let compression = answer_pool
+        .get("compression")
+        .and_then(|c| c.as_str())
+        .and_then(|c| kldload::config::names::Compression::new(c).ok())
+        .unwrap_or_else(|| kldload::config::names::Compression::new("lz4").expect("valid"));
+    let encrypted = dataset(report, &bootfs).and_then(|d| d.encryption_root.clone());
+    let needed = [
+        compression.feature(),
+        encrypted.as_ref().map(|_| "encryption"),
+    ];
+    let added: Vec<String> = (needed.into_iter().flatten())
+        .filter(|f| !enabled.iter().any(|e| e.as_str() == *f))
+        .map(String::from)
+        .collect();
+    let added_refs: Vec<&String> = added.iter().collect();
+    at_creation.extend(added_refs);
+    let mut names = Vec::new();
+    for f in &at_creation {
+        if kldload::config::names::FeatureName::new(f.as_str()).is_err() {
+            bail!("pool feature {f:?} is not a feature name kldload can give zpool");
         }
-        answer_pool.insert("features".into(), Value::Array(names));
-        reproduced.push(format!(
-            "the pool's features: exactly its {} enabled ones",
-            enabled.len()
+        names.push(s(f.as_str()));
+    }
+    answer_pool.insert("features".into(), Value::Array(names));
+    reproduced.push(format!(
+        "the pool created with its {} enabled features {} knows",
+        at_creation.len() - added.len(),
+        if older_zfs { "ZFS 2.1" } else { "ZFS 2.3" }
+    ));
+    if !added.is_empty() {
+        notes.push(format!(
+            "features the report's pool lacks, enabled for the install's compression or \
+             encryption: {}",
+            added.join(", ")
         ));
     }
     answers.insert("pool".into(), Value::Table(answer_pool));
 
-    let encrypted = dataset(report, &bootfs).and_then(|d| d.encryption_root.clone());
     if let Some(root) = &encrypted {
         reproduced.push(format!("encrypted, encryption root {root} (a passphrase)"));
         if root != name {
@@ -357,14 +404,26 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
         }
         _ => {}
     }
-    // The compatibility property as the report has it (the features were the install's).
+    // The compatibility property as the report has it, then the features the install could
+    // not create the pool with (ones the VM's ZFSBootMenu cannot read: the bug, perhaps).
     let compatibility = pool.compatibility.clone().unwrap_or_else(|| "off".into());
     script.push(format!(
         "zpool set compatibility={} {}",
         sh(&compatibility),
         sh(name)
     ));
-    reproduced.push(format!("compatibility={compatibility}"));
+    for f in &after {
+        script.push(format!(
+            "zpool set {} {} 2>/dev/null || echo {}",
+            sh(&format!("feature@{f}=enabled")),
+            sh(name),
+            sh(&format!("not known to this ZFS: {f}"))
+        ));
+    }
+    reproduced.push(format!(
+        "compatibility={compatibility}; {} features enabled after the install",
+        after.len()
+    ));
     // The default kernel without zfs.ko.
     let no_zfs = default_kernel.is_some_and(|k| k.initramfs_has_zfs == Some(false));
     if no_zfs {
@@ -377,12 +436,6 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
         .iter()
         .flat_map(|e| e.zfsbootmenu.values())
         .collect();
-    let zbm_zfs = images
-        .iter()
-        .find_map(|i| i.zfs_features.as_ref().map(|f| f.name.clone()));
-    let older_zfs = zbm_zfs.as_deref().is_some_and(|n| {
-        kldload::zbm_image::older_openzfs(n, "openzfs-2.2-linux") == n && n != "openzfs-2.2-linux"
-    });
     if older_zfs {
         top.insert("zfsbootmenu".into(), s("zfs-2.1"));
         reproduced.push(format!(
@@ -802,7 +855,17 @@ mod tests {
             .and_then(|p| p.get("features"))
             .and_then(|f| f.as_array())
             .map(|f| f.iter().map(|x| x.as_str().unwrap()).collect::<Vec<_>>());
-        assert_eq!(features, Some(vec!["head_errlog"]), "{}", g.toml);
+        // lz4_compress: the report (made up) lacks it, and the install's lz4 needs it.
+        assert_eq!(
+            features,
+            Some(vec!["head_errlog", "lz4_compress"]),
+            "{}",
+            g.toml
+        );
+        assert!(
+            g.toml
+                .contains("enabled for the install's compression or encryption: lz4_compress")
+        );
         assert!(!g.toml.contains("draid"));
         assert!(!g.toml.contains("zfs rename"));
         assert!(!g.toml.contains("zfs inherit org.zfsbootmenu:commandline"));
@@ -975,6 +1038,24 @@ mod tests {
             g.not_reproduced
                 .iter()
                 .any(|n| n.contains("ZFSBootMenu 2.3.0"))
+        );
+        // ZFS 2.1's ZFSBootMenu: head_errlog (2.2) cannot be a creation feature; it is enabled
+        // after the install, which is the bug such a machine has.
+        let features = (scenario.answers.get("pool"))
+            .and_then(|p| p.get("features"))
+            .and_then(|f| f.as_array())
+            .map(|f| f.iter().map(|x| x.as_str().unwrap()).collect::<Vec<_>>());
+        assert_eq!(
+            features,
+            Some(vec!["lz4_compress", "encryption"]),
+            "{}",
+            g.toml
+        );
+        assert!(
+            g.toml
+                .contains("zpool set 'feature@head_errlog=enabled' 'rpool'"),
+            "{}",
+            g.toml
         );
     }
 

@@ -463,6 +463,15 @@ impl Scenario {
             kldload::config::Config::load(&answers_file_path(file))
                 .with_context(|| format!("answers_file {file:?}"))?;
         }
+        if !self.answers.is_empty() {
+            // What the install will be given: the answer file with [answers] merged in.
+            let base = answers_file_path(self.answers_file.as_deref().unwrap_or("default.toml"));
+            crate::flow::merged_answers(
+                &std::fs::read_to_string(&base)?,
+                &self.answers,
+                &base.display().to_string(),
+            )?;
+        }
         ensure!(
             self.zfsbootmenu.is_none() || self.start == Start::Blank,
             "zfsbootmenu needs start = \"blank\": the installed start is the base install, made \

@@ -66,47 +66,50 @@ fn report_describes_the_installed_machine_and_redacts_it() {
              | xargs -n1 basename",
         )?;
         let active = m.succeed("zpool get -H -o value all rpool | grep -cx active")?;
-        run.check("the pool: bootfs, compatibility, active features", || {
-            let pool = r
-                .pools
-                .iter()
-                .find(|p| p.name == "rpool")
-                .context("no rpool")?;
-            ensure!(
-                pool.bootfs.as_deref() == Some(BOOTFS),
-                "bootfs {:?}",
-                pool.bootfs
-            );
-            ensure!(
-                pool.compatibility.as_deref() == Some(compatibility.trim()),
-                "compatibility {:?}, the pool says {compatibility:?}",
-                pool.compatibility
-            );
-            let n = pool.features.values().filter(|s| *s == "active").count();
-            ensure!(
-                n.to_string() == active.trim(),
-                "{n} active, zpool says {active}"
-            );
-            let expected: Vec<&str> = devices.lines().collect();
-            ensure!(
-                !expected.is_empty() && pool.devices == expected,
-                "devices {:?}, zpool list's resolve to {expected:?}",
-                pool.devices
-            );
-            ensure!(
-                pool.labels
+        run.check(
+            "the pool: bootfs, compatibility, active features, its devices",
+            || {
+                let pool = r
+                    .pools
                     .iter()
-                    .any(|l| l.facts.hostid.as_deref() == Some("0x00bab10c")),
-                "labels: {:?}",
-                pool.labels
-            );
-            Ok(format!(
-                "{} vdev(s) on {}, {n} active features, {} label(s)",
-                pool.topology.len(),
-                pool.devices.join(" "),
-                pool.labels.len()
-            ))
-        });
+                    .find(|p| p.name == "rpool")
+                    .context("no rpool")?;
+                ensure!(
+                    pool.bootfs.as_deref() == Some(BOOTFS),
+                    "bootfs {:?}",
+                    pool.bootfs
+                );
+                ensure!(
+                    pool.compatibility.as_deref() == Some(compatibility.trim()),
+                    "compatibility {:?}, the pool says {compatibility:?}",
+                    pool.compatibility
+                );
+                let n = pool.features.values().filter(|s| *s == "active").count();
+                ensure!(
+                    n.to_string() == active.trim(),
+                    "{n} active, zpool says {active}"
+                );
+                let expected: Vec<&str> = devices.lines().collect();
+                ensure!(
+                    !expected.is_empty() && pool.devices == expected,
+                    "devices {:?}, zpool list's resolve to {expected:?}",
+                    pool.devices
+                );
+                ensure!(
+                    pool.labels
+                        .iter()
+                        .any(|l| l.facts.hostid.as_deref() == Some("0x00bab10c")),
+                    "labels: {:?}",
+                    pool.labels
+                );
+                Ok(format!(
+                    "{} vdev(s) on {}, {n} active features, {} label(s)",
+                    pool.topology.len(),
+                    pool.devices.join(" "),
+                    pool.labels.len()
+                ))
+            },
+        );
 
         let running = m.succeed("uname -r")?;
         run.check(

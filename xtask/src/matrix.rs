@@ -240,13 +240,13 @@ fn what_failed(tests: &[vmtest::TestTimes]) -> String {
         // nextest failed, but every report passed: a test that wrote none.
         return "failed (a test wrote no report; see its JUnit file)".into();
     };
+    // Errors may quote the console: its escape sequences stay out of matrix.md.
+    let first_line = |text: &str| {
+        vmtests::console::plain_text(text.lines().next().unwrap_or_default()).replace('\x1b', "")
+    };
     let why = match (&first.error, first.checks.iter().find(|c| !c.passed)) {
-        (Some(error), _) => error.lines().next().unwrap_or_default().to_string(),
-        (None, Some(check)) => format!(
-            "{}: {}",
-            check.name,
-            check.detail.lines().next().unwrap_or_default()
-        ),
+        (Some(error), _) => first_line(error),
+        (None, Some(check)) => format!("{}: {}", check.name, first_line(&check.detail)),
         (None, None) => "no checks ran".into(),
     };
     let console = std::fs::read(first.dir.join("serial.log"))

@@ -269,8 +269,8 @@ pub struct PoolConfig {
     pub compression: Compression,
     /// A swap zvol of this size (none by default).
     pub swap_size: Option<SwapSize>,
-    /// The pool's features, exactly: it is created with these enabled and no other (`zpool
-    /// create -d`), for a reader that knows no others (an older system that imports it too,
+    /// The pool's features, exactly: it is created with these enabled (ZFS enables the features
+    /// they depend on with them) and no other (`zpool create -d`), for a reader that knows no others (an older system that imports it too,
     /// a user's pool reproduced from its report). Left out: every feature that both
     /// ZFSBootMenu's ZFS and the installed system's read (`compatibility=`).
     pub features: Option<Vec<FeatureName>>,
@@ -828,6 +828,18 @@ impl Config {
                 "an encrypted pool needs the feature encryption: add \"encryption\" to \
                  pool.features, or leave encryption off"
                     .into(),
+            );
+        }
+        if let Some(needed) = p.compression.feature()
+            && !p.has_feature(needed)
+        {
+            return err(
+                "pool.features",
+                format!(
+                    "compression = \"{}\" needs the feature {needed}: add \"{needed}\" to \
+                     pool.features, or choose a compression without one (gzip, zle, lzjb, off)",
+                    p.compression
+                ),
             );
         }
         if let Some(features) = &p.features {

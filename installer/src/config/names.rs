@@ -550,6 +550,21 @@ validated_string!(
     check_kernel_series
 );
 
+impl Compression {
+    /// The pool feature this compression needs (`on` is lz4 on every pool with that feature,
+    /// and on older ones lzjb).
+    pub fn feature(&self) -> Option<&'static str> {
+        let v = self.as_str();
+        if v == "lz4" {
+            Some("lz4_compress")
+        } else if v == "zstd" || v.starts_with("zstd-") {
+            Some("zstd_compress")
+        } else {
+            None
+        }
+    }
+}
+
 validated_string!(
     /// A ZFS pool feature's short name, as `zpool get` lists it after `feature@`
     /// (`large_dnode`, `encryption`): lowercase letters, digits and `_`.

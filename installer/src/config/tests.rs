@@ -442,7 +442,7 @@ fn pool_features_are_short_names_once_each_and_include_encryption_when_encrypted
     let with = |features: &str, extra: &str| {
         format!("{MINIMAL}\n[pool]\nfeatures = [{features}]\n{extra}")
     };
-    let c = parse(&with("\"async_destroy\", \"large_dnode\"", "")).unwrap();
+    let c = parse(&with("\"lz4_compress\", \"large_dnode\"", "")).unwrap();
     assert!(c.pool.has_feature("large_dnode") && !c.pool.has_feature("encryption"));
     assert!(parse(MINIMAL).unwrap().pool.has_feature("encryption"));
     let e = error(&with("\"feature@async_destroy\"", ""));
@@ -457,4 +457,14 @@ fn pool_features_are_short_names_once_each_and_include_encryption_when_encrypted
         e.contains("pool.features") && e.contains("needs the feature encryption"),
         "{e}"
     );
+    // The default compression is lz4: it needs lz4_compress; zstd levels need zstd_compress.
+    let e = error(&with("\"async_destroy\"", ""));
+    assert!(
+        e.contains("compression = \"lz4\" needs the feature lz4_compress"),
+        "{e}"
+    );
+    let e = error(&with("\"lz4_compress\"", "compression = \"zstd-3\"\n"));
+    assert!(e.contains("needs the feature zstd_compress"), "{e}");
+    let gzip = with("\"async_destroy\"", "compression = \"gzip\"\n");
+    assert!(parse(&gzip).is_ok());
 }
