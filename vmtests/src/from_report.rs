@@ -9,8 +9,9 @@
 //! native encryption of the boot environment; the boot environments' names (the one booted by
 //! default renamed into place, the others cloned from it); every local `org.zfsbootmenu:*`
 //! property, and kldload's own ones removed where the report has none; /etc/hostid and the
-//! initramfs's hostid; the pool created with exactly the features the report has enabled
-//! (`pool.features`: none the user's pool lacks); the newest kernel without
+//! initramfs's hostid; the pool created with the report's enabled features that the VM's
+//! readers know (`pool.features`: none the user's pool lacks), the others enabled after the
+//! install; the newest kernel without
 //! zfs.ko in its initramfs; ZFSBootMenu's ZFS when it reads only openzfs-2.1.
 //!
 //! The checks: ZFSBootMenu counts down to the report's bootfs; the boot ends as the report says
@@ -41,8 +42,8 @@ pub struct Generated {
     pub compares_facts: bool,
 }
 
-/// The pool features ZFS 2.1 and 2.3 know (zfsutils' compatibility.d files): those of a
-/// report's a rebuilt pool can be created with, by the ZFSBootMenu it boots.
+/// The pool features ZFS 2.1 and 2.3 know (zfsutils' compatibility.d files): which a rebuilt
+/// pool can be created with depends on the ZFSBootMenu it boots.
 const ZFS_2_1: &str = include_str!("../../fixtures/zfs-compatibility/openzfs-2.1-linux");
 const ZFS_2_3: &str = include_str!("../../fixtures/zfs-compatibility/openzfs-2.3-linux");
 
