@@ -198,12 +198,12 @@ fn check_pool_features(inputs: &Inputs, host_root: &Path) -> Result<(), AppError
         return Ok(());
     }
     Err(AppError::BadOption(format!(
-        "pool.features names {} that the pool's readers do not all know: it is created with \
-         compatibility={set} (what ZFSBootMenu's ZFS and the installed system's both read), \
-         and {set} has no {}\nfix: leave {} out of pool.features, or use a ZFSBootMenu and a \
-         live system whose ZFS knows them\nnothing was written to any disk",
+        "pool.features names {}, not in {set}: the pool is created with compatibility={set}, \
+         what ZFSBootMenu's ZFS and the installed system's both read\nfix: leave {} out of \
+         pool.features, or use a ZFSBootMenu and a live system whose ZFS knows {}\nnothing \
+         was written to any disk",
         unknown.join(", "),
-        unknown.join(", "),
+        if unknown.len() == 1 { "it" } else { "them" },
         if unknown.len() == 1 { "it" } else { "them" }
     )))
 }

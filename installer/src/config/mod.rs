@@ -270,9 +270,10 @@ pub struct PoolConfig {
     /// A swap zvol of this size (none by default).
     pub swap_size: Option<SwapSize>,
     /// The pool's features, exactly: it is created with these enabled (ZFS enables the features
-    /// they depend on with them) and no other (`zpool create -d`), for a reader that knows no others (an older system that imports it too,
-    /// a user's pool reproduced from its report). Left out: every feature that both
-    /// ZFSBootMenu's ZFS and the installed system's read (`compatibility=`).
+    /// they depend on with them) and no other (`zpool create -d`), for a reader that knows no
+    /// others (an older system that imports it too, a user's pool reproduced from its report).
+    /// Left out: every feature that both ZFSBootMenu's ZFS and the installed system's read
+    /// (`compatibility=`).
     pub features: Option<Vec<FeatureName>>,
 }
 
