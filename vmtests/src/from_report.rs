@@ -272,8 +272,7 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
         .filter(|f| !enabled.iter().any(|e| e.as_str() == *f))
         .map(String::from)
         .collect();
-    let added_refs: Vec<&String> = added.iter().collect();
-    at_creation.extend(added_refs);
+    at_creation.extend(&added);
     let mut names = Vec::new();
     for f in &at_creation {
         if kldload::config::names::FeatureName::new(f.as_str()).is_err() {
@@ -809,6 +808,14 @@ mod tests {
             .unwrap_or_default()
     }
 
+    /// The `pool.features` a generated scenario's answers create the pool with.
+    fn creation_features(scenario: &crate::scenario::Scenario) -> Option<Vec<&str>> {
+        (scenario.answers.get("pool"))
+            .and_then(|p| p.get("features"))
+            .and_then(|f| f.as_array())
+            .map(|f| f.iter().map(|x| x.as_str().unwrap()).collect())
+    }
+
     #[test]
     fn what_is_made_otherwise_is_excepted_from_the_last_comparison() {
         let mut r = kldload_install();
@@ -852,10 +859,7 @@ mod tests {
         assert!(g.toml.contains("layout = \"single\""), "{}", g.toml);
         // Created with exactly the report's enabled features, not the disabled ones.
         let scenario = load(&g);
-        let features = (scenario.answers.get("pool"))
-            .and_then(|p| p.get("features"))
-            .and_then(|f| f.as_array())
-            .map(|f| f.iter().map(|x| x.as_str().unwrap()).collect::<Vec<_>>());
+        let features = creation_features(&scenario);
         // lz4_compress: the report (made up) lacks it, and the install's lz4 needs it.
         assert_eq!(
             features,
@@ -1042,10 +1046,7 @@ mod tests {
         );
         // ZFS 2.1's ZFSBootMenu: head_errlog (2.2) cannot be a creation feature; it is enabled
         // after the install, which is the bug such a machine has.
-        let features = (scenario.answers.get("pool"))
-            .and_then(|p| p.get("features"))
-            .and_then(|f| f.as_array())
-            .map(|f| f.iter().map(|x| x.as_str().unwrap()).collect::<Vec<_>>());
+        let features = creation_features(&scenario);
         assert_eq!(
             features,
             Some(vec!["lz4_compress", "encryption"]),
