@@ -101,7 +101,11 @@ pub fn telltale(transcript: &str) -> Option<String> {
 /// The last `n` lines of a transcript, control characters made visible enough to read.
 pub fn transcript_tail(path: &Path, n: usize) -> String {
     let bytes = std::fs::read(path).unwrap_or_default();
-    let text = String::from_utf8_lossy(&bytes);
+    last_lines(&String::from_utf8_lossy(&bytes), n)
+}
+
+/// The last `n` lines of a console's text, escapes shown as `^[` and carriage returns dropped.
+fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..]
         .iter()
@@ -182,7 +186,7 @@ impl Console {
             format!(
                 "phase {phase:?}; {said}last 50 lines of {}:\n{}",
                 transcript.display(),
-                transcript_tail(&transcript, 50)
+                last_lines(&text, 50)
             )
         }
     }

@@ -9,6 +9,7 @@ mod host;
 mod image;
 mod matrix;
 mod progress;
+mod round_trip;
 mod run;
 mod vmtest;
 mod workflows;
@@ -123,17 +124,20 @@ enum Task {
     /// Reproduce one boot bug: run the scenario fixtures/scenarios/<SCENARIO>.toml in a VM and
     /// report each of its checks, with the transcript (see fixtures/scenarios/README.md).
     VmRepro {
-        /// The scenario's file name without .toml (e.g. fresh-nvram).
-        #[arg(required_unless_present = "from_report")]
-        scenario: Option<String>,
+        /// The scenario's file name without .toml (e.g. fresh-nvram); several only with
+        /// --round-trip.
+        #[arg(required_unless_present_any = ["from_report", "round_trip"])]
+        scenarios: Vec<String>,
         /// Instead: a JSON file written by `kldload report` on a user's machine; the scenario
         /// that rebuilds that machine is written to target/vmtest/from-report/ and run.
-        #[arg(long, conflicts_with = "scenario")]
+        #[arg(long, conflicts_with = "scenarios")]
         from_report: Option<PathBuf>,
         /// The round trip of SCENARIO (one that ends on a booted machine): it runs with
         /// `kldload report` taken before its last poweroff, then `--from-report` of that report
         /// runs, and the rebuilt VM's own report must say the same of what it reproduces.
-        #[arg(long, requires = "scenario")]
+        /// Several SCENARIOs (none: every scenario that ends on a booted machine) run in turn,
+        /// and their outcomes and times make a table (target/vmtest/round-trip/<distro>.md).
+        #[arg(long, conflicts_with = "from_report")]
         round_trip: bool,
         /// debian (= debian-13), debian-12 or debian-14 (testing).
         #[arg(long, default_value = "debian", value_parser = parse_distro)]
@@ -376,7 +380,7 @@ fn main() -> anyhow::Result<()> {
             },
         ),
         Task::VmRepro {
-            scenario,
+            scenarios,
             from_report,
             round_trip,
             distro,
@@ -384,13 +388,16 @@ fn main() -> anyhow::Result<()> {
             sources,
         } => {
             let opts = sources.options(distro, false);
-            match (scenario, from_report) {
+            match (scenarios.as_slice(), from_report) {
                 (_, Some(report)) => vmtest::vm_repro_from_report(&opts, &report, keep),
-                (Some(scenario), None) if round_trip => {
-                    vmtest::vm_repro_round_trip(&opts, &scenario, keep)
-                }
-                (Some(scenario), None) => vmtest::vm_repro(&opts, &scenario, keep),
-                (None, None) => unreachable!("clap requires one"),
+                (scenarios, None) if round_trip => round_trip::several(&opts, scenarios, keep),
+                ([scenario], None) => vmtest::vm_repro(&opts, scenario, keep),
+                ([], None) => unreachable!("clap requires one"),
+                (_, None) => anyhow::bail!(
+                    "vm-repro runs one scenario (several only with --round-trip); for several, \
+                     `cargo xtask vm-test {} NAME...` runs the tests whose names contain them",
+                    opts.distro.name
+                ),
             }
         }
     }

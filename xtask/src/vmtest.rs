@@ -476,46 +476,8 @@ impl Selection {
     }
 }
 
-/// `cargo xtask vm-repro --round-trip SCENARIO`: the scenario run with `kldload report` taken
-/// before its last poweroff (target/vmtest/round-trip/round-trip-<scenario>.toml), then
-/// `--from-report` of the report it took, whose last report step compares the rebuilt VM's
-/// facts with it. Both runs' results are kept as any run's.
-pub fn vm_repro_round_trip(opts: &image::Options, scenario: &str, keep: bool) -> Result<()> {
-    let path = scenario_path(scenario)?;
-    let text = std::fs::read_to_string(&path)?;
-    let with_report = vmtests::round_trip::with_report_before_last_shutdown(&text)
-        .with_context(|| format!("scenario {scenario}: no round trip"))?;
-    let dir = crate::project_root().join("target/vmtest/round-trip");
-    std::fs::create_dir_all(&dir)?;
-    let name = format!("round-trip-{scenario}");
-    let file = dir.join(format!("{name}.toml"));
-    std::fs::write(&file, with_report)?;
-    vmtests::scenario::Scenario::load(&file)?;
-    println!("round trip of {scenario}, 1/2: {}", file.display());
-    let started = std::time::SystemTime::now();
-    run_one_scenario(opts, name.clone(), keep, Some(dir.clone()))?;
-    // This run's directory: an older run of the same scenario is not it.
-    let run = vmtests::flow::latest_run_dir(&results_dir(), opts.distro.name, |d| {
-        d.to_string_lossy().ends_with(&format!("-scenario-{name}"))
-            && (d.metadata().and_then(|m| m.modified())).is_ok_and(|t| t >= started)
-    })
-    .context("the round trip's first run left no directory")?;
-    let report = dir.join(format!("{}-{scenario}.json", opts.distro.name));
-    std::fs::copy(run.join("kldload-report.json"), &report).with_context(|| {
-        format!(
-            "the round trip's first run ({}) kept no kldload-report.json",
-            run.display()
-        )
-    })?;
-    println!(
-        "round trip of {scenario}, 2/2: --from-report {}",
-        report.display()
-    );
-    vm_repro_from_report(opts, &report, keep)
-}
-
 /// fixtures/scenarios/<scenario>.toml, or an error listing the scenarios there are.
-fn scenario_path(scenario: &str) -> Result<PathBuf> {
+pub(crate) fn scenario_path(scenario: &str) -> Result<PathBuf> {
     let files = vmtests::scenario::scenario_files(&crate::project_root())?;
     if let Some((_, path)) = files.iter().find(|(name, _)| name == scenario) {
         return Ok(path.clone());
@@ -578,7 +540,7 @@ pub fn vm_repro_from_report(opts: &image::Options, report: &Path, keep: bool) ->
 
 /// Runs the one scenario `name`, marked `ci` or not; `generated`: the directory of a scenario
 /// `--from-report` made.
-fn run_one_scenario(
+pub(crate) fn run_one_scenario(
     opts: &image::Options,
     name: String,
     keep: bool,
