@@ -41,13 +41,9 @@ pub fn one(opts: &image::Options, scenario: &str, keep: bool, halves: &mut Halve
     let clock = Instant::now();
     let first = run_one_scenario(opts, name.clone(), keep, Some(dir.clone()));
     halves.scenario = Some(clock.elapsed());
-    first?;
-    // This run's directory: an older run of the same scenario is not it.
-    let run = vmtests::flow::latest_run_dir(&results_dir(), opts.distro.name, |d| {
-        d.to_string_lossy().ends_with(&format!("-scenario-{name}"))
-            && (d.metadata().and_then(|m| m.modified())).is_ok_and(|t| t >= started)
-    })
-    .context("the round trip's first run left no directory")?;
+    let run = scenario_run_since(opts.distro.name, started);
+    first.with_context(|| results_named(&run))?;
+    let run = run.context("the round trip's first run left no directory")?;
     let report = dir.join(format!("{}-{scenario}.json", opts.distro.name));
     std::fs::copy(run.join("kldload-report.json"), &report).with_context(|| {
         format!(
@@ -59,10 +55,28 @@ pub fn one(opts: &image::Options, scenario: &str, keep: bool, halves: &mut Halve
         "round trip of {scenario}, 2/2: --from-report {}",
         report.display()
     );
+    let started = SystemTime::now();
     let clock = Instant::now();
     let second = vm_repro_from_report(opts, &report, keep);
     halves.rebuild = Some(clock.elapsed());
-    second
+    second.with_context(|| results_named(&scenario_run_since(opts.distro.name, started)))
+}
+
+/// The directory of the newest scenario run of `distro` made since `started` (a round trip's
+/// half runs one scenario; the shared base install it may make first is not a scenario's).
+fn scenario_run_since(distro: &str, started: SystemTime) -> Option<PathBuf> {
+    vmtests::flow::latest_run_dir(&results_dir(), distro, |d| {
+        d.to_string_lossy().contains("-scenario-")
+            && (d.metadata().and_then(|m| m.modified())).is_ok_and(|t| t >= started)
+    })
+}
+
+/// What a failed half's error starts with: where its transcript and report are.
+fn results_named(run: &Option<PathBuf>) -> String {
+    match run {
+        Some(dir) => format!("its results: {}", dir.display()),
+        None => "it left no results directory".to_string(),
+    }
 }
 
 /// One scenario's line in the table: its name, its halves' times, and the error that ended it
