@@ -41,7 +41,7 @@ pub fn one(opts: &image::Options, scenario: &str, keep: bool, halves: &mut Halve
     let clock = Instant::now();
     let first = run_one_scenario(opts, name.clone(), keep, Some(dir.clone()));
     halves.scenario = Some(clock.elapsed());
-    let run = scenario_run_since(opts.distro.name, started);
+    let run = scenario_run_since(opts.distro.name, started, Some(&name));
     first.with_context(|| results_named(&run))?;
     let run = run.context("the round trip's first run left no directory")?;
     let report = dir.join(format!("{}-{scenario}.json", opts.distro.name));
@@ -59,15 +59,19 @@ pub fn one(opts: &image::Options, scenario: &str, keep: bool, halves: &mut Halve
     let clock = Instant::now();
     let second = vm_repro_from_report(opts, &report, keep);
     halves.rebuild = Some(clock.elapsed());
-    second.with_context(|| results_named(&scenario_run_since(opts.distro.name, started)))
+    second.with_context(|| results_named(&scenario_run_since(opts.distro.name, started, None)))
 }
 
-/// The directory of the newest scenario run of `distro` made since `started` (a round trip's
-/// half runs one scenario; the shared base install it may make first is not a scenario's).
-fn scenario_run_since(distro: &str, started: SystemTime) -> Option<PathBuf> {
+/// The directory of the newest run of scenario `name` (None: of any scenario) of `distro` made
+/// since `started`: an older run of the same scenario is not it, nor the shared base install a
+/// half may make first.
+fn scenario_run_since(distro: &str, started: SystemTime, name: Option<&str>) -> Option<PathBuf> {
     vmtests::flow::latest_run_dir(&results_dir(), distro, |d| {
-        d.to_string_lossy().contains("-scenario-")
-            && (d.metadata().and_then(|m| m.modified())).is_ok_and(|t| t >= started)
+        let dir = d.to_string_lossy();
+        (match name {
+            Some(name) => dir.ends_with(&format!("-scenario-{name}")),
+            None => dir.contains("-scenario-"),
+        }) && (d.metadata().and_then(|m| m.modified())).is_ok_and(|t| t >= started)
     })
 }
 
@@ -95,11 +99,11 @@ pub struct Outcome {
 /// refused before anything runs.
 pub fn several(opts: &image::Options, scenarios: &[String], keep: bool) -> Result<()> {
     let (applicable, not_applicable) = applicable_scenarios()?;
-    for name in scenarios {
-        scenario_path(name)?;
+    for name in scenarios.iter().filter(|n| !applicable.contains(n)) {
         if let Some((_, why)) = not_applicable.iter().find(|(n, _)| n == name) {
             bail!("scenario {name} has no round trip: {why}");
         }
+        scenario_path(name)?; // not a scenario: the error lists those there are
     }
     let (chosen, not_applicable) = if scenarios.is_empty() {
         (applicable, not_applicable)
@@ -109,6 +113,7 @@ pub fn several(opts: &image::Options, scenarios: &[String], keep: bool) -> Resul
     let path = round_trip_dir().join(format!("{}.md", opts.distro.name));
     std::fs::create_dir_all(round_trip_dir())?;
     let mut outcomes = Vec::new();
+    let mut text = String::new();
     for (i, scenario) in chosen.iter().enumerate() {
         let counter = format!("round trip {}/{}: {scenario}", i + 1, chosen.len());
         println!("==> {counter}");
@@ -123,13 +128,10 @@ pub fn several(opts: &image::Options, scenarios: &[String], keep: bool) -> Resul
             halves,
             error,
         });
-        std::fs::write(&path, table(opts.distro.name, &outcomes, &not_applicable))?;
+        text = table(opts.distro.name, &outcomes, &not_applicable);
+        std::fs::write(&path, &text)?;
     }
-    println!(
-        "{}\n(written to {})",
-        table(opts.distro.name, &outcomes, &not_applicable),
-        path.display()
-    );
+    println!("{text}\n(written to {})", path.display());
     let failed = outcomes.iter().filter(|o| o.error.is_some()).count();
     if failed > 0 {
         bail!(
