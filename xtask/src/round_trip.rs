@@ -4,7 +4,9 @@
 //! booted machine) run one after another, with a table of their outcomes and times.
 
 use crate::image;
-use crate::vmtest::{results_dir, run_one_scenario, scenario_path, vm_repro_from_report};
+use crate::vmtest::{
+    results_dir, run_one_scenario, scenario_name_from_report, scenario_path, vm_repro_from_report,
+};
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
@@ -41,7 +43,7 @@ pub fn one(opts: &image::Options, scenario: &str, keep: bool, halves: &mut Halve
     let clock = Instant::now();
     let first = run_one_scenario(opts, name.clone(), keep, Some(dir.clone()));
     halves.scenario = Some(clock.elapsed());
-    let run = scenario_run_since(opts.distro.name, started, Some(&name));
+    let run = scenario_run_since(opts.distro.name, started, &name);
     first.with_context(|| results_named(&run))?;
     let run = run.context("the round trip's first run left no directory")?;
     let report = dir.join(format!("{}-{scenario}.json", opts.distro.name));
@@ -59,19 +61,16 @@ pub fn one(opts: &image::Options, scenario: &str, keep: bool, halves: &mut Halve
     let clock = Instant::now();
     let second = vm_repro_from_report(opts, &report, keep);
     halves.rebuild = Some(clock.elapsed());
-    second.with_context(|| results_named(&scenario_run_since(opts.distro.name, started, None)))
+    let rebuilt = scenario_name_from_report(&report);
+    second.with_context(|| results_named(&scenario_run_since(opts.distro.name, started, &rebuilt)))
 }
 
-/// The directory of the newest run of scenario `name` (None: of any scenario) of `distro` made
-/// since `started`: an older run of the same scenario is not it, nor the shared base install a
-/// half may make first.
-fn scenario_run_since(distro: &str, started: SystemTime, name: Option<&str>) -> Option<PathBuf> {
+/// The directory of the newest run of scenario `name` of `distro` made since `started`: an
+/// older run of the same scenario is not it, nor the shared base install a half may make first.
+fn scenario_run_since(distro: &str, started: SystemTime, name: &str) -> Option<PathBuf> {
     vmtests::flow::latest_run_dir(&results_dir(), distro, |d| {
-        let dir = d.to_string_lossy();
-        (match name {
-            Some(name) => dir.ends_with(&format!("-scenario-{name}")),
-            None => dir.contains("-scenario-"),
-        }) && (d.metadata().and_then(|m| m.modified())).is_ok_and(|t| t >= started)
+        d.to_string_lossy().ends_with(&format!("-scenario-{name}"))
+            && (d.metadata().and_then(|m| m.modified())).is_ok_and(|t| t >= started)
     })
 }
 

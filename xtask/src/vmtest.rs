@@ -510,12 +510,7 @@ pub fn vm_repro_from_report(opts: &image::Options, report: &Path, keep: bool) ->
             report.display()
         )
     })?;
-    let stem = report
-        .file_stem()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "-");
-    let name = format!("from-report-{stem}");
+    let name = scenario_name_from_report(report);
     let generated = vmtests::from_report::generate(&parsed, &report.display().to_string())?;
     let dir = crate::project_root().join("target/vmtest/from-report");
     std::fs::create_dir_all(&dir)?;
@@ -536,6 +531,17 @@ pub fn vm_repro_from_report(opts: &image::Options, report: &Path, keep: bool) ->
     }
     vmtests::scenario::Scenario::load(&file)?;
     run_one_scenario(opts, name, keep, Some(dir))
+}
+
+/// The name `--from-report` gives the scenario it makes of the report file `report`:
+/// `from-report-<its file name without extension>`, with only letters, digits and `-`.
+pub(crate) fn scenario_name_from_report(report: &Path) -> String {
+    let stem = report
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "-");
+    format!("from-report-{stem}")
 }
 
 /// Runs the one scenario `name`, marked `ci` or not; `generated`: the directory of a scenario
