@@ -134,9 +134,17 @@ fn choose_mirror(given: Option<&str>, distro: &ImageDistro, log: &Log) -> Result
     Ok(mirror.as_str().to_string())
 }
 
-/// Builds the release `kldload` for the live system and returns its path.
-fn build_kldload(log: &Log) -> Result<PathBuf> {
+/// Builds the release `kldload` for the live system (cargo rebuilds it only when its sources
+/// changed) and returns its path, and whether it was already built: the binary was there and
+/// cargo left it as it was (same modification time).
+fn build_kldload(log: &Log) -> Result<(PathBuf, bool)> {
     let root = crate::project_root();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let binary = target.join("release/kldload");
+    let modified = || fs::metadata(&binary).and_then(|m| m.modified()).ok();
+    let before = modified();
     run(
         log,
         &[
@@ -150,10 +158,8 @@ fn build_kldload(log: &Log) -> Result<PathBuf> {
             &root.join("Cargo.toml").to_string_lossy(),
         ],
     )?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    Ok(target.join("release/kldload"))
+    let already_built = before.is_some() && before == modified();
+    Ok((binary, already_built))
 }
 
 pub fn build_image(opts: &Options) -> Result<Output> {
@@ -278,7 +284,7 @@ pub fn build_image(opts: &Options) -> Result<Output> {
         shim::fetch(log, builder_dir, tmp)
     })?;
     let kldload_bin = phases.run("kldload", Some(host_log.path.clone()), || {
-        Ok((build_kldload(&host_log)?, false))
+        build_kldload(&host_log)
     })?;
     key.add("medium")
         .add(recipe::LIVE_CMDLINE)
