@@ -2,8 +2,8 @@
 //! check reads the real state (ZFS, firmware variables, systemd, the network) and compares it
 //! with what the answer file and the recipe say it must be.
 
-use crate::flow::Run;
 use crate::machine::Machine;
+use crate::run::Run;
 use anyhow::{Result, ensure};
 use kldload::config::Config;
 use std::time::Duration;
@@ -55,6 +55,17 @@ pub fn run_all(m: &mut Machine, run: &mut Run, config: &Config) {
         let result = check(m, run, config);
         run.report.check(name, result);
     }
+}
+
+/// Runs every check against the run's answer file and records each result; how many failed.
+pub fn run_all_counting_failures(m: &mut Machine, run: &mut Run) -> anyhow::Result<usize> {
+    let config = Config::load(&run.answers)?;
+    let before = run.report.checks.len();
+    run_all(m, run, &config);
+    Ok(run.report.checks[before..]
+        .iter()
+        .filter(|c| !c.passed)
+        .count())
 }
 
 /// The login on the serial console: the shell's prompt it reached (Debian's names user and
@@ -381,7 +392,7 @@ fn plan_of(c: &Config) -> Result<kldload::plan::Plan> {
         c,
         &kldload::app::Overrides::default(),
         &kldload::disk::FakeSystem::default(),
-        &crate::flow::project_root().join("fixtures/host-root"),
+        &crate::env::project_root().join("fixtures/host-root"),
     )?)
 }
 
@@ -622,29 +633,6 @@ fn planned_shim_csv(c: &Config) -> Result<String> {
         .ok_or_else(|| anyhow::anyhow!("the plan writes no BOOTX64.CSV for shim's fallback"))
 }
 
-/// `passphrase` is in no file under /var/log, no journal line of this boot, no process's
-/// command line or environment on the machine. The search's own command line must not hold it
-/// either: it goes over reversed and base64-encoded, and grep reads it from a file.
-pub fn passphrase_absent(m: &mut Machine, passphrase: &str) -> Result<String> {
-    use base64::Engine;
-    let encoded = base64::engine::general_purpose::STANDARD
-        .encode(passphrase.chars().rev().collect::<String>());
-    let out = m.execute(&format!(
-        "set -u; umask 077; echo {encoded} | base64 -d | rev > /run/kldload-pattern; \
-         found=$(grep -rlF -f /run/kldload-pattern /var/log /proc/[0-9]*/cmdline \
-                 /proc/[0-9]*/environ 2>/dev/null; \
-                 journalctl -b -o cat --no-pager | grep -qF -f /run/kldload-pattern \
-                 && echo 'the journal'); \
-         rm -f /run/kldload-pattern; echo \"$found\"; [ -z \"$found\" ]"
-    ))?;
-    ensure!(
-        out.status == 0,
-        "the passphrase is in: {}",
-        out.stdout.trim().replace('\n', ", ")
-    );
-    Ok("not in /var/log, this boot's journal, any /proc/*/cmdline or environ".into())
-}
-
 fn fstab(m: &mut Machine, _: &Run, _: &Config) -> Result<String> {
     let out = m.succeed("grep -v '^[[:space:]]*#' /etc/fstab | grep -v '^[[:space:]]*$'")?;
     let lines: Vec<&str> = out.lines().collect();
@@ -798,7 +786,7 @@ fn sshd(m: &mut Machine, run: &Run, _: &Config) -> Result<String> {
         "ssh.service is {}",
         enabled.trim()
     );
-    let keys = crate::flow::fingerprints(&m.succeed(&crate::flow::host_keys_command(""))?);
+    let keys = crate::guest::fingerprints(&m.succeed(&crate::guest::host_keys_command(""))?);
     ensure!(keys.len() >= 2, "host keys: {keys:?}");
     ensure!(
         keys == run.host_keys_as_installed,
@@ -869,8 +857,8 @@ mod tests {
 
     #[test]
     fn the_default_answers_plan_two_entries_with_zfsbootmenus_command_line() {
-        let root = crate::flow::project_root();
-        let c = Config::load(&root.join(crate::flow::DEFAULT_ANSWERS)).unwrap();
+        let root = crate::env::project_root();
+        let c = Config::load(&root.join(crate::answers::DEFAULT_ANSWERS)).unwrap();
         let entries = planned_entries(&c).unwrap();
         let labels: Vec<&str> = entries.iter().map(|e| e.label.as_str()).collect();
         assert_eq!(labels, ["ZFSBootMenu (Backup)", "ZFSBootMenu"]);

@@ -4,7 +4,7 @@
 //! failed wait says which phase, what was awaited, and the transcript's last 50 lines.
 
 use crate::wait::{Look, wait_until};
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use rexpect::error::Error as ExpectError;
 use rexpect::session::{StreamSession, spawn_stream};
 use std::fs::{File, OpenOptions};
@@ -302,6 +302,49 @@ impl Console {
 
     pub fn send_line(&mut self, text: &str) -> Result<()> {
         self.send(&format!("{text}\r"))
+    }
+
+    /// Types `text` and Enter, after `after` (a regex) appears when given.
+    pub fn type_line_after(
+        &mut self,
+        after: Option<&str>,
+        text: &str,
+        timeout: Duration,
+    ) -> Result<()> {
+        if let Some(after) = after {
+            self.wait_for_regex(after, timeout)?;
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        self.mark(&format!("typed {text:?}"));
+        self.send_line(text)
+    }
+
+    /// Waits for `prompt` (a regex) and types `secret` and Enter there; the transcript records
+    /// that it was typed, never its text. Returns what matched.
+    pub fn type_secret_at(
+        &mut self,
+        prompt: &str,
+        secret: &str,
+        timeout: Duration,
+    ) -> Result<String> {
+        let (_, found) = self.wait_for_regex(prompt, timeout)?;
+        std::thread::sleep(Duration::from_millis(500));
+        self.mark(&format!(
+            "typed the passphrase at {found:?} (its text not recorded)"
+        ));
+        self.send_line(secret)?;
+        Ok(found)
+    }
+
+    /// Watches the console from now on for `how_long`: `regex` must not appear (what came
+    /// before, such as a shutdown's messages, is not looked at).
+    pub fn absent_for(&mut self, regex: &str, how_long: Duration) -> Result<()> {
+        self.discard_pending();
+        match self.wait_for_regex(regex, how_long) {
+            Ok((_, found)) => bail!("the console showed {found:?}"),
+            Err(e) if e.downcast_ref::<crate::wait::TimedOut>().is_some() => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Writes a marker into the transcript, so a reader sees where each phase starts.

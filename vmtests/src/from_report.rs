@@ -20,8 +20,15 @@
 //! report's, and the VM's own `kldload report` says what the report says of everything
 //! reproduced (`round_trip::BootFacts`).
 
-use crate::round_trip::{VDEV_CLASSES, data_vdevs, default_kernel, root_pool};
+use crate::round_trip::{VDEV_CLASSES, data_vdevs, default_kernel, root_pool, vdevs_made_by};
+use crate::scenario::steps::{
+    Boot, Install, Login, NotOnConsole, Passphrase, Reboot, Report as ReportStep, Run, Shutdown,
+    Start as StartStep, Unlock, WaitConsole, ZbmCountdown,
+};
+use crate::scenario::{DiskOptions, ExtraDisk, Scenario, Start, Step, TargetDisk};
+use crate::test_zbm::TestZfsBootMenu;
 use anyhow::{Context, Result, bail};
+use kldload::config::Layout;
 use kldload::report::{Dataset, Pool, Report, Vdev};
 use toml::{Table, Value};
 
@@ -31,10 +38,10 @@ const INSTALLED_BE: &str = "ROOT/default";
 /// Every disk a generated scenario adds after the target (the target is the VM's 16 GiB).
 const EXTRA_DISK_SIZE: &str = "16G";
 
-/// A generated scenario: its file's text, and what it does and does not reproduce.
+/// A generated scenario, and what it does and does not reproduce.
 #[derive(Debug)]
 pub struct Generated {
-    pub toml: String,
+    pub scenario: Scenario,
     pub reproduced: Vec<String>,
     pub not_reproduced: Vec<String>,
     /// Whether it ends comparing the VM's own report with the one it was made from (a rebuild
@@ -63,7 +70,7 @@ fn reads_only_zfs_2_1(set: Option<&str>) -> bool {
 }
 
 /// The root pool's layout as kldload's answer file says it, and how many disks it takes.
-fn layout(pool: &Pool, notes: &mut Vec<String>) -> (&'static str, usize) {
+fn layout(pool: &Pool, notes: &mut Vec<String>) -> (Layout, usize) {
     let data: Vec<&Vdev> = data_vdevs(pool).collect();
     for class in pool
         .topology
@@ -77,13 +84,13 @@ fn layout(pool: &Pool, notes: &mut Vec<String>) -> (&'static str, usize) {
         ));
     }
     let Some(first) = data.first() else {
-        return ("single", 1);
+        return (Layout::Single, 1);
     };
     if data.iter().all(|v| v.children.is_empty()) {
         return if data.len() == 1 {
-            ("single", 1)
+            (Layout::Single, 1)
         } else {
-            ("stripe", data.len())
+            (Layout::Stripe, data.len())
         };
     }
     if data.len() > 1 {
@@ -95,28 +102,20 @@ fn layout(pool: &Pool, notes: &mut Vec<String>) -> (&'static str, usize) {
     }
     let n = first.children.len().max(1);
     let kind = first.name.split('-').next().unwrap_or_default();
-    match kind {
-        "mirror" => ("mirror", n.max(2)),
-        "raidz" | "raidz1" => ("raidz1", n.max(3)),
-        "raidz2" => ("raidz2", n.max(4)),
+    let layout = match kind {
+        "mirror" => Layout::Mirror,
+        "raidz" | "raidz1" => Layout::Raidz1,
+        "raidz2" => Layout::Raidz2,
         "raidz3" => {
             notes.push("raidz3: reproduced as raidz2 (kldload makes up to raidz2)".into());
-            ("raidz2", n)
+            return (Layout::Raidz2, n);
         }
         other => {
             notes.push(format!("a {other} vdev: reproduced as a mirror"));
-            ("mirror", n.max(2))
+            Layout::Mirror
         }
-    }
-}
-
-/// The data vdevs kldload's install makes for an answer file's `layout` on `disks` disks, as
-/// `round_trip::BootFacts` describes a pool's.
-fn kldload_layout(layout: &str, disks: usize) -> Vec<(String, usize)> {
-    match layout {
-        "single" | "stripe" => vec![("disk".to_string(), 1); disks],
-        kind => vec![(kind.to_string(), disks)],
-    }
+    };
+    (layout, n.max(layout.min_disks()))
 }
 
 fn dataset<'r>(report: &'r Report, name: &str) -> Option<&'r Dataset> {
@@ -126,19 +125,6 @@ fn dataset<'r>(report: &'r Report, name: &str) -> Option<&'r Dataset> {
 /// `s` quoted for bash.
 fn sh(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-fn step(kind: &str, fields: &[(&str, Value)]) -> Value {
-    let mut t = Table::new();
-    t.insert("do".into(), Value::String(kind.into()));
-    for (k, v) in fields {
-        t.insert((*k).into(), v.clone());
-    }
-    Value::Table(t)
-}
-
-fn s(text: impl Into<String>) -> Value {
-    Value::String(text.into())
 }
 
 /// The scenario that rebuilds `report`'s machine, called `name` (its report file's stem).
@@ -174,11 +160,12 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
     let mut sectors = original.sector_sizes.clone();
     sectors.resize(disks, 512);
     reproduced.push(format!(
-        "{layout} on {disks} disk(s) with {sectors:?}-byte logical sectors"
+        "{} on {disks} disk(s) with {sectors:?}-byte logical sectors",
+        layout.name()
     ));
     // The facts the VM's own report will knowingly differ in (the last step's `except`).
     let mut except: Vec<String> = Vec::new();
-    if original.layout != kldload_layout(layout, disks) {
+    if original.layout != vdevs_made_by(layout, disks) {
         except.push("layout".into());
     }
     let made: Vec<u32> = (sectors.iter())
@@ -187,28 +174,30 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
     if original.sector_sizes != made {
         except.push("sector sizes".into());
     }
-    let mut top = Table::new();
+    // The scenario: blank disks as the report's, the answers and steps below.
+    let mut scenario = Scenario {
+        summary: format!("the machine of {source}, rebuilt from its report"),
+        start: Start::Blank,
+        ..Default::default()
+    };
     if sectors[0] == 4096 {
-        let mut target = Table::new();
-        target.insert("sector_size".into(), Value::Integer(4096));
-        top.insert("target".into(), Value::Table(target));
+        scenario.target = TargetDisk {
+            sector_size: Some(4096),
+        };
     }
-    if disks > 1 {
-        let extra = sectors[1..]
-            .iter()
-            .map(|&n| {
-                if n == 4096 {
-                    let mut t = Table::new();
-                    t.insert("size".into(), s(EXTRA_DISK_SIZE));
-                    t.insert("sector_size".into(), Value::Integer(4096));
-                    Value::Table(t)
-                } else {
-                    s(EXTRA_DISK_SIZE)
-                }
-            })
-            .collect();
-        top.insert("extra_disks".into(), Value::Array(extra));
-    }
+    scenario.extra_disks = (sectors.iter().skip(1))
+        .map(|&n| {
+            if n == 4096 {
+                ExtraDisk::Table(DiskOptions {
+                    size: EXTRA_DISK_SIZE.into(),
+                    read_only: false,
+                    sector_size: Some(4096),
+                })
+            } else {
+                ExtraDisk::Size(EXTRA_DISK_SIZE.into())
+            }
+        })
+        .collect();
     if sectors.iter().any(|n| *n != 512 && *n != 4096) {
         notes.push(format!(
             "sector sizes {sectors:?}: only 512 and 4096 are made here"
@@ -216,10 +205,10 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
     }
     let mut answers = Table::new();
     let mut answer_disks = Table::new();
-    answer_disks.insert("layout".into(), s(layout));
+    answer_disks.insert("layout".into(), layout.name().into());
     let paths = (0..disks)
         .map(|i| {
-            s(if i == 0 {
+            Value::from(if i == 0 {
                 "/dev/disk/by-id/virtio-kldload-target".to_string()
             } else {
                 format!("/dev/disk/by-id/virtio-kldload-extra-{}", i - 1)
@@ -230,7 +219,7 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
     answers.insert("disks".into(), Value::Table(answer_disks));
     let mut answer_pool = Table::new();
     if kldload::config::names::PoolName::new(name).is_ok() {
-        answer_pool.insert("name".into(), s(name.as_str()));
+        answer_pool.insert("name".into(), name.as_str().into());
         reproduced.push(format!("pool name {name}"));
     } else {
         bail!("pool name {name:?} is not one kldload can make");
@@ -238,7 +227,7 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
     let root_compression = dataset(report, name).and_then(|d| d.compression.clone());
     if let Some(c) = root_compression {
         if kldload::config::names::Compression::new(&c).is_ok() {
-            answer_pool.insert("compression".into(), s(c.as_str()));
+            answer_pool.insert("compression".into(), c.as_str().into());
             reproduced.push(format!("compression={c}"));
         } else {
             notes.push(format!("compression={c}: kept kldload's lz4"));
@@ -278,7 +267,7 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
         if kldload::config::names::FeatureName::new(f.as_str()).is_err() {
             bail!("pool feature {f:?} is not a feature name kldload can give zpool");
         }
-        names.push(s(f.as_str()));
+        names.push(Value::from(f.as_str()));
     }
     answer_pool.insert("features".into(), Value::Array(names));
     reproduced.push(format!(
@@ -437,7 +426,7 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
         .flat_map(|e| e.zfsbootmenu.values())
         .collect();
     if older_zfs {
-        top.insert("zfsbootmenu".into(), s("zfs-2.1"));
+        scenario.zfsbootmenu = Some(TestZfsBootMenu::Zfs21);
         reproduced.push(format!(
             "ZFSBootMenu whose ZFS reads {} (the nearest built here: openzfs-2.1-linux)",
             zbm_zfs.clone().unwrap_or_default()
@@ -460,43 +449,61 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
     notes.push("the machine's firmware, disks' models and other hardware".into());
 
     // Steps.
-    let mut steps = vec![step(
-        "install",
-        &[("check", s("it installs with the report's layout"))],
-    )];
-    let boot = |steps: &mut Vec<Value>, check: &str| {
-        if encrypted.is_some() {
-            steps.push(step("start", &[]));
-            steps.push(step("unlock", &[("check", s(check))]));
-        } else {
-            steps.push(step("boot", &[("check", s(check))]));
+    let check = |text: &str| Some(text.to_string());
+    let mut steps: Vec<Step> = vec![
+        Install {
+            check: check("it installs with the report's layout"),
+            ..Default::default()
         }
-    };
-    boot(&mut steps, "kldload's install of it boots");
-    steps.push(step(
-        "run",
-        &[
-            ("command", s(script.join("\n") + "\n")),
-            ("timeout_secs", Value::Integer(900)),
-            ("check", s("the report's state made on it")),
-        ],
-    ));
-    steps.push(step("reboot", &[]));
-    steps.push(step(
-        "zbm-countdown",
-        &[
-            ("be", s(bootfs.as_str())),
-            (
-                "check",
-                s(format!(
-                    "ZFSBootMenu counts down to {bootfs}, the report's bootfs"
-                )),
-            ),
-        ],
-    ));
+        .into(),
+    ];
+    let booted = "kldload's install of it boots";
+    if encrypted.is_some() {
+        steps.push(StartStep::default().into());
+        steps.push(
+            Unlock {
+                check: check(booted),
+                ..Default::default()
+            }
+            .into(),
+        );
+    } else {
+        steps.push(
+            Boot {
+                check: check(booted),
+                ..Default::default()
+            }
+            .into(),
+        );
+    }
+    steps.push(
+        Run {
+            command: script.join("\n") + "\n",
+            timeout_secs: Some(900),
+            check: check("the report's state made on it"),
+            ..Default::default()
+        }
+        .into(),
+    );
+    steps.push(Reboot {}.into());
+    steps.push(
+        ZbmCountdown {
+            be: bootfs.clone(),
+            check: Some(format!(
+                "ZFSBootMenu counts down to {bootfs}, the report's bootfs"
+            )),
+        }
+        .into(),
+    );
     if encrypted.is_some() {
         // ZFSBootMenu asks for the key once its countdown has run out.
-        steps.push(step("passphrase", &[("prompt", s("Enter passphrase for"))]));
+        steps.push(
+            Passphrase {
+                prompt: "Enter passphrase for".into(),
+                check: None,
+            }
+            .into(),
+        );
     }
     let commandline = (report.boot_environments.iter())
         .find(|b| b.dataset == bootfs)
@@ -506,75 +513,70 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
         .split_whitespace()
         .any(|w| w.starts_with("console=ttyS0"));
     if no_zfs {
-        steps.push(step(
-            "wait-console",
-            &[
-                (
-                    "text",
-                    s(r"Failed to load ZFS modules|ALERT!|\(initramfs\)"),
-                ),
-                ("timeout_secs", Value::Integer(300)),
-                (
-                    "check",
-                    s("the default kernel, without zfs.ko, stops in its initramfs"),
-                ),
-            ],
-        ));
-        return finish(top, answers, steps, reproduced, notes, source);
-    }
-    if silent {
-        steps.push(step(
-            "not-on-console",
-            &[
-                ("text", s("login:")),
-                ("check", s(format!(
-                    "the command line {commandline:?} has no serial console: silent after ZFSBootMenu"
-                ))),
-            ],
-        ));
-        return finish(top, answers, steps, reproduced, notes, source);
-    }
-    steps.push(step(
-        "login",
-        &[("check", s("it boots to a login, with the report's state"))],
-    ));
-    steps.push(step(
-        "run",
-        &[
-            (
-                "command",
-                s(format!(
-                    "zpool get -H -o value bootfs,compatibility {}",
-                    sh(name)
+        steps.push(
+            WaitConsole {
+                text: r"Failed to load ZFS modules|ALERT!|\(initramfs\)".into(),
+                timeout_secs: Some(300),
+                check: check("the default kernel, without zfs.ko, stops in its initramfs"),
+            }
+            .into(),
+        );
+    } else if silent {
+        steps.push(
+            NotOnConsole {
+                text: "login:".into(),
+                timeout_secs: None,
+                check: Some(format!(
+                    "the command line {commandline:?} has no serial console: silent after \
+                     ZFSBootMenu"
                 )),
-            ),
-            (
-                "stdout",
-                s(format!(
+            }
+            .into(),
+        );
+    } else {
+        steps.push(
+            Login {
+                check: check("it boots to a login, with the report's state"),
+            }
+            .into(),
+        );
+        steps.push(
+            Run {
+                command: format!("zpool get -H -o value bootfs,compatibility {}", sh(name)),
+                stdout: Some(format!(
                     "^{}\n{}\n$",
                     regex::escape(&bootfs),
                     regex::escape(&compatibility)
                 )),
-            ),
-            (
-                "check",
-                s("the pool's bootfs and compatibility are the report's"),
-            ),
-        ],
-    ));
-    let mut report_step = vec![
-        ("same_as", s(source)),
-        (
-            "check",
-            s("this VM's own report has the report's boot-relevant facts"),
-        ),
-    ];
-    if !except.is_empty() {
-        report_step.push(("except", Value::Array(except.into_iter().map(s).collect())));
+                check: check("the pool's bootfs and compatibility are the report's"),
+                ..Default::default()
+            }
+            .into(),
+        );
+        steps.push(
+            ReportStep {
+                same_as: Some(source.to_string()),
+                except,
+                check: check("this VM's own report has the report's boot-relevant facts"),
+            }
+            .into(),
+        );
+        steps.push(Shutdown {}.into());
     }
-    steps.push(step("report", &report_step));
-    steps.push(step("shutdown", &[]));
-    finish(top, answers, steps, reproduced, notes, source)
+    if encrypted.is_some() {
+        scenario.answers_file = Some("encrypted.toml".into());
+    }
+    scenario.answers = answers;
+    scenario.steps = steps;
+    scenario.description = description(source, &reproduced, &notes);
+    let compares_facts =
+        (scenario.steps.iter()).any(|s| matches!(s, Step::Report(r) if r.same_as.is_some()));
+    Ok(Generated {
+        scenario,
+        reproduced,
+        not_reproduced: notes,
+        compares_facts,
+    })
 }
 
 /// A newer kernel for ZFSBootMenu to boot by default, whose initramfs has no zfs.ko (as
@@ -590,51 +592,21 @@ mkinitramfs -o /boot/initrd.img-$newer $running
 tar -xPf /root/zfs-modules.tar
 "#;
 
-fn finish(
-    top: Table,
-    answers: Table,
-    steps: Vec<Value>,
-    reproduced: Vec<String>,
-    not_reproduced: Vec<String>,
-    source: &str,
-) -> Result<Generated> {
-    let description = format!(
-        "Made by `cargo xtask vm-repro --from-report {source}`.\n\nReproduced:\n{}\n\nNot \
-         reproduced:\n{}\n",
-        reproduced
-            .iter()
-            .map(|r| format!("- {r}"))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        not_reproduced
+/// The generated scenario's description: where it comes from, what it reproduces and what not.
+fn description(source: &str, reproduced: &[String], not_reproduced: &[String]) -> String {
+    let list = |items: &[String]| {
+        items
             .iter()
             .map(|r| format!("- {r}"))
             .collect::<Vec<_>>()
             .join("\n")
-    );
-    let mut file = Table::new();
-    file.insert(
-        "summary".into(),
-        s(format!("the machine of {source}, rebuilt from its report")),
-    );
-    file.insert("description".into(), s(description));
-    file.insert("start".into(), s("blank"));
-    let encrypted = steps
-        .iter()
-        .any(|st| st.get("do").and_then(Value::as_str) == Some("unlock"));
-    if encrypted {
-        file.insert("answers_file".into(), s("encrypted.toml"));
-    }
-    let compares_facts = steps.iter().any(|st| st.get("same_as").is_some());
-    file.extend(top);
-    file.insert("answers".into(), Value::Table(answers));
-    file.insert("step".into(), Value::Array(steps));
-    Ok(Generated {
-        toml: toml::to_string_pretty(&file)?,
-        reproduced,
-        not_reproduced,
-        compares_facts,
-    })
+    };
+    format!(
+        "Made by `cargo xtask vm-repro --from-report {source}`.\n\nReproduced:\n{}\n\nNot \
+         reproduced:\n{}\n",
+        list(reproduced),
+        list(not_reproduced)
+    )
 }
 
 #[cfg(test)]
@@ -776,36 +748,37 @@ mod tests {
         }
     }
 
-    /// The generated file, loaded and validated as the scenario runner loads it.
+    /// The generated scenario as its file's text.
+    fn text(g: &Generated) -> String {
+        g.scenario.to_toml().unwrap()
+    }
+
+    /// The generated file, loaded and validated as the scenario runner loads it; it is the
+    /// scenario generated.
     fn load(g: &Generated) -> crate::scenario::Scenario {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("generated.toml");
-        std::fs::write(&path, &g.toml).unwrap();
-        crate::scenario::Scenario::load(&path).unwrap_or_else(|e| panic!("{e:#}\n{}", g.toml))
+        std::fs::write(&path, text(g)).unwrap();
+        let loaded =
+            crate::scenario::Scenario::load(&path).unwrap_or_else(|e| panic!("{e:#}\n{}", text(g)));
+        assert_eq!(loaded, g.scenario);
+        loaded
     }
 
-    fn steps(g: &Generated) -> Vec<String> {
-        let v: toml::Table = toml::from_str(&g.toml).unwrap();
-        v["step"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["do"].as_str().unwrap().to_string())
-            .collect()
+    fn steps(g: &Generated) -> Vec<&'static str> {
+        g.scenario.steps.iter().map(Step::kind).collect()
     }
 
     /// The facts the generated report step excepts from its comparison (it must have one).
     fn excepted(g: &Generated) -> Vec<String> {
-        let v: toml::Table = toml::from_str(&g.toml).unwrap();
-        let steps = v["step"].as_array().unwrap();
-        let report = (steps.iter())
-            .find(|s| s["do"].as_str() == Some("report"))
+        let report = (g.scenario.steps.iter())
+            .find_map(|s| match s {
+                Step::Report(r) => Some(r),
+                _ => None,
+            })
             .expect("a report step");
-        assert!(report.get("same_as").is_some(), "{report:?}");
-        (report.get("except"))
-            .and_then(|e| e.as_array())
-            .map(|e| e.iter().map(|x| x.as_str().unwrap().to_string()).collect())
-            .unwrap_or_default()
+        assert!(report.same_as.is_some(), "{report:?}");
+        report.except.clone()
     }
 
     /// The `pool.features` a generated scenario's answers create the pool with.
@@ -833,7 +806,7 @@ mod tests {
         let g = generate(&r, "user.json").unwrap();
         assert_eq!(excepted(&g), ["layout", "encryption root"]);
         let same = generate(&kldload_install(), "user.json").unwrap();
-        assert!(excepted(&same).is_empty(), "{}", same.toml);
+        assert!(excepted(&same).is_empty(), "{}", text(&same));
     }
 
     #[test]
@@ -856,7 +829,7 @@ mod tests {
                 "shutdown"
             ]
         );
-        assert!(g.toml.contains("layout = \"single\""), "{}", g.toml);
+        assert!(text(&g).contains("layout = \"single\""), "{}", text(&g));
         // Created with exactly the report's enabled features, not the disabled ones.
         let scenario = load(&g);
         let features = creation_features(&scenario);
@@ -865,19 +838,15 @@ mod tests {
             features,
             Some(vec!["head_errlog", "lz4_compress"]),
             "{}",
-            g.toml
+            text(&g)
         );
         assert!(
-            g.toml
-                .contains("enabled for the install's compression or encryption: lz4_compress")
+            text(&g).contains("enabled for the install's compression or encryption: lz4_compress")
         );
-        assert!(!g.toml.contains("draid"));
-        assert!(!g.toml.contains("zfs rename"));
-        assert!(!g.toml.contains("zfs inherit org.zfsbootmenu:commandline"));
-        assert!(
-            g.toml
-                .contains("zfs inherit org.zfsbootmenu:keysource 'rpool'")
-        );
+        assert!(!text(&g).contains("draid"));
+        assert!(!text(&g).contains("zfs rename"));
+        assert!(!text(&g).contains("zfs inherit org.zfsbootmenu:commandline"));
+        assert!(text(&g).contains("zfs inherit org.zfsbootmenu:keysource 'rpool'"));
         assert!(
             g.not_reproduced
                 .iter()
@@ -923,33 +892,21 @@ mod tests {
         assert_eq!(scenario.extra_disks.len(), 1);
         assert_eq!(scenario.extra_disks[0].options().sector_size, Some(4096));
         assert_eq!(scenario.target.sector_size, Some(4096));
-        assert!(g.toml.contains("layout = \"mirror\""));
-        assert!(g.toml.contains("name = \"tank\""));
+        assert!(text(&g).contains("layout = \"mirror\""));
+        assert!(text(&g).contains("name = \"tank\""));
+        assert!(text(&g).contains("zfs rename -u 'tank/ROOT/default' 'tank/sys/debian'"));
         assert!(
-            g.toml
-                .contains("zfs rename -u 'tank/ROOT/default' 'tank/sys/debian'")
-        );
-        assert!(
-            g.toml.contains(
+            text(&g).contains(
                 "zfs clone -p -o canmount=noauto -o mountpoint=/ 'tank/sys/debian'@kldload-repro \
                  'tank/sys/old'"
             ),
             "{}",
-            g.toml
+            text(&g)
         );
-        assert!(
-            g.toml
-                .contains("zfs set 'org.zfsbootmenu:commandline=' 'tank/sys/debian'")
-        );
-        assert!(
-            g.toml
-                .contains("zfs inherit org.zfsbootmenu:commandline 'tank/ROOT'")
-        );
+        assert!(text(&g).contains("zfs set 'org.zfsbootmenu:commandline=' 'tank/sys/debian'"));
+        assert!(text(&g).contains("zfs inherit org.zfsbootmenu:commandline 'tank/ROOT'"));
         // On the parent the rename makes too.
-        assert!(
-            g.toml
-                .contains("zfs set 'org.zfsbootmenu:commandline=ro' 'tank/sys'")
-        );
+        assert!(text(&g).contains("zfs set 'org.zfsbootmenu:commandline=ro' 'tank/sys'"));
         assert_eq!(
             steps(&g),
             [
@@ -969,10 +926,7 @@ mod tests {
         r.boot_environments[0].kernels[0].initramfs_has_zfs = Some(false);
         let g = generate(&r, "user.json").unwrap();
         load(&g);
-        assert!(
-            g.toml
-                .contains("mkinitramfs -o /boot/initrd.img-$newer $running")
-        );
+        assert!(text(&g).contains("mkinitramfs -o /boot/initrd.img-$newer $running"));
         assert_eq!(
             steps(&g),
             [
@@ -1051,20 +1005,19 @@ mod tests {
             features,
             Some(vec!["lz4_compress", "encryption"]),
             "{}",
-            g.toml
+            text(&g)
         );
         assert!(
-            g.toml
-                .contains("zpool set 'feature@head_errlog=enabled' 'rpool'"),
+            text(&g).contains("zpool set 'feature@head_errlog=enabled' 'rpool'"),
             "{}",
-            g.toml
+            text(&g)
         );
     }
 
     /// A report `kldload report` wrote on kldload's debian install (the VM test's, redacted).
     #[test]
     fn a_recorded_report_of_kldload_s_install() {
-        let path = crate::flow::project_root().join("fixtures/reports/kldload-debian-13.json");
+        let path = crate::env::project_root().join("fixtures/reports/kldload-debian-13.json");
         let report: Report = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let g = generate(&report, "kldload-debian-13.json").unwrap();
         load(&g);
@@ -1082,12 +1035,9 @@ mod tests {
                 "shutdown"
             ]
         );
-        assert!(g.toml.contains("layout = \"single\""));
-        assert!(
-            g.toml
-                .contains("zpool set compatibility='openzfs-2.3-linux' 'rpool'")
-        );
-        assert!(!g.toml.contains("zgenhostid"), "{}", g.toml);
+        assert!(text(&g).contains("layout = \"single\""));
+        assert!(text(&g).contains("zpool set compatibility='openzfs-2.3-linux' 'rpool'"));
+        assert!(!text(&g).contains("zgenhostid"), "{}", text(&g));
         assert!(
             g.reproduced
                 .iter()

@@ -3,17 +3,22 @@
 //! port, QMP for faults, ZFSBootMenu's menu driven by keys, and the main job's flow and checks.
 //! The scenarios are in `tests/`.
 
+pub mod answers;
+pub mod base;
 pub mod checks;
 pub mod console;
 pub mod efivars;
-pub mod flow;
+pub mod env;
 pub mod from_report;
+pub mod guest;
 pub mod machine;
+pub mod needs;
 pub mod ovmf;
 pub mod qemu;
 pub mod qmp;
 pub mod report;
 pub mod round_trip;
+pub mod run;
 pub mod scenario;
 pub mod serve;
 pub mod shell;

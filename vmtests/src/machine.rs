@@ -16,6 +16,15 @@ use std::time::Duration;
 /// (55 s under TCG); a step that takes longer says so with its own timeout.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// A `kldload report` taken on a machine ([`Machine::kldload_report`]).
+pub struct TakenReport {
+    /// What it printed.
+    pub summary: String,
+    /// The report file's text.
+    pub json: String,
+    pub report: kldload::report::Report,
+}
+
 pub struct Machine {
     pub vm: Vm,
     pub console: Console,
@@ -53,16 +62,38 @@ impl Machine {
         self.login_at_prompt(user, password)
     }
 
+    /// The source of `/` (the boot environment's dataset on a kldload machine).
+    pub fn root_source(&mut self) -> Result<String> {
+        Ok(self.succeed("findmnt -n -o SOURCE /")?.trim().to_string())
+    }
+
+    /// Runs `kldload report` with `args` on the machine, as a user does; what it printed, the
+    /// report's text, and the report parsed.
+    pub fn kldload_report(&mut self, args: &str) -> Result<TakenReport> {
+        let out = self.execute_within(
+            &format!("kldload report --output /root/kldload-report.json {args}"),
+            Duration::from_secs(300),
+        )?;
+        ensure!(out.status == 0, "kldload report: {out:?}");
+        let json = self.succeed("cat /root/kldload-report.json")?;
+        let report = serde_json::from_str(&json).context("the report does not parse")?;
+        Ok(TakenReport {
+            summary: out.stdout,
+            json,
+            report,
+        })
+    }
+
     /// Logs in as root with the answer files' password at the next login prompt.
     pub fn login_root(&mut self, timeout: Duration) -> Result<()> {
-        self.login("root", crate::flow::ROOT_PASSWORD, timeout)
+        self.login("root", crate::answers::ROOT_PASSWORD, timeout)
     }
 
     /// Logs in as root on the console at the next login prompt, and starts no shell of the
     /// harness's (a machine about to be saved: [`Machine::save_state`]).
     pub fn console_login_root(&mut self, timeout: Duration) -> Result<()> {
         self.console.wait_for("login: ", timeout)?;
-        self.console_login_at_prompt("root", crate::flow::ROOT_PASSWORD)
+        self.console_login_at_prompt("root", crate::answers::ROOT_PASSWORD)
     }
 
     /// Logs in when the `login: ` prompt has just been seen, and starts the harness's shell.

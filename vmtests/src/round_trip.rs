@@ -4,11 +4,12 @@
 //! for a scenario file: the scenario with a report taken before its last poweroff
 //! ([`with_report_before_last_shutdown`]), then the rebuild of that report.
 
-use anyhow::{Context, Result, bail};
+use crate::scenario::{Scenario, Step, steps};
+use anyhow::{Context, Result, bail, ensure};
 use kldload::report::{BootKernel, Pool, Report, Vdev};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
-use toml::{Table, Value};
+use std::path::Path;
 
 /// What a report says of a machine's boot, as far as `--from-report` reproduces it: two
 /// machines with the same facts boot the same way through ZFSBootMenu. What it lists as not
@@ -234,34 +235,68 @@ fn vdev_kind(v: &Vdev) -> (String, usize) {
     (kind.to_string(), v.children.len())
 }
 
-/// The scenario file `text` with a `report` step before its last step, which must be the
-/// poweroff of a booted machine (a scenario that ends elsewhere has no machine to report on).
-pub fn with_report_before_last_shutdown(text: &str) -> Result<String> {
-    let mut file: Table = toml::from_str(text)?;
-    let Some(Value::Array(steps)) = file.get_mut("step") else {
-        bail!("the scenario has no steps");
-    };
-    let last = steps
-        .last()
-        .and_then(|s| s.get("do"))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    if last != "shutdown" {
-        bail!(
-            "the scenario ends with `{last}`, not the poweroff of a booted machine: there is no \
-             machine to take a report on"
-        );
+/// The data vdevs kldload's install makes for `layout` on `disks` disks, as [`BootFacts`]
+/// describes a pool's: one vdev of the layout's kind (the word `zpool create` gets), or, for
+/// one disk or disks side by side, a `disk` vdev each.
+pub fn vdevs_made_by(layout: kldload::config::Layout, disks: usize) -> Vec<(String, usize)> {
+    match layout.vdev_word() {
+        None => vec![("disk".to_string(), 1); disks],
+        Some(kind) => vec![(kind.to_string(), disks)],
     }
-    let mut report = Table::new();
-    report.insert("do".into(), Value::String("report".into()));
-    report.insert(
-        "check".into(),
-        Value::String("kldload report on the machine as the scenario leaves it".into()),
+}
+
+/// `scenario` with a `report` step before its last step, which must be the poweroff of a
+/// booted machine (a scenario that ends elsewhere has no machine to report on).
+pub fn with_report_before_last_shutdown(scenario: &Scenario) -> Result<Scenario> {
+    let mut with = scenario.clone();
+    match with.steps.last() {
+        Some(Step::Shutdown(_)) => {}
+        last => bail!(
+            "the scenario ends with `{}`, not the poweroff of a booted machine: there is no \
+             machine to take a report on",
+            last.map_or("nothing", Step::kind)
+        ),
+    }
+    let at = with.steps.len() - 1;
+    with.steps.insert(
+        at,
+        steps::Report {
+            check: Some("kldload report on the machine as the scenario leaves it".into()),
+            ..Default::default()
+        }
+        .into(),
     );
-    let at = steps.len() - 1;
-    steps.insert(at, Value::Table(report));
-    Ok(toml::to_string_pretty(&file)?)
+    Ok(with)
+}
+
+/// The boot-relevant facts of `report` are those of the report file at `path`, but for those
+/// `except` names (what a rebuild knowingly made otherwise); what was compared, or each
+/// difference.
+pub fn same_facts_as(path: &Path, report: &Report, except: &[String]) -> Result<String> {
+    let original: Report = serde_json::from_str(
+        &std::fs::read_to_string(path)
+            .with_context(|| format!("reading the report to compare with, {}", path.display()))?,
+    )
+    .with_context(|| format!("{} does not parse", path.display()))?;
+    let (excepted, differences): (Vec<_>, Vec<_>) =
+        BootFacts::differences(&BootFacts::of(&original)?, &BootFacts::of(report)?)
+            .into_iter()
+            .partition(|d| except.contains(&d.fact));
+    let texts = |ds: &[Difference]| ds.iter().map(|d| d.text.clone()).collect::<Vec<_>>();
+    ensure!(
+        differences.is_empty(),
+        "this machine is not in the state of {}:\n{}",
+        path.display(),
+        texts(&differences).join("\n")
+    );
+    let mut said = format!("the boot-relevant facts of {}", path.display());
+    if !excepted.is_empty() {
+        said.push_str(&format!(
+            " (but, as expected: {})",
+            texts(&excepted).join("; ")
+        ));
+    }
+    Ok(said)
 }
 
 #[cfg(test)]
@@ -270,7 +305,7 @@ mod tests {
 
     fn recorded() -> Report {
         let text = std::fs::read_to_string(
-            crate::flow::project_root().join("fixtures/reports/kldload-debian-13.json"),
+            crate::env::project_root().join("fixtures/reports/kldload-debian-13.json"),
         )
         .unwrap();
         serde_json::from_str(&text).unwrap()
@@ -379,17 +414,16 @@ mod tests {
     #[test]
     fn the_report_goes_before_the_last_poweroff_and_nowhere_else() {
         let text = "summary = \"s\"\ndescription = \"d\"\n\n[[step]]\ndo = \"boot\"\n\n[[step]]\ndo = \"shutdown\"\n";
-        let with = with_report_before_last_shutdown(text).unwrap();
-        let file: Table = toml::from_str(&with).unwrap();
-        let kinds: Vec<&str> = file["step"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["do"].as_str().unwrap())
-            .collect();
+        let scenario: Scenario = toml::from_str(text).unwrap();
+        let with = with_report_before_last_shutdown(&scenario).unwrap();
+        let kinds: Vec<&str> = with.steps.iter().map(Step::kind).collect();
         assert_eq!(kinds, ["boot", "report", "shutdown"]);
-        let crashed = "summary = \"s\"\n[[step]]\ndo = \"crash\"\n";
-        let e = with_report_before_last_shutdown(crashed)
+        // Written and read back, it is the same scenario.
+        let again: Scenario = toml::from_str(&with.to_toml().unwrap()).unwrap();
+        assert_eq!(again, with);
+        let crashed: Scenario =
+            toml::from_str("summary = \"s\"\n[[step]]\ndo = \"crash\"\n").unwrap();
+        let e = with_report_before_last_shutdown(&crashed)
             .unwrap_err()
             .to_string();
         assert!(e.contains("ends with `crash`"), "{e}");

@@ -2,12 +2,10 @@
 //! made elsewhere. `cargo xtask vm-test` builds each only for a run that takes a test needing
 //! it (they cost a build each) and names it in the test's environment.
 
-use anyhow::{Result, anyhow, ensure};
-use serde::Deserialize;
-use std::path::PathBuf;
+use serde::{Deserialize, Serialize};
 
 /// One such ZFSBootMenu; in a scenario file, `zfsbootmenu = "<name>"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TestZfsBootMenu {
     /// Built from the pinned source with another hostid inside (as any ZFSBootMenu built on
     /// another machine is).
@@ -22,28 +20,19 @@ pub enum TestZfsBootMenu {
 impl TestZfsBootMenu {
     pub const ALL: [TestZfsBootMenu; 2] = [TestZfsBootMenu::OtherHostid, TestZfsBootMenu::Zfs21];
 
-    /// The variable `cargo xtask vm-test` names its EFI file in.
-    pub fn variable(self) -> &'static str {
+    /// Its name in a scenario file.
+    pub fn name(self) -> &'static str {
+        match self {
+            TestZfsBootMenu::OtherHostid => "other-hostid",
+            TestZfsBootMenu::Zfs21 => "zfs-2.1",
+        }
+    }
+
+    /// The variable `cargo xtask vm-test` names its EFI file in (crate::env's contract).
+    pub(crate) fn variable(self) -> &'static str {
         match self {
             TestZfsBootMenu::OtherHostid => "KLDLOAD_VMTEST_ZFSBOOTMENU_OTHER_HOSTID",
             TestZfsBootMenu::Zfs21 => "KLDLOAD_VMTEST_ZFSBOOTMENU_ZFS_2_1",
         }
     }
-
-    /// Its EFI file, or why this run has none.
-    pub fn path(self) -> Result<PathBuf> {
-        file_from(self.variable())
-    }
-}
-
-/// The ZFSBootMenu file `variable` names (set by `cargo xtask vm-test`: a path, or
-/// `unavailable: <why>`), or why there is none.
-pub fn file_from(variable: &str) -> Result<PathBuf> {
-    let value = std::env::var(variable)
-        .map_err(|_| anyhow!("${variable} is not set: run through `cargo xtask vm-test`"))?;
-    ensure!(
-        !value.starts_with("unavailable: ") && std::path::Path::new(&value).is_file(),
-        "${variable}: {value}"
-    );
-    Ok(value.into())
 }

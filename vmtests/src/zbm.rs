@@ -6,7 +6,8 @@
 //! (Escape then the letter), which is what this driver sends: on a serial line Ctrl+S is XOFF.
 
 use crate::machine::Machine;
-use anyhow::Result;
+use crate::run::{LOGIN_TIMEOUT, MENU_TIMEOUT};
+use anyhow::{Context, Result, ensure};
 use std::time::Duration;
 
 /// How long a screen may take to appear once a key was pressed (TCG is slow at drawing fzf).
@@ -119,6 +120,71 @@ fn words(screen: &str, keep: impl Fn(&str) -> bool) -> Vec<String> {
         }
     }
     found
+}
+
+/// How a passphrase reaches ZFSBootMenu ([`Zbm::unlock_once`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unlocking {
+    /// At the prompt it opens when its countdown ends.
+    AtCountdown,
+    /// A wrong passphrase first, which must be refused and asked again, then the right one.
+    WrongFirst,
+    /// The countdown stopped, the menu opened (the passphrase typed where ZFSBootMenu asks for
+    /// it), and the boot environment named booted from the menu.
+    ViaMenu(String),
+}
+
+/// A kernel in ZFSBootMenu's kernel list: the newest or oldest (in its `sort -V` order), or one
+/// by its file name in /boot. In a scenario file, `"newest"`, `"oldest"` or the file name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum KernelChoice {
+    #[default]
+    Newest,
+    Oldest,
+    Named(String),
+}
+
+impl From<String> for KernelChoice {
+    fn from(s: String) -> KernelChoice {
+        match s.as_str() {
+            "newest" => KernelChoice::Newest,
+            "oldest" => KernelChoice::Oldest,
+            _ => KernelChoice::Named(s),
+        }
+    }
+}
+
+impl From<KernelChoice> for String {
+    fn from(k: KernelChoice) -> String {
+        k.to_string()
+    }
+}
+
+impl std::fmt::Display for KernelChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KernelChoice::Newest => f.write_str("newest"),
+            KernelChoice::Oldest => f.write_str("oldest"),
+            KernelChoice::Named(name) => f.write_str(name),
+        }
+    }
+}
+
+impl KernelChoice {
+    /// The kernel it names among those ZFSBootMenu `listed`.
+    pub fn pick(&self, listed: &[String]) -> Result<String> {
+        let mut sorted = listed.to_vec();
+        sorted.sort_by(|a, b| kldload::doctor::kernels::version_order(a, b));
+        let found = match self {
+            KernelChoice::Newest => sorted.last(),
+            KernelChoice::Oldest => sorted.first(),
+            KernelChoice::Named(name) => sorted.iter().find(|k| *k == name),
+        };
+        found
+            .cloned()
+            .with_context(|| format!("no kernel \"{self}\" in the list: {listed:?}"))
+    }
 }
 
 impl<'m> Zbm<'m> {
@@ -394,6 +460,85 @@ impl<'m> Zbm<'m> {
         Ok(kernels(&screen))
     }
 
+    /// In the open snapshot list, selects `snapshot` and duplicates it into a new boot
+    /// environment `<be>_NEW`, which must then be listed; returns what the list shows.
+    pub fn duplicate_snapshot(&mut self, snapshot: &str) -> Result<Vec<String>> {
+        self.select(snapshot)?;
+        let listed = self.duplicate_selected_snapshot()?;
+        let new_be = format!("{}_NEW", snapshot.split('@').next().unwrap_or_default());
+        ensure!(listed.contains(&new_be), "listed: {listed:?}");
+        Ok(listed)
+    }
+
+    /// In the open kernel list, selects the kernel `choice` names; returns its file name.
+    fn select_kernel(&mut self, choice: &KernelChoice) -> Result<String> {
+        let listed = self.wait_for_kernel_list()?;
+        let name = choice.pick(&listed)?;
+        // The list shows each kernel by its path.
+        self.select(&format!("/boot/{name}"))?;
+        Ok(name)
+    }
+
+    /// In the open kernel list, boots the kernel `choice` names; returns its file name.
+    pub fn boot_kernel(&mut self, choice: &KernelChoice) -> Result<String> {
+        let name = self.select_kernel(choice)?;
+        self.enter(&format!("Return: boot {name}"))?;
+        Ok(name)
+    }
+
+    /// In the open kernel list, makes the kernel `choice` names the boot environment's default
+    /// (Alt+D); back in the menu. Returns its file name.
+    pub fn make_kernel_default(&mut self, choice: &KernelChoice) -> Result<String> {
+        let name = self.select_kernel(choice)?;
+        self.set_selected_kernel_as_default()?;
+        Ok(name)
+    }
+
+    /// Unlocks an encrypted boot environment whose encryption root is `root` with `passphrase`
+    /// the way `how` says, then waits for the login prompt and logs in as root: the boot must
+    /// not ask again (neither ZFSBootMenu nor the boot's own `zfs load-key` or
+    /// systemd-ask-password), one prompt a boot.
+    pub fn unlock_once(&mut self, root: &str, passphrase: &str, how: &Unlocking) -> Result<()> {
+        match how {
+            Unlocking::AtCountdown => self.type_passphrase(root, passphrase, MENU_TIMEOUT)?,
+            Unlocking::WrongFirst => {
+                self.type_passphrase(root, "not-the-passphrase", MENU_TIMEOUT)?;
+                self.m
+                    .console
+                    .wait_for("Incorrect key provided", SCREEN_TIMEOUT)
+                    .context("ZFSBootMenu did not refuse a wrong passphrase")?;
+                self.type_passphrase(root, passphrase, MENU_TIMEOUT)?;
+            }
+            Unlocking::ViaMenu(be) => {
+                // The countdown comes before the prompt: ZFSBootMenu asks for the key when it
+                // needs it, opening the menu or booting.
+                self.wait_for_countdown(MENU_TIMEOUT)?;
+                let asked = self.open_menu_asking_passphrase(root, passphrase)?;
+                self.boot(be)?;
+                if !asked {
+                    self.type_passphrase(root, passphrase, MENU_TIMEOUT)?;
+                }
+            }
+        }
+        // Any encryption root's prompt, ZFSBootMenu's or the boot's (`zfs load-key`,
+        // systemd-ask-password), is a second prompt.
+        let (i, _) = self.m.console.wait_for_any(
+            &[
+                "login: ",
+                "Enter passphrase for",
+                "Encrypted ZFS password",
+                "Incorrect key",
+            ],
+            MENU_TIMEOUT + LOGIN_TIMEOUT,
+        )?;
+        ensure!(
+            i == 0,
+            "after the right passphrase the boot asked again or refused it (see the transcript)"
+        );
+        self.m
+            .login_at_prompt("root", crate::answers::ROOT_PASSWORD)
+    }
+
     /// Escape: back to the previous screen (the main menu from a sub-list).
     pub fn back(&mut self) -> Result<Vec<String>> {
         self.press("Escape: back to the menu", "\x1b")?;
@@ -472,6 +617,37 @@ mod tests {
         assert_eq!(
             matches_for_query("BE > ^rpool/ROOT/a", "^rpool/ROOT/a$"),
             None
+        );
+    }
+
+    #[test]
+    fn kernels_are_picked_in_zfsbootmenus_order() {
+        // As the kernel list shows them: newest first.
+        let listed = [
+            "vmlinuz-6.12.999+deb13-amd64".to_string(),
+            "vmlinuz-6.12.57+deb13-amd64".to_string(),
+            "vmlinuz-6.12.9+deb13-amd64".to_string(),
+        ];
+        assert_eq!(
+            KernelChoice::Oldest.pick(&listed).unwrap(),
+            "vmlinuz-6.12.9+deb13-amd64"
+        );
+        assert_eq!(
+            KernelChoice::Newest.pick(&listed).unwrap(),
+            "vmlinuz-6.12.999+deb13-amd64"
+        );
+        assert_eq!(
+            KernelChoice::from("vmlinuz-6.12.57+deb13-amd64".to_string())
+                .pick(&listed)
+                .unwrap(),
+            "vmlinuz-6.12.57+deb13-amd64"
+        );
+        let e = KernelChoice::from("vmlinuz-5".to_string())
+            .pick(&listed)
+            .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("no kernel \"vmlinuz-5\""),
+            "{e:#}"
         );
     }
 }

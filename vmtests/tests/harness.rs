@@ -19,7 +19,7 @@ fn qemu_starts_from_a_deep_run_directory() {
         .join("20261126-042129-scenario-a-scenario-named-at-length");
     std::fs::create_dir_all(&run_dir).unwrap();
     assert!(run_dir.as_os_str().len() > 108, "{}", run_dir.display());
-    let firmware = Firmware::resolve(&vmtests::flow::project_root()).unwrap();
+    let firmware = Firmware::resolve(&vmtests::env::project_root()).unwrap();
     let nvram = run_dir.join("nvram.fd");
     firmware.new_nvram(&nvram).unwrap();
     let spec = VmSpec {

@@ -7,10 +7,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn env_path(name: &str) -> PathBuf {
-    std::env::var_os(name)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| panic!("${name} is not set: run `cargo xtask vm-test debian`"))
+/// A path `cargo xtask vm-test` prepared (`vmtests::env`), or a panic saying how to get it.
+fn prepared(path: Option<PathBuf>, what: &str) -> PathBuf {
+    path.unwrap_or_else(|| panic!("no {what}: run `cargo xtask vm-test debian`"))
 }
 
 fn sh(argv: &[&str]) -> String {
@@ -134,9 +133,10 @@ fn sha256(path: &Path) -> String {
 #[test]
 #[ignore = "needs a built medium: run with `cargo xtask vm-test debian`"]
 fn payload_and_medium() {
-    let medium = env_path("KLDLOAD_VMTEST_MEDIUM");
-    let payload_dir = env_path("KLDLOAD_VMTEST_PAYLOAD_DIR");
-    let builder_dir = env_path("KLDLOAD_VMTEST_BUILDER_DIR");
+    let env = vmtests::env::VmTestEnv::from_env().unwrap();
+    let medium = prepared(env.medium, "medium");
+    let payload_dir = prepared(env.payload_dir, "payload");
+    let builder_dir = prepared(env.builder_dir, "builder root");
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(payload_dir.join("manifest.json")).unwrap())
             .unwrap();

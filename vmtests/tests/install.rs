@@ -1,15 +1,15 @@
 //! The main job: install onto a blank disk from the medium, boot it through ZFSBootMenu and
-//! check what was built. Run by `cargo xtask vm-test <distro>`, which builds the medium and sets
-//! $KLDLOAD_VMTEST_MEDIUM and $KLDLOAD_VMTEST_DISTRO.
+//! check what was built. Run by `cargo xtask vm-test <distro>`, which builds the medium and
+//! says so in the tests' environment (`vmtests::env`).
 
 use std::time::Duration;
 use vmtests::checks;
-use vmtests::flow::test_on_blank_disk;
+use vmtests::run::test_on_blank_disk;
 use vmtests::test_zbm::TestZfsBootMenu;
 
 /// Boots the installed disk, runs the main job's checks against `config`, powers off.
 fn boot_and_check(
-    run: &mut vmtests::flow::Run,
+    run: &mut vmtests::run::Run,
     config: &kldload::config::Config,
 ) -> anyhow::Result<()> {
     let mut m = run.boot_installed("installed")?;
@@ -38,6 +38,15 @@ fn install_and_boot() {
     });
 }
 
+/// Which ZFSBootMenu EFI file a test gives.
+#[derive(Clone, Copy)]
+enum Zbm {
+    /// The user's own (as with the official release).
+    UsersOwn,
+    /// One `cargo xtask vm-test` built for the test.
+    Test(TestZfsBootMenu),
+}
+
 /// How the user hands over a ZFSBootMenu EFI file of their own.
 #[derive(Clone, Copy)]
 enum Given {
@@ -50,9 +59,13 @@ enum Given {
 /// The main job with a ZFSBootMenu EFI file the user gives: it is what lands on every ESP, the
 /// hostid inside it (or, with none, kldload's) is the one in every place, and every check
 /// passes, the doctor's included.
-fn install_with_given_zfsbootmenu(name: &str, variable: &str, given: Given) {
+fn install_with_given_zfsbootmenu(name: &str, zfsbootmenu: Zbm, given: Given) {
     test_on_blank_disk(name, |run| {
-        let file = vmtests::test_zbm::file_from(variable)?;
+        let env = vmtests::env::VmTestEnv::from_env()?;
+        let file = match zfsbootmenu {
+            Zbm::UsersOwn => env.given_zfsbootmenu.file("the given ZFSBootMenu")?,
+            Zbm::Test(t) => env.test_zfsbootmenu(t)?,
+        };
         match given {
             Given::OnTheMedium => run.install_zfsbootmenu_file(&file)?,
             Given::ByUrl => run.download_zfsbootmenu_file(&file)?,
@@ -86,11 +99,7 @@ fn install_with_given_zfsbootmenu(name: &str, variable: &str, given: Given) {
 #[test]
 #[ignore = "boots VMs: run with `cargo xtask vm-test debian`"]
 fn install_with_a_given_zfsbootmenu_file() {
-    install_with_given_zfsbootmenu(
-        "given-zfsbootmenu",
-        "KLDLOAD_VMTEST_GIVEN_ZFSBOOTMENU",
-        Given::OnTheMedium,
-    );
+    install_with_given_zfsbootmenu("given-zfsbootmenu", Zbm::UsersOwn, Given::OnTheMedium);
 }
 
 /// A ZFSBootMenu built on another machine carries that machine's hostid, imports the pool with
@@ -103,7 +112,7 @@ fn install_with_a_given_zfsbootmenu_file() {
 fn install_with_a_zfsbootmenu_built_with_another_hostid() {
     install_with_given_zfsbootmenu(
         "zfsbootmenu-other-hostid",
-        TestZfsBootMenu::OtherHostid.variable(),
+        Zbm::Test(TestZfsBootMenu::OtherHostid),
         Given::ByUrl,
     );
 }

@@ -4,26 +4,12 @@
 //! vm-test <distro>`.
 
 use anyhow::{Context, ensure};
-use kldload::report::Report;
 use std::collections::BTreeMap;
-use std::time::Duration;
-use vmtests::flow::scenario_on_installed_base;
 use vmtests::machine::Machine;
+use vmtests::run::scenario_on_installed_base;
 
 const BOOTFS: &str = "rpool/ROOT/default";
 const OTHER_BE: &str = "rpool/ROOT/other";
-
-/// Runs `kldload report` with `args` in the guest; its summary and the report it wrote.
-fn report(m: &mut Machine, args: &str) -> anyhow::Result<(String, String, Report)> {
-    let summary = m.execute_within(
-        &format!("kldload report --output /root/report.json {args}"),
-        Duration::from_secs(300),
-    )?;
-    ensure!(summary.status == 0, "kldload report: {summary:?}");
-    let json = m.succeed("cat /root/report.json")?;
-    let parsed = serde_json::from_str(&json).context("the report does not parse as a Report")?;
-    Ok((summary.stdout, json, parsed))
-}
 
 /// The pool's features and their states (`enabled`, `active`, `disabled`), as zpool lists them.
 fn features(m: &mut Machine) -> anyhow::Result<BTreeMap<String, String>> {
@@ -53,7 +39,8 @@ fn report_describes_the_installed_machine_and_redacts_it() {
         // turns active when that transaction group syncs. So each feature is compared with
         // zpool's states before and after the report.
         let features_before = features(&mut m)?;
-        let (summary, json, r) = run.timed("kldload report", |_| report(&mut m, ""))?;
+        let taken = run.timed("kldload report", |_| m.kldload_report(""))?;
+        let (summary, json, r) = (taken.summary, taken.json, taken.report);
         let features_after = features(&mut m)?;
         std::fs::write(run.dir.join("kldload-report.json"), &json)?;
         let mounts = m.succeed("findmnt -rn -o TARGET | grep -c kldload-report || true")?;
@@ -301,7 +288,7 @@ fn report_describes_the_installed_machine_and_redacts_it() {
             );
             Ok(format!("none of {gone:?}"))
         });
-        let (_, raw, _) = report(&mut m, "--no-redact")?;
+        let raw = m.kldload_report("--no-redact")?.json;
         run.check("--no-redact keeps the serial", || {
             ensure!(raw.contains("kldload-target"), "the serial is not there");
             Ok(summary.lines().next().unwrap_or_default().to_string())

@@ -7,8 +7,8 @@ use anyhow::{Context, ensure};
 use kldload::recipe::boot_menu::{ZBM_BACKUP, ZBM_PRIMARY};
 use std::time::Duration;
 use vmtests::checks;
-use vmtests::flow::{LIVE_BOOT_TIMEOUT, LOGIN_TIMEOUT, MENU_TIMEOUT, Run, test_on_blank_disk};
 use vmtests::machine::Machine;
+use vmtests::run::{LIVE_BOOT_TIMEOUT, LOGIN_TIMEOUT, MENU_TIMEOUT, Run, test_on_blank_disk};
 use vmtests::zbm::Zbm;
 
 /// The variable the firmware reports Secure Boot's state in (1: enforced).
@@ -525,7 +525,7 @@ fn secure_boot_enroll_mok_at_first_boot() {
         run.secure_boot(false)?;
         run.set_secure_boot_keeping_nvram(false)?;
         let fixture = kldload::config::Config::load(
-            &vmtests::flow::project_root().join("fixtures/answers/secure-boot.toml"),
+            &vmtests::env::project_root().join("fixtures/answers/secure-boot.toml"),
         )?;
         let hash = fixture
             .secure_boot
@@ -536,7 +536,7 @@ fn secure_boot_enroll_mok_at_first_boot() {
         secure_boot.insert("enroll_mok_password_hash".into(), hash.as_str().into());
         let mut changes = toml::Table::new();
         changes.insert("secure_boot".into(), secure_boot.into());
-        vmtests::flow::merge_answers(&run.answers, &changes)?;
+        vmtests::answers::merge_answers(&run.answers, &changes)?;
         run.install()?;
         run.set_secure_boot_keeping_nvram(true)?;
         let signer = module_signer(run)?;

@@ -5,8 +5,9 @@
 use anyhow::ensure;
 use kldload::config::ZFSBOOTMENU_HOSTID;
 use std::time::Duration;
-use vmtests::flow::{LOGIN_TIMEOUT, MENU_TIMEOUT, ROOT_PASSWORD, Run, scenario_on_installed_base};
+use vmtests::answers::ROOT_PASSWORD;
 use vmtests::machine::Machine;
+use vmtests::run::{LOGIN_TIMEOUT, MENU_TIMEOUT, Run, scenario_on_installed_base};
 use vmtests::zbm::{Zbm, countdown_seconds};
 
 const BOOTFS: &str = "rpool/ROOT/default";

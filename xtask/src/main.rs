@@ -225,29 +225,13 @@ fn ci(sh: &Shell, vm: Option<image::Options>) -> anyhow::Result<()> {
         cmd!(sh, "cargo nextest run --workspace --profile ci").run()?;
         return Ok(());
     };
-    let prepared = vmtest::prepare(&opts, vmtest::Needs::ALL)?;
-    eprintln!(
-        "VM test results (transcripts, reports): {}",
-        vmtest::results_dir().display()
-    );
-    let started = vmtest::Started::now();
-    let mut run = cmd!(
-        sh,
-        "cargo nextest run --workspace --profile ci --run-ignored all"
-    )
-    .env("KLDLOAD_VMTEST_RUN", &started.id);
-    for (k, v) in prepared.env(false) {
-        run = run.env(k, v);
-    }
-    let result = run.run();
-    vmtest::report_times(
-        &vmtest::results_dir(),
-        prepared.distro.name,
-        prepared.versions(),
-        started,
-        prepared.image_time(),
+    // The same run as `vm-test`'s, of the whole workspace under nextest's `ci` profile.
+    let run = vmtest::run_tests(
+        &opts,
+        &vmtest::Selection::default(),
+        vmtest::Suite::Workspace,
     )?;
-    result?;
+    anyhow::ensure!(run.passed, "tests failed (see above)");
     Ok(())
 }
 
@@ -353,14 +337,15 @@ fn main() -> anyhow::Result<()> {
         }
         Task::VmShell { distro } => {
             let out = vmtest::results_dir();
-            let dir = vmtests::flow::latest_kept_run(&out, distro.name).ok_or_else(|| {
+            let installs = distro.installs()?;
+            let dir = vmtests::run::latest_kept_run(&out, installs).ok_or_else(|| {
                 anyhow::anyhow!(
                     "no kept run under {}: run `cargo xtask vm-test {} --keep` first",
                     out.join(distro.name).display(),
                     distro.name
                 )
             })?;
-            vmtests::flow::vm_shell(distro.name, &dir)
+            vmtests::run::vm_shell(installs, &dir)
         }
         Task::VmTest {
             distro,
@@ -389,7 +374,9 @@ fn main() -> anyhow::Result<()> {
         } => {
             let opts = sources.options(distro, false);
             match (scenarios.as_slice(), from_report) {
-                (_, Some(report)) => vmtest::vm_repro_from_report(&opts, &report, keep),
+                (_, Some(report)) => {
+                    vmtest::vm_repro_from_report(&opts, &report, keep)?.passed_or_error()
+                }
                 (scenarios, None) if round_trip => round_trip::several(&opts, scenarios, keep),
                 ([scenario], None) => vmtest::vm_repro(&opts, scenario, keep),
                 ([], None) => unreachable!("clap requires one"),

@@ -5,11 +5,12 @@
 
 use crate::image;
 use crate::vmtest::{
-    results_dir, run_one_scenario, scenario_name_from_report, scenario_path, vm_repro_from_report,
+    run_one_scenario, scenario_name_from_report, scenario_path, vm_repro_from_report,
 };
 use anyhow::{Context, Result, bail};
-use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use vmtests::scenario::Scenario;
 
 /// Where the round trips' scenarios, reports and tables go.
 fn round_trip_dir() -> PathBuf {
@@ -29,22 +30,23 @@ pub struct Halves {
 /// report it took, whose last report step compares the rebuilt VM's facts with it. Both runs'
 /// results are kept as any run's; `halves` gets each half's time as it ends.
 pub fn one(opts: &image::Options, scenario: &str, keep: bool, halves: &mut Halves) -> Result<()> {
-    let text = std::fs::read_to_string(scenario_path(scenario)?)?;
-    let with_report = vmtests::round_trip::with_report_before_last_shutdown(&text)
+    let loaded = Scenario::load(&scenario_path(scenario)?)?;
+    let with_report = vmtests::round_trip::with_report_before_last_shutdown(&loaded)
         .with_context(|| format!("scenario {scenario}: no round trip"))?;
     let dir = round_trip_dir();
     std::fs::create_dir_all(&dir)?;
     let name = format!("round-trip-{scenario}");
     let file = dir.join(format!("{name}.toml"));
-    std::fs::write(&file, with_report)?;
-    vmtests::scenario::Scenario::load(&file)?;
+    with_report.write(&file)?;
     println!("round trip of {scenario}, 1/2: {}", file.display());
-    let started = SystemTime::now();
     let clock = Instant::now();
     let first = run_one_scenario(opts, name.clone(), keep, Some(dir.clone()));
     halves.scenario = Some(clock.elapsed());
-    let run = scenario_run_since(opts.distro.name, started, &name);
-    first.with_context(|| results_named(&run))?;
+    let first = first?;
+    let run = first.scenario_dir(&name).map(Path::to_path_buf);
+    first
+        .passed_or_error()
+        .with_context(|| results_named(&run))?;
     let run = run.context("the round trip's first run left no directory")?;
     let report = dir.join(format!("{}-{scenario}.json", opts.distro.name));
     std::fs::copy(run.join("kldload-report.json"), &report).with_context(|| {
@@ -57,21 +59,15 @@ pub fn one(opts: &image::Options, scenario: &str, keep: bool, halves: &mut Halve
         "round trip of {scenario}, 2/2: --from-report {}",
         report.display()
     );
-    let started = SystemTime::now();
     let clock = Instant::now();
     let second = vm_repro_from_report(opts, &report, keep);
     halves.rebuild = Some(clock.elapsed());
     let rebuilt = scenario_name_from_report(&report);
-    second.with_context(|| results_named(&scenario_run_since(opts.distro.name, started, &rebuilt)))
-}
-
-/// The directory of the newest run of scenario `name` of `distro` made since `started`: an
-/// older run of the same scenario is not it, nor the shared base install a half may make first.
-fn scenario_run_since(distro: &str, started: SystemTime, name: &str) -> Option<PathBuf> {
-    vmtests::flow::latest_run_dir(&results_dir(), distro, |d| {
-        d.to_string_lossy().ends_with(&format!("-scenario-{name}"))
-            && (d.metadata().and_then(|m| m.modified())).is_ok_and(|t| t >= started)
-    })
+    let second = second?;
+    let run = second.scenario_dir(&rebuilt).map(Path::to_path_buf);
+    second
+        .passed_or_error()
+        .with_context(|| results_named(&run))
 }
 
 /// What a failed half's error starts with: where its transcript and report are.
@@ -150,8 +146,7 @@ fn applicable_scenarios() -> Result<(Vec<String>, NoRoundTrip)> {
     let mut applicable = Vec::new();
     let mut not_applicable = Vec::new();
     for (name, path) in vmtests::scenario::scenario_files(&crate::project_root())? {
-        let text = std::fs::read_to_string(&path)?;
-        match vmtests::round_trip::with_report_before_last_shutdown(&text) {
+        match vmtests::round_trip::with_report_before_last_shutdown(&Scenario::load(&path)?) {
             Ok(_) => applicable.push(name),
             Err(e) => not_applicable.push((name, format!("{e:#}"))),
         }

@@ -3,32 +3,27 @@
 //! summary of the checks and of each phase's wall time.
 
 use crate::image;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use vmtests::env::{Scenarios, VmTestEnv};
+use vmtests::needs::Need;
+use vmtests::scenario::Scenario;
 use vmtests::test_zbm::TestZfsBootMenu;
 
-/// The reports of a distro's runs made since `since`, oldest first.
-fn reports_since(out: &Path, distro: &str, since: std::time::SystemTime) -> Vec<PathBuf> {
-    let mut reports: Vec<PathBuf> = std::fs::read_dir(out.join(distro))
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path().join("report.json")))
-        .filter(|r| {
-            r.metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t >= since)
-        })
-        .collect();
-    reports.sort();
-    reports
+/// The reports of the run directories the `vm-test` run `run_id` made, in the order they
+/// started (each run adds its directory to the run's list: `vmtests::run::runs_of`).
+fn reports_of(out: &Path, run_id: &str) -> Vec<PathBuf> {
+    (vmtests::run::runs_of(out, run_id).into_iter())
+        .map(|dir| dir.join("report.json"))
+        .filter(|r| r.is_file())
+        .collect()
 }
 
-/// When a run of VM tests began: its reports are those written since, and its id (a timestamp)
-/// tells its tests' shared state from an earlier run's ($KLDLOAD_VMTEST_RUN).
+/// When a run of VM tests began, and its id (a timestamp and the process): its tests list
+/// their run directories under it, and their shared state tells it from an earlier run's.
 pub struct Started {
-    pub at: std::time::SystemTime,
     pub clock: Instant,
     pub id: String,
 }
@@ -41,7 +36,6 @@ impl Started {
             .unwrap_or_default()
             .as_secs();
         Started {
-            at,
             clock: Instant::now(),
             id: format!("{epoch}-{}", std::process::id()),
         }
@@ -145,17 +139,17 @@ fn phase_kind(name: &str) -> String {
     }
 }
 
-/// Prints each report written since `started` (its checks and phases), then where the run's
+/// Prints each report of the run `started` (its checks and phases), then where the run's
 /// time went, per test and per phase, and writes that to target/vmtest/<distro>/report.json.
 pub fn report_times(
     out: &Path,
     distro: &str,
     versions: Versions,
-    started: Started,
+    started: &Started,
     image: ImageTime,
 ) -> Result<Times> {
     let mut tests = Vec::new();
-    for path in reports_since(out, distro, started.at) {
+    for path in reports_of(out, &started.id) {
         let r: vmtests::report::Report = serde_json::from_str(&std::fs::read_to_string(&path)?)
             .with_context(|| format!("reading {}", path.display()))?;
         let dir = path.parent().expect("a run directory").to_path_buf();
@@ -251,7 +245,7 @@ pub struct Prepared {
     pub given_zfsbootmenu: std::result::Result<PathBuf, String>,
 }
 
-/// What some VM tests need that the others do not.
+/// What some VM tests need that the others do not (`vmtests::needs`).
 pub struct Needs {
     /// The file the given-ZFSBootMenu test installs.
     pub given_zfsbootmenu: bool,
@@ -259,27 +253,18 @@ pub struct Needs {
     pub secure_boot: bool,
 }
 
-impl Needs {
-    /// What every VM test needs (`cargo xtask ci` runs them all).
-    pub const ALL: Needs = Needs {
-        given_zfsbootmenu: true,
-        secure_boot: true,
-    };
-}
-
 /// Installs the VM packages and builds (or reuses) the medium for `opts.distro`, and what
 /// `needs` asks for besides.
 pub fn prepare(opts: &image::Options, needs: Needs) -> Result<Prepared> {
     crate::host::ensure_vm_packages(needs.secure_boot)?;
-    let given_test = needs.given_zfsbootmenu;
     let distro = opts.distro;
     let start = Instant::now();
     let built = image::build_image(opts)?;
     let image_time = start.elapsed();
-    let given_zfsbootmenu = if given_test {
+    let given_zfsbootmenu = if needs.given_zfsbootmenu {
         given_zfsbootmenu(&opts.cache)
     } else {
-        Err(format!("this run does not take {GIVEN_TEST}"))
+        Err("this run takes no test that installs a given ZFSBootMenu".to_string())
     };
     eprintln!(
         "medium: {} ({})",
@@ -294,40 +279,24 @@ pub fn prepare(opts: &image::Options, needs: Needs) -> Result<Prepared> {
     })
 }
 
-/// The variable naming the ZFSBootMenu EFI file the given-file VM test installs.
-pub const GIVEN_ZFSBOOTMENU: &str = "KLDLOAD_VMTEST_GIVEN_ZFSBOOTMENU";
-/// The VM test that installs the ZFSBootMenu built with another hostid: only a run that takes
-/// this test builds it.
-const OTHER_HOSTID_TEST: &str = "install_with_a_zfsbootmenu_built_with_another_hostid";
-/// The Secure Boot VM tests (vmtests/tests/secure_boot.rs): only a run that takes one installs
-/// virt-fw-vars.
-const SECURE_BOOT_TESTS: [&str; 4] = [
-    "secure_boot_live_medium",
-    "secure_boot_install",
-    "secure_boot_enroll_mok_at_first_boot",
-    "secure_boot_refuses_the_medium_without_its_mok",
-];
-/// The VM test that installs a given file: only a run that takes it looks for one (and
-/// downloads the release when none is named).
-const GIVEN_TEST: &str = "install_with_a_given_zfsbootmenu_file";
-
 /// The ZFSBootMenu EFI file a VM test installs as a file the user gives, the way users take the
 /// official release: `$KLDLOAD_VMTEST_GIVEN_ZFSBOOTMENU`, else the release itself (kept in the
 /// build cache, verified by its signature, downloaded when not there). Neither: the test fails
 /// saying why (the download's error), rather than passing.
 fn given_zfsbootmenu(cache: &Path) -> std::result::Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os(GIVEN_ZFSBOOTMENU) {
+    let variable = vmtests::env::GIVEN_ZFSBOOTMENU;
+    if let Some(path) = std::env::var_os(variable) {
         return Ok(PathBuf::from(path));
     }
     let log = crate::run::Log::new(cache.join("zfsbootmenu-release.log"))
         .map_err(|e| format!("{e:#}"))?;
     crate::image::zbm::resolve(&log, None, cache)
-        .map_err(|e| format!("{e:#}; or set ${GIVEN_ZFSBOOTMENU} to a ZFSBootMenu EFI file"))
+        .map_err(|e| format!("{e:#}; or set ${variable} to a ZFSBootMenu EFI file"))
 }
 
 /// Where the VM tests put their run directories.
 pub fn results_dir() -> PathBuf {
-    vmtests::flow::results_root()
+    (vmtests::env::VmTestEnv::from_env().unwrap_or_default()).results_root()
 }
 
 impl Prepared {
@@ -344,43 +313,40 @@ impl Prepared {
         }
     }
 
-    /// The environment the tests in vmtests/ read: the medium, the distro, the build's roots,
-    /// the ZFSBootMenu files they install.
-    pub fn env(&self, keep: bool) -> Vec<(&'static str, std::ffi::OsString)> {
-        let mut env = vec![
-            ("KLDLOAD_VMTEST_MEDIUM", self.built.medium.clone().into()),
-            ("KLDLOAD_VMTEST_DISTRO", self.distro.name.into()),
-            (
-                "KLDLOAD_VMTEST_BUILDER_DIR",
-                self.built.builder_dir.clone().into(),
-            ),
-            (
-                "KLDLOAD_VMTEST_PAYLOAD_DIR",
-                self.built.payload_dir.clone().into(),
-            ),
-            ("KLDLOAD_VMTEST_OUT", results_dir().into()),
-            ("KLDLOAD_VMTEST_KEEP", if keep { "1" } else { "0" }.into()),
-            (
-                GIVEN_ZFSBOOTMENU,
-                match &self.given_zfsbootmenu {
-                    Ok(path) => path.into(),
-                    Err(why) => format!("unavailable: {why}").into(),
-                },
-            ),
-        ];
-        for t in TestZfsBootMenu::ALL {
-            let built = self.built.test_zfsbootmenus.iter().find(|(b, _)| *b == t);
-            env.push((
-                t.variable(),
-                match built {
-                    Some((_, path)) => path.into(),
-                    None => "unavailable: built by `cargo xtask vm-test` when it runs a test \
-                             that installs it"
-                        .into(),
-                },
-            ));
-        }
-        env
+    /// The environment the tests in vmtests/ read (`vmtests::env`): the medium, the distro,
+    /// the build's roots, the ZFSBootMenu files they install, and the run's own settings.
+    pub fn vm_test_env(&self, selection: &Selection, run_id: &str) -> Result<VmTestEnv> {
+        use vmtests::env::Provided;
+        let provided = |r: &std::result::Result<PathBuf, String>| match r {
+            Ok(path) => Provided::File(path.clone()),
+            Err(why) => Provided::Unavailable(why.clone()),
+        };
+        Ok(VmTestEnv {
+            medium: Some(self.built.medium.clone()),
+            distro: self.distro.installs()?,
+            builder_dir: Some(self.built.builder_dir.clone()),
+            payload_dir: Some(self.built.payload_dir.clone()),
+            out: Some(results_dir()),
+            keep: selection.keep,
+            run_id: Some(run_id.to_string()),
+            scenarios: selection.scenarios(),
+            generated_scenarios: selection.generated.clone(),
+            given_zfsbootmenu: provided(&self.given_zfsbootmenu),
+            test_zfsbootmenus: TestZfsBootMenu::ALL
+                .into_iter()
+                .map(|t| {
+                    let built = self.built.test_zfsbootmenus.iter().find(|(b, _)| *b == t);
+                    let p = match built {
+                        Some((_, path)) => Provided::File(path.clone()),
+                        None => Provided::Unavailable(
+                            "built by `cargo xtask vm-test` when it runs a test that installs it"
+                                .into(),
+                        ),
+                    };
+                    (t, p)
+                })
+                .collect(),
+        })
     }
 }
 
@@ -402,16 +368,6 @@ pub struct Selection {
 }
 
 impl Selection {
-    /// Whether a filter takes the test `name` (filters are parts of test names, as nextest
-    /// reads them).
-    fn filtered_in(&self, name: &str) -> bool {
-        self.filters.is_empty()
-            || self
-                .name_filters()
-                .iter()
-                .any(|f| name.contains(f.as_str()))
-    }
-
     /// The filters as nextest gets them: each as given and, with its dashes as underscores,
     /// as a Rust test's name spells it (`secure-boot` takes `secure_boot_install`; scenarios
     /// keep their dashes).
@@ -427,22 +383,6 @@ impl Selection {
         names
     }
 
-    /// Whether the run takes the VM test `name` (a Rust test, not a scenario), for what it needs
-    /// prepared. A run with an expression (the matrix's: the main job and the ZFSBootMenu
-    /// tests) takes none of the tests that need anything more than the medium.
-    fn takes(&self, name: &str) -> bool {
-        self.scenario.is_none() && self.expression.is_none() && self.filtered_in(name)
-    }
-
-    /// Whether the run takes the scenario `name`, marked `ci` or not.
-    fn takes_scenario(&self, name: &str, ci: bool) -> bool {
-        match &self.scenario {
-            Some(only) => only == name,
-            None if self.expression.is_some() => false,
-            None => (self.all_scenarios || ci) && self.filtered_in(name),
-        }
-    }
-
     /// nextest's filter expression (`-E`): the one given, or `vm-repro`'s one scenario.
     fn expression(&self) -> Option<String> {
         (self.expression.clone()).or_else(|| {
@@ -450,30 +390,122 @@ impl Selection {
         })
     }
 
-    /// The ZFSBootMenus built for VM tests that the tests this run takes install.
-    fn test_zfsbootmenus(&self) -> Result<Vec<TestZfsBootMenu>> {
-        let mut wanted = Vec::new();
-        if self.takes(OTHER_HOSTID_TEST) {
-            wanted.push(TestZfsBootMenu::OtherHostid);
+    /// Which scenario files the scenarios binary lists for this selection.
+    fn scenarios(&self) -> Scenarios {
+        if self.all_scenarios {
+            Scenarios::All
+        } else {
+            Scenarios::Ci
         }
-        let files = vmtests::scenario::scenario_files_in(
-            &crate::project_root(),
-            self.generated.as_deref(),
-        )?;
-        for (name, path) in files {
-            // A file that does not load fails as its test, saying why.
-            let Ok(scenario) = vmtests::scenario::Scenario::load(&path) else {
-                continue;
-            };
-            if let Some(t) = scenario.zfsbootmenu
-                && self.takes_scenario(&name, scenario.ci)
-                && !wanted.contains(&t)
-            {
-                wanted.push(t);
+    }
+
+    /// nextest's arguments for `suite` and this selection, the same for `list` and `run`.
+    fn nextest_args(&self, suite: Suite) -> Vec<String> {
+        let scope: &[&str] = match suite {
+            Suite::VmTests => &[
+                "--package",
+                "vmtests",
+                "--profile",
+                "vm",
+                "--run-ignored",
+                "only",
+            ],
+            Suite::Workspace => &["--workspace", "--profile", "ci", "--run-ignored", "all"],
+        };
+        let mut args: Vec<String> = scope.iter().map(|a| a.to_string()).collect();
+        if let Some(e) = self.expression() {
+            args.extend(["-E".to_string(), e]);
+        }
+        args.extend(self.name_filters());
+        args
+    }
+}
+
+/// A test nextest takes in a run: its binary (`vmtests::install`, `vmtests::scenarios`, ...)
+/// and its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TakenTest {
+    pub binary: String,
+    pub name: String,
+}
+
+/// The tests of the vmtests package that a nextest run with `args` takes, as `cargo nextest
+/// list` says: nextest's own filters and profile decide, so what a run prepares is exactly what
+/// its tests need.
+fn taken_vm_tests(args: &[String], env: &VmTestEnv) -> Result<Vec<TakenTest>> {
+    let out = std::process::Command::new("cargo")
+        .args(["nextest", "list", "--message-format", "json"])
+        .args(args)
+        .current_dir(crate::project_root())
+        .envs(env.to_vars())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cargo nextest list (cargo install --locked cargo-nextest)")?;
+    ensure!(out.status.success(), "cargo nextest list failed");
+    taken_in_listing(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The vmtests tests a `cargo nextest list --message-format json` listing says match.
+fn taken_in_listing(json: &str) -> Result<Vec<TakenTest>> {
+    let listing: serde_json::Value =
+        serde_json::from_str(json).context("cargo nextest list's JSON")?;
+    let suites = listing["rust-suites"]
+        .as_object()
+        .context("cargo nextest list: no rust-suites")?;
+    let mut taken = Vec::new();
+    for (binary, suite) in suites {
+        if suite["package-name"] != "vmtests" {
+            continue;
+        }
+        for (name, case) in suite["testcases"].as_object().into_iter().flatten() {
+            if case["filter-match"]["status"] == "matches" {
+                taken.push(TakenTest {
+                    binary: binary.clone(),
+                    name: name.clone(),
+                });
             }
         }
-        Ok(wanted)
     }
+    Ok(taken)
+}
+
+/// What the taken tests need besides the medium: the Rust tests' by `vmtests::needs`, the
+/// scenarios' by their files.
+fn needs_of(
+    taken: &[TakenTest],
+    generated: Option<&Path>,
+) -> Result<(Needs, Vec<TestZfsBootMenu>)> {
+    let mut needs = Needs {
+        given_zfsbootmenu: false,
+        secure_boot: false,
+    };
+    let mut zfsbootmenus = Vec::new();
+    let mut want = |t: TestZfsBootMenu| {
+        if !zfsbootmenus.contains(&t) {
+            zfsbootmenus.push(t);
+        }
+    };
+    let scenario_files = vmtests::scenario::scenario_files_in(&crate::project_root(), generated)?;
+    for test in taken {
+        if test.binary == "vmtests::scenarios" {
+            let file = scenario_files.iter().find(|(name, _)| *name == test.name);
+            // A file that does not load fails as its test, saying why.
+            if let Some(Ok(scenario)) = file.map(|(_, path)| Scenario::load(path))
+                && let Some(t) = scenario.zfsbootmenu
+            {
+                want(t);
+            }
+            continue;
+        }
+        for need in vmtests::needs::of(&test.name) {
+            match need {
+                Need::SecureBootTools => needs.secure_boot = true,
+                Need::GivenZfsBootMenu => needs.given_zfsbootmenu = true,
+                Need::TestZfsBootMenu(t) => want(t),
+            }
+        }
+    }
+    Ok((needs, zfsbootmenus))
 }
 
 /// fixtures/scenarios/<scenario>.toml, or an error listing the scenarios there are.
@@ -493,7 +525,7 @@ pub(crate) fn scenario_path(scenario: &str) -> Result<PathBuf> {
 /// (target/vmtest/from-report/<name>.toml, said on the terminal with what it reproduces and
 /// what it cannot), then run like any other; its last report step compares the VM's own
 /// report with FILE.
-pub fn vm_repro_from_report(opts: &image::Options, report: &Path, keep: bool) -> Result<()> {
+pub fn vm_repro_from_report(opts: &image::Options, report: &Path, keep: bool) -> Result<TestRun> {
     let text = std::fs::read_to_string(report)
         .with_context(|| format!("reading the report {}", report.display()))?;
     // The generated scenario names the report it compares with: from the project's root when
@@ -515,7 +547,7 @@ pub fn vm_repro_from_report(opts: &image::Options, report: &Path, keep: bool) ->
     let dir = crate::project_root().join("target/vmtest/from-report");
     std::fs::create_dir_all(&dir)?;
     let file = dir.join(format!("{name}.toml"));
-    std::fs::write(&file, &generated.toml)?;
+    generated.scenario.write(&file)?;
     println!("scenario {name}: {}", file.display());
     for r in &generated.reproduced {
         println!("  reproduced: {r}");
@@ -529,7 +561,6 @@ pub fn vm_repro_from_report(opts: &image::Options, report: &Path, keep: bool) ->
              facts with)"
         );
     }
-    vmtests::scenario::Scenario::load(&file)?;
     run_one_scenario(opts, name, keep, Some(dir))
 }
 
@@ -551,8 +582,8 @@ pub(crate) fn run_one_scenario(
     name: String,
     keep: bool,
     generated: Option<PathBuf>,
-) -> Result<()> {
-    vm_test(
+) -> Result<TestRun> {
+    run_vm_tests(
         opts,
         &Selection {
             keep,
@@ -569,81 +600,99 @@ pub(crate) fn run_one_scenario(
 pub fn vm_repro(opts: &image::Options, scenario: &str, keep: bool) -> Result<()> {
     // A broken file is named before anything is built.
     vmtests::scenario::Scenario::load(&scenario_path(scenario)?)?;
-    run_one_scenario(opts, scenario.to_string(), keep, None)
+    run_one_scenario(opts, scenario.to_string(), keep, None)?.passed_or_error()
 }
 
 /// Runs the VM tests of `opts.distro` that `selection` takes.
 pub fn vm_test(opts: &image::Options, selection: &Selection) -> Result<()> {
-    let run = run_vm_tests(opts, selection)?;
-    if !run.passed {
-        bail!("VM tests failed for {}", run.times.distro);
-    }
-    Ok(())
+    run_vm_tests(opts, selection)?.passed_or_error()
 }
 
 /// What a run of VM tests did: its times and checks (also written as report.json), and
 /// whether nextest saw every test pass.
 pub struct TestRun {
+    /// The run directories its tests made, in the order they started.
+    pub runs: Vec<PathBuf>,
     pub times: Times,
     pub passed: bool,
+}
+
+impl TestRun {
+    /// An error unless every test passed.
+    pub fn passed_or_error(&self) -> Result<()> {
+        if !self.passed {
+            bail!("VM tests failed for {}", self.times.distro);
+        }
+        Ok(())
+    }
+
+    /// The directory of the run of scenario `name` (its runs are `<timestamp>-scenario-<name>`).
+    pub fn scenario_dir(&self, name: &str) -> Option<&Path> {
+        let suffix = format!("-scenario-{name}");
+        (self.runs.iter())
+            .find(|d| d.to_string_lossy().ends_with(&suffix))
+            .map(PathBuf::as_path)
+    }
+}
+
+/// Which tests one nextest run takes: the VM tests alone (`vm-test`, `vm-repro`, `matrix`), or
+/// the whole workspace's tests with them, in one run whose summary and JUnit report cover them
+/// all (`ci`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suite {
+    VmTests,
+    Workspace,
 }
 
 /// Builds (or reuses) the medium and runs the VM tests `selection` takes; an error only when
 /// they could not run (the image, the host, nextest).
 pub fn run_vm_tests(opts: &image::Options, selection: &Selection) -> Result<TestRun> {
-    let keep = selection.keep;
-    let opts = image::Options {
-        test_zfsbootmenus: selection.test_zfsbootmenus()?,
-        ..opts.clone()
+    run_tests(opts, selection, Suite::VmTests)
+}
+
+/// Builds (or reuses) the medium and runs `suite` with the VM tests `selection` takes; then
+/// prints and writes where their time went. An error only when they could not run.
+pub fn run_tests(opts: &image::Options, selection: &Selection, suite: Suite) -> Result<TestRun> {
+    let args = selection.nextest_args(suite);
+    // What the scenarios binary lists depends on the environment.
+    let listing = VmTestEnv {
+        scenarios: selection.scenarios(),
+        generated_scenarios: selection.generated.clone(),
+        ..Default::default()
     };
-    let needs = Needs {
-        given_zfsbootmenu: selection.takes(GIVEN_TEST),
-        secure_boot: SECURE_BOOT_TESTS.iter().any(|t| selection.takes(t)),
+    let taken = taken_vm_tests(&args, &listing)?;
+    let (needs, test_zfsbootmenus) = needs_of(&taken, selection.generated.as_deref())?;
+    let opts = image::Options {
+        test_zfsbootmenus,
+        ..opts.clone()
     };
     let prepared = prepare(&opts, needs)?;
     let distro = prepared.distro;
     let out = results_dir();
+    eprintln!("VM test results (transcripts, reports): {}", out.display());
     let started = Started::now();
-    let status = std::process::Command::new("cargo")
-        .args([
-            "nextest",
-            "run",
-            "--package",
-            "vmtests",
-            "--profile",
-            "vm",
-            "--run-ignored",
-            "only",
-            "--no-capture",
-        ])
-        .args(
-            selection
-                .expression()
-                .iter()
-                .flat_map(|e| ["-E", e.as_str()]),
-        )
-        .args(selection.name_filters())
+    let env = prepared.vm_test_env(selection, &started.id)?;
+
+    let mut nextest = std::process::Command::new("cargo");
+    nextest.args(["nextest", "run"]).args(&args);
+    if suite == Suite::VmTests {
+        // One VM test at a time: its table of checks and phases as it ends.
+        nextest.arg("--no-capture");
+    }
+    let status = nextest
         .current_dir(crate::project_root())
-        .envs(prepared.env(keep))
-        .env("KLDLOAD_VMTEST_RUN", &started.id)
-        .env(
-            "KLDLOAD_VMTEST_SCENARIOS",
-            if selection.all_scenarios { "all" } else { "ci" },
-        )
-        .envs(
-            (selection.generated.iter())
-                .map(|d| (vmtests::scenario::GENERATED_SCENARIOS_ENV, d.as_os_str())),
-        )
+        .envs(env.to_vars())
         .status()
         .context("cargo nextest (cargo install --locked cargo-nextest)")?;
     let times = report_times(
         &out,
         distro.name,
         prepared.versions(),
-        started,
+        &started,
         prepared.image_time(),
     )?;
     Ok(TestRun {
+        runs: vmtests::run::runs_of(&out, &started.id),
         times,
         passed: status.success(),
     })
@@ -677,24 +726,6 @@ mod tests {
         assert_eq!(json["systemd"], "262-1");
     }
 
-    /// Every test in vmtests/tests/secure_boot.rs is in the list that makes a run install
-    /// virt-fw-vars: one left out would fail on a fresh machine only.
-    #[test]
-    fn every_secure_boot_vm_test_is_known_to_need_it() {
-        let source = include_str!("../../vmtests/tests/secure_boot.rs");
-        let tests: Vec<&str> = source
-            .split("#[test]")
-            .skip(1)
-            .filter_map(|rest| rest.split("fn ").nth(1)?.split('(').next())
-            .collect();
-        assert!(!tests.is_empty());
-        let mut known = SECURE_BOOT_TESTS.to_vec();
-        let mut found = tests.clone();
-        known.sort_unstable();
-        found.sort_unstable();
-        assert_eq!(known, found);
-    }
-
     #[test]
     fn a_run_directory_names_its_test() {
         assert_eq!(
@@ -709,42 +740,70 @@ mod tests {
         );
     }
 
-    /// A ZFSBootMenu built for VM tests is built only for a run that takes a test installing
-    /// it: a filter, `--all-scenarios` for a scenario not marked `ci`, or `vm-repro`.
+    fn taken(binary: &str, name: &str) -> TakenTest {
+        TakenTest {
+            binary: format!("vmtests::{binary}"),
+            name: name.into(),
+        }
+    }
+
+    /// What is prepared follows the tests nextest takes: a ZFSBootMenu built for VM tests only
+    /// for a run that takes a test installing it (a Rust test by `vmtests::needs`, a scenario
+    /// by its file), the Secure Boot tools and the given file likewise.
     #[test]
-    fn test_zfsbootmenus_are_built_for_the_tests_a_run_takes() {
-        let selection = |filters: &[&str], all_scenarios: bool, scenario: Option<&str>| Selection {
-            keep: false,
-            all_scenarios,
-            filters: filters.iter().map(|f| f.to_string()).collect(),
-            scenario: scenario.map(String::from),
-            generated: None,
-            expression: None,
-        };
-        let wanted = |s: Selection| s.test_zfsbootmenus().unwrap();
+    fn a_run_prepares_what_the_tests_it_takes_need() {
         use TestZfsBootMenu::{OtherHostid, Zfs21};
-        assert_eq!(wanted(selection(&[], false, None)), [OtherHostid]);
-        assert_eq!(wanted(selection(&[], true, None)), [OtherHostid, Zfs21]);
-        assert_eq!(wanted(selection(&["mismatch"], false, None)), []);
-        assert_eq!(wanted(selection(&["mismatch"], true, None)), [Zfs21]);
-        assert_eq!(wanted(selection(&["install_and_boot"], true, None)), []);
+        let needs = |t: &[TakenTest]| needs_of(t, None).unwrap();
+        let (n, z) = needs(&[taken("install", "install_and_boot")]);
+        assert!(!n.secure_boot && !n.given_zfsbootmenu && z.is_empty());
+        let (_, z) = needs(&[taken(
+            "install",
+            "install_with_a_zfsbootmenu_built_with_another_hostid",
+        )]);
+        assert_eq!(z, [OtherHostid]);
+        let (_, z) = needs(&[
+            taken("scenarios", "zfsbootmenu-feature-mismatch"),
+            taken("scenarios", "fresh-nvram"),
+        ]);
+        assert_eq!(z, [Zfs21]);
+        let (n, z) = needs(&[
+            taken("secure_boot", "secure_boot_install"),
+            taken("install", "install_with_a_given_zfsbootmenu_file"),
+        ]);
+        assert!(n.secure_boot && n.given_zfsbootmenu && z.is_empty());
+    }
+
+    /// nextest's JSON listing: the vmtests tests that match, of every binary.
+    #[test]
+    fn the_listing_gives_the_matching_vm_tests() {
+        let json = r#"{"rust-build-meta": {}, "test-count": 3, "rust-suites": {
+            "vmtests::install": {"package-name": "vmtests", "testcases": {
+                "install_and_boot": {"ignored": true, "filter-match": {"status": "matches"}},
+                "install_with_a_zfsbootmenu_built_with_another_hostid": {"ignored": true,
+                    "filter-match": {"status": "mismatch", "reason": "default-filter"}}}},
+            "vmtests::scenarios": {"package-name": "vmtests", "testcases": {
+                "fresh-nvram": {"ignored": true, "filter-match": {"status": "matches"}}}},
+            "kldload": {"package-name": "kldload", "testcases": {
+                "a": {"ignored": false, "filter-match": {"status": "matches"}}}}}}"#;
         assert_eq!(
-            wanted(selection(&["another_hostid"], false, None)),
-            [OtherHostid]
+            taken_in_listing(json).unwrap(),
+            [
+                taken("install", "install_and_boot"),
+                taken("scenarios", "fresh-nvram")
+            ]
         );
-        assert_eq!(
-            wanted(selection(&["another-hostid"], false, None)),
-            [OtherHostid]
-        );
-        let dashed = selection(&["secure-boot", "fresh-nvram"], false, None);
+    }
+
+    #[test]
+    fn filters_are_given_with_dashes_and_underscores() {
+        let dashed = Selection {
+            filters: vec!["secure-boot".into(), "fresh-nvram".into()],
+            ..Default::default()
+        };
         assert_eq!(
             dashed.name_filters(),
             ["secure-boot", "secure_boot", "fresh-nvram", "fresh_nvram"]
         );
-        assert!(dashed.takes("secure_boot_install") && dashed.takes("secure-boot-x"));
-        let repro = selection(&[], false, Some("zfsbootmenu-feature-mismatch"));
-        assert_eq!(wanted(repro), [Zfs21]);
-        assert_eq!(wanted(selection(&[], false, Some("fresh-nvram"))), []);
     }
 
     #[test]

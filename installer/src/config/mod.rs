@@ -158,6 +158,20 @@ pub enum Family {
     FreeBsd,
 }
 
+/// A distro by its name (`debian-13`, ...), as [`Distro::name`] writes it.
+impl std::str::FromStr for Distro {
+    type Err = String;
+    fn from_str(name: &str) -> Result<Distro, String> {
+        Distro::ALL
+            .into_iter()
+            .find(|d| d.name() == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Distro::ALL.iter().map(|d| d.name()).collect();
+                format!("no distro {name:?}: kldload knows {}", known.join(", "))
+            })
+    }
+}
+
 impl fmt::Display for Distro {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -182,6 +196,16 @@ pub enum Layout {
 }
 
 impl Layout {
+    /// Its name in an answer file (`layout = "mirror"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Single => "single",
+            Layout::Mirror => "mirror",
+            Layout::Raidz1 => "raidz1",
+            Layout::Raidz2 => "raidz2",
+            Layout::Stripe => "stripe",
+        }
+    }
     /// The fewest disks the layout makes sense with.
     pub fn min_disks(self) -> usize {
         match self {

@@ -66,6 +66,12 @@ impl ImageDistro {
             })
     }
 
+    /// The system its medium installs (the VM tests' distro): a builder that is no distro of
+    /// kldload's ([`ZFS_2_1_BUILDER`]) has none.
+    pub fn installs(&self) -> anyhow::Result<kldload::config::Distro> {
+        self.name.parse().map_err(anyhow::Error::msg)
+    }
+
     /// The apt sources of the build roots (deb822).
     pub fn sources(&self, mirror: &str) -> String {
         let mut suites = format!("{} {}-updates", self.suite, self.suite);
@@ -279,6 +285,15 @@ pub const LIVE_FILES: [(&str, u32, &str); 8] = [
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every distro build-image knows installs one of kldload's, by the same name.
+    #[test]
+    fn each_image_installs_the_distro_of_its_name() {
+        for d in DISTROS {
+            assert_eq!(d.installs().unwrap().name(), d.name);
+        }
+        assert!(ZFS_2_1_BUILDER.installs().is_err());
+    }
 
     #[test]
     fn distros_by_name() {

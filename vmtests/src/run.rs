@@ -1,19 +1,21 @@
-//! The main job, as steps the scenarios share: a blank qcow2 target and a fresh NVRAM, the
-//! medium booted with the answer file handed over through fw_cfg, the unattended install, and
-//! then the target disk booted alone with the same NVRAM, through the firmware's entry into
-//! ZFSBootMenu, whose countdown boots the default boot environment, to a login on the console.
+//! One VM run: its directory under target/vmtest/<distro>/, transcript, disks, NVRAM,
+//! answer file and report, and what a run does with them: the medium booted with the answer
+//! file handed over through fw_cfg, the unattended install, the installed disks booted through
+//! the firmware's entry into ZFSBootMenu, whose countdown boots the default boot environment,
+//! to a login on the console. Tests and scenario steps call these methods.
 
+use crate::answers::{DEFAULT_ANSWERS, merge_answers, write_answers};
+use crate::base::{installed_base, logged_in_base};
+use crate::env::{VmTestEnv, project_root};
+use crate::guest::{fingerprints, host_keys_command};
 use crate::machine::Machine;
 use crate::ovmf::Firmware;
 use crate::qemu::{Accel, Disk, VmSpec, choose_accel, create_disk, free_port};
 use crate::report::Report;
 use anyhow::{Context, Result, bail, ensure};
+use kldload::config::Distro;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// The root password of fixtures/answers/default.toml's hash (`openssl passwd -6 kldload`).
-pub const ROOT_PASSWORD: &str = "kldload";
-pub const DEFAULT_ANSWERS: &str = "fixtures/answers/default.toml";
 
 /// Time limits for each phase: about five times the longest time measured under TCG on a
 /// 2-core machine (debian-13 and debian-12, 2026-11), so a hang fails in minutes.
@@ -28,7 +30,7 @@ pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// One VM run: its directory, transcript, disks, firmware and report.
 pub struct Run {
-    pub distro: String,
+    pub distro: Distro,
     pub dir: PathBuf,
     pub transcript: PathBuf,
     pub firmware: Firmware,
@@ -60,63 +62,15 @@ pub const HOST_KEYS_AS_INSTALLED: &str = "host-keys-as-installed.txt";
 /// An encrypted run's passphrase, in its directory.
 pub const PASSPHRASE: &str = "passphrase";
 
-/// The `SHA256:...` fingerprints in `ssh-keygen -l` output, sorted.
-pub fn fingerprints(text: &str) -> Vec<String> {
-    let mut keys: Vec<String> = text
-        .split_whitespace()
-        .filter(|w| w.starts_with("SHA256:"))
-        .map(str::to_string)
-        .collect();
-    keys.sort();
-    keys
-}
-
-/// The shell command printing `ssh-keygen -l` of each SSH host key of the system whose root is
-/// at `root` ("" for the running one), for [`fingerprints`].
-pub fn host_keys_command(root: &str) -> String {
-    format!("for k in {root}/etc/ssh/ssh_host_*_key.pub; do ssh-keygen -l -f $k; done")
-}
-
-/// Where runs go: `$KLDLOAD_VMTEST_OUT` (set by `cargo xtask`), else target/vmtest.
-pub fn results_root() -> PathBuf {
-    std::env::var_os("KLDLOAD_VMTEST_OUT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| project_root().join("target/vmtest"))
-}
-
-pub fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("in the workspace")
-        .to_path_buf()
-}
-
-/// The medium to boot: `$KLDLOAD_VMTEST_MEDIUM` (set by `cargo xtask vm-test`).
-pub fn medium_from_env() -> Result<PathBuf> {
-    let medium = std::env::var_os("KLDLOAD_VMTEST_MEDIUM")
-        .map(PathBuf::from)
-        .context("no medium: run the VM tests with `cargo xtask vm-test <distro>`, which builds it and sets $KLDLOAD_VMTEST_MEDIUM")?;
-    if !medium.is_file() {
-        bail!(
-            "$KLDLOAD_VMTEST_MEDIUM names {}, which does not exist",
-            medium.display()
-        );
-    }
-    Ok(medium)
-}
-
 impl Run {
     /// A run directory target/vmtest/<distro>/<timestamp>-<scenario>/ with a blank target disk.
-    pub fn new(distro: &str, scenario: &str, medium: PathBuf) -> Result<Run> {
-        let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
-        let dir = results_root()
-            .join(distro)
-            .join(format!("{stamp}-{scenario}"));
+    pub fn new(distro: Distro, scenario: &str, medium: PathBuf) -> Result<Run> {
+        let dir = new_run_dir(distro, scenario)?;
         Run::in_dir(distro, dir, medium)
     }
 
     /// A run in `dir` with a blank 16 GiB target disk, a fresh NVRAM and its own SSH key.
-    fn in_dir(distro: &str, dir: PathBuf, medium: PathBuf) -> Result<Run> {
+    pub(crate) fn in_dir(distro: Distro, dir: PathBuf, medium: PathBuf) -> Result<Run> {
         std::fs::create_dir_all(&dir)?;
         let run = Run::in_dir_existing(distro, dir, medium)?;
         create_disk(&run.target, "16G", None)?;
@@ -138,7 +92,7 @@ impl Run {
         anyhow::ensure!(status.success(), "ssh-keygen failed");
         write_answers(
             &project_root().join(DEFAULT_ANSWERS),
-            &run.distro,
+            run.distro,
             &run.ssh_key.with_extension("pub"),
             &run.answers,
         )?;
@@ -150,14 +104,14 @@ impl Run {
     pub fn install_with_answers(&mut self, template: &Path) -> Result<()> {
         write_answers(
             template,
-            &self.distro,
+            self.distro,
             &self.ssh_key.with_extension("pub"),
             &self.answers,
         )
     }
 
     /// A run in `dir` whose disk, NVRAM, key and answer file are already there.
-    fn in_dir_existing(distro: &str, dir: PathBuf, medium: PathBuf) -> Result<Run> {
+    pub(crate) fn in_dir_existing(distro: Distro, dir: PathBuf, medium: PathBuf) -> Result<Run> {
         let label_before_first_boot = std::fs::read_to_string(dir.join(LABEL_AS_INSTALLED)).ok();
         let host_keys_as_installed = fingerprints(
             &std::fs::read_to_string(dir.join(HOST_KEYS_AS_INSTALLED)).unwrap_or_default(),
@@ -165,7 +119,7 @@ impl Run {
         let firmware = Firmware::resolve(&project_root())?;
         let (accel, why) = choose_accel(&firmware, &dir);
         let report = Report {
-            distro: distro.to_string(),
+            distro: distro.name().to_string(),
             accel: format!("{accel:?}").to_lowercase(),
             accel_reason: why,
             firmware: firmware.origin.clone(),
@@ -173,7 +127,7 @@ impl Run {
             ..Default::default()
         };
         Ok(Run {
-            distro: distro.into(),
+            distro,
             transcript: dir.join("serial.log"),
             target: dir.join("target.qcow2"),
             nvram: dir.join("nvram.fd"),
@@ -211,7 +165,7 @@ impl Run {
     }
 
     /// The machine the saved logged-in state is of, and is resumed as: the target disk alone.
-    fn logged_in_spec(&self, name: &str) -> VmSpec {
+    pub(crate) fn logged_in_spec(&self, name: &str) -> VmSpec {
         self.spec(name, vec![self.target_disk(None)], vec![])
     }
 
@@ -360,7 +314,7 @@ impl Run {
             let keys = fingerprints(&keys);
             if config.encryption.enabled {
                 let passphrase = run.passphrase()?;
-                let result = crate::checks::passphrase_absent(&mut m, &passphrase);
+                let result = crate::guest::passphrase_absent(&mut m, &passphrase);
                 run.report.check(
                     "the passphrase is in no log, journal line, argv or environment of the live \
                      system after the install",
@@ -374,6 +328,95 @@ impl Run {
             m.shutdown(Duration::from_secs(180))
                 .context("the live system did not power off after the inspection")
         })
+    }
+
+    /// Boots the medium with the answer file and kills QEMU as soon as the console shows
+    /// `pattern` (a regex): the install interrupted there, as by a power cut.
+    pub fn install_killed_when(&mut self, pattern: &str) -> Result<String> {
+        let mut m = self.start_medium("install", true)?;
+        let (_, found) = m
+            .console
+            .wait_for_regex(pattern, LIVE_BOOT_TIMEOUT + INSTALL_TIMEOUT)?;
+        m.crash()?;
+        Ok(format!("QEMU killed when the console showed {found:?}"))
+    }
+
+    /// Boots the medium without an answer file (it installs nothing by itself), logs in to its
+    /// shell and puts the run's answer file at `path` there, for a person's (or a scenario's)
+    /// commands to use.
+    pub fn boot_live_with_answers_at(&mut self, path: &str) -> Result<Machine> {
+        let mut m = self.start_medium("live", false)?;
+        m.console.wait_for_regex(r"[#$] $", LIVE_BOOT_TIMEOUT)?;
+        m.start_shell()?;
+        let answers = std::fs::read_to_string(&self.answers)?;
+        m.succeed(&format!(
+            "cat > {path} <<'KLDLOAD_ANSWERS'\n{answers}\nKLDLOAD_ANSWERS"
+        ))?;
+        Ok(m)
+    }
+
+    /// The run's pool and the encryption root of its default boot environment (what
+    /// ZFSBootMenu asks the passphrase of), or an error when the answer file encrypts nothing.
+    pub fn encryption_root_of_default_be(&self) -> Result<(String, String)> {
+        let config = kldload::config::Config::load(&self.answers)?;
+        let pool = config.pool.name.as_str().to_string();
+        let root = config
+            .encryption
+            .encryption_root(&pool, "ROOT/default")
+            .context("the answer file's pool is not encrypted")?;
+        Ok((pool, root))
+    }
+
+    /// Searches the running machine `m` and the run's files on the host for the passphrase.
+    pub fn passphrase_nowhere(&self, m: &mut Machine) -> Result<String> {
+        let passphrase = self.passphrase()?;
+        let on_machine = crate::guest::passphrase_absent(m, &passphrase)?;
+        let mut searched = 0;
+        for entry in std::fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            let text_like = path.extension().is_some_and(|e| {
+                ["log", "json", "xml", "toml", "txt"].contains(&e.to_str().unwrap_or(""))
+            });
+            if !text_like {
+                continue;
+            }
+            let bytes = std::fs::read(&path)?;
+            ensure!(
+                !bytes
+                    .windows(passphrase.len())
+                    .any(|w| w == passphrase.as_bytes()),
+                "the passphrase is in {}",
+                path.display()
+            );
+            searched += 1;
+        }
+        Ok(format!(
+            "{on_machine}; nor in the run's {searched} log, report and transcript files"
+        ))
+    }
+
+    /// The running machine `m`'s SSH host keys are none of the shared base install's.
+    pub fn host_keys_unlike_base(&self, m: &mut Machine) -> Result<String> {
+        let here = fingerprints(&m.succeed(&host_keys_command(""))?);
+        let base = installed_base(self.distro, &self.medium)?;
+        let there = base.host_keys_as_installed;
+        ensure!(!here.is_empty(), "this machine has no SSH host keys");
+        ensure!(
+            !there.is_empty(),
+            "the base install in {} recorded no host keys",
+            base.dir.display()
+        );
+        let shared: Vec<&String> = here.iter().filter(|k| there.contains(k)).collect();
+        ensure!(
+            shared.is_empty(),
+            "the shared base install has the same host keys: {shared:?}"
+        );
+        Ok(format!(
+            "{} keys here, {} in {}, none the same",
+            here.len(),
+            there.len(),
+            base.dir.display()
+        ))
     }
 
     /// Boots the medium with the answer file and waits for the unattended install's last line:
@@ -484,7 +527,7 @@ impl Run {
 
     /// Boots the installed disk alone through the firmware and ZFSBootMenu's countdown, and
     /// logs in as root on the console: the harness has no shell of its own yet.
-    fn boot_to_console_login(&mut self, name: &str, label: &str) -> Result<Machine> {
+    pub(crate) fn boot_to_console_login(&mut self, name: &str, label: &str) -> Result<Machine> {
         let to_menu = format!("firmware to menu{label}");
         let mut m = self.timed(&to_menu, |run| {
             let mut m = run.start_installed(name)?;
@@ -506,7 +549,7 @@ impl Run {
     /// test whose subject comes after the first boot. A test of a boot path boots it.
     pub fn resume_logged_in(&mut self, name: &str) -> Result<Machine> {
         let saved = self.timed("saved state of the base, logged in", |run| {
-            logged_in_base(&run.distro, &run.medium)
+            logged_in_base(run.distro, &run.medium)
         })?;
         self.timed("resume, logged in", |run| {
             let _ = std::fs::remove_file(&run.target);
@@ -705,7 +748,7 @@ impl Run {
     /// Writes the report; the disks and NVRAM stay only with `--keep` (for `cargo xtask vm-shell`).
     pub fn finish(&mut self) -> Result<()> {
         self.report.write(&self.dir)?;
-        if std::env::var("KLDLOAD_VMTEST_KEEP").as_deref() != Ok("1") {
+        if !VmTestEnv::from_env()?.keep {
             let _ = std::fs::remove_file(&self.target);
             let _ = std::fs::remove_file(&self.nvram);
             for disk in &self.extra_disks {
@@ -727,14 +770,14 @@ impl Run {
 /// phases in the run's report; an error stops it. The report, transcript and JUnit file are
 /// written whatever happened, and the test fails unless every check passed.
 pub fn scenario_on_installed_base(scenario: &str, body: impl FnOnce(&mut Run) -> Result<()>) {
-    let distro = test_distro();
-    let medium = medium_from_env().unwrap();
+    let env = VmTestEnv::from_env().unwrap();
+    let medium = env.medium().unwrap();
     let start = Instant::now();
-    let mut run = match Run::on_installed_base(&distro, scenario, medium.clone()) {
+    let mut run = match Run::on_installed_base(env.distro, scenario, medium.clone()) {
         Ok(run) => run,
         Err(e) => {
             // No base, no scenario: its report still says why.
-            let mut run = Run::new(&distro, scenario, medium).unwrap();
+            let mut run = Run::new(env.distro, scenario, medium).unwrap();
             run.report.error = Some(format!("{e:#}"));
             run.finish().unwrap();
             panic!("{}", run.report.failure_text());
@@ -749,13 +792,9 @@ pub fn scenario_on_installed_base(scenario: &str, body: impl FnOnce(&mut Run) ->
 /// checks and phases; the report is written whatever happened, and the test fails unless every
 /// check passed.
 pub fn test_on_blank_disk(name: &str, body: impl FnOnce(&mut Run) -> Result<()>) {
-    let run = Run::new(&test_distro(), name, medium_from_env().unwrap()).unwrap();
+    let env = VmTestEnv::from_env().unwrap();
+    let run = Run::new(env.distro, name, env.medium().unwrap()).unwrap();
     run_body(run, "test", body);
-}
-
-/// The distro under test: `$KLDLOAD_VMTEST_DISTRO` (set by `cargo xtask vm-test`).
-pub fn test_distro() -> String {
-    std::env::var("KLDLOAD_VMTEST_DISTRO").unwrap_or_else(|_| "debian-13".into())
 }
 
 fn run_body(mut run: Run, phase: &str, body: impl FnOnce(&mut Run) -> Result<()>) {
@@ -769,299 +808,45 @@ fn run_body(mut run: Run, phase: &str, body: impl FnOnce(&mut Run) -> Result<()>
 /// A run's own copy of the medium, with files added to its ESP.
 const MEDIUM_COPY: &str = "medium.img";
 
-/// The file that marks a base install as complete.
-const BASE_DONE: &str = "installed";
-/// The file that says why a base install failed (and in which `vm-test` run), so the tests
-/// after it in that run fail at once; a later run tries again.
-const BASE_FAILED: &str = "failed";
-/// The files a base install leaves beside its disk, copied into each run made from it.
-const BASE_FILES: [&str; 6] = [
-    "nvram.fd",
-    "answers.toml",
-    "id_ed25519",
-    "id_ed25519.pub",
-    LABEL_AS_INSTALLED,
-    HOST_KEYS_AS_INSTALLED,
-];
-
-/// The `vm-test` run this process belongs to: `$KLDLOAD_VMTEST_RUN` (set by `cargo xtask`),
-/// else this process alone.
-fn vmtest_run_id() -> String {
-    std::env::var("KLDLOAD_VMTEST_RUN").unwrap_or_else(|_| format!("pid {}", std::process::id()))
+/// The list of the run directories a `vm-test` run made, in its results root: each run adds its
+/// own as it starts, and xtask reads the list back ([`runs_of`]) instead of guessing by time.
+fn runs_list(out: &Path, run_id: &str) -> PathBuf {
+    out.join("runs").join(format!("{run_id}.txt"))
 }
 
-/// An exclusive lock on a medium's shared base install, held while it is made or looked at:
-/// tests that run side by side make it once, and never see half of one.
-struct BaseLock {
-    _file: std::fs::File,
-}
-
-impl BaseLock {
-    fn take(medium: &Path) -> Result<BaseLock> {
-        let path = medium_entry(medium).join("vmtest-base.lock");
-        let file =
-            std::fs::File::create(&path).with_context(|| format!("opening {}", path.display()))?;
-        file.lock()
-            .with_context(|| format!("locking {}", path.display()))?;
-        Ok(BaseLock { _file: file })
-    }
-}
-
-/// The medium's entry in the image cache (its directory).
-fn medium_entry(medium: &Path) -> PathBuf {
-    medium
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
-
-/// What the harness records beside a base install; a new value makes every base again.
-const BASE_FORMAT: u32 = 2;
-/// The names of base directories in a medium's cache entry.
-const BASE_PREFIX: &str = "vmtest-base-";
-
-/// Where the base install of `medium` lives: in the medium's entry of the image cache, outside
-/// the clone like the medium itself, so later runs and CI reuse it, and it goes when the medium
-/// does (`cargo xtask cache prune`). Its name holds the answer file template's hash and the
-/// harness's [`BASE_FORMAT`]: other answers or another harness make another base.
-fn base_dir(medium: &Path) -> Result<PathBuf> {
-    let answers_hash = kldload::exec::file_sha256(&project_root().join(DEFAULT_ANSWERS))?;
-    Ok(medium_entry(medium).join(format!(
-        "{BASE_PREFIX}{}-v{BASE_FORMAT}",
-        &answers_hash[..12]
-    )))
-}
-
-/// What the base directory `dir` holds: a finished install, one that failed in this `vm-test`
-/// run (why), or nothing usable (none, or one a crash or an earlier run left unfinished).
-enum BaseState {
-    Done,
-    FailedInThisRun(String),
-    Absent,
-}
-
-fn base_state(dir: &Path) -> BaseState {
-    if dir.join(BASE_DONE).is_file() {
-        return BaseState::Done;
-    }
-    match std::fs::read_to_string(dir.join(BASE_FAILED)) {
-        Ok(text) => match text.split_once('\n') {
-            Some((run, why)) if run == vmtest_run_id() => BaseState::FailedInThisRun(why.into()),
-            _ => BaseState::Absent,
-        },
-        Err(_) => BaseState::Absent,
-    }
-}
-
-/// Clears the way for a new base in `dir`: the medium's other bases (other answers, another
-/// harness) and what an unfinished one left are removed.
-fn clear_for_base(dir: &Path) -> Result<()> {
-    let entry = dir.parent().context("a base directory has a parent")?;
-    for old in std::fs::read_dir(entry)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_dir()
-                && p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with(BASE_PREFIX))
-        })
-    {
-        std::fs::remove_dir_all(old)?;
-    }
-    std::fs::create_dir_all(dir)?;
-    Ok(())
-}
-
-/// Records in `dir` that its base install failed in this `vm-test` run, and why.
-fn mark_base_failed(dir: &Path, why: &str) -> Result<()> {
-    std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join(BASE_FAILED), format!("{}\n{why}", vmtest_run_id()))?;
-    Ok(())
-}
-
-impl Run {
-    /// A scenario's run on a machine kldload has already installed: the disk is a copy-on-write
-    /// overlay of the medium's shared base install (the main job's install, or made here the
-    /// first time a test asks for it), the NVRAM a copy of the base's, so its firmware entries
-    /// are there.
-    pub fn on_installed_base(distro: &str, scenario: &str, medium: PathBuf) -> Result<Run> {
-        let base = installed_base(distro, &medium)?;
-        let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
-        let dir = results_root()
-            .join(distro)
-            .join(format!("{stamp}-{scenario}"));
-        std::fs::create_dir_all(&dir)?;
-        // What the base's install left, as read on its live system: this machine's too.
-        copy_files(&base.dir, &dir, &BASE_FILES)?;
-        let run = Run::in_dir_existing(distro, dir, medium)?;
-        create_disk(&run.target, "16G", Some(&base.target))?;
-        Ok(run)
-    }
-
-    /// The main job's install onto its blank disk ([`Run::install_and_inspect`]), which is
-    /// also the shared base install when this medium has none yet: its disk, as the install
-    /// left it and before anything boots it, moves to the base's directory, and this run goes
-    /// on with a copy-on-write overlay of it. One install then serves the main job and every
-    /// test that starts from an installed machine. Tests that want the base meanwhile wait for
-    /// it (the base lock), and fail at once if this install fails.
-    /// Returns whether it became the base.
-    pub fn install_and_share_as_base(&mut self) -> Result<bool> {
-        let lock = BaseLock::take(&self.medium)?;
-        let dir = base_dir(&self.medium)?;
-        if matches!(base_state(&dir), BaseState::Done) {
-            drop(lock);
-            self.install_and_inspect()?;
-            return Ok(false);
-        }
-        clear_for_base(&dir)?;
-        if let Err(e) = self.install_and_inspect() {
-            mark_base_failed(&dir, &format!("the main job's install failed: {e:#}"))?;
-            return Err(e);
-        }
-        move_file(&self.target, &dir.join("target.qcow2"))?;
-        create_disk(&self.target, "16G", Some(&dir.join("target.qcow2")))?;
-        copy_files(&self.dir, &dir, &BASE_FILES)?;
-        std::fs::write(dir.join(BASE_DONE), self.dir.display().to_string())?;
-        Ok(true)
-    }
-}
-
-/// Where the shared base's saved machine state lives, in its base directory: the base booted
-/// once and logged in, saved ([`Machine::save_state`]), with its disk overlay and NVRAM as they
-/// were then.
-const LOGGED_IN: &str = "logged-in";
-/// The file that says which machine the state is of ([`saved_state_key`]).
-const SAVED_KEY: &str = "machine";
-
-/// What a saved state must be resumed with: QEMU's version, the firmware's code, and QEMU's
-/// argv for the machine (paths, sockets and the forwarded port left out), the harness's shell
-/// command with it. A state saved by another harness or QEMU is made again.
-fn saved_state_key(spec: &VmSpec) -> Result<String> {
-    let version = std::process::Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .output()
-        .context("qemu-system-x86_64 --version")?;
-    let sockets = crate::qemu::Sockets::new()?;
-    let mut spec = spec.clone();
-    spec.name = String::new();
-    spec.incoming = None;
-    spec.ssh_port = spec.ssh_port.map(|_| 0);
-    let argv: Vec<String> = spec
-        .argv(&sockets)
-        .into_iter()
-        .map(|a| {
-            a.split(',')
-                .map(|part| match part.split_once('=') {
-                    Some((k, v)) if v.starts_with('/') => format!("{k}=<{}>", file_name(v)),
-                    _ if part.starts_with('/') || part.starts_with("unix:/") => {
-                        format!("<{}>", file_name(part))
-                    }
-                    _ => part.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .collect();
-    Ok(format!(
-        "{}\nfirmware {}\n{}\nshell: {}\n",
-        String::from_utf8_lossy(&version.stdout)
-            .lines()
-            .next()
-            .unwrap_or_default(),
-        kldload::exec::file_sha256(&spec.firmware.code)?,
-        argv.join(" "),
-        crate::shell::START_COMMAND
-    ))
-}
-
-fn file_name(path: &str) -> String {
-    Path::new(path)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-/// The shared base's saved state (see [`LOGGED_IN`]), made the first time a test asks for it
-/// (about a minute: the boot) and then reused until the base is made again: its directory.
-pub fn logged_in_base(distro: &str, medium: &Path) -> Result<PathBuf> {
-    let base = installed_base(distro, medium)?;
-    let _lock = BaseLock::take(medium)?;
-    let dir = base.dir.join(LOGGED_IN);
+/// A new run directory `<results root>/<distro>/<timestamp>-<name>`, made and added to this
+/// `vm-test` run's list.
+pub(crate) fn new_run_dir(distro: Distro, name: &str) -> Result<PathBuf> {
+    let env = VmTestEnv::from_env()?;
+    let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+    let out = env.results_root();
+    let dir = out.join(distro.name()).join(format!("{stamp}-{name}"));
     std::fs::create_dir_all(&dir)?;
-    let mut run = Run::in_dir_existing(distro, dir.clone(), medium.to_owned())?;
-    let key = saved_state_key(&run.logged_in_spec("logged-in"))?;
-    if std::fs::read_to_string(dir.join(SAVED_KEY)).ok().as_deref() == Some(&key) {
-        return Ok(dir);
+    if let Some(id) = &env.run_id {
+        let list = runs_list(&out, id);
+        std::fs::create_dir_all(list.parent().expect("in runs/"))?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&list)?;
+        std::io::Write::write_all(&mut f, format!("{}\n", dir.display()).as_bytes())?;
     }
-    std::fs::remove_dir_all(&dir)?;
-    std::fs::create_dir_all(&dir)?;
-    copy_files(&base.dir, &dir, &BASE_FILES)?;
-    create_disk(&run.target, "16G", Some(&base.target))?;
-    let saved = (|| {
-        let mut m = run.boot_to_console_login("logged-in", "")?;
-        run.timed("save the machine's state", |run| {
-            m.save_state(&run.dir.join("state"))
-        })
-    })();
-    if let Err(e) = &saved {
-        run.report.error = Some(format!("{e:#}"));
-    }
-    run.report.write(&dir)?;
-    saved.with_context(|| format!("saving the base install logged in, in {}", dir.display()))?;
-    std::fs::write(dir.join(SAVED_KEY), key)?;
     Ok(dir)
 }
 
-/// Moves `from` to `to`, copying when they are on different filesystems.
-fn move_file(from: &Path, to: &Path) -> Result<()> {
-    if std::fs::rename(from, to).is_err() {
-        std::fs::copy(from, to)
-            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
-        std::fs::remove_file(from)?;
-    }
-    Ok(())
-}
-
-/// Copies the files named `names` that `from` has into `to`.
-fn copy_files(from: &Path, to: &Path, names: &[&str]) -> Result<()> {
-    for name in names {
-        let file = from.join(name);
-        if file.is_file() {
-            std::fs::copy(&file, to.join(name))
-                .with_context(|| format!("copying {}", file.display()))?;
-        }
-    }
-    Ok(())
-}
-
-/// The base install of `medium` (see [`base_dir`]), made by installing from the medium onto a
-/// blank disk when there is none (the main job's install usually is it), then reused as is,
-/// only ever as the backing file of overlays; older bases are removed when a new one is made.
-pub fn installed_base(distro: &str, medium: &Path) -> Result<Run> {
-    let _lock = BaseLock::take(medium)?;
-    let dir = base_dir(medium)?;
-    match base_state(&dir) {
-        BaseState::Done => return Run::in_dir_existing(distro, dir, medium.to_owned()),
-        BaseState::FailedInThisRun(why) => bail!(
-            "the shared base install failed earlier in this run ({}): {why}",
-            dir.display()
-        ),
-        BaseState::Absent => {}
-    }
-    clear_for_base(&dir)?;
-    let mut run = Run::in_dir(distro, dir, medium.to_owned())?;
-    if let Err(e) = run.install_and_inspect() {
-        let why = format!("{e:#}");
-        mark_base_failed(&run.dir, &why)?;
-        bail!("installing the shared base the scenarios boot: {why}");
-    }
-    std::fs::write(run.dir.join(BASE_DONE), "")?;
-    Ok(run)
+/// The run directories the `vm-test` run `run_id` made under `out`, in the order they started.
+pub fn runs_of(out: &Path, run_id: &str) -> Vec<PathBuf> {
+    std::fs::read_to_string(runs_list(out, run_id))
+        .unwrap_or_default()
+        .lines()
+        .map(PathBuf::from)
+        .collect()
 }
 
 /// The newest run directory of `distro` (a `<timestamp>-<scenario>` one, never a shared base)
 /// that satisfies `keep`.
-pub fn latest_run_dir(out: &Path, distro: &str, keep: impl Fn(&Path) -> bool) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(out.join(distro))
+pub fn latest_run_dir(out: &Path, distro: Distro, keep: impl Fn(&Path) -> bool) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(out.join(distro.name()))
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
@@ -1076,14 +861,14 @@ pub fn latest_run_dir(out: &Path, distro: &str, keep: impl Fn(&Path) -> bool) ->
 }
 
 /// The newest kept run of `distro` (one with its target disk and NVRAM), for `vm-shell`.
-pub fn latest_kept_run(out: &Path, distro: &str) -> Option<PathBuf> {
+pub fn latest_kept_run(out: &Path, distro: Distro) -> Option<PathBuf> {
     latest_run_dir(out, distro, |d| {
         d.join("target.qcow2").is_file() && d.join("nvram.fd").is_file()
     })
 }
 
 /// Boots a kept run's target disk with its NVRAM, the serial console on this terminal.
-pub fn vm_shell(distro: &str, run_dir: &Path) -> Result<()> {
+pub fn vm_shell(distro: Distro, run_dir: &Path) -> Result<()> {
     let run = Run::in_dir_existing(distro, run_dir.to_owned(), PathBuf::new())?;
     eprintln!(
         "{} ({}); ssh: port forwarded from 127.0.0.1:{}",
@@ -1093,70 +878,4 @@ pub fn vm_shell(distro: &str, run_dir: &Path) -> Result<()> {
     spec.serial_on_stdio = true;
     crate::qemu::run_interactive(&spec)?;
     Ok(())
-}
-
-/// Merges `changes` into the answer file at `path` (tables key by key, other values replaced)
-/// and checks that the installer would accept the result.
-pub fn merge_answers(path: &Path, changes: &toml::Table) -> Result<()> {
-    let text = merged_answers(
-        &std::fs::read_to_string(path)?,
-        changes,
-        &path.display().to_string(),
-    )?;
-    std::fs::write(path, text)?;
-    Ok(())
-}
-
-/// The answer file `base` (named `shown`) with `changes` merged in, tables key by key, checked
-/// as the installer checks an answer file.
-pub fn merged_answers(base: &str, changes: &toml::Table, shown: &str) -> Result<String> {
-    fn merge(into: &mut toml::Table, from: &toml::Table) {
-        for (key, value) in from {
-            match (into.get_mut(key), value) {
-                (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),
-                _ => {
-                    into.insert(key.clone(), value.clone());
-                }
-            }
-        }
-    }
-    let mut doc: toml::Table = toml::from_str(base)?;
-    merge(&mut doc, changes);
-    let text = toml::to_string(&doc)?;
-    kldload::config::Config::parse(&text, shown)
-        .context("the scenario's [answers] make an answer file the installer refuses")?;
-    Ok(text)
-}
-
-/// The run's answer file: `template` for the distro under test (its medium's payload), with the
-/// run's SSH key as root's.
-fn write_answers(template: &Path, distro: &str, public_key: &Path, dest: &Path) -> Result<()> {
-    let mut doc: toml::Table = toml::from_str(&std::fs::read_to_string(template)?)?;
-    doc.insert("distro".into(), distro.into());
-    let key = std::fs::read_to_string(public_key)?.trim().to_string();
-    let root = doc
-        .entry("root")
-        .or_insert_with(|| toml::Value::Table(Default::default()));
-    root.as_table_mut().context("[root] is a table")?.insert(
-        "ssh_authorized_keys".into(),
-        toml::Value::Array(vec![toml::Value::String(key)]),
-    );
-    let text = toml::to_string(&doc)?;
-    // What the installer will read must be valid.
-    kldload::config::Config::parse(&text, &dest.display().to_string())?;
-    std::fs::write(dest, text)?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fingerprints_from_ssh_keygen_sorted() {
-        let out = "256 SHA256:zzz root@kldload-test (ED25519)\n\
-                   3072 SHA256:aaa root@kldload-test (RSA)\n";
-        assert_eq!(fingerprints(out), ["SHA256:aaa", "SHA256:zzz"]);
-        assert!(fingerprints("").is_empty());
-    }
 }

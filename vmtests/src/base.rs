@@ -1,0 +1,298 @@
+//! The shared base install: one install per medium (the main job's, or made by the first test
+//! that asks), kept in the medium's cache entry and used only as the backing file of each
+//! run's copy-on-write overlay; and its saved machine state, booted once and logged in, that
+//! runs resume in seconds.
+
+use crate::answers::DEFAULT_ANSWERS;
+use crate::env::{VmTestEnv, project_root};
+use crate::qemu::{VmSpec, create_disk};
+use crate::run::{HOST_KEYS_AS_INSTALLED, LABEL_AS_INSTALLED, Run};
+use anyhow::{Context, Result, bail};
+use kldload::config::Distro;
+use std::path::{Path, PathBuf};
+
+/// The file that marks a base install as complete.
+const BASE_DONE: &str = "installed";
+/// The file that says why a base install failed (and in which `vm-test` run), so the tests
+/// after it in that run fail at once; a later run tries again.
+const BASE_FAILED: &str = "failed";
+/// The files a base install leaves beside its disk, copied into each run made from it.
+const BASE_FILES: [&str; 6] = [
+    "nvram.fd",
+    "answers.toml",
+    "id_ed25519",
+    "id_ed25519.pub",
+    LABEL_AS_INSTALLED,
+    HOST_KEYS_AS_INSTALLED,
+];
+
+/// The `vm-test` run this process belongs to: `$KLDLOAD_VMTEST_RUN` (set by `cargo xtask`),
+/// else this process alone.
+fn vmtest_run_id() -> String {
+    (VmTestEnv::from_env().ok().and_then(|e| e.run_id))
+        .unwrap_or_else(|| format!("pid {}", std::process::id()))
+}
+
+/// An exclusive lock on a medium's shared base install, held while it is made or looked at:
+/// tests that run side by side make it once, and never see half of one.
+struct BaseLock {
+    _file: std::fs::File,
+}
+
+impl BaseLock {
+    fn take(medium: &Path) -> Result<BaseLock> {
+        let path = medium_entry(medium).join("vmtest-base.lock");
+        let file =
+            std::fs::File::create(&path).with_context(|| format!("opening {}", path.display()))?;
+        file.lock()
+            .with_context(|| format!("locking {}", path.display()))?;
+        Ok(BaseLock { _file: file })
+    }
+}
+
+/// The medium's entry in the image cache (its directory).
+fn medium_entry(medium: &Path) -> PathBuf {
+    medium
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// What the harness records beside a base install; a new value makes every base again.
+const BASE_FORMAT: u32 = 2;
+/// The names of base directories in a medium's cache entry.
+const BASE_PREFIX: &str = "vmtest-base-";
+
+/// Where the base install of `medium` lives: in the medium's entry of the image cache, outside
+/// the clone like the medium itself, so later runs and CI reuse it, and it goes when the medium
+/// does (`cargo xtask cache prune`). Its name holds the answer file template's hash and the
+/// harness's [`BASE_FORMAT`]: other answers or another harness make another base.
+fn base_dir(medium: &Path) -> Result<PathBuf> {
+    let answers_hash = kldload::exec::file_sha256(&project_root().join(DEFAULT_ANSWERS))?;
+    Ok(medium_entry(medium).join(format!(
+        "{BASE_PREFIX}{}-v{BASE_FORMAT}",
+        &answers_hash[..12]
+    )))
+}
+
+/// What the base directory `dir` holds: a finished install, one that failed in this `vm-test`
+/// run (why), or nothing usable (none, or one a crash or an earlier run left unfinished).
+enum BaseState {
+    Done,
+    FailedInThisRun(String),
+    Absent,
+}
+
+fn base_state(dir: &Path) -> BaseState {
+    if dir.join(BASE_DONE).is_file() {
+        return BaseState::Done;
+    }
+    match std::fs::read_to_string(dir.join(BASE_FAILED)) {
+        Ok(text) => match text.split_once('\n') {
+            Some((run, why)) if run == vmtest_run_id() => BaseState::FailedInThisRun(why.into()),
+            _ => BaseState::Absent,
+        },
+        Err(_) => BaseState::Absent,
+    }
+}
+
+/// Clears the way for a new base in `dir`: the medium's other bases (other answers, another
+/// harness) and what an unfinished one left are removed.
+fn clear_for_base(dir: &Path) -> Result<()> {
+    let entry = dir.parent().context("a base directory has a parent")?;
+    for old in std::fs::read_dir(entry)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(BASE_PREFIX))
+        })
+    {
+        std::fs::remove_dir_all(old)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    Ok(())
+}
+
+/// Records in `dir` that its base install failed in this `vm-test` run, and why.
+fn mark_base_failed(dir: &Path, why: &str) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join(BASE_FAILED), format!("{}\n{why}", vmtest_run_id()))?;
+    Ok(())
+}
+
+impl Run {
+    /// A scenario's run on a machine kldload has already installed: the disk is a copy-on-write
+    /// overlay of the medium's shared base install (the main job's install, or made here the
+    /// first time a test asks for it), the NVRAM a copy of the base's, so its firmware entries
+    /// are there.
+    pub fn on_installed_base(distro: Distro, scenario: &str, medium: PathBuf) -> Result<Run> {
+        let base = installed_base(distro, &medium)?;
+        let dir = crate::run::new_run_dir(distro, scenario)?;
+        // What the base's install left, as read on its live system: this machine's too.
+        copy_files(&base.dir, &dir, &BASE_FILES)?;
+        let run = Run::in_dir_existing(distro, dir, medium)?;
+        create_disk(&run.target, "16G", Some(&base.target))?;
+        Ok(run)
+    }
+
+    /// The main job's install onto its blank disk ([`Run::install_and_inspect`]), which is
+    /// also the shared base install when this medium has none yet: its disk, as the install
+    /// left it and before anything boots it, moves to the base's directory, and this run goes
+    /// on with a copy-on-write overlay of it. One install then serves the main job and every
+    /// test that starts from an installed machine. Tests that want the base meanwhile wait for
+    /// it (the base lock), and fail at once if this install fails.
+    /// Returns whether it became the base.
+    pub fn install_and_share_as_base(&mut self) -> Result<bool> {
+        let lock = BaseLock::take(&self.medium)?;
+        let dir = base_dir(&self.medium)?;
+        if matches!(base_state(&dir), BaseState::Done) {
+            drop(lock);
+            self.install_and_inspect()?;
+            return Ok(false);
+        }
+        clear_for_base(&dir)?;
+        if let Err(e) = self.install_and_inspect() {
+            mark_base_failed(&dir, &format!("the main job's install failed: {e:#}"))?;
+            return Err(e);
+        }
+        move_file(&self.target, &dir.join("target.qcow2"))?;
+        create_disk(&self.target, "16G", Some(&dir.join("target.qcow2")))?;
+        copy_files(&self.dir, &dir, &BASE_FILES)?;
+        std::fs::write(dir.join(BASE_DONE), self.dir.display().to_string())?;
+        Ok(true)
+    }
+}
+
+/// Where the shared base's saved machine state lives, in its base directory: the base booted
+/// once and logged in, saved ([`Machine::save_state`]), with its disk overlay and NVRAM as they
+/// were then.
+const LOGGED_IN: &str = "logged-in";
+/// The file that says which machine the state is of ([`saved_state_key`]).
+const SAVED_KEY: &str = "machine";
+
+/// What a saved state must be resumed with: QEMU's version, the firmware's code, and QEMU's
+/// argv for the machine (paths, sockets and the forwarded port left out), the harness's shell
+/// command with it. A state saved by another harness or QEMU is made again.
+fn saved_state_key(spec: &VmSpec) -> Result<String> {
+    let version = std::process::Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .context("qemu-system-x86_64 --version")?;
+    let sockets = crate::qemu::Sockets::new()?;
+    let mut spec = spec.clone();
+    spec.name = String::new();
+    spec.incoming = None;
+    spec.ssh_port = spec.ssh_port.map(|_| 0);
+    let argv: Vec<String> = spec
+        .argv(&sockets)
+        .into_iter()
+        .map(|a| {
+            a.split(',')
+                .map(|part| match part.split_once('=') {
+                    Some((k, v)) if v.starts_with('/') => format!("{k}=<{}>", file_name(v)),
+                    _ if part.starts_with('/') || part.starts_with("unix:/") => {
+                        format!("<{}>", file_name(part))
+                    }
+                    _ => part.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    Ok(format!(
+        "{}\nfirmware {}\n{}\nshell: {}\n",
+        String::from_utf8_lossy(&version.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default(),
+        kldload::exec::file_sha256(&spec.firmware.code)?,
+        argv.join(" "),
+        crate::shell::START_COMMAND
+    ))
+}
+
+fn file_name(path: &str) -> String {
+    Path::new(path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The shared base's saved state (see [`LOGGED_IN`]), made the first time a test asks for it
+/// (about a minute: the boot) and then reused until the base is made again: its directory.
+pub fn logged_in_base(distro: Distro, medium: &Path) -> Result<PathBuf> {
+    let base = installed_base(distro, medium)?;
+    let _lock = BaseLock::take(medium)?;
+    let dir = base.dir.join(LOGGED_IN);
+    std::fs::create_dir_all(&dir)?;
+    let mut run = Run::in_dir_existing(distro, dir.clone(), medium.to_owned())?;
+    let key = saved_state_key(&run.logged_in_spec("logged-in"))?;
+    if std::fs::read_to_string(dir.join(SAVED_KEY)).ok().as_deref() == Some(&key) {
+        return Ok(dir);
+    }
+    std::fs::remove_dir_all(&dir)?;
+    std::fs::create_dir_all(&dir)?;
+    copy_files(&base.dir, &dir, &BASE_FILES)?;
+    create_disk(&run.target, "16G", Some(&base.target))?;
+    let saved = (|| {
+        let mut m = run.boot_to_console_login("logged-in", "")?;
+        run.timed("save the machine's state", |run| {
+            m.save_state(&run.dir.join("state"))
+        })
+    })();
+    if let Err(e) = &saved {
+        run.report.error = Some(format!("{e:#}"));
+    }
+    run.report.write(&dir)?;
+    saved.with_context(|| format!("saving the base install logged in, in {}", dir.display()))?;
+    std::fs::write(dir.join(SAVED_KEY), key)?;
+    Ok(dir)
+}
+
+/// Moves `from` to `to`, copying when they are on different filesystems.
+fn move_file(from: &Path, to: &Path) -> Result<()> {
+    if std::fs::rename(from, to).is_err() {
+        std::fs::copy(from, to)
+            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+        std::fs::remove_file(from)?;
+    }
+    Ok(())
+}
+
+/// Copies the files named `names` that `from` has into `to`.
+fn copy_files(from: &Path, to: &Path, names: &[&str]) -> Result<()> {
+    for name in names {
+        let file = from.join(name);
+        if file.is_file() {
+            std::fs::copy(&file, to.join(name))
+                .with_context(|| format!("copying {}", file.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The base install of `medium` (see [`base_dir`]), made by installing from the medium onto a
+/// blank disk when there is none (the main job's install usually is it), then reused as is,
+/// only ever as the backing file of overlays; older bases are removed when a new one is made.
+pub fn installed_base(distro: Distro, medium: &Path) -> Result<Run> {
+    let _lock = BaseLock::take(medium)?;
+    let dir = base_dir(medium)?;
+    match base_state(&dir) {
+        BaseState::Done => return Run::in_dir_existing(distro, dir, medium.to_owned()),
+        BaseState::FailedInThisRun(why) => bail!(
+            "the shared base install failed earlier in this run ({}): {why}",
+            dir.display()
+        ),
+        BaseState::Absent => {}
+    }
+    clear_for_base(&dir)?;
+    let mut run = Run::in_dir(distro, dir, medium.to_owned())?;
+    if let Err(e) = run.install_and_inspect() {
+        let why = format!("{e:#}");
+        mark_base_failed(&run.dir, &why)?;
+        bail!("installing the shared base the scenarios boot: {why}");
+    }
+    std::fs::write(run.dir.join(BASE_DONE), "")?;
+    Ok(run)
+}
