@@ -8,8 +8,8 @@ use crate::disk::select::{SelectError, select_disks};
 use crate::exec::{ExecError, ProgressMode, Secrets, run_plan};
 use crate::plan::Plan;
 use crate::recipe::{BaseSource, Inputs, LIVE_KLDLOAD, PlanError, build_plan};
-use crate::zbm_image::ZbmImage;
-use crate::zfsbootmenu::{ZbmSource, choose_source};
+use crate::zbm::image::ZbmImage;
+use crate::zbm::source::{ZbmSource, choose_source};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
@@ -184,12 +184,12 @@ fn check_pool_features(inputs: &Inputs, host_root: &Path) -> Result<(), AppError
         return Ok(());
     };
     let file = host_root
-        .join(crate::zbm_image::COMPATIBILITY_DIR)
+        .join(crate::zbm::image::COMPATIBILITY_DIR)
         .join(&set);
     let Ok(text) = std::fs::read_to_string(&file) else {
         return Ok(());
     };
-    let known = crate::zbm_image::parse_features(&text);
+    let known = crate::zbm::image::parse_features(&text);
     let unknown: Vec<&str> = (features.iter())
         .map(|f| f.as_str())
         .filter(|f| !known.contains(*f))
@@ -331,7 +331,7 @@ fn check_signed(
         return Ok(());
     }
     let on_host = host_root.join(path.strip_prefix("/").unwrap_or(path));
-    let signature = crate::zbm_image::signature(&on_host)
+    let signature = crate::zbm::image::signature(&on_host)
         .map_err(|e| AppError::BadOption(format!("{e}\nnothing was written to any disk")))?
         .unwrap_or_default();
     let trusted = crate::secure_boot::trusted_certificates(host_root);
@@ -371,7 +371,7 @@ fn read_zbm_image(
             path.display()
         )));
     }
-    let image = crate::zbm_image::read(&on_host).map_err(|e| {
+    let image = crate::zbm::image::read(&on_host).map_err(|e| {
         AppError::BadOption(format!(
             "ZFSBootMenu's EFI file from {origin}: {e}\nfix: give ZFSBootMenu's EFI file \
              (a release's zfsbootmenu-release-x86_64-*.EFI or the one `cargo xtask build-image` \
@@ -396,19 +396,19 @@ fn read_zbm_image(
 /// The newest `openzfs-X.Y` feature set of the ZFS under `host_root` (its zfsutils'
 /// compatibility.d), which creates the pool.
 fn live_zfs_features(host_root: &Path) -> Option<String> {
-    let dir = host_root.join(crate::zbm_image::COMPATIBILITY_DIR);
+    let dir = host_root.join(crate::zbm::image::COMPATIBILITY_DIR);
     let names: Vec<String> = std::fs::read_dir(dir)
         .ok()?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .collect();
-    crate::zbm_image::newest_openzfs_name(names.iter().map(String::as_str)).map(String::from)
+    crate::zbm::image::newest_openzfs_name(names.iter().map(String::as_str)).map(String::from)
 }
 
 /// The release in the build cache under `host_root`, if one is there and verifies offline
 /// (signature and sha256): its path as the installer will read it.
 fn cached_release(config: &Config, host_root: &Path) -> Option<PathBuf> {
-    use crate::zbm_release::{SIGNING_KEY, VERSION, verify_local};
-    use crate::zfsbootmenu::{BUILD_CACHE, release_cache};
+    use crate::zbm::release::{SIGNING_KEY, VERSION, verify_local};
+    use crate::zbm::source::{BUILD_CACHE, release_cache};
     let dir = release_cache(Path::new(BUILD_CACHE));
     let on_host = host_root.join(dir.strip_prefix("/").unwrap_or(&dir));
     let series = config
@@ -600,7 +600,7 @@ mod tests {
     #[test]
     fn pool_features_the_readers_do_not_know_are_refused_before_anything_is_written() {
         let root = tempfile::tempdir().unwrap();
-        let dir = root.path().join(crate::zbm_image::COMPATIBILITY_DIR);
+        let dir = root.path().join(crate::zbm::image::COMPATIBILITY_DIR);
         let mut config = crate::config::test_config("");
         let named = |list: &[&str]| {
             Some(
@@ -651,7 +651,7 @@ mod tests {
         };
         let root = tempfile::tempdir().unwrap();
         let read = |entries: &[Entry]| {
-            let efi = crate::zbm_image::tests::zbm_efi("quiet", entries)?;
+            let efi = crate::zbm::image::tests::zbm_efi("quiet", entries)?;
             std::fs::copy(efi.path(), root.path().join("zbm.EFI")).unwrap();
             Some(read_zbm_image(&source, root.path(), ZbmFile::MustExist))
         };
@@ -669,14 +669,14 @@ mod tests {
         }
         let with = read(&[
             kernel_module,
-            Entry::file(crate::zbm_image::tests::ZFS_KO, b"zfs"),
+            Entry::file(crate::zbm::image::tests::ZFS_KO, b"zfs"),
         ])
         .unwrap()
         .unwrap()
         .unwrap();
         assert_eq!(
             with.zfs_module.as_deref(),
-            Some(crate::zbm_image::tests::ZFS_KO)
+            Some(crate::zbm::image::tests::ZFS_KO)
         );
     }
 
@@ -716,11 +716,11 @@ mod tests {
             first.steps[0]
         );
         // The download carries a hostid of its own: once it is there, the plan is made from it.
-        let Some(efi) = crate::zbm_image::tests::zbm_efi(
+        let Some(efi) = crate::zbm::image::tests::zbm_efi(
             "quiet",
             &[
                 Entry::file("etc/hostid", &0x5eed_f00d_u32.to_le_bytes()),
-                Entry::file(crate::zbm_image::tests::ZFS_KO, b"zfs"),
+                Entry::file(crate::zbm::image::tests::ZFS_KO, b"zfs"),
             ],
         ) else {
             eprintln!("zstd is not installed here: not tested");
@@ -767,7 +767,7 @@ mod tests {
             "zstd",
             &cpio_entries(&[
                 Entry::file("etc/hostid", &[1, 0, 0, 0]),
-                Entry::file(crate::zbm_image::tests::ZFS_KO, b"zfs"),
+                Entry::file(crate::zbm::image::tests::ZFS_KO, b"zfs"),
             ]),
         ) else {
             eprintln!("zstd is not installed here: not tested");
@@ -803,7 +803,7 @@ mod tests {
         }
         let config = crate::config::test_config("source = \"/zbm.EFI\"");
         let plan = |signature: Option<&[u8]>| {
-            let bytes = crate::zbm_image::tests::efi_maybe_signed(
+            let bytes = crate::zbm::image::tests::efi_maybe_signed(
                 &[(".initrd", &initrd), (".linux", b"a kernel")],
                 signature,
             );

@@ -9,17 +9,17 @@
 //! the fix then makes /etc/hostid and the initramfs agree with it.
 //!
 //! It also checks what ZFSBootMenu will boot the running boot environment with: the kernel it
-//! picks and whether that kernel's initramfs has zfs.ko ([`kernels`]), and whether the command
+//! picks and whether that kernel's initramfs has zfs.ko ([`kernels`], ZFSBootMenu's rules in `zbm`), and whether the command
 //! line it reads kept the console ([`commandline`]).
 //!
 //! Reading the places is separate from judging them, so the judgement is unit-tested.
 
-pub mod commandline;
-pub mod kernels;
 pub mod keys;
 
 use crate::config::ZFSBOOTMENU_HOSTID;
-use crate::zbm_image::ZbmImage;
+use crate::zbm::hostid::{parse_hostid_file, parse_kernel_number};
+use crate::zbm::image::ZbmImage;
+use crate::zbm::{commandline, kernels};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -225,7 +225,7 @@ fn zbm_image_cached(path: &Path, cache: &Path) -> Result<ZbmImage, String> {
     if let Some(c) = cached {
         return Ok(c.image);
     }
-    let image = crate::zbm_image::read(path).map_err(|e| e.to_string())?;
+    let image = crate::zbm::image::read(path).map_err(|e| e.to_string())?;
     let entry = CachedImage {
         format: CACHE_FORMAT,
         size,
@@ -458,24 +458,6 @@ impl Diagnosis {
     }
 }
 
-/// A hostid as /etc/hostid stores it: four bytes, little-endian.
-pub fn parse_hostid_file(bytes: &[u8]) -> Option<u32> {
-    Some(u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?))
-}
-
-/// A number as the kernel reads a module parameter (base 0: `0x` hex, a leading `0` octal,
-/// else decimal): `spl.spl_hostid=` on the command line, the SPL's parameter, `zdb`'s label.
-pub fn parse_kernel_number(text: &str) -> Option<u32> {
-    let t = text.trim();
-    if let Some(hex) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        u32::from_str_radix(hex, 16).ok()
-    } else if t.len() > 1 && t.starts_with('0') {
-        u32::from_str_radix(&t[1..], 8).ok()
-    } else {
-        t.parse().ok()
-    }
-}
-
 /// The value of the last `spl.spl_hostid=` on a kernel command line (the kernel lets the last
 /// one win); Absent when there is none, Unreadable when it is not a number.
 pub fn boot_menu_hostid(cmdline: &str) -> Place {
@@ -701,7 +683,7 @@ mod tests {
             cmdline: Some("quiet".into()),
             signed: false,
             hostid,
-            zfs_features: Some(crate::zbm_image::FeatureSet {
+            zfs_features: Some(crate::zbm::image::FeatureSet {
                 name: "openzfs-2.1-linux".into(),
                 features: features.iter().map(|f| f.to_string()).collect(),
             }),
@@ -833,7 +815,7 @@ mod tests {
     fn the_efi_file_is_read_again_only_when_it_changed() {
         use crate::initrd::testing::Entry;
         let Some(efi) =
-            crate::zbm_image::tests::zbm_efi("quiet", &[Entry::file("etc/hostid", &[1, 0, 0, 0])])
+            crate::zbm::image::tests::zbm_efi("quiet", &[Entry::file("etc/hostid", &[1, 0, 0, 0])])
         else {
             eprintln!("zstd is not installed here: not tested");
             return;

@@ -7,7 +7,6 @@
 use crate::config::Secret;
 use crate::plan::{Action, Contents, Plan, Stdin};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -213,7 +212,7 @@ fn run_action(
             dest,
             ..
         } => {
-            use crate::zbm_release::{SIGNING_KEY, curl, download_verified};
+            use crate::zbm::release::{SIGNING_KEY, curl, download_verified};
             log.lock().unwrap().line(&format!(
                 "download ZFSBootMenu {version} from {releases_url} and verify it by its signature"
             ));
@@ -239,7 +238,7 @@ fn run_action(
                 .map_err(|e| (failed(), format!("copying to {}: {e}", dest.display())))
         }
         Action::EmbedCmdline { file, line, .. } => {
-            let kept = crate::zbm_image::set_cmdline(file, line).map_err(|e| {
+            let kept = crate::zbm::image::set_cmdline(file, line).map_err(|e| {
                 (
                     format!("embedding the command line in {} failed", file.display()),
                     e.to_string(),
@@ -256,7 +255,7 @@ fn run_action(
             Ok(())
         }
         Action::VerifySha256 { path, sha256, .. } => {
-            let actual = file_sha256(path)
+            let actual = crate::hash::file_sha256(path)
                 .map_err(|e| (format!("reading {} failed", path.display()), e.to_string()))?;
             if actual.eq_ignore_ascii_case(sha256) {
                 log.lock()
@@ -305,20 +304,6 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     f.write_all(bytes)?;
     f.sync_all()?;
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
-}
-
-pub fn file_sha256(path: &Path) -> std::io::Result<String> {
-    let mut f = File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
 }
 
 /// Runs a command, logging each output line and keeping the last ones for an error.
@@ -461,6 +446,7 @@ fn stream_file(
 mod tests {
     use super::*;
     use crate::plan::{Step, StepId};
+    use sha2::Digest;
 
     fn plan(actions: Vec<Action>) -> Plan {
         Plan {
@@ -516,7 +502,7 @@ mod tests {
             Action::run(["echo", "hello from echo"], "output is logged"),
             Action::VerifySha256 {
                 path: d("hostname"),
-                sha256: hex::encode(Sha256::digest(b"kldload\n")),
+                sha256: hex::encode(sha2::Sha256::digest(b"kldload\n")),
                 why: "checked".into(),
             },
         ]);

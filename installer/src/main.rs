@@ -171,7 +171,7 @@ fn run(cli: Cli) -> Result<(), AppError> {
         }
         Cmd::InspectZfsbootmenu { file, json } => {
             let image =
-                kldload::zbm_image::read(&file).map_err(|e| AppError::BadOption(e.to_string()))?;
+                kldload::zbm::image::read(&file).map_err(|e| AppError::BadOption(e.to_string()))?;
             if json {
                 println!(
                     "{}",
@@ -183,7 +183,7 @@ fn run(cli: Cli) -> Result<(), AppError> {
         }
         Cmd::SetZfsbootmenuCmdline { file, line } => {
             let shown = file.display();
-            match kldload::zbm_image::set_cmdline(&file, &line) {
+            match kldload::zbm::image::set_cmdline(&file, &line) {
                 Ok(Ok(())) => println!("{shown}: embedded command line {line:?}"),
                 Ok(Err(kept)) => eprintln!(
                     "kldload: {shown}: embedded command line left as it is: {kept}; firmware \

@@ -83,7 +83,7 @@ pub fn x509_certificates(lists: &[u8]) -> Vec<Vec<u8>> {
 }
 
 /// Which of `certificates` a signature (an EFI file's certificate table, see
-/// [`crate::zbm_image::signature`]) carries: a PKCS#7 signature holds its signer's certificate
+/// [`crate::zbm::image::signature`]) carries: a PKCS#7 signature holds its signer's certificate
 /// whole. That names the key it claims to be signed with; whether the signature verifies is
 /// shim's check at boot.
 pub fn carried_certificates<'a>(signature: &[u8], certificates: &'a [Vec<u8>]) -> Vec<&'a [u8]> {

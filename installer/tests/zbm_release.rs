@@ -5,7 +5,7 @@
 //! signature, a series not listed and a server that is not there are each refused with their
 //! own error, and nothing is left under the asset's name.
 
-use kldload::zbm_release::{
+use kldload::zbm::release::{
     ReleaseError, Verified, asset_name, curl, download_verified, verify_local,
 };
 use std::path::{Path, PathBuf};
@@ -240,7 +240,7 @@ fn the_plans_script_for_a_release_verifies_it_the_same_way() {
             }],
         };
         let text = kldload::plan::sh::render(&plan);
-        let pinned = kldload::zbm_release::SIGNING_KEY.lines().nth(1).unwrap();
+        let pinned = kldload::zbm::release::SIGNING_KEY.lines().nth(1).unwrap();
         let ours = test_key.lines().nth(1).unwrap();
         assert!(text.contains(pinned), "{text}");
         let text = text.replace(pinned, ours);

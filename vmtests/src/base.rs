@@ -5,9 +5,11 @@
 
 use crate::answers::DEFAULT_ANSWERS;
 use crate::env::{VmTestEnv, project_root};
+use crate::guest::{fingerprints, host_keys_command};
+use crate::machine::Machine;
 use crate::qemu::{VmSpec, create_disk};
 use crate::run::{HOST_KEYS_AS_INSTALLED, LABEL_AS_INSTALLED, Run};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use kldload::config::Distro;
 use std::path::{Path, PathBuf};
 
@@ -68,7 +70,7 @@ const BASE_PREFIX: &str = "vmtest-base-";
 /// does (`cargo xtask cache prune`). Its name holds the answer file template's hash and the
 /// harness's [`BASE_FORMAT`]: other answers or another harness make another base.
 fn base_dir(medium: &Path) -> Result<PathBuf> {
-    let answers_hash = kldload::exec::file_sha256(&project_root().join(DEFAULT_ANSWERS))?;
+    let answers_hash = kldload::hash::file_sha256(&project_root().join(DEFAULT_ANSWERS))?;
     Ok(medium_entry(medium).join(format!(
         "{BASE_PREFIX}{}-v{BASE_FORMAT}",
         &answers_hash[..12]
@@ -122,6 +124,56 @@ fn mark_base_failed(dir: &Path, why: &str) -> Result<()> {
 }
 
 impl Run {
+    /// Starts this run's machine where [`Run::boot_installed`] leaves the shared base install
+    /// (booted through the firmware and ZFSBootMenu, root logged in on the console, the
+    /// harness's shell up) from a saved machine state, in seconds rather than a minute: for a
+    /// test whose subject comes after the first boot. A test of a boot path boots it.
+    pub fn resume_logged_in(&mut self, name: &str) -> Result<Machine> {
+        let saved = self.timed("saved state of the base, logged in", |run| {
+            logged_in_base(run.distro, &run.medium)
+        })?;
+        self.timed("resume, logged in", |run| {
+            let _ = std::fs::remove_file(&run.target);
+            create_disk(&run.target, "16G", Some(&saved.join("target.qcow2")))?;
+            std::fs::copy(saved.join("nvram.fd"), &run.nvram)?;
+            // The machine logged_in_base saved, whose key it checked.
+            let mut spec = run.logged_in_spec(name);
+            spec.incoming = Some(saved.join("state"));
+            let mut m = Machine::start(spec, &run.transcript, "resume")?;
+            m.continue_saved()?;
+            // The console is at root's prompt: a new shell of the harness's from there, and the
+            // clock set to now (the saved one stopped when the state was saved).
+            m.start_shell()?;
+            let now = chrono::Utc::now().timestamp();
+            m.succeed(&format!("date -u -s @{now} > /dev/null"))?;
+            Ok(m)
+        })
+    }
+
+    /// The running machine `m`'s SSH host keys are none of the shared base install's.
+    pub fn host_keys_unlike_base(&self, m: &mut Machine) -> Result<String> {
+        let here = fingerprints(&m.succeed(&host_keys_command(""))?);
+        let base = installed_base(self.distro, &self.medium)?;
+        let there = base.host_keys_as_installed;
+        ensure!(!here.is_empty(), "this machine has no SSH host keys");
+        ensure!(
+            !there.is_empty(),
+            "the base install in {} recorded no host keys",
+            base.dir.display()
+        );
+        let shared: Vec<&String> = here.iter().filter(|k| there.contains(k)).collect();
+        ensure!(
+            shared.is_empty(),
+            "the shared base install has the same host keys: {shared:?}"
+        );
+        Ok(format!(
+            "{} keys here, {} in {}, none the same",
+            here.len(),
+            there.len(),
+            base.dir.display()
+        ))
+    }
+
     /// A scenario's run on a machine kldload has already installed: the disk is a copy-on-write
     /// overlay of the medium's shared base install (the main job's install, or made here the
     /// first time a test asks for it), the NVRAM a copy of the base's, so its firmware entries
@@ -206,7 +258,7 @@ fn saved_state_key(spec: &VmSpec) -> Result<String> {
             .lines()
             .next()
             .unwrap_or_default(),
-        kldload::exec::file_sha256(&spec.firmware.code)?,
+        kldload::hash::file_sha256(&spec.firmware.code)?,
         argv.join(" "),
         crate::shell::START_COMMAND
     ))

@@ -120,9 +120,9 @@ fn ran_and_passed(m: &mut Machine, unit: &str) -> Result<()> {
 /// pool's `compatibility=` keeps it so: the older of ZFSBootMenu's set and the newest this
 /// system's zfsutils has.
 fn zfsbootmenu_reads_the_pool(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
-    use kldload::zbm_image::{COMPATIBILITY_DIR, newest_openzfs_name, older_openzfs};
+    use kldload::zbm::image::{COMPATIBILITY_DIR, newest_openzfs_name, older_openzfs};
     let json = m.succeed("kldload inspect-zfsbootmenu --json")?;
-    let image: kldload::zbm_image::ZbmImage = serde_json::from_str(&json)?;
+    let image: kldload::zbm::image::ZbmImage = serde_json::from_str(&json)?;
     let set = image
         .zfs_features
         .ok_or_else(|| anyhow::anyhow!("no feature set read in ZFSBootMenu's EFI file: {json}"))?;
@@ -324,9 +324,8 @@ fn root_dataset(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
 /// value, `spl.spl_hostid` on the kernel command line. Two echo that back and prove only that
 /// it was taken: the SPL's parameter and the label after this boot's import.
 fn hostid(m: &mut Machine, run: &Run, c: &Config) -> Result<String> {
-    use kldload::doctor::{
-        Place, boot_menu_hostid, label_hostid, parse_hostid_file, parse_kernel_number,
-    };
+    use kldload::doctor::{Place, boot_menu_hostid, label_hostid};
+    use kldload::zbm::hostid::{parse_hostid_file, parse_kernel_number};
     let want = run.expected_hostid()?;
     let label_before = run.label_before_first_boot.as_deref().ok_or_else(|| {
         anyhow::anyhow!("the label was not read on the live system after the install")

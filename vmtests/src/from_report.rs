@@ -65,7 +65,7 @@ fn zfsbootmenu_zfs(report: &Report) -> Option<String> {
 /// ZFSBootMenu built with ZFS 2.1.
 fn reads_only_zfs_2_1(set: Option<&str>) -> bool {
     set.is_some_and(|n| {
-        kldload::zbm_image::older_openzfs(n, "openzfs-2.2-linux") == n && n != "openzfs-2.2-linux"
+        kldload::zbm::image::older_openzfs(n, "openzfs-2.2-linux") == n && n != "openzfs-2.2-linux"
     })
 }
 
@@ -243,7 +243,7 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
         .map(|(f, _)| f)
         .collect();
     let created = if older_zfs { ZFS_2_1 } else { ZFS_2_3 };
-    let known = kldload::zbm_image::parse_features(created);
+    let known = kldload::zbm::image::parse_features(created);
     let (mut at_creation, after): (Vec<&String>, Vec<&String>) =
         enabled.iter().partition(|f| known.contains(f.as_str()));
     // What the install's own settings need (a real pool that uses them has them).
@@ -420,7 +420,7 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
         reproduced.push("the default (newest) kernel's initramfs without zfs.ko".into());
     }
     // ZFSBootMenu.
-    let images: Vec<&kldload::zbm_image::ZbmImage> = report
+    let images: Vec<&kldload::zbm::image::ZbmImage> = report
         .esps
         .iter()
         .flat_map(|e| e.zfsbootmenu.values())
@@ -951,15 +951,15 @@ mod tests {
             files: BTreeMap::new(),
             zfsbootmenu: [(
                 "EFI/ZBM/VMLINUZ.EFI".to_string(),
-                kldload::zbm_image::ZbmImage {
+                kldload::zbm::image::ZbmImage {
                     cmdline: None,
                     signed: false,
                     hostid: None,
-                    zfs_features: Some(kldload::zbm_image::FeatureSet {
+                    zfs_features: Some(kldload::zbm::image::FeatureSet {
                         name: "openzfs-2.1-linux".into(),
                         features: Default::default(),
                     }),
-                    release: Some(kldload::zbm_image::ZbmRelease {
+                    release: Some(kldload::zbm::image::ZbmRelease {
                         version: Some("2.3.0".into()),
                         build_id: None,
                     }),

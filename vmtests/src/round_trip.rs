@@ -2,10 +2,9 @@
 //! from it, and that VM's own report, which must say the same of everything the rebuild
 //! claims to reproduce ([`BootFacts`]). `cargo xtask vm-repro --round-trip SCENARIO` runs it
 //! for a scenario file: the scenario with a report taken before its last poweroff
-//! ([`with_report_before_last_shutdown`]), then the rebuild of that report.
+//! (`Scenario::with_report_before_last_shutdown`), then the rebuild of that report.
 
-use crate::scenario::{Scenario, Step, steps};
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use kldload::report::{BootKernel, Pool, Report, Vdev};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
@@ -245,30 +244,6 @@ pub fn vdevs_made_by(layout: kldload::config::Layout, disks: usize) -> Vec<(Stri
     }
 }
 
-/// `scenario` with a `report` step before its last step, which must be the poweroff of a
-/// booted machine (a scenario that ends elsewhere has no machine to report on).
-pub fn with_report_before_last_shutdown(scenario: &Scenario) -> Result<Scenario> {
-    let mut with = scenario.clone();
-    match with.steps.last() {
-        Some(Step::Shutdown(_)) => {}
-        last => bail!(
-            "the scenario ends with `{}`, not the poweroff of a booted machine: there is no \
-             machine to take a report on",
-            last.map_or("nothing", Step::kind)
-        ),
-    }
-    let at = with.steps.len() - 1;
-    with.steps.insert(
-        at,
-        steps::Report {
-            check: Some("kldload report on the machine as the scenario leaves it".into()),
-            ..Default::default()
-        }
-        .into(),
-    );
-    Ok(with)
-}
-
 /// The boot-relevant facts of `report` are those of the report file at `path`, but for those
 /// `except` names (what a rebuild knowingly made otherwise); what was compared, or each
 /// difference.
@@ -409,23 +384,5 @@ mod tests {
         };
         assert_eq!(vdev_kind(&raidz), ("raidz1".into(), 2));
         assert_eq!(vdev_kind(&mirror.children[0]), ("disk".into(), 1));
-    }
-
-    #[test]
-    fn the_report_goes_before_the_last_poweroff_and_nowhere_else() {
-        let text = "summary = \"s\"\ndescription = \"d\"\n\n[[step]]\ndo = \"boot\"\n\n[[step]]\ndo = \"shutdown\"\n";
-        let scenario: Scenario = toml::from_str(text).unwrap();
-        let with = with_report_before_last_shutdown(&scenario).unwrap();
-        let kinds: Vec<&str> = with.steps.iter().map(Step::kind).collect();
-        assert_eq!(kinds, ["boot", "report", "shutdown"]);
-        // Written and read back, it is the same scenario.
-        let again: Scenario = toml::from_str(&with.to_toml().unwrap()).unwrap();
-        assert_eq!(again, with);
-        let crashed: Scenario =
-            toml::from_str("summary = \"s\"\n[[step]]\ndo = \"crash\"\n").unwrap();
-        let e = with_report_before_last_shutdown(&crashed)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("ends with `crash`"), "{e}");
     }
 }

@@ -5,7 +5,6 @@
 //! to a login on the console. Tests and scenario steps call these methods.
 
 use crate::answers::{DEFAULT_ANSWERS, merge_answers, write_answers};
-use crate::base::{installed_base, logged_in_base};
 use crate::env::{VmTestEnv, project_root};
 use crate::guest::{fingerprints, host_keys_command};
 use crate::machine::Machine;
@@ -395,30 +394,6 @@ impl Run {
         ))
     }
 
-    /// The running machine `m`'s SSH host keys are none of the shared base install's.
-    pub fn host_keys_unlike_base(&self, m: &mut Machine) -> Result<String> {
-        let here = fingerprints(&m.succeed(&host_keys_command(""))?);
-        let base = installed_base(self.distro, &self.medium)?;
-        let there = base.host_keys_as_installed;
-        ensure!(!here.is_empty(), "this machine has no SSH host keys");
-        ensure!(
-            !there.is_empty(),
-            "the base install in {} recorded no host keys",
-            base.dir.display()
-        );
-        let shared: Vec<&String> = here.iter().filter(|k| there.contains(k)).collect();
-        ensure!(
-            shared.is_empty(),
-            "the shared base install has the same host keys: {shared:?}"
-        );
-        Ok(format!(
-            "{} keys here, {} in {}, none the same",
-            here.len(),
-            there.len(),
-            base.dir.display()
-        ))
-    }
-
     /// Boots the medium with the answer file and waits for the unattended install's last line:
     /// the live system is still up.
     fn install_until_done(&mut self) -> Result<Machine> {
@@ -543,32 +518,6 @@ impl Run {
         Ok(m)
     }
 
-    /// Starts this run's machine where [`Run::boot_installed`] leaves the shared base install
-    /// (booted through the firmware and ZFSBootMenu, root logged in on the console, the
-    /// harness's shell up) from a saved machine state, in seconds rather than a minute: for a
-    /// test whose subject comes after the first boot. A test of a boot path boots it.
-    pub fn resume_logged_in(&mut self, name: &str) -> Result<Machine> {
-        let saved = self.timed("saved state of the base, logged in", |run| {
-            logged_in_base(run.distro, &run.medium)
-        })?;
-        self.timed("resume, logged in", |run| {
-            let _ = std::fs::remove_file(&run.target);
-            create_disk(&run.target, "16G", Some(&saved.join("target.qcow2")))?;
-            std::fs::copy(saved.join("nvram.fd"), &run.nvram)?;
-            // The machine logged_in_base saved, whose key it checked.
-            let mut spec = run.logged_in_spec(name);
-            spec.incoming = Some(saved.join("state"));
-            let mut m = Machine::start(spec, &run.transcript, "resume")?;
-            m.continue_saved()?;
-            // The console is at root's prompt: a new shell of the harness's from there, and the
-            // clock set to now (the saved one stopped when the state was saved).
-            m.start_shell()?;
-            let now = chrono::Utc::now().timestamp();
-            m.succeed(&format!("date -u -s @{now} > /dev/null"))?;
-            Ok(m)
-        })
-    }
-
     /// Records the named check `check` makes: what it found, or why it failed. A failed check
     /// is reported and the test goes on.
     pub fn check(&mut self, name: &str, check: impl FnOnce() -> Result<String>) {
@@ -648,7 +597,7 @@ impl Run {
 
     /// The sha256 of a file on the medium's ESP.
     pub fn medium_file_sha256(&self, path: &str) -> Result<String> {
-        Ok(kldload::exec::file_sha256(self.medium_file(path)?.path())?)
+        Ok(kldload::hash::file_sha256(self.medium_file(path)?.path())?)
     }
 
     /// Installs `file` as ZFSBootMenu the way a user gives a file of their own: copied onto the
@@ -690,7 +639,7 @@ impl Run {
         let mut changes = toml::Table::new();
         let mut z = toml::Table::new();
         z.insert("url".into(), server.guest_url().into());
-        z.insert("sha256".into(), kldload::exec::file_sha256(file)?.into());
+        z.insert("sha256".into(), kldload::hash::file_sha256(file)?.into());
         changes.insert("zfsbootmenu".into(), z.into());
         merge_answers(&self.answers, &changes)?;
         self.zfsbootmenu_download = Some(server);
@@ -734,14 +683,14 @@ impl Run {
     /// signed or has no room, as the installer does).
     pub fn installed_zfsbootmenu_sha256(&self, embedded: &str) -> Result<String> {
         let file = self.zfsbootmenu_given()?;
-        let _kept = kldload::zbm_image::set_cmdline(file.path(), embedded)?;
-        Ok(kldload::exec::file_sha256(file.path())?)
+        let _kept = kldload::zbm::image::set_cmdline(file.path(), embedded)?;
+        Ok(kldload::hash::file_sha256(file.path())?)
     }
     /// The hostid the install must have written everywhere: the one inside the ZFSBootMenu it
     /// installed (read as the installer reads it), else kldload's.
     pub fn expected_hostid(&self) -> Result<u32> {
         let file = self.zfsbootmenu_given()?;
-        let image = kldload::zbm_image::read(file.path())?;
+        let image = kldload::zbm::image::read(file.path())?;
         Ok(image.hostid.unwrap_or(kldload::config::ZFSBOOTMENU_HOSTID))
     }
 

@@ -175,7 +175,7 @@ impl KernelChoice {
     /// The kernel it names among those ZFSBootMenu `listed`.
     pub fn pick(&self, listed: &[String]) -> Result<String> {
         let mut sorted = listed.to_vec();
-        sorted.sort_by(|a, b| kldload::doctor::kernels::version_order(a, b));
+        sorted.sort_by(|a, b| kldload::zbm::kernels::version_order(a, b));
         let found = match self {
             KernelChoice::Newest => sorted.last(),
             KernelChoice::Oldest => sorted.first(),

@@ -127,7 +127,7 @@ fn stream_find<'n>(stream: &mut dyn Read, needles: &'n [(&str, Vec<u8>)]) -> Opt
 }
 
 fn sha256(path: &Path) -> String {
-    kldload::exec::file_sha256(path).unwrap()
+    kldload::hash::file_sha256(path).unwrap()
 }
 
 #[test]
@@ -207,7 +207,7 @@ fn payload_and_medium() {
     // at every boot: out of the image, without unpacking it.
     let hostid = kldload::initrd::read_file(&dir.path().join(initrd), "etc/hostid")
         .unwrap()
-        .and_then(|bytes| kldload::doctor::parse_hostid_file(&bytes));
+        .and_then(|bytes| kldload::zbm::hostid::parse_hostid_file(&bytes));
     assert_eq!(
         hostid,
         Some(kldload::config::ZFSBOOTMENU_HOSTID),
@@ -353,7 +353,7 @@ fn payload_and_medium() {
             "{shown} is not signed once, by the build's MOK:\n{listing}"
         );
     }
-    let signed = kldload::zbm_image::read(&zbm_signed).unwrap();
+    let signed = kldload::zbm::image::read(&zbm_signed).unwrap();
     assert_eq!(
         signed.cmdline, None,
         "the signed ZFSBootMenu embeds a command line"
@@ -367,7 +367,7 @@ fn payload_and_medium() {
         "::/zfsbootmenu/VMLINUZ.EFI",
         &zbm_unsigned.to_string_lossy(),
     ]);
-    let unsigned = kldload::zbm_image::read(&zbm_unsigned).unwrap();
+    let unsigned = kldload::zbm::image::read(&zbm_unsigned).unwrap();
     assert!(
         unsigned.cmdline.is_some() && !unsigned.signed,
         "the medium's ZFSBootMenu for installs without shim: {unsigned:?}"

@@ -438,7 +438,7 @@ fn load_options_skip_show_and_a_bad_hostid() {
         let spl = m.succeed("cat /sys/module/spl/parameters/spl_hostid")?;
         run.check("an invalid spl_hostid does not stop it", || {
             root_is(&mut m, BOOTFS)?;
-            let spl = kldload::doctor::parse_kernel_number(&spl);
+            let spl = kldload::zbm::hostid::parse_kernel_number(&spl);
             ensure!(
                 spl == Some(ZFSBOOTMENU_HOSTID),
                 "the SPL's hostid is {spl:?}, not ZFSBootMenu's 0x{ZFSBOOTMENU_HOSTID:08x}"

@@ -3,11 +3,13 @@
 //!
 //! - `build-image <distro>`: the live medium and the target payload (`image/`);
 //! - `image-cache list|prune`: the build cache;
-//! - `ci`: the whole test suite, as CI runs it (the README's test command).
+//! - `ci`: the whole test suite, as CI runs it (the README's test command);
+//! - `modules`: each crate's modules and what they use, failing on an import cycle.
 
 mod host;
 mod image;
 mod matrix;
+mod modules;
 mod progress;
 mod round_trip;
 mod run;
@@ -160,6 +162,8 @@ enum Task {
         #[command(flatten)]
         sources: ImageSources,
     },
+    /// Print which top-level modules each crate's modules use, and fail on an import cycle.
+    Modules,
     /// Boot the last `vm-test --keep` run's installed disk again, its serial console on this
     /// terminal, for reproducing a bug by hand.
     VmShell {
@@ -316,6 +320,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Task::ImageCache { action, cache } => image_cache(action, &cache.path()),
+        Task::Modules => modules::print_and_check(&project_root()),
         Task::Matrix { distros, sources } => {
             let distros = if distros.is_empty() {
                 (image::recipe::DISTROS.iter())

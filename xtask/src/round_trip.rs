@@ -31,7 +31,8 @@ pub struct Halves {
 /// results are kept as any run's; `halves` gets each half's time as it ends.
 pub fn one(opts: &image::Options, scenario: &str, keep: bool, halves: &mut Halves) -> Result<()> {
     let loaded = Scenario::load(&scenario_path(scenario)?)?;
-    let with_report = vmtests::round_trip::with_report_before_last_shutdown(&loaded)
+    let with_report = loaded
+        .with_report_before_last_shutdown()
         .with_context(|| format!("scenario {scenario}: no round trip"))?;
     let dir = round_trip_dir();
     std::fs::create_dir_all(&dir)?;
@@ -146,7 +147,7 @@ fn applicable_scenarios() -> Result<(Vec<String>, NoRoundTrip)> {
     let mut applicable = Vec::new();
     let mut not_applicable = Vec::new();
     for (name, path) in vmtests::scenario::scenario_files(&crate::project_root())? {
-        match vmtests::round_trip::with_report_before_last_shutdown(&Scenario::load(&path)?) {
+        match Scenario::load(&path)?.with_report_before_last_shutdown() {
             Ok(_) => applicable.push(name),
             Err(e) => not_applicable.push((name, format!("{e:#}"))),
         }

@@ -7,7 +7,8 @@
 pub mod names;
 pub mod size;
 
-pub use crate::recipe::datasets::Dataset;
+pub mod datasets;
+pub use datasets::Dataset;
 use names::*;
 use serde::{Deserialize, Serialize};
 use size::{Ashift, ByteSize, EspSize, GIB, MIB, SwapSize};
@@ -995,7 +996,7 @@ impl Config {
 
     /// The recipe's datasets with the answer file's additions merged in, parents first.
     pub fn datasets(&self) -> Vec<Dataset> {
-        let mut list = crate::recipe::datasets::recipe_datasets();
+        let mut list = datasets::recipe_datasets();
         for extra in &self.datasets {
             match list.iter_mut().find(|d| d.path == extra.name) {
                 Some(d) => {

@@ -30,7 +30,7 @@ fn render_release(
     dest: &std::path::Path,
     out: &mut String,
 ) {
-    use crate::zbm_release::{LTS_SERIES, SIGNED_LIST, SIGNING_KEY, asset_name, tag_url};
+    use crate::zbm::release::{LTS_SERIES, SIGNED_LIST, SIGNING_KEY, asset_name, tag_url};
     let indent = "    ";
     let base = tag_url(releases_url, version);
     let key: Vec<String> = SIGNING_KEY.lines().map(quote).collect();

@@ -16,7 +16,7 @@
 use super::Inputs;
 use crate::config::Family;
 use crate::plan::{Action, Step, StepId};
-use crate::zfsbootmenu::ZbmSource;
+use crate::zbm::source::ZbmSource;
 
 /// Paths on the ESP.
 pub const ZBM_PRIMARY: &str = "EFI/ZBM/VMLINUZ.EFI";
@@ -175,7 +175,7 @@ pub fn fetch_step(inputs: &Inputs) -> Option<Step> {
             origin,
         } => {
             let mut curl = vec!["curl", "--fail", "--location"];
-            curl.extend(crate::zbm_release::CURL_RETRIES);
+            curl.extend(crate::zbm::release::CURL_RETRIES);
             curl.extend(["--output", FETCHED, url]);
             actions.push(Action::run(curl, format!("download ZFSBootMenu: {origin}")));
             actions.push(Action::VerifySha256 {
@@ -190,7 +190,7 @@ pub fn fetch_step(inputs: &Inputs) -> Option<Step> {
             origin,
         } => {
             actions.push(Action::DownloadRelease {
-                releases_url: crate::zbm_release::RELEASES_URL.into(),
+                releases_url: crate::zbm::release::RELEASES_URL.into(),
                 version: version.clone(),
                 kernel_series: kernel_series.clone(),
                 work: RELEASE_WORK.into(),

@@ -13,7 +13,6 @@
 
 pub mod base_os;
 pub mod boot_menu;
-pub mod datasets;
 pub mod finalize;
 pub mod initramfs;
 pub mod partition;
@@ -23,8 +22,8 @@ pub mod system_configuration;
 use crate::config::{Config, MirrorUrl, ZFSBOOTMENU_HOSTID};
 use crate::disk::naming::partition_path;
 use crate::plan::{Plan, Step};
-use crate::zbm_image::ZbmImage;
-use crate::zfsbootmenu::ZbmSource;
+use crate::zbm::image::ZbmImage;
+use crate::zbm::source::ZbmSource;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
@@ -43,7 +42,7 @@ pub struct Inputs<'a> {
     /// live system's own apt sources); none leaves the image's sources as they are.
     pub mirror: Option<MirrorUrl>,
     pub zfsbootmenu: ZbmSource,
-    /// What ZFSBootMenu's EFI file carries, read from it beforehand (`crate::zbm_image`) when
+    /// What ZFSBootMenu's EFI file carries, read from it beforehand (`crate::zbm::image`) when
     /// it is a local file; none for a download in `kldload plan` (`kldload install` fetches it
     /// first and plans again from the file).
     pub zbm_image: Option<ZbmImage>,
@@ -96,7 +95,7 @@ impl Inputs<'_> {
             .as_ref()
             .and_then(|image| image.zfs_features.as_ref())
             .map_or(live, |set| set.name.as_str());
-        Some(crate::zbm_image::older_openzfs(zbm, live).to_string())
+        Some(crate::zbm::image::older_openzfs(zbm, live).to_string())
     }
 
     /// [`Self::hostid`] as zgenhostid takes it (`0x` and eight hex digits).
@@ -191,7 +190,7 @@ pub fn build_plan(inputs: &Inputs) -> Result<Plan, PlanError> {
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
-    use crate::zbm_image::FeatureSet;
+    use crate::zbm::image::FeatureSet;
 
     /// One disk, the payload, and a local ZFSBootMenu file carrying `hostid` and, with
     /// `zfs_features`, that feature set's name; the live system's ZFS has openzfs-2.3-linux.

@@ -17,9 +17,9 @@
 pub mod parse;
 pub mod redact;
 
-use crate::doctor::kernels;
 use crate::efivars;
-use crate::zbm_image::ZbmImage;
+use crate::zbm::image::ZbmImage;
+use crate::zbm::kernels;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -302,10 +302,10 @@ pub fn collect(options: Options) -> Report {
     let hostid = Hostids {
         etc_hostid: std::fs::read("/etc/hostid")
             .ok()
-            .and_then(|b| crate::doctor::parse_hostid_file(&b))
+            .and_then(|b| crate::zbm::hostid::parse_hostid_file(&b))
             .map(|h| format!("0x{h:08x}")),
         spl_hostid: read_text("/sys/module/spl/parameters/spl_hostid")
-            .and_then(|t| crate::doctor::parse_kernel_number(&t))
+            .and_then(|t| crate::zbm::hostid::parse_kernel_number(&t))
             .filter(|h| *h != 0)
             .map(|h| format!("0x{h:08x}")),
     };
@@ -673,20 +673,20 @@ fn boot_environment(
     root: Option<&Path>,
     unreadable: Option<String>,
 ) -> BootEnvironment {
-    let lineage = crate::doctor::commandline::lineage(&d.name);
-    let props: Vec<crate::doctor::commandline::Property> = lineage
+    let lineage = crate::zbm::commandline::lineage(&d.name);
+    let props: Vec<crate::zbm::commandline::Property> = lineage
         .iter()
         .filter_map(|name| {
             let ds = datasets.iter().find(|x| &x.name == name)?;
             let p = ds.zfsbootmenu.get("org.zfsbootmenu:commandline");
-            Some(crate::doctor::commandline::Property {
+            Some(crate::zbm::commandline::Property {
                 dataset: name.clone(),
                 value: p.map_or("-".into(), |p| p.value.clone()),
                 source: p.map_or("-".into(), |p| p.source.clone()),
             })
         })
         .collect();
-    let commandline = crate::doctor::commandline::effective(&d.name, &props);
+    let commandline = crate::zbm::commandline::effective(&d.name, &props);
     let pinned = d
         .zfsbootmenu
         .get("org.zfsbootmenu:kernel")
@@ -749,7 +749,7 @@ fn boot_environment(
                 initramfs_hostid: found.as_ref().and_then(|f| {
                     f.iter()
                         .find(|m| m.name == "etc/hostid" && !m.link)
-                        .and_then(|m| crate::doctor::parse_hostid_file(&m.data))
+                        .and_then(|m| crate::zbm::hostid::parse_hostid_file(&m.data))
                         .map(|h| format!("0x{h:08x}"))
                 }),
                 kernel: pair.kernel,
@@ -808,7 +808,7 @@ fn read_esps(disks: &[Disk], note: &mut impl FnMut(&str, String)) -> Vec<Esp> {
                     // Read once per distinct file: the copies are the same bytes.
                     let image = match images.get(&sha256) {
                         Some(i) => Some(i.clone()),
-                        None => crate::zbm_image::read(&path)
+                        None => crate::zbm::image::read(&path)
                             .ok()
                             .filter(|i| i.release.is_some()),
                     };

@@ -222,7 +222,7 @@ pub fn label(text: &str) -> LabelFacts {
         pool: field("name"),
         state: field("state"),
         hostid: field("hostid")
-            .and_then(|h| crate::doctor::parse_kernel_number(&h))
+            .and_then(|h| crate::zbm::hostid::parse_kernel_number(&h))
             .map(|h| format!("0x{h:08x}")),
         hostname: field("hostname"),
         txg: field("txg"),

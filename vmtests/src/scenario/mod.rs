@@ -182,6 +182,31 @@ impl Scenario {
         Ok(scenario)
     }
 
+    /// The scenario with a `report` step before its last step, which must be the poweroff of a
+    /// booted machine (a scenario that ends elsewhere has no machine to report on): the first
+    /// half of a round trip (`cargo xtask vm-repro --round-trip`).
+    pub fn with_report_before_last_shutdown(&self) -> Result<Scenario> {
+        let mut with = self.clone();
+        match with.steps.last() {
+            Some(Step::Shutdown(_)) => {}
+            last => anyhow::bail!(
+                "the scenario ends with `{}`, not the poweroff of a booted machine: there is no \
+                 machine to take a report on",
+                last.map_or("nothing", Step::kind)
+            ),
+        }
+        let at = with.steps.len() - 1;
+        with.steps.insert(
+            at,
+            steps::Report {
+                check: Some("kldload report on the machine as the scenario leaves it".into()),
+                ..Default::default()
+            }
+            .into(),
+        );
+        Ok(with)
+    }
+
     /// The scenario as a file's text, written by the serializer [`Scenario::load`] reads back.
     pub fn to_toml(&self) -> Result<String> {
         Ok(toml::to_string_pretty(self)?)
@@ -351,5 +376,24 @@ mod tests {
                 toml::from_str(&written).unwrap_or_else(|e| panic!("{name}: {e}\n{written}"));
             assert_eq!(again, read, "{name}, written as:\n{written}");
         }
+    }
+
+    #[test]
+    fn the_report_goes_before_the_last_poweroff_and_nowhere_else() {
+        let text = "summary = \"s\"\ndescription = \"d\"\n\n[[step]]\ndo = \"boot\"\n\n[[step]]\ndo = \"shutdown\"\n";
+        let scenario: Scenario = toml::from_str(text).unwrap();
+        let with = scenario.with_report_before_last_shutdown().unwrap();
+        let kinds: Vec<&str> = with.steps.iter().map(Step::kind).collect();
+        assert_eq!(kinds, ["boot", "report", "shutdown"]);
+        // Written and read back, it is the same scenario.
+        let again: Scenario = toml::from_str(&with.to_toml().unwrap()).unwrap();
+        assert_eq!(again, with);
+        let crashed: Scenario =
+            toml::from_str("summary = \"s\"\n[[step]]\ndo = \"crash\"\n").unwrap();
+        let e = crashed
+            .with_report_before_last_shutdown()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ends with `crash`"), "{e}");
     }
 }

@@ -13,7 +13,7 @@ use std::process::Command;
 
 /// Default cache root when neither --cache-dir nor $KLDLOAD_CACHE is given.
 /// (The installer looks for ZFSBootMenu under the same root.)
-pub const DEFAULT_CACHE: &str = kldload::zfsbootmenu::BUILD_CACHE;
+pub const DEFAULT_CACHE: &str = kldload::zbm::source::BUILD_CACHE;
 
 /// A hash of a phase's inputs, as hex (16 digits are plenty to tell builds apart).
 #[derive(Debug, Clone, Default)]

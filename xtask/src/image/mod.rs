@@ -289,14 +289,14 @@ pub fn build_image(opts: &Options) -> Result<Output> {
     key.add("medium")
         .add(recipe::LIVE_CMDLINE)
         .add(recipe::MEDIUM_LABEL);
-    key.add(kldload::exec::file_sha256(&kldload_bin)?)
-        .add(kldload::exec::file_sha256(&zbm_file)?);
+    key.add(kldload::hash::file_sha256(&kldload_bin)?)
+        .add(kldload::hash::file_sha256(&zbm_file)?);
     for name in shim::FILES
         .map(|(name, _)| name)
         .iter()
         .chain(&[shim::INFO])
     {
-        key.add(kldload::exec::file_sha256(&shim_dir.join(name))?);
+        key.add(kldload::hash::file_sha256(&shim_dir.join(name))?);
     }
     let medium_dir = cache.entry(distro.name, "medium", &key);
     cached_phase(

@@ -108,7 +108,7 @@ pub fn build(
         module_signer: built.signer.clone(),
         packages,
         size: fs::metadata(&tarball)?.len(),
-        sha256: kldload::exec::file_sha256(&tarball)?,
+        sha256: kldload::hash::file_sha256(&tarball)?,
     };
     fs::write(
         entry.join(MANIFEST),

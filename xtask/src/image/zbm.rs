@@ -1,10 +1,10 @@
 //! ZFSBootMenu for the medium: from --zfsbootmenu / $KLDLOAD_ZFSBOOTMENU, else the official
 //! release, downloaded once into the cache and verified through ZFSBootMenu's signed checksum
-//! list (`kldload::zbm_release`); the kept copy is verified again, offline, every time it is used.
+//! list (`kldload::zbm::release`); the kept copy is verified again, offline, every time it is used.
 
 use crate::run::Log;
 use anyhow::{Result, bail};
-use kldload::zbm_release::{
+use kldload::zbm::release::{
     RELEASES_URL, SIGNING_KEY, VERSION, curl, download_verified, verify_local,
 };
 use std::path::{Path, PathBuf};
@@ -20,7 +20,7 @@ pub fn resolve(log: &Log, given: Option<&Path>, cache: &Path) -> Result<PathBuf>
         return Ok(p.to_owned());
     }
     // Where the installer looks too, when it runs on this machine.
-    let dir = kldload::zfsbootmenu::release_cache(cache);
+    let dir = kldload::zbm::source::release_cache(cache);
     if let Ok(kept) = verify_local(&dir, VERSION, None, SIGNING_KEY) {
         return Ok(kept.path);
     }

@@ -14,7 +14,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// The pinned source: ZFSBootMenu's tag archive, as GitHub serves it for the tag.
-pub const VERSION: &str = kldload::zbm_release::VERSION;
+pub const VERSION: &str = kldload::zbm::release::VERSION;
 pub const SOURCE_URL: &str =
     "https://github.com/zbm-dev/zfsbootmenu/archive/refs/tags/v3.1.0.tar.gz";
 /// Its sha256: the value Void Linux's zfsbootmenu package pins for the same download.
@@ -43,7 +43,7 @@ pub struct ZbmBuilt {
 /// cache, else downloaded there and checked.
 pub fn resolve_source(log: &Log, given: Option<&Path>, cache: &Path) -> Result<PathBuf> {
     let check = |path: &Path| -> Result<()> {
-        let actual = kldload::exec::file_sha256(path)?;
+        let actual = kldload::hash::file_sha256(path)?;
         if actual != SOURCE_SHA256 {
             bail!(
                 "{} has sha256 {actual}, not the pinned ZFSBootMenu {VERSION} source's \
@@ -72,7 +72,7 @@ pub fn resolve_source(log: &Log, given: Option<&Path>, cache: &Path) -> Result<P
     }
     fs::create_dir_all(kept.parent().expect("a directory"))?;
     let partial = kept.with_extension("partial");
-    if let Err(e) = kldload::zbm_release::curl(SOURCE_URL, &partial) {
+    if let Err(e) = kldload::zbm::release::curl(SOURCE_URL, &partial) {
         bail!(
             "cannot download ZFSBootMenu {VERSION}'s source from {SOURCE_URL}: {e}\n\
              fix: give the tarball with --zfsbootmenu-source PATH (or $KLDLOAD_ZFSBOOTMENU_SOURCE), \
@@ -171,7 +171,7 @@ pub fn build(
 /// Fails unless the ZFSBootMenu at `efi` carries zfs.ko in its initramfs: without it, it
 /// imports nothing, and that is better learnt here, in seconds, than at a VM's first boot.
 fn check_carries_zfs(efi: &Path, kernel: &str, distro: &str) -> Result<()> {
-    let image = kldload::zbm_image::read(efi)?;
+    let image = kldload::zbm::image::read(efi)?;
     if image.zfs_module.is_none() {
         bail!(
             "the ZFSBootMenu built on {distro} (kernel {kernel}) has no zfs.ko in its \

@@ -183,7 +183,7 @@ pub fn read(path: &Path) -> Result<ZbmImage, ZbmImageError> {
         name == "etc/hostid"
             || name == "etc/zbm-release"
             || name.starts_with(COMPATIBILITY_DIR)
-            || crate::doctor::kernels::is_zfs_module(name)
+            || crate::zbm::kernels::is_zfs_module(name)
     };
     let files = initrd::read_files(path, offset..offset + size, &wanted, Stop::AtEnd)?;
     let kernel = pe
@@ -196,7 +196,7 @@ pub fn read(path: &Path) -> Result<ZbmImage, ZbmImageError> {
         hostid: files
             .iter()
             .find(|m| m.name == "etc/hostid" && !m.link)
-            .and_then(|m| crate::doctor::parse_hostid_file(&m.data)),
+            .and_then(|m| crate::zbm::hostid::parse_hostid_file(&m.data)),
         zfs_features: newest_openzfs(&files),
         release: files
             .iter()
@@ -205,7 +205,7 @@ pub fn read(path: &Path) -> Result<ZbmImage, ZbmImageError> {
         kernel,
         zfs_module: files
             .iter()
-            .find(|m| crate::doctor::kernels::is_zfs_module(&m.name) && !m.link)
+            .find(|m| crate::zbm::kernels::is_zfs_module(&m.name) && !m.link)
             .map(|m| m.name.clone()),
     })
 }

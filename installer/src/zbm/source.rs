@@ -1,11 +1,11 @@
 //! Where ZFSBootMenu's EFI file comes from: `--zfsbootmenu`, else the answer file's
 //! `zfsbootmenu.source` ("built": the live medium's copy, which `cargo xtask build-image` built
 //! from source; "release": the build cache's verified copy of the official release, else the
-//! release downloaded and verified by its signature, `crate::zbm_release`; or a path) or `url`.
+//! release downloaded and verified by its signature, `crate::zbm::release`; or a path) or `url`.
 //! Left out: the medium's copy where there is one, else the release.
 
 use crate::config::{Config, MEDIUM_ZFSBOOTMENU, ZbmChoice};
-use crate::zbm_release;
+use crate::zbm::release;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 pub const BUILD_CACHE: &str = "/var/cache/kldload";
 
 /// Where the build cache keeps the release under `cache_root`: the tag's `sha256.sig` and the
-/// asset picked from it, checked again whenever they are used (`zbm_release::verify_local`).
+/// asset picked from it, checked again whenever they are used (`release::verify_local`).
 pub fn release_cache(cache_root: &Path) -> PathBuf {
     cache_root
         .join("zfsbootmenu")
-        .join(format!("v{}", zbm_release::VERSION))
+        .join(format!("v{}", release::VERSION))
 }
 
 /// The chosen source of the EFI file.
@@ -120,11 +120,11 @@ pub fn choose_source(
         };
     }
     ZbmSource::Release {
-        version: zbm_release::VERSION.into(),
+        version: release::VERSION.into(),
         kernel_series: z.kernel_series.as_ref().map(|s| s.to_string()),
         origin: format!(
             "the ZFSBootMenu {} release, verified by its signing key: {looked_at}",
-            zbm_release::VERSION,
+            release::VERSION,
         ),
     }
 }
@@ -177,10 +177,7 @@ mod tests {
         else {
             panic!("{source:?}")
         };
-        assert_eq!(
-            (version.as_str(), kernel_series),
-            (zbm_release::VERSION, None)
-        );
+        assert_eq!((version.as_str(), kernel_series), (release::VERSION, None));
         for place in [
             "--zfsbootmenu",
             "zfsbootmenu.source",

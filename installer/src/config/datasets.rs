@@ -1,6 +1,6 @@
 //! The recipe's datasets, as data: each one a boundary for compression, quota, snapshots and
 //! encryption, with the properties it is created with and why. `Config::datasets()` merges the
-//! answer file's additions into them; step 2 (`pool.rs`) creates them.
+//! answer file's additions into them; step 2 (`recipe/pool.rs`) creates them.
 
 use crate::config::names::{DatasetPath, Mountpoint, PropertyName, PropertyValue};
 use serde::Serialize;

@@ -6,7 +6,7 @@
 //! accepts the download only if its sha256 is the listed one: what `signify -C -p
 //! zfsbootmenu.pub -x sha256.sig` does by hand. Nothing is installed from an unverified file.
 
-use crate::exec::file_sha256;
+use crate::hash::file_sha256;
 use libsignify::{Codeable, PublicKey, Signature};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
