@@ -1,11 +1,12 @@
 //! The commands behind the `kldload` binary, as functions: load and check an answer file against
 //! a machine, make the plan, print it, or run it. `main.rs` only parses arguments and exits.
 
-use crate::config::{Config, ConfigError, DEFAULT_PAYLOAD, Family, MirrorUrl, SecureBootMode};
+use crate::config::{Config, ConfigError, Family, MirrorUrl, SecureBootMode};
 use crate::disk::SystemView;
 use crate::disk::safety::{Refusals, check_disks};
 use crate::disk::select::{SelectError, select_disks};
 use crate::exec::{ExecError, ProgressMode, Secrets, run_plan};
+use crate::medium::LIVE_PAYLOAD;
 use crate::plan::Plan;
 use crate::recipe::{BaseSource, Inputs, LIVE_KLDLOAD, PlanError, build_plan};
 use crate::zbm::image::ZbmImage;
@@ -111,7 +112,7 @@ fn plan_for(
         (Some(m), _) => BaseSource::Mirror(m.clone()),
         (None, Some(image)) => BaseSource::Image(image.clone()),
         (None, None) if config.distro.family() == Family::Debian => {
-            BaseSource::Image(DEFAULT_PAYLOAD.into())
+            BaseSource::Image(LIVE_PAYLOAD.into())
         }
         (None, None) => {
             return Err(AppError::BadOption(format!(
@@ -247,17 +248,16 @@ fn shim_files_present(
     zfsbootmenu: &ZbmSource,
     on_host: &impl Fn(&Path) -> bool,
 ) -> Result<(), AppError> {
-    use crate::config::{
-        MEDIUM_MOK, MEDIUM_MOK_MANAGER, MEDIUM_SHIM, MEDIUM_SHIM_FALLBACK,
-        MEDIUM_ZFSBOOTMENU_SIGNED,
+    use crate::medium::{
+        LIVE_MOK, LIVE_MOK_MANAGER, LIVE_SHIM, LIVE_SHIM_FALLBACK, LIVE_ZFSBOOTMENU_SIGNED,
     };
-    let mut wanted = vec![MEDIUM_SHIM, MEDIUM_MOK_MANAGER, MEDIUM_SHIM_FALLBACK];
+    let mut wanted = vec![LIVE_SHIM, LIVE_MOK_MANAGER, LIVE_SHIM_FALLBACK];
     if config.secure_boot.enroll_mok_password_hash.is_some() {
-        wanted.push(MEDIUM_MOK);
+        wanted.push(LIVE_MOK);
     }
-    if matches!(zfsbootmenu, ZbmSource::File { path, .. } if path == Path::new(MEDIUM_ZFSBOOTMENU_SIGNED))
+    if matches!(zfsbootmenu, ZbmSource::File { path, .. } if path == Path::new(LIVE_ZFSBOOTMENU_SIGNED))
     {
-        wanted.push(MEDIUM_ZFSBOOTMENU_SIGNED);
+        wanted.push(LIVE_ZFSBOOTMENU_SIGNED);
     }
     let missing: Vec<&str> = wanted
         .into_iter()
@@ -278,7 +278,7 @@ fn shim_files_present(
 /// Whether this machine's db or MokListRT holds the medium's MOK certificate already (then
 /// there is nothing to enroll).
 fn mok_trusted_already(host_root: &Path) -> bool {
-    let mok = host_root.join(crate::config::MEDIUM_MOK.trim_start_matches('/'));
+    let mok = host_root.join(crate::medium::LIVE_MOK.trim_start_matches('/'));
     std::fs::read(mok)
         .is_ok_and(|der| crate::secure_boot::trusted_certificates(host_root).contains(&der))
 }
@@ -286,11 +286,11 @@ fn mok_trusted_already(host_root: &Path) -> bool {
 /// Under Secure Boot, the medium's ZFSBootMenu is replaced by its signed copy; the release is
 /// refused (it is not signed for Secure Boot). A file of the user's own is checked once read.
 fn signed_for_secure_boot(source: ZbmSource) -> Result<ZbmSource, AppError> {
-    use crate::config::{MEDIUM_ZFSBOOTMENU, MEDIUM_ZFSBOOTMENU_SIGNED};
+    use crate::medium::{LIVE_ZFSBOOTMENU, LIVE_ZFSBOOTMENU_SIGNED};
     match source {
-        ZbmSource::File { path, origin } if path == Path::new(MEDIUM_ZFSBOOTMENU) => {
+        ZbmSource::File { path, origin } if path == Path::new(LIVE_ZFSBOOTMENU) => {
             Ok(ZbmSource::File {
-                path: MEDIUM_ZFSBOOTMENU_SIGNED.into(),
+                path: LIVE_ZFSBOOTMENU_SIGNED.into(),
                 origin: format!(
                     "{origin}, signed with the build's MOK key for Secure Boot (secure_boot.mode)"
                 ),
@@ -581,7 +581,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         for words in [
-            crate::config::MEDIUM_ZFSBOOTMENU,
+            crate::medium::LIVE_ZFSBOOTMENU,
             "does not exist",
             "source = \"built\"",
             "source = \"release\"",
@@ -795,8 +795,8 @@ mod tests {
         list.extend(cert);
         var("MokListRT", crate::secure_boot::SHIM_LOCK_GUID, &list);
         // The shim files the install copies from the medium.
-        use crate::config::{MEDIUM_MOK_MANAGER, MEDIUM_SHIM, MEDIUM_SHIM_FALLBACK};
-        for file in [MEDIUM_SHIM, MEDIUM_MOK_MANAGER, MEDIUM_SHIM_FALLBACK] {
+        use crate::medium::{LIVE_MOK_MANAGER, LIVE_SHIM, LIVE_SHIM_FALLBACK};
+        for file in [LIVE_SHIM, LIVE_MOK_MANAGER, LIVE_SHIM_FALLBACK] {
             let on_root = root.path().join(file.trim_start_matches('/'));
             std::fs::create_dir_all(on_root.parent().unwrap()).unwrap();
             std::fs::write(on_root, b"an EFI file").unwrap();
@@ -839,13 +839,9 @@ mod tests {
             "{commands:#?}"
         );
         // Without shim's fallback on the medium: refused before anything is written.
-        std::fs::remove_file(
-            root.path()
-                .join(MEDIUM_SHIM_FALLBACK.trim_start_matches('/')),
-        )
-        .unwrap();
+        std::fs::remove_file(root.path().join(LIVE_SHIM_FALLBACK.trim_start_matches('/'))).unwrap();
         let missing = plan(Some(&signature)).unwrap_err().to_string();
-        assert!(missing.contains(MEDIUM_SHIM_FALLBACK), "{missing}");
+        assert!(missing.contains(LIVE_SHIM_FALLBACK), "{missing}");
         assert!(missing.contains("nothing was written"), "{missing}");
         // Secure Boot on, and asked to boot without shim: refused.
         let off =

@@ -12,6 +12,7 @@ pub mod efivars;
 pub mod exec;
 pub mod hash;
 pub mod initrd;
+pub mod medium;
 pub mod mirror;
 pub mod passphrase;
 pub mod plan;

@@ -8,10 +8,10 @@ use std::path::Path;
 
 /// The environment variable an install reads the passphrase from (and `kldload plan`'s script).
 pub const VARIABLE: &str = "KLDLOAD_POOL_PASSPHRASE";
-/// QEMU's `-fw_cfg name=opt/kldload/passphrase,file=...`: the unattended channel of a VM.
-pub const FW_CFG: &str = "/sys/firmware/qemu_fw_cfg/by_name/opt/kldload/passphrase/raw";
+/// QEMU's fw_cfg: the unattended channel of a VM.
+pub const FW_CFG: &str = crate::medium::FW_CFG_PASSPHRASE;
 /// A passphrase a user put on the live medium next to its answer file.
-pub const MEDIUM: &str = "/run/kldload/medium/passphrase";
+pub const MEDIUM: &str = crate::medium::LIVE_PASSPHRASE;
 
 /// A passphrase ZFS accepts: 8 to 512 bytes on one line.
 #[derive(Debug, Clone, PartialEq, Eq)]

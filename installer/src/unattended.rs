@@ -14,11 +14,6 @@ pub const SUCCESS_LINE: &str = "==== kldload: INSTALL SUCCEEDED ====";
 /// The start of the line that ends a failed one.
 pub const FAILURE_LINE: &str = "==== kldload: INSTALL FAILED";
 
-/// QEMU's `-fw_cfg name=opt/kldload/answers.toml,file=...` shows up here.
-pub const FW_CFG_ANSWERS: &str = "/sys/firmware/qemu_fw_cfg/by_name/opt/kldload/answers.toml/raw";
-/// An answer file a user put on the medium.
-pub const MEDIUM_ANSWERS: &str = "/run/kldload/medium/answers.toml";
-
 /// `kldload.answers=PATH` on a kernel command line.
 pub fn answers_from_cmdline(cmdline: &str) -> Option<PathBuf> {
     cmdline
@@ -40,12 +35,12 @@ fn find_answers() -> Option<PathBuf> {
         .status();
     let start = Instant::now();
     loop {
-        for candidate in [FW_CFG_ANSWERS, MEDIUM_ANSWERS] {
+        for candidate in [crate::medium::FW_CFG_ANSWERS, crate::medium::LIVE_ANSWERS] {
             if Path::new(candidate).is_file() {
                 return Some(candidate.into());
             }
         }
-        let medium_mounted = Path::new(crate::config::DEFAULT_PAYLOAD).exists();
+        let medium_mounted = Path::new(crate::medium::LIVE_PAYLOAD).exists();
         if medium_mounted || start.elapsed() > Duration::from_secs(30) {
             return None;
         }
@@ -57,7 +52,8 @@ fn find_answers() -> Option<PathBuf> {
 pub fn run() -> i32 {
     let Some(path) = find_answers() else {
         eprintln!(
-            "kldload: no answer file (kldload.answers=, fw_cfg or {MEDIUM_ANSWERS}): interactive use, see `kldload --help`"
+            "kldload: no answer file (kldload.answers=, fw_cfg or {}): interactive use, see `kldload --help`",
+            crate::medium::LIVE_ANSWERS
         );
         return 0;
     };

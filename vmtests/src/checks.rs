@@ -525,12 +525,13 @@ fn zfsbootmenu_copies(m: &mut Machine, run: &Run, c: &Config) -> Result<String> 
     let shim_loader = kldload::recipe::boot_menu::firmware_path(SHIM);
     let through_shim = planned_entries(c)?.iter().any(|e| e.loader == shim_loader);
     let (expected, what): (Vec<(&str, String)>, String) = if through_shim {
-        let medium =
-            |live_path: &str| run.medium_file_sha256(kldload::config::on_medium(live_path));
-        let zbm = medium(kldload::config::MEDIUM_ZFSBOOTMENU_SIGNED)?;
-        let shim = medium(kldload::config::MEDIUM_SHIM)?;
-        let mok_manager = medium(kldload::config::MEDIUM_MOK_MANAGER)?;
-        let fallback = medium(kldload::config::MEDIUM_SHIM_FALLBACK)?;
+        use kldload::medium::{
+            ESP_MOK_MANAGER, ESP_SHIM, ESP_SHIM_FALLBACK, ESP_ZFSBOOTMENU_SIGNED,
+        };
+        let zbm = run.medium_file_sha256(ESP_ZFSBOOTMENU_SIGNED)?;
+        let shim = run.medium_file_sha256(ESP_SHIM)?;
+        let mok_manager = run.medium_file_sha256(ESP_MOK_MANAGER)?;
+        let fallback = run.medium_file_sha256(ESP_SHIM_FALLBACK)?;
         (
             vec![
                 (ZBM_PRIMARY, zbm.clone()),

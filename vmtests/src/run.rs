@@ -247,11 +247,17 @@ impl Run {
         }));
         let mut fw_cfg = vec![];
         if answers {
-            fw_cfg.push(("opt/kldload/answers.toml".into(), self.answers.clone()));
+            fw_cfg.push((
+                kldload::medium::FW_CFG_ANSWERS_NAME.into(),
+                self.answers.clone(),
+            ));
             let config = kldload::config::Config::load(&self.answers)?;
             if config.encryption.enabled {
                 self.passphrase()?;
-                fw_cfg.push(("opt/kldload/passphrase".into(), self.dir.join(PASSPHRASE)));
+                fw_cfg.push((
+                    kldload::medium::FW_CFG_PASSPHRASE_NAME.into(),
+                    self.dir.join(PASSPHRASE),
+                ));
             }
         }
         let mut spec = self.spec(name, disks, fw_cfg);
@@ -554,7 +560,7 @@ impl Run {
         let out = std::process::Command::new("mcopy")
             .arg("-o")
             .arg("-i")
-            .arg(format!("{}@@1M", self.medium.display()))
+            .arg(esp_of(&self.medium))
             .arg(format!("::/{path}"))
             .arg(copy.path())
             .output()
@@ -614,7 +620,7 @@ impl Run {
         anyhow::ensure!(status.success(), "copying the medium to {}", copy.display());
         let out = std::process::Command::new("mcopy")
             .arg("-i")
-            .arg(format!("{}@@1M", copy.display()))
+            .arg(esp_of(&copy))
             .arg(file)
             .arg(format!("::/{NAME}"))
             .output()
@@ -626,7 +632,7 @@ impl Run {
             String::from_utf8_lossy(&out.stderr)
         );
         self.medium = copy;
-        let source = format!("{}/{NAME}", kldload::config::MEDIUM_MOUNT);
+        let source = format!("{}/{NAME}", kldload::medium::MOUNT);
         let changes: toml::Table = toml::from_str(&format!("zfsbootmenu.source = {source:?}"))?;
         merge_answers(&self.answers, &changes)
     }
@@ -665,10 +671,9 @@ impl Run {
         use kldload::config::ZbmChoice;
         let config = kldload::config::Config::load(&self.answers)?;
         match &config.zfsbootmenu.source {
-            None | Some(ZbmChoice::Built) => Ok("zfsbootmenu/VMLINUZ.EFI".into()),
-            Some(ZbmChoice::File(path)) => path
-                .strip_prefix(kldload::config::MEDIUM_MOUNT)
-                .map(|p| p.to_string_lossy().into_owned())
+            None | Some(ZbmChoice::Built) => Ok(kldload::medium::ESP_ZFSBOOTMENU.into()),
+            Some(ZbmChoice::File(path)) => kldload::medium::on_esp(&path.to_string_lossy())
+                .map(str::to_string)
                 .with_context(|| {
                     format!("the VM tests give ZFSBootMenu on the medium, not {path:?}")
                 }),
@@ -752,6 +757,11 @@ fn run_body(mut run: Run, phase: &str, body: impl FnOnce(&mut Run) -> Result<()>
     }
     run.finish().unwrap();
     assert!(run.report.passed(), "{}", run.report.failure_text());
+}
+
+/// The medium's ESP inside its disk image `medium`, as mtools names it (`image@@1M`).
+pub fn esp_of(medium: &Path) -> String {
+    format!("{}@@{}M", medium.display(), kldload::medium::ESP_OFFSET_MIB)
 }
 
 /// A run's own copy of the medium, with files added to its ESP.

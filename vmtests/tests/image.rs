@@ -247,7 +247,7 @@ fn payload_and_medium() {
     };
     found("the medium", &mut std::fs::File::open(&medium).unwrap());
     found("the payload", &mut decompressed(&tarball));
-    let esp = format!("{}@@1M", medium.display());
+    let esp = vmtests::run::esp_of(&medium);
     // The live system's EFI file is the one shim starts.
     let efi = dir.path().join("grubx64.efi");
     sh(&[

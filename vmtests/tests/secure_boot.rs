@@ -21,7 +21,7 @@ const MOK_LIST_RT: &str =
 /// The build's MOK certificate's subject, as the medium's manifest names it.
 fn module_signer(run: &Run) -> anyhow::Result<String> {
     let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
-        run.medium_file("manifest.json")?.path(),
+        run.medium_file(kldload::medium::ESP_MANIFEST)?.path(),
     )?)?;
     Ok(manifest["module_signer"]
         .as_str()

@@ -81,60 +81,6 @@ fn menu_lists_snapshots_and_kernels_and_boots_the_selection() {
     });
 }
 
-/// With the firmware's boot entries gone (a fresh NVRAM), the firmware falls back to the ESP's
-/// EFI/BOOT/BOOTX64.EFI and starts it without load options: ZFSBootMenu runs with the command
-/// line the installer embedded in it (the entries' load options), so its countdown is on the
-/// serial console the answer file asked for, and it boots bootfs.
-#[test]
-#[ignore = "boots VMs: run with `cargo xtask vm-test debian`"]
-fn a_fresh_nvram_boots_through_the_fallback_path() {
-    scenario_on_installed_base("zbm-fallback", |run| {
-        run.firmware.new_nvram(&run.nvram)?;
-        let mut m = run.start_installed("fallback")?;
-        let be = run.timed("firmware to countdown", |_| {
-            Zbm::new(&mut m).wait_for_countdown(MENU_TIMEOUT)
-        })?;
-        run.check(
-            "the fallback copy counts down on the serial console, naming bootfs",
-            || {
-                ensure!(be == BOOTFS, "counting down to {be}, not {BOOTFS}");
-                Ok(be.clone())
-            },
-        );
-        run.timed("countdown to login", |_| m.login_root(LOGIN_TIMEOUT))?;
-        run.check("bootfs booted", || root_is(&mut m, BOOTFS));
-        let vars = vmtests::efivars::read(&mut m)?;
-        run.check(
-            "the firmware booted the disk's fallback path, having no entry of ours",
-            || {
-                let ours: Vec<_> = vars
-                    .entries
-                    .iter()
-                    .filter(|(_, e)| {
-                        e.description.contains("ZFSBootMenu")
-                            || e.file.as_deref().is_some_and(|f| f.contains("\\EFI\\ZBM"))
-                    })
-                    .collect();
-                ensure!(
-                    ours.is_empty(),
-                    "the NVRAM has ZFSBootMenu entries: {ours:?}"
-                );
-                let booted = vars.booted().ok_or_else(|| {
-                    anyhow::anyhow!("BootCurrent Boot{:04X} is not an entry", vars.current)
-                })?;
-                // With no file path in its entry, the firmware loads \EFI\BOOT\BOOTX64.EFI.
-                ensure!(booted.file.is_none(), "booted {booted:?}");
-                Ok(format!(
-                    "Boot{:04X} {:?}, no file path",
-                    vars.current, booted.description
-                ))
-            },
-        );
-        m.shutdown(Duration::from_secs(120))?;
-        Ok(())
-    });
-}
-
 /// A snapshot duplicated in ZFSBootMenu's snapshot list becomes a second boot environment;
 /// selecting it in the menu and pressing Return boots it, with the snapshot's content (a file
 /// written before the snapshot is there, one written after is not) and no origin (send/recv).

@@ -17,33 +17,6 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-/// Where the live system mounts the medium's ESP (files a user copies onto the stick are here).
-pub const MEDIUM_MOUNT: &str = "/run/kldload/medium";
-/// Where the live medium keeps the target payload (see `cargo xtask build-image`).
-pub const DEFAULT_PAYLOAD: &str = "/run/kldload/medium/payload.tar.zst";
-/// Where the live medium keeps its copy of ZFSBootMenu's EFI file.
-pub const MEDIUM_ZFSBOOTMENU: &str = "/run/kldload/medium/zfsbootmenu/VMLINUZ.EFI";
-/// The same ZFSBootMenu signed for Secure Boot with the build's MOK key, without an embedded
-/// command line (its options come from the firmware entry, through shim).
-pub const MEDIUM_ZFSBOOTMENU_SIGNED: &str = "/run/kldload/medium/zfsbootmenu/VMLINUZ-SIGNED.EFI";
-/// A path under [`MEDIUM_MOUNT`] as a path on the medium's ESP (`zfsbootmenu/VMLINUZ.EFI`):
-/// how the image build names what it puts there and the VM tests what they read back.
-pub fn on_medium(live_path: &str) -> &str {
-    live_path
-        .strip_prefix(MEDIUM_MOUNT)
-        .unwrap_or(live_path)
-        .trim_start_matches('/')
-}
-
-/// The certificate of the build's MOK key, which signed the medium's EFI files and ZFS.
-pub const MEDIUM_MOK: &str = "/run/kldload/medium/mok.der";
-/// shim (Debian's, signed by Microsoft), which the medium itself boots through.
-pub const MEDIUM_SHIM: &str = "/run/kldload/medium/EFI/BOOT/BOOTX64.EFI";
-/// shim's MokManager, next to it.
-pub const MEDIUM_MOK_MANAGER: &str = "/run/kldload/medium/EFI/BOOT/mmx64.efi";
-/// shim's fallback (fbx64.efi), kept out of the medium's EFI/BOOT (there shim would run it
-/// instead of the live system) for installed ESPs.
-pub const MEDIUM_SHIM_FALLBACK: &str = "/run/kldload/medium/shim/fbx64.efi";
 /// The hostid written to the target and the live system. ZFSBootMenu imports pools with this
 /// value and hands it to the kernel it boots (`spl.spl_hostid`), so using it everywhere keeps
 /// /etc/hostid, the initramfs, the SPL and the pool label in agreement (see ARCHITECTURE.md).

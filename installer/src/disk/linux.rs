@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Mountpoints where a live system keeps its medium (kldload's own, Debian live, installers).
-const LIVE_MEDIUM_MOUNTS: [&str; 3] = ["/run/kldload/medium", "/run/live/medium", "/cdrom"];
+const LIVE_MEDIUM_MOUNTS: [&str; 3] = [crate::medium::MOUNT, "/run/live/medium", "/cdrom"];
 
 /// The running machine.
 #[derive(Debug, Default)]

@@ -304,20 +304,20 @@ fn started_directly(inputs: &Inputs, file: &str, origin: &str, options: &str) ->
 
 /// Secure Boot: the firmware starts shim, shim the signed ZFSBootMenu (see the module's doc).
 fn through_shim(inputs: &Inputs, file: &str, origin: &str, options: &str) -> Vec<Action> {
-    use crate::config::{MEDIUM_MOK_MANAGER, MEDIUM_SHIM, MEDIUM_SHIM_FALLBACK};
+    use crate::medium::{LIVE_MOK_MANAGER, LIVE_SHIM, LIVE_SHIM_FALLBACK};
     let on_esp = |p: &str| inputs.target(&format!("boot/efi/{p}"));
     let install = |from: &str, to: &str, why: &str| {
         Action::run(["install", "-m", "0644", from, &on_esp(to)], why)
     };
     vec![
         install(
-            MEDIUM_SHIM,
+            LIVE_SHIM,
             SHIM,
             "shim, Debian's, signed by Microsoft (the key in the firmware's db): it checks \
              ZFSBootMenu's signature against the enrolled MOK",
         ),
         install(
-            MEDIUM_MOK_MANAGER,
+            LIVE_MOK_MANAGER,
             MOK_MANAGER,
             "MokManager: shim starts it when a MOK enrollment is pending (`mokutil --import`) or \
              when it refuses a file",
@@ -335,18 +335,18 @@ fn through_shim(inputs: &Inputs, file: &str, origin: &str, options: &str) -> Vec
             "a backup copy with its own firmware entry, to boot when an update breaks the primary",
         ),
         install(
-            MEDIUM_SHIM,
+            LIVE_SHIM,
             FALLBACK,
             "the fallback path firmware boots when its NVRAM entries are lost: shim again",
         ),
         install(
-            MEDIUM_SHIM_FALLBACK,
+            LIVE_SHIM_FALLBACK,
             SHIM_FALLBACK,
             "shim's fallback: started from EFI/BOOT, shim runs it, and it makes the firmware \
              entries again from EFI/ZBM/BOOTX64.CSV and starts the first",
         ),
         install(
-            MEDIUM_MOK_MANAGER,
+            LIVE_MOK_MANAGER,
             FALLBACK_MOK_MANAGER,
             "MokManager next to the fallback shim as well",
         ),
@@ -391,7 +391,7 @@ fn mok_enrollment(inputs: &Inputs) -> Vec<Action> {
             [
                 "mokutil",
                 "--import",
-                crate::config::MEDIUM_MOK,
+                crate::medium::LIVE_MOK,
                 "--hash-file",
                 MOK_PASSWORD_HASH_FILE,
             ],

@@ -4,7 +4,8 @@
 //! release downloaded and verified by its signature, `crate::zbm::release`; or a path) or `url`.
 //! Left out: the medium's copy where there is one, else the release.
 
-use crate::config::{Config, MEDIUM_ZFSBOOTMENU, ZbmChoice};
+use crate::config::{Config, ZbmChoice};
+use crate::medium::LIVE_ZFSBOOTMENU;
 use crate::zbm::release;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -85,15 +86,15 @@ pub fn choose_source(
     }
     if z.source == Some(ZbmChoice::Built) {
         return ZbmSource::File {
-            path: MEDIUM_ZFSBOOTMENU.into(),
+            path: LIVE_ZFSBOOTMENU.into(),
             origin: "zfsbootmenu.source = \"built\": the live medium's copy, built from \
                      ZFSBootMenu's source by `cargo xtask build-image`"
                 .into(),
         };
     }
-    if z.source.is_none() && exists(Path::new(MEDIUM_ZFSBOOTMENU)) {
+    if z.source.is_none() && exists(Path::new(LIVE_ZFSBOOTMENU)) {
         return ZbmSource::File {
-            path: MEDIUM_ZFSBOOTMENU.into(),
+            path: LIVE_ZFSBOOTMENU.into(),
             origin: "the live medium's copy".into(),
         };
     }
@@ -101,7 +102,7 @@ pub fn choose_source(
     let looked_at = if z.source.is_none() {
         format!(
             "no --zfsbootmenu or zfsbootmenu.source given, none on a live medium at \
-             {MEDIUM_ZFSBOOTMENU}, none in the build cache at {}",
+             {LIVE_ZFSBOOTMENU}, none in the build cache at {}",
             cache.display()
         )
     } else {
@@ -159,7 +160,7 @@ mod tests {
         let c = config("");
         assert_eq!(
             path_of(&choose_source(&c, None, everywhere, cached())),
-            Some(Path::new(MEDIUM_ZFSBOOTMENU))
+            Some(Path::new(LIVE_ZFSBOOTMENU))
         );
         let source = choose_source(&c, None, |_| false, cached());
         assert_eq!(path_of(&source), Some(Path::new("/cache/z.EFI")));
@@ -181,7 +182,7 @@ mod tests {
         for place in [
             "--zfsbootmenu",
             "zfsbootmenu.source",
-            MEDIUM_ZFSBOOTMENU,
+            LIVE_ZFSBOOTMENU,
             BUILD_CACHE,
         ] {
             assert!(origin.contains(place), "{origin} does not name {place}");
@@ -198,7 +199,7 @@ mod tests {
         let built = config("source = \"built\"");
         for there in [true, false] {
             let source = choose_source(&built, None, |_| there, Some("/cache/z.EFI".into()));
-            assert_eq!(path_of(&source), Some(Path::new(MEDIUM_ZFSBOOTMENU)));
+            assert_eq!(path_of(&source), Some(Path::new(LIVE_ZFSBOOTMENU)));
             assert!(source.origin().contains("built"), "{source:?}");
         }
         let release = config("source = \"release\"");

@@ -185,7 +185,8 @@ pub fn disk_image(log: &Log, label: &str, files: &Files, work: &Path, out: &Path
         ],
     )?;
     fs::remove_file(&fat)?;
-    let listing = output(log, &["mdir", "-i", &format!("{out_s}@@1M"), "-/", "::/"])?;
+    let esp = format!("{out_s}@@{}M", kldload::medium::ESP_OFFSET_MIB);
+    let listing = output(log, &["mdir", "-i", &esp, "-/", "::/"])?;
     // mdir shows short names in upper case, long ones as written.
     for name in ["bootx64", "mmx64", "grubx64"] {
         if !listing.to_lowercase().contains(name) {

@@ -265,11 +265,14 @@ pub fn build_image(opts: &Options) -> Result<Output> {
     // On the medium: the EFI file and, when built here, what it was built from (its version,
     // kernel, ZFS, command line and hostid).
     let mut zbm_files: medium::Files = vec![(
-        on_medium(kldload::config::MEDIUM_ZFSBOOTMENU),
+        kldload::medium::ESP_ZFSBOOTMENU.to_string(),
         zbm_file.clone(),
     )];
     if let Some(dir) = &zbm_built {
-        zbm_files.push(("zfsbootmenu/BUILD.json".into(), dir.join(zbm_build::INFO)));
+        zbm_files.push((
+            kldload::medium::ESP_ZFSBOOTMENU_BUILD.into(),
+            dir.join(zbm_build::INFO),
+        ));
     }
     // Secure Boot's first stage: Debian's shim, signed by Microsoft, and its MokManager.
     let mut shim_key = Key::new("shim");
@@ -459,14 +462,9 @@ fn cached_phase(
     )
 }
 
-/// A path of the live system's medium mount as a path on the medium's ESP.
-fn on_medium(live_path: &str) -> String {
-    kldload::config::on_medium(live_path).to_string()
-}
-
 /// The ZFSBootMenu EFI file among the medium's ZFSBootMenu files.
 fn files_zbm(zbm_files: &medium::Files) -> Result<(PathBuf, String)> {
-    let want = on_medium(kldload::config::MEDIUM_ZFSBOOTMENU);
+    let want = kldload::medium::ESP_ZFSBOOTMENU.to_string();
     zbm_files
         .iter()
         .find(|(dest, _)| *dest == want)
@@ -533,19 +531,28 @@ fn build_medium(log: &Log, work: &Path, inputs: MediumInputs) -> Result<()> {
     )?;
     let mut files: medium::Files = vec![
         (
-            on_medium(kldload::config::MEDIUM_SHIM),
+            kldload::medium::ESP_SHIM.to_string(),
             shim_dir.join(shim::SHIM),
         ),
         (
-            on_medium(kldload::config::MEDIUM_MOK_MANAGER),
+            kldload::medium::ESP_MOK_MANAGER.to_string(),
             shim_dir.join(shim::MOK_MANAGER),
         ),
-        ("EFI/BOOT/shim.json".into(), shim_dir.join(shim::INFO)),
-        (format!("EFI/BOOT/{}", shim::NEXT_STAGE), signed.clone()),
-        ("payload.tar.zst".into(), payload_dir.join(payload::TARBALL)),
-        ("manifest.json".into(), payload_dir.join(payload::MANIFEST)),
         (
-            on_medium(kldload::config::MEDIUM_MOK),
+            kldload::medium::ESP_SHIM_INFO.into(),
+            shim_dir.join(shim::INFO),
+        ),
+        (format!("EFI/BOOT/{}", shim::NEXT_STAGE), signed.clone()),
+        (
+            kldload::medium::ESP_PAYLOAD.into(),
+            payload_dir.join(payload::TARBALL),
+        ),
+        (
+            kldload::medium::ESP_MANIFEST.into(),
+            payload_dir.join(payload::MANIFEST),
+        ),
+        (
+            kldload::medium::ESP_MOK.to_string(),
             builder_dir.join(builder::MOK_DIR).join("mok.der"),
         ),
     ];
@@ -574,11 +581,11 @@ fn build_medium(log: &Log, work: &Path, inputs: MediumInputs) -> Result<()> {
     )?;
     files.extend(zbm_files);
     files.push((
-        on_medium(kldload::config::MEDIUM_ZFSBOOTMENU_SIGNED),
+        kldload::medium::ESP_ZFSBOOTMENU_SIGNED.to_string(),
         zbm_signed.clone(),
     ));
     files.push((
-        on_medium(kldload::config::MEDIUM_SHIM_FALLBACK),
+        kldload::medium::ESP_SHIM_FALLBACK.to_string(),
         shim_dir.join(shim::FALLBACK),
     ));
     medium::disk_image(

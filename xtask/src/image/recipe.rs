@@ -367,9 +367,10 @@ mod tests {
             .find(|(p, _, _)| *p == "etc/fstab")
             .unwrap()
             .2;
-        assert!(fstab.contains(&format!("PARTLABEL={MEDIUM_LABEL} /run/kldload/medium")));
-        assert!(
-            fstab.contains(kldload::config::DEFAULT_PAYLOAD.trim_end_matches("/payload.tar.zst"))
-        );
+        assert!(fstab.contains(&format!(
+            "PARTLABEL={MEDIUM_LABEL} {}",
+            kldload::medium::MOUNT
+        )));
+        assert!(fstab.contains(kldload::medium::MOUNT));
     }
 }
