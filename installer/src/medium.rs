@@ -1,34 +1,30 @@
 //! The live medium's layout: the files on its EFI system partition, which `cargo xtask
 //! build-image` writes, the live system mounts at [`MOUNT`], the installer reads and the VM tests
 //! check. Each file is named once, as a path on the ESP (`ESP_*`, for the image build and the
-//! tests, which read the medium with mtools) and as the live system sees it (`LIVE_*`).
-
-/// Where the live system mounts the medium's ESP, as a literal (for [`files!`]).
-macro_rules! mount {
-    () => {
-        "/run/kldload/medium"
-    };
-}
+//! tests, which read the medium with mtools) and as the live system sees it (`LIVE_*`, under
+//! [`MOUNT`]: the test below holds them together).
 
 /// Where the live system mounts the medium's ESP (files a user copies onto the stick are here).
-pub const MOUNT: &str = mount!();
+pub const MOUNT: &str = "/run/kldload/medium";
 
 /// Where the ESP starts on the medium's disk image, in MiB (mtools' `image@@1M`).
 pub const ESP_OFFSET_MIB: u64 = 1;
 
-/// Declares each file once: its path on the ESP and under [`MOUNT`].
-macro_rules! files {
-    ($($(#[$doc:meta])* $esp:ident, $live:ident = $path:literal;)*) => {
+/// Declares each name once, as two constants: the short one, and the full path (the name
+/// between `$prefix` and `$suffix`).
+macro_rules! paths {
+    ($prefix:literal, $suffix:literal; $($(#[$doc:meta])* $short:ident, $full:ident = $name:literal;)*) => {
         $(
             $(#[$doc])*
-            pub const $esp: &str = $path;
+            pub const $short: &str = $name;
             $(#[$doc])*
-            pub const $live: &str = concat!(mount!(), "/", $path);
+            pub const $full: &str = concat!($prefix, $name, $suffix);
         )*
     };
 }
 
-files! {
+// The files of the medium's ESP: their path there, and under MOUNT on the live system.
+paths! { "/run/kldload/medium/", "";
     /// The target payload: the base system as a tarball (see `cargo xtask build-image`).
     ESP_PAYLOAD, LIVE_PAYLOAD = "payload.tar.zst";
     /// What the payload holds (distro, kernel, ZFS, packages), as JSON.
@@ -57,20 +53,9 @@ files! {
     ESP_PASSPHRASE, LIVE_PASSPHRASE = "passphrase";
 }
 
-/// Declares what QEMU hands a VM's live system through fw_cfg: its name for QEMU's
-/// `-fw_cfg name=...,file=...` and where the live system reads it.
-macro_rules! fw_cfg {
-    ($($(#[$doc:meta])* $name:ident, $read_at:ident = $path:literal;)*) => {
-        $(
-            $(#[$doc])*
-            pub const $name: &str = $path;
-            $(#[$doc])*
-            pub const $read_at: &str = concat!("/sys/firmware/qemu_fw_cfg/by_name/", $path, "/raw");
-        )*
-    };
-}
-
-fw_cfg! {
+// What QEMU hands a VM's live system through fw_cfg: its name for `-fw_cfg name=...,file=...`,
+// and where the live system reads it.
+paths! { "/sys/firmware/qemu_fw_cfg/by_name/", "/raw";
     /// The answer file of an unattended install in a VM (the VM tests').
     FW_CFG_ANSWERS_NAME, FW_CFG_ANSWERS = "opt/kldload/answers.toml";
     /// The pool passphrase of an unattended encrypted install in a VM.

@@ -246,6 +246,7 @@ pub struct Prepared {
 }
 
 /// What some VM tests need that the others do not (`vmtests::needs`).
+#[derive(Default)]
 pub struct Needs {
     /// The file the given-ZFSBootMenu test installs.
     pub given_zfsbootmenu: bool,
@@ -475,10 +476,7 @@ fn needs_of(
     taken: &[TakenTest],
     generated: Option<&Path>,
 ) -> Result<(Needs, Vec<TestZfsBootMenu>)> {
-    let mut needs = Needs {
-        given_zfsbootmenu: false,
-        secure_boot: false,
-    };
+    let mut needs = Needs::default();
     let mut zfsbootmenus = Vec::new();
     let mut want = |t: TestZfsBootMenu| {
         if !zfsbootmenus.contains(&t) {
