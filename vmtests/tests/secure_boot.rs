@@ -202,8 +202,8 @@ fn secure_boot_install() {
         run.check(
             "booted from the backup entry, the signed boot environment",
             || {
-                let root = m.succeed("findmnt -n -o SOURCE /")?;
-                ensure!(root.trim() == BOOTFS, "/ is {}", root.trim());
+                let root = m.root_source()?;
+                ensure!(root == BOOTFS, "/ is {root}");
                 let vars = vmtests::efivars::read(&mut m)?;
                 let booted = vars
                     .booted()

@@ -8,7 +8,7 @@ use std::time::Duration;
 use vmtests::answers::ROOT_PASSWORD;
 use vmtests::machine::Machine;
 use vmtests::run::{LOGIN_TIMEOUT, MENU_TIMEOUT, Run, scenario_on_installed_base};
-use vmtests::zbm::{Zbm, countdown_seconds};
+use vmtests::zbm::{KernelChoice, Zbm, countdown_seconds};
 
 const BOOTFS: &str = "rpool/ROOT/default";
 
@@ -24,9 +24,9 @@ fn snapshot_between_two_files(m: &mut Machine, name: &str) -> anyhow::Result<Str
 
 /// The dataset mounted at `/`, which must be `be`.
 fn root_is(m: &mut Machine, be: &str) -> anyhow::Result<String> {
-    let root = m.succeed("findmnt -n -o SOURCE /")?;
-    ensure!(root.trim() == be, "/ is {root}");
-    Ok(root.trim().to_string())
+    let root = m.root_source()?;
+    ensure!(root == be, "/ is {root}");
+    Ok(root)
 }
 
 /// The firmware entry starts ZFSBootMenu on the serial console; Escape stops its countdown; the
@@ -215,8 +215,7 @@ fn a_second_kernel_set_as_default_boots_and_clearing_it_goes_back() {
             );
             Ok(kernels.join(" "))
         });
-        zbm.select(&format!("/boot/{SECOND_KERNEL}"))?;
-        zbm.set_selected_kernel_as_default()?;
+        zbm.make_kernel_default(&KernelChoice::Named(SECOND_KERNEL.into()))?;
         // The preview above the list is drawn after the list.
         let preview = zbm.wait("the preview naming the default kernel", |s| {
             s.lines()
