@@ -802,9 +802,9 @@ pub fn runs_of(out: &Path, run_id: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The newest run directory of `distro` (a `<timestamp>-<scenario>` one, never a shared base)
-/// that satisfies `keep`.
-pub fn latest_run_dir(out: &Path, distro: Distro, keep: impl Fn(&Path) -> bool) -> Option<PathBuf> {
+/// The newest kept run of `distro` (a `<timestamp>-<name>` directory with its target disk and
+/// NVRAM: a run made with `--keep`), for `vm-shell`. Timestamps sort as their names do.
+pub fn latest_kept_run(out: &Path, distro: Distro) -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(out.join(distro.name()))
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -816,14 +816,9 @@ pub fn latest_run_dir(out: &Path, distro: Distro, keep: impl Fn(&Path) -> bool) 
         })
         .collect();
     dirs.sort();
-    dirs.into_iter().rev().find(|d| keep(d))
-}
-
-/// The newest kept run of `distro` (one with its target disk and NVRAM), for `vm-shell`.
-pub fn latest_kept_run(out: &Path, distro: Distro) -> Option<PathBuf> {
-    latest_run_dir(out, distro, |d| {
-        d.join("target.qcow2").is_file() && d.join("nvram.fd").is_file()
-    })
+    dirs.into_iter()
+        .rev()
+        .find(|d| d.join("target.qcow2").is_file() && d.join("nvram.fd").is_file())
 }
 
 /// Boots a kept run's target disk with its NVRAM, the serial console on this terminal.
