@@ -13,6 +13,7 @@ mod modules;
 mod progress;
 mod round_trip;
 mod run;
+mod timings;
 mod vmtest;
 mod workflows;
 

@@ -458,6 +458,7 @@ mod tests {
                 dir: run_dir,
                 wall_seconds: 200.0,
                 phases: vec![],
+                accel: "tcg".into(),
             }
         };
         let check = |name: &str, passed: bool| vmtests::report::Check {

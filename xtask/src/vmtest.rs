@@ -26,6 +26,8 @@ fn reports_of(out: &Path, run_id: &str) -> Vec<PathBuf> {
 pub struct Started {
     pub clock: Instant,
     pub id: String,
+    /// When it began, UTC, as the timing page shows it (`2026-12-06 07:12`).
+    pub when: String,
 }
 
 impl Started {
@@ -35,9 +37,13 @@ impl Started {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
+        let when = chrono::DateTime::from_timestamp(epoch as i64, 0)
+            .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_default();
         Started {
             clock: Instant::now(),
             id: format!("{epoch}-{}", std::process::id()),
+            when,
         }
     }
 }
@@ -111,6 +117,8 @@ pub struct TestTimes {
     pub error: Option<String>,
     pub wall_seconds: f64,
     pub phases: Vec<vmtests::report::Phase>,
+    /// The VMs' accelerator (`tcg`, `kvm`).
+    pub accel: String,
 }
 
 #[derive(Serialize)]
@@ -166,6 +174,7 @@ pub fn report_times(
             error: r.error.clone(),
             wall_seconds: r.wall_seconds,
             phases: r.phases,
+            accel: r.accel,
             dir,
         });
     }
@@ -689,6 +698,32 @@ pub fn run_tests(opts: &image::Options, selection: &Selection, suite: Suite) -> 
         &started,
         prepared.image_time(),
     )?;
+    let page = crate::project_root().join("docs/timings.md");
+    let measured: Vec<crate::timings::Measured> = (times.tests.iter())
+        .map(|t| crate::timings::Measured {
+            name: &t.name,
+            passed: t.passed,
+            wall_seconds: t.wall_seconds,
+            phases: &t.phases,
+            accel: &t.accel,
+        })
+        .collect();
+    let run = crate::timings::RunMeasured {
+        when: started.when.clone(),
+        image_seconds: times.image.seconds,
+        image_cached: times.image.cached,
+        wall_seconds: times.wall_seconds,
+    };
+    let grown = crate::timings::record(&out, &times.distro, run, &measured, &page)?;
+    println!("  timing page: {}", page.display());
+    if grown.is_empty() {
+        println!("  no phase grew by more than 20% since its previous run here");
+    } else {
+        println!("  grew by more than 20% since the previous run here:");
+        for g in &grown {
+            println!("    {g}");
+        }
+    }
     Ok(TestRun {
         runs: vmtests::run::runs_of(&out, &started.id),
         times,
