@@ -6,7 +6,8 @@
 
 use super::builder::Built;
 use super::recipe::{
-    LIVE_FILES, LIVE_MODULES_DROPPED, LIVE_PACKAGES, LIVE_UNITS_ENABLED, LIVE_UNITS_MASKED,
+    LIVE_FILES, LIVE_MODULES_DROPPED, LIVE_PACKAGES, LIVE_PATHS_DROPPED, LIVE_UNITS_ENABLED,
+    LIVE_UNITS_MASKED,
 };
 use crate::run::{ChrootMounts, Log, chroot, run};
 use anyhow::{Context, Result, bail};
@@ -56,6 +57,9 @@ pub fn build(log: &Log, payload_root: &Path, built: &Built, entry: &Path) -> Res
         let _ = fs::remove_dir_all(modules.join(dir));
     }
     chroot(log, &root, &["depmod", "-a", &built.kernel])?;
+    for dir in LIVE_PATHS_DROPPED {
+        drop_keeping_copyrights(&root.join(dir))?;
+    }
     for (path, mode, contents) in LIVE_FILES {
         let p = root.join(path);
         fs::create_dir_all(p.parent().expect("a file in a directory"))?;
@@ -87,6 +91,24 @@ pub fn build(log: &Log, payload_root: &Path, built: &Built, entry: &Path) -> Res
     }
     pack_cpio(&root, &entry.join(INITRD), 15)?;
     fs::remove_dir_all(&root)?;
+    Ok(())
+}
+
+/// Removes the tree `dir`, but for the files named `copyright` in it (and their directories).
+fn drop_keeping_copyrights(dir: &Path) -> Result<()> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in entries.filter_map(|e| e.ok()) {
+        let (path, kind) = (e.path(), e.file_type()?);
+        if kind.is_dir() {
+            drop_keeping_copyrights(&path)?;
+            // Empty now unless it held a copyright file.
+            let _ = fs::remove_dir(&path);
+        } else if e.file_name() != "copyright" {
+            fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
     Ok(())
 }
 
@@ -180,5 +202,30 @@ mod tests {
                 "usr/local/bin/tool"
             ]
         );
+    }
+
+    #[test]
+    fn dropped_documentation_keeps_its_copyright_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let doc = dir.path().join("usr/share/doc");
+        fs::create_dir_all(doc.join("zfsutils-linux/examples")).unwrap();
+        fs::write(doc.join("zfsutils-linux/copyright"), "CDDL").unwrap();
+        fs::write(doc.join("zfsutils-linux/changelog.Debian.gz"), "x").unwrap();
+        fs::write(doc.join("zfsutils-linux/examples/a"), "x").unwrap();
+        fs::create_dir_all(doc.join("empty-after")).unwrap();
+        fs::write(doc.join("empty-after/README"), "x").unwrap();
+        std::os::unix::fs::symlink("zfsutils-linux", doc.join("libzfs6linux")).unwrap();
+        drop_keeping_copyrights(&doc).unwrap();
+        let left: Vec<PathBuf> = tree(&doc).unwrap();
+        assert_eq!(
+            left,
+            [
+                PathBuf::from("."),
+                PathBuf::from("./zfsutils-linux"),
+                PathBuf::from("./zfsutils-linux/copyright")
+            ]
+        );
+        // A tree that is not there is nothing to drop.
+        drop_keeping_copyrights(&dir.path().join("usr/share/i18n")).unwrap();
     }
 }

@@ -210,6 +210,7 @@ pub fn build_image(opts: &Options) -> Result<Output> {
     key.add("live")
         .add(recipe::LIVE_PACKAGES.join(" "))
         .add(recipe::LIVE_MODULES_DROPPED.join(" "))
+        .add(recipe::LIVE_PATHS_DROPPED.join(" "))
         .add(recipe::LIVE_UNITS_MASKED.join(" "))
         .add(recipe::LIVE_UNITS_ENABLED.join(" "));
     for (p, m, c) in recipe::LIVE_FILES {

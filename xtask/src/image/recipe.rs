@@ -186,6 +186,12 @@ pub const LIVE_MODULES_DROPPED: [&str; 9] = [
     "kernel/drivers/iio",
 ];
 
+/// What else the live system does without, under /usr/share, to keep its initrd small (every
+/// byte of it is read by the firmware, hashed by shim and unpacked by the kernel at each boot):
+/// translations and localisation sources (it runs in C.UTF-8) and documentation, whose
+/// `copyright` files stay (the medium is redistributed). Man pages stay, for the rescue shell.
+pub const LIVE_PATHS_DROPPED: [&str; 3] = ["usr/share/locale", "usr/share/i18n", "usr/share/doc"];
+
 /// Units the live system starts at boot: the unattended install, and the network (DHCP on
 /// every wired interface, names resolved) that a mirror install or a ZFSBootMenu download needs.
 pub const LIVE_UNITS_ENABLED: [&str; 3] = [
@@ -194,9 +200,13 @@ pub const LIVE_UNITS_ENABLED: [&str; 3] = [
     "systemd-resolved.service",
 ];
 
-/// Timers the live system masks: a medium that lives for one install needs no upkeep, and a
-/// service started mid-install would copy the target's mounts into its own mount namespace.
-pub const LIVE_UNITS_MASKED: [&str; 7] = [
+/// Units the live system masks. Timers: a medium that lives for one install needs no upkeep,
+/// and a service started mid-install would copy the target's mounts into its own mount
+/// namespace. OpenZFS's boot-time import, mount, share and event daemon: the live system
+/// imports no pool by itself (a person imports one with `zpool import -R /mnt`, the installer
+/// makes its own), and those units made every live boot wait for `systemd-udev-settle` before
+/// local-fs.target and so before the installer (the zfs module is loaded by modules-load.d).
+pub const LIVE_UNITS_MASKED: [&str; 14] = [
     "apt-daily.timer",
     "apt-daily-upgrade.timer",
     "dpkg-db-backup.timer",
@@ -204,6 +214,13 @@ pub const LIVE_UNITS_MASKED: [&str; 7] = [
     "fstrim.timer",
     "logrotate.timer",
     "man-db.timer",
+    "zfs-load-module.service",
+    "zfs-import-cache.service",
+    "zfs-import-scan.service",
+    "zfs-mount.service",
+    "zfs-share.service",
+    "zfs-volume-wait.service",
+    "zfs-zed.service",
 ];
 
 /// Whether a package is a build tool the payload must not contain: a C compiler, DKMS, or
@@ -262,9 +279,12 @@ pub const LIVE_FILES: [(&str, u32, &str); 8] = [
         0o644,
         "# Runs `kldload install` at boot when the medium, QEMU's fw_cfg or the kernel command line\n\
          # (kldload.answers=PATH) gives an answer file. The consoles' gettys wait for it, so its\n\
-         # progress is not cut off by a login prompt.\n\
+         # progress is not cut off by a login prompt. It waits for udev to settle: the disk safety\n\
+         # checks read udev's database (signatures, partition tables) and answer files name disks\n\
+         # by their /dev/disk/by-id links.\n\
          [Unit]\nDescription=kldload unattended install\n\
-         After=local-fs.target systemd-udev-trigger.service systemd-modules-load.service\n\
+         Wants=systemd-udev-settle.service\n\
+         After=local-fs.target systemd-udev-settle.service systemd-modules-load.service\n\
          Before=getty.target getty@tty1.service serial-getty@ttyS0.service\n\n\
          [Service]\nType=oneshot\nExecStart=/usr/local/bin/kldload unattended\n\
          StandardOutput=journal+console\nStandardError=journal+console\nTimeoutStartSec=infinity\n\n\
