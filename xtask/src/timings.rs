@@ -18,12 +18,30 @@ pub const GROWTH_NAMED: f64 = 0.20;
 /// that takes 0.4 s is noise, not news.
 pub const GROWTH_FLOOR_SECONDS: f64 = 2.0;
 
-/// One phase of one test in one run: its name, how many times it ran, their total.
+/// A phase name's time: how many times it ran, their total (one test's run here; summed over
+/// a run's tests in report.json).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PhaseTime {
     pub name: String,
     pub count: usize,
     pub seconds: f64,
+}
+
+impl PhaseTime {
+    /// Adds one run of the phase `name` to `totals`: to its row, or as a new row at the end.
+    pub fn add_to(totals: &mut Vec<PhaseTime>, name: &str, seconds: f64) {
+        match totals.iter_mut().find(|x| x.name == name) {
+            Some(x) => {
+                x.count += 1;
+                x.seconds += seconds;
+            }
+            None => totals.push(PhaseTime {
+                name: name.to_string(),
+                count: 1,
+                seconds,
+            }),
+        }
+    }
 }
 
 /// What one run of one test took.
@@ -34,8 +52,8 @@ pub struct Record {
     /// `git describe --always --dirty` of the tree that ran it.
     pub commit: String,
     pub passed: bool,
-    pub wall_seconds: f64,
-    /// In the order they first ran; a phase that ran several times is one row, summed.
+    /// The whole test first, then in the order they first ran; a phase that ran several
+    /// times is one row, summed.
     pub phases: Vec<PhaseTime>,
 }
 
@@ -91,28 +109,15 @@ impl std::fmt::Display for Grown {
     }
 }
 
-/// A test's phases, summed by name in the order they first ran, with the whole test's wall
-/// time first (`test`, as the run's report names it, or the wall time when it has none).
+/// A test's phases, summed by name in the order they first ran, after its wall time as
+/// `whole test` (the report's own `test` phase, that same span, is left out).
 pub fn phase_times(phases: &[vmtests::report::Phase], wall_seconds: f64) -> Vec<PhaseTime> {
-    let mut out: Vec<PhaseTime> = vec![PhaseTime {
-        name: "whole test".into(),
-        count: 1,
-        seconds: wall_seconds,
-    }];
+    let mut out = Vec::new();
+    PhaseTime::add_to(&mut out, "whole test", wall_seconds);
     let mut ordered: Vec<&vmtests::report::Phase> = phases.iter().collect();
     ordered.sort_by(|a, b| a.start.total_cmp(&b.start));
     for p in ordered.into_iter().filter(|p| p.name != "test") {
-        match out.iter_mut().find(|x| x.name == p.name) {
-            Some(x) => {
-                x.count += 1;
-                x.seconds += p.seconds;
-            }
-            None => out.push(PhaseTime {
-                name: p.name.clone(),
-                count: 1,
-                seconds: p.seconds,
-            }),
-        }
+        PhaseTime::add_to(&mut out, &p.name, p.seconds);
     }
     out
 }
@@ -337,7 +342,6 @@ pub fn record(
                 when: run.when.clone(),
                 commit: commit.clone(),
                 passed: t.passed,
-                wall_seconds: t.wall_seconds,
                 phases: phase_times(t.phases, t.wall_seconds),
             };
             (t.name.to_string(), record)
@@ -401,7 +405,6 @@ mod tests {
             when: when.into(),
             commit: "abc1234".into(),
             passed: true,
-            wall_seconds: phases.iter().map(|(_, s)| s).sum(),
             phases: phases
                 .iter()
                 .map(|(n, s)| PhaseTime {

@@ -102,7 +102,7 @@ pub struct Times {
     pub tests: Vec<TestTimes>,
     /// Each phase name's time summed over the tests, counting only the innermost phases (so
     /// no second is counted twice), largest first.
-    phases: Vec<PhaseTotal>,
+    phases: Vec<crate::timings::PhaseTime>,
 }
 
 #[derive(Serialize)]
@@ -119,14 +119,6 @@ pub struct TestTimes {
     pub phases: Vec<vmtests::report::Phase>,
     /// The VMs' accelerator (`tcg`, `kvm`).
     pub accel: String,
-}
-
-#[derive(Serialize)]
-struct PhaseTotal {
-    name: String,
-    /// How many times it ran, over all the tests.
-    count: usize,
-    seconds: f64,
 }
 
 /// The test a run directory is of: its name without the timestamp.
@@ -178,7 +170,7 @@ pub fn report_times(
             dir,
         });
     }
-    let mut totals: Vec<PhaseTotal> = Vec::new();
+    let mut totals = Vec::new();
     for t in &tests {
         let inner = vmtests::report::innermost(&t.phases);
         let named: f64 = inner.iter().map(|p| p.seconds).sum();
@@ -188,17 +180,7 @@ pub fn report_times(
         );
         let inner = inner.into_iter().map(|p| (phase_kind(&p.name), p.seconds));
         for (kind, seconds) in inner.chain([unnamed]) {
-            match totals.iter_mut().find(|x| x.name == kind) {
-                Some(x) => {
-                    x.count += 1;
-                    x.seconds += seconds;
-                }
-                None => totals.push(PhaseTotal {
-                    name: kind,
-                    count: 1,
-                    seconds,
-                }),
-            }
+            crate::timings::PhaseTime::add_to(&mut totals, &kind, seconds);
         }
     }
     totals.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
