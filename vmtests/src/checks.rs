@@ -52,8 +52,9 @@ pub fn all() -> Vec<(&'static str, CheckFn)> {
 /// Runs every check and records each result.
 pub fn run_all(m: &mut Machine, run: &mut Run, config: &Config) {
     for (name, check) in all() {
+        let start = std::time::Instant::now();
         let result = check(m, run, config);
-        run.report.check(name, result);
+        run.report.timed_check(name, start, result);
     }
 }
 
@@ -873,7 +874,7 @@ mod tests {
             assert!(loader.starts_with("\\EFI\\ZBM\\"), "{loader}");
             let options = options.as_deref().unwrap();
             assert!(
-                options.contains("zbm.timeout=5") && options.contains("console=ttyS0,115200"),
+                options.contains("zbm.timeout=2") && options.contains("console=ttyS0,115200"),
                 "{options}"
             );
         }

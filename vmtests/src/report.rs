@@ -12,6 +12,10 @@ pub struct Check {
     pub passed: bool,
     /// What was seen (or why it failed).
     pub detail: String,
+    /// How long the check took, when it was timed: its own commands on the machine, which a
+    /// phase's time ("checks") does not break down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
 }
 
 /// A stretch of a run's wall time. Phases may nest (a scenario's step holds the install's
@@ -56,6 +60,15 @@ impl Report {
     }
 
     pub fn check(&mut self, name: &str, result: Result<String>) {
+        self.push_check(name, result, None);
+    }
+
+    /// Records the check `name` that began at `start` and has just ended, with its time.
+    pub fn timed_check(&mut self, name: &str, start: Instant, result: Result<String>) {
+        self.push_check(name, result, Some(start.elapsed().as_secs_f64()));
+    }
+
+    fn push_check(&mut self, name: &str, result: Result<String>, seconds: Option<f64>) {
         let (passed, detail) = match result {
             Ok(d) => (true, d),
             Err(e) => (false, format!("{e:#}")),
@@ -64,6 +77,7 @@ impl Report {
             name: name.into(),
             passed,
             detail,
+            seconds,
         });
     }
 
@@ -80,8 +94,9 @@ impl Report {
         for c in &self.checks {
             let first = c.detail.lines().next().unwrap_or_default();
             let first: String = first.chars().take(90).collect();
+            let took = c.seconds.map_or(String::new(), |s| format!("{s:>5.1}s "));
             out.push_str(&format!(
-                "  {} {:<34} {first}\n",
+                "  {} {:<34} {took}{first}\n",
                 if c.passed { "PASS" } else { "FAIL" },
                 c.name
             ));

@@ -527,8 +527,9 @@ impl Run {
     /// Records the named check `check` makes: what it found, or why it failed. A failed check
     /// is reported and the test goes on.
     pub fn check(&mut self, name: &str, check: impl FnOnce() -> Result<String>) {
+        let start = Instant::now();
         let result = check();
-        self.report.check(name, result);
+        self.report.timed_check(name, start, result);
     }
 
     /// Runs `f` as the phase `phase`, its wall time in the report whether it succeeds or not.

@@ -465,6 +465,7 @@ mod tests {
             name: name.into(),
             passed,
             detail: format!("{name} detail\nmore"),
+            seconds: None,
         };
         let tests = [
             run(

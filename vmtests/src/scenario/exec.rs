@@ -95,7 +95,7 @@ impl Exec<'_> {
             let result = step.run(self);
             self.run.report.phase(&what, start.elapsed());
             match (step.check(), result) {
-                (Some(check), result) => self.run.report.check(check, result),
+                (Some(check), result) => self.run.report.timed_check(check, start, result),
                 (None, Err(e)) => return Err(e.context(what)),
                 (None, Ok(_)) => {}
             }
