@@ -377,7 +377,7 @@ fn load_options_skip_show_and_a_bad_hostid() {
     scenario_on_installed_base("zbm-options", |run| {
         let mut m = run.resume_logged_in("options")?;
 
-        // kldload's own entry says zbm.timeout=5: 12 is this entry's.
+        // kldload's own entry says zbm.timeout=2: 12 is this entry's.
         set_zbm_options(&mut m, "zbm.timeout=12 spl_hostid=0xnothex")?;
         let before_login = reboot_and_log_in(run, &mut m, "bad spl_hostid: firmware to login")?;
         let spl = m.succeed("cat /sys/module/spl/parameters/spl_hostid")?;
