@@ -43,7 +43,7 @@ pub fn all() -> Vec<(&'static str, CheckFn)> {
         }),
         ("no compiler, no DKMS", no_compiler),
         ("hostname from the answer file", hostname),
-        ("network up by DHCP", network),
+        ("network up by DHCP, from systemd-networkd alone", network),
         ("sshd with host keys made here", sshd),
         ("SSH login with the answer file's key", ssh_login),
     ]
@@ -774,7 +774,31 @@ fn network(m: &mut Machine, _: &Run, _: &Config) -> Result<String> {
         .to_string();
     let dynamic = addr.contains("dynamic");
     ensure!(dynamic, "address {ip} is not from DHCP: {addr}");
-    Ok(format!("{ip} by DHCP"))
+    let by_networkd = m.succeed("networkctl list --no-legend --no-pager")?;
+    ensure!(
+        by_networkd.contains("configured"),
+        "systemd-networkd configures no link: {by_networkd}"
+    );
+    // One network manager: ifupdown (in Debian's default set) would start networking.service
+    // at every boot beside networkd, for nothing. The same query on systemd, which is
+    // installed, is the control that it sees an installed package.
+    let packages = m.succeed(
+        "for p in systemd ifupdown; do \
+           dpkg-query -W -f '${Package} ${db:Status-Status}\\n' $p 2>/dev/null || echo \"$p none\"; \
+         done",
+    )?;
+    ensure!(
+        packages.contains("systemd installed"),
+        "dpkg-query does not see systemd installed: {packages}"
+    );
+    ensure!(
+        !packages.contains("ifupdown installed"),
+        "ifupdown is installed beside systemd-networkd: {packages}"
+    );
+    Ok(format!(
+        "{ip} by DHCP, from systemd-networkd alone ({})",
+        packages.trim().replace('\n', ", ")
+    ))
 }
 
 /// sshd runs with host keys this machine's install made: the ones the live system read on the

@@ -3,7 +3,7 @@
 //! or DKMS. Packed as a zstd tarball with a manifest. Its root is kept for the live system.
 
 use super::builder::Built;
-use super::recipe::{ImageDistro, PAYLOAD_PACKAGES, is_build_tool};
+use super::recipe::{ImageDistro, PAYLOAD_PACKAGES, PAYLOAD_PACKAGES_PURGED, is_build_tool};
 use crate::run::{ChrootMounts, Log, chroot, chroot_output, output, run};
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
@@ -58,6 +58,9 @@ pub fn build(
         install.extend([deb_in_root.as_str(), kernel_pkg.as_str()]);
         install.extend(PAYLOAD_PACKAGES);
         chroot(log, &root, &install)?;
+        let mut purge = vec!["apt-get", "purge", "--yes", "--auto-remove"];
+        purge.extend(PAYLOAD_PACKAGES_PURGED);
+        chroot(log, &root, &purge)?;
         fs::remove_file(root.join(deb_in_root.trim_start_matches('/')))?;
         // The hostid every kldload install uses (ARCHITECTURE.md, "One hostid"), so the
         // initramfs built here already carries it.

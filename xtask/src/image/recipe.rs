@@ -159,6 +159,12 @@ pub const PAYLOAD_PACKAGES: [&str; 19] = [
     "keyutils",
 ];
 
+/// Packages of debootstrap's default set (required and important) the payload purges. An
+/// installed machine's network is systemd-networkd's (installer/src/recipe/system_configuration.rs);
+/// ifupdown would start networking.service at every boot beside it, with nothing in
+/// /etc/network/interfaces to do, on the path to the login prompt.
+pub const PAYLOAD_PACKAGES_PURGED: [&str; 1] = ["ifupdown"];
+
 /// What the live system adds to the payload to run installs. mdadm and lvm2: a machine's disks
 /// may be md members or LVM volumes; the live system shows them (and stops or deactivates them
 /// when a user decides to), and the installer must see them as in use, not as blank.
