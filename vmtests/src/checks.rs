@@ -332,9 +332,11 @@ fn hostid(m: &mut Machine, run: &Run, c: &Config) -> Result<String> {
         anyhow::anyhow!("the label was not read on the live system after the install")
     })?;
     let etc = parse_hostid_file(&m.succeed_bytes("cat /etc/hostid")?);
+    // Unpacked in RAM: into /tmp (a ZFS dataset) the same unmkinitramfs took 33 s against
+    // 7 s in /dev/shm under emulation (this machine, one VM).
     let initramfs = parse_hostid_file(&m.succeed_bytes(
-        "d=$(mktemp -d); unmkinitramfs /boot/initrd.img-$(uname -r) $d >/dev/null; \
-         cat $(find $d -path '*/etc/hostid' | head -n1)",
+        "d=$(mktemp -d -p /dev/shm); unmkinitramfs /boot/initrd.img-$(uname -r) $d >/dev/null; \
+         cat $(find $d -path '*/etc/hostid' | head -n1); rm -rf $d",
     )?);
     let boot_menu = match boot_menu_hostid(&m.succeed("cat /proc/cmdline")?) {
         Place::Value(v) => Some(v),
