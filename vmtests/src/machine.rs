@@ -161,7 +161,8 @@ impl Machine {
     /// Runs `cmd`; its stdout's exact bytes (sent base64-encoded), or an error as `succeed`.
     pub fn succeed_bytes(&mut self, cmd: &str) -> Result<Vec<u8>> {
         use base64::Engine as _;
-        let text = self.succeed(&format!("{cmd} | base64 -w0"))?;
+        // In a subshell, so all of a command list's output is encoded, not its last command's.
+        let text = self.succeed(&format!("( {cmd} ) | base64 -w0"))?;
         Ok(base64::engine::general_purpose::STANDARD.decode(text.trim())?)
     }
 
