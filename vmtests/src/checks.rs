@@ -42,6 +42,7 @@ pub fn all() -> Vec<(&'static str, CheckFn)> {
             m.succeed("modprobe wireguard && lsmod | grep -w ^wireguard")
         }),
         ("no compiler, no DKMS", no_compiler),
+        ("e2scrub off: no LVM, no ext4 to scrub", e2scrub_off),
         ("hostname from the answer file", hostname),
         ("network up by DHCP, from systemd-networkd alone", network),
         ("sshd with host keys made here", sshd),
@@ -850,6 +851,26 @@ fn no_compiler(m: &mut Machine, _: &Run, _: &Config) -> Result<String> {
         m.execute("command -v gcc cc cpp clang dkms; ls -d /usr/src/linux-headers-* 2>/dev/null")?;
     ensure!(out.stdout.trim().is_empty(), "found: {}", out.stdout.trim());
     Ok("no gcc, cc, cpp, clang, dkms or kernel headers".into())
+}
+
+/// e2fsprogs' ext4 scrub units are disabled (they act on LVM snapshots of ext4, and a kldload
+/// machine has neither); ssh.service, asked in the same query, is the control that it sees an
+/// enabled unit.
+fn e2scrub_off(m: &mut Machine, _: &Run, _: &Config) -> Result<String> {
+    let units = ["e2scrub_reap.service", "e2scrub_all.timer", "ssh.service"];
+    let out = m.execute(&format!("systemctl is-enabled {}", units.join(" ")))?;
+    let states: Vec<&str> = out.stdout.lines().map(str::trim).collect();
+    let all = units
+        .iter()
+        .zip(&states)
+        .map(|(u, s)| format!("{u} {s}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    ensure!(
+        states == ["disabled", "disabled", "enabled"],
+        "want e2scrub_reap.service and e2scrub_all.timer disabled, ssh.service enabled: {all}"
+    );
+    Ok(all)
 }
 
 fn hostname(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {

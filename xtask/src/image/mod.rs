@@ -193,7 +193,8 @@ pub fn build_image(opts: &Options) -> Result<Output> {
     let mut key = Key::new("payload");
     key.add(build_id.as_bytes())
         .add(recipe::PAYLOAD_PACKAGES.join(" "))
-        .add(recipe::PAYLOAD_PACKAGES_PURGED.join(" "));
+        .add(recipe::PAYLOAD_PACKAGES_PURGED.join(" "))
+        .add(recipe::PAYLOAD_UNITS_DISABLED.join(" "));
     key.add(ZFSBOOTMENU_HOSTID.to_string());
     let payload_dir = cache.entry(distro.name, "payload", &key);
     cached_phase(

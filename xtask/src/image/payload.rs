@@ -3,7 +3,9 @@
 //! or DKMS. Packed as a zstd tarball with a manifest. Its root is kept for the live system.
 
 use super::builder::Built;
-use super::recipe::{ImageDistro, PAYLOAD_PACKAGES, PAYLOAD_PACKAGES_PURGED, is_build_tool};
+use super::recipe::{
+    ImageDistro, PAYLOAD_PACKAGES, PAYLOAD_PACKAGES_PURGED, PAYLOAD_UNITS_DISABLED, is_build_tool,
+};
 use crate::run::{ChrootMounts, Log, chroot, chroot_output, output, run};
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
@@ -61,6 +63,9 @@ pub fn build(
         let mut purge = vec!["apt-get", "purge", "--yes", "--auto-remove"];
         purge.extend(PAYLOAD_PACKAGES_PURGED);
         chroot(log, &root, &purge)?;
+        let mut disable = vec!["systemctl", "disable"];
+        disable.extend(PAYLOAD_UNITS_DISABLED);
+        chroot(log, &root, &disable)?;
         fs::remove_file(root.join(deb_in_root.trim_start_matches('/')))?;
         // The hostid every kldload install uses (ARCHITECTURE.md, "One hostid"), so the
         // initramfs built here already carries it.

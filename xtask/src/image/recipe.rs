@@ -165,6 +165,11 @@ pub const PAYLOAD_PACKAGES: [&str; 19] = [
 /// /etc/network/interfaces to do, on the path to the login prompt.
 pub const PAYLOAD_PACKAGES_PURGED: [&str; 1] = ["ifupdown"];
 
+/// Units of the payload's packages disabled on an installed machine, which have nothing to do
+/// there: e2fsprogs' online ext4 scrub works on LVM snapshots (lvm2 is not installed, and the
+/// file systems are ZFS); its reaper otherwise runs at every boot.
+pub const PAYLOAD_UNITS_DISABLED: [&str; 2] = ["e2scrub_reap.service", "e2scrub_all.timer"];
+
 /// What the live system adds to the payload to run installs. mdadm and lvm2: a machine's disks
 /// may be md members or LVM volumes; the live system shows them (and stops or deactivates them
 /// when a user decides to), and the installer must see them as in use, not as blank.
