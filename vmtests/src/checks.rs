@@ -4,7 +4,7 @@
 
 use crate::machine::Machine;
 use crate::run::Run;
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use kldload::config::Config;
 use std::time::Duration;
 
@@ -891,11 +891,13 @@ fn network(m: &mut Machine, _: &Run, _: &Config) -> Result<String> {
         .to_string();
     let dynamic = addr.contains("dynamic");
     ensure!(dynamic, "address {ip} is not from DHCP: {addr}");
-    let by_networkd = m.succeed("networkctl list --no-legend --no-pager")?;
-    ensure!(
-        by_networkd.contains("configured"),
-        "systemd-networkd configures no link: {by_networkd}"
-    );
+    // A link is "configured" once networkd has finished with it, which may come a moment after
+    // its address.
+    m.wait_until_succeeds(
+        "networkctl list --no-legend --no-pager | grep -w configured",
+        Duration::from_secs(60),
+    )
+    .context("systemd-networkd configured no link")?;
     // One network manager: ifupdown (in Debian's default set) would start networking.service
     // at every boot beside networkd, for nothing. The same query on systemd, which is
     // installed, is the control that it sees an installed package.
