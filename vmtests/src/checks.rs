@@ -440,20 +440,16 @@ fn esp_of(disk: &str) -> String {
     .into_owned()
 }
 
-/// A shell script that prints a `sha256sum` line for each of `files`, planned to hold
-/// `expected`'s contents in that order. The first file of each planned content is hashed; a
-/// later one, here or in `hashed` (planned sha256, file, the sha256 the machine printed for
-/// it), is compared with that first one by `cmp` and, when it is the same byte for byte, gets
-/// the first one's line; else it is hashed too. A missing file prints nothing.
-fn same_or_sha256_script(
-    files: &[String],
-    expected: &[(&str, String)],
-    hashed: &[(String, String, String)],
-) -> String {
-    // (planned sha256, first file, what the shell expands to that file's printed sha256)
-    let mut first: Vec<(String, String, String)> = hashed.to_vec();
+/// A shell script that prints a `sha256sum` line for each of `files` (a file and the sha256 of
+/// its planned content). The first file of each planned content is hashed; each later one is
+/// compared with that first one by `cmp` and, when it is the same byte for byte, gets the first
+/// one's sha256 (what the machine printed for it), else is hashed itself: cheaper under
+/// emulation than hashing every 55 MB copy. A missing file prints nothing.
+fn same_or_sha256_script(files: &[(String, &str)]) -> String {
+    // Per planned content: its first file, and the shell variable holding that file's sha256.
+    let mut first: Vec<(&str, &str, String)> = Vec::new();
     let mut lines = Vec::new();
-    for (i, (file, (_, want))) in files.iter().zip(expected).enumerate() {
+    for (i, (file, want)) in files.iter().enumerate() {
         match first.iter().find(|(w, _, _)| w == want) {
             Some((_, earlier, sum)) => lines.push(format!(
                 "if cmp -s {earlier} {file}; then echo \"{sum}  {file}\"; else sha256sum {file}; fi"
@@ -462,65 +458,11 @@ fn same_or_sha256_script(
                 lines.push(format!(
                     "s{i}=$(sha256sum {file} | cut -d' ' -f1) && [ -n \"$s{i}\" ] && echo \"$s{i}  {file}\""
                 ));
-                first.push((want.clone(), file.clone(), format!("$s{i}")));
+                first.push((want, file, format!("$s{i}")));
             }
         }
     }
     lines.join("; ")
-}
-
-#[cfg(test)]
-mod same_or_sha256_tests {
-    use super::same_or_sha256_script;
-
-    /// Runs the script in sh over files in a temporary directory: every line names its file
-    /// with the sha256 sha256sum gives that file, a copy that differs is hashed on its own, and
-    /// a missing file prints no line.
-    #[test]
-    fn each_line_is_the_files_own_sha256_and_a_different_copy_is_hashed() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
-        std::fs::write(path("a"), b"zfsbootmenu").unwrap();
-        std::fs::write(path("b"), b"zfsbootmenu").unwrap();
-        std::fs::write(path("c"), b"tampered").unwrap();
-        let sum = |n: &str| kldload::hash::file_sha256(std::path::Path::new(&path(n))).unwrap();
-        let want = sum("a");
-        let files = [path("a"), path("b"), path("c"), path("missing")];
-        let expected = [
-            ("a", want.clone()),
-            ("b", want.clone()),
-            ("c", want.clone()),
-            ("missing", want.clone()),
-        ];
-        let script = same_or_sha256_script(&files, &expected, &[]);
-        let out = std::process::Command::new("sh")
-            .args(["-c", &script])
-            .output()
-            .unwrap();
-        let text = String::from_utf8(out.stdout).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(
-            lines,
-            [
-                format!("{want}  {}", path("a")),
-                format!("{want}  {}", path("b")),
-                format!("{}  {}", sum("c"), path("c")),
-            ],
-            "{script}"
-        );
-        // A second ESP's copy is compared with the first ESP's file and its printed sha256.
-        let hashed = [(want.clone(), path("a"), want.clone())];
-        let script = same_or_sha256_script(&[path("b")], &expected[1..2], &hashed);
-        assert!(script.starts_with("if cmp -s"), "{script}");
-        let out = std::process::Command::new("sh")
-            .args(["-c", &script])
-            .output()
-            .unwrap();
-        assert_eq!(
-            String::from_utf8(out.stdout).unwrap(),
-            format!("{want}  {}\n", path("b"))
-        );
-    }
 }
 
 /// The ESP of each of the answer file's disks, as the installed machine names it (the answer
@@ -653,34 +595,34 @@ fn zfsbootmenu_copies(m: &mut Machine, run: &Run, c: &Config) -> Result<String> 
     }
     let mut checked = 0;
     let mut result = Ok(());
-    // The first file of each planned content found on the machine, with the sha256 the machine
-    // computed for it: each copy after it is compared with it byte for byte (`cmp`), cheaper
-    // under emulation than hashing 55 MB again.
-    let mut hashed: Vec<(String, String, String)> = Vec::new();
+    // Every ESP's files in one script, so each planned content is hashed once in all.
+    let esp_files = |dir: &str| -> Vec<(String, &str)> {
+        expected
+            .iter()
+            .map(|(f, want)| (format!("{dir}/{f}"), want.as_str()))
+            .collect()
+    };
+    let all: Vec<(String, &str)> = esps.iter().flat_map(|(dir, _)| esp_files(dir)).collect();
+    let out = m.execute(&same_or_sha256_script(&all))?;
+    let printed: Vec<(&str, &str)> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_once("  "))
+        .collect();
     for (dir, part) in &esps {
         let on = part.as_deref().unwrap_or("the mounted ESP");
-        let files: Vec<String> = expected.iter().map(|(f, _)| format!("{dir}/{f}")).collect();
-        let script = same_or_sha256_script(&files, &expected, &hashed);
-        let out = m.execute(&script)?;
-        let sums: Vec<&str> = out
-            .stdout
-            .lines()
-            .filter_map(|l| l.split_whitespace().next())
+        let files = esp_files(dir);
+        let sums: Vec<(&String, &str, &str)> = files
+            .iter()
+            .filter_map(|(file, want)| {
+                let (sum, _) = printed.iter().find(|(_, f)| f == file)?;
+                Some((file, *want, *sum))
+            })
             .collect();
-        for ((file, (_, want)), sum) in files.iter().zip(&expected).zip(&sums) {
-            if !hashed.iter().any(|(w, _, _)| w == want) {
-                hashed.push((want.clone(), file.clone(), sum.to_string()));
-            }
-        }
         if sums.len() != files.len() && result.is_ok() {
             result = Err(anyhow::anyhow!("{on}: {}{}", out.stdout, out.stderr));
         }
-        for ((file, want), sum) in files
-            .iter()
-            .zip(&expected)
-            .map(|(f, (_, w))| (f, w))
-            .zip(&sums)
-        {
+        for (file, want, sum) in &sums {
             if sum != want && result.is_ok() {
                 result = Err(anyhow::anyhow!(
                     "{file} ({on}) has sha256 {sum}, the planned file {want}"
@@ -988,6 +930,45 @@ fn ssh_login(m: &mut Machine, run: &Run, c: &Config) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The copies script, run in sh over files in a temporary directory: every line names its
+    /// file with the sha256 sha256sum gives that file, a later copy is compared by cmp with the
+    /// first file of its content, a copy that differs is hashed on its own, and a missing file
+    /// prints no line.
+    #[test]
+    fn each_line_is_the_files_own_sha256_and_a_different_copy_is_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+        std::fs::write(path("a"), b"zfsbootmenu").unwrap();
+        std::fs::write(path("b"), b"zfsbootmenu").unwrap();
+        std::fs::write(path("c"), b"tampered").unwrap();
+        let sum = |n: &str| kldload::hash::file_sha256(std::path::Path::new(&path(n))).unwrap();
+        let want = sum("a");
+        let files: Vec<(String, &str)> = ["a", "b", "c", "missing"]
+            .iter()
+            .map(|n| (path(n), want.as_str()))
+            .collect();
+        let script = same_or_sha256_script(&files);
+        assert!(
+            script.contains(&format!("if cmp -s {} {};", path("a"), path("b"))),
+            "{script}"
+        );
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                format!("{want}  {}", path("a")),
+                format!("{want}  {}", path("b")),
+                format!("{}  {}", sum("c"), path("c")),
+            ],
+            "{script}"
+        );
+    }
 
     #[test]
     fn xattr_sa_reads_as_on_from_openzfs_2_3() {
