@@ -9,7 +9,7 @@ use crate::env::{VmTestEnv, project_root};
 use crate::guest::{fingerprints, host_keys_command};
 use crate::machine::Machine;
 use crate::ovmf::Firmware;
-use crate::qemu::{Accel, Disk, VmSpec, choose_accel, create_disk, free_port};
+use crate::qemu::{Accel, Cpu, Disk, VmSpec, choose_accel, create_disk, free_port};
 use crate::report::Report;
 use anyhow::{Context, Result, bail, ensure};
 use kldload::config::Distro;
@@ -150,6 +150,7 @@ impl Run {
         VmSpec {
             name: name.into(),
             accel: self.accel,
+            cpu: self.cpu(),
             firmware: self.firmware.clone(),
             nvram: self.nvram.clone(),
             memory_mib: 3072,
@@ -161,6 +162,14 @@ impl Run {
             serial_on_stdio: false,
             incoming: None,
         }
+    }
+
+    /// The CPU this run's machine gets: AES-NI and AVX when its answer file encrypts the pool
+    /// (see [`Cpu::Max`]), else QEMU's default, which boots faster under TCG.
+    fn cpu(&self) -> Cpu {
+        let encrypted =
+            kldload::config::Config::load(&self.answers).is_ok_and(|c| c.encryption.enabled);
+        if encrypted { Cpu::Max } else { Cpu::Default }
     }
 
     /// The machine the saved logged-in state is of, and is resumed as: the target disk alone.

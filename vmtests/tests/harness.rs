@@ -3,7 +3,7 @@
 use std::time::Duration;
 use vmtests::machine::Machine;
 use vmtests::ovmf::Firmware;
-use vmtests::qemu::{Accel, VmSpec};
+use vmtests::qemu::{Accel, Cpu, VmSpec};
 
 /// A clone a few folders deep, a run directory named after a long scenario: QEMU still starts,
 /// and its serial console and QMP answer (their sockets do not live in the run directory, whose
@@ -26,6 +26,7 @@ fn qemu_starts_from_a_deep_run_directory() {
         name: "installed".into(),
         // The firmware's first lines are all this needs: no probe, no accelerator to choose.
         accel: Accel::Tcg,
+        cpu: Cpu::Default,
         firmware,
         nvram,
         memory_mib: 256,
