@@ -254,6 +254,23 @@ fn run_action(
             });
             Ok(())
         }
+        Action::AddToInitramfs { root, files, .. } => {
+            let images = crate::initrd::add::add_to_every_image(root, files).map_err(|e| {
+                (
+                    format!("adding {} to the initramfs failed", files.join(" ")),
+                    e.to_string(),
+                )
+            })?;
+            let mut l = log.lock().unwrap();
+            for image in images {
+                l.line(&format!(
+                    "{}: {} added, before its compressed archive",
+                    image.display(),
+                    files.join(" ")
+                ));
+            }
+            Ok(())
+        }
         Action::VerifySha256 { path, sha256, .. } => {
             let actual = crate::hash::file_sha256(path)
                 .map_err(|e| (format!("reading {} failed", path.display()), e.to_string()))?;

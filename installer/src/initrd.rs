@@ -6,6 +6,8 @@
 //! comes long before the kernel modules: `kldload doctor` decompresses a few hundred KiB
 //! instead of writing the whole image out to disk at every boot (seconds on a slow machine).
 
+pub mod add;
+
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::ops::Range;
@@ -208,20 +210,66 @@ pub fn read_files(
     take: &dyn Fn(&str) -> bool,
     stop: Stop,
 ) -> Result<Files, InitrdError> {
+    let mut files = Files::new();
+    let uncompressed = walk_uncompressed(image, region.clone(), take, stop, &mut files)?;
+    let Uncompressed::Compressed { file, offset, argv } = uncompressed else {
+        return Ok(files);
+    };
+    let compressed = file.take(region.end - offset);
+    let path = image.display().to_string();
+    read_compressed(compressed, argv, take, stop, files, &path, offset)
+}
+
+/// Where the first compressed archive of the initramfs image `image` starts: the offset after
+/// its uncompressed archives and their padding (the file's length when all are uncompressed).
+pub fn compressed_start(image: &Path) -> Result<u64, InitrdError> {
+    let length = std::fs::metadata(image)
+        .map_err(|source| InitrdError::Io {
+            path: image.display().to_string(),
+            source,
+        })?
+        .len();
+    let mut none = Files::new();
+    match walk_uncompressed(image, 0..length, &|_| false, Stop::AtEnd, &mut none)? {
+        Uncompressed::Compressed { offset, .. } => Ok(offset),
+        Uncompressed::Done => Ok(length),
+    }
+}
+
+/// How a walk over an image's uncompressed archives ended.
+enum Uncompressed {
+    /// The caller has what it asked for, or the region ended.
+    Done,
+    /// A compressed archive starts at `offset`; `argv` decompresses it; `file` is the image.
+    Compressed {
+        file: File,
+        offset: u64,
+        argv: &'static [&'static str],
+    },
+}
+
+/// Walks the uncompressed archives at the start of `region` of `image` (and the zeros that
+/// pad them), adding the files `take` wants to `files`, up to the first compressed archive.
+fn walk_uncompressed(
+    image: &Path,
+    region: Range<u64>,
+    take: &dyn Fn(&str) -> bool,
+    stop: Stop,
+    files: &mut Files,
+) -> Result<Uncompressed, InitrdError> {
     let path = image.display().to_string();
     let io = |source| InitrdError::Io {
         path: path.clone(),
         source,
     };
     let mut file = File::open(image).map_err(io)?;
-    let mut files = Files::new();
     let mut offset = region.start;
     loop {
         // Archives are padded (to 4 bytes, or 512 by some tools) with zeros: skip them.
         let mut magic = [0u8; 6];
         loop {
             if offset >= region.end {
-                return Ok(files);
+                return Ok(Uncompressed::Done);
             }
             file.seek(SeekFrom::Start(offset)).map_err(io)?;
             let want = magic.len().min((region.end - offset) as usize);
@@ -229,7 +277,7 @@ pub fn read_files(
             match magic[..n].iter().position(|&b| b != 0) {
                 Some(0) => break,
                 Some(zeros) => offset += zeros as u64,
-                None if n == 0 => return Ok(files),
+                None if n == 0 => return Ok(Uncompressed::Done),
                 None => offset += n as u64,
             }
         }
@@ -237,17 +285,16 @@ pub fn read_files(
         if &magic == b"070701" || &magic == b"070702" {
             let mut consumed = 0;
             let mut reader = BufReader::new((&mut file).take(region.end - offset));
-            let walked =
-                walk(&mut reader, take, stop, &mut files, &mut consumed).map_err(|why| {
-                    InitrdError::Format {
-                        path: path.clone(),
-                        offset,
-                        why,
-                    }
-                })?;
+            let walked = walk(&mut reader, take, stop, files, &mut consumed).map_err(|why| {
+                InitrdError::Format {
+                    path: path.clone(),
+                    offset,
+                    why,
+                }
+            })?;
             match walked {
                 Walked::Trailer => offset += consumed,
-                Walked::Done | Walked::End => return Ok(files),
+                Walked::Done | Walked::End => return Ok(Uncompressed::Done),
             }
             continue;
         }
@@ -258,8 +305,7 @@ pub fn read_files(
                 why: format!("neither cpio nor a known compression: {magic:02x?}"),
             });
         };
-        let compressed = file.take(region.end - offset);
-        return read_compressed(compressed, argv, take, stop, files, &path, offset);
+        return Ok(Uncompressed::Compressed { file, offset, argv });
     }
 }
 

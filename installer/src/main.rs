@@ -112,6 +112,16 @@ enum Cmd {
         /// The new command line.
         line: String,
     },
+    /// Add files to every initramfs image in ROOT/boot (initrd.img-*) without rebuilding it:
+    /// a small uncompressed archive before the compressed one, which the kernel unpacks and
+    /// lsinitramfs lists. What an encrypted install does with the pool's key file.
+    AddToInitramfs {
+        /// The system the files and images are in (`/` on a running system).
+        root: PathBuf,
+        /// The files, as paths inside ROOT (etc/zfs/keys/rpool.key).
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
     /// Describe this machine's boot-relevant state in one JSON file, for a bug report or
     /// `cargo xtask vm-repro --from-report`: ZFSBootMenu, disks, pools, datasets, each boot
     /// environment's kernels and initramfs, hostids, firmware entries, the ESPs' files. Only
@@ -190,6 +200,13 @@ fn run(cli: Cli) -> Result<(), AppError> {
                      entries still pass the line as load options"
                 ),
                 Err(e) => return Err(AppError::BadOption(e.to_string())),
+            }
+        }
+        Cmd::AddToInitramfs { root, files } => {
+            let images = kldload::initrd::add::add_to_every_image(&root, &files)
+                .map_err(|e| AppError::BadOption(e.to_string()))?;
+            for image in images {
+                println!("{}: {} added", image.display(), files.join(" "));
             }
         }
         Cmd::Report { output, no_redact } => {

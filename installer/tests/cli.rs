@@ -192,6 +192,55 @@ fn set_zfsbootmenu_cmdline_leaves_a_file_that_is_no_efi_executable_alone() {
 }
 
 #[test]
+fn add_to_initramfs_adds_to_every_image_and_refuses_what_it_cannot_do() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path().to_string_lossy().to_string();
+    std::fs::create_dir_all(root.path().join("etc/zfs/keys")).unwrap();
+    std::fs::write(root.path().join("etc/zfs/keys/rpool.key"), "k\n").unwrap();
+    std::fs::create_dir_all(root.path().join("boot")).unwrap();
+
+    let out = kldload(&["add-to-initramfs", &r, "etc/zfs/keys/rpool.key"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("holds no initramfs image"), "{err}");
+
+    let out = kldload(&["add-to-initramfs", &r, "../etc/shadow"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("not a relative path inside the root"), "{err}");
+
+    // An image as GNU cpio and gzip write one (no kldload code makes it).
+    let image = root.path().join("boot/initrd.img-6.12.0-test");
+    std::fs::write(root.path().join("etc/hostname"), "box\n").unwrap();
+    let made = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cd {r}/etc && echo hostname | cpio --quiet -o -H newc | gzip > {}",
+            image.display()
+        ))
+        .status()
+        .ok()
+        .filter(|s| s.success());
+    if made.is_none() {
+        eprintln!("cpio or gzip is not installed here: the success case is not tested");
+        return;
+    }
+    let out = kldload(&["add-to-initramfs", &r, "etc/zfs/keys/rpool.key"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("etc/zfs/keys/rpool.key added"));
+    // GNU cpio reads the image's first archive, now the one added before the compressed one.
+    let listing = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("cpio --quiet -t < {}", image.display()))
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&listing.stdout),
+        "etc\netc/zfs\netc/zfs/keys\netc/zfs/keys/rpool.key\n"
+    );
+}
+
+#[test]
 fn a_malformed_answer_file_exits_2_naming_the_line() {
     let dir = tempfile::tempdir().unwrap();
     let file = answer_file(&dir, "hostname = \"box\"\n[disks]\npaths = [\"/dev/vdb\"\n");

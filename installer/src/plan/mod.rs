@@ -103,6 +103,14 @@ pub enum Action {
         line: String,
         why: String,
     },
+    /// Add `files` of `root` (paths inside it, such as `etc/zfs/keys/rpool.key`) to every
+    /// initramfs image in `root`/boot (`initrd.img-*`) without rebuilding it, as
+    /// `kldload add-to-initramfs ROOT FILE...` does ([`crate::initrd::add`]). Done in-process.
+    AddToInitramfs {
+        root: PathBuf,
+        files: Vec<String>,
+        why: String,
+    },
     /// From here on, append the install log to this file (on the target); `None` stops it.
     LogTo { path: Option<PathBuf>, why: String },
 }
@@ -179,6 +187,7 @@ impl Action {
             | Action::VerifySha256 { why, .. }
             | Action::DownloadRelease { why, .. }
             | Action::EmbedCmdline { why, .. }
+            | Action::AddToInitramfs { why, .. }
             | Action::LogTo { why, .. } => why,
         }
     }

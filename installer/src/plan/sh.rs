@@ -147,6 +147,14 @@ fn render_action(action: &Action, out: &mut String) {
                 quote(line)
             ));
         }
+        Action::AddToInitramfs { root, files, .. } => {
+            let files: Vec<String> = files.iter().map(|f| quote(f)).collect();
+            out.push_str(&format!(
+                "{indent}kldload add-to-initramfs {} {}\n",
+                quote(&root.to_string_lossy()),
+                files.join(" ")
+            ));
+        }
         Action::LogTo {
             path: Some(path), ..
         } => {

@@ -4,7 +4,7 @@
 //! FreeBSD has no initramfs: its loader reads the pool itself, told so by loader.conf.
 
 use super::pool::key_file;
-use super::{BaseSource, Inputs};
+use super::{BaseSource, Inputs, TARGET_ROOT};
 use crate::config::{Family, ZFSBOOTMENU_HOSTID};
 use crate::plan::{Action, Step, StepId};
 
@@ -31,32 +31,48 @@ pub fn step(inputs: &Inputs) -> Step {
             "the pool's key file, so the booted system mounts without asking a second time",
         ));
     }
-    match family {
+    let umask = || {
+        Action::write(
+            inputs.target("etc/initramfs-tools/conf.d/umask.conf"),
+            "UMASK=0077\n",
+            0o644,
+            "the initramfs holds the key file (Debian's zfs-initramfs copies /etc/zfs \
+             whole into it, for the boot's `zfs load-key`): keep it readable by root only",
+        )
+    };
+    let payload_initramfs_kept = match family {
         Family::Debian
-            if !encrypted
-                && matches!(inputs.source, BaseSource::Image(_))
+            if matches!(inputs.source, BaseSource::Image(_))
                 && inputs.hostid() == ZFSBOOTMENU_HOSTID =>
         {
             // The payload's initramfs was made at image time with ZFS and this same hostid
             // (a ZFSBootMenu carrying another one needs it made again, below);
-            // rebuilding it here would take minutes on a slow machine and change nothing.
+            // rebuilding it here would take minutes on a slow machine and change nothing but
+            // the key file, which is added to it instead (190 s against a second, emulated).
             // (The target's own update-initramfs makes the next one after a kernel upgrade.)
+            if encrypted {
+                actions.push(umask());
+                actions.push(Action::AddToInitramfs {
+                    root: TARGET_ROOT.into(),
+                    files: vec![key_file(inputs.pool()).trim_start_matches('/').to_string()],
+                    why: "the key file into the payload's initramfs, for the boot's \
+                          `zfs load-key` after ZFSBootMenu's prompt: an archive of its own \
+                          before the compressed one, the rest of the image as made at image time"
+                        .into(),
+                });
+            }
+            true
         }
         Family::Debian => {
             if encrypted {
-                actions.push(Action::write(
-                    inputs.target("etc/initramfs-tools/conf.d/umask.conf"),
-                    "UMASK=0077\n",
-                    0o644,
-                    "the initramfs holds the key file (Debian's zfs-initramfs copies /etc/zfs \
-                     whole into it, for the boot's `zfs load-key`): keep it readable by root only",
-                ));
+                actions.push(umask());
             }
             actions.push(Action::Run {
                 argv: inputs.chroot(["update-initramfs", "-u", "-k", "all"]),
                 why: "rebuild the initramfs with ZFS (zfs-initramfs) and this hostid".into(),
                 stdin: None,
             });
+            false
         }
         _ => {
             let mut conf = String::from(
@@ -79,9 +95,14 @@ pub fn step(inputs: &Inputs) -> Step {
                 why: "rebuild the initramfs with ZFS (zfs-dracut) and this hostid".into(),
                 stdin: None,
             });
+            false
         }
-    }
-    let why = if actions.len() == 1 {
+    };
+    let why = if payload_initramfs_kept && encrypted {
+        "the kernel ZFSBootMenu boots needs an initramfs that imports the pool and mounts root=zfs:; \
+         the payload's, made at image time with ZFS and this hostid, is that initramfs, with the \
+         pool's key file added"
+    } else if payload_initramfs_kept {
         "the kernel ZFSBootMenu boots needs an initramfs that imports the pool and mounts root=zfs:; \
          the payload's, made at image time with ZFS and this hostid, is that initramfs"
     } else {
@@ -145,5 +166,55 @@ mod tests {
             );
             assert_eq!(commands(&pool::step(&same))[0], "zgenhostid -f 0x00bab10c");
         }
+    }
+
+    #[test]
+    fn an_encrypted_install_adds_the_key_file_to_the_payloads_initramfs() {
+        let config = crate::config::test_config("[encryption]\nenabled = true");
+        let added = |s: &Step| -> Vec<Vec<String>> {
+            (s.actions.iter())
+                .filter_map(|a| match a {
+                    Action::AddToInitramfs { root, files, .. } => {
+                        assert_eq!(root, std::path::Path::new("/mnt"));
+                        Some(files.clone())
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        let writes = |s: &Step| -> Vec<String> {
+            (s.actions.iter())
+                .filter_map(|a| match a {
+                    Action::WriteFile { path, .. } => Some(path.display().to_string()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let same = step(&inputs(&config, Some(ZFSBOOTMENU_HOSTID), None));
+        assert_eq!(added(&same), [["etc/zfs/keys/rpool.key"]]);
+        assert!(
+            !commands(&same)
+                .iter()
+                .any(|c| c.contains("update-initramfs")),
+            "{:?}",
+            commands(&same)
+        );
+        // update-initramfs later, by the user or a kernel upgrade, keeps the image root's.
+        assert_eq!(
+            writes(&same),
+            ["/mnt/etc/initramfs-tools/conf.d/umask.conf"]
+        );
+        // Another hostid: the image is made again, with the key file in it.
+        let other = step(&inputs(&config, Some(0xdead_beef), None));
+        assert!(added(&other).is_empty());
+        assert!(
+            commands(&other)
+                .iter()
+                .any(|c| c.ends_with("update-initramfs -u -k all"))
+        );
+        assert_eq!(
+            writes(&other),
+            ["/mnt/etc/initramfs-tools/conf.d/umask.conf"]
+        );
     }
 }
