@@ -189,15 +189,20 @@ fn walk(
     }
 }
 
-/// The contents of `wanted` (a path such as `etc/hostid`) in the initramfs image at `image`,
-/// or None when the image has no such file.
-pub fn read_file(image: &Path, wanted: &str) -> Result<Option<Vec<u8>>, InitrdError> {
-    let length = std::fs::metadata(image)
+/// The length of the file `image`.
+pub fn image_length(image: &Path) -> Result<u64, InitrdError> {
+    std::fs::metadata(image)
+        .map(|m| m.len())
         .map_err(|source| InitrdError::Io {
             path: image.display().to_string(),
             source,
-        })?
-        .len();
+        })
+}
+
+/// The contents of `wanted` (a path such as `etc/hostid`) in the initramfs image at `image`,
+/// or None when the image has no such file.
+pub fn read_file(image: &Path, wanted: &str) -> Result<Option<Vec<u8>>, InitrdError> {
+    let length = image_length(image)?;
     let files = read_files(image, 0..length, &|name| name == wanted, Stop::AtFirst)?;
     Ok(files.into_iter().next().map(|m| m.data))
 }
@@ -223,12 +228,7 @@ pub fn read_files(
 /// Where the first compressed archive of the initramfs image `image` starts: the offset after
 /// its uncompressed archives and their padding (the file's length when all are uncompressed).
 pub fn compressed_start(image: &Path) -> Result<u64, InitrdError> {
-    let length = std::fs::metadata(image)
-        .map_err(|source| InitrdError::Io {
-            path: image.display().to_string(),
-            source,
-        })?
-        .len();
+    let length = image_length(image)?;
     let mut none = Files::new();
     match walk_uncompressed(image, 0..length, &|_| false, Stop::AtEnd, &mut none)? {
         Uncompressed::Compressed { offset, .. } => Ok(offset),

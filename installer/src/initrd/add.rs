@@ -13,7 +13,7 @@
 //! stay invisible to lsinitramfs and unmkinitramfs, which stop at the first archive's trailer
 //! there: so this only adds files the image does not have.
 
-use super::{InitrdError, TRAILER, compressed_start, read_files};
+use super::{InitrdError, TRAILER, compressed_start, image_length, read_files};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -188,13 +188,12 @@ fn entry(root: &Path, name: &str, file: bool) -> Result<NewEntry, AddError> {
 /// power cut leaves the old image or the new one. Refused when the image already holds one of
 /// the files.
 pub fn add_files(image: &Path, root: &Path, files: &[String]) -> Result<(), AddError> {
-    let entries = entries_from(root, files)?;
-    let length = std::fs::metadata(image)
-        .map_err(|source| InitrdError::Io {
-            path: image.display().to_string(),
-            source,
-        })?
-        .len();
+    add_entries(image, &entries_from(root, files)?)
+}
+
+/// [`add_files`] with the files already read ([`entries_from`]).
+fn add_entries(image: &Path, entries: &[NewEntry]) -> Result<(), AddError> {
+    let length = image_length(image)?;
     let added: Vec<&str> = (entries.iter())
         .filter(|e| e.mode & 0o170000 == 0o100000)
         .map(|e| e.name.as_str())
@@ -226,7 +225,7 @@ pub fn add_files(image: &Path, root: &Path, files: &[String]) -> Result<(), AddE
             .open(&new)?;
         let mut old = File::open(image)?;
         std::io::copy(&mut (&mut old).take(start), &mut out)?;
-        out.write_all(&newc_archive(&entries))?;
+        out.write_all(&newc_archive(entries))?;
         old.seek(SeekFrom::Start(start))?;
         std::io::copy(&mut old, &mut out)?;
         out.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(IMAGE_MODE))?;
@@ -243,7 +242,7 @@ pub fn add_files(image: &Path, root: &Path, files: &[String]) -> Result<(), AddE
 /// initramfs-tools names them), checking every file before any image is changed: the images
 /// changed, in name order.
 pub fn add_to_every_image(root: &Path, files: &[String]) -> Result<Vec<PathBuf>, AddError> {
-    entries_from(root, files)?;
+    let entries = entries_from(root, files)?;
     let boot = root.join("boot");
     let mut images: Vec<PathBuf> = std::fs::read_dir(&boot)
         .map_err(|e| AddError::Source {
@@ -262,7 +261,7 @@ pub fn add_to_every_image(root: &Path, files: &[String]) -> Result<Vec<PathBuf>,
         return Err(AddError::NoImage(boot.display().to_string()));
     }
     for image in &images {
-        add_files(image, root, files)?;
+        add_entries(image, &entries)?;
     }
     Ok(images)
 }
