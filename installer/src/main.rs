@@ -77,7 +77,12 @@ enum Cmd {
     },
     /// What the live medium runs at boot: install from an answer file given on the kernel
     /// command line (kldload.answers=PATH), through QEMU's fw_cfg, or on the medium.
-    Unattended,
+    Unattended {
+        /// Install from this answer file instead of looking for one: what the medium does at
+        /// boot, run again from its shell (the VM tests' saved live system does this).
+        #[arg(long)]
+        answers: Option<PathBuf>,
+    },
     /// On an installed system: check that the hostid is one value in /etc/hostid, the
     /// initramfs, ZFSBootMenu's spl.spl_hostid, the SPL, the pool's label and ZFSBootMenu's EFI
     /// file, that ZFSBootMenu's ZFS reads every feature the pool has enabled, that the kernel
@@ -166,7 +171,7 @@ fn run(cli: Cli) -> Result<(), AppError> {
             let config = Config::load(&config)?;
             print!("{}", app::validate(&config, &system, force)?);
         }
-        Cmd::Unattended => std::process::exit(kldload::unattended::run()),
+        Cmd::Unattended { answers } => std::process::exit(kldload::unattended::run(answers)),
         Cmd::Doctor { pool, quiet } => {
             use kldload::doctor::{diagnose, read_boot_environment, read_hostids, read_zbm};
             let mut diagnosis = diagnose(&read_hostids(&pool), &pool);

@@ -48,9 +48,10 @@ fn find_answers() -> Option<PathBuf> {
     }
 }
 
-/// Runs the unattended install if there is an answer file. Returns the exit status.
-pub fn run() -> i32 {
-    let Some(path) = find_answers() else {
+/// Runs the unattended install with the answer file `answers`, else with the one
+/// [`find_answers`] finds, if any. Returns the exit status.
+pub fn run(answers: Option<PathBuf>) -> i32 {
+    let Some(path) = answers.or_else(find_answers) else {
         eprintln!(
             "kldload: no answer file (kldload.answers=, fw_cfg or {}): interactive use, see `kldload --help`",
             crate::medium::LIVE_ANSWERS

@@ -240,6 +240,45 @@ fn add_to_initramfs_adds_to_every_image_and_refuses_what_it_cannot_do() {
     );
 }
 
+/// `unattended --answers FILE` installs from FILE without looking on the command line, fw_cfg
+/// or the medium. Both answer files here leave a shell when the install fails (`after_install`
+/// would otherwise power the machine off: this one runs the tests).
+#[test]
+fn unattended_takes_the_answer_file_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-answers.toml");
+    let out = kldload(&["unattended", "--answers", &missing.to_string_lossy()]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("unattended install with {}", missing.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains("INSTALL FAILED: the answer file was not usable"),
+        "{err}"
+    );
+
+    let file = answer_file(
+        &dir,
+        "hostname = \"box\"\nafter_install = \"shell\"\n\
+         [disks]\npaths = [\"/dev/disk/by-id/kldload-test-no-such-disk\"]\n\
+         [root]\npassword_hash = \"$6$x$y\"\n",
+    );
+    let out = kldload(&["unattended", "--answers", &file]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("unattended install with {file}")),
+        "{err}"
+    );
+    assert!(
+        err.contains("refusing /dev/disk/by-id/kldload-test-no-such-disk: it does not exist"),
+        "{err}"
+    );
+    assert!(err.contains("leaving a shell on the consoles"), "{err}");
+}
+
 #[test]
 fn a_malformed_answer_file_exits_2_naming_the_line() {
     let dir = tempfile::tempdir().unwrap();
