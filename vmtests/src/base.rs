@@ -37,12 +37,12 @@ fn vmtest_run_id() -> String {
 
 /// An exclusive lock on a medium's shared base install, held while it is made or looked at:
 /// tests that run side by side make it once, and never see half of one.
-struct BaseLock {
+pub(crate) struct BaseLock {
     _file: std::fs::File,
 }
 
 impl BaseLock {
-    fn take(medium: &Path) -> Result<BaseLock> {
+    pub(crate) fn take(medium: &Path) -> Result<BaseLock> {
         let path = medium_entry(medium).join("vmtest-base.lock");
         let file =
             std::fs::File::create(&path).with_context(|| format!("opening {}", path.display()))?;
@@ -53,7 +53,7 @@ impl BaseLock {
 }
 
 /// The medium's entry in the image cache (its directory).
-fn medium_entry(medium: &Path) -> PathBuf {
+pub(crate) fn medium_entry(medium: &Path) -> PathBuf {
     medium
         .parent()
         .map(Path::to_path_buf)
@@ -226,7 +226,7 @@ const SAVED_KEY: &str = "machine";
 /// What a saved state must be resumed with: QEMU's version, the firmware's code, and QEMU's
 /// argv for the machine (paths, sockets and the forwarded port left out), the harness's shell
 /// command with it. A state saved by another harness or QEMU is made again.
-fn saved_state_key(spec: &VmSpec) -> Result<String> {
+pub(crate) fn saved_state_key(spec: &VmSpec) -> Result<String> {
     let version = std::process::Command::new("qemu-system-x86_64")
         .arg("--version")
         .output()

@@ -11,6 +11,7 @@ pub mod efivars;
 pub mod env;
 pub mod from_report;
 pub mod guest;
+pub mod live_state;
 pub mod machine;
 pub mod needs;
 pub mod ovmf;

@@ -134,6 +134,11 @@ impl Machine {
         self.shell.as_mut().context("no shell yet: log in first")
     }
 
+    /// Whether the harness's shell is up.
+    pub fn has_shell(&self) -> bool {
+        self.shell.is_some()
+    }
+
     /// Runs `cmd` and returns what it did, whatever its status.
     pub fn execute(&mut self, cmd: &str) -> Result<Output> {
         self.execute_within(cmd, COMMAND_TIMEOUT)

@@ -336,6 +336,10 @@ impl VmSpec {
             s("-qmp"),
             format!("unix:{},server=on,wait=off", sock(sockets.qmp())),
         ]);
+        // A VM generation ID (a new one each time QEMU starts): a guest resumed from a saved
+        // state sees it change and reseeds its random number generator, so two machines resumed
+        // from one state make different keys and pool GUIDs (Linux's vmgenid driver).
+        a.extend([s("-device"), s("vmgenid")]);
         a.extend([
             s("-device"),
             s("virtio-serial-pci"),

@@ -53,6 +53,14 @@ pub struct Run {
     pub host_keys_as_installed: Vec<String>,
     /// The ZFSBootMenu file the answer file's `zfsbootmenu.url` downloads, served from here.
     pub zfsbootmenu_download: Option<crate::serve::FileServer>,
+    /// The target disk is as [`Run::in_dir`] made it, blank: no machine has started with it.
+    pub target_blank: bool,
+    /// Installs may start from the medium's saved live shell ([`crate::live_state`]) instead of
+    /// booting the medium: for a run whose subject is not the medium's boot or fw_cfg. Off for
+    /// the main job and the shared base, which boot the medium as a user's machine does.
+    pub install_from_saved_live_shell: bool,
+    /// The CPU its machines get whatever the answer file says (the saved live shell's).
+    pub cpu_override: Option<Cpu>,
 }
 
 /// Files in a run's directory: what [`Run::install_and_inspect`] read on the live system.
@@ -71,8 +79,9 @@ impl Run {
     /// A run in `dir` with a blank 16 GiB target disk, a fresh NVRAM and its own SSH key.
     pub(crate) fn in_dir(distro: Distro, dir: PathBuf, medium: PathBuf) -> Result<Run> {
         std::fs::create_dir_all(&dir)?;
-        let run = Run::in_dir_existing(distro, dir, medium)?;
+        let mut run = Run::in_dir_existing(distro, dir, medium)?;
         create_disk(&run.target, "16G", None)?;
+        run.target_blank = true;
         run.firmware.new_nvram(&run.nvram)?;
         let status = std::process::Command::new("ssh-keygen")
             .args([
@@ -143,6 +152,9 @@ impl Run {
             label_before_first_boot,
             host_keys_as_installed,
             zfsbootmenu_download: None,
+            target_blank: false,
+            install_from_saved_live_shell: false,
+            cpu_override: None,
         })
     }
 
@@ -166,7 +178,10 @@ impl Run {
 
     /// The CPU this run's machine gets: AES-NI and AVX when its answer file encrypts the pool
     /// (see [`Cpu::Max`]), else QEMU's default, which boots faster under TCG.
-    fn cpu(&self) -> Cpu {
+    pub(crate) fn cpu(&self) -> Cpu {
+        if let Some(cpu) = self.cpu_override {
+            return cpu;
+        }
         let encrypted =
             kldload::config::Config::load(&self.answers).is_ok_and(|c| c.encryption.enabled);
         if encrypted { Cpu::Max } else { Cpu::Default }
@@ -238,6 +253,13 @@ impl Run {
     /// second (/dev/vdb), extra disks after them. With `answers`, the answer file is handed over
     /// through fw_cfg and the live system installs by itself; without, it waits at a shell.
     pub fn start_medium(&mut self, name: &str, answers: bool) -> Result<Machine> {
+        let spec = self.medium_spec(name, answers)?;
+        self.target_blank = false;
+        Machine::start(spec, &self.transcript, "live boot")
+    }
+
+    /// The machine [`Run::start_medium`] starts.
+    pub(crate) fn medium_spec(&mut self, name: &str, answers: bool) -> Result<VmSpec> {
         let medium = Disk {
             path: self.medium.clone(),
             format: "raw",
@@ -272,7 +294,25 @@ impl Run {
         let mut spec = self.spec(name, disks, fw_cfg);
         // The live system downloads what the harness serves.
         spec.host_reachable = self.zfsbootmenu_download.is_some();
-        Machine::start(spec, &self.transcript, "live boot")
+        Ok(spec)
+    }
+
+    /// The live medium with the run's answer file and its unattended install started: resumed
+    /// from the medium's saved live shell when the run allows ([`crate::live_state`]; the
+    /// harness's shell is up then), else booted with the answer file in fw_cfg. Returns when the
+    /// install has said which answer file it uses.
+    fn start_install(&mut self, name: &str) -> Result<Machine> {
+        if self.install_from_saved_live_shell
+            && let Some(m) = crate::live_state::resume_and_install(self, name)?
+        {
+            return Ok(m);
+        }
+        self.timed("live boot", |run| {
+            let mut m = run.start_medium(name, true)?;
+            m.console
+                .wait_for("kldload: unattended install with", LIVE_BOOT_TIMEOUT)?;
+            Ok(m)
+        })
     }
 
     /// Boots the medium with the answer file and waits for the unattended install to end and the
@@ -299,10 +339,13 @@ impl Run {
         let pool = config.pool.name.as_str().to_string();
         let mut m = self.install_until_done()?;
         self.timed("inspect the install, power off", |run| {
-            // The consoles' gettys start once the install's service ends: root's autologin shell.
-            m.console
-                .wait_for_regex(r"[#$] $", Duration::from_secs(120))?;
-            m.start_shell()?;
+            if !m.has_shell() {
+                // The consoles' gettys start once the install's service ends: root's autologin
+                // shell. (A live system resumed at its shell has the harness's shell already.)
+                m.console
+                    .wait_for_regex(r"[#$] $", Duration::from_secs(120))?;
+                m.start_shell()?;
+            }
             let vdev = kldload::disk::naming::partition_path(
                 Path::new("/dev/vda"),
                 kldload::recipe::partition::ZFS_PARTITION,
@@ -344,10 +387,10 @@ impl Run {
         })
     }
 
-    /// Boots the medium with the answer file and kills QEMU as soon as the console shows
+    /// Starts the install ([`Run::start_install`]) and kills QEMU as soon as the console shows
     /// `pattern` (a regex): the install interrupted there, as by a power cut.
     pub fn install_killed_when(&mut self, pattern: &str) -> Result<String> {
-        let mut m = self.start_medium("install", true)?;
+        let mut m = self.start_install("install")?;
         let (_, found) = m
             .console
             .wait_for_regex(pattern, LIVE_BOOT_TIMEOUT + INSTALL_TIMEOUT)?;
@@ -409,15 +452,10 @@ impl Run {
         ))
     }
 
-    /// Boots the medium with the answer file and waits for the unattended install's last line:
-    /// the live system is still up.
+    /// Starts the install ([`Run::start_install`]) and waits for the unattended install's last
+    /// line: the live system is still up.
     fn install_until_done(&mut self) -> Result<Machine> {
-        let mut m = self.timed("live boot", |run| {
-            let mut m = run.start_medium("install", true)?;
-            m.console
-                .wait_for("kldload: unattended install with", LIVE_BOOT_TIMEOUT)?;
-            Ok(m)
-        })?;
+        let mut m = self.start_install("install")?;
         self.timed("install", |run| {
             m.console.phase = "install".into();
             let (i, _) = m.console.wait_for_any(
@@ -499,6 +537,7 @@ impl Run {
                 .collect::<Result<Vec<Disk>>>()?,
         };
         let spec = self.spec(name, disks, vec![]);
+        self.target_blank = false;
         Machine::start(spec, &self.transcript, "firmware to menu")
     }
 
@@ -775,7 +814,7 @@ pub fn esp_of(medium: &Path) -> String {
 }
 
 /// A run's own copy of the medium, with files added to its ESP.
-const MEDIUM_COPY: &str = "medium.img";
+pub(crate) const MEDIUM_COPY: &str = "medium.img";
 
 /// The list of the run directories a `vm-test` run made, in its results root: each run adds its
 /// own as it starts, and xtask reads the list back ([`runs_of`]) instead of guessing by time.

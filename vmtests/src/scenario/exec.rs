@@ -24,7 +24,13 @@ pub fn run_scenario(name: &str, path: &Path) -> Result<()> {
         Start::Installed | Start::LoggedIn => {
             Run::on_installed_base(env.distro, &run_name, medium)?
         }
-        Start::Blank => Run::new(env.distro, &run_name, medium)?,
+        Start::Blank => {
+            let mut run = Run::new(env.distro, &run_name, medium)?;
+            // A scenario's subject comes after the medium's boot: its installs may start from
+            // the medium's saved live shell (the main job boots the medium for real).
+            run.install_from_saved_live_shell = true;
+            run
+        }
     };
     if scenario.start != Start::Blank {
         run.report.origin = Some(start);
