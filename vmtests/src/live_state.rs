@@ -24,6 +24,27 @@ const GUEST_DIR: &str = "/run/kldload-vmtest";
 /// The unit the install runs in: the medium's kldload-unattended.service, started again.
 const UNIT: &str = "kldload-unattended-resumed";
 
+impl Run {
+    /// The live medium with the run's answer file and its unattended install started: resumed
+    /// from the medium's saved live shell when the run allows (the harness's shell is up
+    /// then), else booted with the answer file in fw_cfg. Returns when the install has said
+    /// which answer file it uses. (Here, not in run.rs, so that run.rs does not use this
+    /// module, which uses it: no import cycle.)
+    pub(crate) fn start_install(&mut self, name: &str) -> Result<Machine> {
+        if self.install_from_saved_live_shell
+            && let Some(m) = resume_and_install(self, name)?
+        {
+            return Ok(m);
+        }
+        self.timed("live boot", |run| {
+            let mut m = run.start_medium(name, true)?;
+            m.console
+                .wait_for("kldload: unattended install with", LIVE_BOOT_TIMEOUT)?;
+            Ok(m)
+        })
+    }
+}
+
 /// Why `run` cannot install from the saved shell, if it cannot: the saved machine has the
 /// run's medium, a blank target alone beside it (512-byte sectors), fresh NVRAM, no Secure
 /// Boot and no download served to it. An encrypted install boots the medium too: its
@@ -58,7 +79,7 @@ fn unsuitable(run: &Run) -> Option<&'static str> {
 /// unattended install started: None when the run is [`unsuitable`] (the caller boots the
 /// medium). Returns once the install has said which answer file it uses, as a booted medium's
 /// does.
-pub fn resume_and_install(run: &mut Run, name: &str) -> Result<Option<Machine>> {
+fn resume_and_install(run: &mut Run, name: &str) -> Result<Option<Machine>> {
     if let Some(why) = unsuitable(run) {
         eprintln!(
             "the live medium boots for the install: the saved live shell does not fit ({why})"

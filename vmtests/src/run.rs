@@ -55,7 +55,7 @@ pub struct Run {
     pub zfsbootmenu_download: Option<crate::serve::FileServer>,
     /// The target disk is as [`Run::in_dir`] made it, blank: no machine has started with it.
     pub target_blank: bool,
-    /// Installs may start from the medium's saved live shell ([`crate::live_state`]) instead of
+    /// Installs may start from the medium's saved live shell (live_state.rs) instead of
     /// booting the medium: for a run whose subject is not the medium's boot or fw_cfg. Off for
     /// the main job and the shared base, which boot the medium as a user's machine does.
     pub install_from_saved_live_shell: bool,
@@ -295,24 +295,6 @@ impl Run {
         // The live system downloads what the harness serves.
         spec.host_reachable = self.zfsbootmenu_download.is_some();
         Ok(spec)
-    }
-
-    /// The live medium with the run's answer file and its unattended install started: resumed
-    /// from the medium's saved live shell when the run allows ([`crate::live_state`]; the
-    /// harness's shell is up then), else booted with the answer file in fw_cfg. Returns when the
-    /// install has said which answer file it uses.
-    fn start_install(&mut self, name: &str) -> Result<Machine> {
-        if self.install_from_saved_live_shell
-            && let Some(m) = crate::live_state::resume_and_install(self, name)?
-        {
-            return Ok(m);
-        }
-        self.timed("live boot", |run| {
-            let mut m = run.start_medium(name, true)?;
-            m.console
-                .wait_for("kldload: unattended install with", LIVE_BOOT_TIMEOUT)?;
-            Ok(m)
-        })
     }
 
     /// Boots the medium with the answer file and waits for the unattended install to end and the
