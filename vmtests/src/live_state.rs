@@ -5,9 +5,7 @@
 //! the unattended install as the medium's own unit does at boot (`kldload unattended
 //! --answers`). Made the first time a run asks, once per medium and CPU model, and kept in the
 //! medium's cache entry beside the shared base install. The main job and the base still boot
-//! the medium with the answer file in fw_cfg, so that path is tested on every run. A scenario's
-//! Live step resumes it too when the run's NVRAM is still the saved one, its target (whatever
-//! it holds now) reread.
+//! the medium with the answer file in fw_cfg, so that path is tested on every run.
 
 use crate::base::{BaseLock, medium_entry, saved_state_key};
 use crate::machine::Machine;
@@ -45,32 +43,6 @@ impl Run {
             Ok(m)
         })
     }
-
-    /// The live medium's root shell for a scenario's Live step, the run's target whatever it
-    /// holds: resumed from the saved live shell when the run allows
-    /// ([`resume_live`]), else the medium booted without an answer file; the harness's shell
-    /// up either way.
-    pub(crate) fn start_live_shell(&mut self) -> Result<Machine> {
-        if self.install_from_saved_live_shell
-            && let Some(m) = resume_live(self, "live")?
-        {
-            return Ok(m);
-        }
-        let mut m = self.start_medium("live", false)?;
-        m.console.wait_for_regex(r"[#$] $", LIVE_BOOT_TIMEOUT)?;
-        m.start_shell()?;
-        Ok(m)
-    }
-}
-
-/// What a run's target must be for the saved shell to fit.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Target {
-    /// Blank, with a fresh NVRAM: an install onto it.
-    Blank,
-    /// Anything, its NVRAM the saved state's (checked at the resume): the live shell of a
-    /// scenario step, the disk reread once the machine runs.
-    Any,
 }
 
 /// Why `run` cannot install from the saved shell, if it cannot: the saved machine has the
@@ -79,23 +51,21 @@ enum Target {
 /// passphrase goes through fw_cfg as a VM user's does, the channel those scenarios are about
 /// (and in CI there is one encrypted install, so a saved state for its CPU model would cost
 /// more to make than the boot it saves).
-fn unsuitable(run: &Run, target: Target) -> Option<&'static str> {
+fn unsuitable(run: &Run) -> Option<&'static str> {
     let encrypted = kldload::config::Config::load(&run.answers)
         .map(|c| c.encryption.enabled)
         .unwrap_or(true);
     let fresh_nvram = || -> Result<bool> {
         Ok(std::fs::read(&run.nvram)? == std::fs::read(&run.firmware.vars_template)?)
     };
-    if target == Target::Blank && !run.target_blank {
+    if !run.target_blank {
         Some("its target is not blank")
     } else if encrypted {
         Some("its passphrase goes through fw_cfg")
     } else if !run.extra_disks.is_empty() || run.target_sector_size.is_some() {
         Some("it has other disks than a blank 16 GiB target")
-    } else if run.firmware.secure_boot {
-        Some("it boots with Secure Boot")
-    } else if target == Target::Blank && !fresh_nvram().unwrap_or(false) {
-        Some("its NVRAM is not the fresh default")
+    } else if run.firmware.secure_boot || !fresh_nvram().unwrap_or(false) {
+        Some("its firmware or NVRAM is not the fresh default")
     } else if run.zfsbootmenu_download.is_some() {
         Some("it serves a download to the live system")
     } else if run.medium.file_name() == Some(crate::run::MEDIUM_COPY.as_ref()) {
@@ -110,7 +80,7 @@ fn unsuitable(run: &Run, target: Target) -> Option<&'static str> {
 /// medium). Returns once the install has said which answer file it uses, as a booted medium's
 /// does.
 fn resume_and_install(run: &mut Run, name: &str) -> Result<Option<Machine>> {
-    if let Some(why) = unsuitable(run, Target::Blank) {
+    if let Some(why) = unsuitable(run) {
         eprintln!(
             "the live medium boots for the install: the saved live shell does not fit ({why})"
         );
@@ -121,46 +91,8 @@ fn resume_and_install(run: &mut Run, name: &str) -> Result<Option<Machine>> {
     let saved = run.timed("saved state of the live medium's shell", |_| {
         saved_live_shell(distro, &medium, cpu)
     })?;
-    std::fs::copy(saved.join("nvram.fd"), &run.nvram)?;
-    let mut m = resume(run, name, &saved)?;
-    start_install(run, &mut m)?;
-    Ok(Some(m))
-}
-
-/// The live medium of `run`, whatever its target holds, from the saved shell with the target
-/// reread (its partition table, udev's view of it): None when the run does not fit or its NVRAM
-/// is not the saved state's (the firmware's runtime view of its variables is in the saved
-/// memory; after an install wrote firmware entries, only a boot is true to them).
-fn resume_live(run: &mut Run, name: &str) -> Result<Option<Machine>> {
-    if let Some(why) = unsuitable(run, Target::Any) {
-        eprintln!("the live medium boots: the saved live shell does not fit ({why})");
-        return Ok(None);
-    }
-    let cpu = run.cpu();
-    let (distro, medium) = (run.distro, run.medium.clone());
-    let saved = run.timed("saved state of the live medium's shell", |_| {
-        saved_live_shell(distro, &medium, cpu)
-    })?;
-    if std::fs::read(&run.nvram)? != std::fs::read(saved.join("nvram.fd"))? {
-        eprintln!("the live medium boots: the run's NVRAM is not the saved shell's");
-        return Ok(None);
-    }
-    let mut m = resume(run, name, &saved)?;
-    run.timed("reread the disks", |_| {
-        // What the kernel and udev read of the target when the state was saved (a blank disk)
-        // dropped and read again.
-        m.succeed(
-            "blockdev --flushbufs /dev/vda && blockdev --rereadpt /dev/vda && \
-             udevadm trigger --settle --subsystem-match=block",
-        )
-    })?;
-    Ok(Some(m))
-}
-
-/// Resumes the saved shell in `saved` as `run`'s machine `name`: the harness's shell up, the
-/// clock set, the random number generator reseeded.
-fn resume(run: &mut Run, name: &str, saved: &Path) -> Result<Machine> {
-    run.timed("resume the live medium's shell", |run| {
+    let mut m = run.timed("resume the live medium's shell", |run| {
+        std::fs::copy(saved.join("nvram.fd"), &run.nvram)?;
         let mut spec = run.medium_spec(name, false)?;
         spec.incoming = Some(saved.join("state"));
         run.target_blank = false;
@@ -176,12 +108,7 @@ fn resume(run: &mut Run, name: &str, saved: &Path) -> Result<Machine> {
         m.succeed("ls -d /sys/bus/*/drivers/vmgenid/*:*")
             .context("the live system has no VM generation ID driver bound")?;
         Ok(m)
-    })
-}
-
-/// Hands `run`'s answer file to the resumed live system `m` and starts the medium's unattended
-/// install with it; returns once the install has said which answer file it uses.
-fn start_install(run: &mut Run, m: &mut Machine) -> Result<()> {
+    })?;
     run.timed("hand in the answer file, start the install", |run| {
         let answers = std::fs::read_to_string(&run.answers)?;
         m.succeed(&format!(
@@ -210,7 +137,8 @@ fn start_install(run: &mut Run, m: &mut Machine) -> Result<()> {
         m.console
             .wait_for("kldload: unattended install with", LIVE_BOOT_TIMEOUT)?;
         Ok(())
-    })
+    })?;
+    Ok(Some(m))
 }
 
 /// The directory of the medium's saved live shell for `cpu`: made the first time a run asks

@@ -380,11 +380,13 @@ impl Run {
         Ok(format!("QEMU killed when the console showed {found:?}"))
     }
 
-    /// The live medium without an answer file (it installs nothing by itself) at its shell
-    /// ([`Run::start_live_shell`]: booted, or resumed from the saved live shell), and the run's
-    /// answer file at `path` there, for a person's (or a scenario's) commands to use.
+    /// Boots the medium without an answer file (it installs nothing by itself), logs in to its
+    /// shell and puts the run's answer file at `path` there, for a person's (or a scenario's)
+    /// commands to use.
     pub fn boot_live_with_answers_at(&mut self, path: &str) -> Result<Machine> {
-        let mut m = self.start_live_shell()?;
+        let mut m = self.start_medium("live", false)?;
+        m.console.wait_for_regex(r"[#$] $", LIVE_BOOT_TIMEOUT)?;
+        m.start_shell()?;
         let answers = std::fs::read_to_string(&self.answers)?;
         m.succeed(&format!(
             "cat > {path} <<'KLDLOAD_ANSWERS'\n{answers}\nKLDLOAD_ANSWERS"
