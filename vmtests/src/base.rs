@@ -280,15 +280,35 @@ pub fn logged_in_base(distro: Distro, medium: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(&dir)?;
     let mut run = Run::in_dir_existing(distro, dir.clone(), medium.to_owned())?;
     let key = saved_state_key(&run.logged_in_spec("logged-in"))?;
-    if std::fs::read_to_string(dir.join(SAVED_KEY)).ok().as_deref() == Some(&key) {
+    if saved_state_is(&dir, &key) {
         return Ok(dir);
     }
     std::fs::remove_dir_all(&dir)?;
     std::fs::create_dir_all(&dir)?;
     copy_files(&base.dir, &dir, &BASE_FILES)?;
     create_disk(&run.target, "16G", Some(&base.target))?;
+    make_saved_state(&mut run, &key, "the base install logged in", |run| {
+        run.boot_to_console_login("logged-in", "")
+    })?;
+    Ok(dir)
+}
+
+/// Whether `dir` holds a saved state of the machine `key` describes ([`saved_state_key`]).
+pub(crate) fn saved_state_is(dir: &Path, key: &str) -> bool {
+    std::fs::read_to_string(dir.join(SAVED_KEY)).ok().as_deref() == Some(key)
+}
+
+/// Brings `run`'s machine to the moment to keep with `boot`, saves its state in the run's
+/// directory and records `key` beside it last, so a half-made state is never taken; the run's
+/// report is written either way. `what` names the state in an error.
+pub(crate) fn make_saved_state(
+    run: &mut Run,
+    key: &str,
+    what: &str,
+    boot: impl FnOnce(&mut Run) -> Result<Machine>,
+) -> Result<()> {
     let saved = (|| {
-        let mut m = run.boot_to_console_login("logged-in", "")?;
+        let mut m = boot(run)?;
         run.timed("save the machine's state", |run| {
             m.save_state(&run.dir.join("state"))
         })
@@ -296,10 +316,10 @@ pub fn logged_in_base(distro: Distro, medium: &Path) -> Result<PathBuf> {
     if let Err(e) = &saved {
         run.report.error = Some(format!("{e:#}"));
     }
-    run.report.write(&dir)?;
-    saved.with_context(|| format!("saving the base install logged in, in {}", dir.display()))?;
-    std::fs::write(dir.join(SAVED_KEY), key)?;
-    Ok(dir)
+    run.report.write(&run.dir)?;
+    saved.with_context(|| format!("saving {what} in {}", run.dir.display()))?;
+    std::fs::write(run.dir.join(SAVED_KEY), key)?;
+    Ok(())
 }
 
 /// Moves `from` to `to`, copying when they are on different filesystems.

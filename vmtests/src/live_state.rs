@@ -7,7 +7,7 @@
 //! medium's cache entry beside the shared base install. The main job and the base still boot
 //! the medium with the answer file in fw_cfg, so that path is tested on every run.
 
-use crate::base::{BaseLock, medium_entry, saved_state_key};
+use crate::base::{BaseLock, make_saved_state, medium_entry, saved_state_is, saved_state_key};
 use crate::machine::Machine;
 use crate::qemu::Cpu;
 use crate::run::{LIVE_BOOT_TIMEOUT, Run};
@@ -17,8 +17,6 @@ use std::path::{Path, PathBuf};
 
 /// The saved states' directories in a medium's cache entry: `<prefix><cpu>`.
 const DIR_PREFIX: &str = "vmtest-live-shell-";
-/// The file that says which machine a saved state is of (`base::saved_state_key`).
-const SAVED_KEY: &str = "machine";
 /// Where the resumed live system keeps the answer file.
 const GUEST_DIR: &str = "/run/kldload-vmtest";
 /// The unit the install runs in: the medium's kldload-unattended.service, started again.
@@ -87,9 +85,11 @@ fn resume_and_install(run: &mut Run, name: &str) -> Result<Option<Machine>> {
         return Ok(None);
     }
     let cpu = run.cpu();
+    // The machine this run resumes as: the state must be of it.
+    let key = saved_state_key(&run.medium_spec(name, false)?)?;
     let (distro, medium) = (run.distro, run.medium.clone());
     let saved = run.timed("saved state of the live medium's shell", |_| {
-        saved_live_shell(distro, &medium, cpu)
+        saved_live_shell(distro, &medium, cpu, &key)
     })?;
     let mut m = run.timed("resume the live medium's shell", |run| {
         std::fs::copy(saved.join("nvram.fd"), &run.nvram)?;
@@ -141,42 +141,30 @@ fn resume_and_install(run: &mut Run, name: &str) -> Result<Option<Machine>> {
     Ok(Some(m))
 }
 
-/// The directory of the medium's saved live shell for `cpu`: made the first time a run asks
-/// (one boot of the medium, then the save), and again when the machine's key changes (another
-/// QEMU, firmware or harness).
-fn saved_live_shell(distro: Distro, medium: &Path, cpu: Cpu) -> Result<PathBuf> {
+/// The directory of the medium's saved live shell for `cpu`, a state of the machine `key`
+/// describes: made when there is none of it (one boot of the medium, then the save; again when
+/// QEMU, the firmware or the harness changed the key).
+fn saved_live_shell(distro: Distro, medium: &Path, cpu: Cpu, key: &str) -> Result<PathBuf> {
     let _lock = BaseLock::take(medium)?;
     let dir = medium_entry(medium).join(format!("{DIR_PREFIX}{cpu:?}").to_lowercase());
-    std::fs::create_dir_all(&dir)?;
-    if let Ok(found) = std::fs::read_to_string(dir.join(SAVED_KEY)) {
-        let mut run = Run::in_dir_existing(distro, dir.clone(), medium.to_owned())?;
-        run.cpu_override = Some(cpu);
-        if found == saved_state_key(&run.medium_spec("live-shell", false)?)? {
-            return Ok(dir);
-        }
+    if saved_state_is(&dir, key) {
+        return Ok(dir);
     }
-    std::fs::remove_dir_all(&dir)?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
     let mut run = Run::in_dir(distro, dir.clone(), medium.to_owned())?;
     run.cpu_override = Some(cpu);
-    let spec = run.medium_spec("live-shell", false)?;
-    let key = saved_state_key(&spec)?;
-    let saved = (|| {
-        let mut m = run.timed("live boot", |run| {
+    // The key of the machine saved, which the resuming run's must equal to be taken.
+    let saved_key = saved_state_key(&run.medium_spec("live-shell", false)?)?;
+    make_saved_state(&mut run, &saved_key, "the live medium's shell", |run| {
+        run.timed("live boot", |run| {
             let mut m = run.start_medium("live-shell", false)?;
             // The consoles' gettys start once the medium's unattended unit has found no answer
             // file: root's autologin shell.
             m.console.wait_for_regex(r"[#$] $", LIVE_BOOT_TIMEOUT)?;
             Ok(m)
-        })?;
-        run.timed("save the machine's state", |run| {
-            m.save_state(&run.dir.join("state"))
         })
-    })();
-    if let Err(e) = &saved {
-        run.report.error = Some(format!("{e:#}"));
-    }
-    run.report.write(&dir)?;
-    saved.with_context(|| format!("saving the live medium's shell in {}", dir.display()))?;
-    std::fs::write(dir.join(SAVED_KEY), key)?;
+    })?;
     Ok(dir)
 }
