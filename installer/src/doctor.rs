@@ -226,6 +226,30 @@ fn zbm_image_cached(path: &Path, cache: &Path) -> Result<ZbmImage, String> {
         return Ok(c.image);
     }
     let image = crate::zbm::image::read(path).map_err(|e| e.to_string())?;
+    let _ = write_zbm_cache(cache, size, modified, &image);
+    Ok(image)
+}
+
+/// Reads ZFSBootMenu's EFI file at `path` and keeps what it carries in `cache`, whatever the
+/// cache held: what the install does (`kldload inspect-zfsbootmenu --remember`, in the target),
+/// so the doctor's first boot finds it there instead of decompressing ZFSBootMenu's initramfs
+/// while the system starts (7 s of CPU under TCG, on the critical chain before the login).
+pub fn remember_zbm_image(path: &Path, cache: &Path) -> Result<ZbmImage, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (size, modified) = (meta.len(), meta.modified().map_err(|e| e.to_string())?);
+    let image = crate::zbm::image::read(path).map_err(|e| e.to_string())?;
+    write_zbm_cache(cache, size, modified, &image)
+        .map_err(|e| format!("writing {}: {e}", cache.display()))?;
+    Ok(image)
+}
+
+/// Writes `image`, read from a file of `size` bytes last modified at `modified`, to `cache`.
+fn write_zbm_cache(
+    cache: &Path,
+    size: u64,
+    modified: std::time::SystemTime,
+    image: &ZbmImage,
+) -> std::io::Result<()> {
     let entry = CachedImage {
         format: CACHE_FORMAT,
         size,
@@ -233,10 +257,9 @@ fn zbm_image_cached(path: &Path, cache: &Path) -> Result<ZbmImage, String> {
         image: image.clone(),
     };
     if let Some(dir) = cache.parent() {
-        let _ = std::fs::create_dir_all(dir);
+        std::fs::create_dir_all(dir)?;
     }
-    let _ = std::fs::write(cache, serde_json::to_vec(&entry).expect("serializable"));
-    Ok(image)
+    std::fs::write(cache, serde_json::to_vec(&entry).expect("serializable"))
 }
 
 /// Reads [`ZbmReadings`] on this machine.
@@ -837,6 +860,25 @@ mod tests {
             zbm_image_cached(efi.path(), &cache).unwrap().hostid,
             Some(1)
         );
+        // Remembered (as the install does): the file read again whatever the cache held, and
+        // the entry then taken as is.
+        let current = std::fs::read_to_string(&cache).unwrap();
+        std::fs::write(&cache, current.replace("\"hostid\":1", "\"hostid\":2")).unwrap();
+        assert_eq!(
+            zbm_image_cached(efi.path(), &cache).unwrap().hostid,
+            Some(2)
+        );
+        assert_eq!(
+            remember_zbm_image(efi.path(), &cache).unwrap().hostid,
+            Some(1)
+        );
+        let remembered = std::fs::read_to_string(&cache).unwrap();
+        std::fs::write(&cache, remembered.replace("\"hostid\":1", "\"hostid\":3")).unwrap();
+        assert_eq!(
+            zbm_image_cached(efi.path(), &cache).unwrap().hostid,
+            Some(3)
+        );
+        std::fs::write(&cache, &remembered).unwrap();
         // An entry an older kldload wrote lacks a reading: it is read again, not trusted.
         let text = std::fs::read_to_string(&cache).unwrap();
         let older = text

@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use kldload::app::{self, AppError, Overrides};
 use kldload::config::Config;
 use kldload::disk::{LinuxSystem, SystemView};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Installs a ZFS-on-root system from a TOML answer file.
@@ -107,6 +107,11 @@ enum Cmd {
         /// As JSON.
         #[arg(long)]
         json: bool,
+        /// Also keep what was read where `kldload doctor` looks first
+        /// (/var/cache/kldload/zfsbootmenu-image.json), so it need not read the file again until
+        /// the file changes. Only for the file on this system's ESP (the default).
+        #[arg(long)]
+        remember: bool,
     },
     /// Replace the command line embedded in a ZFSBootMenu EFI file: what it runs with when the
     /// firmware passes no load options (the fallback path EFI/BOOT/BOOTX64.EFI). A signed file,
@@ -184,9 +189,29 @@ fn run(cli: Cli) -> Result<(), AppError> {
                 std::process::exit(1);
             }
         }
-        Cmd::InspectZfsbootmenu { file, json } => {
-            let image =
-                kldload::zbm::image::read(&file).map_err(|e| AppError::BadOption(e.to_string()))?;
+        Cmd::InspectZfsbootmenu {
+            file,
+            json,
+            remember,
+        } => {
+            let installed = Path::new(kldload::doctor::INSTALLED_ZFSBOOTMENU);
+            let image = if remember {
+                if file != installed {
+                    return Err(AppError::BadOption(format!(
+                        "--remember keeps the readings of {} only (the file `kldload doctor` \
+                         checks), not of {}: leave FILE out",
+                        installed.display(),
+                        file.display()
+                    )));
+                }
+                kldload::doctor::remember_zbm_image(
+                    &file,
+                    Path::new(kldload::doctor::ZBM_READ_CACHE),
+                )
+                .map_err(AppError::BadOption)?
+            } else {
+                kldload::zbm::image::read(&file).map_err(|e| AppError::BadOption(e.to_string()))?
+            };
             if json {
                 println!(
                     "{}",

@@ -173,6 +173,26 @@ fn a_zfsbootmenu_file_that_is_no_efi_executable_is_refused() {
 }
 
 #[test]
+fn remember_keeps_only_the_readings_of_the_file_the_doctor_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("VMLINUZ.EFI");
+    std::fs::write(&other, "<html>404 Not Found</html>").unwrap();
+    let out = kldload(&[
+        "inspect-zfsbootmenu",
+        "--remember",
+        &other.to_string_lossy(),
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--remember keeps the readings of /boot/efi/EFI/ZBM/VMLINUZ.EFI only"),
+        "{err}"
+    );
+    assert!(err.contains("leave FILE out"), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
 fn set_zfsbootmenu_cmdline_leaves_a_file_that_is_no_efi_executable_alone() {
     let dir = tempfile::tempdir().unwrap();
     let not_efi = dir.path().join("VMLINUZ.EFI");

@@ -4,7 +4,7 @@
 
 use crate::machine::Machine;
 use crate::run::Run;
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use kldload::config::Config;
 use std::time::Duration;
 
@@ -23,6 +23,10 @@ pub fn all() -> Vec<(&'static str, CheckFn)> {
         ("/ is the boot environment", root_dataset),
         ("one hostid in five places", hostid),
         ("kldload doctor agrees, at boot and when run", doctor),
+        (
+            "the doctor takes ZFSBootMenu's readings the install kept",
+            doctor_cache,
+        ),
         ("firmware entries", firmware_entries),
         (
             "ZFSBootMenu's copies (and shim's files) are the ones planned",
@@ -173,6 +177,34 @@ fn doctor(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
         "kldload doctor said:\n{report}"
     );
     Ok(report.lines().next().unwrap_or_default().to_string())
+}
+
+/// The install read ZFSBootMenu's file on the ESP and kept its readings where the doctor looks
+/// first (`kldload inspect-zfsbootmenu --remember`), so the doctor's unit at the first boot did
+/// not decompress ZFSBootMenu's initramfs: the cache is as old as the install, not rewritten
+/// since (the doctor writes it when it reads the file itself, as it did at every first boot
+/// before). The install log's last line is the install's end.
+fn doctor_cache(m: &mut Machine, _: &Run, _: &Config) -> Result<String> {
+    let cache = kldload::doctor::ZBM_READ_CACHE;
+    let log = "/var/log/kldload/install.log";
+    let out = m.succeed(&format!("stat -c '%Y %n' {cache} {log}"))?;
+    let times: Vec<i64> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    let [written, installed] = times[..] else {
+        bail!("stat said:\n{out}");
+    };
+    ensure!(
+        written <= installed,
+        "{cache} was written {}s after the install ended ({log}): the doctor read ZFSBootMenu's \
+         file itself",
+        written - installed
+    );
+    Ok(format!(
+        "{cache} written {}s before the install's last log line, unchanged since",
+        installed - written
+    ))
 }
 
 fn datasets(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {

@@ -98,6 +98,18 @@ pub fn step(inputs: &Inputs) -> Step {
             0o644,
             "at every boot, `kldload doctor` says on the console if the hostid disagrees anywhere",
         ));
+        actions.push(Action::Run {
+            argv: inputs.chroot([
+                "/usr/local/sbin/kldload",
+                "inspect-zfsbootmenu",
+                "--remember",
+            ]),
+            why: "what ZFSBootMenu's file on the ESP carries, read now and kept for the doctor: \
+                  its first boot would otherwise decompress ZFSBootMenu's initramfs while the \
+                  system starts, before the login"
+                .into(),
+            stdin: None,
+        });
     }
     let load_keys = linux && inputs.config.encryption.enabled;
     if load_keys {
