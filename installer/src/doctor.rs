@@ -216,8 +216,7 @@ const CACHE_FORMAT: u32 = 2;
 /// What ZFSBootMenu's EFI file at `path` carries: from `cache` when the file is unchanged,
 /// else read (and the cache rewritten, if it can be).
 fn zbm_image_cached(path: &Path, cache: &Path) -> Result<ZbmImage, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let (size, modified) = (meta.len(), meta.modified().map_err(|e| e.to_string())?);
+    let (size, modified) = size_and_time(path)?;
     let cached = std::fs::read(cache)
         .ok()
         .and_then(|bytes| serde_json::from_slice::<CachedImage>(&bytes).ok())
@@ -235,12 +234,17 @@ fn zbm_image_cached(path: &Path, cache: &Path) -> Result<ZbmImage, String> {
 /// so the doctor's first boot finds it there instead of decompressing ZFSBootMenu's initramfs
 /// while the system starts (7 s of CPU under TCG, on the critical chain before the login).
 pub fn remember_zbm_image(path: &Path, cache: &Path) -> Result<ZbmImage, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let (size, modified) = (meta.len(), meta.modified().map_err(|e| e.to_string())?);
+    let (size, modified) = size_and_time(path)?;
     let image = crate::zbm::image::read(path).map_err(|e| e.to_string())?;
     write_zbm_cache(cache, size, modified, &image)
         .map_err(|e| format!("writing {}: {e}", cache.display()))?;
     Ok(image)
+}
+
+/// What a cache entry of the file at `path` is keyed on: its size and modification time.
+fn size_and_time(path: &Path) -> Result<(u64, std::time::SystemTime), String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((meta.len(), meta.modified().map_err(|e| e.to_string())?))
 }
 
 /// Writes `image`, read from a file of `size` bytes last modified at `modified`, to `cache`.

@@ -186,7 +186,7 @@ fn doctor(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
 /// before). The install log's last line is the install's end.
 fn doctor_cache(m: &mut Machine, _: &Run, _: &Config) -> Result<String> {
     let cache = kldload::doctor::ZBM_READ_CACHE;
-    let log = "/var/log/kldload/install.log";
+    let log = format!("/{}", kldload::recipe::base_os::INSTALL_LOG);
     let out = m.succeed(&format!("stat -c '%Y %n' {cache} {log}"))?;
     let times: Vec<i64> = out
         .lines()

@@ -12,6 +12,9 @@ pub const FACTORY_SNAPSHOT: &str = "factory";
 /// The unit that runs `kldload doctor` at boot.
 pub const DOCTOR_UNIT: &str = "kldload-doctor.service";
 
+/// Where the install puts kldload itself on the target, for the doctor.
+const INSTALLED_KLDLOAD: &str = "/usr/local/sbin/kldload";
+
 /// Quiet when all is well; otherwise its report goes to the console (before the login prompt)
 /// and the journal, and the unit fails (so `systemctl --failed` shows it too).
 fn doctor_unit(pool: &str) -> String {
@@ -23,7 +26,7 @@ fn doctor_unit(pool: &str) -> String {
          \n\
          [Service]\n\
          Type=oneshot\n\
-         ExecStart=/usr/local/sbin/kldload doctor --quiet --pool {pool}\n\
+         ExecStart={INSTALLED_KLDLOAD} doctor --quiet --pool {pool}\n\
          StandardOutput=journal+console\n\
          \n\
          [Install]\n\
@@ -88,7 +91,7 @@ pub fn step(inputs: &Inputs) -> Step {
                 "-m",
                 "0755",
                 &installer.to_string_lossy(),
-                &inputs.target("usr/local/sbin/kldload"),
+                &inputs.target(INSTALLED_KLDLOAD.trim_start_matches('/')),
             ],
             "kldload itself, for `kldload doctor` on the installed system",
         ));
@@ -99,11 +102,7 @@ pub fn step(inputs: &Inputs) -> Step {
             "at every boot, `kldload doctor` says on the console if the hostid disagrees anywhere",
         ));
         actions.push(Action::Run {
-            argv: inputs.chroot([
-                "/usr/local/sbin/kldload",
-                "inspect-zfsbootmenu",
-                "--remember",
-            ]),
+            argv: inputs.chroot([INSTALLED_KLDLOAD, "inspect-zfsbootmenu", "--remember"]),
             why: "what ZFSBootMenu's file on the ESP carries, read now and kept for the doctor: \
                   its first boot would otherwise decompress ZFSBootMenu's initramfs while the \
                   system starts, before the login"
