@@ -85,6 +85,20 @@ fn all_rows_drawn(screen: &str, found: usize) -> bool {
     fzf_matched(screen).is_some_and(|n| found >= n.min(VISIBLE_ROWS))
 }
 
+/// Whether the line editor under ZFSBootMenu's `prompt` (its `zfsbootmenu-input`: bash's
+/// `read -e -i PROPOSED -p "> "`) is ready for keys. ZFSBootMenu echoes `prompt` before it
+/// starts the editor, and until readline has switched the terminal to raw mode the kernel's line
+/// discipline takes Ctrl+U as its own kill character on an empty line: a CI run typed Ctrl+U and
+/// a name there and got the name appended to the proposed one. Readline draws its `> ` prompt
+/// (and the proposed text) only once the terminal is raw, so that line below `prompt` is the sign.
+pub fn line_editor_ready(screen: &str, prompt: &str) -> bool {
+    screen
+        .lines()
+        .skip_while(|line| !line.contains(prompt))
+        .skip(1)
+        .any(|line| line.trim_start().starts_with('>'))
+}
+
 /// Words on a screen that look like `pool/ROOT/...` datasets (boot environments), in order.
 pub fn boot_environments(screen: &str) -> Vec<String> {
     words(screen, |w| w.contains("/ROOT/") && !w.contains('@'))
@@ -342,10 +356,11 @@ impl<'m> Zbm<'m> {
         self.wait_for_menu_or_snapshots()
     }
 
-    /// The prompt for a new boot environment's name, after duplicate or clone.
+    /// The prompt for a new boot environment's name, after duplicate or clone, with its line
+    /// editor ready for keys.
     fn wait_for_name_prompt(&mut self) -> Result<String> {
         self.wait("the new boot environment's name prompt", |s| {
-            s.contains("New boot environment name")
+            line_editor_ready(s, "New boot environment name")
         })
     }
 
@@ -407,7 +422,7 @@ impl<'m> Zbm<'m> {
     pub fn append_to_command_line_once(&mut self, words: &str) -> Result<Vec<String>> {
         self.leave_list("Alt+E: edit the kernel command line for one boot", "\x1be")?;
         self.wait("the command line editor", |s| {
-            s.contains("New kernel command line")
+            line_editor_ready(s, "New kernel command line")
         })?;
         self.press(
             &format!("append {words:?} and Return"),
@@ -601,6 +616,24 @@ mod tests {
         let whole = "> rpool/ROOT/default\n  rpool/ROOT/default_CLONE\n  rpool/ROOT/default_NEW\nBE >   < 3/3\n";
         assert!(all_rows_drawn(whole, boot_environments(whole).len()));
         assert!(!all_rows_drawn("no prompt yet", 1));
+    }
+
+    #[test]
+    fn keys_wait_for_the_line_editor_not_for_zfsbootmenus_prompt() {
+        let prompt = "New boot environment name";
+        // What the CI run that lost its Ctrl+U saw: the prompt echoed, readline not started.
+        let echoed = "\nNew boot environment name (CTRL-C or leave blank to abort)\n\n";
+        assert!(!line_editor_ready(echoed, prompt));
+        let ready = "\nNew boot environment name (CTRL-C or leave blank to abort)\n> default_NEW\n";
+        assert!(line_editor_ready(ready, prompt));
+        // An empty proposal still draws readline's own prompt.
+        let empty = "New kernel command line (root= arguments will be ignored)\n>\n";
+        assert!(line_editor_ready(empty, "New kernel command line"));
+        // A `>` above the prompt (fzf's pointer, left on the screen) is not the editor.
+        assert!(!line_editor_ready(
+            "> rpool/ROOT/default\nNew boot environment name\n",
+            prompt
+        ));
     }
 
     #[test]
