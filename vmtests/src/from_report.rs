@@ -22,10 +22,12 @@
 
 use crate::round_trip::{VDEV_CLASSES, data_vdevs, default_kernel, root_pool, vdevs_made_by};
 use crate::scenario::steps::{
-    Boot, Install, Login, NotOnConsole, Passphrase, Reboot, Report as ReportStep, Run, Shutdown,
-    Start as StartStep, Unlock, WaitConsole, ZbmCountdown,
+    Boot, Crash, Install, Live, Passphrase, Reboot, Report as ReportStep, Run, Shutdown,
+    Start as StartStep, SymptomStep, Unlock, ZbmCountdown,
 };
-use crate::scenario::{DiskOptions, ExtraDisk, Scenario, Start, Step, TargetDisk};
+use crate::scenario::{
+    DiskOptions, ExtraDisk, Scenario, Start, Step, Symptom, TargetDisk, report_where,
+};
 use crate::test_zbm::TestZfsBootMenu;
 use anyhow::{Context, Result, bail};
 use kldload::config::Layout;
@@ -34,6 +36,10 @@ use toml::{Table, Value};
 
 /// kldload's own boot environment, the one its install makes.
 const INSTALLED_BE: &str = "ROOT/default";
+
+/// The hostid of kldload's install (fixtures/answers/default.toml), which its ZFSBootMenu
+/// imports the pool with.
+const INSTALLED_HOSTID: &str = "0x00bab10c";
 
 /// Every disk a generated scenario adds after the target (the target is the VM's 16 GiB).
 const EXTRA_DISK_SIZE: &str = "16G";
@@ -44,6 +50,8 @@ pub struct Generated {
     pub scenario: Scenario,
     pub reproduced: Vec<String>,
     pub not_reproduced: Vec<String>,
+    /// How its boot ends: the symptom the report's facts lead to.
+    pub symptom: Symptom,
     /// Whether it ends comparing the VM's own report with the one it was made from (a rebuild
     /// that stops before a login can compare only how it boots).
     pub compares_facts: bool,
@@ -373,9 +381,16 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
     }
     // Hostids.
     let default_kernel = default_kernel(report, &bootfs);
-    let etc = report.hostid.etc_hostid.clone();
+    // The boot environment's own (a report from a rescue system has the rescue system's in
+    // `hostid`).
+    let etc = original.etc_hostid.clone();
+    let etc_unread = etc.is_none()
+        && report.taken_on == Some(kldload::report::TakenOn::Rescue)
+        && (report.boot_environments.iter())
+            .find(|b| b.dataset == bootfs)
+            .is_none_or(|b| b.unreadable.is_some());
     let initramfs = default_kernel.and_then(|k| k.initramfs_hostid.clone());
-    if let Some(ih) = initramfs.as_ref().filter(|h| *h != "0x00bab10c") {
+    if let Some(ih) = initramfs.as_ref().filter(|h| *h != INSTALLED_HOSTID) {
         script.push(format!(
             "zgenhostid -f {} && update-initramfs -u -k $(uname -r) >/dev/null 2>&1",
             sh(ih)
@@ -383,9 +398,13 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
         reproduced.push(format!("the initramfs's hostid {ih}"));
     }
     match &etc {
-        Some(h) if h != "0x00bab10c" || initramfs.as_ref().is_some_and(|i| i != h) => {
+        Some(h) if h != INSTALLED_HOSTID || initramfs.as_ref().is_some_and(|i| i != h) => {
             script.push(format!("zgenhostid -f {}", sh(h)));
             reproduced.push(format!("/etc/hostid {h}"));
+        }
+        None if etc_unread => {
+            notes.push("/etc/hostid: the boot environment could not be read".into());
+            except.push("/etc/hostid".into());
         }
         None => {
             script.push("rm -f /etc/hostid".into());
@@ -485,25 +504,45 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
         }
         .into(),
     );
-    steps.push(Reboot {}.into());
-    steps.push(
-        ZbmCountdown {
-            be: bootfs.clone(),
-            check: Some(format!(
-                "ZFSBootMenu counts down to {bootfs}, the report's bootfs"
-            )),
+    // The pool's last import, as its label says, when it is not the installed system's own:
+    // made from the live medium under that hostid (and exported, when the label says so).
+    // A booted rebuild's label has the hostid its ZFSBootMenu imports with, kldload's.
+    let label = pool.labels.first().map(|l| &l.facts);
+    let imported_by = label
+        .and_then(|l| l.hostid.clone())
+        .filter(|h| h != INSTALLED_HOSTID);
+    let exported = label.is_some_and(|l| l.state.as_deref() == Some("1"));
+    if imported_by.is_some() || exported {
+        let mut import = vec!["set -e".to_string()];
+        if let Some(h) = &imported_by {
+            import.push(format!("zgenhostid -f {}", sh(h)));
+            reproduced.push(format!("the pool last imported by hostid {h}"));
         }
-        .into(),
-    );
-    if encrypted.is_some() {
-        // ZFSBootMenu asks for the key once its countdown has run out.
+        import.push(format!("zpool import -f -N {}", sh(name)));
+        if exported {
+            import.push(format!("zpool export {}", sh(name)));
+            reproduced.push("the pool exported".into());
+        }
+        steps.push(Shutdown {}.into());
+        steps.push(Live {}.into());
         steps.push(
-            Passphrase {
-                prompt: "Enter passphrase for".into(),
-                check: None,
+            Run {
+                command: import.join("\n") + "\n",
+                check: check("the pool's label made as the report's"),
+                ..Default::default()
             }
             .into(),
         );
+        steps.push(Crash {}.into());
+        steps.push(
+            StartStep {
+                disks: None,
+                boot_from: Some("target".into()),
+            }
+            .into(),
+        );
+    } else {
+        steps.push(Reboot {}.into());
     }
     let commandline = (report.boot_environments.iter())
         .find(|b| b.dataset == bootfs)
@@ -512,34 +551,69 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
     let silent = !commandline
         .split_whitespace()
         .any(|w| w.starts_with("console=ttyS0"));
-    if no_zfs {
-        steps.push(
-            WaitConsole {
-                text: r"Failed to load ZFS modules|ALERT!|\(initramfs\)".into(),
-                timeout_secs: Some(300),
-                check: check("the default kernel, without zfs.ko, stops in its initramfs"),
-            }
-            .into(),
-        );
+    // ZFSBootMenu refuses a pool with an active feature its ZFS does not read.
+    let unreadable: Vec<&String> = if older_zfs {
+        (pool.features.iter())
+            .filter(|(f, state)| *state == "active" && !known.contains(f.as_str()))
+            .map(|(f, _)| f)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let symptom = if !unreadable.is_empty() {
+        reproduced.push(format!(
+            "ZFSBootMenu cannot import the pool: active features its ZFS does not read ({})",
+            unreadable
+                .iter()
+                .map(|f| f.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        Symptom::ImportFails
+    } else if no_zfs {
+        Symptom::InitramfsShell
     } else if silent {
+        reproduced.push(format!(
+            "the command line {commandline:?}: no serial console after ZFSBootMenu"
+        ));
+        Symptom::Silent
+    } else {
+        Symptom::Login
+    };
+    // ZFSBootMenu that cannot import the pool neither counts down nor asks for its key.
+    if symptom != Symptom::ImportFails {
         steps.push(
-            NotOnConsole {
-                text: "login:".into(),
-                timeout_secs: None,
+            ZbmCountdown {
+                be: bootfs.clone(),
                 check: Some(format!(
-                    "the command line {commandline:?} has no serial console: silent after \
-                     ZFSBootMenu"
+                    "ZFSBootMenu counts down to {bootfs}, the report's bootfs"
                 )),
             }
             .into(),
         );
-    } else {
-        steps.push(
-            Login {
-                check: check("it boots to a login, with the report's state"),
-            }
-            .into(),
-        );
+        if encrypted.is_some() {
+            // ZFSBootMenu asks for the key once its countdown has run out.
+            steps.push(
+                Passphrase {
+                    prompt: "Enter passphrase for".into(),
+                    check: None,
+                }
+                .into(),
+            );
+        }
+    }
+    steps.push(
+        SymptomStep {
+            is: symptom,
+            timeout_secs: None,
+            check: Some(format!(
+                "it ends as the report's machine did: {}",
+                symptom.name()
+            )),
+        }
+        .into(),
+    );
+    if symptom.boots() {
         steps.push(
             Run {
                 command: format!("zpool get -H -o value bootfs,compatibility {}", sh(name)),
@@ -553,16 +627,19 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
             }
             .into(),
         );
-        steps.push(
-            ReportStep {
-                same_as: Some(source.to_string()),
-                except,
-                check: check("this VM's own report has the report's boot-relevant facts"),
-            }
-            .into(),
-        );
-        steps.push(Shutdown {}.into());
     }
+    steps.extend(report_where(
+        symptom,
+        ReportStep {
+            same_as: Some(source.to_string()),
+            except,
+            check: check(if symptom.boots() {
+                "this VM's own report has the report's boot-relevant facts"
+            } else {
+                "this VM's report, from the live medium, has the report's boot-relevant facts"
+            }),
+        },
+    ));
     if encrypted.is_some() {
         scenario.answers_file = Some("encrypted.toml".into());
     }
@@ -572,6 +649,7 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
     let compares_facts =
         (scenario.steps.iter()).any(|s| matches!(s, Step::Report(r) if r.same_as.is_some()));
     Ok(Generated {
+        symptom,
         scenario,
         reproduced,
         not_reproduced: notes,
@@ -674,6 +752,7 @@ mod tests {
             format: FORMAT,
             kldload: "0.1.0".into(),
             redacted: true,
+            taken_on: Some(TakenOn::Installed),
             system: System {
                 distribution: Some("Debian GNU/Linux 13 (trixie)".into()),
                 distribution_id: Some("debian".into()),
@@ -731,6 +810,7 @@ mod tests {
                 dataset: "rpool/ROOT/default".into(),
                 running: true,
                 distribution: Some("Debian GNU/Linux 13 (trixie)".into()),
+                etc_hostid: Some("0x00bab10c".into()),
                 boot_files: BTreeMap::new(),
                 kernels: vec![BootKernel {
                     kernel: "vmlinuz-6.12.48+deb13-amd64".into(),
@@ -823,7 +903,7 @@ mod tests {
                 "run",
                 "reboot",
                 "zbm-countdown",
-                "login",
+                "symptom",
                 "run",
                 "report",
                 "shutdown"
@@ -915,7 +995,10 @@ mod tests {
                 "run",
                 "reboot",
                 "zbm-countdown",
-                "not-on-console"
+                "symptom",
+                "crash",
+                "live",
+                "report"
             ]
         );
     }
@@ -935,7 +1018,10 @@ mod tests {
                 "run",
                 "reboot",
                 "zbm-countdown",
-                "wait-console"
+                "symptom",
+                "crash",
+                "live",
+                "report"
             ]
         );
     }
@@ -977,8 +1063,23 @@ mod tests {
             Some(crate::test_zbm::TestZfsBootMenu::Zfs21)
         );
         assert_eq!(scenario.answers_file.as_deref(), Some("encrypted.toml"));
+        // head_errlog is active and ZFS 2.1 does not read it: ZFSBootMenu cannot import the
+        // pool, so it neither counts down nor asks for the key; the report comes from the
+        // live medium.
+        assert_eq!(g.symptom, Symptom::ImportFails);
         assert_eq!(
             steps(&g),
+            [
+                "install", "start", "unlock", "run", "reboot", "symptom", "crash", "live", "report"
+            ]
+        );
+        // Only enabled, it is no obstacle: the countdown, the key, a login.
+        let mut enabled = r.clone();
+        (enabled.pools[0].features).insert("head_errlog".into(), "enabled".into());
+        let g_enabled = generate(&enabled, "user.json").unwrap();
+        assert_eq!(g_enabled.symptom, Symptom::Login);
+        assert_eq!(
+            steps(&g_enabled),
             [
                 "install",
                 "start",
@@ -987,7 +1088,7 @@ mod tests {
                 "reboot",
                 "zbm-countdown",
                 "passphrase",
-                "login",
+                "symptom",
                 "run",
                 "report",
                 "shutdown"
@@ -1029,7 +1130,7 @@ mod tests {
                 "run",
                 "reboot",
                 "zbm-countdown",
-                "login",
+                "symptom",
                 "run",
                 "report",
                 "shutdown"
@@ -1042,6 +1143,61 @@ mod tests {
             g.reproduced
                 .iter()
                 .any(|r| r.starts_with("single on 1 disk(s) with [512]"))
+        );
+    }
+
+    /// The pool-imported-elsewhere machine: its label names another host; the rebuild makes
+    /// that import from the live medium under that hostid, and boots from the disk after.
+    #[test]
+    fn a_pool_last_imported_by_another_host_is_imported_so_from_the_live_medium() {
+        let mut r = kldload_install();
+        let label = |hostid: &str, state: &str| Label {
+            device: "/dev/vda2".into(),
+            facts: LabelFacts {
+                pool: Some("rpool".into()),
+                state: Some(state.into()),
+                hostid: Some(hostid.into()),
+                hostname: None,
+                txg: None,
+                version: None,
+            },
+        };
+        r.pools[0].labels = vec![label("0x00bab10c", "0")];
+        let healthy = generate(&r, "user.json").unwrap();
+        assert!(!steps(&healthy).contains(&"live"), "{}", text(&healthy));
+        r.pools[0].labels = vec![label("0x12345678", "0")];
+        let g = generate(&r, "user.json").unwrap();
+        load(&g);
+        assert_eq!(
+            steps(&g),
+            [
+                "install",
+                "boot",
+                "run",
+                "shutdown",
+                "live",
+                "run",
+                "crash",
+                "start",
+                "zbm-countdown",
+                "symptom",
+                "run",
+                "report",
+                "shutdown"
+            ]
+        );
+        assert!(
+            text(&g).contains("zgenhostid -f '0x12345678'\nzpool import -f -N 'rpool'\n"),
+            "{}",
+            text(&g)
+        );
+        r.pools[0].labels = vec![label("0x00bab10c", "1")];
+        let g = generate(&r, "user.json").unwrap();
+        assert!(text(&g).contains("zpool export 'rpool'"), "{}", text(&g));
+        assert!(
+            !text(&g).contains("zgenhostid -f '0x00bab10c'"),
+            "{}",
+            text(&g)
         );
     }
 

@@ -5,7 +5,7 @@
 //! (`Scenario::with_report_before_last_shutdown`), then the rebuild of that report.
 
 use anyhow::{Context, Result, ensure};
-use kldload::report::{BootKernel, Pool, Report, Vdev};
+use kldload::report::{BootKernel, Pool, Report, TakenOn, Vdev};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::path::Path;
@@ -36,8 +36,13 @@ pub struct BootFacts {
     pub compatibility: Option<String>,
     /// Features enabled or active.
     pub features: BTreeSet<String>,
-    /// /etc/hostid of the system the report ran on.
+    /// The default boot environment's /etc/hostid (in a report written before kldload read
+    /// it there, and not on a rescue system: the running system's).
     pub etc_hostid: Option<String>,
+    /// The root pool's first label: the hostid that last imported it and its state (`0`
+    /// active, `1` exported): what decides whether ZFSBootMenu imports it.
+    pub label_hostid: Option<String>,
+    pub label_state: Option<String>,
     /// The default boot environment's: whether the initramfs of the kernel ZFSBootMenu boots
     /// by default has zfs.ko, the hostid in it, and the command line it gets. (Not the
     /// kernel's name: the VM runs kldload's kernel, whatever the user's was; a pin naming it
@@ -89,7 +94,13 @@ impl BootFacts {
                 .filter(|(_, state)| *state != "disabled")
                 .map(|(f, _)| f.clone())
                 .collect(),
-            etc_hostid: report.hostid.etc_hostid.clone(),
+            etc_hostid: default_be.and_then(|b| b.etc_hostid.clone()).or_else(|| {
+                (report.taken_on != Some(TakenOn::Rescue))
+                    .then(|| report.hostid.etc_hostid.clone())
+                    .flatten()
+            }),
+            label_hostid: pool.labels.first().and_then(|l| l.facts.hostid.clone()),
+            label_state: pool.labels.first().and_then(|l| l.facts.state.clone()),
             default_initramfs_has_zfs: default_kernel.and_then(|k| k.initramfs_has_zfs),
             default_initramfs_hostid: default_kernel.and_then(|k| k.initramfs_hostid.clone()),
             commandline: default_be.map(|b| b.commandline.clone()),
@@ -151,6 +162,16 @@ impl BootFacts {
         }
         let after_features = [
             debug("/etc/hostid", &o.etc_hostid, &r.etc_hostid),
+            debug(
+                "the hostid in the pool's label",
+                &o.label_hostid,
+                &r.label_hostid,
+            ),
+            debug(
+                "the pool's state in its label",
+                &o.label_state,
+                &r.label_state,
+            ),
             debug(
                 "zfs.ko in the default kernel's initramfs",
                 &o.default_initramfs_has_zfs,
@@ -319,10 +340,15 @@ mod tests {
             "org.zfsbootmenu:kernel".into(),
             kldload::report::SourcedValue::new("6.1", "local"),
         );
+        changed.pools[0].labels[0].facts.hostid = Some("0x12345678".into());
         let diffs = BootFacts::differences(&facts, &BootFacts::of(&changed).unwrap());
         let text: Vec<&str> = diffs.iter().map(|d| d.text.as_str()).collect();
         let text = text.join("\n");
-        assert_eq!(diffs.len(), 4, "{text}");
+        assert_eq!(diffs.len(), 5, "{text}");
+        assert!(text.contains(
+            "the hostid in the pool's label: the report has Some(\"0x00bab10c\"), the VM \
+             Some(\"0x12345678\")"
+        ));
         assert!(text.contains("features enabled: the report has large_dnode that the VM has not"));
         assert!(text.contains("the default boot environment's command line"));
         assert!(
@@ -331,6 +357,36 @@ mod tests {
         assert!(text.contains(
             "org.zfsbootmenu:kernel on rpool/ROOT: the report has None, the VM Some(\"6.1\")"
         ));
+    }
+
+    /// On a rescue system the running system's /etc/hostid is the rescue system's: the
+    /// machine's is its boot environment's, and none is taken for it when that was not read.
+    #[test]
+    fn a_rescue_system_s_hostid_is_not_the_machine_s() {
+        let mut report = recorded();
+        report.taken_on = Some(TakenOn::Rescue);
+        report.hostid.etc_hostid = Some("0xdeadbeef".into());
+        assert_eq!(BootFacts::of(&report).unwrap().etc_hostid, None);
+        let default = report.pools[0].bootfs.clone().unwrap();
+        let be = (report.boot_environments.iter_mut())
+            .find(|b| b.dataset == default)
+            .unwrap();
+        be.etc_hostid = Some("0x00bab10c".into());
+        assert_eq!(
+            BootFacts::of(&report).unwrap().etc_hostid.as_deref(),
+            Some("0x00bab10c")
+        );
+        // The machine's own system: its /etc/hostid (a report from before kldload read the
+        // boot environment's).
+        report.taken_on = Some(TakenOn::Installed);
+        report
+            .boot_environments
+            .iter_mut()
+            .for_each(|b| b.etc_hostid = None);
+        assert_eq!(
+            BootFacts::of(&report).unwrap().etc_hostid.as_deref(),
+            Some("0xdeadbeef")
+        );
     }
 
     /// A machine with a second pool on a 4Kn disk: the root pool's sector sizes are its own

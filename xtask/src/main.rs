@@ -135,11 +135,18 @@ enum Task {
         /// that rebuilds that machine is written to target/vmtest/from-report/ and run.
         #[arg(long, conflicts_with = "scenarios")]
         from_report: Option<PathBuf>,
-        /// The round trip of SCENARIO (one that ends on a booted machine): it runs with
-        /// `kldload report` taken before its last poweroff, then `--from-report` of that report
-        /// runs, and the rebuilt VM's own report must say the same of what it reproduces.
-        /// Several SCENARIOs (none: every scenario that ends on a booted machine) run in turn,
-        /// and their outcomes and times make a table (target/vmtest/round-trip/<distro>.md).
+        /// With --from-report: how the machine's bug shows (login, initramfs-shell,
+        /// no-boot-environments, import-fails, passphrase-again, silent); the rebuild must end
+        /// so, and nothing runs when the report's facts lead elsewhere.
+        #[arg(long, requires = "from_report", value_parser = parse_symptom)]
+        symptom: Option<vmtests::scenario::Symptom>,
+        /// The round trip of SCENARIO: it runs up to its bug (its `symptom` step) with `kldload
+        /// report` taken there (from the live medium when the machine does not boot; before
+        /// its last poweroff when it marks no bug), then `--from-report` of that report runs,
+        /// which must end in the same symptom, and the rebuilt VM's own report must say the
+        /// same of what it reproduces. Several SCENARIOs (none: every scenario that has one)
+        /// run in turn, and their outcomes and times make a table
+        /// (target/vmtest/round-trip/<distro>.md).
         #[arg(long, conflicts_with = "from_report")]
         round_trip: bool,
         /// debian (= debian-13), debian-12 or debian-14 (testing).
@@ -199,6 +206,16 @@ enum CacheAction {
 }
 
 /// A distro named on the command line, parsed once (`debian` means debian-13).
+/// A symptom by its name in scenario files.
+fn parse_symptom(name: &str) -> Result<vmtests::scenario::Symptom, String> {
+    (vmtests::scenario::Symptom::ALL.into_iter())
+        .find(|s| s.name() == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = vmtests::scenario::Symptom::ALL.map(|s| s.name()).to_vec();
+            format!("no symptom {name:?}; one of {}", names.join(", "))
+        })
+}
+
 fn parse_distro(name: &str) -> anyhow::Result<ImageDistro> {
     ImageDistro::find(name)
 }
@@ -373,6 +390,7 @@ fn main() -> anyhow::Result<()> {
         Task::VmRepro {
             scenarios,
             from_report,
+            symptom,
             round_trip,
             distro,
             keep,
@@ -381,7 +399,7 @@ fn main() -> anyhow::Result<()> {
             let opts = sources.options(distro, false);
             match (scenarios.as_slice(), from_report) {
                 (_, Some(report)) => {
-                    vmtest::vm_repro_from_report(&opts, &report, keep)?.passed_or_error()
+                    vmtest::vm_repro_from_report(&opts, &report, keep, symptom)?.passed_or_error()
                 }
                 (scenarios, None) if round_trip => round_trip::several(&opts, scenarios, keep),
                 ([scenario], None) => vmtest::vm_repro(&opts, scenario, keep),

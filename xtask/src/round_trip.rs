@@ -23,6 +23,9 @@ fn round_trip_dir() -> PathBuf {
 pub struct Halves {
     pub scenario: Option<Duration>,
     pub rebuild: Option<Duration>,
+    /// The bug's symptom, both halves' (none: the scenario marks no bug, and its report is
+    /// taken before its last poweroff).
+    pub symptom: Option<vmtests::scenario::Symptom>,
 }
 
 /// The round trip of `scenario`: the scenario run with `kldload report` taken before its last
@@ -31,9 +34,10 @@ pub struct Halves {
 /// results are kept as any run's; `halves` gets each half's time as it ends.
 pub fn one(opts: &image::Options, scenario: &str, keep: bool, halves: &mut Halves) -> Result<()> {
     let loaded = Scenario::load(&scenario_path(scenario)?)?;
-    let with_report = loaded
-        .with_report_before_last_shutdown()
+    let (with_report, symptom) = loaded
+        .with_report_at_its_bug()
         .with_context(|| format!("scenario {scenario}: no round trip"))?;
+    halves.symptom = symptom;
     let dir = round_trip_dir();
     std::fs::create_dir_all(&dir)?;
     let name = format!("round-trip-{scenario}");
@@ -61,7 +65,7 @@ pub fn one(opts: &image::Options, scenario: &str, keep: bool, halves: &mut Halve
         report.display()
     );
     let clock = Instant::now();
-    let second = vm_repro_from_report(opts, &report, keep);
+    let second = vm_repro_from_report(opts, &report, keep, symptom);
     halves.rebuild = Some(clock.elapsed());
     let rebuilt = scenario_name_from_report(&report);
     let second = second?;
@@ -147,7 +151,7 @@ fn applicable_scenarios() -> Result<(Vec<String>, NoRoundTrip)> {
     let mut applicable = Vec::new();
     let mut not_applicable = Vec::new();
     for (name, path) in vmtests::scenario::scenario_files(&crate::project_root())? {
-        match Scenario::load(&path)?.with_report_before_last_shutdown() {
+        match Scenario::load(&path)?.with_report_at_its_bug() {
             Ok(_) => applicable.push(name),
             Err(e) => not_applicable.push((name, format!("{e:#}"))),
         }
@@ -163,8 +167,8 @@ pub fn table(distro: &str, outcomes: &[Outcome], not_applicable: &[(String, Stri
     let passed = outcomes.iter().filter(|o| o.error.is_none()).count();
     let mut text = format!(
         "# Round trips on {distro}: {passed} of {} passed\n\n\
-         | scenario | outcome | the scenario, with its report | the rebuild from that report |\n\
-         |---|---|---|---|\n",
+         | scenario | symptom | outcome | the scenario, with its report | the rebuild from that report |\n\
+         |---|---|---|---|---|\n",
         outcomes.len()
     );
     for o in outcomes {
@@ -180,8 +184,10 @@ pub fn table(distro: &str, outcomes: &[Outcome], not_applicable: &[(String, Stri
                 format!("**failed** in {half}: {first}")
             }
         };
+        let symptom =
+            (o.halves.symptom).map_or("none marked: before its last poweroff", |s| s.name());
         text.push_str(&format!(
-            "| {} | {outcome} | {} | {} |\n",
+            "| {} | {symptom} | {outcome} | {} | {} |\n",
             o.scenario,
             seconds(o.halves.scenario),
             seconds(o.halves.rebuild)
@@ -208,6 +214,7 @@ mod tests {
                 halves: Halves {
                     scenario: Some(Duration::from_secs(172)),
                     rebuild: Some(Duration::from_secs(229)),
+                    symptom: None,
                 },
                 error: None,
             },
@@ -216,6 +223,7 @@ mod tests {
                 halves: Halves {
                     scenario: Some(Duration::from_secs(430)),
                     rebuild: None,
+                    symptom: None,
                 },
                 error: Some("VM tests failed for debian-13\nmore".into()),
             },
@@ -224,6 +232,7 @@ mod tests {
                 halves: Halves {
                     scenario: Some(Duration::from_secs(205)),
                     rebuild: Some(Duration::from_secs(12)),
+                    symptom: Some(vmtests::scenario::Symptom::InitramfsShell),
                 },
                 error: Some("facts | differ".into()),
             },
@@ -235,18 +244,23 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("| fresh-nvram | passed | 172 s | 229 s |\n"),
+            text.contains(
+                "| fresh-nvram | none marked: before its last poweroff | passed | 172 s | 229 s |\n"
+            ),
             "{text}"
         );
         assert!(
             text.contains(
-                "| layouts-mirror | **failed** in the scenario: VM tests failed for debian-13 \
+                "| layouts-mirror | none marked: before its last poweroff | **failed** in the scenario: VM tests failed for debian-13 \
                  | 430 s | - |\n"
             ),
             "{text}"
         );
         assert!(
-            text.contains("| **failed** in the rebuild: facts \\| differ | 205 s | 12 s |"),
+            text.contains(
+                "| hostid-mismatch | initramfs-shell | **failed** in the rebuild: facts \\| differ \
+                 | 205 s | 12 s |"
+            ),
             "{text}"
         );
         assert!(

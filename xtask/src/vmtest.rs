@@ -514,7 +514,12 @@ pub(crate) fn scenario_path(scenario: &str) -> Result<PathBuf> {
 /// (target/vmtest/from-report/<name>.toml, said on the terminal with what it reproduces and
 /// what it cannot), then run like any other; its last report step compares the VM's own
 /// report with FILE.
-pub fn vm_repro_from_report(opts: &image::Options, report: &Path, keep: bool) -> Result<TestRun> {
+pub fn vm_repro_from_report(
+    opts: &image::Options,
+    report: &Path,
+    keep: bool,
+    expected: Option<vmtests::scenario::Symptom>,
+) -> Result<TestRun> {
     let text = std::fs::read_to_string(report)
         .with_context(|| format!("reading the report {}", report.display()))?;
     // The generated scenario names the report it compares with: from the project's root when
@@ -533,6 +538,17 @@ pub fn vm_repro_from_report(opts: &image::Options, report: &Path, keep: bool) ->
     })?;
     let name = scenario_name_from_report(report);
     let generated = vmtests::from_report::generate(&parsed, &report.display().to_string())?;
+    if let Some(expected) = expected {
+        anyhow::ensure!(
+            generated.symptom == expected,
+            "the rebuild from {} would end in `{}`, but the machine it was taken on showed \
+             `{}`: the report lacks (or the rebuild does not reproduce) the fact that makes \
+             that machine fail",
+            report.display(),
+            generated.symptom.name(),
+            expected.name()
+        );
+    }
     let dir = crate::project_root().join("target/vmtest/from-report");
     std::fs::create_dir_all(&dir)?;
     let file = dir.join(format!("{name}.toml"));
@@ -544,6 +560,7 @@ pub fn vm_repro_from_report(opts: &image::Options, report: &Path, keep: bool) ->
     for n in &generated.not_reproduced {
         println!("  not reproduced: {n}");
     }
+    println!("  ends in: {}", generated.symptom.name());
     if !generated.compares_facts {
         println!(
             "  compared: the boot only (it ends before a login: no report of the VM to compare \

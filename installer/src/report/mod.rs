@@ -39,6 +39,12 @@ pub struct Report {
     pub kldload: String,
     /// Whether serials, names and addresses were taken out.
     pub redacted: bool,
+    /// Where it ran: the machine's own system, or a rescue system (a live medium) reading the
+    /// machine's disks. None in reports written before kldload said so.
+    #[serde(default)]
+    pub taken_on: Option<TakenOn>,
+    /// The running system: on a rescue system its kernel, command line and hostid are the
+    /// rescue system's, never the machine's (those are in `boot_environments`).
     pub system: System,
     pub hostid: Hostids,
     pub firmware: Firmware,
@@ -49,6 +55,27 @@ pub struct Report {
     pub esps: Vec<Esp>,
     /// What could not be read, and why.
     pub notes: Vec<String>,
+}
+
+/// Where a report ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TakenOn {
+    /// The machine's own system: `/` is one of its boot environments.
+    Installed,
+    /// Another system (kldload's live medium, any rescue system) with the machine's disks:
+    /// pools it had not imported were imported read-only for the report and exported again.
+    Rescue,
+}
+
+impl TakenOn {
+    /// Where a system whose mounts (/proc/self/mounts) are `mounts` runs.
+    pub fn from_mounts(mounts: &str) -> TakenOn {
+        match crate::doctor::running_boot_environment(mounts) {
+            Some(_) => TakenOn::Installed,
+            None => TakenOn::Rescue,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -213,6 +240,11 @@ pub struct BootEnvironment {
     pub running: bool,
     /// Its os-release's PRETTY_NAME.
     pub distribution: Option<String>,
+    /// Its own /etc/hostid, `0x%08x` (what its initramfs is made with): read from the boot
+    /// environment, so a report taken on a rescue system has the machine's. None in reports
+    /// written before kldload read it, and when it has none.
+    #[serde(default)]
+    pub etc_hostid: Option<String>,
     /// The files of its /boot with their sizes (no contents).
     pub boot_files: BTreeMap<String, u64>,
     /// ZFSBootMenu's kernel list for it, oldest first.
@@ -309,6 +341,13 @@ pub fn collect(options: Options) -> Report {
             .filter(|h| *h != 0)
             .map(|h| format!("0x{h:08x}")),
     };
+    let taken_on =
+        TakenOn::from_mounts(&std::fs::read_to_string("/proc/self/mounts").unwrap_or_default());
+    // Kept until the report is read: exports what it imported when dropped.
+    let _imported = match taken_on {
+        TakenOn::Rescue => ReadOnlyImports::of_importable_pools(&mut note),
+        TakenOn::Installed => ReadOnlyImports::default(),
+    };
     let firmware = read_firmware(&mut note);
     let disks = match output(&["lsblk", "--json", "--bytes", "-o", parse::LSBLK_COLUMNS]) {
         Ok(json) => parse::disks(&json, |part| {
@@ -363,6 +402,7 @@ pub fn collect(options: Options) -> Report {
         format: FORMAT,
         kldload: env!("CARGO_PKG_VERSION").to_string(),
         redacted: options.redact,
+        taken_on: Some(taken_on),
         system,
         hostid,
         firmware,
@@ -523,6 +563,72 @@ fn read_pools(note: &mut impl FnMut(&str, String)) -> Vec<Pool> {
             }
         })
         .collect()
+}
+
+/// The pools a rescue system found on the disks and imported for the report: read-only
+/// (nothing is written to them, their labels keep the machine's hostid and state), forced (a
+/// pool last imported by the machine is "in use from another system" to the rescue system),
+/// not mounted, under a temporary altroot; exported again when dropped.
+#[derive(Default)]
+struct ReadOnlyImports {
+    pools: Vec<String>,
+    altroot: Option<PathBuf>,
+}
+
+impl ReadOnlyImports {
+    /// Imports every pool `zpool import` lists (those not imported yet).
+    fn of_importable_pools(note: &mut impl FnMut(&str, String)) -> ReadOnlyImports {
+        let mut imports = ReadOnlyImports::default();
+        let listed = match output(&["zpool", "import"]) {
+            Ok(text) => parse::importable_pools(&text),
+            // `zpool import` exits 1 when it finds no pool to import.
+            Err(_) => return imports,
+        };
+        if listed.is_empty() {
+            return imports;
+        }
+        let altroot = match tempfile::Builder::new()
+            .prefix("kldload-report-pools-")
+            .tempdir()
+        {
+            Ok(dir) => dir.keep(),
+            Err(e) => {
+                note("pools not imported", e.to_string());
+                return imports;
+            }
+        };
+        let root = altroot.display().to_string();
+        for name in listed {
+            let argv = [
+                "zpool",
+                "import",
+                "-N",
+                "-f",
+                "-o",
+                "readonly=on",
+                "-R",
+                &root,
+                &name,
+            ];
+            match output(&argv) {
+                Ok(_) => imports.pools.push(name),
+                Err(e) => note(&format!("pool {name} (not imported)"), e),
+            }
+        }
+        imports.altroot = Some(altroot);
+        imports
+    }
+}
+
+impl Drop for ReadOnlyImports {
+    fn drop(&mut self) {
+        for name in &self.pools {
+            let _ = output(&["zpool", "export", name]);
+        }
+        if let Some(dir) = &self.altroot {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
 }
 
 /// The kernel names (`/dev/NAME`) the device paths `leaves` resolve to through `resolve`
@@ -695,6 +801,7 @@ fn boot_environment(
         dataset: d.name.clone(),
         running,
         distribution: None,
+        etc_hostid: None,
         boot_files: BTreeMap::new(),
         kernels: Vec::new(),
         default_kernel: None,
@@ -708,6 +815,10 @@ fn boot_environment(
     be.distribution = std::fs::read_to_string(root.join("etc/os-release"))
         .ok()
         .and_then(|t| parse::os_release(&t).remove("PRETTY_NAME"));
+    be.etc_hostid = std::fs::read(root.join("etc/hostid"))
+        .ok()
+        .and_then(|b| crate::zbm::hostid::parse_hostid_file(&b))
+        .map(|h| format!("0x{h:08x}"));
     let boot = root.join("boot");
     be.boot_files = std::fs::read_dir(&boot)
         .map(|entries| {
@@ -886,6 +997,13 @@ impl Report {
                 zbm.join(", ")
             }
         ));
+        if self.taken_on == Some(TakenOn::Rescue) {
+            lines.push(
+                "taken on a rescue system: its kernel, command line and hostid are not the \
+                 machine's; the pools were imported read-only"
+                    .into(),
+            );
+        }
         lines.push(format!(
             "system: {} (kernel {}, ZFS {})",
             self.system.distribution.as_deref().unwrap_or("?"),
@@ -1019,6 +1137,7 @@ mod tests {
             format: FORMAT,
             kldload: "0.1.0".into(),
             redacted: true,
+            taken_on: Some(TakenOn::Installed),
             system: System {
                 distribution: Some("Debian GNU/Linux 13 (trixie)".into()),
                 distribution_id: Some("debian".into()),

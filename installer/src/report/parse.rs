@@ -230,6 +230,15 @@ pub fn label(text: &str) -> LabelFacts {
     }
 }
 
+/// The names of the pools `zpool import` (without arguments) lists as importable.
+pub fn importable_pools(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("pool:"))
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
 /// `KEY=value` lines of os-release, quotes removed.
 pub fn os_release(text: &str) -> BTreeMap<String, String> {
     text.lines()
@@ -355,6 +364,18 @@ mod tests {
         assert_eq!(l.hostid.as_deref(), Some("0x00bab10c"));
         assert_eq!(l.hostname.as_deref(), Some("kldload-test"));
         assert_eq!(l.txg.as_deref(), Some("1234"));
+    }
+
+    #[test]
+    fn pools_zpool_import_lists() {
+        // As zpool import prints them on kldload's live medium (ZFS 2.3), two pools.
+        let text = "   pool: rpool\n     id: 1302386331410183409\n  state: ONLINE\n\
+                    status: The pool was last accessed by another system.\n action: The pool \
+                    can be imported using its name or numeric identifier and\n\tthe '-f' flag.\n\
+                    config:\n\n\trpool       ONLINE\n\t  vda2      ONLINE\n\n   pool: tank\n\
+                    \x20    id: 42\n  state: ONLINE\n config:\n\n\ttank  ONLINE\n\t  vdb  ONLINE\n";
+        assert_eq!(importable_pools(text), ["rpool", "tank"]);
+        assert!(importable_pools("no pools available to import\n").is_empty());
     }
 
     #[test]

@@ -13,9 +13,11 @@
 
 mod exec;
 pub mod steps;
+pub mod symptom;
 
 pub use exec::{Exec, run_scenario};
 pub use steps::{LIVE_ANSWERS, Step};
+pub use symptom::Symptom;
 
 use crate::test_zbm::TestZfsBootMenu;
 use anyhow::{Context, Result, ensure};
@@ -135,6 +137,18 @@ pub enum Start {
     Blank,
 }
 
+/// The steps that take `report` on a machine showing `symptom`: on its running system when it
+/// boots (then it is powered off); else as a user would, from the live medium: the machine's
+/// power cut, the medium booted with its disks, `kldload report` there (it imports the pools
+/// read-only).
+pub fn report_where(symptom: Symptom, report: steps::Report) -> Vec<Step> {
+    if symptom.boots() {
+        vec![report.into(), steps::Shutdown {}.into()]
+    } else {
+        vec![steps::Crash {}.into(), steps::Live {}.into(), report.into()]
+    }
+}
+
 /// The scenario files: fixtures/scenarios/*.toml and those in the directory of generated
 /// scenarios the run's environment names (`crate::env`), by name (the file's stem), sorted.
 pub fn scenario_files(root: &Path) -> Result<Vec<(String, PathBuf)>> {
@@ -180,6 +194,37 @@ impl Scenario {
             .validate()
             .with_context(|| format!("{} is not a usable scenario", path.display()))?;
         Ok(scenario)
+    }
+
+    /// The symptom its bug shows (its first `symptom` step's), if it marks one.
+    pub fn symptom(&self) -> Option<Symptom> {
+        self.steps.iter().find_map(|s| match s {
+            Step::SymptomStep(x) => Some(x.is),
+            _ => None,
+        })
+    }
+
+    /// The first half of a round trip: the scenario up to its bug (its first `symptom` step),
+    /// then `kldload report` taken there ([`report_where`]); a scenario that marks no bug ends
+    /// as [`Scenario::with_report_before_last_shutdown`] says. Returns the symptom too.
+    pub fn with_report_at_its_bug(&self) -> Result<(Scenario, Option<Symptom>)> {
+        let Some(at) = (self.steps.iter()).position(|s| matches!(s, Step::SymptomStep(_))) else {
+            return Ok((self.with_report_before_last_shutdown()?, None));
+        };
+        let symptom = self.symptom().expect("found above");
+        let mut with = self.clone();
+        with.steps.truncate(at + 1);
+        with.steps.extend(report_where(
+            symptom,
+            steps::Report {
+                check: Some(format!(
+                    "kldload report where the bug holds ({})",
+                    symptom.name()
+                )),
+                ..Default::default()
+            },
+        ));
+        Ok((with, Some(symptom)))
     }
 
     /// The scenario with a `report` step before its last step, which must be the poweroff of a
@@ -395,5 +440,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("ends with `crash`"), "{e}");
+    }
+
+    #[test]
+    fn the_report_is_taken_where_the_bug_holds() {
+        let steps = |s: &Scenario| s.steps.iter().map(Step::kind).collect::<Vec<_>>();
+        let head = "summary = \"s\"\nstart = \"logged-in\"\n[[step]]\ndo = \"reboot\"\n";
+        let tail = "[[step]]\ndo = \"run\"\ncommand = \"fix it\"\n[[step]]\ndo = \"shutdown\"\n";
+        // A machine that still boots: the report on its running system, before the fix.
+        let boots: Scenario = toml::from_str(&format!(
+            "{head}[[step]]\ndo = \"symptom\"\nis = \"login\"\n{tail}"
+        ))
+        .unwrap();
+        let (with, symptom) = boots.with_report_at_its_bug().unwrap();
+        assert_eq!(symptom, Some(Symptom::Login));
+        assert_eq!(steps(&with), ["reboot", "symptom", "report", "shutdown"]);
+        // One that does not: the power cut, the live medium, the report there.
+        let stops: Scenario = toml::from_str(&format!(
+            "{head}[[step]]\ndo = \"symptom\"\nis = \"initramfs-shell\"\n[[step]]\ndo = \"crash\"\n{tail}"
+        ))
+        .unwrap();
+        let (with, symptom) = stops.with_report_at_its_bug().unwrap();
+        assert_eq!(symptom, Some(Symptom::InitramfsShell));
+        assert_eq!(
+            steps(&with),
+            ["reboot", "symptom", "crash", "live", "report"]
+        );
+        with.validate().unwrap();
+        // No bug marked: before the last poweroff, as before.
+        let unmarked: Scenario = toml::from_str(&format!("{head}{tail}")).unwrap();
+        let (with, symptom) = unmarked.with_report_at_its_bug().unwrap();
+        assert_eq!(symptom, None);
+        assert_eq!(steps(&with), ["reboot", "run", "report", "shutdown"]);
     }
 }

@@ -8,6 +8,7 @@
 //! (`--from-report`, `--round-trip`) are values written by the same serializer, never text.
 
 use super::exec::Exec;
+use super::symptom::{SILENT_FOR, Symptom};
 use crate::machine::COMMAND_TIMEOUT;
 use crate::run::{LOGIN_TIMEOUT, MENU_TIMEOUT};
 use crate::zbm::{KernelChoice, Zbm};
@@ -123,6 +124,7 @@ vocabulary! {
     "passphrase-nowhere" => PassphraseNowhere,
     "report" => Report,
     "host-keys-unlike-base" => HostKeysUnlikeBase,
+    "symptom" => SymptomStep,
     "wait-console" => WaitConsole,
     "not-on-console" => NotOnConsole,
     "crash" => Crash,
@@ -671,6 +673,53 @@ impl StepKind for HostKeysUnlikeBase {
     fn run(&self, x: &mut Exec) -> Result<String> {
         let m = x.m.as_mut().context("no machine is running")?;
         x.run.host_keys_unlike_base(m)
+    }
+}
+
+/// The bug holds here, and shows itself as `is` (a [`Symptom`]): waits for it on the console
+/// (`login`: logs in). A round trip takes its report at this step (from the running system,
+/// or, when the machine does not boot, from the live medium) and the rebuild must end in the
+/// same symptom.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SymptomStep {
+    pub is: Symptom,
+    pub timeout_secs: Option<u64>,
+    pub check: Option<String>,
+}
+
+impl StepKind for SymptomStep {
+    fn describe(&self) -> String {
+        format!("the bug holds: {}", self.is.name())
+    }
+    fn check(&self) -> Option<&str> {
+        self.check.as_deref()
+    }
+    fn run(&self, x: &mut Exec) -> Result<String> {
+        let m = x.machine()?;
+        match self.is {
+            Symptom::Login => {
+                let timeout = self
+                    .timeout_secs
+                    .map_or(MENU_TIMEOUT + LOGIN_TIMEOUT, Duration::from_secs);
+                m.login_root(timeout)?;
+                Ok(format!("logged in; / is {}", m.root_source()?))
+            }
+            Symptom::Silent => {
+                let how_long = self.timeout_secs.map_or(SILENT_FOR, Duration::from_secs);
+                m.console.absent_for(self.is.console(), how_long)?;
+                Ok(format!(
+                    "{:?} not on the console in {}s",
+                    self.is.console(),
+                    how_long.as_secs()
+                ))
+            }
+            _ => {
+                let timeout = self.timeout_secs.map_or(WAIT_CONSOLE, Duration::from_secs);
+                let (_, found) = m.console.wait_for_regex(self.is.console(), timeout)?;
+                Ok(format!("console showed {found:?}"))
+            }
+        }
     }
 }
 

@@ -1,0 +1,89 @@
+//! How a boot bug shows itself: the symptom a scenario ends in, which a rebuild from its report
+//! must end in too (`vm-repro --round-trip`). Each symptom is what a person at the serial
+//! console sees, and one way to wait for it.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// What the console shows when the bug holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Symptom {
+    /// The machine boots to a login prompt (the bug is in what it runs with, not in booting).
+    Login,
+    /// The boot environment's initramfs cannot load ZFS and stops in its shell.
+    InitramfsShell,
+    /// ZFSBootMenu finds no boot environment with a kernel.
+    NoBootEnvironments,
+    /// ZFSBootMenu cannot import the pool (features its ZFS lacks, a pool in use elsewhere).
+    ImportFails,
+    /// A second passphrase prompt after ZFSBootMenu's.
+    PassphraseAgain,
+    /// After ZFSBootMenu the serial console shows nothing: no kernel, no login prompt.
+    Silent,
+}
+
+/// How long a silent console is watched: a boot from ZFSBootMenu to its login prompt takes
+/// about 40 s here.
+pub const SILENT_FOR: Duration = Duration::from_secs(120);
+
+impl Symptom {
+    /// Every symptom, in the order of the README's table.
+    pub const ALL: [Symptom; 6] = [
+        Symptom::Login,
+        Symptom::InitramfsShell,
+        Symptom::NoBootEnvironments,
+        Symptom::ImportFails,
+        Symptom::PassphraseAgain,
+        Symptom::Silent,
+    ];
+
+    /// Its name in scenario files (`is = "initramfs-shell"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Symptom::Login => "login",
+            Symptom::InitramfsShell => "initramfs-shell",
+            Symptom::NoBootEnvironments => "no-boot-environments",
+            Symptom::ImportFails => "import-fails",
+            Symptom::PassphraseAgain => "passphrase-again",
+            Symptom::Silent => "silent",
+        }
+    }
+
+    /// The console text (a regex) that shows it; for [`Symptom::Silent`], what must not appear.
+    /// Login is the harness's own login (a prompt, then a root shell).
+    pub fn console(self) -> &'static str {
+        match self {
+            Symptom::Login => "login:",
+            Symptom::InitramfsShell => r"Failed to load ZFS modules|ALERT!|\(initramfs\)",
+            Symptom::NoBootEnvironments => "No boot environments with kernels found",
+            Symptom::ImportFails => "Unable to import pool",
+            Symptom::PassphraseAgain => "Enter passphrase for",
+            Symptom::Silent => "login:|Linux version|systemd",
+        }
+    }
+
+    /// Whether the machine is running its own system when the symptom holds, so a report is
+    /// taken there; for the others it is taken from the live medium, as a user would.
+    pub fn boots(self) -> bool {
+        self == Symptom::Login
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_symptom_has_a_name_and_a_console_regex() {
+        for s in Symptom::ALL {
+            let text = toml::to_string(&std::collections::BTreeMap::from([("is", s)])).unwrap();
+            assert_eq!(text.trim(), format!("is = \"{}\"", s.name()));
+            regex::Regex::new(s.console()).unwrap();
+        }
+        // What the scenarios saw on the console.
+        let initramfs = regex::Regex::new(Symptom::InitramfsShell.console()).unwrap();
+        assert!(initramfs.is_match("Gave up waiting for root file system device.\nALERT! "));
+        assert!(!initramfs.is_match("Welcome to Debian GNU/Linux 13 (trixie)!"));
+    }
+}
