@@ -44,6 +44,107 @@ const INSTALLED_HOSTID: &str = "0x00bab10c";
 /// Every disk a generated scenario adds after the target (the target is the VM's 16 GiB).
 const EXTRA_DISK_SIZE: &str = "16G";
 
+/// A report file `--from-report` cannot rebuild: truncated, hand-edited into something `kldload
+/// report` never writes, of another format, or of a machine with no ZFS root. It names the file,
+/// the field and the problem; nothing is built (`cargo xtask` exits 2).
+#[derive(Debug)]
+pub struct BadReport(pub String);
+
+impl std::fmt::Display for BadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadReport {}
+
+/// Reads the report file `source`'s `text`: JSON, of this kldload's format, every field of the
+/// type `kldload report` writes (the first that is not is named by its path), and the rules
+/// across fields a generator relies on (a root pool with a bootfs among the datasets, boot
+/// environments that are datasets, default kernels among their kernels).
+pub fn read_report(text: &str, source: &str) -> std::result::Result<Report, BadReport> {
+    let bad = |what: String| BadReport(format!("{source}: {what}"));
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        bad(format!(
+            "not JSON ({e}){}",
+            if e.is_eof() {
+                ": the file ends early, perhaps cut off in the copy; take the report again"
+            } else {
+                ""
+            }
+        ))
+    })?;
+    match value.get("format").and_then(serde_json::Value::as_u64) {
+        None => {
+            return Err(bad(
+                "no `format` number: not a file `kldload report` wrote".into()
+            ));
+        }
+        Some(n) if n != u64::from(kldload::report::FORMAT) => {
+            let which = if n > u64::from(kldload::report::FORMAT) {
+                "newer than this kldload reads: update this repository"
+            } else {
+                "older than this kldload reads: take the report again with this kldload"
+            };
+            return Err(bad(format!(
+                "`format` {n}: {which} (it reads format {})",
+                kldload::report::FORMAT
+            )));
+        }
+        Some(_) => {}
+    }
+    let report: Report = serde_path_to_error::deserialize(value).map_err(|e| {
+        bad(format!(
+            "field `{}`: {} (was the file edited by hand?)",
+            e.path(),
+            e.inner()
+        ))
+    })?;
+    rules_across_fields(&report).map_err(bad)?;
+    Ok(report)
+}
+
+/// The rules across a report's fields that `kldload report` keeps and [`generate`] relies on.
+fn rules_across_fields(report: &Report) -> std::result::Result<(), String> {
+    let root = report.pools.iter().position(|p| p.bootfs.is_some());
+    let Some(i) = root else {
+        let pools: Vec<&str> = report.pools.iter().map(|p| p.name.as_str()).collect();
+        return Err(format!(
+            "`pools`: no pool has a bootfs ({}): the machine has no ZFS root to rebuild; take \
+             the report on a machine that boots from ZFS, with its pool imported or importable",
+            if pools.is_empty() {
+                "no pool at all".to_string()
+            } else {
+                format!("pools {}", pools.join(", "))
+            }
+        ));
+    };
+    let datasets: std::collections::BTreeSet<&str> =
+        report.datasets.iter().map(|d| d.name.as_str()).collect();
+    let bootfs = report.pools[i].bootfs.as_deref().unwrap_or_default();
+    if !datasets.contains(bootfs) {
+        return Err(format!(
+            "`pools[{i}].bootfs`: {bootfs} is none of the report's `datasets`"
+        ));
+    }
+    for (j, be) in report.boot_environments.iter().enumerate() {
+        if !datasets.contains(be.dataset.as_str()) {
+            return Err(format!(
+                "`boot_environments[{j}].dataset`: {} is none of the report's `datasets`",
+                be.dataset
+            ));
+        }
+        if let Some(k) = &be.default_kernel
+            && !be.kernels.iter().any(|x| &x.kernel == k)
+        {
+            return Err(format!(
+                "`boot_environments[{j}].default_kernel`: {k} is none of its `kernels`"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A generated scenario, and what it does and does not reproduce.
 #[derive(Debug)]
 pub struct Generated {
@@ -1199,6 +1300,74 @@ mod tests {
             "{}",
             text(&g)
         );
+    }
+
+    /// Reports `--from-report` cannot rebuild, each refused naming the field and the problem.
+    #[test]
+    fn bad_reports_are_refused_by_field() {
+        let path = crate::env::project_root().join("fixtures/reports/kldload-debian-13.json");
+        let text = std::fs::read_to_string(path).unwrap();
+        let good = read_report(&text, "r.json").unwrap();
+        let refused = |text: &str| read_report(text, "r.json").unwrap_err().to_string();
+        let json = |f: &dyn Fn(&mut serde_json::Value)| {
+            let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            f(&mut v);
+            v.to_string()
+        };
+        let e = refused(&text[..text.len() / 2]);
+        assert!(
+            e.starts_with("r.json: not JSON") && e.contains("ends early"),
+            "{e}"
+        );
+        let e = refused(&json(&|v| v["format"] = 2.into()));
+        assert!(
+            e.contains("`format` 2: newer than this kldload reads"),
+            "{e}"
+        );
+        let e = refused(&json(&|v| {
+            v.as_object_mut().unwrap().remove("format");
+        }));
+        assert!(e.contains("no `format`"), "{e}");
+        let e = refused(&json(&|v| v["pools"][0]["bootfs"] = 7.into()));
+        assert!(
+            e.contains("field `pools[0].bootfs`: invalid type: integer `7`"),
+            "{e}"
+        );
+        let e = refused(&json(&|v| {
+            v["boot_environments"][0]
+                .as_object_mut()
+                .unwrap()
+                .remove("kernels");
+        }));
+        assert!(
+            e.contains("field `boot_environments[0]`: missing field `kernels`"),
+            "{e}"
+        );
+        let e = refused(&json(&|v| v["pools"] = serde_json::json!([])));
+        assert!(
+            e.contains("`pools`: no pool has a bootfs (no pool at all)"),
+            "{e}"
+        );
+        let e = refused(&json(&|v| {
+            v["pools"][0]["bootfs"] = serde_json::Value::Null
+        }));
+        assert!(e.contains("no pool has a bootfs (pools rpool)"), "{e}");
+        let e = refused(&json(&|v| {
+            v["pools"][0]["bootfs"] = "rpool/ROOT/gone".into()
+        }));
+        assert!(
+            e.contains("`pools[0].bootfs`: rpool/ROOT/gone is none of the report's `datasets`"),
+            "{e}"
+        );
+        let e = refused(&json(&|v| {
+            v["boot_environments"][0]["default_kernel"] = "vmlinuz-9.9".into()
+        }));
+        assert!(
+            e.contains("`boot_environments[0].default_kernel`: vmlinuz-9.9 is none"),
+            "{e}"
+        );
+        // The positive control: the same file, untouched, reads as the report it is.
+        assert_eq!(good.pools[0].name, "rpool");
     }
 
     #[test]

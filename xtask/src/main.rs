@@ -302,7 +302,26 @@ fn image_cache(action: CacheAction, root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
+/// Exit status 2 for bad input (a report `--from-report` cannot rebuild), 1 for any other
+/// failure.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e)
+            if e.downcast_ref::<vmtests::from_report::BadReport>()
+                .is_some() =>
+        {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let sh = Shell::new()?;
     sh.change_dir(project_root());

@@ -530,14 +530,12 @@ pub fn vm_repro_from_report(
         .strip_prefix(&root)
         .map(Path::to_path_buf)
         .unwrap_or(absolute.clone());
-    let parsed: kldload::report::Report = serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{} is not a report written by `kldload report`",
-            report.display()
-        )
-    })?;
+    let source = report.display().to_string();
+    let parsed = vmtests::from_report::read_report(&text, &source)?;
     let name = scenario_name_from_report(report);
-    let generated = vmtests::from_report::generate(&parsed, &report.display().to_string())?;
+    // It fails only on what the report says (a pool name kldload cannot make, ...).
+    let generated = vmtests::from_report::generate(&parsed, &source)
+        .map_err(|e| vmtests::from_report::BadReport(format!("{e:#}")))?;
     if let Some(expected) = expected {
         anyhow::ensure!(
             generated.symptom == expected,
