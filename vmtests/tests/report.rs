@@ -132,6 +132,31 @@ fn report_describes_the_installed_machine_and_redacts_it() {
             },
         );
 
+        // /etc/hostid as coreutils' hostid reads it, not kldload.
+        let hostid = format!("0x{}", m.succeed("hostid")?.trim());
+        run.check(
+            "taken on the installed system; each boot environment's own /etc/hostid",
+            || {
+                ensure!(
+                    r.taken_on == Some(kldload::report::TakenOn::Installed),
+                    "taken_on {:?}",
+                    r.taken_on
+                );
+                for be in &r.boot_environments {
+                    ensure!(
+                        be.etc_hostid.as_deref() == Some(hostid.as_str()),
+                        "{}: etc_hostid {:?}, hostid says {hostid}",
+                        be.dataset,
+                        be.etc_hostid
+                    );
+                }
+                Ok(format!(
+                    "installed; {} boot environment(s) with {hostid}",
+                    r.boot_environments.len()
+                ))
+            },
+        );
+
         let running = m.succeed("uname -r")?;
         run.check(
             "the boot environment's kernels, zfs.ko and hostid in the initramfs",
