@@ -771,8 +771,10 @@ mkinitramfs -o /boot/initrd.img-$newer $running
 tar -xPf /root/zfs-modules.tar
 "#;
 
-/// The generated scenario's description: where it comes from, what it reproduces and what not.
+/// The generated scenario's description: where it comes from, what it reproduces and what not,
+/// then every report field it does not reproduce, with why (`report_fields`).
 fn description(source: &str, reproduced: &[String], not_reproduced: &[String]) -> String {
+    let (made, not) = crate::report_fields::counts();
     let list = |items: &[String]| {
         items
             .iter()
@@ -782,9 +784,12 @@ fn description(source: &str, reproduced: &[String], not_reproduced: &[String]) -
     };
     format!(
         "Made by `cargo xtask vm-repro --from-report {source}`.\n\nReproduced:\n{}\n\nNot \
-         reproduced:\n{}\n",
+         reproduced:\n{}\n\nThe report's fields: {made} reproduced, {not} not, of {}; those \
+         not:\n{}\n",
         list(reproduced),
-        list(not_reproduced)
+        list(not_reproduced),
+        made + not,
+        list(&crate::report_fields::not_reproduced())
     )
 }
 

@@ -18,6 +18,7 @@ pub mod ovmf;
 pub mod qemu;
 pub mod qmp;
 pub mod report;
+pub mod report_fields;
 pub mod round_trip;
 pub mod run;
 pub mod scenario;

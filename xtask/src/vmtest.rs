@@ -558,6 +558,12 @@ pub fn vm_repro_from_report(
     for n in &generated.not_reproduced {
         println!("  not reproduced: {n}");
     }
+    let (made, not) = vmtests::report_fields::counts();
+    println!(
+        "  the report's fields: {made} reproduced, {not} not (each with why in the scenario's \
+         description), of {}",
+        made + not
+    );
     println!("  ends in: {}", generated.symptom.name());
     if !generated.compares_facts {
         println!(
