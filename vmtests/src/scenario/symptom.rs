@@ -57,7 +57,8 @@ impl Symptom {
             Symptom::Login => "login:",
             Symptom::InitramfsShell => r"Failed to load ZFS modules|ALERT!|\(initramfs\)",
             Symptom::NoBootEnvironments => "No boot environments with kernels found",
-            Symptom::ImportFails => "Unable to import pool",
+            // "Unable to import rpool, retrying in 05 seconds", the name coloured.
+            Symptom::ImportFails => "Unable to import",
             Symptom::PassphraseAgain => "Enter passphrase for",
             Symptom::Silent => "login:|Linux version|systemd",
         }
@@ -85,5 +86,8 @@ mod tests {
         let initramfs = regex::Regex::new(Symptom::InitramfsShell.console()).unwrap();
         assert!(initramfs.is_match("Gave up waiting for root file system device.\nALERT! "));
         assert!(!initramfs.is_match("Welcome to Debian GNU/Linux 13 (trixie)!"));
+        // ZFSBootMenu 3.1.0's 50-import-pools, as the serial console carries it.
+        let import = regex::Regex::new(Symptom::ImportFails.console()).unwrap();
+        assert!(import.is_match("Unable to import \x1b[0;35mrpool\x1b[0m, retrying in"));
     }
 }
