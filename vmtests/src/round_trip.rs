@@ -234,6 +234,54 @@ pub fn default_kernel<'r>(report: &'r Report, be: &str) -> Option<&'r BootKernel
     be.kernels.iter().find(|x| &x.kernel == k)
 }
 
+/// The hostid and state `zdb -l` prints for a label (`    hostid: 12235020`, `    state: 0`):
+/// read with another tool than `kldload report`'s reader, to check what the report says.
+pub fn zdb_label_hostid_and_state(text: &str) -> (Option<String>, Option<String>) {
+    let field = |key: &str| {
+        text.lines().find_map(|l| {
+            let (k, v) = l.trim().split_once(':')?;
+            (k == key).then(|| v.trim().trim_matches('\'').to_string())
+        })
+    };
+    let hostid = field("hostid")
+        .and_then(|h| h.parse::<u64>().ok())
+        .map(|h| format!("0x{h:08x}"));
+    (hostid, field("state"))
+}
+
+/// The root pool's label as `zdb -l` reads it on the machine `m` (its first device), compared
+/// with what `report`, taken there, says of it: the facts that decide whether ZFSBootMenu
+/// imports the pool are not taken from `kldload report` alone. What was read, or the
+/// difference.
+pub fn label_read_independently(
+    m: &mut crate::machine::Machine,
+    report: &Report,
+) -> Result<String> {
+    let pool = root_pool(report).context("the report names no pool")?;
+    let label = pool
+        .labels
+        .first()
+        .context("the report has no label of the pool")?;
+    // The kernel name: the report's device paths may be redacted (by-id serials).
+    let device = (pool.devices.first())
+        .map(|d| format!("/dev/{d}"))
+        .unwrap_or_else(|| label.device.clone());
+    let text = m.succeed(&format!("zdb -l {device}"))?;
+    let (hostid, state) = zdb_label_hostid_and_state(&text);
+    ensure!(
+        hostid == label.facts.hostid && state == label.facts.state,
+        "zdb -l {device} says hostid {hostid:?}, state {state:?}; the report says hostid {:?}, \
+         state {:?}",
+        label.facts.hostid,
+        label.facts.state
+    );
+    Ok(format!(
+        "zdb -l {device} agrees: hostid {}, state {}",
+        hostid.unwrap_or_default(),
+        state.unwrap_or_default()
+    ))
+}
+
 /// One fact two reports do not agree on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Difference {
@@ -413,6 +461,23 @@ mod tests {
         report.pools[0].devices.clear();
         let first = root_disk.logical_sector_bytes.unwrap_or(512);
         assert_eq!(BootFacts::of(&report).unwrap().sector_sizes, [first, 4096]);
+    }
+
+    #[test]
+    fn a_label_as_zdb_prints_it() {
+        // zdb -l of kldload's install (ZFS 2.3), the lines around the two read.
+        let text = "------------------------------------\nLABEL 0\n\
+                    ------------------------------------\n    version: 5000\n    name: 'rpool'\n\
+                    \x20   state: 0\n    txg: 49\n    pool_guid: 5472012276771178611\n\
+                    \x20   errata: 0\n    hostid: 12235020\n    hostname: 'kldload'\n";
+        assert_eq!(
+            zdb_label_hostid_and_state(text),
+            (Some("0x00bab10c".into()), Some("0".into()))
+        );
+        assert_eq!(
+            zdb_label_hostid_and_state("failed to unpack label 0"),
+            (None, None)
+        );
     }
 
     #[test]

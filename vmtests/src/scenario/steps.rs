@@ -610,6 +610,7 @@ impl StepKind for PassphraseNowhere {
 
 /// `kldload report` on the running machine, kept in the run's directory as
 /// kldload-report.json: what `cargo xtask vm-repro --from-report` rebuilds (the round trip).
+/// The root pool's label hostid and state it reports must be what `zdb -l` prints there.
 /// With `same_as` (a report file: absolute, or from the project's root), the machine's
 /// boot-relevant facts must be that report's (`round_trip::BootFacts`), but for those `except`
 /// names (what a rebuild knowingly made otherwise, e.g. `layout`).
@@ -640,8 +641,9 @@ impl StepKind for Report {
         let taken = x.machine()?.kldload_report("")?;
         let kept = x.run.dir.join("kldload-report.json");
         std::fs::write(&kept, &taken.json)?;
+        let label = crate::round_trip::label_read_independently(x.machine()?, &taken.report)?;
         let summary = format!(
-            "{} pool(s), {} boot environment(s); {}",
+            "{} pool(s), {} boot environment(s); {label}; {}",
             taken.report.pools.len(),
             taken.report.boot_environments.len(),
             kept.display()
