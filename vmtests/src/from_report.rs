@@ -153,9 +153,6 @@ pub struct Generated {
     pub not_reproduced: Vec<String>,
     /// How its boot ends: the symptom the report's facts lead to.
     pub symptom: Symptom,
-    /// Whether it ends comparing the VM's own report with the one it was made from (a rebuild
-    /// that stops before a login can compare only how it boots).
-    pub compares_facts: bool,
 }
 
 /// The pool features ZFS 2.1 and 2.3 know (zfsutils' compatibility.d files): which a rebuilt
@@ -613,6 +610,11 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
         .and_then(|l| l.hostid.clone())
         .filter(|h| h != INSTALLED_HOSTID);
     let exported = label.is_some_and(|l| l.state.as_deref() == Some("1"));
+    if label.is_some_and(|l| l.hostid.is_none()) {
+        // A machine without a hostid imports without one; ZFSBootMenu's here has kldload's.
+        notes.push("the pool's label has no hostid: the rebuild's has kldload's".into());
+        except.push("the hostid in the pool's label".into());
+    }
     if imported_by.is_some() || exported {
         let mut import = vec!["set -e".to_string()];
         if let Some(h) = &imported_by {
@@ -747,14 +749,11 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
     scenario.answers = answers;
     scenario.steps = steps;
     scenario.description = description(source, &reproduced, &notes);
-    let compares_facts =
-        (scenario.steps.iter()).any(|s| matches!(s, Step::Report(r) if r.same_as.is_some()));
     Ok(Generated {
         symptom,
         scenario,
         reproduced,
         not_reproduced: notes,
-        compares_facts,
     })
 }
 

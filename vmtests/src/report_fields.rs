@@ -75,7 +75,7 @@ pub const FIELDS: &[(&str, Field)] = &[
     ),
     (
         "disks[].physical_sector_bytes",
-        Made("as the logical size (QEMU's disks)"),
+        Not("QEMU's disks here have physical sectors of their logical size (no 512e disk)"),
     ),
     ("disks[].model", HARDWARE),
     ("disks[].serial", HARDWARE),
@@ -205,7 +205,10 @@ pub const FIELDS: &[(&str, Field)] = &[
     ),
     ("boot_environments[].running", RUNNING_SYSTEM),
     ("boot_environments[].distribution", Not("kldload's image")),
-    ("boot_environments[].etc_hostid", Made("zgenhostid")),
+    (
+        "boot_environments[].etc_hostid",
+        Made("the default boot environment's, zgenhostid; the others are its clones"),
+    ),
     (
         "boot_environments[].boot_files{}",
         Not("files of /boot other than the kernel pairs"),

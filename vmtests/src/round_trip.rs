@@ -1,11 +1,12 @@
 //! The round trip of a user's bug: a machine's `kldload report`, the VM `--from-report` builds
 //! from it, and that VM's own report, which must say the same of everything the rebuild
 //! claims to reproduce ([`BootFacts`]). `cargo xtask vm-repro --round-trip SCENARIO` runs it
-//! for a scenario file: the scenario with a report taken before its last poweroff
-//! (`Scenario::with_report_before_last_shutdown`), then the rebuild of that report.
+//! for a scenario file: the scenario up to its bug with a report taken there
+//! (`Scenario::with_report_at_its_bug`), then the rebuild of that report, which must end in
+//! the same symptom.
 
 use anyhow::{Context, Result, ensure};
-use kldload::report::{BootKernel, Pool, Report, TakenOn, Vdev};
+use kldload::report::{BootKernel, Pool, Report, Vdev};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::path::Path;
@@ -37,7 +38,7 @@ pub struct BootFacts {
     /// Features enabled or active.
     pub features: BTreeSet<String>,
     /// The default boot environment's /etc/hostid (in a report written before kldload read
-    /// it there, and not on a rescue system: the running system's).
+    /// it there: the running system's).
     pub etc_hostid: Option<String>,
     /// The root pool's first label: the hostid that last imported it and its state (`0`
     /// active, `1` exported): what decides whether ZFSBootMenu imports it.
@@ -94,11 +95,12 @@ impl BootFacts {
                 .filter(|(_, state)| *state != "disabled")
                 .map(|(f, _)| f.clone())
                 .collect(),
-            etc_hostid: default_be.and_then(|b| b.etc_hostid.clone()).or_else(|| {
-                (report.taken_on != Some(TakenOn::Rescue))
-                    .then(|| report.hostid.etc_hostid.clone())
-                    .flatten()
-            }),
+            // A report from before kldload read the boot environment's (no `taken_on`
+            // either): the running system's, which was the machine's then.
+            etc_hostid: match report.taken_on {
+                Some(_) => default_be.and_then(|b| b.etc_hostid.clone()),
+                None => report.hostid.etc_hostid.clone(),
+            },
             label_hostid: pool.labels.first().and_then(|l| l.facts.hostid.clone()),
             label_state: pool.labels.first().and_then(|l| l.facts.state.clone()),
             default_initramfs_has_zfs: default_kernel.and_then(|k| k.initramfs_has_zfs),
@@ -234,8 +236,8 @@ pub fn default_kernel<'r>(report: &'r Report, be: &str) -> Option<&'r BootKernel
     be.kernels.iter().find(|x| &x.kernel == k)
 }
 
-/// The hostid and state `zdb -l` prints for a label (`    hostid: 12235020`, `    state: 0`):
-/// read with another tool than `kldload report`'s reader, to check what the report says.
+/// The hostid and state `zdb -l` prints for a label (`    hostid: 12235020`, `    state: 0`),
+/// parsed by the harness, not by `kldload report`'s reader: to check what the report says.
 pub fn zdb_label_hostid_and_state(text: &str) -> (Option<String>, Option<String>) {
     let field = |key: &str| {
         text.lines().find_map(|l| {
@@ -249,9 +251,10 @@ pub fn zdb_label_hostid_and_state(text: &str) -> (Option<String>, Option<String>
     (hostid, field("state"))
 }
 
-/// The root pool's label as `zdb -l` reads it on the machine `m` (its first device), compared
-/// with what `report`, taken there, says of it: the facts that decide whether ZFSBootMenu
-/// imports the pool are not taken from `kldload report` alone. What was read, or the
+/// The root pool's label as `zdb -l` prints it on the machine `m` (its first device), read
+/// again after the report and parsed by the harness, compared with what `report`, taken
+/// there, says of it: the facts that decide whether ZFSBootMenu imports the pool are not taken
+/// from `kldload report`'s reading alone. What was read, or the
 /// difference.
 pub fn label_read_independently(
     m: &mut crate::machine::Machine,
@@ -411,6 +414,7 @@ mod tests {
     /// machine's is its boot environment's, and none is taken for it when that was not read.
     #[test]
     fn a_rescue_system_s_hostid_is_not_the_machine_s() {
+        use kldload::report::TakenOn;
         let mut report = recorded();
         report.taken_on = Some(TakenOn::Rescue);
         report.hostid.etc_hostid = Some("0xdeadbeef".into());
@@ -424,13 +428,16 @@ mod tests {
             BootFacts::of(&report).unwrap().etc_hostid.as_deref(),
             Some("0x00bab10c")
         );
-        // The machine's own system: its /etc/hostid (a report from before kldload read the
-        // boot environment's).
+        // Taken on the machine, a boot environment without /etc/hostid has none, whatever the
+        // running one has.
         report.taken_on = Some(TakenOn::Installed);
         report
             .boot_environments
             .iter_mut()
             .for_each(|b| b.etc_hostid = None);
+        assert_eq!(BootFacts::of(&report).unwrap().etc_hostid, None);
+        // A report from before kldload said where it ran: the running system's.
+        report.taken_on = None;
         assert_eq!(
             BootFacts::of(&report).unwrap().etc_hostid.as_deref(),
             Some("0xdeadbeef")

@@ -92,11 +92,13 @@ fn all_rows_drawn(screen: &str, found: usize) -> bool {
 /// a name there and got the name appended to the proposed one. Readline draws its `> ` prompt
 /// (and the proposed text) only once the terminal is raw, so that line below `prompt` is the sign.
 pub fn line_editor_ready(screen: &str, prompt: &str) -> bool {
-    screen
-        .lines()
-        .skip_while(|line| !line.contains(prompt))
-        .skip(1)
-        .any(|line| line.trim_start().starts_with('>'))
+    let lines: Vec<&str> = screen.lines().collect();
+    // Below the last time the prompt was echoed (an earlier one may still be on the screen).
+    (lines.iter().rposition(|line| line.contains(prompt))).is_some_and(|at| {
+        lines[at + 1..]
+            .iter()
+            .any(|l| l.trim_start().starts_with('>'))
+    })
 }
 
 /// Words on a screen that look like `pool/ROOT/...` datasets (boot environments), in order.
@@ -634,6 +636,10 @@ mod tests {
             "> rpool/ROOT/default\nNew boot environment name\n",
             prompt
         ));
+        // The prompt echoed again under an earlier one whose editor is done.
+        let again = "New boot environment name\n> default_NEW\ndefault_NEW already exists\n\
+                     New boot environment name\n";
+        assert!(!line_editor_ready(again, prompt));
     }
 
     #[test]

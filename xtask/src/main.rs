@@ -205,7 +205,6 @@ enum CacheAction {
     Prune,
 }
 
-/// A distro named on the command line, parsed once (`debian` means debian-13).
 /// A symptom by its name in scenario files.
 fn parse_symptom(name: &str) -> Result<vmtests::scenario::Symptom, String> {
     (vmtests::scenario::Symptom::ALL.into_iter())
@@ -216,6 +215,7 @@ fn parse_symptom(name: &str) -> Result<vmtests::scenario::Symptom, String> {
         })
 }
 
+/// A distro named on the command line, parsed once (`debian` means debian-13).
 fn parse_distro(name: &str) -> anyhow::Result<ImageDistro> {
     ImageDistro::find(name)
 }

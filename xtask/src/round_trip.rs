@@ -1,7 +1,7 @@
 //! `cargo xtask vm-repro --round-trip [SCENARIO...]`: a scenario's machine, its `kldload report`,
 //! and the VM `--from-report` rebuilds from that report, which must say the same of what it
-//! reproduces (vmtests::round_trip). Several SCENARIOs (none: every scenario that ends on a
-//! booted machine) run one after another, with a table of their outcomes and times.
+//! reproduces (vmtests::round_trip). Several SCENARIOs (none: every scenario that has a round
+//! trip) run one after another, with a table of their outcomes and times.
 
 use crate::image;
 use crate::vmtest::{
@@ -28,9 +28,11 @@ pub struct Halves {
     pub symptom: Option<vmtests::scenario::Symptom>,
 }
 
-/// The round trip of `scenario`: the scenario run with `kldload report` taken before its last
-/// poweroff (target/vmtest/round-trip/round-trip-<scenario>.toml), then `--from-report` of the
-/// report it took, whose last report step compares the rebuilt VM's facts with it. Both runs'
+/// The round trip of `scenario`: the scenario run up to its bug with `kldload report` taken
+/// there (before its last poweroff when it marks none;
+/// target/vmtest/round-trip/round-trip-<scenario>.toml), then `--from-report` of the report it
+/// took, which must end in the same symptom and whose last report step compares the rebuilt
+/// VM's facts with it. Both runs'
 /// results are kept as any run's; `halves` gets each half's time as it ends.
 pub fn one(opts: &image::Options, scenario: &str, keep: bool, halves: &mut Halves) -> Result<()> {
     let loaded = Scenario::load(&scenario_path(scenario)?)?;
@@ -93,7 +95,7 @@ pub struct Outcome {
 }
 
 /// The round trips of `scenarios` in turn (none named: every scenario of fixtures/scenarios
-/// that ends on a booted machine); a failed one does not stop the others. After each, the table
+/// that has a round trip); a failed one does not stop the others. After each, the table
 /// so far (`table`) is written to target/vmtest/round-trip/<distro>.md; at the end it is
 /// printed, and an error returned if any failed. A named scenario without a round trip is
 /// refused before anything runs.

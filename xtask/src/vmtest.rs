@@ -565,12 +565,6 @@ pub fn vm_repro_from_report(
         made + not
     );
     println!("  ends in: {}", generated.symptom.name());
-    if !generated.compares_facts {
-        println!(
-            "  compared: the boot only (it ends before a login: no report of the VM to compare \
-             facts with)"
-        );
-    }
     run_one_scenario(opts, name, keep, Some(dir))
 }
 

@@ -623,7 +623,12 @@ impl ReadOnlyImports {
 impl Drop for ReadOnlyImports {
     fn drop(&mut self) {
         for name in &self.pools {
-            let _ = output(&["zpool", "export", name]);
+            if let Err(e) = output(&["zpool", "export", name]) {
+                eprintln!(
+                    "kldload report: pool {name}, imported read-only for the report, is still \
+                     imported ({e}); `zpool export {name}` when done"
+                );
+            }
         }
         if let Some(dir) = &self.altroot {
             let _ = std::fs::remove_dir(dir);
@@ -1000,7 +1005,7 @@ impl Report {
         if self.taken_on == Some(TakenOn::Rescue) {
             lines.push(
                 "taken on a rescue system: its kernel, command line and hostid are not the \
-                 machine's; the pools were imported read-only"
+                 machine's; pools it found not imported were imported read-only for the report"
                     .into(),
             );
         }

@@ -610,7 +610,8 @@ impl StepKind for PassphraseNowhere {
 
 /// `kldload report` on the running machine, kept in the run's directory as
 /// kldload-report.json: what `cargo xtask vm-repro --from-report` rebuilds (the round trip).
-/// The root pool's label hostid and state it reports must be what `zdb -l` prints there.
+/// The root pool's label hostid and state it reports must be what `zdb -l` prints there, read
+/// again and parsed by the harness.
 /// With `same_as` (a report file: absolute, or from the project's root), the machine's
 /// boot-relevant facts must be that report's (`round_trip::BootFacts`), but for those `except`
 /// names (what a rebuild knowingly made otherwise, e.g. `layout`).
@@ -641,19 +642,27 @@ impl StepKind for Report {
         let taken = x.machine()?.kldload_report("")?;
         let kept = x.run.dir.join("kldload-report.json");
         std::fs::write(&kept, &taken.json)?;
-        let label = crate::round_trip::label_read_independently(x.machine()?, &taken.report)?;
+        let label = crate::round_trip::label_read_independently(x.machine()?, &taken.report);
+        let compared = (self.same_as.as_ref()).map(|original| {
+            let path = crate::env::project_root().join(original);
+            crate::round_trip::same_facts_as(&path, &taken.report, &self.except)
+        });
+        // Both said when both fail.
+        let (label, compared) = match (label, compared.transpose()) {
+            (Ok(l), Ok(c)) => (l, c),
+            (Err(l), Err(c)) => anyhow::bail!("{c:#}\nand {l:#}"),
+            (Err(e), _) | (_, Err(e)) => return Err(e),
+        };
         let summary = format!(
             "{} pool(s), {} boot environment(s); {label}; {}",
             taken.report.pools.len(),
             taken.report.boot_environments.len(),
             kept.display()
         );
-        let Some(original) = &self.same_as else {
-            return Ok(summary);
-        };
-        let path = crate::env::project_root().join(original);
-        let said = crate::round_trip::same_facts_as(&path, &taken.report, &self.except)?;
-        Ok(format!("{said}; {summary}"))
+        Ok(match compared {
+            Some(said) => format!("{said}; {summary}"),
+            None => summary,
+        })
     }
 }
 
