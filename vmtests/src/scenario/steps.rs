@@ -8,7 +8,7 @@
 //! (`--from-report`, `--round-trip`) are values written by the same serializer, never text.
 
 use super::exec::Exec;
-use super::symptom::{SILENT_FOR, Symptom};
+use super::symptom::Symptom;
 use crate::machine::COMMAND_TIMEOUT;
 use crate::run::{LOGIN_TIMEOUT, MENU_TIMEOUT};
 use crate::zbm::{KernelChoice, Zbm};
@@ -707,29 +707,28 @@ impl StepKind for SymptomStep {
         self.check.as_deref()
     }
     fn run(&self, x: &mut Exec) -> Result<String> {
-        let m = x.machine()?;
         match self.is {
             Symptom::Login => {
+                let m = x.machine()?;
                 let timeout = self
                     .timeout_secs
                     .map_or(MENU_TIMEOUT + LOGIN_TIMEOUT, Duration::from_secs);
                 m.login_root(timeout)?;
                 Ok(format!("logged in; / is {}", m.root_source()?))
             }
-            Symptom::Silent => {
-                let how_long = self.timeout_secs.map_or(SILENT_FOR, Duration::from_secs);
-                m.console.absent_for(self.is.console(), how_long)?;
-                Ok(format!(
-                    "{:?} not on the console in {}s",
-                    self.is.console(),
-                    how_long.as_secs()
-                ))
+            // The console steps' own waits, with the symptom's text.
+            Symptom::Silent => NotOnConsole {
+                text: self.is.console().into(),
+                timeout_secs: self.timeout_secs,
+                check: None,
             }
-            _ => {
-                let timeout = self.timeout_secs.map_or(WAIT_CONSOLE, Duration::from_secs);
-                let (_, found) = m.console.wait_for_regex(self.is.console(), timeout)?;
-                Ok(format!("console showed {found:?}"))
+            .run(x),
+            _ => WaitConsole {
+                text: self.is.console().into(),
+                timeout_secs: self.timeout_secs,
+                check: None,
             }
+            .run(x),
         }
     }
 }

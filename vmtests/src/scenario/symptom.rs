@@ -3,7 +3,6 @@
 //! console sees, and one way to wait for it.
 
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
 
 /// What the console shows when the bug holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,10 +21,6 @@ pub enum Symptom {
     /// After ZFSBootMenu the serial console shows nothing: no kernel, no login prompt.
     Silent,
 }
-
-/// How long a silent console is watched: a boot from ZFSBootMenu to its login prompt takes
-/// about 40 s here.
-pub const SILENT_FOR: Duration = Duration::from_secs(120);
 
 impl Symptom {
     /// Every symptom, in the order of the README's table.
