@@ -30,6 +30,7 @@ use crate::scenario::{
 };
 use crate::test_zbm::TestZfsBootMenu;
 use anyhow::{Context, Result, bail};
+use std::collections::BTreeSet;
 use kldload::config::Layout;
 use kldload::report::{Dataset, Pool, Report, Vdev};
 use toml::{Table, Value};
@@ -134,6 +135,16 @@ fn rules_across_fields(report: &Report) -> std::result::Result<(), String> {
                 be.dataset
             ));
         }
+        for (k, kernel) in be.kernels.iter().enumerate() {
+            for (field, name) in [("kernel", &kernel.kernel), ("initramfs", &kernel.initramfs)] {
+                if !is_file_name(name) {
+                    return Err(format!(
+                        "`boot_environments[{j}].kernels[{k}].{field}`: {name:?} is not the \
+                         name of a file in /boot"
+                    ));
+                }
+            }
+        }
         if let Some(k) = &be.default_kernel
             && !be.kernels.iter().any(|x| &x.kernel == k)
         {
@@ -143,6 +154,11 @@ fn rules_across_fields(report: &Report) -> std::result::Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Whether `name` names a file directly in a directory: not empty, no `/`, not `.` or `..`.
+fn is_file_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains('/') && name != "." && name != ".."
 }
 
 /// A generated scenario, and what it does and does not reproduce.
@@ -530,11 +546,43 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
         "compatibility={compatibility}; {} features enabled after the install",
         after.len()
     ));
-    // The default kernel without zfs.ko.
+    // The default boot environment's kernels, by name, with or without zfs.ko.
     let no_zfs = default_kernel.is_some_and(|k| k.initramfs_has_zfs == Some(false));
-    if no_zfs {
-        script.push(NEWER_KERNEL_WITHOUT_ZFS.trim().to_string());
-        reproduced.push("the default (newest) kernel's initramfs without zfs.ko".into());
+    let default_be = (report.boot_environments.iter()).find(|b| b.dataset == bootfs);
+    match default_be.map(|b| b.kernels.as_slice()) {
+        Some(kernels) if !kernels.is_empty() => {
+            script.push(kernels_as_the_report_s(kernels));
+            reproduced.push(format!(
+                "the kernels of {bootfs} by name, each initramfs with or without zfs.ko as the \
+                 report's: {}",
+                kernels
+                    .iter()
+                    .map(|k| format!(
+                        "{}{}",
+                        k.kernel,
+                        if k.initramfs_has_zfs == Some(false) { " (no zfs.ko)" } else { "" }
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            let hostids: BTreeSet<Option<&String>> =
+                kernels.iter().map(|k| k.initramfs_hostid.as_ref()).collect();
+            if hostids.len() > 1 {
+                notes.push(
+                    "each kernel's initramfs hostid: all are made with the default kernel's".into(),
+                );
+            }
+            if kernels.iter().any(|k| k.initramfs_has_zfs.is_none()) {
+                notes.push("an initramfs the report could not read: made with zfs.ko".into());
+            }
+        }
+        _ => {
+            notes.push(format!(
+                "the kernels of {bootfs}: the report lists none; kldload's own is kept"
+            ));
+            except.push("the default boot environment's kernels".into());
+            except.push("the kernel ZFSBootMenu boots by default".into());
+        }
     }
     // ZFSBootMenu.
     let images: Vec<&kldload::zbm::image::ZbmImage> = report
@@ -757,18 +805,44 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
     })
 }
 
-/// A newer kernel for ZFSBootMenu to boot by default, whose initramfs has no zfs.ko (as
-/// DKMS leaves one it built nothing for): the running kernel's file under a newer version.
-const NEWER_KERNEL_WITHOUT_ZFS: &str = r#"
-running=$(uname -r)
-newer=$(echo "$running" | sed -E 's/^([0-9]+\.[0-9]+)\.[0-9]+/\1.999/')
-cp /boot/vmlinuz-$running /boot/vmlinuz-$newer
-modules=$(find /lib/modules/$running -name 'zfs.ko*' -o -name 'spl.ko*')
-tar -cPf /root/zfs-modules.tar $modules
-rm $modules
-mkinitramfs -o /boot/initrd.img-$newer $running
-tar -xPf /root/zfs-modules.tar
-"#;
+/// The script that gives /boot the report's kernels: each a copy of the running kernel under
+/// the report's file name, with a copy of the running initramfs (zfs.ko in it) or of one made
+/// without zfs.ko (as DKMS leaves a kernel it built nothing for), as the report says; the VM's
+/// own pair is removed, so ZFSBootMenu picks among the report's names (its pin too) as it did
+/// on the user's machine. Runs after the hostid is made, which the copies carry.
+fn kernels_as_the_report_s(kernels: &[kldload::report::BootKernel]) -> String {
+    let mut lines = vec![
+        "running=$(uname -r)".to_string(),
+        "made=/root/kldload-kernels".into(),
+        "mkdir -p $made".into(),
+        "cp /boot/vmlinuz-$running $made/vmlinuz".into(),
+        "cp /boot/initrd.img-$running $made/with-zfs".into(),
+    ];
+    if kernels.iter().any(|k| k.initramfs_has_zfs == Some(false)) {
+        lines.extend(
+            [
+                "modules=$(find /lib/modules/$running -name 'zfs.ko*' -o -name 'spl.ko*')",
+                "tar -cPf $made/zfs-modules.tar $modules",
+                "rm $modules",
+                "mkinitramfs -o $made/without-zfs $running",
+                "tar -xPf $made/zfs-modules.tar",
+            ]
+            .map(String::from),
+        );
+    }
+    lines.push("rm -f /boot/vmlinuz-* /boot/initrd.img-*".into());
+    for k in kernels {
+        let initramfs = if k.initramfs_has_zfs == Some(false) {
+            "without-zfs"
+        } else {
+            "with-zfs"
+        };
+        lines.push(format!("cp $made/vmlinuz /boot/{}", sh(&k.kernel)));
+        lines.push(format!("cp $made/{initramfs} /boot/{}", sh(&k.initramfs)));
+    }
+    lines.push("rm -r $made".into());
+    lines.join("\n")
+}
 
 /// The generated scenario's description: where it comes from, what it reproduces and what not,
 /// then every report field it does not reproduce, with why (`report_fields`).
@@ -1114,7 +1188,10 @@ mod tests {
         r.boot_environments[0].kernels[0].initramfs_has_zfs = Some(false);
         let g = generate(&r, "user.json").unwrap();
         load(&g);
-        assert!(text(&g).contains("mkinitramfs -o /boot/initrd.img-$newer $running"));
+        let t = text(&g);
+        assert!(t.contains("mkinitramfs -o $made/without-zfs $running"), "{t}");
+        assert!(t.contains("cp $made/without-zfs /boot/'initrd.img-6.12.48+deb13-amd64'"));
+        assert!(!t.contains("$made/with-zfs /boot/"), "{t}");
         assert_eq!(
             steps(&g),
             [

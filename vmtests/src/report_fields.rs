@@ -215,15 +215,18 @@ pub const FIELDS: &[(&str, Field)] = &[
     ),
     (
         "boot_environments[].kernels[].kernel",
-        Not("the VM runs kldload's kernel; a pin naming the user's is set as it is"),
+        Made(
+            "the default boot environment's, by file name: copies of the VM's kernel; the \
+             other boot environments are its clones",
+        ),
     ),
     (
         "boot_environments[].kernels[].initramfs",
-        Not("the VM runs kldload's kernel and initramfs"),
+        Made("by file name: copies of the VM's initramfs, with zfs.ko or without"),
     ),
     (
         "boot_environments[].kernels[].initramfs_has_zfs",
-        Made("the default kernel's: a newer kernel whose initramfs has no zfs.ko"),
+        Made("each kernel's: the VM's initramfs, or one made without zfs.ko"),
     ),
     (
         "boot_environments[].kernels[].initramfs_hostid",
@@ -231,7 +234,7 @@ pub const FIELDS: &[(&str, Field)] = &[
     ),
     (
         "boot_environments[].default_kernel",
-        Made("follows from the pin and the newer kernel without zfs.ko"),
+        Made("follows from the kernels' names and the pin"),
     ),
     (
         "boot_environments[].default_kernel_reason",

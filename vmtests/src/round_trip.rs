@@ -44,10 +44,13 @@ pub struct BootFacts {
     /// active, `1` exported): what decides whether ZFSBootMenu imports it.
     pub label_hostid: Option<String>,
     pub label_state: Option<String>,
+    /// The default boot environment's kernel list (file name, and whether its initramfs has
+    /// zfs.ko), oldest first, and the kernel ZFSBootMenu boots by default: a rebuild gives its
+    /// /boot the report's names, so a pin matches (or fails to match) as it did.
+    pub kernels: Vec<(String, Option<bool>)>,
+    pub default_kernel: Option<String>,
     /// The default boot environment's: whether the initramfs of the kernel ZFSBootMenu boots
-    /// by default has zfs.ko, the hostid in it, and the command line it gets. (Not the
-    /// kernel's name: the VM runs kldload's kernel, whatever the user's was; a pin naming it
-    /// is compared as the property it is.)
+    /// by default has zfs.ko, the hostid in it, and the command line it gets.
     pub default_initramfs_has_zfs: Option<bool>,
     pub default_initramfs_hostid: Option<String>,
     pub commandline: Option<String>,
@@ -103,6 +106,12 @@ impl BootFacts {
             },
             label_hostid: pool.labels.first().and_then(|l| l.facts.hostid.clone()),
             label_state: pool.labels.first().and_then(|l| l.facts.state.clone()),
+            kernels: default_be.map_or_else(Vec::new, |b| {
+                (b.kernels.iter())
+                    .map(|k| (k.kernel.clone(), k.initramfs_has_zfs))
+                    .collect()
+            }),
+            default_kernel: default_be.and_then(|b| b.default_kernel.clone()),
             default_initramfs_has_zfs: default_kernel.and_then(|k| k.initramfs_has_zfs),
             default_initramfs_hostid: default_kernel.and_then(|k| k.initramfs_hostid.clone()),
             commandline: default_be.map(|b| b.commandline.clone()),
@@ -173,6 +182,16 @@ impl BootFacts {
                 "the pool's state in its label",
                 &o.label_state,
                 &r.label_state,
+            ),
+            debug(
+                "the default boot environment's kernels",
+                &o.kernels,
+                &r.kernels,
+            ),
+            debug(
+                "the kernel ZFSBootMenu boots by default",
+                &o.default_kernel,
+                &r.default_kernel,
             ),
             debug(
                 "zfs.ko in the default kernel's initramfs",
@@ -395,7 +414,12 @@ mod tests {
         let diffs = BootFacts::differences(&facts, &BootFacts::of(&changed).unwrap());
         let text: Vec<&str> = diffs.iter().map(|d| d.text.as_str()).collect();
         let text = text.join("\n");
-        assert_eq!(diffs.len(), 5, "{text}");
+        assert_eq!(diffs.len(), 6, "{text}");
+        assert!(text.contains(
+            "the default boot environment's kernels: the report has \
+             [(\"vmlinuz-6.12.117+deb13-amd64\", Some(true))], the VM \
+             [(\"vmlinuz-6.12.117+deb13-amd64\", Some(false))]"
+        ));
         assert!(text.contains(
             "the hostid in the pool's label: the report has Some(\"0x00bab10c\"), the VM \
              Some(\"0x12345678\")"
@@ -408,6 +432,26 @@ mod tests {
         assert!(text.contains(
             "org.zfsbootmenu:kernel on rpool/ROOT: the report has None, the VM Some(\"6.1\")"
         ));
+    }
+
+    /// A kernel the rebuild names otherwise, and so boots by default, differs in both.
+    #[test]
+    fn kernels_are_compared_by_name() {
+        let report = recorded();
+        let facts = BootFacts::of(&report).unwrap();
+        let mut changed = report.clone();
+        let be = &mut changed.boot_environments[0];
+        be.kernels[0].kernel = "vmlinuz-6.12.0+deb-amd64".into();
+        be.default_kernel = Some("vmlinuz-6.12.0+deb-amd64".into());
+        let diffs = BootFacts::differences(&facts, &BootFacts::of(&changed).unwrap());
+        let facts: Vec<&str> = diffs.iter().map(|d| d.fact.as_str()).collect();
+        assert_eq!(
+            facts,
+            [
+                "the default boot environment's kernels",
+                "the kernel ZFSBootMenu boots by default"
+            ]
+        );
     }
 
     /// On a rescue system the running system's /etc/hostid is the rescue system's: the
