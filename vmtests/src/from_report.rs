@@ -30,9 +30,9 @@ use crate::scenario::{
 };
 use crate::test_zbm::TestZfsBootMenu;
 use anyhow::{Context, Result, bail};
-use std::collections::BTreeSet;
 use kldload::config::Layout;
 use kldload::report::{Dataset, Pool, Report, Vdev};
+use std::collections::BTreeSet;
 use toml::{Table, Value};
 
 /// kldload's own boot environment, the one its install makes.
@@ -154,6 +154,15 @@ fn rules_across_fields(report: &Report) -> std::result::Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The VM's `i`th disk (the target, then the extra disks) by its stable name.
+fn disk_by_id(i: usize) -> String {
+    if i == 0 {
+        "/dev/disk/by-id/virtio-kldload-target".to_string()
+    } else {
+        format!("/dev/disk/by-id/virtio-kldload-extra-{}", i - 1)
+    }
 }
 
 /// Whether `name` names a file directly in a directory: not empty, no `/`, not `.` or `..`.
@@ -328,15 +337,7 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
     let mut answers = Table::new();
     let mut answer_disks = Table::new();
     answer_disks.insert("layout".into(), layout.name().into());
-    let paths = (0..disks)
-        .map(|i| {
-            Value::from(if i == 0 {
-                "/dev/disk/by-id/virtio-kldload-target".to_string()
-            } else {
-                format!("/dev/disk/by-id/virtio-kldload-extra-{}", i - 1)
-            })
-        })
-        .collect();
+    let paths = (0..disks).map(|i| Value::from(disk_by_id(i))).collect();
     answer_disks.insert("paths".into(), Value::Array(paths));
     answers.insert("disks".into(), Value::Table(answer_disks));
     let mut answer_pool = Table::new();
@@ -560,13 +561,19 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
                     .map(|k| format!(
                         "{}{}",
                         k.kernel,
-                        if k.initramfs_has_zfs == Some(false) { " (no zfs.ko)" } else { "" }
+                        if k.initramfs_has_zfs == Some(false) {
+                            " (no zfs.ko)"
+                        } else {
+                            ""
+                        }
                     ))
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
-            let hostids: BTreeSet<Option<&String>> =
-                kernels.iter().map(|k| k.initramfs_hostid.as_ref()).collect();
+            let hostids: BTreeSet<Option<&String>> = kernels
+                .iter()
+                .map(|k| k.initramfs_hostid.as_ref())
+                .collect();
             if hostids.len() > 1 {
                 notes.push(
                     "each kernel's initramfs hostid: all are made with the default kernel's".into(),
@@ -607,10 +614,40 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
             versions.join(", ")
         ));
     }
-    notes.push(format!(
-        "firmware entries ({}) and their load options: kldload's own are made instead",
-        report.firmware.entries.len()
-    ));
+    // The firmware's entries for files on the pool's disks, as the report's.
+    let all_entries = crate::round_trip::firmware_entries(report, pool);
+    let entries: Vec<_> = (all_entries.iter())
+        .filter(|e| e.disk.is_some())
+        .cloned()
+        .collect();
+    if report.firmware.uefi {
+        script.push(firmware_entries_as_the_report_s(&entries));
+        reproduced.push(format!(
+            "the firmware's entries for files on the pool's ESPs, in boot order: {}",
+            if entries.is_empty() {
+                "none (kldload's removed)".to_string()
+            } else {
+                (entries.iter())
+                    .map(|e| format!("{:?}", e.description))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        ));
+        notes.push(
+            "the firmware's own entries (its shell, network and disk fallbacks): OVMF's, in its \
+             order after the reproduced ones"
+                .into(),
+        );
+        let elsewhere = all_entries.len() - entries.len();
+        if elsewhere > 0 {
+            notes.push(format!(
+                "{elsewhere} firmware entries for files on no disk of the pool: not made"
+            ));
+        }
+    } else {
+        notes.push("the machine booted without UEFI: kldload's firmware entries are kept".into());
+        except.push("the firmware's entries for the pool's disks".into());
+    }
     notes.push("the machine's firmware, disks' models and other hardware".into());
 
     // Steps.
@@ -803,6 +840,60 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
         reproduced,
         not_reproduced: notes,
     })
+}
+
+/// The script that makes the firmware's entries as the report's `entries` (those for a file on
+/// one of the pool's disks, in boot order): every entry of the VM's for a file on a disk
+/// (kldload's) is removed, each of the report's made on the same disk's ESP with its
+/// description, file and load options, and the boot order starts with them, the firmware's own
+/// entries after. Entries for files elsewhere are left out.
+fn firmware_entries_as_the_report_s(entries: &[crate::round_trip::FirmwareFact]) -> String {
+    let mut lines = vec![
+        "for n in $(efibootmgr -v | sed -n 's/^Boot\\([0-9A-F]\\{4\\}\\).*HD(.*/\\1/p'); do \
+         efibootmgr -q -b $n -B; done"
+            .to_string(),
+    ];
+    let mut made = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let disk = e.disk.unwrap_or_default();
+        let number = format!("{:04X}", 0x1000 + i);
+        let mut argv = vec![
+            "efibootmgr".to_string(),
+            "-q".into(),
+            "-c".into(),
+            "-b".into(),
+            number.clone(),
+            "-d".into(),
+            disk_by_id(disk),
+            "-p".into(),
+            kldload::recipe::partition::ESP_PARTITION.to_string(),
+            "-L".into(),
+            sh(&e.description),
+            "-l".into(),
+            sh(&e.file),
+        ];
+        if let Some(options) = &e.options {
+            argv.extend(["-u".into(), sh(options)]);
+        }
+        lines.push(argv.join(" "));
+        made.push(number);
+    }
+    // The made entries first, then the firmware's own in their order.
+    lines.push(format!(
+        "rest=$(efibootmgr | sed -n 's/^BootOrder: //p' | tr , '\\n' | grep -v -x -E '{}' | \
+         paste -s -d ,)",
+        if made.is_empty() {
+            "^$".to_string()
+        } else {
+            made.join("|")
+        }
+    ));
+    lines.push(format!(
+        "order=$(echo {},$rest | sed 's/^,//; s/,$//')",
+        made.join(",")
+    ));
+    lines.push(r#"[ -z "$order" ] || efibootmgr -q -o "$order""#.into());
+    lines.join("\n")
 }
 
 /// The script that gives /boot the report's kernels: each a copy of the running kernel under
@@ -1106,13 +1197,97 @@ mod tests {
         assert!(!text(&g).contains("zfs rename"));
         assert!(!text(&g).contains("zfs inherit org.zfsbootmenu:commandline"));
         assert!(text(&g).contains("zfs inherit org.zfsbootmenu:keysource 'rpool'"));
+        // No entry for a file: kldload's are removed, none made.
+        let script = state_script(&g);
+        assert!(script.contains("efibootmgr -q -b $n -B"), "{script}");
+        assert!(!script.contains("efibootmgr -q -c"), "{script}");
+    }
+
+    /// The script that makes the report's state on the installed VM.
+    fn state_script(g: &Generated) -> String {
+        (load(g).steps.iter())
+            .find_map(|s| match s {
+                Step::Run(r) if r.check.as_deref() == Some("the report's state made on it") => {
+                    Some(r.command.clone())
+                }
+                _ => None,
+            })
+            .expect("a run step makes the report's state")
+    }
+
+    #[test]
+    fn the_firmware_s_entries_for_the_pool_s_disks_are_made_in_boot_order() {
+        let mut r = kldload_install();
+        let esp = "27bb8520-f627-499c-b888-142736585505";
+        r.disks[0].partitions.insert(
+            0,
+            Partition {
+                name: "vda1".into(),
+                start_sector: Some(2048),
+                size_bytes: 512 << 20,
+                type_guid: None,
+                type_name: None,
+                label: None,
+                uuid: Some(esp.into()),
+                filesystem: Some("vfat".into()),
+            },
+        );
+        let entry = |number, description: &str, guid: Option<&str>, file: Option<&str>| {
+            kldload::report::FirmwareEntry {
+                number,
+                description: description.into(),
+                partition_guid: guid.map(String::from),
+                file: file.map(String::from),
+                options: file.map(|_| "zbm.prefer=rpool console=ttyS0,115200".into()),
+            }
+        };
+        // As `kldload report` reads them: GUIDs in capitals here, by number.
+        r.firmware.entries = vec![
+            entry(0, "UiApp", None, None),
+            entry(
+                4,
+                "ZFSBootMenu (Backup)",
+                Some(&esp.to_uppercase()),
+                Some(r"\EFI\ZBM\VMLINUZ-BACKUP.EFI"),
+            ),
+            entry(5, "ZFSBootMenu", Some(esp), Some(r"\EFI\ZBM\VMLINUZ.EFI")),
+            entry(
+                6,
+                "Windows Boot Manager",
+                Some("0e0e0e0e-0000-4000-8000-000000000000"),
+                Some(r"\EFI\Microsoft\Boot\bootmgfw.efi"),
+            ),
+        ];
+        r.firmware.boot_order = vec![0, 5, 6, 4];
+        let g = generate(&r, "user.json").unwrap();
+        let script = state_script(&g);
+        let made: Vec<&str> = (script.lines())
+            .filter(|l| l.starts_with("efibootmgr -q -c"))
+            .collect();
+        assert_eq!(
+            made,
+            [
+                "efibootmgr -q -c -b 1000 -d /dev/disk/by-id/virtio-kldload-target -p 1 -L \
+                 'ZFSBootMenu' -l '\\EFI\\ZBM\\VMLINUZ.EFI' -u 'zbm.prefer=rpool console=ttyS0,115200'",
+                "efibootmgr -q -c -b 1001 -d /dev/disk/by-id/virtio-kldload-target -p 1 -L \
+                 'ZFSBootMenu (Backup)' -l '\\EFI\\ZBM\\VMLINUZ-BACKUP.EFI' -u \
+                 'zbm.prefer=rpool console=ttyS0,115200'",
+            ],
+            "{script}"
+        );
+        assert!(script.contains("order=$(echo 1000,1001,$rest"), "{script}");
         assert!(
             g.not_reproduced
-                .iter()
-                .any(|n| n.starts_with("firmware entries")),
+                .contains(&"1 firmware entries for files on no disk of the pool: not made".into()),
             "{:?}",
             g.not_reproduced
         );
+        // The comparison sees the same entries in the VM's report (lower-case GUIDs there).
+        let facts = crate::round_trip::BootFacts::of(&r).unwrap();
+        let names: Vec<&str> = (facts.firmware_entries.iter())
+            .map(|e| e.description.as_str())
+            .collect();
+        assert_eq!(names, ["ZFSBootMenu", "ZFSBootMenu (Backup)"]);
     }
 
     #[test]
@@ -1189,7 +1364,10 @@ mod tests {
         let g = generate(&r, "user.json").unwrap();
         load(&g);
         let t = text(&g);
-        assert!(t.contains("mkinitramfs -o $made/without-zfs $running"), "{t}");
+        assert!(
+            t.contains("mkinitramfs -o $made/without-zfs $running"),
+            "{t}"
+        );
         assert!(t.contains("cp $made/without-zfs /boot/'initrd.img-6.12.48+deb13-amd64'"));
         assert!(!t.contains("$made/with-zfs /boot/"), "{t}");
         assert_eq!(

@@ -24,8 +24,10 @@ const RUNNING_SYSTEM: Field = Not(
      kldload's image",
 );
 const HARDWARE: Field = Not("hardware: the VM's disks are QEMU's virtio disks");
-const FIRMWARE: Field =
-    Not("the firmware: the rebuild's install makes kldload's own entries in OVMF's store");
+const FIRMWARE: Field = Not("the firmware: the VM's is OVMF, its Secure Boot as the scenario's");
+/// The entries for files on the pool's disks: made with efibootmgr in OVMF's store.
+const FIRMWARE_ENTRY: Field =
+    Made("each entry for a file on the pool's disks: efibootmgr on the same disk's ESP");
 const ESP_FILES: Field = Not(
     "the ESP's files: the rebuild's install writes kldload's ZFSBootMenu 3.1.0 and its fallback \
      copy",
@@ -60,13 +62,25 @@ pub const FIELDS: &[(&str, Field)] = &[
     ),
     ("firmware.uefi", FIRMWARE),
     ("firmware.secure_boot", FIRMWARE),
-    ("firmware.boot_current", FIRMWARE),
-    ("firmware.boot_order[]", FIRMWARE),
-    ("firmware.entries[].number", FIRMWARE),
-    ("firmware.entries[].description", FIRMWARE),
-    ("firmware.entries[].partition_guid", FIRMWARE),
-    ("firmware.entries[].file", FIRMWARE),
-    ("firmware.entries[].options", FIRMWARE),
+    (
+        "firmware.boot_current",
+        Not("which entry booted follows from the entries and the order"),
+    ),
+    (
+        "firmware.boot_order[]",
+        Made("the reproduced entries first, in the report's order; OVMF's own after"),
+    ),
+    (
+        "firmware.entries[].number",
+        Not("numbers are the firmware's bookkeeping; the order is reproduced"),
+    ),
+    ("firmware.entries[].description", FIRMWARE_ENTRY),
+    (
+        "firmware.entries[].partition_guid",
+        Made("as the disk of the pool holding that partition"),
+    ),
+    ("firmware.entries[].file", FIRMWARE_ENTRY),
+    ("firmware.entries[].options", FIRMWARE_ENTRY),
     ("disks[].name", HARDWARE),
     ("disks[].size_bytes", Not("scaled to the VM's 16 GiB disks")),
     (

@@ -54,6 +54,9 @@ pub struct BootFacts {
     pub default_initramfs_has_zfs: Option<bool>,
     pub default_initramfs_hostid: Option<String>,
     pub commandline: Option<String>,
+    /// The firmware's entries for files on the pool's disks, in boot order (those for files
+    /// elsewhere cannot be made in the VM).
+    pub firmware_entries: Vec<FirmwareFact>,
 }
 
 impl BootFacts {
@@ -115,6 +118,9 @@ impl BootFacts {
             default_initramfs_has_zfs: default_kernel.and_then(|k| k.initramfs_has_zfs),
             default_initramfs_hostid: default_kernel.and_then(|k| k.initramfs_hostid.clone()),
             commandline: default_be.map(|b| b.commandline.clone()),
+            firmware_entries: (firmware_entries(report, pool).into_iter())
+                .filter(|e| e.disk.is_some())
+                .collect(),
         })
     }
 
@@ -208,12 +214,63 @@ impl BootFacts {
                 &o.commandline,
                 &r.commandline,
             ),
+            debug(
+                "the firmware's entries for the pool's disks",
+                &o.firmware_entries,
+                &r.firmware_entries,
+            ),
         ];
         for (what, a, b) in after_features {
             compare(what, a, b);
         }
         out
     }
+}
+
+/// A firmware entry for a file on a disk, as a round trip compares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirmwareFact {
+    pub description: String,
+    /// Which of the pool's disks (in the report's order) holds the file's partition; none
+    /// when it is on no disk of the pool.
+    pub disk: Option<usize>,
+    pub file: String,
+    pub options: Option<String>,
+}
+
+/// The firmware's entries for a file on a partition (ZFSBootMenu's, shim's, another OS's), in
+/// boot order, then those not in it by number: which of them the firmware tries first, and
+/// with what, decides what boots. The firmware's own (shell, network, a disk's fallback path)
+/// have no file.
+pub fn firmware_entries(report: &Report, pool: &Pool) -> Vec<FirmwareFact> {
+    let disks = pool_disks(report, pool);
+    let disk_of = |guid: &str| {
+        disks.iter().position(|d| {
+            (d.partitions.iter()).any(|p| {
+                p.uuid
+                    .as_deref()
+                    .is_some_and(|u| u.eq_ignore_ascii_case(guid))
+            })
+        })
+    };
+    let firmware = &report.firmware;
+    let place = |n: u16| {
+        (firmware.boot_order.iter())
+            .position(|&o| o == n)
+            .unwrap_or(usize::MAX)
+    };
+    let mut entries: Vec<&kldload::report::FirmwareEntry> = (firmware.entries.iter())
+        .filter(|e| e.file.is_some())
+        .collect();
+    entries.sort_by_key(|e| (place(e.number), e.number));
+    (entries.into_iter())
+        .map(|e| FirmwareFact {
+            description: e.description.clone(),
+            disk: e.partition_guid.as_deref().and_then(disk_of),
+            file: e.file.clone().unwrap_or_default(),
+            options: e.options.clone(),
+        })
+        .collect()
 }
 
 /// The pool a report's machine boots from: the one with a bootfs, else the first.
@@ -235,6 +292,13 @@ pub fn data_vdevs(pool: &Pool) -> impl Iterator<Item = &Vdev> {
 /// one of its devices (a partition, or the disk itself), else, in a report that does not tie
 /// pools to disks (written before kldload read `devices`), every disk with a ZFS partition.
 fn zfs_disk_sectors(report: &Report, pool: &Pool) -> Vec<u32> {
+    (pool_disks(report, pool).into_iter())
+        .map(|d| d.logical_sector_bytes.unwrap_or(512))
+        .collect()
+}
+
+/// The disks holding `pool`, in the report's order: the VM's disks are made in this order.
+fn pool_disks<'r>(report: &'r Report, pool: &Pool) -> Vec<&'r kldload::report::Disk> {
     let holds_pool = |d: &&kldload::report::Disk| {
         if pool.devices.is_empty() {
             return (d.partitions.iter()).any(|p| p.filesystem.as_deref() == Some("zfs_member"));
@@ -242,10 +306,7 @@ fn zfs_disk_sectors(report: &Report, pool: &Pool) -> Vec<u32> {
         pool.devices.contains(&d.name)
             || (d.partitions.iter()).any(|p| pool.devices.contains(&p.name))
     };
-    (report.disks.iter())
-        .filter(holds_pool)
-        .map(|d| d.logical_sector_bytes.unwrap_or(512))
-        .collect()
+    report.disks.iter().filter(holds_pool).collect()
 }
 
 /// The kernel ZFSBootMenu boots by default in the boot environment `be`, as the report read it.
