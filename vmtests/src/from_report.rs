@@ -547,6 +547,68 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
         "compatibility={compatibility}; {} features enabled after the install",
         after.len()
     ));
+    // The encryption root's key: where its boot loads it from, and whether the default
+    // initramfs has that file.
+    let root_ds = encrypted.as_deref().and_then(|r| dataset(report, r));
+    let keylocation = root_ds.and_then(|d| d.keylocation.clone());
+    let kldload_key = kldload::recipe::pool::key_file(name);
+    let key_file = keylocation
+        .as_deref()
+        .and_then(|l| l.strip_prefix("file://"));
+    let key_lost = key_file.is_some()
+        && default_kernel.is_some_and(|k| k.initramfs_has_key_file == Some(false));
+    match (keylocation.as_deref(), key_file) {
+        (None, _) => {}
+        (Some("prompt"), _) => {
+            script.push(format!("zfs set keylocation=prompt {}", sh(name)));
+            reproduced.push(
+                "keylocation=prompt: the boot environment's initramfs asks for the key again"
+                    .into(),
+            );
+        }
+        (Some(_), Some(file)) if file.starts_with('/') => {
+            if file != kldload_key {
+                script.push(format!("mkdir -p \"$(dirname {f})\"", f = sh(file)));
+                script.push(format!("cp {} {}", sh(&kldload_key), sh(file)));
+                script.push(format!(
+                    "zfs set {} {}",
+                    sh(&format!("keylocation=file://{file}")),
+                    sh(name)
+                ));
+            }
+            // The initramfs made again with the file there or, as the report says, without.
+            let (away, back) = if key_lost {
+                (
+                    format!("mv {} /root/kldload-key", sh(file)),
+                    format!("mv /root/kldload-key {}", sh(file)),
+                )
+            } else {
+                (":".into(), ":".into())
+            };
+            if file != kldload_key || key_lost {
+                script.push(away);
+                script.push("update-initramfs -u -k $(uname -r) >/dev/null 2>&1".into());
+                script.push(back);
+            }
+            reproduced.push(format!(
+                "keylocation=file://{file}, {} the default initramfs",
+                if key_lost { "not in" } else { "in" }
+            ));
+        }
+        (Some(other), _) => {
+            notes.push(format!("keylocation={other}: kldload's key file is kept"));
+            except.push("keylocation".into());
+        }
+    }
+    if let Some(f) = root_ds.and_then(|d| d.keyformat.as_deref())
+        && f != "passphrase"
+    {
+        notes.push(format!(
+            "keyformat={f}: the rebuild's is a passphrase, which the harness types"
+        ));
+        except.push("keyformat".into());
+    }
+
     // The default boot environment's kernels, by name, with or without zfs.ko.
     let no_zfs = default_kernel.is_some_and(|k| k.initramfs_has_zfs == Some(false));
     let default_be = (report.boot_environments.iter()).find(|b| b.dataset == bootfs);
@@ -748,6 +810,7 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
     } else {
         Vec::new()
     };
+    let asks_again = keylocation.as_deref() == Some("prompt");
     let symptom = if !unreadable.is_empty() {
         reproduced.push(format!(
             "ZFSBootMenu cannot import the pool: active features its ZFS does not read ({})",
@@ -758,13 +821,18 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
                 .join(", ")
         ));
         Symptom::ImportFails
-    } else if no_zfs {
-        Symptom::InitramfsShell
     } else if silent {
+        // What the kernel and initramfs print (a shell, a prompt) goes elsewhere.
         reproduced.push(format!(
             "the command line {commandline:?}: no serial console after ZFSBootMenu"
         ));
         Symptom::Silent
+    } else if no_zfs || key_lost {
+        // Debian's initramfs without ZFS, or without the key file after ZFSBootMenu
+        // unlocked the pool ("Key load error"), stops in its shell.
+        Symptom::InitramfsShell
+    } else if encrypted.is_some() && asks_again {
+        Symptom::PassphraseAgain
     } else {
         Symptom::Login
     };
@@ -816,8 +884,11 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
             .into(),
         );
     }
+    // The rebuild's one encryption root is the pool's root dataset (kldload's).
+    let roots: Vec<String> = encrypted.iter().map(|_| name.clone()).collect();
     steps.extend(report_where(
         symptom,
+        &roots,
         ReportStep {
             same_as: Some(source.to_string()),
             except,
@@ -1087,6 +1158,7 @@ mod tests {
                     initramfs: "initrd.img-6.12.48+deb13-amd64".into(),
                     initramfs_has_zfs: Some(true),
                     initramfs_hostid: Some("0x00bab10c".into()),
+                    initramfs_has_key_file: None,
                 }],
                 default_kernel: Some("vmlinuz-6.12.48+deb13-amd64".into()),
                 default_kernel_reason: Some("the newest".into()),
@@ -1427,10 +1499,24 @@ mod tests {
         // pool, so it neither counts down nor asks for the key; the report comes from the
         // live medium.
         assert_eq!(g.symptom, Symptom::ImportFails);
+        // The report from the live medium: the pool imported read-only and its key loaded
+        // at the console, as a user would, so that the report reads the boot environment.
         assert_eq!(
             steps(&g),
             [
-                "install", "start", "unlock", "run", "reboot", "symptom", "crash", "live", "report"
+                "install",
+                "start",
+                "unlock",
+                "run",
+                "reboot",
+                "symptom",
+                "crash",
+                "live",
+                "run",
+                "console-type",
+                "passphrase",
+                "run",
+                "report"
             ]
         );
         // Only enabled, it is no obstacle: the countdown, the key, a login.
@@ -1454,6 +1540,32 @@ mod tests {
                 "shutdown"
             ]
         );
+        // keylocation=prompt: the boot environment's initramfs asks again (zbm-dev #785).
+        let mut prompt = enabled.clone();
+        prompt.datasets[0].keylocation = Some("prompt".into());
+        let g_prompt = generate(&prompt, "user.json").unwrap();
+        assert_eq!(g_prompt.symptom, Symptom::PassphraseAgain);
+        assert!(state_script(&g_prompt).contains("zfs set keylocation=prompt 'rpool'"));
+        // A key file the default initramfs lacks: Debian's initramfs stops in its shell.
+        let mut lost = enabled.clone();
+        lost.datasets[0].keylocation = Some("file:///etc/zfs/keys/rpool.key".into());
+        lost.boot_environments[0].kernels[0].initramfs_has_key_file = Some(false);
+        let g_lost = generate(&lost, "user.json").unwrap();
+        assert_eq!(g_lost.symptom, Symptom::InitramfsShell);
+        let script = state_script(&g_lost);
+        assert!(
+            script.contains(
+                "mv '/etc/zfs/keys/rpool.key' /root/kldload-key\n\
+                 update-initramfs -u -k $(uname -r) >/dev/null 2>&1\n\
+                 mv /root/kldload-key '/etc/zfs/keys/rpool.key'"
+            ),
+            "{script}"
+        );
+        // With it there, nothing is made again and it boots.
+        lost.boot_environments[0].kernels[0].initramfs_has_key_file = Some(true);
+        let g_kept = generate(&lost, "user.json").unwrap();
+        assert_eq!(g_kept.symptom, Symptom::Login);
+        assert!(!state_script(&g_kept).contains("kldload-key"));
         assert!(
             g.not_reproduced
                 .iter()

@@ -191,11 +191,11 @@ pub const FIELDS: &[(&str, Field)] = &[
     ),
     (
         "datasets[].keylocation",
-        Not("kldload's encrypted install: prompt (and its key file in the initramfs)"),
+        Made("the encryption root's: prompt, or a key file (a copy of kldload's)"),
     ),
     (
         "datasets[].keyformat",
-        Not("kldload's encrypted install: passphrase"),
+        Not("a passphrase, which the harness types; another is named in except"),
     ),
     (
         "datasets[].keystatus",
@@ -241,6 +241,10 @@ pub const FIELDS: &[(&str, Field)] = &[
     (
         "boot_environments[].kernels[].initramfs_has_zfs",
         Made("each kernel's: the VM's initramfs, or one made without zfs.ko"),
+    ),
+    (
+        "boot_environments[].kernels[].initramfs_has_key_file",
+        Made("the default kernel's: update-initramfs with the key file moved away"),
     ),
     (
         "boot_environments[].kernels[].initramfs_hostid",

@@ -27,8 +27,11 @@ pub struct BootFacts {
     pub bootfs: Option<String>,
     /// The pool's root dataset's.
     pub compression: Option<String>,
-    /// The encryption root of the boot environment ZFSBootMenu boots by default.
+    /// The encryption root of the boot environment ZFSBootMenu boots by default, and its
+    /// keylocation (`prompt`, or the file its boot loads the key from) and keyformat.
     pub encryption_root: Option<String>,
+    pub keylocation: Option<String>,
+    pub keyformat: Option<String>,
     /// The datasets ZFSBootMenu lists as boot environments.
     pub boot_environments: BTreeSet<String>,
     /// Every `org.zfsbootmenu:*` property set locally in the pool: (dataset, property) -> value.
@@ -53,6 +56,8 @@ pub struct BootFacts {
     /// by default has zfs.ko, the hostid in it, and the command line it gets.
     pub default_initramfs_has_zfs: Option<bool>,
     pub default_initramfs_hostid: Option<String>,
+    /// Whether that initramfs has the key file the keylocation names.
+    pub default_initramfs_has_key_file: Option<bool>,
     pub commandline: Option<String>,
     /// The firmware's entries for files on the pool's disks, in boot order (those for files
     /// elsewhere cannot be made in the VM).
@@ -75,15 +80,19 @@ impl BootFacts {
             .bootfs
             .as_deref()
             .and_then(|b| default_kernel(report, b));
+        let encryption_root = (pool.bootfs.as_deref())
+            .and_then(dataset)
+            .and_then(|d| d.encryption_root.as_deref())
+            .and_then(dataset);
         Ok(BootFacts {
             pool: name.clone(),
             layout,
             sector_sizes,
             bootfs: pool.bootfs.clone(),
             compression: dataset(name).and_then(|d| d.compression.clone()),
-            encryption_root: (pool.bootfs.as_deref())
-                .and_then(dataset)
-                .and_then(|d| d.encryption_root.clone()),
+            encryption_root: encryption_root.map(|r| r.name.clone()),
+            keylocation: encryption_root.and_then(|r| r.keylocation.clone()),
+            keyformat: encryption_root.and_then(|r| r.keyformat.clone()),
             boot_environments: (report.boot_environments.iter())
                 .map(|b| b.dataset.clone())
                 .filter(|b| in_pool(b))
@@ -117,6 +126,7 @@ impl BootFacts {
             default_kernel: default_be.and_then(|b| b.default_kernel.clone()),
             default_initramfs_has_zfs: default_kernel.and_then(|k| k.initramfs_has_zfs),
             default_initramfs_hostid: default_kernel.and_then(|k| k.initramfs_hostid.clone()),
+            default_initramfs_has_key_file: default_kernel.and_then(|k| k.initramfs_has_key_file),
             commandline: default_be.map(|b| b.commandline.clone()),
             firmware_entries: (firmware_entries(report, pool).into_iter())
                 .filter(|e| e.disk.is_some())
@@ -146,6 +156,8 @@ impl BootFacts {
             debug("bootfs", &o.bootfs, &r.bootfs),
             debug("compression", &o.compression, &r.compression),
             debug("encryption root", &o.encryption_root, &r.encryption_root),
+            debug("keylocation", &o.keylocation, &r.keylocation),
+            debug("keyformat", &o.keyformat, &r.keyformat),
             debug(
                 "boot environments",
                 &o.boot_environments,
@@ -208,6 +220,11 @@ impl BootFacts {
                 "the hostid in the default kernel's initramfs",
                 &o.default_initramfs_hostid,
                 &r.default_initramfs_hostid,
+            ),
+            debug(
+                "the key file in the default kernel's initramfs",
+                &o.default_initramfs_has_key_file,
+                &r.default_initramfs_has_key_file,
             ),
             debug(
                 "the default boot environment's command line",

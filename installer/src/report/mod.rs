@@ -266,6 +266,11 @@ pub struct BootKernel {
     pub initramfs_has_zfs: Option<bool>,
     /// The initramfs's /etc/hostid, `0x%08x`.
     pub initramfs_hostid: Option<String>,
+    /// Whether the initramfs has the key file its boot environment's encryption root names
+    /// (`keylocation=file://...`): without it Debian's initramfs cannot load the key after
+    /// ZFSBootMenu did, and stops. None: not encrypted with a key file, or not read.
+    #[serde(default)]
+    pub initramfs_has_key_file: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -849,12 +854,21 @@ fn boot_environment(
             }
         });
     }
+    // The key file the boot environment's encryption root names, as a path in an initramfs.
+    let key_file = (d.encryption_root.as_ref())
+        .and_then(|r| datasets.iter().find(|x| &x.name == r))
+        .and_then(|r| r.keylocation.as_deref())
+        .and_then(crate::doctor::keys::key_file_in_initramfs);
     be.kernels = list
         .into_iter()
         .map(|pair| {
             let image = boot.join(&pair.initramfs);
             let length = std::fs::metadata(&image).map(|m| m.len()).unwrap_or(0);
-            let wanted = |name: &str| name == "etc/hostid" || kernels::is_zfs_module(name);
+            let wanted = |name: &str| {
+                name == "etc/hostid"
+                    || kernels::is_zfs_module(name)
+                    || key_file.as_deref() == Some(name)
+            };
             let found =
                 crate::initrd::read_files(&image, 0..length, &wanted, crate::initrd::Stop::AtEnd)
                     .ok();
@@ -868,6 +882,9 @@ fn boot_environment(
                         .and_then(|m| crate::zbm::hostid::parse_hostid_file(&m.data))
                         .map(|h| format!("0x{h:08x}"))
                 }),
+                initramfs_has_key_file: key_file
+                    .as_ref()
+                    .and_then(|k| (found.as_ref()).map(|f| f.iter().any(|m| &m.name == k))),
                 kernel: pair.kernel,
                 initramfs: pair.initramfs,
             }
@@ -1091,6 +1108,77 @@ mod tests {
             _ => None,
         });
         assert_eq!(names, ["nvme0n1p2", "vdb2"]);
+    }
+
+    /// Each kernel's initramfs, read as it is on disk: zfs.ko, the hostid, and the key file
+    /// the boot environment's encryption root names (none asked when its key is prompted).
+    #[test]
+    fn each_initramfs_is_read_for_zfs_its_hostid_and_the_key_file() {
+        use crate::initrd::testing::cpio;
+        let root = tempfile::tempdir().unwrap();
+        let boot = root.path().join("boot");
+        std::fs::create_dir_all(&boot).unwrap();
+        let zfs = "usr/lib/modules/6.1.0-1-amd64/updates/dkms/zfs.ko";
+        let hostid: &[u8] = &[0x0c, 0xb1, 0xba, 0x00];
+        for (version, files) in [
+            (
+                "6.1.0-1-amd64",
+                vec![(zfs, &b"m"[..]), ("etc/hostid", hostid)],
+            ),
+            (
+                "6.1.0-2-amd64",
+                vec![
+                    (zfs, &b"m"[..]),
+                    ("etc/hostid", hostid),
+                    ("etc/zfs/keys/rpool.key", b"not the passphrase"),
+                ],
+            ),
+        ] {
+            std::fs::write(boot.join(format!("vmlinuz-{version}")), b"k").unwrap();
+            std::fs::write(boot.join(format!("initrd.img-{version}")), cpio(&files)).unwrap();
+        }
+        let dataset = |name: &str, root: Option<&str>, keylocation: Option<&str>| Dataset {
+            name: name.into(),
+            kind: "filesystem".into(),
+            mountpoint: Some("/".into()),
+            canmount: Some("noauto".into()),
+            mounted: None,
+            encryption: None,
+            encryption_root: root.map(String::from),
+            keylocation: keylocation.map(String::from),
+            keyformat: None,
+            keystatus: None,
+            compression: None,
+            zfsbootmenu: BTreeMap::new(),
+        };
+        let read = |keylocation: &str| {
+            let datasets = [
+                dataset("rpool", Some("rpool"), Some(keylocation)),
+                dataset("rpool/ROOT/default", Some("rpool"), None),
+            ];
+            let be = boot_environment(&datasets[1], &datasets, false, Some(root.path()), None);
+            (be.kernels.iter())
+                .map(|k| {
+                    (
+                        k.initramfs_has_zfs,
+                        k.initramfs_hostid.clone(),
+                        k.initramfs_has_key_file,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let id = Some("0x00bab10c".to_string());
+        assert_eq!(
+            read("file:///etc/zfs/keys/rpool.key"),
+            [
+                (Some(true), id.clone(), Some(false)),
+                (Some(true), id.clone(), Some(true))
+            ]
+        );
+        assert_eq!(
+            read("prompt"),
+            [(Some(true), id.clone(), None), (Some(true), id, None)]
+        );
     }
 
     #[test]

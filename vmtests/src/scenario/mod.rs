@@ -141,12 +141,61 @@ pub enum Start {
 /// boots (then it is powered off); else as a user would, from the live medium: the machine's
 /// power cut, the medium booted with its disks, `kldload report` there (it imports the pools
 /// read-only).
-pub fn report_where(symptom: Symptom, report: steps::Report) -> Vec<Step> {
+///
+/// On the live medium a user first unlocks an encrypted pool, so that the report can read its
+/// boot environments: the pool imported read-only, each of `encryption_roots` (the pool's
+/// first component names it) given its passphrase at the console, the key never in a file.
+pub fn report_where(
+    symptom: Symptom,
+    encryption_roots: &[String],
+    report: steps::Report,
+) -> Vec<Step> {
     if symptom.boots() {
-        vec![report.into(), steps::Shutdown {}.into()]
-    } else {
-        vec![steps::Crash {}.into(), steps::Live {}.into(), report.into()]
+        return vec![report.into(), steps::Shutdown {}.into()];
     }
+    let mut out: Vec<Step> = vec![steps::Crash {}.into(), steps::Live {}.into()];
+    if let Some(pool) = (encryption_roots.first()).and_then(|r| r.split('/').next()) {
+        out.push(
+            steps::Run {
+                command: format!("zpool import -N -f -o readonly=on {pool}"),
+                check: Some("the encrypted pool imported read-only, as a user would".into()),
+                ..Default::default()
+            }
+            .into(),
+        );
+        for root in encryption_roots {
+            out.push(
+                steps::ConsoleType {
+                    text: format!("zfs load-key -L prompt {root}"),
+                    after: None,
+                }
+                .into(),
+            );
+            out.push(
+                steps::Passphrase {
+                    prompt: format!("Enter passphrase for '{}':", regex::escape(root)),
+                    check: None,
+                }
+                .into(),
+            );
+        }
+        out.push(
+            steps::Run {
+                command: format!(
+                    "zfs get -H -o value keystatus {}",
+                    encryption_roots.join(" ")
+                ),
+                stdout: Some(format!("^(available\n){{{}}}$", encryption_roots.len())),
+                check: Some(
+                    "its keys are loaded: the report can read the boot environments".into(),
+                ),
+                ..Default::default()
+            }
+            .into(),
+        );
+    }
+    out.push(report.into());
+    out
 }
 
 /// The scenario files: fixtures/scenarios/*.toml and those in the directory of generated
@@ -212,10 +261,12 @@ impl Scenario {
             return Ok((self.with_report_before_last_shutdown()?, None));
         };
         let symptom = self.symptom().expect("found above");
+        let roots = self.encryption_roots()?;
         let mut with = self.clone();
         with.steps.truncate(at + 1);
         with.steps.extend(report_where(
             symptom,
+            &roots,
             steps::Report {
                 check: Some(format!(
                     "kldload report where the bug holds ({})",
@@ -225,6 +276,29 @@ impl Scenario {
             },
         ));
         Ok((with, Some(symptom)))
+    }
+
+    /// The encryption roots the scenario's install makes; none when it does not encrypt (the
+    /// installed start is the base install, which does not).
+    pub fn encryption_roots(&self) -> Result<Vec<String>> {
+        if self.start != Start::Blank {
+            return Ok(Vec::new());
+        }
+        let base = answers_file_path(self.answers_file.as_deref().unwrap_or("default.toml"));
+        let shown = base.display().to_string();
+        let text = crate::answers::merged_answers(
+            &std::fs::read_to_string(&base).with_context(|| format!("reading {shown}"))?,
+            &self.answers,
+            &shown,
+        )?;
+        let config = kldload::config::Config::parse(&text, &shown)?;
+        let pool = config.pool.name.to_string();
+        Ok(match config.encryption.enabled {
+            true => (config.encryption.datasets.encryption_roots().iter())
+                .map(|r| kldload::config::dataset_name(&pool, r))
+                .collect(),
+            false => Vec::new(),
+        })
     }
 
     /// The scenario with a `report` step before its last step, which must be the poweroff of a
