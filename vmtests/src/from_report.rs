@@ -980,7 +980,14 @@ fn kernels_as_the_report_s(kernels: &[kldload::report::BootKernel]) -> String {
         "cp /boot/vmlinuz-$running $made/vmlinuz".into(),
         "cp /boot/initrd.img-$running $made/with-zfs".into(),
     ];
-    if kernels.iter().any(|k| k.initramfs_has_zfs == Some(false)) {
+    let made_as = |k: &kldload::report::BootKernel| match k.initramfs_has_zfs {
+        Some(false) if k.initramfs_hostid.is_none() => "without-zfs-hook",
+        Some(false) => "without-zfs",
+        _ => "with-zfs",
+    };
+    if kernels.iter().any(|k| made_as(k) == "without-zfs") {
+        // DKMS built nothing for it: zfs-initramfs's hook is there (the hostid too), zfs.ko
+        // is not.
         lines.extend(
             [
                 "modules=$(find /lib/modules/$running -name 'zfs.ko*' -o -name 'spl.ko*')",
@@ -992,13 +999,21 @@ fn kernels_as_the_report_s(kernels: &[kldload::report::BootKernel]) -> String {
             .map(String::from),
         );
     }
+    if kernels.iter().any(|k| made_as(k) == "without-zfs-hook") {
+        // No zfs-initramfs hook at all (removed, or an upgrade that lost it): neither zfs.ko
+        // nor the hostid it copies.
+        lines.extend(
+            [
+                "mv /usr/share/initramfs-tools/hooks/zfs $made/zfs-hook",
+                "mkinitramfs -o $made/without-zfs-hook $running",
+                "mv $made/zfs-hook /usr/share/initramfs-tools/hooks/zfs",
+            ]
+            .map(String::from),
+        );
+    }
     lines.push("rm -f /boot/vmlinuz-* /boot/initrd.img-*".into());
     for k in kernels {
-        let initramfs = if k.initramfs_has_zfs == Some(false) {
-            "without-zfs"
-        } else {
-            "with-zfs"
-        };
+        let initramfs = made_as(k);
         lines.push(format!("cp $made/vmlinuz /boot/{}", sh(&k.kernel)));
         lines.push(format!("cp $made/{initramfs} /boot/{}", sh(&k.initramfs)));
     }
@@ -1442,6 +1457,17 @@ mod tests {
         );
         assert!(t.contains("cp $made/without-zfs /boot/'initrd.img-6.12.48+deb13-amd64'"));
         assert!(!t.contains("$made/with-zfs /boot/"), "{t}");
+        // Without the hostid too (broken-upgrade: zfs-initramfs's hook gone), made without
+        // the hook.
+        let mut no_hook = r.clone();
+        no_hook.boot_environments[0].kernels[0].initramfs_hostid = None;
+        let t = state_script(&generate(&no_hook, "user.json").unwrap());
+        assert!(
+            t.contains("mkinitramfs -o $made/without-zfs-hook $running"),
+            "{t}"
+        );
+        assert!(!t.contains("mkinitramfs -o $made/without-zfs "), "{t}");
+        assert!(t.contains("cp $made/without-zfs-hook /boot/'initrd.img-6.12.48+deb13-amd64'"));
         assert_eq!(
             steps(&g),
             [
