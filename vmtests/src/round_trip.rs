@@ -348,12 +348,15 @@ pub fn zdb_label_hostid_and_state(text: &str) -> (Option<String>, Option<String>
     (hostid, field("state"))
 }
 
-/// The root pool's label as `zdb -l` prints it on the machine `m` (its first device), read
-/// again after the report and parsed by the harness, compared with what `report`, taken
-/// there, says of it: the facts that decide whether ZFSBootMenu imports the pool are not taken
-/// from `kldload report`'s reading alone. What was read, or the
-/// difference.
-pub fn label_read_independently(
+/// The facts that decide the symptom, read again on the machine `m` after the report by
+/// other tools than `kldload report`'s readers and parsed by the harness, each compared with
+/// what `report`, taken there, says: the root pool's first label (`zdb -l`: the hostid that
+/// last imported it and its state), its bootfs (`zpool get`), and whether the initramfs of the
+/// kernel ZFSBootMenu boots by default has zfs.ko (`lsinitramfs`, the boot environment mounted
+/// read-only when it is not /; not read when it cannot be mounted, e.g. its key not loaded).
+/// On a rescue system the pool is imported read-only for the reading, and exported again.
+/// What was read, or every difference.
+pub fn deciding_facts_read_independently(
     m: &mut crate::machine::Machine,
     report: &Report,
 ) -> Result<String> {
@@ -368,18 +371,106 @@ pub fn label_read_independently(
         .unwrap_or_else(|| label.device.clone());
     let text = m.succeed(&format!("zdb -l {device}"))?;
     let (hostid, state) = zdb_label_hostid_and_state(&text);
-    ensure!(
-        hostid == label.facts.hostid && state == label.facts.state,
-        "zdb -l {device} says hostid {hostid:?}, state {state:?}; the report says hostid {:?}, \
-         state {:?}",
-        label.facts.hostid,
-        label.facts.state
-    );
+    let mut wrong = Vec::new();
+    if hostid != label.facts.hostid || state != label.facts.state {
+        wrong.push(format!(
+            "zdb -l {device} says hostid {hostid:?}, state {state:?}; the report says hostid \
+             {:?}, state {:?}",
+            label.facts.hostid, label.facts.state
+        ));
+    }
+    let initramfs = (pool.bootfs.as_deref())
+        .and_then(|b| default_kernel(report, b))
+        .map(|k| k.initramfs.clone());
+    let script = boot_facts_script(&pool.name, initramfs.as_deref());
+    let read = parse_boot_facts(&m.succeed(&script)?);
+    if read.bootfs != pool.bootfs {
+        wrong.push(format!(
+            "zpool get bootfs says {:?}; the report says {:?}",
+            read.bootfs, pool.bootfs
+        ));
+    }
+    let report_zfs = (pool.bootfs.as_deref())
+        .and_then(|b| default_kernel(report, b))
+        .and_then(|k| k.initramfs_has_zfs);
+    if let Some(has) = read.initramfs_has_zfs
+        && Some(has) != report_zfs
+    {
+        wrong.push(format!(
+            "lsinitramfs of {} says zfs.ko {}; the report says {report_zfs:?}",
+            initramfs.as_deref().unwrap_or_default(),
+            if has { "in it" } else { "not in it" }
+        ));
+    }
+    ensure!(wrong.is_empty(), "{}", wrong.join("\n"));
     Ok(format!(
-        "zdb -l {device} agrees: hostid {}, state {}",
+        "zdb -l {device}, zpool get and lsinitramfs agree: hostid {}, state {}, bootfs {}, \
+         zfs.ko {}",
         hostid.unwrap_or_default(),
-        state.unwrap_or_default()
+        state.unwrap_or_default(),
+        read.bootfs.as_deref().unwrap_or("-"),
+        match read.initramfs_has_zfs {
+            Some(true) => "in the default initramfs",
+            Some(false) => "not in the default initramfs",
+            None => "not read (the boot environment could not be mounted)",
+        }
     ))
+}
+
+/// The shell script that prints `bootfs NAME` for `pool` and, when the bootfs can be read,
+/// `zfs.ko N`: how many zfs.ko files `lsinitramfs` lists in its /boot/`initramfs`. A pool not
+/// imported is imported read-only and exported after; a boot environment that is not / is
+/// mounted read-only for the moment.
+fn boot_facts_script(pool: &str, initramfs: Option<&str>) -> String {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let mut lines = vec![
+        format!("pool={}", quote(pool)),
+        "opened=".into(),
+        "if ! zpool list -H -o name \"$pool\" >/dev/null 2>&1; then".into(),
+        "  zpool import -N -f -o readonly=on \"$pool\" && opened=1".into(),
+        "fi".into(),
+        "bootfs=$(zpool get -H -o value bootfs \"$pool\")".into(),
+        "echo \"bootfs $bootfs\"".into(),
+    ];
+    if let Some(initramfs) = initramfs {
+        lines.extend([
+            "root=".into(),
+            "if [ \"$(findmnt -n -o SOURCE /)\" = \"$bootfs\" ]; then root=/; else".into(),
+            "  dir=$(mktemp -d)".into(),
+            "  mount -t zfs -o ro,zfsutil \"$bootfs\" \"$dir\" 2>/dev/null && root=$dir".into(),
+            "fi".into(),
+            format!(
+                "[ -z \"$root\" ] || echo \"zfs.ko $(lsinitramfs \"$root/boot/\"{} | grep -c -E \
+                 '(^|/)zfs\\.ko(\\.[a-z]+)?$' || true)\"",
+                quote(initramfs)
+            ),
+            "[ -z \"$root\" ] || [ \"$root\" = / ] || umount \"$root\"".into(),
+        ]);
+    }
+    lines.push("[ -z \"$opened\" ] || zpool export \"$pool\"".into());
+    lines.join("\n")
+}
+
+/// What [`boot_facts_script`] printed.
+#[derive(Debug, PartialEq, Eq)]
+struct BootFactsRead {
+    bootfs: Option<String>,
+    initramfs_has_zfs: Option<bool>,
+}
+
+fn parse_boot_facts(text: &str) -> BootFactsRead {
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ').map(str::trim))
+    };
+    BootFactsRead {
+        bootfs: field("bootfs")
+            .filter(|b| *b != "-" && !b.is_empty())
+            .map(String::from),
+        initramfs_has_zfs: field("zfs.ko")
+            .and_then(|n| n.parse::<u32>().ok())
+            .map(|n| n > 0),
+    }
 }
 
 /// One fact two reports do not agree on.
@@ -510,6 +601,36 @@ mod tests {
         assert!(text.contains(
             "org.zfsbootmenu:kernel on rpool/ROOT: the report has None, the VM Some(\"6.1\")"
         ));
+    }
+
+    /// The script is valid shell, and what it prints is read back (bootfs `-`: none).
+    #[test]
+    fn boot_facts_are_read_by_a_script_and_parsed() {
+        let script = boot_facts_script("rpool", Some("initrd.img-6.12.0+deb-amd64"));
+        let status = std::process::Command::new("sh")
+            .args(["-n", "-c", &script])
+            .status()
+            .unwrap();
+        assert!(status.success(), "{script}");
+        assert!(script.contains("lsinitramfs \"$root/boot/\"'initrd.img-6.12.0+deb-amd64'"));
+        assert_eq!(
+            parse_boot_facts("bootfs rpool/ROOT/default\nzfs.ko 2\n"),
+            BootFactsRead {
+                bootfs: Some("rpool/ROOT/default".into()),
+                initramfs_has_zfs: Some(true)
+            }
+        );
+        assert_eq!(
+            parse_boot_facts("bootfs -\nzfs.ko 0\n"),
+            BootFactsRead {
+                bootfs: None,
+                initramfs_has_zfs: Some(false)
+            }
+        );
+        assert_eq!(
+            parse_boot_facts("bootfs rpool/ROOT/default\n").initramfs_has_zfs,
+            None
+        );
     }
 
     /// A kernel the rebuild names otherwise, and so boots by default, differs in both.

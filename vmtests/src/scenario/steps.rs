@@ -642,7 +642,8 @@ impl StepKind for Report {
         let taken = x.machine()?.kldload_report("")?;
         let kept = x.run.dir.join("kldload-report.json");
         std::fs::write(&kept, &taken.json)?;
-        let label = crate::round_trip::label_read_independently(x.machine()?, &taken.report);
+        let label =
+            crate::round_trip::deciding_facts_read_independently(x.machine()?, &taken.report);
         let compared = (self.same_as.as_ref()).map(|original| {
             let path = crate::env::project_root().join(original);
             crate::round_trip::same_facts_as(&path, &taken.report, &self.except)
