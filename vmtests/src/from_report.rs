@@ -45,6 +45,9 @@ const INSTALLED_HOSTID: &str = "0x00bab10c";
 /// Every disk a generated scenario adds after the target (the target is the VM's 16 GiB).
 const EXTRA_DISK_SIZE: &str = "16G";
 
+/// The disk of another pool with a bootfs, which holds a kernel pair or two.
+const OTHER_POOL_DISK_SIZE: &str = "2G";
+
 /// A report file `--from-report` cannot rebuild: truncated, hand-edited into something `kldload
 /// report` never writes, of another format, or of a machine with no ZFS root. It names the file,
 /// the field and the problem; nothing is built (`cargo xtask` exits 2).
@@ -107,8 +110,8 @@ pub fn read_report(text: &str, source: &str) -> std::result::Result<Report, BadR
 
 /// The rules across a report's fields that `kldload report` keeps and [`generate`] relies on.
 fn rules_across_fields(report: &Report) -> std::result::Result<(), String> {
-    let root = report.pools.iter().position(|p| p.bootfs.is_some());
-    let Some(i) = root else {
+    let root = root_pool(report).filter(|p| p.bootfs.is_some());
+    let Some(i) = root.and_then(|r| report.pools.iter().position(|p| std::ptr::eq(p, r))) else {
         let pools: Vec<&str> = report.pools.iter().map(|p| p.name.as_str()).collect();
         return Err(format!(
             "`pools`: no pool has a bootfs ({}): the machine has no ZFS root to rebuild; take \
@@ -270,11 +273,28 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
     let mut reproduced = Vec::new();
     let mut notes = Vec::new();
     let pool = root_pool(report).with_context(|| format!("{source} names no pool"))?;
+    // The facts the VM's own report will knowingly differ in (the last step's `except`).
+    let mut except: Vec<String> = Vec::new();
+    // Other pools: those with a bootfs are made (ZFSBootMenu imports every pool it finds, and
+    // their bootfs can take over the boot), each on a disk of its own; the rest are listed.
+    let mut other_bootable = Vec::new();
     for other in report.pools.iter().filter(|p| p.name != pool.name) {
-        notes.push(format!(
-            "pool {}: only the root pool is reproduced",
-            other.name
-        ));
+        match &other.bootfs {
+            Some(b) if kldload::config::names::PoolName::new(&other.name).is_ok() => {
+                other_bootable.push((other, b.clone()));
+            }
+            Some(_) => {
+                notes.push(format!(
+                    "pool {}: a name kldload's checks refuse, not made",
+                    other.name
+                ));
+                except.push("other pools with a bootfs".into());
+            }
+            None => notes.push(format!(
+                "pool {}: it has no bootfs, and only pools with one are made",
+                other.name
+            )),
+        }
     }
     let name = &pool.name;
     let bootfs = pool
@@ -294,8 +314,6 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
         "{} on {disks} disk(s) with {sectors:?}-byte logical sectors",
         layout.name()
     ));
-    // The facts the VM's own report will knowingly differ in (the last step's `except`).
-    let mut except: Vec<String> = Vec::new();
     if original.layout != vdevs_made_by(layout, disks) {
         except.push("layout".into());
     }
@@ -329,6 +347,9 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
             }
         })
         .collect();
+    scenario
+        .extra_disks
+        .extend((other_bootable.iter()).map(|_| ExtraDisk::Size(OTHER_POOL_DISK_SIZE.into())));
     if sectors.iter().any(|n| *n != 512 && *n != 4096) {
         notes.push(format!(
             "sector sizes {sectors:?}: only 512 and 4096 are made here"
@@ -547,6 +568,29 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
         "compatibility={compatibility}; {} features enabled after the install",
         after.len()
     ));
+    // Other pools with a bootfs: made on their own disks, with the report's kernels in their
+    // bootfs (copies of the VM's), exported, as a second disk's pool is found at boot.
+    for (j, (other, other_bootfs)) in other_bootable.iter().enumerate() {
+        let kernels: Vec<&kldload::report::BootKernel> = (report.boot_environments.iter())
+            .find(|b| &b.dataset == other_bootfs)
+            .map(|b| b.kernels.iter().collect())
+            .unwrap_or_default();
+        script.push(other_pool_with_a_bootfs(
+            &other.name,
+            other_bootfs,
+            &disk_by_id(disks + j),
+            &kernels,
+        ));
+        reproduced.push(format!(
+            "pool {} on a disk of its own, exported, its bootfs {other_bootfs} with {} kernel(s)",
+            other.name,
+            kernels.len().max(1)
+        ));
+        notes.push(format!(
+            "pool {}: its bootfs and kernels only (a single disk, no other dataset)",
+            other.name
+        ));
+    }
     // The encryption root's key: where its boot loads it from, and whether the default
     // initramfs has that file.
     let root_ds = encrypted.as_deref().and_then(|r| dataset(report, r));
@@ -967,6 +1011,46 @@ fn firmware_entries_as_the_report_s(entries: &[crate::round_trip::FirmwareFact])
     lines.join("\n")
 }
 
+/// The script that makes pool `name` on `disk` with the boot environment `bootfs` as its
+/// bootfs, holding `kernels` by name (copies of the running pair; the running pair's names
+/// when the report lists none), then exports it.
+fn other_pool_with_a_bootfs(
+    name: &str,
+    bootfs: &str,
+    disk: &str,
+    kernels: &[&kldload::report::BootKernel],
+) -> String {
+    let mut lines = vec![
+        format!("zpool create -f -O mountpoint=none {} {disk}", sh(name)),
+        format!(
+            "zfs create -p -o mountpoint=/ -o canmount=noauto {}",
+            sh(bootfs)
+        ),
+        "dir=$(mktemp -d)".to_string(),
+        format!("mount -t zfs -o zfsutil {} $dir", sh(bootfs)),
+        "mkdir $dir/boot".into(),
+    ];
+    if kernels.is_empty() {
+        lines.push("cp /boot/vmlinuz-$(uname -r) /boot/initrd.img-$(uname -r) $dir/boot/".into());
+    }
+    for k in kernels {
+        lines.push(format!(
+            "cp /boot/vmlinuz-$(uname -r) $dir/boot/{}",
+            sh(&k.kernel)
+        ));
+        lines.push(format!(
+            "cp /boot/initrd.img-$(uname -r) $dir/boot/{}",
+            sh(&k.initramfs)
+        ));
+    }
+    lines.extend([
+        "umount $dir".to_string(),
+        format!("zpool set bootfs={} {}", sh(bootfs), sh(name)),
+        format!("zpool export {}", sh(name)),
+    ]);
+    lines.join("\n")
+}
+
 /// The script that gives /boot the report's kernels: each a copy of the running kernel under
 /// the report's file name, with a copy of the running initramfs (zfs.ko in it) or of one made
 /// without zfs.ko (as DKMS leaves a kernel it built nothing for), as the report says; the VM's
@@ -1300,6 +1384,48 @@ mod tests {
                 _ => None,
             })
             .expect("a run step makes the report's state")
+    }
+
+    /// Another pool with a bootfs is made on a disk of its own with the report's kernels in its
+    /// bootfs, and exported; a pool without one is only listed.
+    #[test]
+    fn another_pool_with_a_bootfs_is_made_on_a_disk_of_its_own() {
+        let mut r = kldload_install();
+        let mut apool = r.pools[0].clone();
+        apool.name = "apool".into();
+        apool.bootfs = Some("apool/ROOT/other".into());
+        apool.devices = vec!["vdb".into()];
+        let mut data = r.pools[0].clone();
+        data.name = "tank".into();
+        data.bootfs = None;
+        data.devices = vec!["vdc".into()];
+        r.pools.insert(0, apool);
+        r.pools.push(data);
+        let mut other_be = r.boot_environments[0].clone();
+        other_be.dataset = "apool/ROOT/other".into();
+        other_be.running = false;
+        r.boot_environments.push(other_be);
+        r.datasets.push(r.datasets[2].clone());
+        r.datasets.last_mut().unwrap().name = "apool/ROOT/other".into();
+        let g = generate(&r, "user.json").unwrap();
+        let scenario = load(&g);
+        assert_eq!(scenario.extra_disks, [ExtraDisk::Size("2G".into())]);
+        let script = state_script(&g);
+        for line in [
+            "zpool create -f -O mountpoint=none 'apool' /dev/disk/by-id/virtio-kldload-extra-0",
+            "cp /boot/vmlinuz-$(uname -r) $dir/boot/'vmlinuz-6.12.48+deb13-amd64'",
+            "zpool set bootfs='apool/ROOT/other' 'apool'",
+            "zpool export 'apool'",
+        ] {
+            assert!(script.lines().any(|l| l == line), "{line}\n{script}");
+        }
+        // Made before the root pool's kernels are replaced, from the running pair.
+        assert!(script.find("zpool export 'apool'") < script.find("rm -f /boot/vmlinuz-*"));
+        assert!(
+            (g.not_reproduced.iter()).any(|n| n.starts_with("pool tank: it has no bootfs")),
+            "{:?}",
+            g.not_reproduced
+        );
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub struct BootFacts {
     pub encryption_root: Option<String>,
     pub keylocation: Option<String>,
     pub keyformat: Option<String>,
+    /// The other pools with a bootfs, and it: ZFSBootMenu imports them too, and without
+    /// `zbm.prefer` the first by name is its default.
+    pub other_bootfs: BTreeMap<String, String>,
     /// The datasets ZFSBootMenu lists as boot environments.
     pub boot_environments: BTreeSet<String>,
     /// Every `org.zfsbootmenu:*` property set locally in the pool: (dataset, property) -> value.
@@ -89,6 +92,10 @@ impl BootFacts {
             layout,
             sector_sizes,
             bootfs: pool.bootfs.clone(),
+            other_bootfs: (report.pools.iter())
+                .filter(|p| p.name != *name)
+                .filter_map(|p| Some((p.name.clone(), p.bootfs.clone()?)))
+                .collect(),
             compression: dataset(name).and_then(|d| d.compression.clone()),
             encryption_root: encryption_root.map(|r| r.name.clone()),
             keylocation: encryption_root.and_then(|r| r.keylocation.clone()),
@@ -154,6 +161,11 @@ impl BootFacts {
             debug("layout", &o.layout, &r.layout),
             debug("sector sizes", &o.sector_sizes, &r.sector_sizes),
             debug("bootfs", &o.bootfs, &r.bootfs),
+            debug(
+                "other pools with a bootfs",
+                &o.other_bootfs,
+                &r.other_bootfs,
+            ),
             debug("compression", &o.compression, &r.compression),
             debug("encryption root", &o.encryption_root, &r.encryption_root),
             debug("keylocation", &o.keylocation, &r.keylocation),
@@ -270,6 +282,18 @@ pub fn firmware_entries(report: &Report, pool: &Pool) -> Vec<FirmwareFact> {
             })
         })
     };
+    (entries_for_files(report).into_iter())
+        .map(|e| FirmwareFact {
+            description: e.description.clone(),
+            disk: e.partition_guid.as_deref().and_then(disk_of),
+            file: e.file.clone().unwrap_or_default(),
+            options: e.options.clone(),
+        })
+        .collect()
+}
+
+/// The firmware's entries for a file, in boot order, then those not in it by number.
+fn entries_for_files(report: &Report) -> Vec<&kldload::report::FirmwareEntry> {
     let firmware = &report.firmware;
     let place = |n: u16| {
         (firmware.boot_order.iter())
@@ -280,20 +304,26 @@ pub fn firmware_entries(report: &Report, pool: &Pool) -> Vec<FirmwareFact> {
         .filter(|e| e.file.is_some())
         .collect();
     entries.sort_by_key(|e| (place(e.number), e.number));
-    (entries.into_iter())
-        .map(|e| FirmwareFact {
-            description: e.description.clone(),
-            disk: e.partition_guid.as_deref().and_then(disk_of),
-            file: e.file.clone().unwrap_or_default(),
-            options: e.options.clone(),
-        })
-        .collect()
+    entries
 }
 
-/// The pool a report's machine boots from: the one with a bootfs, else the first.
+/// The pool a report's machine boots from: the one its running boot environment is on; else
+/// (a report from a rescue system) the one the firmware's first entry for a file tells
+/// ZFSBootMenu to prefer (`zbm.prefer=NAME`); else the first with a bootfs; else the first.
 pub fn root_pool(report: &Report) -> Option<&Pool> {
-    (report.pools.iter())
-        .find(|p| p.bootfs.is_some())
+    let named = |name: &str| report.pools.iter().find(|p| p.name == name);
+    let running = (report.boot_environments.iter())
+        .find(|b| b.running)
+        .and_then(|b| b.dataset.split('/').next())
+        .and_then(named);
+    let preferred = || {
+        let options = entries_for_files(report).first()?.options.as_deref()?;
+        let name = (options.split_whitespace()).find_map(|w| w.strip_prefix("zbm.prefer="))?;
+        named(name.trim_end_matches('!')).filter(|p| p.bootfs.is_some())
+    };
+    running
+        .or_else(preferred)
+        .or_else(|| report.pools.iter().find(|p| p.bootfs.is_some()))
         .or(report.pools.first())
 }
 
@@ -711,6 +741,32 @@ mod tests {
         report.pools[0].devices.clear();
         let first = root_disk.logical_sector_bytes.unwrap_or(512);
         assert_eq!(BootFacts::of(&report).unwrap().sector_sizes, [first, 4096]);
+    }
+
+    /// A second pool with a bootfs (apool, before rpool by name) is not taken for the root
+    /// pool: the running boot environment's pool is, and on a rescue system the pool the
+    /// firmware's first entry prefers; it is compared as another pool with a bootfs.
+    #[test]
+    fn the_root_pool_is_the_running_one_or_the_preferred_one() {
+        let mut report = recorded();
+        let mut other = report.pools[0].clone();
+        other.name = "apool".into();
+        other.bootfs = Some("apool/ROOT/other".into());
+        other.devices = vec!["vdb".into()];
+        report.pools.insert(0, other);
+        assert_eq!(root_pool(&report).unwrap().name, "rpool");
+        let facts = BootFacts::of(&report).unwrap();
+        assert_eq!(facts.bootfs.as_deref(), Some("rpool/ROOT/default"));
+        assert_eq!(
+            facts.other_bootfs,
+            BTreeMap::from([("apool".to_string(), "apool/ROOT/other".to_string())])
+        );
+        // From a rescue system: nothing runs from the pools; the firmware's zbm.prefer says.
+        report.boot_environments[0].running = false;
+        assert_eq!(root_pool(&report).unwrap().name, "rpool");
+        // Without it, the first with a bootfs, as ZFSBootMenu would.
+        report.firmware.entries.clear();
+        assert_eq!(root_pool(&report).unwrap().name, "apool");
     }
 
     #[test]

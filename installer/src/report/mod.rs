@@ -348,11 +348,11 @@ pub fn collect(options: Options) -> Report {
     };
     let taken_on =
         TakenOn::from_mounts(&std::fs::read_to_string("/proc/self/mounts").unwrap_or_default());
+    // Every pool the system has not imported (on a rescue system, the machine's; on the
+    // installed one, an exported pool or another disk's) is imported read-only for the report:
+    // ZFSBootMenu imports every pool it finds, so another pool's bootfs can decide the boot.
     // Kept until the report is read: exports what it imported when dropped.
-    let _imported = match taken_on {
-        TakenOn::Rescue => ReadOnlyImports::of_importable_pools(&mut note),
-        TakenOn::Installed => ReadOnlyImports::default(),
-    };
+    let _imported = ReadOnlyImports::of_importable_pools(&mut note);
     let firmware = read_firmware(&mut note);
     let disks = match output(&["lsblk", "--json", "--bytes", "-o", parse::LSBLK_COLUMNS]) {
         Ok(json) => parse::disks(&json, |part| {
