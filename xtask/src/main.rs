@@ -187,9 +187,10 @@ enum Task {
         cache: CacheDir,
     },
     /// What CI runs: actionlint over .github/workflows, then every test with nextest's `ci`
-    /// profile, the VM tests of `debian` included (JUnit report in target/nextest/ci/junit.xml).
+    /// profile, the VM tests of `debian` included (JUnit report in target/nextest/ci/junit.xml),
+    /// then one round trip of a reported bug (`vm-repro --round-trip hostid-mismatch`).
     Ci {
-        /// Leave out the VM tests and the image build (they need root, QEMU and ~10 minutes).
+        /// Leave out the VM tests, the round trip and the image build (they need root and QEMU).
         #[arg(long)]
         skip_vm: bool,
         #[command(flatten)]
@@ -254,8 +255,13 @@ fn ci(sh: &Shell, vm: Option<image::Options>) -> anyhow::Result<()> {
         vmtest::Suite::Workspace,
     )?;
     anyhow::ensure!(run.passed, "tests failed (see above)");
-    Ok(())
+    // A user's report rebuilt as the same failure: the cheapest round trip whose bug is in
+    // the report's facts (its scenario starts from the base install's saved login).
+    round_trip::several(&opts, &[ROUND_TRIP_IN_CI.to_string()], false)
 }
+
+/// The round trip `cargo xtask ci` runs after the tests.
+const ROUND_TRIP_IN_CI: &str = "hostid-mismatch";
 
 /// Entries in use: those named by each distro's current.json.
 fn entries_in_use(root: &Path) -> Vec<PathBuf> {
