@@ -185,11 +185,13 @@ pub struct Generated {
 
 /// The pool features ZFS 2.1 and 2.3 know (zfsutils' compatibility.d files): which a rebuilt
 /// pool can be created with depends on the ZFSBootMenu it boots.
-const ZFS_2_1: &str = include_str!("../../fixtures/zfs-compatibility/openzfs-2.1-linux");
+pub(crate) const ZFS_2_1: &str = include_str!("../../fixtures/zfs-compatibility/openzfs-2.1-linux");
 const ZFS_2_3: &str = include_str!("../../fixtures/zfs-compatibility/openzfs-2.3-linux");
+/// The features whose activity a read-only import, as ZFSBootMenu's, does not mind.
+pub const READONLY_COMPAT: &str = include_str!("../../fixtures/zfs-compatibility/readonly-compat");
 
 /// The feature set of the report's ZFSBootMenu's ZFS (the first ESP's copy that names one).
-fn zfsbootmenu_zfs(report: &Report) -> Option<String> {
+pub(crate) fn zfsbootmenu_zfs(report: &Report) -> Option<String> {
     (report.esps.iter())
         .flat_map(|e| e.zfsbootmenu.values())
         .find_map(|i| i.zfs_features.as_ref().map(|f| f.name.clone()))
@@ -197,7 +199,7 @@ fn zfsbootmenu_zfs(report: &Report) -> Option<String> {
 
 /// Whether a ZFSBootMenu whose ZFS reads `set` is older than 2.2: then the rebuild boots the
 /// ZFSBootMenu built with ZFS 2.1.
-fn reads_only_zfs_2_1(set: Option<&str>) -> bool {
+pub(crate) fn reads_only_zfs_2_1(set: Option<&str>) -> bool {
     set.is_some_and(|n| {
         kldload::zbm::image::older_openzfs(n, "openzfs-2.2-linux") == n && n != "openzfs-2.2-linux"
     })
@@ -845,15 +847,9 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
     let silent = !commandline
         .split_whitespace()
         .any(|w| w.starts_with("console=ttyS0"));
-    // ZFSBootMenu refuses a pool with an active feature its ZFS does not read.
-    let unreadable: Vec<&String> = if older_zfs {
-        (pool.features.iter())
-            .filter(|(f, state)| *state == "active" && !known.contains(f.as_str()))
-            .map(|(f, _)| f)
-            .collect()
-    } else {
-        Vec::new()
-    };
+    // ZFSBootMenu imports read-only, and cannot when a feature its ZFS does not know is active
+    // and not read-only compatible.
+    let unreadable = crate::round_trip::zbm_import_blockers(report, pool);
     let asks_again = keylocation.as_deref() == Some("prompt");
     let symptom = if !unreadable.is_empty() {
         reproduced.push(format!(
@@ -1691,6 +1687,14 @@ mod tests {
                 "report",
                 "shutdown"
             ]
+        );
+        // zilsaxattr active, unknown to ZFS 2.1 but read-only compatible: ZFSBootMenu's
+        // read-only import does not mind it.
+        let mut ro_compat = enabled.clone();
+        (ro_compat.pools[0].features).insert("zilsaxattr".into(), "active".into());
+        assert_eq!(
+            generate(&ro_compat, "user.json").unwrap().symptom,
+            Symptom::Login
         );
         // keylocation=prompt: the boot environment's initramfs asks again (zbm-dev #785).
         let mut prompt = enabled.clone();
