@@ -29,6 +29,7 @@ use crate::scenario::{
     DiskOptions, ExtraDisk, Scenario, Start, Step, Symptom, TargetDisk, report_where,
 };
 use crate::test_zbm::TestZfsBootMenu;
+use crate::zfs_features::{ZFS_2_1, ZFS_2_3, reads_only_zfs_2_1, zfsbootmenu_zfs};
 use anyhow::{Context, Result, bail};
 use kldload::config::Layout;
 use kldload::report::{Dataset, Pool, Report, Vdev};
@@ -181,28 +182,6 @@ pub struct Generated {
     pub not_reproduced: Vec<String>,
     /// How its boot ends: the symptom the report's facts lead to.
     pub symptom: Symptom,
-}
-
-/// The pool features ZFS 2.1 and 2.3 know (zfsutils' compatibility.d files): which a rebuilt
-/// pool can be created with depends on the ZFSBootMenu it boots.
-pub(crate) const ZFS_2_1: &str = include_str!("../../fixtures/zfs-compatibility/openzfs-2.1-linux");
-const ZFS_2_3: &str = include_str!("../../fixtures/zfs-compatibility/openzfs-2.3-linux");
-/// The features whose activity a read-only import, as ZFSBootMenu's, does not mind.
-pub const READONLY_COMPAT: &str = include_str!("../../fixtures/zfs-compatibility/readonly-compat");
-
-/// The feature set of the report's ZFSBootMenu's ZFS (the first ESP's copy that names one).
-pub(crate) fn zfsbootmenu_zfs(report: &Report) -> Option<String> {
-    (report.esps.iter())
-        .flat_map(|e| e.zfsbootmenu.values())
-        .find_map(|i| i.zfs_features.as_ref().map(|f| f.name.clone()))
-}
-
-/// Whether a ZFSBootMenu whose ZFS reads `set` is older than 2.2: then the rebuild boots the
-/// ZFSBootMenu built with ZFS 2.1.
-pub(crate) fn reads_only_zfs_2_1(set: Option<&str>) -> bool {
-    set.is_some_and(|n| {
-        kldload::zbm::image::older_openzfs(n, "openzfs-2.2-linux") == n && n != "openzfs-2.2-linux"
-    })
 }
 
 /// The root pool's layout as kldload's answer file says it, and how many disks it takes.
@@ -849,7 +828,7 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
         .any(|w| w.starts_with("console=ttyS0"));
     // ZFSBootMenu imports read-only, and cannot when a feature its ZFS does not know is active
     // and not read-only compatible.
-    let unreadable = crate::round_trip::zbm_import_blockers(report, pool);
+    let unreadable = crate::zfs_features::zbm_import_blockers(report, pool);
     let asks_again = keylocation.as_deref() == Some("prompt");
     let symptom = if !unreadable.is_empty() {
         reproduced.push(format!(

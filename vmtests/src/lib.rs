@@ -27,3 +27,4 @@ pub mod shell;
 pub mod test_zbm;
 pub mod wait;
 pub mod zbm;
+pub mod zfs_features;

@@ -43,7 +43,8 @@ pub struct BootFacts {
     pub compatibility: Option<String>,
     /// Features enabled or active.
     pub features: BTreeSet<String>,
-    /// The active features that stop ZFSBootMenu's read-only import ([`zbm_import_blockers`]):
+    /// The active features that stop ZFSBootMenu's read-only import
+    /// ([`crate::zfs_features::zbm_import_blockers`]):
     /// compared by state, as only an active one stops it.
     pub zbm_import_blockers: BTreeSet<String>,
     /// The default boot environment's /etc/hostid (in a report written before kldload read
@@ -126,7 +127,7 @@ impl BootFacts {
                 Some(_) => default_be.and_then(|b| b.etc_hostid.clone()),
                 None => report.hostid.etc_hostid.clone(),
             },
-            zbm_import_blockers: zbm_import_blockers(report, pool),
+            zbm_import_blockers: crate::zfs_features::zbm_import_blockers(report, pool),
             label_hostid: pool.labels.first().and_then(|l| l.facts.hostid.clone()),
             label_state: pool.labels.first().and_then(|l| l.facts.state.clone()),
             kernels: default_be.map_or_else(Vec::new, |b| {
@@ -299,23 +300,6 @@ pub fn firmware_entries(report: &Report, pool: &Pool) -> Vec<FirmwareFact> {
             file: e.file.clone().unwrap_or_default(),
             options: e.options.clone(),
         })
-        .collect()
-}
-
-/// The active features of `pool` that stop the report's ZFSBootMenu importing it, as it does,
-/// read-only: unknown to its ZFS (ZFS 2.1's features when its ZFSBootMenu reads no more; a
-/// newer one reads every feature a report here names) and not read-only compatible
-/// (fixtures/zfs-compatibility/readonly-compat).
-pub fn zbm_import_blockers(report: &Report, pool: &Pool) -> BTreeSet<String> {
-    use crate::from_report::{READONLY_COMPAT, ZFS_2_1, reads_only_zfs_2_1, zfsbootmenu_zfs};
-    if !reads_only_zfs_2_1(zfsbootmenu_zfs(report).as_deref()) {
-        return BTreeSet::new();
-    }
-    let known = kldload::zbm::image::parse_features(ZFS_2_1);
-    let harmless = kldload::zbm::image::parse_features(READONLY_COMPAT);
-    (pool.features.iter())
-        .filter(|(f, state)| *state == "active" && !known.contains(*f) && !harmless.contains(*f))
-        .map(|(f, _)| f.clone())
         .collect()
 }
 
