@@ -581,7 +581,8 @@ struct ReadOnlyImports {
 }
 
 impl ReadOnlyImports {
-    /// Imports every pool `zpool import` lists (those not imported yet).
+    /// Imports every pool `zpool import` lists (those not imported yet), by its id; one whose
+    /// name an imported pool has already is left as it is, and noted.
     fn of_importable_pools(note: &mut impl FnMut(&str, String)) -> ReadOnlyImports {
         let mut imports = ReadOnlyImports::default();
         let listed = match output(&["zpool", "import"]) {
@@ -603,7 +604,25 @@ impl ReadOnlyImports {
             }
         };
         let root = altroot.display().to_string();
-        for name in listed {
+        // Pools already imported keep their names: one of those is not imported again.
+        let mut taken: Vec<String> = output(&["zpool", "list", "-H", "-o", "name"])
+            .map(|t| t.lines().map(String::from).collect())
+            .unwrap_or_default();
+        for pool in listed {
+            let name = pool.name;
+            if taken.contains(&name) {
+                note(
+                    &format!("pool {name} (not imported)"),
+                    format!(
+                        "a pool named {name} is imported already; this one (id {}) is left as \
+                         it is",
+                        pool.id.as_deref().unwrap_or("unknown")
+                    ),
+                );
+                continue;
+            }
+            // By id when `zpool import` gave one: two pools may share a name.
+            let which = pool.id.clone().unwrap_or_else(|| name.clone());
             let argv = [
                 "zpool",
                 "import",
@@ -613,10 +632,13 @@ impl ReadOnlyImports {
                 "readonly=on",
                 "-R",
                 &root,
-                &name,
+                &which,
             ];
             match output(&argv) {
-                Ok(_) => imports.pools.push(name),
+                Ok(_) => {
+                    imports.pools.push(name.clone());
+                    taken.push(name);
+                }
                 Err(e) => note(&format!("pool {name} (not imported)"), e),
             }
         }

@@ -230,13 +230,35 @@ pub fn label(text: &str) -> LabelFacts {
     }
 }
 
-/// The names of the pools `zpool import` (without arguments) lists as importable.
-pub fn importable_pools(text: &str) -> Vec<String> {
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("pool:"))
-        .map(|n| n.trim().to_string())
-        .filter(|n| !n.is_empty())
-        .collect()
+/// A pool `zpool import` lists as importable: its name and numeric id (two pools may share a
+/// name; the id tells them apart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Importable {
+    pub name: String,
+    pub id: Option<String>,
+}
+
+/// The pools `zpool import` (without arguments) lists as importable, in its order.
+pub fn importable_pools(text: &str) -> Vec<Importable> {
+    let mut pools: Vec<Importable> = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix("pool:").map(str::trim) {
+            if !name.is_empty() {
+                pools.push(Importable {
+                    name: name.to_string(),
+                    id: None,
+                });
+            }
+        } else if let Some(id) = line.strip_prefix("id:").map(str::trim)
+            && let Some(last) = pools.last_mut()
+            && last.id.is_none()
+            && !id.is_empty()
+            && id.bytes().all(|b| b.is_ascii_digit())
+        {
+            last.id = Some(id.to_string());
+        }
+    }
+    pools
 }
 
 /// `KEY=value` lines of os-release, quotes removed.
@@ -374,7 +396,14 @@ mod tests {
                     can be imported using its name or numeric identifier and\n\tthe '-f' flag.\n\
                     config:\n\n\trpool       ONLINE\n\t  vda2      ONLINE\n\n   pool: tank\n\
                     \x20    id: 42\n  state: ONLINE\n config:\n\n\ttank  ONLINE\n\t  vdb  ONLINE\n";
-        assert_eq!(importable_pools(text), ["rpool", "tank"]);
+        let listed = importable_pools(text);
+        let named: Vec<(&str, Option<&str>)> = (listed.iter())
+            .map(|p| (p.name.as_str(), p.id.as_deref()))
+            .collect();
+        assert_eq!(
+            named,
+            [("rpool", Some("1302386331410183409")), ("tank", Some("42"))]
+        );
         assert!(importable_pools("no pools available to import\n").is_empty());
     }
 
