@@ -352,7 +352,7 @@ pub fn collect(options: Options) -> Report {
     // installed one, an exported pool or another disk's) is imported read-only for the report:
     // ZFSBootMenu imports every pool it finds, so another pool's bootfs can decide the boot.
     // Kept until the report is read: exports what it imported when dropped.
-    let _imported = ReadOnlyImports::of_importable_pools(&mut note);
+    let imported = ReadOnlyImports::of_importable_pools(&mut note);
     let firmware = read_firmware(&mut note);
     let disks = match output(&["lsblk", "--json", "--bytes", "-o", parse::LSBLK_COLUMNS]) {
         Ok(json) => parse::disks(&json, |part| {
@@ -368,6 +368,9 @@ pub fn collect(options: Options) -> Report {
         }
     };
     let pools = read_pools(&mut note);
+    for (what, why) in imported_read_write_on_rescue(taken_on, &pools, &imported.pools) {
+        note(&what, why);
+    }
     let datasets = match output(&[
         "zfs",
         "get",
@@ -578,6 +581,35 @@ fn read_pools(note: &mut impl FnMut(&str, String)) -> Vec<Pool> {
 struct ReadOnlyImports {
     pools: Vec<String>,
     altroot: Option<PathBuf>,
+}
+
+/// On a rescue system, the pools someone imported read-write before the report (not those the
+/// report imported read-only): their labels then carry the rescue system's hostid and state,
+/// not the machine's, and the report says so with what to do.
+fn imported_read_write_on_rescue(
+    taken_on: TakenOn,
+    pools: &[Pool],
+    imported_by_report: &[String],
+) -> Vec<(String, String)> {
+    if taken_on != TakenOn::Rescue {
+        return Vec::new();
+    }
+    (pools.iter())
+        .filter(|p| !imported_by_report.contains(&p.name))
+        .filter(|p| p.properties.get("readonly").map(String::as_str) == Some("off"))
+        .map(|p| {
+            (
+                format!("pool {}", p.name),
+                format!(
+                    "imported read-write on this rescue system before the report: its labels \
+                     now carry this system's hostid and state, not the machine's; `zpool export \
+                     {0}`, then take the report with {0} not imported (or imported with -o \
+                     readonly=on)",
+                    p.name
+                ),
+            )
+        })
+        .collect()
 }
 
 impl ReadOnlyImports {
@@ -1130,6 +1162,40 @@ mod tests {
             _ => None,
         });
         assert_eq!(names, ["nvme0n1p2", "vdb2"]);
+    }
+
+    /// A pool someone imported read-write on a rescue system is noted; one the report imported
+    /// read-only, one imported read-only by hand, and any on the installed system are not.
+    #[test]
+    fn a_pool_imported_read_write_on_a_rescue_system_is_noted() {
+        let pool = |name: &str, readonly: &str| Pool {
+            name: name.into(),
+            health: None,
+            bootfs: None,
+            compatibility: None,
+            status: String::new(),
+            properties: BTreeMap::from([("readonly".to_string(), readonly.to_string())]),
+            features: BTreeMap::new(),
+            topology: Vec::new(),
+            labels: Vec::new(),
+            devices: Vec::new(),
+        };
+        let pools = [
+            pool("rpool", "off"),
+            pool("tank", "on"),
+            pool("data", "on"),
+            pool("scratch", "off"),
+        ];
+        let by_report = ["data".to_string(), "scratch".to_string()];
+        let noted = imported_read_write_on_rescue(TakenOn::Rescue, &pools, &by_report);
+        let names: Vec<&str> = noted.iter().map(|(what, _)| what.as_str()).collect();
+        assert_eq!(names, ["pool rpool"]);
+        assert!(
+            noted[0].1.contains("`zpool export rpool`"),
+            "{}",
+            noted[0].1
+        );
+        assert!(imported_read_write_on_rescue(TakenOn::Installed, &pools, &[]).is_empty());
     }
 
     /// Each kernel's initramfs, read as it is on disk: zfs.ko, the hostid, and the key file
