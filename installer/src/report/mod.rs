@@ -346,8 +346,10 @@ pub fn collect(options: Options) -> Report {
             .filter(|h| *h != 0)
             .map(|h| format!("0x{h:08x}")),
     };
-    let taken_on =
-        TakenOn::from_mounts(&std::fs::read_to_string("/proc/self/mounts").unwrap_or_default());
+    // Read once: what runs from where, and which ESPs are mounted, do not change during the
+    // report (its own mounts are made and undone inside each reader).
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let taken_on = TakenOn::from_mounts(&mounts);
     // Every pool the system has not imported (on a rescue system, the machine's; on the
     // installed one, an exported pool or another disk's) is imported read-only for the report:
     // ZFSBootMenu imports every pool it finds, so another pool's bootfs can decide the boot.
@@ -388,8 +390,8 @@ pub fn collect(options: Options) -> Report {
             Vec::new()
         }
     };
-    let boot_environments = read_boot_environments(&pools, &datasets, &mut note);
-    let esps = read_esps(&disks, &mut note);
+    let boot_environments = read_boot_environments(&pools, &datasets, &mounts, &mut note);
+    let esps = read_esps(&disks, &mounts, &mut note);
     let mut secrets = redact::Secrets {
         serials: disks.iter().filter_map(|d| d.serial.clone()).collect(),
         wwns: disks.iter().filter_map(|d| d.wwn.clone()).collect(),
@@ -792,11 +794,10 @@ pub fn is_boot_environment(d: &Dataset, altroot: Option<&str>) -> bool {
 fn read_boot_environments(
     pools: &[Pool],
     datasets: &[Dataset],
+    mounts: &str,
     note: &mut impl FnMut(&str, String),
 ) -> Vec<BootEnvironment> {
-    let running = crate::doctor::running_boot_environment(
-        &std::fs::read_to_string("/proc/self/mounts").unwrap_or_default(),
-    );
+    let running = crate::doctor::running_boot_environment(mounts);
     datasets
         .iter()
         .filter(|d| {
@@ -949,8 +950,7 @@ fn boot_environment(
 
 /// Every ESP (by its GPT type) with its files; one not mounted is mounted read-only for the
 /// moment.
-fn read_esps(disks: &[Disk], note: &mut impl FnMut(&str, String)) -> Vec<Esp> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+fn read_esps(disks: &[Disk], mounts: &str, note: &mut impl FnMut(&str, String)) -> Vec<Esp> {
     let mut images: BTreeMap<String, ZbmImage> = BTreeMap::new();
     disks
         .iter()
