@@ -509,9 +509,12 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
         ));
         reproduced.push(format!("the initramfs's hostid {ih}"));
     }
+    // /etc/hostid as the report's is made last: every initramfs made before (the key file,
+    // a kernel without zfs.ko) is made under the initramfs's hostid, as the report's were.
+    let mut etc_hostid_last = Vec::new();
     match &etc {
         Some(h) if h != INSTALLED_HOSTID || initramfs.as_ref().is_some_and(|i| i != h) => {
-            script.push(format!("zgenhostid -f {}", sh(h)));
+            etc_hostid_last.push(format!("zgenhostid -f {}", sh(h)));
             reproduced.push(format!("/etc/hostid {h}"));
         }
         None if etc_unread => {
@@ -519,7 +522,7 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
             except.push("/etc/hostid".into());
         }
         None => {
-            script.push("rm -f /etc/hostid".into());
+            etc_hostid_last.push("rm -f /etc/hostid".into());
             reproduced.push("no /etc/hostid".into());
         }
         _ => {}
@@ -551,10 +554,16 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
             .find(|b| &b.dataset == other_bootfs)
             .map(|b| b.kernels.iter().collect())
             .unwrap_or_default();
+        // Its compatibility, or, for a ZFSBootMenu with ZFS 2.1, ZFS 2.1's features: with
+        // 2.3's, head_errlog (active once enabled) would stop that ZFSBootMenu importing it.
+        let compatibility = (other.compatibility.clone())
+            .filter(|c| c != "off")
+            .or_else(|| older_zfs.then(|| "openzfs-2.1-linux".to_string()));
         script.push(other_pool_with_a_bootfs(
             &other.name,
             other_bootfs,
             &disk_by_id(disks + j),
+            compatibility.as_deref(),
             &kernels,
         ));
         reproduced.push(format!(
@@ -587,6 +596,21 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
             );
         }
         (Some(_), Some(file)) if file.starts_with('/') => {
+            if !file.starts_with("/etc/zfs/") && !key_lost {
+                // Debian's zfs-initramfs carries /etc/zfs only: a key file elsewhere reaches
+                // the initramfs through a hook of its own, as the user's machine must have one.
+                let hook = "/etc/initramfs-tools/hooks/kldload-key-file";
+                script.push(format!(
+                    "printf '%s\\n' '#!/bin/sh' '[ \"$1\" = prereqs ] && exit 0' \
+                     '. /usr/share/initramfs-tools/hook-functions' {} > {hook}",
+                    sh(&format!("copy_file key {}", sh(file)))
+                ));
+                script.push(format!("chmod +x {hook}"));
+                notes.push(format!(
+                    "the key file {file} outside /etc/zfs: put in the initramfs by a hook of \
+                     the rebuild's"
+                ));
+            }
             if file != kldload_key {
                 script.push(format!("mkdir -p \"$(dirname {f})\"", f = sh(file)));
                 script.push(format!("cp {} {}", sh(&kldload_key), sh(file)));
@@ -663,16 +687,28 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
             }
             if kernels.iter().any(|k| k.initramfs_has_zfs.is_none()) {
                 notes.push("an initramfs the report could not read: made with zfs.ko".into());
+                except.push("the default boot environment's kernels".into());
             }
         }
         _ => {
+            // An encrypted boot environment reported without its key, or /boot unreadable:
+            // nothing of its initramfs is known.
             notes.push(format!(
                 "the kernels of {bootfs}: the report lists none; kldload's own is kept"
             ));
-            except.push("the default boot environment's kernels".into());
-            except.push("the kernel ZFSBootMenu boots by default".into());
+            except.extend(
+                [
+                    "the default boot environment's kernels",
+                    "the kernel ZFSBootMenu boots by default",
+                    "zfs.ko in the default kernel's initramfs",
+                    "the hostid in the default kernel's initramfs",
+                    "the key file in the default kernel's initramfs",
+                ]
+                .map(String::from),
+            );
         }
     }
+    script.extend(etc_hostid_last);
     // ZFSBootMenu.
     let images: Vec<&kldload::zbm::image::ZbmImage> = report
         .esps
@@ -702,6 +738,16 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
         .filter(|e| e.disk.is_some())
         .cloned()
         .collect();
+    // An entry on a disk the rebuild does not make (a log or cache device's) is left out.
+    let (entries, beyond): (Vec<_>, Vec<_>) =
+        (entries.into_iter()).partition(|e| e.disk.is_some_and(|d| d < disks));
+    if !beyond.is_empty() {
+        notes.push(format!(
+            "{} firmware entries for files on the pool's log or cache disks: not made",
+            beyond.len()
+        ));
+        except.push("the firmware's entries for the pool's disks".into());
+    }
     if report.firmware.uefi {
         script.push(firmware_entries_as_the_report_s(&entries));
         reproduced.push(format!(
@@ -720,7 +766,7 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
              order after the reproduced ones"
                 .into(),
         );
-        let elsewhere = all_entries.len() - entries.len();
+        let elsewhere = all_entries.len() - entries.len() - beyond.len();
         if elsewhere > 0 {
             notes.push(format!(
                 "{elsewhere} firmware entries for files on no disk of the pool: not made"
@@ -763,7 +809,7 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
     steps.push(
         Run {
             command: script.join("\n") + "\n",
-            timeout_secs: Some(900),
+            timeout_secs: Some(1800),
             check: check("the report's state made on it"),
             ..Default::default()
         }
@@ -823,7 +869,20 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
         .any(|w| w.starts_with("console=ttyS0"));
     // ZFSBootMenu imports read-only, and cannot when a feature its ZFS does not know is active
     // and not read-only compatible.
-    let unreadable = crate::zfs_features::zbm_import_blockers(report, pool);
+    // Only those the rebuild makes active count: a feature enabled after the install is
+    // active only when it activates on enabling.
+    let blockers = crate::zfs_features::zbm_import_blockers(report, pool);
+    let (unreadable, not_made_active): (BTreeSet<String>, BTreeSet<String>) = (blockers
+        .into_iter())
+    .partition(|f| crate::zfs_features::ACTIVE_ONCE_ENABLED.contains(&f.as_str()));
+    if !not_made_active.is_empty() {
+        notes.push(format!(
+            "active features that stop ZFSBootMenu's import, made only enabled here (they \
+             activate when used, not when enabled): {}",
+            not_made_active.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+        except.push("active features that stop ZFSBootMenu's read-only import".into());
+    }
     let asks_again = keylocation.as_deref() == Some("prompt");
     let symptom = if !unreadable.is_empty() {
         reproduced.push(format!(
@@ -981,17 +1040,25 @@ fn firmware_entries_as_the_report_s(entries: &[crate::round_trip::FirmwareFact])
     lines.join("\n")
 }
 
-/// The script that makes pool `name` on `disk` with the boot environment `bootfs` as its
+/// The script that makes pool `name` on `disk` (with `compatibility`, when given) with the
+/// boot environment `bootfs` as its
 /// bootfs, holding `kernels` by name (copies of the running pair; the running pair's names
 /// when the report lists none), then exports it.
 fn other_pool_with_a_bootfs(
     name: &str,
     bootfs: &str,
     disk: &str,
+    compatibility: Option<&str>,
     kernels: &[&kldload::report::BootKernel],
 ) -> String {
+    let compatibility = compatibility.map_or(String::new(), |c| {
+        format!("-o {} ", sh(&format!("compatibility={c}")))
+    });
     let mut lines = vec![
-        format!("zpool create -f -O mountpoint=none {} {disk}", sh(name)),
+        format!(
+            "zpool create -f {compatibility}-O mountpoint=none {} {disk}",
+            sh(name)
+        ),
         format!(
             "zfs create -p -o mountpoint=/ -o canmount=noauto {}",
             sh(bootfs)
@@ -1365,6 +1432,7 @@ mod tests {
         apool.name = "apool".into();
         apool.bootfs = Some("apool/ROOT/other".into());
         apool.devices = vec!["vdb".into()];
+        apool.compatibility = None;
         let mut data = r.pools[0].clone();
         data.name = "tank".into();
         data.bootfs = None;
@@ -1389,6 +1457,21 @@ mod tests {
         ] {
             assert!(script.lines().any(|l| l == line), "{line}\n{script}");
         }
+        // Created with ZFS 2.3's features here (no compatibility); with the report's when it
+        // has one.
+        assert!(
+            script.contains("zpool create -f -O mountpoint=none 'apool'"),
+            "{script}"
+        );
+        let mut compat = r.clone();
+        compat.pools[0].compatibility = Some("openzfs-2.1-linux".into());
+        let script_21 = state_script(&generate(&compat, "user.json").unwrap());
+        assert!(
+            script_21.contains(
+                "zpool create -f -o 'compatibility=openzfs-2.1-linux' -O mountpoint=none 'apool'"
+            ),
+            "{script_21}"
+        );
         // Made before the root pool's kernels are replaced, from the running pair.
         assert!(script.find("zpool export 'apool'") < script.find("rm -f /boot/vmlinuz-*"));
         assert!(
@@ -1553,6 +1636,14 @@ mod tests {
         );
         assert!(t.contains("cp $made/without-zfs /boot/'initrd.img-6.12.48+deb13-amd64'"));
         assert!(!t.contains("$made/with-zfs /boot/"), "{t}");
+        // /etc/hostid other than the initramfs's is made last, after every initramfs is made
+        // under the initramfs's.
+        let mut mismatch = r.clone();
+        mismatch.boot_environments[0].etc_hostid = Some("0x12345678".into());
+        let t = state_script(&generate(&mismatch, "user.json").unwrap());
+        let last = t.rfind("zgenhostid -f '0x12345678'").expect("/etc/hostid made");
+        assert!(t.find("mkinitramfs").is_some_and(|m| m < last), "{t}");
+        assert!(t.find("cp $made/without-zfs").is_some_and(|c| c < last), "{t}");
         // Without the hostid too (broken-upgrade: zfs-initramfs's hook gone), made without
         // the hook.
         let mut no_hook = r.clone();
@@ -1662,6 +1753,18 @@ mod tests {
                 "shutdown"
             ]
         );
+        // blake3 active (unknown to ZFS 2.1, not read-only compatible): the rebuild can only
+        // enable it, so it is named and excepted, and the rebuild predicts a login.
+        let mut blake3 = enabled.clone();
+        (blake3.pools[0].features).insert("blake3".into(), "active".into());
+        let g_blake3 = generate(&blake3, "user.json").unwrap();
+        assert_eq!(g_blake3.symptom, Symptom::Login);
+        assert!(
+            excepted(&g_blake3)
+                .contains(&"active features that stop ZFSBootMenu's read-only import".into()),
+            "{:?}",
+            excepted(&g_blake3)
+        );
         // zilsaxattr active, unknown to ZFS 2.1 but read-only compatible: ZFSBootMenu's
         // read-only import does not mind it.
         let mut ro_compat = enabled.clone();
@@ -1689,6 +1792,35 @@ mod tests {
                  update-initramfs -u -k $(uname -r) >/dev/null 2>&1\n\
                  mv /root/kldload-key '/etc/zfs/keys/rpool.key'"
             ),
+            "{script}"
+        );
+        // A key file outside /etc/zfs reaches the initramfs through a hook the rebuild writes;
+        // the line that writes it, run by sh, writes this hook.
+        let mut elsewhere = lost.clone();
+        elsewhere.datasets[0].keylocation = Some("file:///root/it's.key".into());
+        elsewhere.boot_environments[0].kernels[0].initramfs_has_key_file = Some(true);
+        let script = state_script(&generate(&elsewhere, "user.json").unwrap());
+        let line = (script.lines())
+            .find(|l| l.starts_with("printf"))
+            .expect("a hook is written");
+        let dir = tempfile::tempdir().unwrap();
+        let hook = dir.path().join("hook");
+        let line = line.replace(
+            "/etc/initramfs-tools/hooks/kldload-key-file",
+            hook.to_str().unwrap(),
+        );
+        let status = std::process::Command::new("sh")
+            .args(["-c", &line])
+            .status()
+            .unwrap();
+        assert!(status.success(), "{line}");
+        assert_eq!(
+            std::fs::read_to_string(&hook).unwrap(),
+            "#!/bin/sh\n[ \"$1\" = prereqs ] && exit 0\n. /usr/share/initramfs-tools/hook-functions\n\
+             copy_file key '/root/it'\\''s.key'\n"
+        );
+        assert!(
+            script.contains("update-initramfs -u -k $(uname -r)"),
             "{script}"
         );
         // With it there, nothing is made again and it boots.

@@ -423,7 +423,11 @@ pub fn deciding_facts_read_independently(
     let initramfs = (pool.bootfs.as_deref())
         .and_then(|b| default_kernel(report, b))
         .map(|k| k.initramfs.clone());
-    let script = boot_facts_script(&pool.name, initramfs.as_deref());
+    let script = boot_facts_script(
+        &pool.name,
+        pool.properties.get("guid"),
+        initramfs.as_deref(),
+    );
     let read = parse_boot_facts(&m.succeed(&script)?);
     if read.bootfs != pool.bootfs {
         wrong.push(format!(
@@ -460,15 +464,17 @@ pub fn deciding_facts_read_independently(
 
 /// The shell script that prints `bootfs NAME` for `pool` and, when the bootfs can be read,
 /// `zfs.ko N`: how many zfs.ko files `lsinitramfs` lists in its /boot/`initramfs`. A pool not
-/// imported is imported read-only and exported after; a boot environment that is not / is
+/// imported is imported read-only (by `guid`, when known) and exported after; a boot environment that is not / is
 /// mounted read-only for the moment.
-fn boot_facts_script(pool: &str, initramfs: Option<&str>) -> String {
+fn boot_facts_script(pool: &str, guid: Option<&String>, initramfs: Option<&str>) -> String {
     let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
     let mut lines = vec![
         format!("pool={}", quote(pool)),
+        // By its guid when the report has it: another disk's pool may have the same name.
+        format!("which={}", quote(guid.map_or(pool, |g| g.as_str()))),
         "opened=".into(),
         "if ! zpool list -H -o name \"$pool\" >/dev/null 2>&1; then".into(),
-        "  zpool import -N -f -o readonly=on \"$pool\" && opened=1".into(),
+        "  zpool import -N -f -o readonly=on \"$which\" && opened=1".into(),
         "fi".into(),
         "bootfs=$(zpool get -H -o value bootfs \"$pool\")".into(),
         "echo \"bootfs $bootfs\"".into(),
@@ -647,7 +653,9 @@ mod tests {
     /// The script is valid shell, and what it prints is read back (bootfs `-`: none).
     #[test]
     fn boot_facts_are_read_by_a_script_and_parsed() {
-        let script = boot_facts_script("rpool", Some("initrd.img-6.12.0+deb-amd64"));
+        let guid = "9219027250690550647".to_string();
+        let script = boot_facts_script("rpool", Some(&guid), Some("initrd.img-6.12.0+deb-amd64"));
+        assert!(script.contains("which='9219027250690550647'"), "{script}");
         let status = std::process::Command::new("sh")
             .args(["-n", "-c", &script])
             .status()

@@ -11,6 +11,17 @@ pub const ZFS_2_3: &str = include_str!("../../fixtures/zfs-compatibility/openzfs
 /// The features whose activity a read-only import, as ZFSBootMenu's, does not mind.
 pub const READONLY_COMPAT: &str = include_str!("../../fixtures/zfs-compatibility/readonly-compat");
 
+/// The features active as soon as they are enabled (ZFEATURE_FLAG_ACTIVATE_ON_ENABLE in
+/// OpenZFS's zfeature_common.c, the commit readonly-compat names): a rebuild that enables one
+/// after the install has it active; any other stays enabled until something uses it.
+pub const ACTIVE_ONCE_ENABLED: [&str; 5] = [
+    "lz4_compress",
+    "hole_birth",
+    "spacemap_v2",
+    "embedded_data",
+    "head_errlog",
+];
+
 /// The feature set of the report's ZFSBootMenu's ZFS (the first ESP's copy that names one).
 pub fn zfsbootmenu_zfs(report: &Report) -> Option<String> {
     (report.esps.iter())
