@@ -179,12 +179,17 @@ pub fn report_where(
                 .into(),
             );
         }
+        // `zfs load-key` derives the key after the passphrase is typed (seconds under TCG):
+        // the keys are waited for, within the step's timeout.
+        let roots = encryption_roots.join(" ");
         out.push(
             steps::Run {
                 command: format!(
-                    "zfs get -H -o value keystatus {}",
-                    encryption_roots.join(" ")
+                    "for root in {roots}; do\n  until [ \"$(zfs get -H -o value keystatus \
+                     \"$root\")\" = available ]; do sleep 1; done\ndone\nzfs get -H -o value \
+                     keystatus {roots}"
                 ),
+                timeout_secs: Some(300),
                 stdout: Some(format!("^(available\n){{{}}}$", encryption_roots.len())),
                 check: Some(
                     "its keys are loaded: the report can read the boot environments".into(),
