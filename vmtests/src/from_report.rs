@@ -749,7 +749,8 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
         except.push("the firmware's entries for the pool's disks".into());
     }
     if report.firmware.uefi {
-        script.push(firmware_entries_as_the_report_s(&entries));
+        let order = boot_order_items(report, pool, &entries);
+        script.push(firmware_entries_as_the_report_s(&entries, &order));
         reproduced.push(format!(
             "the firmware's entries for files on the pool's ESPs, in boot order: {}",
             if entries.is_empty() {
@@ -762,8 +763,8 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
             }
         ));
         notes.push(
-            "the firmware's own entries (its shell, network and disk fallbacks): OVMF's, in its \
-             order after the reproduced ones"
+            "the firmware's own entries (its shell, network and disk fallbacks): OVMF's, in the \
+             report's order where their descriptions are the report's"
                 .into(),
         );
         let elsewhere = all_entries.len() - entries.len() - beyond.len();
@@ -991,7 +992,10 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
 /// (kldload's) is removed, each of the report's made on the same disk's ESP with its
 /// description, file and load options, and the boot order starts with them, the firmware's own
 /// entries after. Entries for files elsewhere are left out.
-fn firmware_entries_as_the_report_s(entries: &[crate::round_trip::FirmwareFact]) -> String {
+fn firmware_entries_as_the_report_s(
+    entries: &[crate::round_trip::FirmwareFact],
+    order: &[BootOrderItem],
+) -> String {
     let mut lines = vec![
         "for n in $(efibootmgr -v | sed -n 's/^Boot\\([0-9A-F]\\{4\\}\\).*HD(.*/\\1/p'); do \
          efibootmgr -q -b $n -B; done"
@@ -1022,22 +1026,64 @@ fn firmware_entries_as_the_report_s(entries: &[crate::round_trip::FirmwareFact])
         lines.push(argv.join(" "));
         made.push(number);
     }
-    // The made entries first, then the firmware's own in their order.
-    lines.push(format!(
-        "rest=$(efibootmgr | sed -n 's/^BootOrder: //p' | tr , '\\n' | grep -v -x -E '{}' | \
-         paste -s -d ,)",
-        if made.is_empty() {
-            "^$".to_string()
-        } else {
-            made.join("|")
-        }
-    ));
-    lines.push(format!(
-        "order=$(echo {},$rest | sed 's/^,//; s/,$//')",
-        made.join(",")
-    ));
+    // The boot order as the report's: each made entry where the report has it, each of the
+    // firmware's own where the report has one of the same description (the disk's fallback
+    // before the firmware's shell, say), then the VM's others in their order.
+    lines.push(
+        "num() { efibootmgr | sed -n 's/^Boot\\([0-9A-F]\\{4\\}\\)\\*\\{0,1\\} \\([^\t]*\\).*/\\1\t\\2/p' \
+         | awk -F '\t' -v d=\"$1\" '$2 == d { print $1; exit }'; }"
+            .into(),
+    );
+    lines.push(
+        "add() { [ -z \"$1\" ] || case \",$order,\" in *\",$1,\"*) ;; *) order=\"${order:+$order,}$1\" ;; esac; }"
+            .into(),
+    );
+    lines.push("order=".into());
+    for item in order {
+        lines.push(match item {
+            BootOrderItem::Made(i) => format!("add {}", made[*i]),
+            BootOrderItem::Firmware(description) => format!("add \"$(num {})\"", sh(description)),
+        });
+    }
+    lines.push(
+        "for n in $(efibootmgr | sed -n 's/^BootOrder: //p' | tr , ' '); do add $n; done".into(),
+    );
     lines.push(r#"[ -z "$order" ] || efibootmgr -q -o "$order""#.into());
     lines.join("\n")
+}
+
+/// One place of the report's boot order: an entry the rebuild makes (its index among them), or
+/// one of the firmware's own, by its description.
+#[derive(Debug, Clone, PartialEq)]
+enum BootOrderItem {
+    Made(usize),
+    Firmware(String),
+}
+
+/// The report's boot order as [`BootOrderItem`]s: its entries for files that `entries` (those
+/// the rebuild makes) has, and its entries without a file; others are left out.
+fn boot_order_items(
+    report: &Report,
+    pool: &Pool,
+    entries: &[crate::round_trip::FirmwareFact],
+) -> Vec<BootOrderItem> {
+    let facts = crate::round_trip::firmware_entries(report, pool);
+    let firmware = &report.firmware;
+    (firmware.boot_order.iter())
+        .filter_map(|n| firmware.entries.iter().find(|e| e.number == *n))
+        .filter_map(|e| match &e.file {
+            None => Some(BootOrderItem::Firmware(e.description.clone())),
+            Some(file) => {
+                let fact = facts.iter().find(|f| {
+                    &f.file == file && f.description == e.description && f.options == e.options
+                })?;
+                entries
+                    .iter()
+                    .position(|m| m == fact)
+                    .map(BootOrderItem::Made)
+            }
+        })
+        .collect()
 }
 
 /// The script that makes pool `name` on `disk` (with `compatibility`, when given) with the
@@ -1411,6 +1457,69 @@ mod tests {
         assert!(!script.contains("efibootmgr -q -c"), "{script}");
     }
 
+    /// The boot order the script sets, run by bash against a stand-in for efibootmgr that lists
+    /// what OVMF's does after the install (efibootmgr 18's format): the firmware's own entries
+    /// where the report has their descriptions, the disk's fallback before the shell.
+    #[test]
+    fn the_boot_order_is_the_report_s_by_description() {
+        let fact = |description: &str, file: &str| crate::round_trip::FirmwareFact {
+            description: description.into(),
+            disk: Some(0),
+            file: file.into(),
+            options: None,
+        };
+        let entries = [
+            fact("ZFSBootMenu", r"\EFI\ZBM\VMLINUZ.EFI"),
+            fact("ZFSBootMenu (Backup)", r"\EFI\ZBM\VMLINUZ-BACKUP.EFI"),
+        ];
+        let order = [
+            BootOrderItem::Firmware("UiApp".into()),
+            BootOrderItem::Firmware("UEFI Misc Device".into()),
+            BootOrderItem::Made(0),
+            BootOrderItem::Made(1),
+            BootOrderItem::Firmware("EFI Internal Shell".into()),
+            BootOrderItem::Firmware("UEFI PXEv4 (MAC:<mac>)".into()),
+        ];
+        let script = firmware_entries_as_the_report_s(&entries, &order);
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("calls");
+        let listing = "BootCurrent: 0004\nBootOrder: 1001,1000,0000,0003,0002,0001\n\
+                       Boot0000* UiApp\tFvVol(7cb8bdc9-f8eb-4f34-aaea-3ee4af6516a1)\n\
+                       Boot0001* UEFI Misc Device\tPciRoot(0x0)/Pci(0x3,0x0){auto_created_boot_option}\n\
+                       Boot0002* UEFI PXEv4 (MAC:525400123456)\tPciRoot(0x0)/Pci(0x2,0x0)\n\
+                       Boot0003* EFI Internal Shell\tFvVol(7cb8bdc9-f8eb-4f34-aaea-3ee4af6516a1)\n\
+                       Boot0004* ZFSBootMenu\tHD(1,GPT,27bb8520-f627-499c-b888-142736585505,0x800,0x100000)/\\EFI\\ZBM\\VMLINUZ.EFI\n\
+                       Boot1000* ZFSBootMenu\tHD(1,GPT,27bb8520-f627-499c-b888-142736585505,0x800,0x100000)/\\EFI\\ZBM\\VMLINUZ.EFI\n\
+                       Boot1001* ZFSBootMenu (Backup)\tHD(1,GPT,27bb8520-f627-499c-b888-142736585505,0x800,0x100000)/\\EFI\\ZBM\\VMLINUZ-BACKUP.EFI\n";
+        let stand_in = format!(
+            "efibootmgr() {{ case \"$*\" in *-B*|*-c*|*-o*) echo \"$*\" >> {log};; *) printf '{listing}';; esac; }}\n",
+            log = log.display()
+        );
+        let status = std::process::Command::new("bash")
+            .args(["-e", "-c", &format!("{stand_in}{script}")])
+            .status()
+            .unwrap();
+        assert!(status.success(), "{script}");
+        let calls = std::fs::read_to_string(&log).unwrap();
+        let calls: Vec<&str> = calls.lines().collect();
+        // Every entry for a file on a disk removed (the stand-in lists the made ones from the
+        // start), none of the firmware's own.
+        assert_eq!(
+            calls[..3],
+            ["-q -b 0004 -B", "-q -b 1000 -B", "-q -b 1001 -B"],
+            "{calls:?}"
+        );
+        assert!(
+            calls[3].starts_with("-q -c -b 1000 -d /dev/disk/by-id/virtio-kldload-target"),
+            "{calls:?}"
+        );
+        assert_eq!(
+            calls.last().copied(),
+            Some("-q -o 0000,0001,1000,1001,0003,0002"),
+            "{calls:?}"
+        );
+    }
+
     /// The script that makes the report's state on the installed VM.
     fn state_script(g: &Generated) -> String {
         (load(g).steps.iter())
@@ -1541,7 +1650,11 @@ mod tests {
             ],
             "{script}"
         );
-        assert!(script.contains("order=$(echo 1000,1001,$rest"), "{script}");
+        // The order: UiApp (by description), the made entries where the report has them.
+        assert!(
+            script.contains("add \"$(num 'UiApp')\"\nadd 1000\nadd 1001\n"),
+            "{script}"
+        );
         assert!(
             g.not_reproduced
                 .contains(&"1 firmware entries for files on no disk of the pool: not made".into()),
@@ -1641,9 +1754,14 @@ mod tests {
         let mut mismatch = r.clone();
         mismatch.boot_environments[0].etc_hostid = Some("0x12345678".into());
         let t = state_script(&generate(&mismatch, "user.json").unwrap());
-        let last = t.rfind("zgenhostid -f '0x12345678'").expect("/etc/hostid made");
+        let last = t
+            .rfind("zgenhostid -f '0x12345678'")
+            .expect("/etc/hostid made");
         assert!(t.find("mkinitramfs").is_some_and(|m| m < last), "{t}");
-        assert!(t.find("cp $made/without-zfs").is_some_and(|c| c < last), "{t}");
+        assert!(
+            t.find("cp $made/without-zfs").is_some_and(|c| c < last),
+            "{t}"
+        );
         // Without the hostid too (broken-upgrade: zfs-initramfs's hook gone), made without
         // the hook.
         let mut no_hook = r.clone();
