@@ -28,6 +28,7 @@ use crate::scenario::steps::{
 use crate::scenario::{
     DiskOptions, ExtraDisk, Scenario, Start, Step, Symptom, TargetDisk, report_where,
 };
+use crate::shell::quoted as sh;
 use crate::test_zbm::TestZfsBootMenu;
 use crate::zfs_features::{ZFS_2_1, ZFS_2_3, reads_only_zfs_2_1, zfsbootmenu_zfs};
 use anyhow::{Context, Result, bail};
@@ -235,11 +236,6 @@ fn layout(pool: &Pool, notes: &mut Vec<String>) -> (Layout, usize) {
 
 fn dataset<'r>(report: &'r Report, name: &str) -> Option<&'r Dataset> {
     report.datasets.iter().find(|d| d.name == name)
-}
-
-/// `s` quoted for bash.
-fn sh(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 /// The scenario that rebuilds `report`'s machine, called `name` (its report file's stem).
@@ -749,7 +745,7 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
         except.push("the firmware's entries for the pool's disks".into());
     }
     if report.firmware.uefi {
-        let order = boot_order_items(report, pool, &entries);
+        let order = boot_order_items(report, &all_entries, &entries);
         script.push(firmware_entries_as_the_report_s(&entries, &order));
         reproduced.push(format!(
             "the firmware's entries for files on the pool's ESPs, in boot order: {}",
@@ -1060,14 +1056,14 @@ enum BootOrderItem {
     Firmware(String),
 }
 
-/// The report's boot order as [`BootOrderItem`]s: its entries for files that `entries` (those
-/// the rebuild makes) has, and its entries without a file; others are left out.
+/// The report's boot order as [`BootOrderItem`]s: of its entries for files (`facts`, as
+/// `round_trip::firmware_entries` read them), those `entries` (the rebuild's) has, and its
+/// entries without a file; others are left out.
 fn boot_order_items(
     report: &Report,
-    pool: &Pool,
+    facts: &[crate::round_trip::FirmwareFact],
     entries: &[crate::round_trip::FirmwareFact],
 ) -> Vec<BootOrderItem> {
-    let facts = crate::round_trip::firmware_entries(report, pool);
     let firmware = &report.firmware;
     (firmware.boot_order.iter())
         .filter_map(|n| firmware.entries.iter().find(|e| e.number == *n))

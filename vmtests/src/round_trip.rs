@@ -420,9 +420,8 @@ pub fn deciding_facts_read_independently(
             label.facts.hostid, label.facts.state
         ));
     }
-    let initramfs = (pool.bootfs.as_deref())
-        .and_then(|b| default_kernel(report, b))
-        .map(|k| k.initramfs.clone());
+    let kernel = (pool.bootfs.as_deref()).and_then(|b| default_kernel(report, b));
+    let initramfs = kernel.map(|k| k.initramfs.clone());
     let script = boot_facts_script(
         &pool.name,
         pool.properties.get("guid"),
@@ -435,9 +434,7 @@ pub fn deciding_facts_read_independently(
             read.bootfs, pool.bootfs
         ));
     }
-    let report_zfs = (pool.bootfs.as_deref())
-        .and_then(|b| default_kernel(report, b))
-        .and_then(|k| k.initramfs_has_zfs);
+    let report_zfs = kernel.and_then(|k| k.initramfs_has_zfs);
     if let Some(has) = read.initramfs_has_zfs
         && Some(has) != report_zfs
     {
@@ -467,7 +464,7 @@ pub fn deciding_facts_read_independently(
 /// imported is imported read-only (by `guid`, when known) and exported after; a boot environment that is not / is
 /// mounted read-only for the moment.
 fn boot_facts_script(pool: &str, guid: Option<&String>, initramfs: Option<&str>) -> String {
-    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    use crate::shell::quoted as quote;
     let mut lines = vec![
         format!("pool={}", quote(pool)),
         // By its guid when the report has it: another disk's pool may have the same name.

@@ -32,6 +32,12 @@ pub struct Shell {
 }
 
 /// The guest's name of the port (QEMU's `virtserialport,name=`).
+/// `s` quoted for bash as one word, always in single quotes (the generated scripts read alike
+/// whatever the word).
+pub fn quoted(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
 pub const PORT_NAME: &str = "org.kldload.shell";
 
 /// The command typed on the main console to give the harness its shell on the port. The port
