@@ -158,6 +158,13 @@ fn rules_across_fields(report: &Report) -> std::result::Result<(), String> {
             ));
         }
     }
+    for (j, esp) in report.esps.iter().enumerate() {
+        if let Some(path) = (esp.files.keys()).find(|p| !p.split('/').all(is_file_name)) {
+            return Err(format!(
+                "`esps[{j}].files`: {path:?} is not a path on the ESP (names joined by `/`)"
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -728,6 +735,31 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
             versions.join(", ")
         ));
     }
+    // The files on the pool's disks' ESPs, as the report's.
+    let esps = crate::round_trip::pool_esps(report, pool);
+    // What the firmware can start afterwards; none known: kldload's files, kept.
+    let mut startable: Option<BTreeSet<(usize, String)>> = None;
+    if esps.iter().any(Option::is_some) {
+        let made = esp_files_as_the_report_s(&esps, disks, older_zfs);
+        startable = Some(made.startable);
+        script.push(made.script);
+        reproduced.push(format!(
+            "the files on the pool's disks' ESPs: {}",
+            (esps.iter().take(disks))
+                .map(|e| e.map_or("no ESP".to_string(), |e| {
+                    e.files.keys().cloned().collect::<Vec<_>>().join(" ")
+                }))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+        if !made.not_made.is_empty() {
+            notes.extend(made.not_made);
+            except.push("the files on the pool's disks' ESPs".into());
+        }
+    } else {
+        notes.push("the report found no ESP on the pool's disks: kldload's files are kept".into());
+        except.push("the files on the pool's disks' ESPs".into());
+    }
     // The firmware's entries for files on the pool's disks, as the report's.
     let all_entries = crate::round_trip::firmware_entries(report, pool);
     let entries: Vec<_> = (all_entries.iter())
@@ -881,7 +913,26 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
         except.push("active features that stop ZFSBootMenu's read-only import".into());
     }
     let asks_again = keylocation.as_deref() == Some("prompt");
-    let symptom = if !unreadable.is_empty() {
+    // The firmware starts an entry's file, else a disk's fallback copy.
+    let starts_something = startable.as_ref().is_none_or(|files| {
+        let fallback = kldload::recipe::boot_menu::FALLBACK.to_lowercase();
+        let entry_file = |e: &crate::round_trip::FirmwareFact| {
+            let path = e.file.trim_start_matches('\\').replace('\\', "/");
+            (e.disk?, path.to_lowercase()).into()
+        };
+        (entries.iter())
+            .filter_map(entry_file)
+            .any(|f| files.contains(&f))
+            || files.iter().any(|(_, path)| *path == fallback)
+    });
+    let symptom = if !starts_something {
+        reproduced.push(
+            "the firmware finds nothing to start: no entry's file and no fallback copy on the \
+             pool's ESPs"
+                .into(),
+        );
+        Symptom::NoBootLoader
+    } else if !unreadable.is_empty() {
         reproduced.push(format!(
             "ZFSBootMenu cannot import the pool: active features its ZFS does not read ({})",
             unreadable
@@ -906,8 +957,9 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
     } else {
         Symptom::Login
     };
-    // ZFSBootMenu that cannot import the pool neither counts down nor asks for its key.
-    if symptom != Symptom::ImportFails {
+    // ZFSBootMenu that cannot import the pool (or that the firmware does not start) neither
+    // counts down nor asks for its key.
+    if !matches!(symptom, Symptom::ImportFails | Symptom::NoBootLoader) {
         steps.push(
             ZbmCountdown {
                 be: bootfs.clone(),
@@ -1082,6 +1134,120 @@ fn boot_order_items(
         .collect()
 }
 
+/// What [`esp_files_as_the_report_s`] makes: the script, and what it cannot make.
+struct EspFiles {
+    script: String,
+    not_made: Vec<String>,
+    /// What the firmware can start on the VM's disks afterwards: (disk, path in lower case).
+    startable: BTreeSet<(usize, String)>,
+}
+
+/// kldload's files on each ESP, each a ZFSBootMenu.
+const KLDLOAD_ESP_FILES: [&str; 3] = [
+    kldload::recipe::boot_menu::ZBM_PRIMARY,
+    kldload::recipe::boot_menu::ZBM_BACKUP,
+    kldload::recipe::boot_menu::FALLBACK,
+];
+
+/// The script that gives the ESP on each of the VM's first `disks` disks the files of the
+/// report's ESP on the same disk of the pool (`esps`, [`crate::round_trip::pool_esps`]):
+/// files the report's lacks are removed (a missing fallback copy, a second ESP never
+/// written), and each ZFSBootMenu file of the report's is the VM's ZFSBootMenu at the same
+/// path (a ZFSBootMenu elsewhere, as a guide put it). Other files (shim, another OS's
+/// loader) cannot be made: a report has their hash, not their bytes. `older_zfs`: the VM's
+/// ZFSBootMenu is the one built with ZFS 2.1.
+fn esp_files_as_the_report_s(
+    esps: &[Option<&kldload::report::Esp>],
+    disks: usize,
+    older_zfs: bool,
+) -> EspFiles {
+    use crate::round_trip::{EspFileFact, esp_file_fact};
+    const MOUNT: &str = "/mnt/kldload-esp";
+    const ZBM_COPY: &str = "/root/kldload-zfsbootmenu.efi";
+    let mut not_made = Vec::new();
+    let mut startable = BTreeSet::new();
+    let kldload_s = |path: &str| {
+        KLDLOAD_ESP_FILES
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(path))
+    };
+    let mut lines = vec![
+        format!(
+            "cp /boot/efi/{} {ZBM_COPY}",
+            kldload::recipe::boot_menu::ZBM_PRIMARY
+        ),
+        format!("mkdir -p {MOUNT}"),
+    ];
+    for (i, esp) in esps.iter().enumerate().take(disks) {
+        let Some(esp) = esp else {
+            startable.extend(KLDLOAD_ESP_FILES.map(|f| (i, f.to_lowercase())));
+            not_made.push(format!(
+                "disk {i} of the pool has no ESP in the report: the rebuild's has kldload's files"
+            ));
+            continue;
+        };
+        let partition = format!(
+            "{}-part{}",
+            disk_by_id(i),
+            kldload::recipe::partition::ESP_PARTITION
+        );
+        lines.push(format!("mount -t vfat {} {MOUNT}", sh(&partition)));
+        let keep: Vec<String> = (esp.files.keys()).map(|p| sh(&p.to_lowercase())).collect();
+        if keep.is_empty() {
+            lines.push(format!("find {MOUNT} -type f -delete"));
+        } else {
+            lines.push(format!(
+                "find {MOUNT} -type f | while IFS= read -r f; do \
+                 case \"$(printf '%s' \"${{f#{MOUNT}/}}\" | tr '[:upper:]' '[:lower:]')\" in \
+                 {}) ;; *) rm -f \"$f\" ;; esac; done",
+                keep.join("|")
+            ));
+        }
+        for path in esp.files.keys() {
+            match esp_file_fact(esp, path) {
+                EspFileFact::ZfsBootMenu { reads_only_zfs_2_1 } => {
+                    startable.insert((i, path.to_lowercase()));
+                    let target = format!("{MOUNT}/{path}");
+                    lines.push(format!(
+                        "mkdir -p \"$(dirname {t})\" && cp {ZBM_COPY} {t}",
+                        t = sh(&target)
+                    ));
+                    if reads_only_zfs_2_1 != older_zfs {
+                        not_made.push(format!(
+                            "disk {i}'s ESP: {path} is a ZFSBootMenu whose ZFS reads {}, made as \
+                             the rebuild's other ZFSBootMenus",
+                            if reads_only_zfs_2_1 {
+                                "only ZFS 2.1's features"
+                            } else {
+                                "newer features than ZFS 2.1's"
+                            }
+                        ));
+                    }
+                }
+                // At one of kldload's paths the VM's ZFSBootMenu is kept in its place (a
+                // Secure Boot machine's shim at the fallback path): the firmware starts it.
+                EspFileFact::Other if kldload_s(path) => {
+                    startable.insert((i, path.to_lowercase()));
+                    not_made.push(format!(
+                        "disk {i}'s ESP: {path} is not ZFSBootMenu, and a report has its hash, \
+                         not its bytes: the VM's ZFSBootMenu stands in its place"
+                    ));
+                }
+                EspFileFact::Other => not_made.push(format!(
+                    "disk {i}'s ESP: {path} is not ZFSBootMenu, and a report has its hash, not \
+                     its bytes: not made"
+                )),
+            }
+        }
+        lines.push(format!("umount {MOUNT}"));
+    }
+    EspFiles {
+        script: lines.join("\n"),
+        not_made,
+        startable,
+    }
+}
+
 /// The script that makes pool `name` on `disk` (with `compatibility`, when given) with the
 /// boot environment `bootfs` as its
 /// bootfs, holding `kernels` by name (copies of the running pair; the running pair's names
@@ -1251,16 +1417,74 @@ mod tests {
             wwn: None,
             read_only: false,
             partition_table: Some("gpt".into()),
-            partitions: vec![Partition {
-                name: format!("{name}p2"),
-                start_sector: Some(1050624),
-                size_bytes: 1 << 39,
-                type_guid: None,
-                type_name: None,
-                label: None,
-                uuid: None,
-                filesystem: Some("zfs_member".into()),
-            }],
+            partitions: vec![
+                Partition {
+                    name: format!("{name}p1"),
+                    start_sector: Some(2048),
+                    size_bytes: 512 << 20,
+                    type_guid: Some(kldload::report::ESP_TYPE.into()),
+                    type_name: None,
+                    label: None,
+                    uuid: None,
+                    filesystem: Some("vfat".into()),
+                },
+                Partition {
+                    name: format!("{name}p2"),
+                    start_sector: Some(1050624),
+                    size_bytes: 1 << 39,
+                    type_guid: None,
+                    type_name: None,
+                    label: None,
+                    uuid: None,
+                    filesystem: Some("zfs_member".into()),
+                },
+            ],
+        }
+    }
+
+    /// A ZFSBootMenu as `kldload report` reads one, its ZFS reading `zfs` (`openzfs-2.3-linux`).
+    fn zbm_image(zfs: &str) -> kldload::zbm::image::ZbmImage {
+        kldload::zbm::image::ZbmImage {
+            cmdline: None,
+            signed: false,
+            hostid: None,
+            zfs_features: Some(kldload::zbm::image::FeatureSet {
+                name: zfs.into(),
+                features: Default::default(),
+            }),
+            release: Some(kldload::zbm::image::ZbmRelease {
+                version: Some("3.1.0".into()),
+                build_id: None,
+            }),
+            kernel: None,
+            zfs_module: None,
+        }
+    }
+
+    /// The ESP `partition` as kldload's install leaves it: ZFSBootMenu, its backup and the
+    /// fallback copy.
+    fn kldload_esp(partition: &str) -> Esp {
+        let files = [
+            "EFI/BOOT/BOOTX64.EFI",
+            "EFI/ZBM/VMLINUZ-BACKUP.EFI",
+            "EFI/ZBM/VMLINUZ.EFI",
+        ];
+        Esp {
+            partition: partition.into(),
+            partition_uuid: None,
+            mounted_at: Some("/boot/efi".into()),
+            files: (files.iter())
+                .map(|f| {
+                    let file = kldload::report::EspFile {
+                        size: 55386112,
+                        sha256: "a5f4d5471519".into(),
+                    };
+                    (f.to_string(), file)
+                })
+                .collect(),
+            zfsbootmenu: (files.iter())
+                .map(|f| (f.to_string(), zbm_image("openzfs-2.3-linux")))
+                .collect(),
         }
     }
 
@@ -1343,7 +1567,7 @@ mod tests {
                 commandline: kcl.into(),
                 unreadable: None,
             }],
-            esps: Vec::new(),
+            esps: vec![kldload_esp("vdap1")],
             notes: Vec::new(),
         }
     }
@@ -1402,6 +1626,7 @@ mod tests {
         }];
         r.disks = (0..5).map(|i| disk(&format!("vd{i}"), 512)).collect();
         r.pools[0].devices = (0..5).map(|i| format!("vd{i}p2")).collect();
+        r.esps = (0..5).map(|i| kldload_esp(&format!("vd{i}p1"))).collect();
         r.datasets[2].encryption_root = Some("rpool/ROOT".into());
         let g = generate(&r, "user.json").unwrap();
         assert_eq!(excepted(&g), ["layout", "encryption root"]);
@@ -1663,6 +1888,185 @@ mod tests {
             .map(|e| e.description.as_str())
             .collect();
         assert_eq!(names, ["ZFSBootMenu", "ZFSBootMenu (Backup)"]);
+    }
+
+    /// A mirror whose first ESP lost its fallback copy and whose second holds ZFSBootMenu at
+    /// a path of its own and another OS's loader: each ESP gets the report's paths, the VM's
+    /// other files removed; the loader cannot be made, and is listed.
+    #[test]
+    fn each_esp_gets_the_report_s_files() {
+        let mut r = kldload_install();
+        r.disks = vec![disk("vda", 512), disk("vdb", 512)];
+        r.pools[0].devices = vec!["vdap2".into(), "vdbp2".into()];
+        r.pools[0].topology = vec![Vdev {
+            name: "mirror-0".into(),
+            size: None,
+            children: vec![leaf("/dev/vda2"), leaf("/dev/vdb2")],
+        }];
+        let mut first = kldload_esp("vdap1");
+        first.files.remove("EFI/BOOT/BOOTX64.EFI");
+        first.zfsbootmenu.remove("EFI/BOOT/BOOTX64.EFI");
+        let mut second = kldload_esp("vdbp1");
+        second.files = [
+            ("EFI/zbm/zfsbootmenu.EFI", 55386112),
+            ("EFI/debian/grubx64.efi", 1),
+        ]
+        .into_iter()
+        .map(|(f, size)| {
+            let file = kldload::report::EspFile {
+                size,
+                sha256: "00".into(),
+            };
+            (f.to_string(), file)
+        })
+        .collect();
+        second.zfsbootmenu = [(
+            "EFI/zbm/zfsbootmenu.EFI".to_string(),
+            zbm_image("openzfs-2.3-linux"),
+        )]
+        .into_iter()
+        .collect();
+        r.esps = vec![first, second];
+        let g = generate(&r, "user.json").unwrap();
+        let script = state_script(&g);
+        assert!(
+            script.contains("mount -t vfat '/dev/disk/by-id/virtio-kldload-target-part1' "),
+            "{script}"
+        );
+        assert!(
+            script.contains("mount -t vfat '/dev/disk/by-id/virtio-kldload-extra-0-part1' "),
+            "{script}"
+        );
+        assert!(
+            script.contains("'efi/zbm/vmlinuz-backup.efi'|'efi/zbm/vmlinuz.efi')"),
+            "{script}"
+        );
+        assert!(
+            script.contains("'efi/debian/grubx64.efi'|'efi/zbm/zfsbootmenu.efi')"),
+            "{script}"
+        );
+        assert!(
+            script.contains(
+                "cp /root/kldload-zfsbootmenu.efi '/mnt/kldload-esp/EFI/zbm/zfsbootmenu.EFI'"
+            ),
+            "{script}"
+        );
+        assert!(!script.contains("/mnt/kldload-esp/EFI/debian"), "{script}");
+        assert!(
+            (g.not_reproduced.iter())
+                .any(|n| n.starts_with("disk 1's ESP: EFI/debian/grubx64.efi is not ZFSBootMenu")),
+            "{:?}",
+            g.not_reproduced
+        );
+        assert!(excepted(&g).contains(&"the files on the pool's disks' ESPs".to_string()));
+        // The facts compared: by disk, lower case, ZFSBootMenu or not.
+        let facts = crate::round_trip::BootFacts::of(&r).unwrap();
+        let zbm = crate::round_trip::EspFileFact::ZfsBootMenu {
+            reads_only_zfs_2_1: false,
+        };
+        let files = |f: &[(&str, crate::round_trip::EspFileFact)]| {
+            Some(f.iter().map(|(p, k)| (p.to_string(), *k)).collect())
+        };
+        assert_eq!(
+            facts.esp_files,
+            vec![
+                files(&[
+                    ("efi/zbm/vmlinuz-backup.efi", zbm),
+                    ("efi/zbm/vmlinuz.efi", zbm)
+                ]),
+                files(&[
+                    (
+                        "efi/debian/grubx64.efi",
+                        crate::round_trip::EspFileFact::Other
+                    ),
+                    ("efi/zbm/zfsbootmenu.efi", zbm)
+                ]),
+            ]
+        );
+        // kldload's own ESP is made as it is, nothing listed.
+        let same = generate(&kldload_install(), "user.json").unwrap();
+        assert!(
+            !same.not_reproduced.iter().any(|n| n.contains("ESP")),
+            "{:?}",
+            same.not_reproduced
+        );
+    }
+
+    /// The removal the script makes, run by bash on a directory standing in for the ESP: the
+    /// report's paths kept whatever their case, the rest gone.
+    #[test]
+    fn the_files_the_report_s_esp_lacks_are_removed() {
+        let mut r = kldload_install();
+        r.esps[0].files.remove("EFI/BOOT/BOOTX64.EFI");
+        r.esps[0].zfsbootmenu.remove("EFI/BOOT/BOOTX64.EFI");
+        let script = state_script(&generate(&r, "user.json").unwrap());
+        let removal = (script.lines())
+            .find(|l| l.starts_with("find /mnt/kldload-esp -type f |"))
+            .expect("a removal")
+            .to_string();
+        let esp = tempfile::tempdir().unwrap();
+        let root = esp.path().to_str().unwrap();
+        for f in [
+            "EFI/BOOT/BOOTX64.EFI",
+            "EFI/ZBM/vmlinuz.efi",
+            "EFI/ZBM/VMLINUZ-BACKUP.EFI",
+        ] {
+            let path = esp.path().join(f);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "x").unwrap();
+        }
+        let out = std::process::Command::new("bash")
+            .args(["-ec", &removal.replace("/mnt/kldload-esp", root)])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!esp.path().join("EFI/BOOT/BOOTX64.EFI").exists());
+        assert!(esp.path().join("EFI/ZBM/vmlinuz.efi").exists());
+        assert!(esp.path().join("EFI/ZBM/VMLINUZ-BACKUP.EFI").exists());
+    }
+
+    /// No entry for a file and no fallback copy: the firmware starts nothing, the machine is
+    /// reported from the live medium. An entry whose file is there, or the fallback copy, and
+    /// it boots.
+    #[test]
+    fn nothing_to_start_is_predicted_from_the_entries_and_the_esp() {
+        let mut r = kldload_install();
+        r.esps[0].files.remove("EFI/BOOT/BOOTX64.EFI");
+        r.esps[0].zfsbootmenu.remove("EFI/BOOT/BOOTX64.EFI");
+        let g = generate(&r, "user.json").unwrap();
+        assert_eq!(g.symptom, Symptom::NoBootLoader);
+        assert_eq!(
+            steps(&g),
+            [
+                "install", "boot", "run", "reboot", "symptom", "crash", "live", "report"
+            ]
+        );
+        // An entry for ZFSBootMenu's file on the pool's disk: it boots.
+        let guid = "27bb8520-f627-499c-b888-142736585505";
+        r.disks[0].partitions[0].uuid = Some(guid.into());
+        r.firmware.entries = vec![kldload::report::FirmwareEntry {
+            number: 5,
+            description: "ZFSBootMenu".into(),
+            partition_guid: Some(guid.to_uppercase()),
+            file: Some(r"\EFI\ZBM\VMLINUZ.EFI".into()),
+            options: None,
+        }];
+        assert_eq!(generate(&r, "user.json").unwrap().symptom, Symptom::Login);
+        // An entry for a file the ESP lacks does not.
+        r.firmware.entries[0].file = Some(r"\EFI\ZBM\GONE.EFI".into());
+        assert_eq!(
+            generate(&r, "user.json").unwrap().symptom,
+            Symptom::NoBootLoader
+        );
+        // The fallback copy alone: it boots.
+        assert_eq!(
+            generate(&kldload_install(), "user.json").unwrap().symptom,
+            Symptom::Login
+        );
     }
 
     #[test]
@@ -2111,6 +2515,15 @@ mod tests {
         }));
         assert!(
             e.contains("`boot_environments[0].default_kernel`: vmlinuz-9.9 is none"),
+            "{e}"
+        );
+        let e = refused(&json(&|v| {
+            let files = v["esps"][0]["files"].as_object_mut().unwrap();
+            let file = files.values().next().unwrap().clone();
+            files.insert("EFI/../../etc/passwd".into(), file);
+        }));
+        assert!(
+            e.contains("`esps[0].files`: \"EFI/../../etc/passwd\" is not a path on the ESP"),
             "{e}"
         );
         // The positive control: the same file, untouched, reads as the report it is.

@@ -5,7 +5,8 @@
 //! reproduced with their reasons.
 //!
 //! Paths: `pools[].labels[].hostid` is that field of every label of every pool; `{}` stands for
-//! the keys of a map (`pools[].features{}`: every feature).
+//! the keys of a map (`pools[].features{}`: every feature); in a map of records, `{}` alone is
+//! the keys themselves (`esps[].files{}`: every file's path).
 
 /// What the generated scenario does with one field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,9 +29,10 @@ const FIRMWARE: Field = Not("the firmware: the VM's is OVMF, its Secure Boot as 
 /// The entries for files on the pool's disks: made with efibootmgr in OVMF's store.
 const FIRMWARE_ENTRY: Field =
     Made("each entry for a file on the pool's disks: efibootmgr on the same disk's ESP");
-const ESP_FILES: Field = Not(
-    "the ESP's files: the rebuild's install writes kldload's ZFSBootMenu 3.1.0 and its fallback \
-     copy",
+/// The files are made by path on the same disk's ESP, their bytes are not.
+const ESP_FILE_BYTES: Field = Not(
+    "a file's bytes: each ZFSBootMenu is the VM's (kldload's 3.1.0, or the one built with ZFS \
+     2.1); another file's bytes are not in a report, and the file is listed as not made",
 );
 const ZFSBOOTMENU_BUILD: Field = Not(
     "ZFSBootMenu's build: kldload's (3.1.0, its command line and hostid), or the one built \
@@ -206,6 +208,10 @@ pub const FIELDS: &[(&str, Field)] = &[
         Made("the pool's root dataset's, inherited below"),
     ),
     (
+        "datasets[].zfsbootmenu{}",
+        Made("each local org.zfsbootmenu:* property by name"),
+    ),
+    (
         "datasets[].zfsbootmenu{}.value",
         Made("every local org.zfsbootmenu:* property, empty values too"),
     ),
@@ -269,8 +275,16 @@ pub const FIELDS: &[(&str, Field)] = &[
     ("esps[].partition", HARDWARE),
     ("esps[].partition_uuid", HARDWARE),
     ("esps[].mounted_at", RUNNING_SYSTEM),
-    ("esps[].files{}.size", ESP_FILES),
-    ("esps[].files{}.sha256", ESP_FILES),
+    (
+        "esps[].files{}",
+        Made("each path on the same disk's ESP (ZFSBootMenu files), the VM's other files removed"),
+    ),
+    ("esps[].files{}.size", ESP_FILE_BYTES),
+    ("esps[].files{}.sha256", ESP_FILE_BYTES),
+    (
+        "esps[].zfsbootmenu{}",
+        Made("each ZFSBootMenu file's path, on the same disk's ESP"),
+    ),
     ("esps[].zfsbootmenu{}.cmdline", ZFSBOOTMENU_BUILD),
     ("esps[].zfsbootmenu{}.signed", ZFSBOOTMENU_BUILD),
     ("esps[].zfsbootmenu{}.hostid", ZFSBOOTMENU_BUILD),
@@ -318,6 +332,10 @@ fn walk(v: &serde_json::Value, path: String, out: &mut std::collections::BTreeSe
     match v {
         Value::Object(map) if MAPS.contains(&path.as_str()) => {
             let inner = format!("{path}{{}}");
+            // A map of records: its keys (a property's name, a file's path) are a field too.
+            if map.values().any(|x| x.is_object()) {
+                out.insert(inner.clone());
+            }
             for x in map.values() {
                 walk(x, inner.clone(), out);
             }

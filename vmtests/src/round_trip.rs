@@ -69,6 +69,9 @@ pub struct BootFacts {
     /// The firmware's entries for files on the pool's disks, in boot order (those for files
     /// elsewhere cannot be made in the VM).
     pub firmware_entries: Vec<FirmwareFact>,
+    /// The files on the ESP of each of the pool's disks, in the report's order (none for a
+    /// disk without an ESP): what the firmware's entries and its fallback path can start.
+    pub esp_files: Vec<Option<BTreeMap<String, EspFileFact>>>,
 }
 
 impl BootFacts {
@@ -143,6 +146,7 @@ impl BootFacts {
             firmware_entries: (firmware_entries(report, pool).into_iter())
                 .filter(|e| e.disk.is_some())
                 .collect(),
+            esp_files: esp_files(report, pool),
         })
     }
 
@@ -259,6 +263,11 @@ impl BootFacts {
                 &o.firmware_entries,
                 &r.firmware_entries,
             ),
+            debug(
+                "the files on the pool's disks' ESPs",
+                &o.esp_files,
+                &r.esp_files,
+            ),
         ];
         for (what, a, b) in after_features {
             compare(what, a, b);
@@ -301,6 +310,48 @@ pub fn firmware_entries(report: &Report, pool: &Pool) -> Vec<FirmwareFact> {
             options: e.options.clone(),
         })
         .collect()
+}
+
+/// A file on an ESP as a round trip compares it: a ZFSBootMenu (and whether its ZFS reads no
+/// more than ZFS 2.1's features, the one difference between the ZFSBootMenus a rebuild has),
+/// or another file (compared by its path only: a report has its hash, not its bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EspFileFact {
+    ZfsBootMenu { reads_only_zfs_2_1: bool },
+    Other,
+}
+
+/// The ESP on each of the pool's disks, in the report's order; none for a disk without one.
+pub fn pool_esps<'r>(report: &'r Report, pool: &Pool) -> Vec<Option<&'r kldload::report::Esp>> {
+    (pool_disks(report, pool).into_iter())
+        .map(|d| (report.esps.iter()).find(|e| d.partitions.iter().any(|p| p.name == e.partition)))
+        .collect()
+}
+
+/// The files of each of the pool's disks' ESPs ([`pool_esps`]) by path in lower case: FAT
+/// and the firmware find a file whatever the case of its name.
+pub fn esp_files(report: &Report, pool: &Pool) -> Vec<Option<BTreeMap<String, EspFileFact>>> {
+    (pool_esps(report, pool).into_iter())
+        .map(|esp| {
+            esp.map(|e| {
+                (e.files.keys())
+                    .map(|path| (path.to_lowercase(), esp_file_fact(e, path)))
+                    .collect()
+            })
+        })
+        .collect()
+}
+
+/// What the file at `path` on `esp` is.
+pub fn esp_file_fact(esp: &kldload::report::Esp, path: &str) -> EspFileFact {
+    match esp.zfsbootmenu.get(path) {
+        Some(image) => EspFileFact::ZfsBootMenu {
+            reads_only_zfs_2_1: crate::zfs_features::reads_only_zfs_2_1(
+                image.zfs_features.as_ref().map(|f| f.name.as_str()),
+            ),
+        },
+        None => EspFileFact::Other,
+    }
 }
 
 /// The firmware's entries for a file, in boot order, then those not in it by number.

@@ -20,17 +20,21 @@ pub enum Symptom {
     PassphraseAgain,
     /// After ZFSBootMenu the serial console shows nothing: no kernel, no login prompt.
     Silent,
+    /// The firmware finds nothing to start on the disks (no entry's file, no fallback copy):
+    /// OVMF ends in its UEFI shell, as a PC ends in its setup or "no bootable device".
+    NoBootLoader,
 }
 
 impl Symptom {
     /// Every symptom, in the order of the README's table.
-    pub const ALL: [Symptom; 6] = [
+    pub const ALL: [Symptom; 7] = [
         Symptom::Login,
         Symptom::InitramfsShell,
         Symptom::NoBootEnvironments,
         Symptom::ImportFails,
         Symptom::PassphraseAgain,
         Symptom::Silent,
+        Symptom::NoBootLoader,
     ];
 
     /// Its name in scenario files (`is = "initramfs-shell"`).
@@ -42,6 +46,7 @@ impl Symptom {
             Symptom::ImportFails => "import-fails",
             Symptom::PassphraseAgain => "passphrase-again",
             Symptom::Silent => "silent",
+            Symptom::NoBootLoader => "no-boot-loader",
         }
     }
 
@@ -56,6 +61,8 @@ impl Symptom {
             Symptom::ImportFails => "Unable to import",
             Symptom::PassphraseAgain => "Enter passphrase for",
             Symptom::Silent => "login:|Linux version|systemd",
+            // OVMF's boot manager, once every entry before its shell failed.
+            Symptom::NoBootLoader => r#"BdsDxe: starting Boot[0-9A-F]{4} "EFI Internal Shell""#,
         }
     }
 
@@ -84,5 +91,15 @@ mod tests {
         // ZFSBootMenu 3.1.0's 50-import-pools, as the serial console carries it.
         let import = regex::Regex::new(Symptom::ImportFails.console()).unwrap();
         assert!(import.is_match("Unable to import \x1b[0;35mrpool\x1b[0m, retrying in"));
+        // OVMF's boot manager on the serial console (a fresh-nvram rebuild's transcript).
+        let shell = regex::Regex::new(Symptom::NoBootLoader.console()).unwrap();
+        assert!(shell.is_match(
+            "BdsDxe: starting Boot0003 \"EFI Internal Shell\" from Fv(7CB8BDC9-F8EB-4F34-AAEA-\
+             3EE4AF6516A1)/FvFile(7C04A583-9E3E-4F1C-AD65-E05268D0B4D1)"
+        ));
+        assert!(!shell.is_match(
+            "BdsDxe: starting Boot0005 \"ZFSBootMenu\" from HD(1,GPT,A02FDD33-A83B-4A16-BA8C-\
+             10451453D74A,0x800,0x100000)/\\EFI\\ZBM\\VMLINUZ.EFI"
+        ));
     }
 }
