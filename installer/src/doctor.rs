@@ -185,6 +185,73 @@ pub fn diagnose(r: &HostidReadings, pool: &str) -> Diagnosis {
 /// ZFSBootMenu's EFI file on an installed system (its ESP is mounted at /boot/efi).
 pub const INSTALLED_ZFSBOOTMENU: &str = "/boot/efi/EFI/ZBM/VMLINUZ.EFI";
 
+/// The fallback copy on that ESP: what the firmware starts when it has no entry of ours (after
+/// a firmware update or a CMOS reset, or with the disk in another machine).
+pub const INSTALLED_FALLBACK: &str = "/boot/efi/EFI/BOOT/BOOTX64.EFI";
+
+/// shim on that ESP, when the machine boots through it (Secure Boot): the fallback copy is then
+/// shim, which starts ZFSBootMenu.
+pub const INSTALLED_SHIM: &str = "/boot/efi/EFI/ZBM/shimx64.efi";
+
+/// What the doctor reads about the fallback path on the ESP mounted at /boot/efi.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FallbackReadings {
+    /// No ESP is mounted at /boot/efi (a rescue system, or fstab's `nofail` mount failed).
+    NoEsp,
+    /// Whether [`INSTALLED_FALLBACK`] is there, and whether the machine boots through shim.
+    Esp { fallback: bool, through_shim: bool },
+}
+
+/// Reads [`FallbackReadings`] on this machine (FAT finds the names whatever their case).
+pub fn read_fallback() -> FallbackReadings {
+    if !Path::new("/boot/efi/EFI").is_dir() {
+        return FallbackReadings::NoEsp;
+    }
+    FallbackReadings::Esp {
+        fallback: Path::new(INSTALLED_FALLBACK).is_file(),
+        through_shim: Path::new(INSTALLED_SHIM).is_file(),
+    }
+}
+
+impl Diagnosis {
+    /// Adds whether the ESP has its fallback copy: without it the machine boots through its
+    /// firmware entries alone, and a firmware that forgets them starts nothing.
+    pub fn add_fallback(&mut self, r: FallbackReadings) {
+        let (fallback, through_shim) = match r {
+            FallbackReadings::NoEsp => {
+                self.readings.push(format!(
+                    "the fallback copy {INSTALLED_FALLBACK}: (not readable: no ESP mounted at \
+                     /boot/efi)"
+                ));
+                self.unreadable += 1;
+                return;
+            }
+            FallbackReadings::Esp {
+                fallback,
+                through_shim,
+            } => (fallback, through_shim),
+        };
+        if fallback {
+            self.readings
+                .push(format!("the fallback copy {INSTALLED_FALLBACK}: there"));
+            return;
+        }
+        self.readings
+            .push(format!("the fallback copy {INSTALLED_FALLBACK}: (none)"));
+        let (what, from) = if through_shim {
+            ("shim", INSTALLED_SHIM)
+        } else {
+            ("ZFSBootMenu", INSTALLED_ZFSBOOTMENU)
+        };
+        self.problems.push(format!(
+            "the ESP has no fallback copy {INSTALLED_FALLBACK}: the machine boots through its \
+             firmware entries alone, and a firmware that forgets them (an update, a CMOS reset, \
+             the disk in another machine) starts nothing. fix: mkdir -p /boot/efi/EFI/BOOT && \
+             cp {from} {INSTALLED_FALLBACK} (the fallback copy is {what}, as kldload installs it)"
+        ));
+    }
+}
+
 /// What the doctor reads about ZFSBootMenu: what its EFI file carries, and the pool's features.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ZbmReadings {
@@ -823,6 +890,60 @@ mod tests {
             "{report}"
         );
         assert!(report.contains("--no-hostonly"), "{report}");
+    }
+
+    /// No fallback copy: a problem naming the file and the copy that makes it, shim's under
+    /// Secure Boot; with it (the control), nothing to say.
+    #[test]
+    fn an_esp_without_its_fallback_copy_is_a_problem() {
+        let mut d = diagnose(&all(OK), "rpool");
+        d.add_fallback(FallbackReadings::Esp {
+            fallback: false,
+            through_shim: false,
+        });
+        assert!(!d.healthy());
+        let report = d.report();
+        assert!(
+            report.contains(
+                "PROBLEM: the ESP has no fallback copy /boot/efi/EFI/BOOT/BOOTX64.EFI: the \
+                 machine boots through its firmware entries alone"
+            ),
+            "{report}"
+        );
+        assert!(
+            report.contains(
+                "fix: mkdir -p /boot/efi/EFI/BOOT && cp /boot/efi/EFI/ZBM/VMLINUZ.EFI \
+                 /boot/efi/EFI/BOOT/BOOTX64.EFI"
+            ),
+            "{report}"
+        );
+        let mut shim = diagnose(&all(OK), "rpool");
+        shim.add_fallback(FallbackReadings::Esp {
+            fallback: false,
+            through_shim: true,
+        });
+        assert!(
+            shim.report()
+                .contains("cp /boot/efi/EFI/ZBM/shimx64.efi /boot/efi/EFI/BOOT/BOOTX64.EFI"),
+            "{}",
+            shim.report()
+        );
+        let mut there = diagnose(&all(OK), "rpool");
+        there.add_fallback(FallbackReadings::Esp {
+            fallback: true,
+            through_shim: false,
+        });
+        assert!(there.healthy(), "{}", there.report());
+        assert!(
+            there
+                .report()
+                .contains("/boot/efi/EFI/BOOT/BOOTX64.EFI: there")
+        );
+        // No ESP mounted: not readable, no problem made up.
+        let mut none = diagnose(&all(OK), "rpool");
+        none.add_fallback(FallbackReadings::NoEsp);
+        assert!(none.healthy());
+        assert_eq!(none.unreadable, 1);
     }
 
     #[test]

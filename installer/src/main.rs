@@ -178,9 +178,12 @@ fn run(cli: Cli) -> Result<(), AppError> {
         }
         Cmd::Unattended { answers } => std::process::exit(kldload::unattended::run(answers)),
         Cmd::Doctor { pool, quiet } => {
-            use kldload::doctor::{diagnose, read_boot_environment, read_hostids, read_zbm};
+            use kldload::doctor::{
+                diagnose, read_boot_environment, read_fallback, read_hostids, read_zbm,
+            };
             let mut diagnosis = diagnose(&read_hostids(&pool), &pool);
             diagnosis.add_zfsbootmenu(&read_zbm(&pool), &pool);
+            diagnosis.add_fallback(read_fallback());
             diagnosis.add_boot_environment(read_boot_environment().as_ref());
             if !(quiet && diagnosis.healthy()) {
                 print!("{}", diagnosis.report());
