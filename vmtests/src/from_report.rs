@@ -53,16 +53,9 @@ const OTHER_POOL_DISK_SIZE: &str = "2G";
 /// A report file `--from-report` cannot rebuild: truncated, hand-edited into something `kldload
 /// report` never writes, of another format, or of a machine with no ZFS root. It names the file,
 /// the field and the problem; nothing is built (`cargo xtask` exits 2).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub struct BadReport(pub String);
-
-impl std::fmt::Display for BadReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for BadReport {}
 
 /// Reads the report file `source`'s `text`: JSON, of this kldload's format, every field of the
 /// type `kldload report` writes (the first that is not is named by its path), and the rules
@@ -170,11 +163,11 @@ fn rules_across_fields(report: &Report) -> std::result::Result<(), String> {
 
 /// The VM's `i`th disk (the target, then the extra disks) by its stable name.
 fn disk_by_id(i: usize) -> String {
-    if i == 0 {
-        "/dev/disk/by-id/virtio-kldload-target".to_string()
-    } else {
-        format!("/dev/disk/by-id/virtio-kldload-extra-{}", i - 1)
-    }
+    let serial = match i {
+        0 => crate::run::TARGET_SERIAL.to_string(),
+        n => crate::run::extra_disk_serial(n - 1),
+    };
+    format!("/dev/disk/by-id/virtio-{serial}")
 }
 
 /// Whether `name` names a file directly in a directory: not empty, no `/`, not `.` or `..`.
@@ -1307,14 +1300,13 @@ fn kernels_as_the_report_s(kernels: &[kldload::report::BootKernel]) -> String {
         "made=/root/kldload-kernels".into(),
         "mkdir -p $made".into(),
         "cp /boot/vmlinuz-$running $made/vmlinuz".into(),
-        "cp /boot/initrd.img-$running $made/with-zfs".into(),
+        format!(
+            "cp /boot/initrd.img-$running $made/{}",
+            Initramfs::WithZfs.file()
+        ),
     ];
-    let made_as = |k: &kldload::report::BootKernel| match k.initramfs_has_zfs {
-        Some(false) if k.initramfs_hostid.is_none() => "without-zfs-hook",
-        Some(false) => "without-zfs",
-        _ => "with-zfs",
-    };
-    if kernels.iter().any(|k| made_as(k) == "without-zfs") {
+    let kinds: Vec<Initramfs> = kernels.iter().map(Initramfs::as_the_report_s).collect();
+    if kinds.contains(&Initramfs::WithoutZfs) {
         // DKMS built nothing for it: zfs-initramfs's hook is there (the hostid too), zfs.ko
         // is not.
         lines.extend(
@@ -1322,32 +1314,71 @@ fn kernels_as_the_report_s(kernels: &[kldload::report::BootKernel]) -> String {
                 "modules=$(find /lib/modules/$running -name 'zfs.ko*' -o -name 'spl.ko*')",
                 "tar -cPf $made/zfs-modules.tar $modules",
                 "rm $modules",
-                "mkinitramfs -o $made/without-zfs $running",
+                &format!(
+                    "mkinitramfs -o $made/{} $running",
+                    Initramfs::WithoutZfs.file()
+                ),
                 "tar -xPf $made/zfs-modules.tar",
             ]
             .map(String::from),
         );
     }
-    if kernels.iter().any(|k| made_as(k) == "without-zfs-hook") {
+    if kinds.contains(&Initramfs::WithoutZfsHook) {
         // No zfs-initramfs hook at all (removed, or an upgrade that lost it): neither zfs.ko
         // nor the hostid it copies.
         lines.extend(
             [
                 "mv /usr/share/initramfs-tools/hooks/zfs $made/zfs-hook",
-                "mkinitramfs -o $made/without-zfs-hook $running",
+                &format!(
+                    "mkinitramfs -o $made/{} $running",
+                    Initramfs::WithoutZfsHook.file()
+                ),
                 "mv $made/zfs-hook /usr/share/initramfs-tools/hooks/zfs",
             ]
             .map(String::from),
         );
     }
     lines.push("rm -f /boot/vmlinuz-* /boot/initrd.img-*".into());
-    for k in kernels {
-        let initramfs = made_as(k);
+    for (k, kind) in kernels.iter().zip(&kinds) {
         lines.push(format!("cp $made/vmlinuz /boot/{}", sh(&k.kernel)));
-        lines.push(format!("cp $made/{initramfs} /boot/{}", sh(&k.initramfs)));
+        lines.push(format!(
+            "cp $made/{} /boot/{}",
+            kind.file(),
+            sh(&k.initramfs)
+        ));
     }
     lines.push("rm -r $made".into());
     lines.join("\n")
+}
+
+/// How the rebuild makes a kernel's initramfs, as the report read the user's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Initramfs {
+    /// A copy of the VM's (zfs.ko, the hostid), also for one the report could not read.
+    WithZfs,
+    /// zfs-initramfs's hook there, zfs.ko not (DKMS built nothing for that kernel).
+    WithoutZfs,
+    /// No zfs.ko and no hostid: zfs-initramfs's hook was not there.
+    WithoutZfsHook,
+}
+
+impl Initramfs {
+    fn as_the_report_s(k: &kldload::report::BootKernel) -> Initramfs {
+        match k.initramfs_has_zfs {
+            Some(false) if k.initramfs_hostid.is_none() => Initramfs::WithoutZfsHook,
+            Some(false) => Initramfs::WithoutZfs,
+            _ => Initramfs::WithZfs,
+        }
+    }
+
+    /// Its file in the script's directory of made initramfs images.
+    fn file(self) -> &'static str {
+        match self {
+            Initramfs::WithZfs => "with-zfs",
+            Initramfs::WithoutZfs => "without-zfs",
+            Initramfs::WithoutZfsHook => "without-zfs-hook",
+        }
+    }
 }
 
 /// The generated scenario's description: where it comes from, what it reproduces and what not,
@@ -2370,8 +2401,7 @@ mod tests {
     /// A report `kldload report` wrote on kldload's debian install (the VM test's, redacted).
     #[test]
     fn a_recorded_report_of_kldload_s_install() {
-        let path = crate::env::project_root().join("fixtures/reports/kldload-debian-13.json");
-        let report: Report = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let report = crate::recorded::report();
         let g = generate(&report, "kldload-debian-13.json").unwrap();
         load(&g);
         assert_eq!(
@@ -2456,8 +2486,7 @@ mod tests {
     /// Reports `--from-report` cannot rebuild, each refused naming the field and the problem.
     #[test]
     fn bad_reports_are_refused_by_field() {
-        let path = crate::env::project_root().join("fixtures/reports/kldload-debian-13.json");
-        let text = std::fs::read_to_string(path).unwrap();
+        let text = crate::recorded::report_text();
         let good = read_report(&text, "r.json").unwrap();
         let refused = |text: &str| read_report(text, "r.json").unwrap_err().to_string();
         let json = |f: &dyn Fn(&mut serde_json::Value)| {

@@ -28,3 +28,19 @@ pub mod test_zbm;
 pub mod wait;
 pub mod zbm;
 pub mod zfs_features;
+
+/// What unit tests share: the report `kldload report` wrote on kldload's debian install (the
+/// VM test's, redacted), kept as fixtures/reports/kldload-debian-13.json.
+#[cfg(test)]
+pub(crate) mod recorded {
+    /// Its text.
+    pub fn report_text() -> String {
+        let path = crate::env::project_root().join("fixtures/reports/kldload-debian-13.json");
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// It, read.
+    pub fn report() -> kldload::report::Report {
+        serde_json::from_str(&report_text()).expect("the recorded report reads")
+    }
+}

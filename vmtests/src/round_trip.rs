@@ -633,13 +633,7 @@ pub fn same_facts_as(path: &Path, report: &Report, except: &[String]) -> Result<
 mod tests {
     use super::*;
 
-    fn recorded() -> Report {
-        let text = std::fs::read_to_string(
-            crate::env::project_root().join("fixtures/reports/kldload-debian-13.json"),
-        )
-        .unwrap();
-        serde_json::from_str(&text).unwrap()
-    }
+    use crate::recorded::report as recorded;
 
     #[test]
     fn a_report_has_its_own_facts_and_each_change_is_named() {

@@ -69,6 +69,14 @@ pub const HOST_KEYS_AS_INSTALLED: &str = "host-keys-as-installed.txt";
 /// An encrypted run's passphrase, in its directory.
 pub const PASSPHRASE: &str = "passphrase";
 
+/// The serial of the VM's target disk, and of its `n`th extra disk: what a guest finds them by
+/// (/dev/disk/by-id/virtio-<serial>).
+pub const TARGET_SERIAL: &str = "kldload-target";
+
+pub fn extra_disk_serial(n: usize) -> String {
+    format!("kldload-extra-{n}")
+}
+
 impl Run {
     /// A run directory target/vmtest/<distro>/<timestamp>-<scenario>/ with a blank target disk.
     pub fn new(distro: Distro, scenario: &str, medium: PathBuf) -> Result<Run> {
@@ -196,7 +204,7 @@ impl Run {
         Disk {
             path: self.target.clone(),
             format: "qcow2",
-            serial: "kldload-target".into(),
+            serial: TARGET_SERIAL.into(),
             read_only: false,
             boot_index,
             sector_size: self.target_sector_size,
@@ -216,7 +224,7 @@ impl Run {
         self.extra_disks.push(Disk {
             path,
             format: "qcow2",
-            serial: format!("kldload-extra-{n}"),
+            serial: extra_disk_serial(n),
             read_only,
             boot_index: None,
             sector_size,
@@ -237,7 +245,7 @@ impl Run {
             .write(true)
             .open(&path)?
             .set_len(size.div_ceil(512) * 512)?;
-        let serial = format!("kldload-extra-{n}");
+        let serial = extra_disk_serial(n);
         self.extra_disks.push(Disk {
             path,
             format: "raw",

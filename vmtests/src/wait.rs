@@ -78,16 +78,9 @@ pub fn wait_until<T>(
 }
 
 /// The error of a wait whose time ran out (to tell it from a look's error).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub struct TimedOut(pub String);
-
-impl std::fmt::Display for TimedOut {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for TimedOut {}
 
 #[cfg(test)]
 mod tests {
