@@ -493,7 +493,9 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
     // `hostid`).
     let etc = original.etc_hostid.clone();
     let etc_unread = etc.is_none()
-        && report.taken_on == Some(kldload::report::TakenOn::Rescue)
+        && report
+            .taken_on
+            .is_some_and(kldload::report::TakenOn::elsewhere)
         && (report.boot_environments.iter())
             .find(|b| b.dataset == bootfs)
             .is_none_or(|b| b.unreadable.is_some());

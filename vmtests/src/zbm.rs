@@ -442,17 +442,24 @@ impl<'m> Zbm<'m> {
         Ok(())
     }
 
-    /// Types `command` in the recovery shell and waits until `done` accepts the screen; returns it.
+    /// Types `command` in the recovery shell and waits until `done` accepts the screen (within
+    /// `timeout`); returns it.
     pub fn recovery_shell_run(
         &mut self,
         command: &str,
         done: impl Fn(&str) -> bool,
+        timeout: Duration,
     ) -> Result<String> {
         self.press(
             &format!("type {command:?} and Return"),
             &format!("{command}\r"),
         )?;
-        self.wait(&format!("the output of {command:?}"), done)
+        let what = format!("the output of {command:?}");
+        let screen = self.m.console.wait_for_screen(&what, done, timeout)?;
+        self.m
+            .console
+            .mark(&format!("ZFSBootMenu screen: {what}\n{screen}"));
+        Ok(screen)
     }
 
     /// `exit` in the recovery shell: ZFSBootMenu's menu comes back; returns its boot environments.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use vmtests::answers::ROOT_PASSWORD;
 use vmtests::machine::Machine;
 use vmtests::run::{LOGIN_TIMEOUT, MENU_TIMEOUT, Run, scenario_on_installed_base};
-use vmtests::zbm::{KernelChoice, Zbm, countdown_seconds};
+use vmtests::zbm::{KernelChoice, SCREEN_TIMEOUT, Zbm, countdown_seconds};
 
 const BOOTFS: &str = "rpool/ROOT/default";
 
@@ -299,7 +299,8 @@ fn recovery_shell_and_a_command_line_edited_for_one_boot() {
             s.lines()
                 .any(|l| l.contains("rpool") && l.contains("ONLINE") && !l.contains("zpool"))
         };
-        let screen = zbm.recovery_shell_run("zpool list -H -o name,health", pool_line);
+        let screen =
+            zbm.recovery_shell_run("zpool list -H -o name,health", pool_line, SCREEN_TIMEOUT);
         run.check("the recovery shell runs commands against the pool", || {
             screen.map(|s| {
                 s.lines()
@@ -310,6 +311,40 @@ fn recovery_shell_and_a_command_line_edited_for_one_boot() {
                     .join(" ")
             })
         });
+        // `kldload report` where a user with no other system runs it: the binary copied from
+        // the boot environment (mounted read-only for the copy), the report written in the
+        // shell's /tmp. It must say where it ran, and have read the pool's boot environment.
+        let report = "mkdir -p /tmp/be && mount -o zfsutil,ro -t zfs rpool/ROOT/default /tmp/be \
+                      && cp /tmp/be/usr/local/sbin/kldload /tmp/ && umount /tmp/be \
+                      && /tmp/kldload report -o /tmp/r.json >/dev/null 2>&1; \
+                      grep -o '\"taken_on\": \"[a-z]*\"' /tmp/r.json; \
+                      grep -c '\"dataset\": \"rpool/ROOT/default\"' /tmp/r.json; \
+                      echo report-exit-$?";
+        // The typed line has `$?`; the output has the number.
+        let ended = |s: &str| {
+            (s.lines()).any(|l| {
+                (l.trim().strip_prefix("report-exit-"))
+                    .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+            })
+        };
+        let screen = zbm.recovery_shell_run(report, ended, Duration::from_secs(300));
+        run.check(
+            "kldload report in the recovery shell says it ran in ZFSBootMenu and reads the pool",
+            || {
+                let s = screen?;
+                ensure!(
+                    s.contains("\"taken_on\": \"zfsbootmenu\""),
+                    "no taken_on zfsbootmenu:\n{s}"
+                );
+                let lines: Vec<&str> = s.lines().map(str::trim).collect();
+                let at = (lines.iter()).position(|l| l.starts_with("report-exit-0"));
+                ensure!(
+                    at.is_some_and(|i| i > 0 && lines[i - 1].parse::<u32>().is_ok_and(|n| n > 0)),
+                    "the report names no boot environment rpool/ROOT/default:\n{s}"
+                );
+                Ok("taken_on zfsbootmenu; rpool/ROOT/default among its boot environments".into())
+            },
+        );
         let listed = zbm.leave_recovery_shell();
         run.check("exit brings the menu back", || listed.map(|l| l.join(" ")));
         zbm.append_to_command_line_once("kldload.one_boot=1")?;

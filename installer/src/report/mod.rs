@@ -66,15 +66,34 @@ pub enum TakenOn {
     /// Another system (kldload's live medium, any rescue system) with the machine's disks:
     /// pools it had not imported were imported read-only for the report and exported again.
     Rescue,
+    /// ZFSBootMenu's recovery shell (kldload run from a boot environment or the ESP): its
+    /// kernel, command line and hostid are ZFSBootMenu's, its pools as ZFSBootMenu imported
+    /// them (read-only), and its tools fewer (no zdb, no lsinitramfs: those facts are noted).
+    #[serde(rename = "zfsbootmenu")]
+    ZfsBootMenu,
 }
 
+/// Files only ZFSBootMenu's initramfs has (its release file; its library, in 3.x): a report
+/// that finds one runs in ZFSBootMenu's recovery shell.
+pub const ZFSBOOTMENU_FILES: [&str; 2] = ["/etc/zbm-release", "/usr/lib/zfsbootmenu-core.sh"];
+
 impl TakenOn {
-    /// Where a system whose mounts (/proc/self/mounts) are `mounts` runs.
-    pub fn from_mounts(mounts: &str) -> TakenOn {
+    /// Where a system runs: whose mounts (/proc/self/mounts) are `mounts`, and that has one of
+    /// [`ZFSBOOTMENU_FILES`] (`in_zfsbootmenu`) or not.
+    pub fn of(mounts: &str, in_zfsbootmenu: bool) -> TakenOn {
+        if in_zfsbootmenu {
+            return TakenOn::ZfsBootMenu;
+        }
         match crate::doctor::running_boot_environment(mounts) {
             Some(_) => TakenOn::Installed,
             None => TakenOn::Rescue,
         }
+    }
+
+    /// Whether the report ran on another system than the machine's own (a rescue system, or
+    /// ZFSBootMenu): its kernel, command line and hostid are not the machine's.
+    pub fn elsewhere(self) -> bool {
+        self != TakenOn::Installed
     }
 }
 
@@ -349,7 +368,8 @@ pub fn collect(options: Options) -> Report {
     // Read once: what runs from where, and which ESPs are mounted, do not change during the
     // report (its own mounts are made and undone inside each reader).
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let taken_on = TakenOn::from_mounts(&mounts);
+    let in_zfsbootmenu = ZFSBOOTMENU_FILES.iter().any(|f| Path::new(f).exists());
+    let taken_on = TakenOn::of(&mounts, in_zfsbootmenu);
     // Every pool the system has not imported (on a rescue system, the machine's; on the
     // installed one, an exported pool or another disk's) is imported read-only for the report:
     // ZFSBootMenu imports every pool it finds, so another pool's bootfs can decide the boot.
@@ -593,7 +613,7 @@ fn imported_read_write_on_rescue(
     pools: &[Pool],
     imported_by_report: &[String],
 ) -> Vec<(String, String)> {
-    if taken_on != TakenOn::Rescue {
+    if !taken_on.elsewhere() {
         return Vec::new();
     }
     (pools.iter())
@@ -1073,12 +1093,18 @@ impl Report {
                 zbm.join(", ")
             }
         ));
-        if self.taken_on == Some(TakenOn::Rescue) {
-            lines.push(
+        match self.taken_on {
+            Some(TakenOn::Rescue) => lines.push(
                 "taken on a rescue system: its kernel, command line and hostid are not the \
                  machine's; pools it found not imported were imported read-only for the report"
                     .into(),
-            );
+            ),
+            Some(TakenOn::ZfsBootMenu) => lines.push(
+                "taken in ZFSBootMenu's recovery shell: its kernel, command line and hostid are \
+                 ZFSBootMenu's; the pools are as ZFSBootMenu imported them"
+                    .into(),
+            ),
+            Some(TakenOn::Installed) | None => {}
         }
         lines.push(format!(
             "system: {} (kernel {}, ZFS {})",
@@ -1137,6 +1163,30 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Where a report ran: the machine's own system (/ a boot environment), a rescue system,
+    /// or ZFSBootMenu's recovery shell (its files there, whatever / is), by that name in JSON.
+    #[test]
+    fn where_a_report_ran_is_told_from_the_mounts_and_zfsbootmenu_s_files() {
+        let installed = "rpool/ROOT/default / zfs rw,relatime,xattr,posixacl 0 0\n";
+        let live = "/dev/vdb2 /run/live/medium vfat ro 0 0\noverlay / overlay rw 0 0\n";
+        assert_eq!(TakenOn::of(installed, false), TakenOn::Installed);
+        assert_eq!(TakenOn::of(live, false), TakenOn::Rescue);
+        assert_eq!(
+            TakenOn::of("rootfs / rootfs rw 0 0\n", true),
+            TakenOn::ZfsBootMenu
+        );
+        assert!(!TakenOn::Installed.elsewhere());
+        assert!(TakenOn::Rescue.elsewhere() && TakenOn::ZfsBootMenu.elsewhere());
+        assert_eq!(
+            serde_json::to_string(&TakenOn::ZfsBootMenu).unwrap(),
+            "\"zfsbootmenu\""
+        );
+        assert_eq!(
+            serde_json::to_string(&TakenOn::Rescue).unwrap(),
+            "\"rescue\""
+        );
+    }
 
     #[test]
     fn people_s_accounts_from_passwd() {
