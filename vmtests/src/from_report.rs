@@ -438,6 +438,28 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
         }
         reproduced.push(format!("boot environments {} (clones)", bes.join(", ")));
     }
+    // How each boot environment mounts, as the report's (kldload's and the clones' are
+    // canmount=noauto, mountpoint=/); `-u`: nothing is mounted or unmounted now.
+    for be in std::iter::once(bootfs.as_str()).chain(bes.iter().copied()) {
+        let Some(d) = dataset(report, be) else {
+            continue;
+        };
+        match d.canmount.as_deref() {
+            None | Some("noauto") => {}
+            Some(c @ ("on" | "off")) => {
+                script.push(format!("zfs set -u canmount={c} {}", sh(be)));
+                reproduced.push(format!("canmount={c} on {be}"));
+            }
+            Some(other) => {
+                notes.push(format!("canmount={other:?} on {be}: not a value zfs takes"));
+                except.push("boot environments".into());
+            }
+        }
+        if d.mountpoint.as_deref() == Some("legacy") {
+            script.push(format!("zfs set -u mountpoint=legacy {}", sh(be)));
+            reproduced.push(format!("mountpoint=legacy on {be}"));
+        }
+    }
     // ZFSBootMenu's properties: the report's local ones, kldload's own removed where the
     // report has none.
     let kldload_own = [
@@ -2023,6 +2045,59 @@ mod tests {
             "{:?}",
             same.not_reproduced
         );
+    }
+
+    /// Each boot environment mounts as the report's: a second one with canmount=on (mounted
+    /// over / by `zfs mount -a` at every boot) and one with a legacy mountpoint are made so,
+    /// without mounting anything now; kldload's noauto is left.
+    #[test]
+    fn each_boot_environment_s_canmount_and_mountpoint_are_the_report_s() {
+        let mut r = kldload_install();
+        let mut on = ds("rpool/ROOT/old", "/", &[]);
+        on.canmount = Some("on".into());
+        let legacy = ds(
+            "rpool/ROOT/legacy",
+            "legacy",
+            &[("org.zfsbootmenu:active", "on", "local")],
+        );
+        r.datasets.extend([on, legacy]);
+        for name in ["rpool/ROOT/old", "rpool/ROOT/legacy"] {
+            let mut be = r.boot_environments[0].clone();
+            be.dataset = name.into();
+            be.running = false;
+            r.boot_environments.push(be);
+        }
+        let g = generate(&r, "user.json").unwrap();
+        let script = state_script(&g);
+        assert!(
+            script.contains("zfs set -u canmount=on 'rpool/ROOT/old'"),
+            "{script}"
+        );
+        assert!(
+            script.contains("zfs set -u mountpoint=legacy 'rpool/ROOT/legacy'"),
+            "{script}"
+        );
+        assert!(
+            !script.contains("canmount=noauto 'rpool/ROOT/default'"),
+            "{script}"
+        );
+        let facts = crate::round_trip::BootFacts::of(&r).unwrap();
+        assert_eq!(
+            facts.boot_environments["rpool/ROOT/old"],
+            crate::round_trip::BootEnvironmentFact {
+                canmount: Some("on".into()),
+                legacy: false
+            }
+        );
+        assert!(facts.boot_environments["rpool/ROOT/legacy"].legacy);
+        // A value zfs does not take is listed, and excepted.
+        r.datasets
+            .iter_mut()
+            .find(|d| d.name == "rpool/ROOT/old")
+            .unwrap()
+            .canmount = Some("sometimes".into());
+        let g = generate(&r, "user.json").unwrap();
+        assert!(excepted(&g).contains(&"boot environments".to_string()));
     }
 
     /// The removal the script makes, run by bash on a directory standing in for the ESP: the

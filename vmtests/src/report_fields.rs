@@ -176,11 +176,11 @@ pub const FIELDS: &[(&str, Field)] = &[
     ("datasets[].kind", Not("volumes are not made")),
     (
         "datasets[].mountpoint",
-        Made("/ for every boot environment"),
+        Made("every boot environment's: / or legacy (`zfs set -u`)"),
     ),
     (
         "datasets[].canmount",
-        Not("kldload's: noauto for boot environments"),
+        Made("every boot environment's: on, off or noauto (`zfs set -u`)"),
     ),
     (
         "datasets[].mounted",

@@ -35,8 +35,10 @@ pub struct BootFacts {
     /// The other pools with a bootfs, and it: ZFSBootMenu imports them too, and without
     /// `zbm.prefer` the first by name is its default.
     pub other_bootfs: BTreeMap<String, String>,
-    /// The datasets ZFSBootMenu lists as boot environments.
-    pub boot_environments: BTreeSet<String>,
+    /// The datasets ZFSBootMenu lists as boot environments, each with its `canmount` and
+    /// whether its mountpoint is `legacy` (else `/`): `zfs mount -a` mounts one with canmount=on
+    /// at every boot, over the one booted.
+    pub boot_environments: BTreeMap<String, BootEnvironmentFact>,
     /// Every `org.zfsbootmenu:*` property set locally in the pool: (dataset, property) -> value.
     pub zfsbootmenu_properties: BTreeMap<(String, String), String>,
     /// The pool's `compatibility` property.
@@ -108,8 +110,15 @@ impl BootFacts {
             keylocation: encryption_root.and_then(|r| r.keylocation.clone()),
             keyformat: encryption_root.and_then(|r| r.keyformat.clone()),
             boot_environments: (report.boot_environments.iter())
-                .map(|b| b.dataset.clone())
-                .filter(|b| in_pool(b))
+                .filter(|b| in_pool(&b.dataset))
+                .map(|b| {
+                    let d = dataset(&b.dataset);
+                    let fact = BootEnvironmentFact {
+                        canmount: d.and_then(|d| d.canmount.clone()),
+                        legacy: d.and_then(|d| d.mountpoint.as_deref()) == Some("legacy"),
+                    };
+                    (b.dataset.clone(), fact)
+                })
                 .collect(),
             zfsbootmenu_properties: (report.datasets.iter())
                 .filter(|d| in_pool(&d.name))
@@ -274,6 +283,14 @@ impl BootFacts {
         }
         out
     }
+}
+
+/// A boot environment's properties that decide how it mounts, as a round trip compares them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootEnvironmentFact {
+    pub canmount: Option<String>,
+    /// mountpoint=legacy (with `org.zfsbootmenu:active=on`); else `/`.
+    pub legacy: bool,
 }
 
 /// A firmware entry for a file on a disk, as a round trip compares it.
