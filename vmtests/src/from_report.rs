@@ -11,13 +11,17 @@
 //! property, and kldload's own ones removed where the report has none; /etc/hostid and the
 //! initramfs's hostid; the pool created with the report's enabled features that the VM's
 //! readers know (`pool.features`: none the user's pool lacks), the others enabled after the
-//! install; the newest kernel without
-//! zfs.ko in its initramfs; ZFSBootMenu's ZFS when it reads only openzfs-2.1.
+//! install; the default boot environment's kernels by name, each initramfs with or without
+//! zfs.ko; each boot environment's canmount and mountpoint; the encryption root's keylocation;
+//! other pools with a bootfs; the files of each ESP of the pool's disks and the firmware's
+//! entries for them with the boot order; ZFSBootMenu's ZFS when it reads only openzfs-2.1.
+//! vmtests/src/report_fields.rs says, field by field, what is made and what is not.
 //!
-//! The checks: ZFSBootMenu counts down to the report's bootfs; the boot ends as the report says
-//! it must (the default kernel without zfs.ko stops in its initramfs; a command line without a
-//! serial console goes silent; else a login); then the pool's bootfs and compatibility are the
-//! report's, and the VM's own `kldload report` says what the report says of everything
+//! The checks: the boot ends in the symptom the report's facts lead to (the firmware starts
+//! nothing; ZFSBootMenu cannot import the pool; a command line without a serial console goes
+//! silent; the default kernel without zfs.ko, or the key file, stops in its initramfs; a second
+//! passphrase prompt; else ZFSBootMenu counts down to the report's bootfs and it logs in); then
+//! the VM's own `kldload report`, taken the same way, says what the report says of everything
 //! reproduced (`round_trip::BootFacts`).
 
 use crate::round_trip::{VDEV_CLASSES, data_vdevs, default_kernel, root_pool, vdevs_made_by};

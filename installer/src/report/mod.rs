@@ -68,7 +68,7 @@ pub enum TakenOn {
     Rescue,
     /// ZFSBootMenu's recovery shell (kldload run from a boot environment or the ESP): its
     /// kernel, command line and hostid are ZFSBootMenu's, its pools as ZFSBootMenu imported
-    /// them (read-only), and its tools fewer (no zdb, no lsinitramfs: those facts are noted).
+    /// them (read-only), and its tools fewer (no lsinitramfs, no efibootmgr: noted as unread).
     #[serde(rename = "zfsbootmenu")]
     ZfsBootMenu,
 }
