@@ -896,11 +896,16 @@ mod tests {
     /// Secure Boot; with it (the control), nothing to say.
     #[test]
     fn an_esp_without_its_fallback_copy_is_a_problem() {
-        let mut d = diagnose(&all(OK), "rpool");
-        d.add_fallback(FallbackReadings::Esp {
-            fallback: false,
-            through_shim: false,
-        });
+        let judged = |readings| {
+            let mut d = diagnose(&all(OK), "rpool");
+            d.add_fallback(readings);
+            d
+        };
+        let esp = |fallback, through_shim| FallbackReadings::Esp {
+            fallback,
+            through_shim,
+        };
+        let d = judged(esp(false, false));
         assert!(!d.healthy());
         let report = d.report();
         assert!(
@@ -917,22 +922,12 @@ mod tests {
             ),
             "{report}"
         );
-        let mut shim = diagnose(&all(OK), "rpool");
-        shim.add_fallback(FallbackReadings::Esp {
-            fallback: false,
-            through_shim: true,
-        });
+        let shim = judged(esp(false, true)).report();
         assert!(
-            shim.report()
-                .contains("cp /boot/efi/EFI/ZBM/shimx64.efi /boot/efi/EFI/BOOT/BOOTX64.EFI"),
-            "{}",
-            shim.report()
+            shim.contains("cp /boot/efi/EFI/ZBM/shimx64.efi /boot/efi/EFI/BOOT/BOOTX64.EFI"),
+            "{shim}"
         );
-        let mut there = diagnose(&all(OK), "rpool");
-        there.add_fallback(FallbackReadings::Esp {
-            fallback: true,
-            through_shim: false,
-        });
+        let there = judged(esp(true, false));
         assert!(there.healthy(), "{}", there.report());
         assert!(
             there
@@ -940,8 +935,7 @@ mod tests {
                 .contains("/boot/efi/EFI/BOOT/BOOTX64.EFI: there")
         );
         // No ESP mounted: not readable, no problem made up.
-        let mut none = diagnose(&all(OK), "rpool");
-        none.add_fallback(FallbackReadings::NoEsp);
+        let none = judged(FallbackReadings::NoEsp);
         assert!(none.healthy());
         assert_eq!(none.unreadable, 1);
     }

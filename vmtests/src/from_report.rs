@@ -171,7 +171,7 @@ fn disk_by_id(i: usize) -> String {
         0 => crate::run::TARGET_SERIAL.to_string(),
         n => crate::run::extra_disk_serial(n - 1),
     };
-    format!("/dev/disk/by-id/virtio-{serial}")
+    crate::run::disk_by_serial(&serial)
 }
 
 /// Whether `name` names a file directly in a directory: not empty, no `/`, not `.` or `..`.
@@ -936,15 +936,13 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
     let asks_again = keylocation.as_deref() == Some("prompt");
     // The firmware starts an entry's file, else a disk's fallback copy.
     let starts_something = startable.as_ref().is_none_or(|files| {
-        let fallback = kldload::recipe::boot_menu::FALLBACK.to_lowercase();
-        let entry_file = |e: &crate::round_trip::FirmwareFact| {
-            let path = e.file.trim_start_matches('\\').replace('\\', "/");
-            (e.disk?, path.to_lowercase()).into()
+        use kldload::recipe::boot_menu::{FALLBACK, firmware_path};
+        let starts = |e: &crate::round_trip::FirmwareFact| {
+            (files.iter()).any(|(disk, path)| {
+                e.disk == Some(*disk) && firmware_path(path).eq_ignore_ascii_case(&e.file)
+            })
         };
-        (entries.iter())
-            .filter_map(entry_file)
-            .any(|f| files.contains(&f))
-            || files.iter().any(|(_, path)| *path == fallback)
+        entries.iter().any(starts) || files.iter().any(|(_, p)| p.eq_ignore_ascii_case(FALLBACK))
     });
     let symptom = if !starts_something {
         reproduced.push(

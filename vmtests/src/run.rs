@@ -77,6 +77,11 @@ pub fn extra_disk_serial(n: usize) -> String {
     format!("kldload-extra-{n}")
 }
 
+/// The guest's path of the disk with `serial`.
+pub fn disk_by_serial(serial: &str) -> String {
+    format!("/dev/disk/by-id/virtio-{serial}")
+}
+
 impl Run {
     /// A run directory target/vmtest/<distro>/<timestamp>-<scenario>/ with a blank target disk.
     pub fn new(distro: Distro, scenario: &str, medium: PathBuf) -> Result<Run> {
@@ -254,7 +259,7 @@ impl Run {
             boot_index: None,
             sector_size: None,
         });
-        Ok(format!("/dev/disk/by-id/virtio-{serial}"))
+        Ok(disk_by_serial(&serial))
     }
 
     /// Starts the live medium: the target is the first virtio disk (/dev/vda), the medium the

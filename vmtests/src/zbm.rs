@@ -229,10 +229,17 @@ impl<'m> Zbm<'m> {
 
     /// Waits for a screen; puts it in the transcript, as a person would have seen it.
     pub fn wait(&mut self, what: &str, ready: impl Fn(&str) -> bool) -> Result<String> {
-        let screen = self
-            .m
-            .console
-            .wait_for_screen(what, ready, SCREEN_TIMEOUT)?;
+        self.wait_within(what, ready, SCREEN_TIMEOUT)
+    }
+
+    /// [`Self::wait`], for at most `timeout`.
+    fn wait_within(
+        &mut self,
+        what: &str,
+        ready: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> Result<String> {
+        let screen = self.m.console.wait_for_screen(what, ready, timeout)?;
         self.m
             .console
             .mark(&format!("ZFSBootMenu screen: {what}\n{screen}"));
@@ -454,12 +461,7 @@ impl<'m> Zbm<'m> {
             &format!("type {command:?} and Return"),
             &format!("{command}\r"),
         )?;
-        let what = format!("the output of {command:?}");
-        let screen = self.m.console.wait_for_screen(&what, done, timeout)?;
-        self.m
-            .console
-            .mark(&format!("ZFSBootMenu screen: {what}\n{screen}"));
-        Ok(screen)
+        self.wait_within(&format!("the output of {command:?}"), done, timeout)
     }
 
     /// `exit` in the recovery shell: ZFSBootMenu's menu comes back; returns its boot environments.
