@@ -232,6 +232,16 @@ fn payload_and_medium() {
         &builder_dir.join("mok/mok.der").to_string_lossy(),
     ]);
     assert_eq!(signer.trim(), manifest["module_signer"].as_str().unwrap());
+    // zfs.ko is carried uncompressed (the kernel would unpack it on every load, ~2 s under
+    // TCG): an ELF file as it lies in the payload, not an xz stream.
+    let mut magic = [0u8; 4];
+    std::fs::File::open(dir.path().join(zfs_ko))
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .unwrap();
+    assert!(
+        zfs_ko.ends_with("zfs.ko") && magic == *b"\x7fELF",
+        "the payload's {zfs_ko} is not an uncompressed module: it starts with {magic:02x?}"
+    );
     assert!(
         subject.contains(signer.trim()),
         "signer {signer:?} is not the build certificate's subject {subject:?}"

@@ -3,7 +3,7 @@
 //! package list or a file rebuilds exactly the phases it belongs to.
 
 /// Bump when the build steps change in a way the package lists do not show.
-pub const RECIPE_VERSION: &str = "1";
+pub const RECIPE_VERSION: &str = "2";
 
 /// A distro `build-image` can build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
