@@ -21,3 +21,4 @@ pub mod report;
 pub mod secure_boot;
 pub mod unattended;
 pub mod zbm;
+pub mod zpool_cache;

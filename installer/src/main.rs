@@ -145,6 +145,11 @@ enum Cmd {
         #[arg(long)]
         no_redact: bool,
     },
+    /// The pools this boot imports after the initramfs: those /etc/zfs/zpool.cache names that
+    /// are not imported yet. Exit status 1 only when there are none: the boot then need not wait
+    /// for udev to settle before importing (the installed system's systemd-udev-settle.service
+    /// asks this); 0 when there are, or when it cannot tell.
+    PoolsToImport,
     /// List this machine's disks: by-id names, sizes, models, serials and what is on them.
     Disks {
         /// As JSON.
@@ -258,6 +263,13 @@ fn run(cli: Cli) -> Result<(), AppError> {
                     " (not redacted: it holds serials, names and addresses)"
                 }
             );
+        }
+        Cmd::PoolsToImport => {
+            let pools = kldload::zpool_cache::read_pools_to_import();
+            println!("kldload pools-to-import: {}", pools.describe());
+            if !pools.must_wait() {
+                std::process::exit(1);
+            }
         }
         Cmd::Disks { json } => {
             let disks = system

@@ -38,6 +38,10 @@ pub fn all() -> Vec<(&'static str, CheckFn)> {
         ),
         ("fstab mounts only the ESP", fstab),
         ("zfs services enabled and active", zfs_services),
+        (
+            "the boot skipped the wait for udev: no pool but the root pool to import",
+            udev_settle_skipped,
+        ),
         ("encryption roots as the answer file chose", encryption),
         ("zpool.cache names the pool", zpool_cache),
         ("factory snapshot of every dataset", factory_snapshots),
@@ -724,6 +728,23 @@ fn zfs_services(m: &mut Machine, _: &Run, _: &Config) -> Result<String> {
         "enabled: {enabled} active: {active}"
     );
     Ok(format!("{units}: enabled, active"))
+}
+
+/// The boot did not wait for udev to settle: zpool.cache names only the root pool, which the
+/// initramfs imported, so kldload's drop-in had `kldload pools-to-import` skip the wait, as
+/// systemd recorded it. The scenario second-pool-imported-at-boot is the control: with another
+/// pool in zpool.cache the same reading says the wait ran, and that pool is imported.
+fn udev_settle_skipped(m: &mut Machine, _: &Run, _: &Config) -> Result<String> {
+    let unit = "systemd-udev-settle.service";
+    let state = m.succeed(&format!("systemctl show -P Result,ActiveState {unit}"))?;
+    ensure!(
+        state.split_whitespace().eq(["exec-condition", "inactive"]),
+        "{unit} was not skipped by its ExecCondition ({}):\n{}",
+        state.split_whitespace().collect::<Vec<_>>().join(" "),
+        m.execute(&format!("journalctl -b -o cat -u {unit}"))?
+            .stdout
+    );
+    Ok(format!("{unit}: skipped (exec-condition)"))
 }
 
 /// Each dataset's encryption root is the one the answer file chose ("-": unencrypted), its key

@@ -34,6 +34,25 @@ fn doctor_unit(pool: &str) -> String {
     )
 }
 
+/// A drop-in for systemd-udev-settle.service: the boot waits for udev only when it has a pool
+/// to import. On Debian only OpenZFS's import units want udev settled, so that the disks'
+/// /dev/disk/by-id links exist before `zpool import -c`; the root pool is imported by the
+/// initramfs, so a machine with no other pool waited for nothing (9-15 s of every boot under
+/// TCG, on the way to the login). `kldload pools-to-import` exits 1 only when zpool.cache names
+/// no pool that is not imported yet; any other status (pools to import, no cache, an error,
+/// the binary gone) leaves the wait as OpenZFS has it.
+pub const UDEV_SETTLE_DROP_IN: &str = "systemd-udev-settle.service.d/kldload.conf";
+
+fn udev_settle_drop_in() -> String {
+    format!(
+        "# kldload: wait for udev only when a pool is left to import after the initramfs (a pool\n\
+         # in /etc/zfs/zpool.cache not imported yet, or no cache at all). Exit status 1 of\n\
+         # `kldload pools-to-import` skips the wait; any other runs it.\n\
+         [Service]\n\
+         ExecCondition=/bin/sh -c '{INSTALLED_KLDLOAD} pools-to-import; test $$? -ne 1'\n"
+    )
+}
+
 /// The unit that loads the keys of encryption roots outside the boot environment.
 pub const LOAD_KEYS_UNIT: &str = "kldload-load-keys.service";
 
@@ -100,6 +119,22 @@ pub fn step(inputs: &Inputs) -> Step {
             doctor_unit(pool),
             0o644,
             "at every boot, `kldload doctor` says on the console if the hostid disagrees anywhere",
+        ));
+        let drop_in_dir = UDEV_SETTLE_DROP_IN.rsplit_once('/').expect("a dir").0;
+        actions.push(Action::run(
+            [
+                "mkdir",
+                "-p",
+                &inputs.target(&format!("etc/systemd/system/{drop_in_dir}")),
+            ],
+            "where drop-ins for udev's settle unit go",
+        ));
+        actions.push(Action::write(
+            inputs.target(&format!("etc/systemd/system/{UDEV_SETTLE_DROP_IN}")),
+            udev_settle_drop_in(),
+            0o644,
+            "the boot waits for udev to settle only when a pool is left to import after the \
+             initramfs (another pool in zpool.cache): the root pool's import needs no wait",
         ));
         actions.push(Action::Run {
             argv: inputs.chroot([INSTALLED_KLDLOAD, "inspect-zfsbootmenu", "--remember"]),
