@@ -1,7 +1,7 @@
 //! The commands behind the `kldload` binary, as functions: load and check an answer file against
 //! a machine, make the plan, print it, or run it. `main.rs` only parses arguments and exits.
 
-use crate::config::{Config, ConfigError, Family, MirrorUrl, SecureBootMode};
+use crate::config::{Config, ConfigError, Distro, Family, MirrorUrl, SecureBootMode};
 use crate::disk::SystemView;
 use crate::disk::safety::{Refusals, check_disks};
 use crate::disk::select::{SelectError, select_disks};
@@ -32,6 +32,13 @@ pub enum AppError {
     Plan(#[from] PlanError),
     #[error("{0}")]
     BadOption(String),
+    #[error(
+        "{0} is not proven: kldload plans its install, but no VM test has ever booted one\n\
+         fix: install {proven}, or pass --experimental to install {0} anyway (and say what \
+         happened in an issue)\nnothing was written to any disk",
+        proven = booted_in_vm_names()
+    )]
+    Untested(Distro),
     #[error("{0}\nnothing was written to any disk")]
     Passphrase(String),
     #[error("not confirmed: {0}\nnothing was written to any disk")]
@@ -52,6 +59,39 @@ impl AppError {
             AppError::Install(_) | AppError::Fetch(_) => EXIT_FAILED,
             _ => EXIT_REFUSED,
         }
+    }
+}
+
+/// The distributions VM tests boot, for messages: `debian-13, debian-12 or debian-14`.
+fn booted_in_vm_names() -> String {
+    let names: Vec<&str> = (Distro::ALL.iter())
+        .filter(|d| d.booted_in_vm())
+        .map(|d| d.name())
+        .collect();
+    match names.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+/// What the person running `kldload install` agreed to, beyond the answer file.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Consent {
+    /// Wipe the disks without asking (`--yes`; the medium's unattended install).
+    pub yes: bool,
+    /// Wipe disks that hold data (`--force`).
+    pub force: bool,
+    /// Install a distribution no VM test has booted (`--experimental`).
+    pub experimental: bool,
+}
+
+/// Refuses a distribution no VM test has booted, unless the user said `--experimental`.
+fn check_distro_proven(distro: Distro, consent: Consent) -> Result<(), AppError> {
+    if distro.booted_in_vm() || consent.experimental {
+        Ok(())
+    } else {
+        Err(AppError::Untested(distro))
     }
 }
 
@@ -444,15 +484,15 @@ pub fn install(
     config: &Config,
     overrides: &Overrides,
     system: &dyn SystemView,
-    yes: bool,
-    force: bool,
+    consent: Consent,
 ) -> Result<(), AppError> {
+    check_distro_proven(config.distro, consent)?;
     let secrets = install_secrets(config)?;
     let root = Path::new("/");
     let (mut plan, zfsbootmenu) =
         plan_for(config, overrides, system, root, ZbmFile::MustExist, None)?;
-    check_disks(&plan.disks, config.disks.layout, system, force)?;
-    if !yes {
+    check_disks(&plan.disks, config.disks.layout, system, consent.force)?;
+    if !consent.yes {
         confirm(&plan.disks, system)?;
     }
     if let Some(fetched) = fetch_zfsbootmenu(&plan, &zfsbootmenu, ProgressMode::detect())? {
@@ -571,6 +611,37 @@ fn confirm(disks: &[PathBuf], system: &dyn SystemView) -> Result<(), AppError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// rocky-9 and freebsd-14 (planned, never booted in a VM) need --experimental; the
+    /// message names the distribution, the ones that are proven and the flag.
+    #[test]
+    fn a_distribution_no_vm_test_booted_needs_experimental() {
+        let consent = Consent::default();
+        for name in ["debian-13", "debian-12", "debian-14"] {
+            let distro: Distro = name.parse().unwrap();
+            assert!(check_distro_proven(distro, consent).is_ok(), "{name}");
+        }
+        for name in ["rocky-9", "freebsd-14"] {
+            let distro: Distro = name.parse().unwrap();
+            let e = check_distro_proven(distro, consent).unwrap_err();
+            assert_eq!(e.exit_code(), EXIT_REFUSED);
+            let e = e.to_string();
+            for words in [
+                &format!("{name} is not proven"),
+                "no VM test has ever booted",
+                "install debian-13, debian-12 or debian-14",
+                &format!("pass --experimental to install {name} anyway"),
+                "nothing was written to any disk",
+            ] {
+                assert!(e.contains(words), "{words:?} not in {e}");
+            }
+            let experimental = Consent {
+                experimental: true,
+                ..consent
+            };
+            assert!(check_distro_proven(distro, experimental).is_ok(), "{name}");
+        }
+    }
 
     #[test]
     fn source_built_without_a_medium_is_refused_with_the_fix_before_anything_is_written() {

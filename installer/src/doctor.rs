@@ -445,6 +445,30 @@ pub fn running_boot_environment(mounts: &str) -> Option<String> {
     })
 }
 
+/// `kldload doctor`'s exit status when / is not ZFS: not a running kldload system, so nothing
+/// to check and no fix to give (1 is a problem found, 0 all well).
+pub const EXIT_ROOT_NOT_ZFS: i32 = 3;
+
+/// What is mounted at / when it is not ZFS, `(source, fstype)`, from /proc/self/mounts (the
+/// last entry for /, the one on top); None when / is ZFS or no entry says.
+pub fn root_not_zfs(mounts: &str) -> Option<(String, String)> {
+    let root = mounts.lines().rev().find_map(|l| {
+        let mut fields = l.split_whitespace();
+        let (source, target, fstype) = (fields.next()?, fields.next()?, fields.next()?);
+        (target == "/").then(|| (source.to_string(), fstype.to_string()))
+    })?;
+    (root.1 != "zfs").then_some(root)
+}
+
+/// What the doctor says on a system whose / is not ZFS.
+pub fn root_not_zfs_message(source: &str, fstype: &str) -> String {
+    format!(
+        "kldload doctor: / is {fstype} ({source}), not ZFS: this is not a running kldload \
+         system, so there is nothing to check.\nOn the live medium, `zpool import -R /mnt rpool` \
+         reaches an installed system's pool, and `kldload report` describes the disks' pools.\n"
+    )
+}
+
 /// Reads [`BootEnvironmentReadings`] on this machine; None when / is not ZFS.
 pub fn read_boot_environment() -> Option<BootEnvironmentReadings> {
     let be = running_boot_environment(&std::fs::read_to_string("/proc/self/mounts").ok()?)?;
@@ -636,6 +660,29 @@ mod tests {
     use super::*;
 
     const OK: u32 = ZFSBOOTMENU_HOSTID;
+
+    /// The live medium's / (a tmpfs over the kernel's rootfs) and an ext4 machine are not
+    /// ZFS; an installed system's is, also with a tmpfs mounted under it.
+    #[test]
+    fn a_root_that_is_not_zfs_is_named_with_its_type() {
+        let live = "rootfs / rootfs rw 0 0\nproc /proc proc rw 0 0\n\
+                    tmpfs / tmpfs rw,relatime 0 0\n";
+        assert_eq!(root_not_zfs(live), Some(("tmpfs".into(), "tmpfs".into())));
+        let ext4 = "/dev/sda2 / ext4 rw,relatime 0 0\n/dev/sda1 /boot/efi vfat rw 0 0\n";
+        assert_eq!(
+            root_not_zfs(ext4),
+            Some(("/dev/sda2".into(), "ext4".into()))
+        );
+        let zfs = "rpool/ROOT/default / zfs rw,relatime,xattr,posixacl 0 0\n\
+                   tmpfs /tmp tmpfs rw 0 0\n";
+        assert_eq!(root_not_zfs(zfs), None);
+        let message = root_not_zfs_message("/dev/sda2", "ext4");
+        assert!(
+            message.contains("/ is ext4 (/dev/sda2), not ZFS"),
+            "{message}"
+        );
+        assert!(!message.contains("fix:"), "{message}");
+    }
 
     fn all(v: u32) -> HostidReadings {
         HostidReadings {

@@ -66,9 +66,14 @@ enum Cmd {
         /// Wipe disks that hold a partition table, a ZFS label or a filesystem.
         #[arg(long)]
         force: bool,
+        /// Install a distribution that no VM test has booted (rocky-9, freebsd-14): planned,
+        /// never proven.
+        #[arg(long)]
+        experimental: bool,
     },
     /// Check an answer file against this machine (parse, disks, safety checks); writes nothing.
     Validate {
+        /// The answer file.
         #[arg(long, short)]
         config: PathBuf,
         /// Accept disks that hold old data, as `install --force` would.
@@ -76,20 +81,24 @@ enum Cmd {
         force: bool,
     },
     /// What the live medium runs at boot: install from an answer file given on the kernel
-    /// command line (kldload.answers=PATH), through QEMU's fw_cfg, or on the medium.
+    /// command line (kldload.answers=PATH), through QEMU's fw_cfg, or on the medium. Not for
+    /// people (`kldload install` is), so not listed in --help.
+    #[command(hide = true)]
     Unattended {
         /// Install from this answer file instead of looking for one: what the medium does at
         /// boot, run again from its shell (the VM tests' saved live system does this).
         #[arg(long)]
         answers: Option<PathBuf>,
     },
-    /// On an installed system: check that the hostid is one value in /etc/hostid, the
-    /// initramfs, ZFSBootMenu's spl.spl_hostid, the SPL, the pool's label and ZFSBootMenu's EFI
-    /// file, that ZFSBootMenu's ZFS reads every feature the pool has enabled, that the kernel
-    /// ZFSBootMenu boots this boot environment with by default has zfs.ko in its initramfs (and,
-    /// encrypted, its key file), and
+    /// On an installed system: check what the next boot depends on, and say how to fix it.
+    ///
+    /// That the hostid is one value in /etc/hostid, the initramfs, ZFSBootMenu's
+    /// spl.spl_hostid, the SPL, the pool's label and ZFSBootMenu's EFI file; that ZFSBootMenu's
+    /// ZFS reads every feature the pool has enabled; that the kernel ZFSBootMenu boots this boot
+    /// environment with by default has zfs.ko in its initramfs (and, encrypted, its key file);
     /// that the boot environment's own org.zfsbootmenu:commandline does not hide its parent's
-    /// console; say what disagrees and how to fix it (exit status 1 then).
+    /// console; that every ESP has the fallback copy. Exit status: 0 all well, 1 a problem (each
+    /// named with its fix), 3 when / is not ZFS (not a running kldload system: nothing checked).
     Doctor {
         /// The root pool.
         #[arg(long, default_value = "rpool")]
@@ -98,8 +107,10 @@ enum Cmd {
         #[arg(long)]
         quiet: bool,
     },
-    /// What a ZFSBootMenu EFI file carries that an install must agree with: its embedded
-    /// command line, the hostid it imports with, the pool features its ZFS reads.
+    /// Show what a ZFSBootMenu EFI file carries: command line, hostid, the features it reads.
+    ///
+    /// What an install must agree with: its embedded command line, the hostid it imports
+    /// with, the pool features its ZFS reads.
     InspectZfsbootmenu {
         /// The EFI file (default: the one on this system's ESP).
         #[arg(default_value = kldload::doctor::INSTALLED_ZFSBOOTMENU)]
@@ -113,17 +124,20 @@ enum Cmd {
         #[arg(long)]
         remember: bool,
     },
-    /// Replace the command line embedded in a ZFSBootMenu EFI file: what it runs with when the
-    /// firmware passes no load options (the fallback path EFI/BOOT/BOOTX64.EFI). A signed file,
-    /// or one whose section has no room for the line, is left as it is, and that is said.
+    /// Replace the command line embedded in a ZFSBootMenu EFI file.
+    ///
+    /// What it runs with when the firmware passes no load options (the fallback path
+    /// EFI/BOOT/BOOTX64.EFI). A signed file, or one whose section has no room for the line, is
+    /// left as it is, and that is said.
     SetZfsbootmenuCmdline {
         /// The EFI file, changed in place.
         file: PathBuf,
         /// The new command line.
         line: String,
     },
-    /// Add files to every initramfs image in ROOT/boot (initrd.img-*) without rebuilding it:
-    /// a small uncompressed archive before the compressed one, which the kernel unpacks and
+    /// Add files to every initramfs image in ROOT/boot (initrd.img-*) without rebuilding it.
+    ///
+    /// A small uncompressed archive before the compressed one, which the kernel unpacks and
     /// lsinitramfs lists. What an encrypted install does with the pool's key file.
     AddToInitramfs {
         /// The system the files and images are in (`/` on a running system).
@@ -132,8 +146,9 @@ enum Cmd {
         #[arg(required = true)]
         files: Vec<String>,
     },
-    /// Describe this machine's boot-relevant state in one JSON file, for a bug report or
-    /// `cargo xtask vm-repro --from-report`: ZFSBootMenu, disks, pools, datasets, each boot
+    /// Describe this machine's boot in one JSON file, for a bug report or a VM that rebuilds it.
+    ///
+    /// For `cargo xtask vm-repro --from-report`: ZFSBootMenu, disks, pools, datasets, each boot
     /// environment's kernels and initramfs, hostids, firmware entries, the ESPs' files. Only
     /// reads (another boot environment or ESP is mounted read-only for a moment), never user
     /// data or keys; serials, WWNs, host and user names, IP and MAC addresses are redacted.
@@ -148,7 +163,9 @@ enum Cmd {
     /// The pools this boot imports after the initramfs: those /etc/zfs/zpool.cache names that
     /// are not imported yet. Exit status 1 only when there are none: the boot then need not wait
     /// for udev to settle before importing (the installed system's systemd-udev-settle.service
-    /// asks this); 0 when there are, or when it cannot tell.
+    /// asks this); 0 when there are, or when it cannot tell. A boot-time helper, not listed in
+    /// --help.
+    #[command(hide = true)]
     PoolsToImport,
     /// List this machine's disks: by-id names, sizes, models, serials and what is on them.
     Disks {
@@ -173,9 +190,15 @@ fn run(cli: Cli) -> Result<(), AppError> {
             resolve,
             yes,
             force,
+            experimental,
         } => {
             let (config, overrides) = resolve.load()?;
-            app::install(&config, &overrides, &system, yes, force)?;
+            let consent = app::Consent {
+                yes,
+                force,
+                experimental,
+            };
+            app::install(&config, &overrides, &system, consent)?;
         }
         Cmd::Validate { config, force } => {
             let config = Config::load(&config)?;
@@ -186,6 +209,14 @@ fn run(cli: Cli) -> Result<(), AppError> {
             use kldload::doctor::{
                 diagnose, read_boot_environment, read_fallback, read_hostids, read_zbm,
             };
+            let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+            if let Some((source, fstype)) = kldload::doctor::root_not_zfs(&mounts) {
+                eprint!(
+                    "{}",
+                    kldload::doctor::root_not_zfs_message(&source, &fstype)
+                );
+                std::process::exit(kldload::doctor::EXIT_ROOT_NOT_ZFS);
+            }
             let mut diagnosis = diagnose(&read_hostids(&pool), &pool);
             diagnosis.add_zfsbootmenu(&read_zbm(&pool), &pool);
             diagnosis.add_fallback(read_fallback());

@@ -64,7 +64,15 @@ pub fn run(answers: Option<PathBuf>) -> i32 {
         .map_err(|e| AppError::BadOption(format!("cannot read {}: {e}", path.display())))
         .and_then(|text| Ok(Config::parse(&text, &path.display().to_string())?))
         .map(|config| {
-            let outcome = app::install(&config, &Overrides::default(), &LinuxSystem, true, false);
+            let outcome = app::install(
+                &config,
+                &Overrides::default(),
+                &LinuxSystem,
+                app::Consent {
+                    yes: true,
+                    ..Default::default()
+                },
+            );
             (config, outcome)
         });
     let (after, status) = match result {

@@ -406,6 +406,24 @@ mod tests {
         }
     }
 
+    /// kldload's installer refuses, without --experimental, every distro the matrix cannot
+    /// boot: the two lists agree, each distro in exactly one of them.
+    #[test]
+    fn the_installer_calls_proven_exactly_the_distros_with_a_medium() {
+        for distro in kldload::config::Distro::ALL {
+            let column = MatrixDistro::find(distro.name()).unwrap();
+            assert_eq!(
+                matches!(column, MatrixDistro::Image(_)),
+                distro.booted_in_vm(),
+                "{distro}"
+            );
+        }
+        assert_eq!(
+            crate::image::recipe::DISTROS.len() + PLAN_ONLY.len(),
+            kldload::config::Distro::ALL.len()
+        );
+    }
+
     #[test]
     fn rocky_and_freebsd_are_plan_only_columns_and_an_unknown_distro_is_refused() {
         assert!(matches!(

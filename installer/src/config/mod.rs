@@ -112,6 +112,16 @@ impl Distro {
             Distro::FreeBsd14 => "freebsd-14",
         }
     }
+    /// Whether VM tests boot its installs: `cargo xtask build-image` makes a medium for it and
+    /// `cargo xtask vm-test` installs from it and boots the result through ZFSBootMenu (xtask
+    /// holds its list to this). The others are planned from a mirror the user names, proven
+    /// by the golden tests only, and installed only with `--experimental`.
+    pub fn booted_in_vm(self) -> bool {
+        match self {
+            Distro::Debian13 | Distro::Debian12 | Distro::Debian14 => true,
+            Distro::Rocky9 | Distro::FreeBsd14 => false,
+        }
+    }
     pub fn family(self) -> Family {
         match self {
             Distro::Debian13 | Distro::Debian12 | Distro::Debian14 => Family::Debian,
