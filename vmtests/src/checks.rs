@@ -42,6 +42,10 @@ pub fn all() -> Vec<(&'static str, CheckFn)> {
             "the boot skipped the wait for udev: no pool but the root pool to import",
             udev_settle_skipped,
         ),
+        (
+            "the first boot rebuilt no library cache: /etc was up to date",
+            first_boot_no_ldconfig,
+        ),
         ("encryption roots as the answer file chose", encryption),
         ("zpool.cache names the pool", zpool_cache),
         ("factory snapshot of every dataset", factory_snapshots),
@@ -745,6 +749,31 @@ fn udev_settle_skipped(m: &mut Machine, _: &Run, _: &Config) -> Result<String> {
             .stdout
     );
     Ok(format!("{unit}: skipped (exec-condition)"))
+}
+
+/// The install stamped /etc as up to date with /usr (systemd-update-done), so ldconfig.service,
+/// which runs when /usr is newer (`ConditionNeedsUpdate=/etc`), was skipped by its condition.
+/// On the main job's first boot this tells; after any first boot it holds anyway.
+fn first_boot_no_ldconfig(m: &mut Machine, _: &Run, _: &Config) -> Result<String> {
+    let unit = "ldconfig.service";
+    let state = m.succeed(&format!(
+        "systemctl show -p ConditionResult -p ActiveState {unit}; cat /etc/.updated"
+    ))?;
+    let value = |key: &str| {
+        (state.lines())
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or("")
+    };
+    let (condition, active) = (value("ConditionResult"), value("ActiveState"));
+    ensure!(
+        condition == "no" && active == "inactive",
+        "{unit} ran (ConditionResult={condition}, ActiveState={active}): the first boot found \
+         /etc older than /usr\n{state}"
+    );
+    Ok(format!(
+        "{unit}: skipped by its condition; /etc/.updated TIMESTAMP_NSEC={}",
+        value("TIMESTAMP_NSEC")
+    ))
 }
 
 /// Each dataset's encryption root is the one the answer file chose ("-": unencrypted), its key

@@ -12,6 +12,10 @@ pub const FACTORY_SNAPSHOT: &str = "factory";
 /// The unit that runs `kldload doctor` at boot.
 pub const DOCTOR_UNIT: &str = "kldload-doctor.service";
 
+/// systemd's first-boot bookkeeping: it stamps /etc/.updated and /var/.updated with /usr's
+/// time, which turns off the units with `ConditionNeedsUpdate=` (ldconfig, hwdb, catalog).
+const UPDATE_DONE: &str = "/usr/lib/systemd/systemd-update-done";
+
 /// Where the install puts kldload itself on the target, for the doctor.
 const INSTALLED_KLDLOAD: &str = "/usr/local/sbin/kldload";
 
@@ -183,6 +187,16 @@ pub fn step(inputs: &Inputs) -> Step {
         actions.push(Action::Run {
             argv: inputs.chroot(argv),
             why,
+            stdin: None,
+        });
+    }
+    if inputs.config.distro.family() == Family::Debian {
+        actions.push(Action::Run {
+            argv: inputs.chroot([UPDATE_DONE]),
+            why: "mark /etc and /var up to date with /usr, as the first boot would: the library \
+                  cache, hardware database and journal catalog came with the packages, so the \
+                  first boot rebuilds none of them (ldconfig.service) before the login"
+                .into(),
             stdin: None,
         });
     }
