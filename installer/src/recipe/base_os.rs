@@ -89,9 +89,9 @@ pub fn step(inputs: &Inputs) -> Result<Step, PlanError> {
         (BaseSource::Image(image), _) => actions.push(Action::run_with_stdin(
             [
                 "tar",
-                // Whole 1 MiB records, so file data reaches ZFS in writes of up to 1 MiB, not
-                // tar's default 10 KiB: a fifth less time laying the payload onto the pool under
-                // TCG. Full records from the pipe, as GNU tar asks when reading a pipe so.
+                // 1 MiB records, so file data reaches ZFS in writes of up to 1 MiB, not tar's
+                // default 10 KiB: a fifth less time laying the payload onto the pool under TCG.
+                // Records read whole from zstd's pipe, as GNU tar's manual asks for pipes.
                 "--blocking-factor=2048",
                 "--read-full-records",
                 "--extract",
