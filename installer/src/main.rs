@@ -15,9 +15,20 @@ struct Cli {
     command: Cmd,
 }
 
+/// Reads the answer file at `path`, or from standard input when `path` is `-`.
+fn load_answers(path: &Path) -> Result<Config, AppError> {
+    if path != Path::new("-") {
+        return Ok(Config::load(path)?);
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+        .map_err(|e| AppError::BadOption(format!("cannot read the answer file from stdin: {e}")))?;
+    Ok(Config::parse(&text, "<stdin>")?)
+}
+
 #[derive(clap::Args)]
 struct Resolve {
-    /// The answer file.
+    /// The answer file (`-`: read it from standard input).
     #[arg(long, short)]
     config: PathBuf,
     /// Install from this package mirror (default: the answer file's, else the live system's apt sources).
@@ -30,7 +41,7 @@ struct Resolve {
 
 impl Resolve {
     fn load(&self) -> Result<(Config, Overrides), AppError> {
-        let config = Config::load(&self.config)?;
+        let config = load_answers(&self.config)?;
         let overrides = Overrides {
             mirror: self.mirror.clone(),
             zfsbootmenu: self.zfsbootmenu.clone(),
@@ -73,7 +84,7 @@ enum Cmd {
     },
     /// Check an answer file against this machine (parse, disks, safety checks); writes nothing.
     Validate {
-        /// The answer file.
+        /// The answer file (`-`: read it from standard input).
         #[arg(long, short)]
         config: PathBuf,
         /// Accept disks that hold old data, as `install --force` would.
@@ -201,7 +212,7 @@ fn run(cli: Cli) -> Result<(), AppError> {
             app::install(&config, &overrides, &system, consent)?;
         }
         Cmd::Validate { config, force } => {
-            let config = Config::load(&config)?;
+            let config = load_answers(&config)?;
             print!("{}", app::validate(&config, &system, force)?);
         }
         Cmd::Unattended { answers } => std::process::exit(kldload::unattended::run(answers)),

@@ -35,6 +35,36 @@ fn answer_file(dir: &tempfile::TempDir, body: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// `--config -` reads the answer file from standard input: the same plan as from the file,
+/// and a malformed one is named as `<stdin>` in the error.
+#[test]
+fn the_answer_file_from_stdin_with_a_dash() {
+    use std::io::Write as _;
+    let file = fixtures().join("answers/default.toml");
+    let piped = |text: &[u8]| {
+        let mut child = kldload_command(&["plan", "--config", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kldload runs");
+        child.stdin.take().unwrap().write_all(text).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let from_stdin = piped(&std::fs::read(&file).unwrap());
+    assert!(from_stdin.status.success(), "{}", text(&from_stdin.stderr));
+    let from_file = kldload(&["plan", "--config", &file.to_string_lossy()]);
+    assert_eq!(text(&from_stdin.stdout), text(&from_file.stdout));
+    assert!(text(&from_stdin.stdout).contains("zpool create"));
+    let malformed = piped(b"hostname = \"x\"\n[disks\n");
+    assert_eq!(malformed.status.code(), Some(2));
+    assert!(
+        text(&malformed.stderr).contains("<stdin>:2:"),
+        "{}",
+        text(&malformed.stderr)
+    );
+}
+
 #[test]
 fn plan_prints_the_recipe() {
     let config = fixtures().join("answers/default.toml");
