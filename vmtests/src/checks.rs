@@ -111,17 +111,36 @@ fn console_login(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
     Ok(format!("prompt {prompt:?}; on ttyS0: {}", shell.trim()))
 }
 
+/// `unit`'s systemd properties named in `keys`, each with its value ("" when systemctl did not
+/// print it), in the order of `keys`. Read by name: `systemctl show` prints properties in its own
+/// order, not the order they were asked for.
+fn unit_properties(m: &mut Machine, unit: &str, keys: &[&str]) -> Result<Vec<String>> {
+    let mut command = String::from("systemctl show");
+    for key in keys {
+        command.push_str(&format!(" -p {key}"));
+    }
+    let shown = m.execute(&format!("{command} {unit}"))?.stdout;
+    Ok((keys.iter())
+        .map(|key| {
+            (shown.lines())
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect())
+}
+
 /// The oneshot `unit` ran at this boot and exited 0.
 fn ran_and_passed(m: &mut Machine, unit: &str) -> Result<()> {
     // `Result=success` alone is also what a unit that never started shows.
-    let state = m
-        .execute(&format!(
-            "systemctl show -P Result,ExecMainStartTimestampMonotonic,ExecMainStatus {unit}"
-        ))?
-        .stdout;
-    let fields: Vec<&str> = state.split_whitespace().collect();
+    let keys = [
+        "Result",
+        "ExecMainStartTimestampMonotonic",
+        "ExecMainStatus",
+    ];
+    let fields = unit_properties(m, unit, &keys)?;
     ensure!(
-        fields.len() == 3 && fields[0] == "success" && fields[1] != "0" && fields[2] == "0",
+        fields[0] == "success" && !["", "0"].contains(&fields[1].as_str()) && fields[2] == "0",
         "{unit} did not run and pass at boot ({}):\n{}",
         fields.join(" "),
         m.execute(&format!("systemctl status --no-pager {unit}"))?
@@ -740,11 +759,12 @@ fn zfs_services(m: &mut Machine, _: &Run, _: &Config) -> Result<String> {
 /// pool in zpool.cache the same reading says the wait ran, and that pool is imported.
 fn udev_settle_skipped(m: &mut Machine, _: &Run, _: &Config) -> Result<String> {
     let unit = "systemd-udev-settle.service";
-    let state = m.succeed(&format!("systemctl show -P Result,ActiveState {unit}"))?;
+    let state = unit_properties(m, unit, &["Result", "ActiveState"])?;
     ensure!(
-        state.split_whitespace().eq(["exec-condition", "inactive"]),
-        "{unit} was not skipped by its ExecCondition ({}):\n{}",
-        state.split_whitespace().collect::<Vec<_>>().join(" "),
+        state == ["exec-condition", "inactive"],
+        "{unit} was not skipped by its ExecCondition (Result={}, ActiveState={}):\n{}",
+        state[0],
+        state[1],
         m.execute(&format!("journalctl -b -o cat -u {unit}"))?
             .stdout
     );
@@ -756,23 +776,19 @@ fn udev_settle_skipped(m: &mut Machine, _: &Run, _: &Config) -> Result<String> {
 /// On the main job's first boot this tells; after any first boot it holds anyway.
 fn first_boot_no_ldconfig(m: &mut Machine, _: &Run, _: &Config) -> Result<String> {
     let unit = "ldconfig.service";
-    let state = m.succeed(&format!(
-        "systemctl show -p ConditionResult -p ActiveState {unit}; cat /etc/.updated"
-    ))?;
-    let value = |key: &str| {
-        (state.lines())
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-            .unwrap_or("")
-    };
-    let (condition, active) = (value("ConditionResult"), value("ActiveState"));
+    let state = unit_properties(m, unit, &["ConditionResult", "ActiveState"])?;
+    let stamp = m.succeed("cat /etc/.updated")?;
     ensure!(
-        condition == "no" && active == "inactive",
-        "{unit} ran (ConditionResult={condition}, ActiveState={active}): the first boot found \
-         /etc older than /usr\n{state}"
+        state == ["no", "inactive"],
+        "{unit} ran (ConditionResult={}, ActiveState={}): the first boot found /etc older than \
+         /usr\n{stamp}",
+        state[0],
+        state[1]
     );
+    let nsec = (stamp.lines()).find_map(|l| l.strip_prefix("TIMESTAMP_NSEC="));
     Ok(format!(
         "{unit}: skipped by its condition; /etc/.updated TIMESTAMP_NSEC={}",
-        value("TIMESTAMP_NSEC")
+        nsec.unwrap_or("")
     ))
 }
 
