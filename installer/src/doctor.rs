@@ -438,10 +438,17 @@ pub struct BootEnvironmentReadings {
 /// The dataset mounted at / when / is ZFS (the boot environment this system booted), from
 /// /proc/self/mounts.
 pub fn running_boot_environment(mounts: &str) -> Option<String> {
-    mounts.lines().find_map(|l| {
+    root_mounts(mounts)
+        .find(|(_, fstype)| *fstype == "zfs")
+        .map(|(source, _)| source.to_string())
+}
+
+/// The entries of /proc/self/mounts mounted at /, in order: `(source, fstype)`.
+fn root_mounts(mounts: &str) -> impl DoubleEndedIterator<Item = (&str, &str)> {
+    mounts.lines().filter_map(|l| {
         let mut fields = l.split_whitespace();
         let (source, target, fstype) = (fields.next()?, fields.next()?, fields.next()?);
-        (target == "/" && fstype == "zfs").then(|| source.to_string())
+        (target == "/").then_some((source, fstype))
     })
 }
 
@@ -452,12 +459,8 @@ pub const EXIT_ROOT_NOT_ZFS: i32 = 3;
 /// What is mounted at / when it is not ZFS, `(source, fstype)`, from /proc/self/mounts (the
 /// last entry for /, the one on top); None when / is ZFS or no entry says.
 pub fn root_not_zfs(mounts: &str) -> Option<(String, String)> {
-    let root = mounts.lines().rev().find_map(|l| {
-        let mut fields = l.split_whitespace();
-        let (source, target, fstype) = (fields.next()?, fields.next()?, fields.next()?);
-        (target == "/").then(|| (source.to_string(), fstype.to_string()))
-    })?;
-    (root.1 != "zfs").then_some(root)
+    let (source, fstype) = root_mounts(mounts).next_back()?;
+    (fstype != "zfs").then(|| (source.to_string(), fstype.to_string()))
 }
 
 /// What the doctor says on a system whose / is not ZFS.
