@@ -17,6 +17,7 @@
 pub mod keys;
 
 use crate::config::ZFSBOOTMENU_HOSTID;
+use crate::initrd::readings;
 use crate::zbm::hostid::{parse_hostid_file, parse_kernel_number};
 use crate::zbm::image::ZbmImage;
 use crate::zbm::{commandline, kernels};
@@ -624,7 +625,8 @@ fn output(argv: &[&str]) -> Option<String> {
 }
 
 /// /etc/hostid in the running kernel's initramfs, read out of the image without unpacking it
-/// (`crate::initrd`).
+/// (`crate::initrd`), or kept from an earlier reading of the same file
+/// ([`crate::initrd::readings`]).
 fn initramfs_hostid() -> Place {
     let Some(release) = output(&["uname", "-r"]) else {
         return Place::Unreadable;
@@ -633,9 +635,15 @@ fn initramfs_hostid() -> Place {
     if !Path::new(&image).is_file() {
         return Place::Unreadable;
     }
-    match crate::initrd::read_file(Path::new(&image), "etc/hostid") {
-        Ok(None) => Place::Absent,
-        Ok(Some(bytes)) => parse_hostid_file(&bytes).map_or(Place::Unreadable, Place::Value),
+    let mut cache = readings::Cache::load(Path::new(readings::CACHE));
+    let read = cache.readings(Path::new(&image));
+    // A cache that cannot be written is read again next time: nothing to report.
+    let _ = cache.save();
+    match read {
+        Ok(r) => match r.hostid {
+            None => Place::Absent,
+            Some(bytes) => parse_hostid_file(&bytes).map_or(Place::Unreadable, Place::Value),
+        },
         Err(_) => Place::Unreadable,
     }
 }

@@ -7,6 +7,7 @@
 //! instead of writing the whole image out to disk at every boot (seconds on a slow machine).
 
 pub mod add;
+pub mod readings;
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
@@ -124,8 +125,21 @@ fn skip(r: &mut impl Read, n: u64) -> std::io::Result<()> {
 pub enum Stop {
     /// At the first file taken.
     AtFirst,
+    /// Once this many files are taken.
+    After(usize),
     /// At the end of the image: every file taken.
     AtEnd,
+}
+
+impl Stop {
+    /// Whether a walk that has taken `taken` files is done.
+    fn reached(self, taken: usize) -> bool {
+        match self {
+            Stop::AtFirst => taken >= 1,
+            Stop::After(n) => taken >= n,
+            Stop::AtEnd => false,
+        }
+    }
 }
 
 /// A file taken from an archive.
@@ -151,8 +165,8 @@ enum Walked {
     End,
 }
 
-/// Walks the cpio archive `r` up to its trailer (or the first file taken, with
-/// [`Stop::AtFirst`]), adding the files `take` wants to `files`; `consumed` counts its bytes.
+/// Walks the cpio archive `r` up to its trailer (or as many files taken as `stop` asks for),
+/// adding the files `take` wants to `files`; `consumed` counts its bytes.
 fn walk(
     r: &mut impl Read,
     take: &dyn Fn(&str) -> bool,
@@ -179,7 +193,7 @@ fn walk(
                 data,
                 link: entry.link,
             });
-            if stop == Stop::AtFirst {
+            if stop.reached(files.len()) {
                 return Ok(Walked::Done);
             }
         } else {

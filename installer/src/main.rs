@@ -135,6 +135,20 @@ enum Cmd {
         #[arg(long)]
         remember: bool,
     },
+    /// Show what initramfs images carry: zfs.ko, and the hostid in their etc/hostid.
+    ///
+    /// What a boot from them depends on: without zfs.ko the root pool cannot be imported, and
+    /// a hostid other than the pool's makes the import refuse a pool it takes as another
+    /// host's.
+    InspectInitramfs {
+        /// The images (default: every /boot/initrd.img-*).
+        files: Vec<PathBuf>,
+        /// Also keep what was read where `kldload doctor` looks first
+        /// (/var/cache/kldload/initramfs.json), so it need not read the images again until they
+        /// change. Only for the default images (leave FILES out).
+        #[arg(long)]
+        remember: bool,
+    },
     /// Replace the command line embedded in a ZFSBootMenu EFI file.
     ///
     /// What it runs with when the firmware passes no load options (the fallback path
@@ -269,6 +283,41 @@ fn run(cli: Cli) -> Result<(), AppError> {
                 );
             } else {
                 print!("{}", image.summary());
+            }
+        }
+        Cmd::InspectInitramfs { files, remember } => {
+            use kldload::initrd::readings;
+            if remember && !files.is_empty() {
+                return Err(AppError::BadOption(
+                    "--remember keeps the readings of the images in /boot that `kldload doctor` \
+                     checks: leave FILES out"
+                        .into(),
+                ));
+            }
+            let files = if files.is_empty() {
+                readings::boot_images(Path::new("/boot"))
+            } else {
+                files
+            };
+            if files.is_empty() {
+                return Err(AppError::BadOption(
+                    "no /boot/initrd.img-* here: name the initramfs images to read".into(),
+                ));
+            }
+            let mut cache = readings::Cache::load(Path::new(readings::CACHE));
+            for file in &files {
+                let read = if remember {
+                    cache.remember(file)
+                } else {
+                    readings::read(file).map_err(|e| e.to_string())
+                };
+                let r = read.map_err(AppError::BadOption)?;
+                println!("{}: {}", file.display(), r.summary());
+            }
+            if remember {
+                cache.save().map_err(|e| {
+                    AppError::BadOption(format!("writing {}: {e}", readings::CACHE))
+                })?;
             }
         }
         Cmd::SetZfsbootmenuCmdline { file, line } => {

@@ -24,7 +24,7 @@ pub fn all() -> Vec<(&'static str, CheckFn)> {
         ("one hostid in five places", hostid),
         ("kldload doctor agrees, at boot and when run", doctor),
         (
-            "the doctor takes ZFSBootMenu's readings the install kept",
+            "the doctor takes the readings of ZFSBootMenu and the initramfs the install kept",
             doctor_cache,
         ),
         ("firmware entries", firmware_entries),
@@ -206,31 +206,43 @@ fn doctor(m: &mut Machine, _: &Run, c: &Config) -> Result<String> {
     Ok(report.lines().next().unwrap_or_default().to_string())
 }
 
-/// The install read ZFSBootMenu's file on the ESP and kept its readings where the doctor looks
-/// first (`kldload inspect-zfsbootmenu --remember`), so the doctor's unit at the first boot did
-/// not decompress ZFSBootMenu's initramfs: the cache is as old as the install, not rewritten
-/// since (the doctor writes it when it reads the file itself, as it did at every first boot
-/// before). The install log's last line is the install's end.
+/// The install read ZFSBootMenu's file on the ESP and the initramfs images and kept their
+/// readings where the doctor looks first (`kldload inspect-zfsbootmenu --remember`,
+/// `kldload inspect-initramfs --remember`), so the doctor's unit at the first boot decompressed
+/// neither ZFSBootMenu's initramfs nor the system's: each cache is as old as the install, not
+/// rewritten since (the doctor writes one when it reads the file itself, as it did at every
+/// first boot before). The install log's last line is the install's end.
 fn doctor_cache(m: &mut Machine, _: &Run, _: &Config) -> Result<String> {
-    let cache = kldload::doctor::ZBM_READ_CACHE;
+    let caches = [
+        kldload::doctor::ZBM_READ_CACHE,
+        kldload::initrd::readings::CACHE,
+    ];
     let log = format!("/{}", kldload::recipe::base_os::INSTALL_LOG);
-    let out = m.succeed(&format!("stat -c '%Y %n' {cache} {log}"))?;
+    let out = m.succeed(&format!("stat -c '%Y %n' {} {log}", caches.join(" ")))?;
     let times: Vec<i64> = out
         .lines()
         .filter_map(|l| l.split_whitespace().next()?.parse().ok())
         .collect();
-    let [written, installed] = times[..] else {
-        bail!("stat said:\n{out}");
+    let [zbm, initramfs, installed] = times[..] else {
+        bail!(
+            "stat said:
+{out}"
+        );
     };
-    ensure!(
-        written <= installed,
-        "{cache} was written {}s after the install ended ({log}): the doctor read ZFSBootMenu's \
-         file itself",
-        written - installed
-    );
+    for (cache, written) in caches.iter().zip([zbm, initramfs]) {
+        ensure!(
+            written <= installed,
+            "{cache} was written {}s after the install ended ({log}): the doctor read the \
+             files itself",
+            written - installed
+        );
+    }
     Ok(format!(
-        "{cache} written {}s before the install's last log line, unchanged since",
-        installed - written
+        "{} and {} written {}s and {}s before the install's last log line, unchanged since",
+        caches[0],
+        caches[1],
+        installed - zbm,
+        installed - initramfs
     ))
 }
 

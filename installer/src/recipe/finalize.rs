@@ -148,6 +148,13 @@ pub fn step(inputs: &Inputs) -> Step {
                 .into(),
             stdin: None,
         });
+        actions.push(Action::Run {
+            argv: inputs.chroot([INSTALLED_KLDLOAD, "inspect-initramfs", "--remember"]),
+            why: "whether each initramfs has zfs.ko, and its hostid, read now and kept for the \
+                  doctor, which otherwise decompresses them at the first boot"
+                .into(),
+            stdin: None,
+        });
     }
     let load_keys = linux && inputs.config.encryption.enabled;
     if load_keys {

@@ -11,10 +11,8 @@
 //! matches it as a regular expression. Reading is separate from judging, so the judgement is
 //! unit-tested on listings.
 
-use crate::initrd::{Stop, read_files};
-use serde::{Deserialize, Serialize};
+use crate::initrd::readings;
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
 use std::path::Path;
 
 /// A kernel ZFSBootMenu lists for a boot environment, with the initramfs it pairs it with.
@@ -307,43 +305,6 @@ fn join(problems: Vec<String>) -> Option<String> {
     (!problems.is_empty()).then(|| problems.join("; and "))
 }
 
-/// Where the doctor keeps whether each initramfs has zfs.ko, with the file's size and
-/// modification time: finding out decompresses most of the image (seconds under emulation),
-/// and the doctor runs before every login.
-pub const ZFS_MODULE_CACHE: &str = "/var/cache/kldload/initramfs-zfs.json";
-
-#[derive(Serialize, Deserialize, Clone, PartialEq)]
-struct CachedAnswer {
-    size: u64,
-    modified: std::time::SystemTime,
-    has_zfs: bool,
-}
-
-/// Whether the initramfs at `path` has a ZFS module: from `cache` when the file is unchanged.
-fn has_zfs_module(path: &Path, cache: &mut BTreeMap<String, CachedAnswer>) -> Result<bool, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let (size, modified) = (meta.len(), meta.modified().map_err(|e| e.to_string())?);
-    let key = path.display().to_string();
-    if let Some(c) = cache
-        .get(&key)
-        .filter(|c| c.size == size && c.modified == modified)
-    {
-        return Ok(c.has_zfs);
-    }
-    let found = read_files(path, 0..size, &|name| is_zfs_module(name), Stop::AtFirst)
-        .map_err(|e| e.to_string())?;
-    let has_zfs = !found.is_empty();
-    cache.insert(
-        key,
-        CachedAnswer {
-            size,
-            modified,
-            has_zfs,
-        },
-    );
-    Ok(has_zfs)
-}
-
 /// Reads [`KernelReadings`] for the boot environment `be` (the dataset mounted at /), whose
 /// /boot is `boot`: its `org.zfsbootmenu:kernel` (from `zfs get`) and its kernel list.
 pub fn read(be: &str, boot: &Path, pinned: Option<String>) -> KernelReadings {
@@ -356,28 +317,18 @@ pub fn read(be: &str, boot: &Path, pinned: Option<String>) -> KernelReadings {
                 .collect()
         })
         .unwrap_or_default();
-    let cache_path = Path::new(ZFS_MODULE_CACHE);
-    let mut cache: BTreeMap<String, CachedAnswer> = std::fs::read(cache_path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default();
-    let before = cache.clone();
+    let mut cache = readings::Cache::load(Path::new(readings::CACHE));
     let kernels = kernel_list(&files)
         .into_iter()
         .map(|pair| {
-            let zfs = has_zfs_module(&boot.join(&pair.initramfs), &mut cache);
+            let zfs = cache
+                .readings(&boot.join(&pair.initramfs))
+                .map(|r| r.has_zfs);
             (pair, zfs)
         })
         .collect();
-    if cache != before {
-        if let Some(dir) = cache_path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let _ = std::fs::write(
-            cache_path,
-            serde_json::to_vec(&cache).expect("serializable"),
-        );
-    }
+    // A cache that cannot be written is read again next time: nothing to report.
+    let _ = cache.save();
     KernelReadings {
         boot_environment: be.to_string(),
         pinned,
