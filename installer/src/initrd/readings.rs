@@ -6,8 +6,6 @@
 //! a changed image (`update-initramfs`, a new kernel) is read again.
 
 use super::{InitrdError, Stop, read_files};
-use crate::zbm::hostid::parse_hostid_file;
-use crate::zbm::kernels::is_zfs_module;
 use serde::{Deserialize, Serialize};
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -35,13 +33,21 @@ impl InitramfsReadings {
         let zfs = if self.has_zfs { "yes" } else { "no" };
         let hostid = match &self.hostid {
             None => "none (no etc/hostid)".to_string(),
-            Some(bytes) => parse_hostid_file(bytes).map_or_else(
-                || format!("unreadable ({} bytes)", bytes.len()),
-                |v| format!("{v:#010x}"),
-            ),
+            // /etc/hostid holds the value as four bytes in the machine's order (little-endian
+            // here), as zgenhostid writes it.
+            Some(bytes) => match bytes[..] {
+                [a, b, c, d] => format!("{:#010x}", u32::from_le_bytes([a, b, c, d])),
+                _ => format!("unreadable ({} bytes)", bytes.len()),
+            },
         };
         format!("zfs.ko: {zfs}, hostid: {hostid}")
     }
+}
+
+/// Whether an initramfs member is a ZFS module (`zfs.ko`, perhaps compressed).
+pub fn is_zfs_module(member: &str) -> bool {
+    let file = member.rsplit('/').next().unwrap_or(member);
+    file == "zfs.ko" || file.strip_prefix("zfs.ko.").is_some()
 }
 
 /// Reads `image` in one walk, which stops once it has both zfs.ko and etc/hostid.

@@ -12,6 +12,7 @@
 //! unit-tested on listings.
 
 use crate::initrd::readings;
+pub use crate::initrd::readings::is_zfs_module;
 use std::cmp::Ordering;
 use std::path::Path;
 
@@ -185,12 +186,6 @@ pub fn version_order(a: &str, b: &str) -> Ordering {
         }
     }
     Ordering::Equal
-}
-
-/// Whether an initramfs member is a ZFS module (`zfs.ko`, perhaps compressed).
-pub fn is_zfs_module(member: &str) -> bool {
-    let file = member.rsplit('/').next().unwrap_or(member);
-    file == "zfs.ko" || file.strip_prefix("zfs.ko.").is_some()
 }
 
 /// What the doctor read about one boot environment's kernels.
