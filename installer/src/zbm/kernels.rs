@@ -213,7 +213,9 @@ pub fn judge(r: &KernelReadings) -> (Vec<String>, Option<String>) {
             )],
             Some(format!(
                 "boot environment {be} has no kernel with an initramfs in /boot: ZFSBootMenu \
-                 cannot boot it. fix: apt install --reinstall linux-image-amd64 zfs-initramfs"
+                 cannot boot it. fix: apt install --reinstall linux-image-$(uname -r) zfs-initramfs \
+                 (the running kernel's own package: linux-image-amd64 would bring a newer \
+                 kernel, for which no zfs.ko may exist)"
             )),
         );
     };
@@ -527,6 +529,28 @@ mod tests {
         let (lines, problem) = judge(&readings([true, true], Some("vmlinuz-5.10.0-9-amd64$")));
         assert_eq!(problem, None);
         assert!(lines[1].contains("matches no kernel"), "{lines:?}");
+    }
+
+    /// A kldload machine has no kernel metapackage: the fix reinstalls the running kernel's
+    /// own package, not `linux-image-amd64`, which would bring a kernel with no zfs.ko.
+    #[test]
+    fn no_kernel_at_all_is_fixed_with_the_running_kernels_own_package() {
+        let mut r = readings([true, true], None);
+        r.kernels.clear();
+        let (lines, problem) = judge(&r);
+        assert!(
+            lines[0].contains("no kernel with an initramfs"),
+            "{lines:?}"
+        );
+        let problem = problem.expect("a problem");
+        assert!(
+            problem.contains("fix: apt install --reinstall linux-image-$(uname -r) zfs-initramfs"),
+            "{problem}"
+        );
+        assert!(
+            !problem.contains("linux-image-amd64 zfs-initramfs"),
+            "{problem}"
+        );
     }
 
     #[test]
