@@ -479,6 +479,19 @@ pub fn validate(config: &Config, system: &dyn SystemView, force: bool) -> Result
     Ok(report)
 }
 
+/// `kldload validate --offline`: the answer file alone. Parsing it checked every key and the
+/// rules across keys; what only the machine it installs can say is named as not checked.
+pub fn validate_offline(config: &Config) -> String {
+    format!(
+        "answer file is valid: {} on pool {} ({})\n\
+         not checked here (offline): its disks, the passphrase's source and ZFSBootMenu's file; \
+         `kldload validate --config FILE` on the machine it installs checks them\n",
+        config.distro,
+        config.pool.name,
+        config.disks.layout.name()
+    )
+}
+
 /// `kldload install`: checks, confirmation, then the plan run.
 pub fn install(
     config: &Config,

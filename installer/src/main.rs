@@ -90,7 +90,14 @@ enum Cmd {
         /// Accept disks that hold old data, as `install --force` would.
         #[arg(long)]
         force: bool,
+        /// Check the answer file alone (its keys and the rules across them), anywhere: not its
+        /// disks, the passphrase's source or ZFSBootMenu's file, which only the machine it
+        /// installs has.
+        #[arg(long, conflicts_with = "force")]
+        offline: bool,
     },
+    /// Print the answer file's JSON Schema (docs/answers.md is the same as a reference).
+    Schema,
     /// What the live medium runs at boot: install from an answer file given on the kernel
     /// command line (kldload.answers=PATH), through QEMU's fw_cfg, or on the medium. Not for
     /// people (`kldload install` is), so not listed in --help.
@@ -225,9 +232,24 @@ fn run(cli: Cli) -> Result<(), AppError> {
             };
             app::install(&config, &overrides, &system, consent)?;
         }
-        Cmd::Validate { config, force } => {
+        Cmd::Validate {
+            config,
+            force,
+            offline,
+        } => {
             let config = load_answers(&config)?;
-            print!("{}", app::validate(&config, &system, force)?);
+            if offline {
+                print!("{}", app::validate_offline(&config));
+            } else {
+                print!("{}", app::validate(&config, &system, force)?);
+            }
+        }
+        Cmd::Schema => {
+            let schema = kldload::config::reference::schema();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).expect("serializable")
+            );
         }
         Cmd::Unattended { answers } => std::process::exit(kldload::unattended::run(answers)),
         Cmd::Doctor { pool, quiet } => {

@@ -428,3 +428,63 @@ fn disks_lists_this_machine() {
     let disks: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(disks.is_array());
 }
+
+/// `validate --offline` checks the answer file alone: everything.toml names disks this machine
+/// does not have, and is valid; a bad value is refused with its key, exit 2.
+#[test]
+fn validate_offline_needs_no_disks() {
+    let everything = fixtures().join("answers/everything.toml");
+    let out = kldload(&[
+        "validate",
+        "--offline",
+        "--config",
+        everything.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.starts_with("answer file is valid: debian-12 on pool tank (mirror)\n"),
+        "{said}"
+    );
+    assert!(
+        said.contains("not checked here (offline): its disks"),
+        "{said}"
+    );
+    // The control: without --offline the same file is checked against this machine's disks,
+    // which have none of its by-id names.
+    let online = kldload(&["validate", "--config", everything.to_str().unwrap()]);
+    assert_eq!(online.status.code(), Some(2), "{}", text(&online.stdout));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = answer_file(
+        &dir,
+        "hostname = \"-bad\"\n[disks]\npaths = [\"/dev/disk/by-id/x\"]\n",
+    );
+    let out = kldload(&["validate", "--offline", "--config", &bad]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("hostname"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// `kldload schema` prints a JSON Schema whose top-level keys are those everything.toml uses.
+#[test]
+fn schema_names_every_top_level_key_of_everything_toml() {
+    let out = kldload(&["schema"]);
+    assert_eq!(out.status.code(), Some(0));
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let properties = schema["properties"].as_object().expect("properties");
+    let everything: toml::Value = toml::from_str(
+        &std::fs::read_to_string(fixtures().join("answers/everything.toml")).unwrap(),
+    )
+    .unwrap();
+    for key in everything.as_table().unwrap().keys() {
+        assert!(properties.contains_key(key), "{key} is not in the schema");
+    }
+    assert_eq!(
+        schema["additionalProperties"], false,
+        "unknown keys are refused"
+    );
+}

@@ -8,8 +8,10 @@ pub mod names;
 pub mod size;
 
 pub mod datasets;
+pub mod reference;
 pub use datasets::Dataset;
 use names::*;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use size::{Ashift, ByteSize, EspSize, GIB, MIB, SwapSize};
 use std::collections::BTreeMap;
@@ -23,7 +25,7 @@ use std::path::{Path, PathBuf};
 pub const ZFSBOOTMENU_HOSTID: u32 = 0x00ba_b10c;
 
 /// A validated answer file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The installed system's host name.
@@ -57,11 +59,14 @@ pub struct Config {
     /// The installed system's network.
     #[serde(default)]
     pub network: NetworkConfig,
+    /// The installed system's time zone.
     #[serde(default = "default_timezone")]
     pub timezone: Timezone,
+    /// The installed system's locale (LANG).
     #[serde(default = "default_locale")]
     pub locale: Locale,
-    /// What an unattended install on the live medium does when it ends.
+    /// What an unattended install on the live medium does when it ends, whether it succeeded
+    /// or failed (an answer file that cannot be read always leaves the shell).
     #[serde(default)]
     pub after_install: AfterInstall,
 }
@@ -74,7 +79,7 @@ fn default_locale() -> Locale {
 }
 
 /// A system kldload knows how to install.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 pub enum Distro {
     /// Debian 13 "trixie".
     #[default]
@@ -87,10 +92,12 @@ pub enum Distro {
     /// where a kernel that outruns ZFS shows first.
     #[serde(rename = "debian-14", alias = "forky")]
     Debian14,
-    /// Rocky Linux 9 (RHEL family: dnf, dracut).
+    /// Rocky Linux 9 (RHEL family: dnf, dracut). Planned, never booted by a VM test:
+    /// `kldload install` takes it only with `--experimental`.
     #[serde(rename = "rocky-9")]
     Rocky9,
-    /// FreeBSD 14 (base.txz and kernel.txz, its own loader).
+    /// FreeBSD 14 (base.txz and kernel.txz, its own loader). Planned, never booted by a VM
+    /// test: `kldload install` takes it only with `--experimental`.
     #[serde(rename = "freebsd-14")]
     FreeBsd14,
 }
@@ -163,7 +170,7 @@ impl fmt::Display for Distro {
 }
 
 /// How the pool's disks are arranged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Layout {
     /// One disk: all of it usable, nothing survives its loss.
@@ -228,9 +235,10 @@ impl Layout {
 }
 
 /// The target disks: named by path, or chosen by a filter on udev properties.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DiskConfig {
+    /// How the pool's disks are arranged.
     #[serde(default)]
     pub layout: Layout,
     /// Disks by path; a /dev/disk/by-id link survives reboots and re-cabling, /dev/sda may not.
@@ -251,7 +259,7 @@ fn default_esp_size() -> EspSize {
 
 /// A filter on udev properties. Every given field must match; text fields take shell-style
 /// globs (`*`, `?`), matched against the whole value.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DiskFilter {
     /// ID_SERIAL_SHORT or ID_SERIAL.
@@ -260,19 +268,23 @@ pub struct DiskFilter {
     pub model: Option<GlobPattern>,
     /// A /dev/disk/by-id name (the file name, without the directory).
     pub by_id: Option<GlobPattern>,
+    /// The smallest disk to take.
     pub min_size: Option<ByteSize>,
+    /// The largest disk to take.
     pub max_size: Option<ByteSize>,
 }
 
 /// The pool.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PoolConfig {
+    /// The pool's name.
     #[serde(default = "default_pool_name")]
     pub name: PoolName,
     /// log2 of the sector size ZFS writes: 12 (4 KiB) suits every current disk.
     #[serde(default = "default_ashift")]
     pub ashift: Ashift,
+    /// The compression every dataset inherits.
     #[serde(default = "default_compression")]
     pub compression: Compression,
     /// A swap zvol of this size (none by default).
@@ -322,7 +334,7 @@ fn default_compression() -> Compression {
 /// never in the answer file, which gets printed, copied and committed: it comes from
 /// `passphrase_file`, `$KLDLOAD_POOL_PASSPHRASE`, or on the live medium from QEMU's fw_cfg or
 /// the medium (`crate::passphrase`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EncryptionConfig {
     /// Encrypt (default: no).
@@ -331,8 +343,10 @@ pub struct EncryptionConfig {
     /// Which datasets are encrypted.
     #[serde(default)]
     pub datasets: EncryptedDatasets,
+    /// The cipher.
     #[serde(default)]
     pub cipher: Cipher,
+    /// How the key is given.
     #[serde(default)]
     pub keyformat: KeyFormat,
     /// A file on the installing system holding the passphrase (one line).
@@ -340,7 +354,7 @@ pub struct EncryptionConfig {
 }
 
 /// Which datasets an encrypted install encrypts. Either way one passphrase, typed once.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum EncryptedDatasets {
     /// The pool's root dataset is the encryption root: every dataset, one key.
@@ -392,7 +406,7 @@ pub fn dataset_name(pool: &str, path: &str) -> String {
 
 /// The cipher: AES-256-GCM, OpenZFS's default and what ZFSBootMenu's guides use (fast on any
 /// CPU with AES-NI).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum Cipher {
     #[default]
     #[serde(rename = "aes-256-gcm")]
@@ -401,7 +415,7 @@ pub enum Cipher {
 
 /// How the key is given: a passphrase, the only format a person can type at ZFSBootMenu's
 /// prompt.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyFormat {
     #[default]
@@ -426,28 +440,31 @@ impl Serialize for Secret {
 }
 
 /// A dataset to add, or extra properties for one of the recipe's datasets.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetConfig {
     /// Relative to the pool, e.g. "srv" or "home".
     pub name: DatasetPath,
+    /// Where it is mounted (default: inherited from its parent, as ZFS does).
     pub mountpoint: Option<Mountpoint>,
+    /// ZFS properties set on it, by name (`zfs create -o name=value`).
     #[serde(default)]
     pub properties: BTreeMap<PropertyName, PropertyValue>,
 }
 
 /// Root's credentials. At least one is needed, or nobody can log in.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RootAccess {
     /// A crypt(3) hash (`openssl passwd -6`), never the password.
     pub password_hash: Option<PasswordHash>,
+    /// Public keys that may log in as root over SSH.
     #[serde(default)]
     pub ssh_authorized_keys: Vec<SshPublicKey>,
 }
 
 /// Where the base system comes from: the medium's prebuilt image (default), or a mirror.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstallSource {
     /// A payload tarball (zstd) made by `cargo xtask build-image`.
@@ -462,6 +479,15 @@ pub struct InstallSource {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct MirrorUrl(String);
+
+impl JsonSchema for MirrorUrl {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "MirrorUrl".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        reference::string_schema(&[" A package mirror's URL: http://, https:// or file:/."])
+    }
+}
 
 impl MirrorUrl {
     pub fn new(url: impl Into<String>) -> Result<Self, String> {
@@ -498,7 +524,7 @@ impl fmt::Display for MirrorUrl {
 }
 
 /// ZFSBootMenu: where its EFI file comes from and the command lines.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ZfsBootMenuConfig {
     /// Which EFI file to install: `"built"`, `"release"` or an absolute path. Left out: the
@@ -506,6 +532,7 @@ pub struct ZfsBootMenuConfig {
     pub source: Option<ZbmChoice>,
     /// Or a URL to download it from; `sha256` is then required.
     pub url: Option<HttpUrl>,
+    /// The downloaded file's sha256, checked before it is used.
     pub sha256: Option<Sha256Hex>,
     /// With the release: the EFI file built on this kernel series (default: the newest
     /// long-term one the signed list has).
@@ -554,6 +581,19 @@ pub enum ZbmChoice {
     File(PathBuf),
 }
 
+impl JsonSchema for ZbmChoice {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ZbmChoice".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        reference::string_schema(&[
+            " `\"built\"` (the medium's, built from ZFSBootMenu's pinned source on the image's",
+            " kernel and ZFS), `\"release\"` (the official release, verified by its signing key)",
+            " or the absolute path of a ZFSBootMenu EFI file.",
+        ])
+    }
+}
+
 impl TryFrom<String> for ZbmChoice {
     type Error = String;
     fn try_from(value: String) -> Result<Self, String> {
@@ -593,12 +633,13 @@ fn default_kernel_commandline() -> KernelCommandLine {
 }
 
 /// The network: DHCP on every wired interface, unless an interface is given a static address.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkConfig {
     /// DHCP on every wired interface not configured below.
     #[serde(default = "default_true")]
     pub dhcp: bool,
+    /// Interfaces with a static address.
     #[serde(default, rename = "static")]
     pub static_interfaces: Vec<StaticInterface>,
 }
@@ -617,14 +658,18 @@ fn default_true() -> bool {
 }
 
 /// A static address for one interface, chosen by name (or glob) or by MAC address.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StaticInterface {
+    /// The interface by name (or glob); this or `mac`.
     pub name: Option<InterfaceName>,
+    /// The interface by MAC address; this or `name`.
     pub mac: Option<MacAddress>,
     /// Address with prefix length, e.g. "192.0.2.10/24".
     pub address: IpWithPrefix,
+    /// The default route's gateway.
     pub gateway: Option<IpAddr>,
+    /// DNS servers.
     #[serde(default)]
     pub dns: Vec<IpAddr>,
 }
@@ -635,6 +680,15 @@ pub struct StaticInterface {
 pub struct IpWithPrefix {
     pub ip: IpAddr,
     pub prefix: u8,
+}
+
+impl JsonSchema for IpWithPrefix {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "IpWithPrefix".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        reference::string_schema(&[" An IP address with its prefix length, e.g. `192.0.2.10/24`."])
+    }
 }
 
 impl TryFrom<String> for IpWithPrefix {
@@ -664,7 +718,7 @@ impl fmt::Display for IpWithPrefix {
 }
 
 /// Secure Boot (`[secure_boot]`).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecureBootConfig {
     /// Whether the installed ESP boots through shim (see [`SecureBootMode`]).
@@ -678,7 +732,7 @@ pub struct SecureBootConfig {
 }
 
 /// How the ESP starts ZFSBootMenu (`secure_boot.mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SecureBootMode {
     /// `"auto"`: through shim when the live system booted with Secure Boot on, else directly.
@@ -692,12 +746,16 @@ pub enum SecureBootMode {
 }
 
 /// What the live medium does after an unattended install.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AfterInstall {
+    /// Power the machine off (take the medium out, then power it on).
     #[default]
     Poweroff,
+    /// Reboot: the firmware then starts the installed disk's ZFSBootMenu, unless it boots the
+    /// medium first.
     Reboot,
+    /// Stay in the live system, at its root shell on the consoles.
     Shell,
 }
 

@@ -19,11 +19,21 @@ fn refuse(what: &str, value: &str, why: &str) -> NameError {
 }
 
 macro_rules! validated_string {
-    ($(#[$doc:meta])* $name:ident, $check:ident) => {
-        $(#[$doc])*
+    ($(#[doc = $doc:literal])* $name:ident, $check:ident) => {
+        $(#[doc = $doc])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
+
+        /// A string, described by the type's doc comment (its rules are checked when parsed).
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                super::reference::string_schema(&[$($doc),*])
+            }
+        }
 
         impl $name {
             /// Validates `value`, returning a message that names the problem when it is refused.

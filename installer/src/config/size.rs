@@ -18,6 +18,21 @@ enum SizeInput {
     Text(String),
 }
 
+/// A size: text with a binary unit or a number of bytes.
+impl schemars::JsonSchema for ByteSize {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ByteSize".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": ["string", "integer"],
+            "minimum": 0,
+            "description": "A size: \"512MiB\", \"8G\", \"1.5 GiB\" (units are binary: G and GiB \
+                            both mean 2^30) or a number of bytes."
+        })
+    }
+}
+
 impl ByteSize {
     pub fn parse(text: &str) -> Result<Self, String> {
         parse_size::Config::new()
@@ -76,6 +91,24 @@ pub type EspSize = WholeMib<64>;
 /// A swap zvol: at least 16 MiB.
 pub type SwapSize = WholeMib<16>;
 
+/// A size, at least `MIN_MIB` and in whole MiB.
+impl<const MIN_MIB: u64> schemars::JsonSchema for WholeMib<MIN_MIB> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        format!("SizeOfAtLeast{MIN_MIB}MiB").into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let description = format!(
+            "A size of at least {MIN_MIB} MiB, in whole MiB: \"512MiB\", \"8G\" (units are \
+             binary) or a number of bytes."
+        );
+        schemars::json_schema!({
+            "type": ["string", "integer"],
+            "minimum": 0,
+            "description": description
+        })
+    }
+}
+
 impl<const MIN_MIB: u64> WholeMib<MIN_MIB> {
     pub fn new(size: ByteSize) -> Result<Self, String> {
         if size.bytes() < MIN_MIB * MIB || !size.bytes().is_multiple_of(MIB) {
@@ -116,6 +149,20 @@ impl<const MIN_MIB: u64> fmt::Display for WholeMib<MIN_MIB> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "u8", into = "u8")]
 pub struct Ashift(u8);
+
+impl schemars::JsonSchema for Ashift {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Ashift".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "integer",
+            "minimum": 9,
+            "maximum": 16,
+            "description": "log2 of the sector size ZFS writes, 9 to 16."
+        })
+    }
+}
 
 impl Ashift {
     pub fn new(value: u8) -> Result<Self, String> {
