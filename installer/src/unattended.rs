@@ -1,7 +1,8 @@
 //! `kldload unattended`: what the live medium runs at boot. When an answer file is given (on the
 //! kernel command line, through QEMU's fw_cfg, or on the medium), it installs without asking,
 //! prints its progress on the consoles, ends with one clear line, and then powers off, reboots
-//! or leaves a shell, as the answer file says.
+//! or leaves a shell, as the answer file says (`after_install` after a success, `after_failure`,
+//! by default the shell, after a failure).
 
 use crate::app::{self, AppError, Overrides};
 use crate::config::{AfterInstall, Config};
@@ -86,7 +87,7 @@ pub fn run(answers: Option<PathBuf>) -> i32 {
                 "{FAILURE_LINE}: {} ====",
                 e.to_string().lines().next().unwrap_or_default()
             );
-            (config.after_install, e.exit_code())
+            (config.after_failure, e.exit_code())
         }
         Err(e) => {
             eprintln!("kldload: {e}");

@@ -65,10 +65,18 @@ pub struct Config {
     /// The installed system's locale (LANG).
     #[serde(default = "default_locale")]
     pub locale: Locale,
-    /// What an unattended install on the live medium does when it ends, whether it succeeded
-    /// or failed (an answer file that cannot be read always leaves the shell).
+    /// What an unattended install on the live medium does when it succeeds.
     #[serde(default)]
     pub after_install: AfterInstall,
+    /// What an unattended install on the live medium does when it fails. The live system runs
+    /// from memory, so powering it off would take the error on the console with it; the shell
+    /// keeps it (an answer file that cannot be read always leaves the shell).
+    #[serde(default = "default_after_failure")]
+    pub after_failure: AfterInstall,
+}
+
+fn default_after_failure() -> AfterInstall {
+    AfterInstall::Shell
 }
 
 fn default_timezone() -> Timezone {

@@ -30,6 +30,17 @@ fn defaults_follow_the_recipe() {
     assert!(!c.encryption.enabled);
 }
 
+/// An unattended install that fails keeps the live system up by default, whatever it does
+/// after a success: the error on the console would go with the power.
+#[test]
+fn a_failed_install_leaves_the_shell_unless_told_otherwise() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.after_install, AfterInstall::Poweroff);
+    assert_eq!(c.after_failure, AfterInstall::Shell);
+    let told = parse(&format!("after_failure = \"poweroff\"\n{MINIMAL}")).unwrap();
+    assert_eq!(told.after_failure, AfterInstall::Poweroff);
+}
+
 #[test]
 fn the_recipe_datasets_and_their_properties() {
     let c = parse(MINIMAL).unwrap();
