@@ -17,7 +17,7 @@
 pub mod keys;
 
 use crate::config::ZFSBOOTMENU_HOSTID;
-use crate::initrd::readings;
+use crate::initrd::readings::{self, size_and_time};
 use crate::zbm::hostid::{parse_hostid_file, parse_kernel_number};
 use crate::zbm::image::ZbmImage;
 use crate::zbm::{commandline, kernels};
@@ -307,12 +307,6 @@ pub fn remember_zbm_image(path: &Path, cache: &Path) -> Result<ZbmImage, String>
     write_zbm_cache(cache, size, modified, &image)
         .map_err(|e| format!("writing {}: {e}", cache.display()))?;
     Ok(image)
-}
-
-/// What a cache entry of the file at `path` is keyed on: its size and modification time.
-fn size_and_time(path: &Path) -> Result<(u64, std::time::SystemTime), String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok((meta.len(), meta.modified().map_err(|e| e.to_string())?))
 }
 
 /// Writes `image`, read from a file of `size` bytes last modified at `modified`, to `cache`.

@@ -154,8 +154,9 @@ fn key(image: &Path) -> String {
     image.display().to_string()
 }
 
-/// What a kept reading of the file at `path` is keyed on: its size and modification time.
-fn size_and_time(path: &Path) -> Result<(u64, SystemTime), String> {
+/// What a kept reading of the file at `path` is keyed on: its size and modification time (the
+/// doctor's cache of ZFSBootMenu's readings keys on the same).
+pub fn size_and_time(path: &Path) -> Result<(u64, SystemTime), String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok((meta.len(), meta.modified().map_err(|e| e.to_string())?))
 }
