@@ -60,9 +60,13 @@ fn apt(argv: &[&str]) -> Result<()> {
 }
 
 /// Host tools the other tests need: signify-openbsd signs a fake ZFSBootMenu release and curl
-/// downloads it (installer/tests/zbm_release.rs).
-pub const TEST_TOOLS: [(&str, &str); 2] =
-    [("signify-openbsd", "signify-openbsd"), ("curl", "curl")];
+/// downloads it (installer/tests/zbm_release.rs); cpio packs and lists initramfs archives
+/// (installer/tests/cli.rs, xtask's image::live).
+pub const TEST_TOOLS: [(&str, &str); 3] = [
+    ("signify-openbsd", "signify-openbsd"),
+    ("curl", "curl"),
+    ("cpio", "cpio"),
+];
 
 /// Host tools the VM tests need, and their packages.
 pub const VM_TOOLS: [(&str, &str); 6] = [
