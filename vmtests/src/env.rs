@@ -4,7 +4,7 @@
 //! [`VmTestEnv::to_vars`], the tests read it with [`VmTestEnv::from_env`]; no other code names
 //! a `KLDLOAD_VMTEST_*` variable.
 
-use crate::test_zbm::TestZfsBootMenu;
+use crate::test_zbm::{GivenZfsBootMenu, TestZfsBootMenu};
 use anyhow::{Context, Result, bail};
 use kldload::config::Distro;
 use std::ffi::OsString;
@@ -203,6 +203,14 @@ impl VmTestEnv {
             .map(|(_, p)| p.clone())
             .unwrap_or_else(|| Provided::Unavailable("not prepared".into()));
         provided.file(&format!("the ZFSBootMenu {}", t.name()))
+    }
+
+    /// The EFI file of the ZFSBootMenu `given`, or why this run has none.
+    pub fn given_zfsbootmenu_file(&self, given: GivenZfsBootMenu) -> Result<PathBuf> {
+        match given {
+            GivenZfsBootMenu::UsersOwn => self.given_zfsbootmenu.file("the given ZFSBootMenu"),
+            GivenZfsBootMenu::Test(t) => self.test_zfsbootmenu(t),
+        }
     }
 }
 

@@ -33,7 +33,7 @@ use crate::scenario::{
     DiskOptions, ExtraDisk, Scenario, Start, Step, Symptom, TargetDisk, report_where,
 };
 use crate::shell::quoted as sh;
-use crate::test_zbm::TestZfsBootMenu;
+use crate::test_zbm::{GivenZfsBootMenu, TestZfsBootMenu};
 use crate::zfs_features::{ZFS_2_1, ZFS_2_3, reads_only_zfs_2_1, zfsbootmenu_zfs};
 use anyhow::{Context, Result, bail};
 use kldload::config::Layout;
@@ -740,7 +740,7 @@ pub fn generate(report: &Report, source: &str) -> Result<Generated> {
         .flat_map(|e| e.zfsbootmenu.values())
         .collect();
     if older_zfs {
-        scenario.zfsbootmenu = Some(TestZfsBootMenu::Zfs21);
+        scenario.zfsbootmenu = Some(GivenZfsBootMenu::Test(TestZfsBootMenu::Zfs21));
         reproduced.push(format!(
             "ZFSBootMenu whose ZFS reads {} (the nearest built here: openzfs-2.1-linux)",
             zbm_zfs.clone().unwrap_or_default()
@@ -2333,7 +2333,7 @@ mod tests {
         let scenario = load(&g);
         assert_eq!(
             scenario.zfsbootmenu,
-            Some(crate::test_zbm::TestZfsBootMenu::Zfs21)
+            Some(GivenZfsBootMenu::Test(TestZfsBootMenu::Zfs21))
         );
         assert_eq!(scenario.answers_file.as_deref(), Some("encrypted.toml"));
         // head_errlog is active and ZFS 2.1 does not read it: ZFSBootMenu cannot import the

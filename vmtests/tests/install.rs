@@ -5,7 +5,7 @@
 use std::time::Duration;
 use vmtests::checks;
 use vmtests::run::test_on_blank_disk;
-use vmtests::test_zbm::TestZfsBootMenu;
+use vmtests::test_zbm::{GivenZfsBootMenu, TestZfsBootMenu};
 
 /// Boots the installed disk, runs the main job's checks against `config`, powers off.
 fn boot_and_check(
@@ -38,15 +38,6 @@ fn install_and_boot() {
     });
 }
 
-/// Which ZFSBootMenu EFI file a test gives.
-#[derive(Clone, Copy)]
-enum Zbm {
-    /// The user's own (as with the official release).
-    UsersOwn,
-    /// One `cargo xtask vm-test` built for the test.
-    Test(TestZfsBootMenu),
-}
-
 /// How the user hands over a ZFSBootMenu EFI file of their own.
 #[derive(Clone, Copy)]
 enum Given {
@@ -59,13 +50,10 @@ enum Given {
 /// The main job with a ZFSBootMenu EFI file the user gives: it is what lands on every ESP, the
 /// hostid inside it (or, with none, kldload's) is the one in every place, and every check
 /// passes, the doctor's included.
-fn install_with_given_zfsbootmenu(name: &str, zfsbootmenu: Zbm, given: Given) {
+fn install_with_given_zfsbootmenu(name: &str, zfsbootmenu: GivenZfsBootMenu, given: Given) {
     test_on_blank_disk(name, |run| {
         let env = vmtests::env::VmTestEnv::from_env()?;
-        let file = match zfsbootmenu {
-            Zbm::UsersOwn => env.given_zfsbootmenu.file("the given ZFSBootMenu")?,
-            Zbm::Test(t) => env.test_zfsbootmenu(t)?,
-        };
+        let file = env.given_zfsbootmenu_file(zfsbootmenu)?;
         match given {
             Given::OnTheMedium => run.install_zfsbootmenu_file(&file)?,
             Given::ByUrl => run.download_zfsbootmenu_file(&file)?,
@@ -99,7 +87,11 @@ fn install_with_given_zfsbootmenu(name: &str, zfsbootmenu: Zbm, given: Given) {
 #[test]
 #[ignore = "boots VMs: run with `cargo xtask vm-test debian`"]
 fn install_with_a_given_zfsbootmenu_file() {
-    install_with_given_zfsbootmenu("given-zfsbootmenu", Zbm::UsersOwn, Given::OnTheMedium);
+    install_with_given_zfsbootmenu(
+        "given-zfsbootmenu",
+        GivenZfsBootMenu::UsersOwn,
+        Given::OnTheMedium,
+    );
 }
 
 /// A ZFSBootMenu built on another machine carries that machine's hostid, imports the pool with
@@ -112,7 +104,7 @@ fn install_with_a_given_zfsbootmenu_file() {
 fn install_with_a_zfsbootmenu_built_with_another_hostid() {
     install_with_given_zfsbootmenu(
         "zfsbootmenu-other-hostid",
-        Zbm::Test(TestZfsBootMenu::OtherHostid),
+        GivenZfsBootMenu::Test(TestZfsBootMenu::OtherHostid),
         Given::ByUrl,
     );
 }

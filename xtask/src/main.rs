@@ -256,7 +256,9 @@ fn ci(sh: &Shell, vm: Option<image::Options>) -> anyhow::Result<()> {
     )?;
     anyhow::ensure!(run.passed, "tests failed (see above)");
     // A user's report rebuilt as the same failure: the cheapest round trip whose bug is in
-    // the report's facts (its scenario starts from the base install's saved login).
+    // the report's facts (its scenario starts from the base install's saved login). Its first
+    // half is the whole scenario, the report taken at the bug, so the `ci` profile leaves out
+    // the scenario's own run.
     round_trip::several(&opts, &[ROUND_TRIP_IN_CI.to_string()], false)
 }
 

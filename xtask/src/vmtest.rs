@@ -10,7 +10,7 @@ use std::time::Instant;
 use vmtests::env::{Scenarios, VmTestEnv};
 use vmtests::needs::Need;
 use vmtests::scenario::Scenario;
-use vmtests::test_zbm::TestZfsBootMenu;
+use vmtests::test_zbm::{GivenZfsBootMenu, TestZfsBootMenu};
 
 /// The reports of the run directories the `vm-test` run `run_id` made, in the order they
 /// started (each run adds its directory to the run's list: `vmtests::run::runs_of`).
@@ -479,10 +479,12 @@ fn needs_of(
         if test.binary == "vmtests::scenarios" {
             let file = scenario_files.iter().find(|(name, _)| *name == test.name);
             // A file that does not load fails as its test, saying why.
-            if let Some(Ok(scenario)) = file.map(|(_, path)| Scenario::load(path))
-                && let Some(t) = scenario.zfsbootmenu
-            {
-                want(t);
+            if let Some(Ok(scenario)) = file.map(|(_, path)| Scenario::load(path)) {
+                match scenario.zfsbootmenu {
+                    Some(GivenZfsBootMenu::UsersOwn) => needs.given_zfsbootmenu = true,
+                    Some(GivenZfsBootMenu::Test(t)) => want(t),
+                    None => {}
+                }
             }
             continue;
         }
@@ -779,7 +781,8 @@ mod tests {
 
     /// What is prepared follows the tests nextest takes: a ZFSBootMenu built for VM tests only
     /// for a run that takes a test installing it (a Rust test by `vmtests::needs`, a scenario
-    /// by its file), the Secure Boot tools and the given file likewise.
+    /// by its file), the Secure Boot tools and the given file (a Rust test's or a scenario's)
+    /// likewise.
     #[test]
     fn a_run_prepares_what_the_tests_it_takes_need() {
         use TestZfsBootMenu::{OtherHostid, Zfs21};
@@ -801,6 +804,9 @@ mod tests {
             taken("install", "install_with_a_given_zfsbootmenu_file"),
         ]);
         assert!(n.secure_boot && n.given_zfsbootmenu && z.is_empty());
+        // fixtures/scenarios/layouts-mirror.toml installs the given file.
+        let (n, z) = needs(&[taken("scenarios", "layouts-mirror")]);
+        assert!(!n.secure_boot && n.given_zfsbootmenu && z.is_empty());
     }
 
     /// nextest's JSON listing: the vmtests tests that match, of every binary.

@@ -43,7 +43,7 @@ pub fn run_scenario(name: &str, path: &Path) -> Result<()> {
         crate::answers::merge_answers(&run.answers, &scenario.answers)?;
     }
     if let Some(zfsbootmenu) = scenario.zfsbootmenu {
-        run.install_zfsbootmenu_file(&env.test_zfsbootmenu(zfsbootmenu)?)?;
+        run.install_zfsbootmenu_file(&env.given_zfsbootmenu_file(zfsbootmenu)?)?;
     }
     run.target_sector_size = scenario.target.sector_size;
     for disk in &scenario.extra_disks {
