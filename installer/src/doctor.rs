@@ -612,7 +612,9 @@ pub fn read_hostids(pool: &str) -> HostidReadings {
 }
 
 fn output(argv: &[&str]) -> Option<String> {
-    let out = Command::new(argv[0]).args(&argv[1..]).output().ok()?;
+    let out = Command::new(argv[0]).args(&argv[1..]).output();
+    tracing::debug!(?argv, status = ?out.as_ref().map(|o| o.status), "doctor reads");
+    let out = out.ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())

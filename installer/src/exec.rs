@@ -330,6 +330,8 @@ fn run_command(
     log: &Arc<Mutex<Log>>,
     mode: ProgressMode,
 ) -> Result<(), (String, String)> {
+    tracing::debug!(?argv, "install command");
+    let started = Instant::now();
     let mut cmd = Command::new(&argv[0]);
     // The passphrase may have come in this variable: no command is given it.
     cmd.env_remove(crate::passphrase::VARIABLE);
@@ -394,6 +396,7 @@ fn run_command(
         .cloned()
         .collect::<Vec<_>>()
         .join("\n");
+    tracing::debug!(?argv, %status, seconds = started.elapsed().as_secs_f64(), "install command ended");
     if let Err(e) = feed_result {
         return Err((format!("could not be fed its input: {e}"), output));
     }

@@ -20,5 +20,6 @@ pub mod recipe;
 pub mod report;
 pub mod secure_boot;
 pub mod unattended;
+pub mod version;
 pub mod zbm;
 pub mod zpool_cache;

@@ -9,7 +9,13 @@ use std::process::ExitCode;
 
 /// Installs a ZFS-on-root system from a TOML answer file.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(
+    name = "kldload",
+    version = kldload::version::line(),
+    about,
+    long_about = None,
+    after_help = "KLDLOAD_LOG=debug shows on stderr each command kldload runs and how it ended."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -64,6 +70,7 @@ enum Cmd {
     Plan {
         #[command(flatten)]
         resolve: Resolve,
+        /// How to print it.
         #[arg(long, value_enum, default_value = "sh")]
         format: Format,
     },
@@ -205,6 +212,62 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Print the shell completion script for SHELL (the medium and the installed system have
+    /// bash's, zsh's and fish's installed).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page, roff (`kldload man | man -l -`; installed as kldload(8)).
+    Man,
+}
+
+/// The command-line interface people use, for completions and the manual: without the hidden
+/// boot-time entry points (clap_complete would offer them), and with a version line that does
+/// not depend on where it is printed (the manual is made on the build host).
+fn command_for_people() -> clap::Command {
+    let all = <Cli as clap::CommandFactory>::command();
+    let version = format!(
+        "{} (commit {})",
+        env!("CARGO_PKG_VERSION"),
+        kldload::version::COMMIT
+    );
+    let mut visible = clap::Command::new("kldload").version(version);
+    if let Some(about) = all.get_about() {
+        visible = visible.about(about.clone());
+    }
+    if let Some(after) = all.get_after_help() {
+        visible = visible.after_help(after.clone());
+    }
+    visible.subcommands(all.get_subcommands().filter(|c| !c.is_hide_set()).cloned())
+}
+
+/// kldload(8): one page, each command a section of it with its synopsis and options (not a
+/// page per command, which clap_mangen's own list would point to).
+fn manual(w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let people = command_for_people();
+    let page = clap_mangen::Man::new(people.clone()).section("8");
+    page.render_title(w)?;
+    page.render_name_section(w)?;
+    page.render_synopsis_section(w)?;
+    page.render_description_section(w)?;
+    page.render_options_section(w)?;
+    for command in people.get_subcommands() {
+        let name = format!("kldload {}", command.get_name());
+        writeln!(w, ".SH \"{}\"", name.to_uppercase())?;
+        let section = clap_mangen::Man::new(command.clone().bin_name(&name));
+        let mut text = Vec::new();
+        section.render_description_section(&mut text)?;
+        section.render_synopsis_section(&mut text)?;
+        section.render_options_section(&mut text)?;
+        let text = String::from_utf8_lossy(&text)
+            .replace(".SH DESCRIPTION\n", "")
+            .replace(".SH ", ".SS ");
+        w.write_all(text.as_bytes())?;
+    }
+    page.render_extra_section(w)?;
+    page.render_version_section(w)
 }
 
 fn run(cli: Cli) -> Result<(), AppError> {
@@ -384,6 +447,20 @@ fn run(cli: Cli) -> Result<(), AppError> {
                 std::process::exit(1);
             }
         }
+        Cmd::Completions { shell } => {
+            let mut command = command_for_people();
+            clap_complete::generate(shell, &mut command, "kldload", &mut std::io::stdout());
+        }
+        Cmd::Man => {
+            let written = manual(&mut std::io::stdout());
+            // A reader that stops early (`| head`) is not an error.
+            match written {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    return Err(AppError::BadOption(format!("writing the manual page: {e}")));
+                }
+                _ => {}
+            }
+        }
         Cmd::Disks { json } => {
             let disks = system
                 .disks()
@@ -412,5 +489,31 @@ fn main() -> ExitCode {
             eprintln!("kldload: {e}");
             ExitCode::from(e.exit_code() as u8)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command people see has a one-line summary, and every option of it a help line.
+    #[test]
+    fn every_command_and_option_says_what_it_does() {
+        let mut missing = Vec::new();
+        for command in command_for_people().get_subcommands() {
+            let about = command
+                .get_about()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            if about.is_empty() || about.contains('\n') {
+                missing.push(format!("{}: summary {about:?}", command.get_name()));
+            }
+            for arg in command.get_arguments().filter(|a| !a.is_hide_set()) {
+                if arg.get_help().is_none() {
+                    missing.push(format!("{} {}", command.get_name(), arg.get_id()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "no help: {missing:#?}");
     }
 }

@@ -488,3 +488,90 @@ fn schema_names_every_top_level_key_of_everything_toml() {
         "unknown keys are refused"
     );
 }
+
+/// What git says the binary's sources are: the last commit that changed installer/ or the
+/// workspace's manifests, and whether they differ from it (as a user would look it up).
+fn sources_commit_by_git() -> String {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let sources = ["installer", "Cargo.toml", "Cargo.lock"];
+    let log = Command::new("git")
+        .arg("-C")
+        .arg(&workspace)
+        .args(["log", "-1", "--format=%H", "--"])
+        .args(sources)
+        .output()
+        .expect("git runs");
+    let commit = text(&log.stdout).trim().to_string();
+    let diff = Command::new("git")
+        .arg("-C")
+        .arg(&workspace)
+        .args(["diff", "--quiet", "HEAD", "--"])
+        .args(sources)
+        .status()
+        .expect("git runs");
+    let modified = if diff.code() == Some(1) {
+        "-modified"
+    } else {
+        ""
+    };
+    format!("{}{modified}", &commit[..12])
+}
+
+/// `--version` names the commit of the sources it was built from and the image it came with;
+/// on a host outside an image, none.
+#[test]
+fn version_names_the_commit_and_the_image() {
+    let out = kldload(&["--version"]);
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "kldload {} (commit {}, image none)\n",
+            env!("CARGO_PKG_VERSION"),
+            sources_commit_by_git()
+        )
+    );
+}
+
+/// The completion scripts are valid for their shells (bash parses its own), and name the
+/// subcommands; the manual page is roff that man renders, listing them too.
+#[test]
+fn completions_and_the_manual_page_cover_the_commands() {
+    let bash = kldload(&["completions", "bash"]);
+    assert!(bash.status.success(), "{}", text(&bash.stderr));
+    let script = text(&bash.stdout);
+    for word in ["install", "doctor", "report", "--config"] {
+        assert!(script.contains(word), "bash completion lacks {word}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kldload.bash");
+    std::fs::write(&file, &script).unwrap();
+    let parsed = Command::new("bash").arg("-n").arg(&file).output().unwrap();
+    assert!(parsed.status.success(), "bash -n: {}", text(&parsed.stderr));
+    for shell in ["zsh", "fish"] {
+        let out = kldload(&["completions", shell]);
+        assert!(
+            out.status.success() && text(&out.stdout).contains("doctor"),
+            "{shell}"
+        );
+    }
+    // The hidden boot-time entry points are not offered.
+    assert!(!script.contains("unattended") && !script.contains("pools-to-import"));
+    // Its control: a visible command is (above), so the check can see one.
+    let man = kldload(&["man"]);
+    assert!(man.status.success());
+    let page = dir.path().join("kldload.8");
+    std::fs::write(&page, &man.stdout).unwrap();
+    let rendered = Command::new("man")
+        .args(["--warnings", "-l"])
+        .arg(&page)
+        .env("MANWIDTH", "100")
+        .env("MANPAGER", "cat")
+        .output()
+        .expect("man runs (Debian package man-db)");
+    let shown = text(&rendered.stdout);
+    assert!(rendered.status.success(), "{}", text(&rendered.stderr));
+    for word in ["kldload", "install", "doctor", "completions"] {
+        assert!(shown.contains(word), "the manual lacks {word}:\n{shown}");
+    }
+}

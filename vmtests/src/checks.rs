@@ -59,7 +59,38 @@ pub fn all() -> Vec<(&'static str, CheckFn)> {
         ("network up by DHCP, from systemd-networkd alone", network),
         ("sshd with host keys made here", sshd),
         ("SSH login with the answer file's key", ssh_login),
+        (
+            "kldload --version names the medium's image; completions and manual installed",
+            version_and_its_files,
+        ),
     ]
+}
+
+/// `kldload --version` on the installed system names the image it was installed from, as the
+/// build cache names the medium's entry (`medium-<id>`), and the sources' commit this tree's
+/// build has; the bash completion loads and names kldload, and the manual page is there.
+fn version_and_its_files(m: &mut Machine, _: &Run, _: &Config) -> Result<String> {
+    let medium = crate::env::VmTestEnv::from_env()?.medium()?;
+    let id = (medium.parent())
+        .and_then(|dir| dir.file_name()?.to_str()?.strip_prefix("medium-"))
+        .with_context(|| format!("{} is not in a medium-<id> cache entry", medium.display()))?
+        .to_string();
+    let version = m.succeed("kldload --version")?;
+    let want = format!("(commit {}, image {id})", kldload::version::COMMIT);
+    ensure!(
+        version.trim_end().ends_with(&want),
+        "`kldload --version` said {:?}, not ... {want}",
+        version.trim()
+    );
+    let completion = m.succeed(
+        "bash -c '. /usr/share/bash-completion/completions/kldload && complete -p kldload'",
+    )?;
+    ensure!(
+        completion.trim_end().ends_with(" kldload"),
+        "the bash completion did not register kldload: {completion:?}"
+    );
+    m.succeed("test -s /usr/local/share/man/man8/kldload.8")?;
+    Ok(format!("{}; {}", version.trim(), completion.trim()))
 }
 
 /// Runs every check and records each result.

@@ -61,11 +61,13 @@ fn apt(argv: &[&str]) -> Result<()> {
 
 /// Host tools the other tests need: signify-openbsd signs a fake ZFSBootMenu release and curl
 /// downloads it (installer/tests/zbm_release.rs); cpio packs and lists initramfs archives
-/// (installer/tests/cli.rs, xtask's image::live).
-pub const TEST_TOOLS: [(&str, &str); 3] = [
+/// (installer/tests/cli.rs, xtask's image::live); man renders kldload's manual page
+/// (installer/tests/cli.rs).
+pub const TEST_TOOLS: [(&str, &str); 4] = [
     ("signify-openbsd", "signify-openbsd"),
     ("curl", "curl"),
     ("cpio", "cpio"),
+    ("man", "man-db"),
 ];
 
 /// Host tools the VM tests need, and their packages.

@@ -118,6 +118,19 @@ pub fn step(inputs: &Inputs) -> Step {
             ],
             "kldload itself, for `kldload doctor` on the installed system",
         ));
+        for (file, what) in super::live_kldload_files() {
+            actions.push(Action::run(
+                [
+                    "install",
+                    "-D",
+                    "-m",
+                    "0644",
+                    file,
+                    &inputs.target(file.trim_start_matches('/')),
+                ],
+                what,
+            ));
+        }
         actions.push(Action::write(
             inputs.target(&format!("etc/systemd/system/{DOCTOR_UNIT}")),
             doctor_unit(pool),

@@ -65,6 +65,32 @@ pub struct Inputs<'a> {
 /// root has this path too).
 pub const LIVE_KLDLOAD: &str = "/usr/local/bin/kldload";
 
+/// Shell completion scripts the medium carries for the binary (`kldload completions SHELL`),
+/// by shell; the install copies them onto the target at the same paths.
+pub const COMPLETIONS: [(&str, &str); 3] = [
+    ("bash", "/usr/share/bash-completion/completions/kldload"),
+    ("zsh", "/usr/share/zsh/vendor-completions/_kldload"),
+    ("fish", "/usr/share/fish/vendor_completions.d/kldload.fish"),
+];
+
+/// The manual page the medium carries (`kldload man`); copied onto the target too.
+pub const MANUAL: &str = "/usr/local/share/man/man8/kldload.8";
+
+/// Everything the medium carries beside [`LIVE_KLDLOAD`] that the install copies onto the
+/// target, each with what it is: the image's id ([`crate::version::IMAGE_ID_FILE`], for
+/// `kldload --version`), the manual page and the completions.
+pub fn live_kldload_files() -> Vec<(&'static str, String)> {
+    let mut files = vec![
+        (
+            crate::version::IMAGE_ID_FILE,
+            "the id of the image installed from, for `kldload --version`".to_string(),
+        ),
+        (MANUAL, "kldload's manual page, kldload(8)".to_string()),
+    ];
+    files.extend(COMPLETIONS.map(|(shell, path)| (path, format!("kldload's {shell} completion"))));
+    files
+}
+
 impl Inputs<'_> {
     /// A path inside the target, e.g. `target("etc/hostname")` -> `/mnt/etc/hostname`.
     pub fn target(&self, path: &str) -> String {

@@ -319,10 +319,9 @@ pub struct Options {
 
 /// Runs `argv`; its stdout when it succeeds.
 fn output(argv: &[&str]) -> Result<String, String> {
-    let out = Command::new(argv[0])
-        .args(&argv[1..])
-        .output()
-        .map_err(|e| format!("{}: {e}", argv[0]))?;
+    let out = Command::new(argv[0]).args(&argv[1..]).output();
+    tracing::debug!(?argv, status = ?out.as_ref().map(|o| o.status), "report reads");
+    let out = out.map_err(|e| format!("{}: {e}", argv[0]))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {

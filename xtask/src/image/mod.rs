@@ -305,6 +305,7 @@ pub fn build_image(opts: &Options) -> Result<Output> {
         key.add(kldload::hash::file_sha256(&shim_dir.join(name))?);
     }
     let medium_dir = cache.entry(distro.name, "medium", &key);
+    let image_id = key.hex();
     cached_phase(
         &mut phases,
         "medium",
@@ -315,6 +316,7 @@ pub fn build_image(opts: &Options) -> Result<Output> {
                 log,
                 tmp,
                 MediumInputs {
+                    image_id: &image_id,
                     builder_dir,
                     payload_dir: &payload_dir,
                     live_dir: &live_dir,
@@ -477,6 +479,9 @@ fn files_zbm(zbm_files: &medium::Files) -> Result<(PathBuf, String)> {
 
 /// The cache entries and files the medium is made of.
 struct MediumInputs<'a> {
+    /// The medium's cache key (its entry is `medium-<id>`): the image's id, which
+    /// `kldload --version` shows on the medium and on systems installed from it.
+    image_id: &'a str,
     builder_dir: &'a Path,
     payload_dir: &'a Path,
     live_dir: &'a Path,
@@ -487,8 +492,33 @@ struct MediumInputs<'a> {
     zbm_files: medium::Files,
 }
 
+/// Beside the binary in the live root `extra`, what the install also copies onto the target
+/// (kldload::recipe::live_kldload_files): the image's id, the shell completions and the manual
+/// page, the last two made by the binary itself.
+fn kldload_files(log: &Log, kldload_bin: &Path, image_id: &str, extra: &Path) -> Result<()> {
+    let at = |path: &str| extra.join(path.trim_start_matches('/'));
+    let write = |path: &str, bytes: &[u8]| -> Result<()> {
+        let file = at(path);
+        fs::create_dir_all(file.parent().expect("an absolute path"))?;
+        fs::write(&file, bytes).with_context(|| format!("writing {}", file.display()))
+    };
+    write(
+        kldload::version::IMAGE_ID_FILE,
+        format!("{image_id}\n").as_bytes(),
+    )?;
+    let bin = kldload_bin.to_string_lossy();
+    for (shell, path) in kldload::recipe::COMPLETIONS {
+        write(path, output(log, &[&bin, "completions", shell])?.as_bytes())?;
+    }
+    write(
+        kldload::recipe::MANUAL,
+        output(log, &[&bin, "man"])?.as_bytes(),
+    )
+}
+
 fn build_medium(log: &Log, work: &Path, inputs: MediumInputs) -> Result<()> {
     let MediumInputs {
+        image_id,
         builder_dir,
         payload_dir,
         live_dir,
@@ -500,6 +530,7 @@ fn build_medium(log: &Log, work: &Path, inputs: MediumInputs) -> Result<()> {
     let extra = work.join("kldload-root");
     fs::create_dir_all(extra.join("usr/local/bin"))?;
     fs::copy(kldload_bin, extra.join("usr/local/bin/kldload"))?;
+    kldload_files(log, kldload_bin, image_id, &extra)?;
     let extra_cpio = work.join("kldload.cpio.zst");
     live::pack_cpio(&extra, &extra_cpio, 19)?;
     fs::remove_dir_all(&extra)?;
