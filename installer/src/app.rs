@@ -528,8 +528,23 @@ pub fn install(
         }
         plan = again;
     }
-    run_plan(&plan, ProgressMode::detect(), &secrets)?;
-    Ok(())
+    // A copy of the log on the medium, when it is one and writable: the live system runs from
+    // memory, and a failure's evidence must outlive it.
+    let (medium_log, copy) = crate::medium_log::MediumLog::open().unzip();
+    let (outcome, copy) =
+        crate::exec::run_plan_logging_to(&plan, ProgressMode::detect(), &secrets, copy);
+    let on_medium = medium_log.as_ref().map(|m| m.path);
+    if let Some(medium_log) = medium_log {
+        medium_log.close(copy);
+    }
+    if outcome.is_err() {
+        let target_log =
+            Path::new(crate::recipe::TARGET_ROOT).join(crate::recipe::base_os::INSTALL_LOG);
+        for place in crate::medium_log::where_the_log_is(on_medium, &target_log) {
+            eprintln!("kldload: {place}");
+        }
+    }
+    Ok(outcome?)
 }
 
 /// Runs the plan's first step when it fetches ZFSBootMenu (`source` a download: `url` or the

@@ -65,6 +65,8 @@ struct Log {
     started: Instant,
     early: Vec<String>,
     file: Option<File>,
+    /// A copy of every line from the start (the medium's, `crate::medium_log`).
+    copy: Option<File>,
     bar: Option<ProgressBar>,
 }
 
@@ -74,6 +76,9 @@ impl Log {
         match &self.bar {
             Some(bar) => bar.println(&line),
             None => eprintln!("{line}"),
+        }
+        if let Some(copy) = &mut self.copy {
+            let _ = writeln!(copy, "{line}");
         }
         match &mut self.file {
             Some(f) => {
@@ -107,12 +112,35 @@ impl Secrets {
 
 /// Runs `plan`; `secrets` are never logged.
 pub fn run_plan(plan: &Plan, mode: ProgressMode, secrets: &Secrets) -> Result<(), ExecError> {
+    run_plan_logging_to(plan, mode, secrets, None).0
+}
+
+/// [`run_plan`], every line of its log also written to `copy` from the start (the medium's
+/// log); gives `copy` back, to be closed.
+pub fn run_plan_logging_to(
+    plan: &Plan,
+    mode: ProgressMode,
+    secrets: &Secrets,
+    copy: Option<File>,
+) -> (Result<(), ExecError>, Option<File>) {
     let log = Arc::new(Mutex::new(Log {
         started: Instant::now(),
         early: Vec::new(),
         file: None,
+        copy,
         bar: None,
     }));
+    let result = run_logged(plan, mode, secrets, &log);
+    let copy = log.lock().unwrap().copy.take();
+    (result, copy)
+}
+
+fn run_logged(
+    plan: &Plan,
+    mode: ProgressMode,
+    secrets: &Secrets,
+    log: &Arc<Mutex<Log>>,
+) -> Result<(), ExecError> {
     let total = plan.steps.len();
     for (i, step) in plan.steps.iter().enumerate() {
         let header = format!("step {}/{total} {}: {}", i + 1, step.id.name(), step.title);
@@ -135,7 +163,7 @@ pub fn run_plan(plan: &Plan, mode: ProgressMode, secrets: &Secrets) -> Result<()
             if let Some(bar) = &bar {
                 bar.set_message(action.why().to_string());
             }
-            run_action(action, &log, mode, secrets).map_err(|(action, output)| {
+            run_action(action, log, mode, secrets).map_err(|(action, output)| {
                 let e = ExecError {
                     step: step.id.name().to_string(),
                     action,

@@ -13,6 +13,7 @@ pub mod exec;
 pub mod hash;
 pub mod initrd;
 pub mod medium;
+pub mod medium_log;
 pub mod mirror;
 pub mod passphrase;
 pub mod plan;

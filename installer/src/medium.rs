@@ -51,6 +51,9 @@ paths! { "/run/kldload/medium/", "";
     ESP_ANSWERS, LIVE_ANSWERS = "answers.toml";
     /// A pool passphrase a user puts next to that answer file.
     ESP_PASSPHRASE, LIVE_PASSPHRASE = "passphrase";
+    /// The install log, appended by every install run from the medium when the stick is
+    /// writable (`crate::medium_log`): a failed install's evidence, kept where the user takes it.
+    ESP_INSTALL_LOG, LIVE_INSTALL_LOG = "kldload-install.log";
 }
 
 // What QEMU hands a VM's live system through fw_cfg: its name for `-fw_cfg name=...,file=...`,

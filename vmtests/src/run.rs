@@ -55,6 +55,9 @@ pub struct Run {
     pub zfsbootmenu_download: Option<crate::serve::FileServer>,
     /// The target disk is as [`Run::in_dir`] made it, blank: no machine has started with it.
     pub target_blank: bool,
+    /// The live system may write to the medium (the run's own copy of it), as to a USB stick
+    /// ([`Run::make_medium_writable`]); else QEMU gives it read-only.
+    pub medium_writable: bool,
     /// Installs may start from the medium's saved live shell (live_state.rs) instead of
     /// booting the medium: for a run whose subject is not the medium's boot or fw_cfg. Off for
     /// the main job and the shared base, which boot the medium as a user's machine does.
@@ -166,6 +169,7 @@ impl Run {
             host_keys_as_installed,
             zfsbootmenu_download: None,
             target_blank: false,
+            medium_writable: false,
             install_from_saved_live_shell: false,
             cpu_override: None,
         })
@@ -277,7 +281,7 @@ impl Run {
             path: self.medium.clone(),
             format: "raw",
             serial: "kldload-medium".into(),
-            read_only: true,
+            read_only: !self.medium_writable,
             boot_index: Some(0),
             sector_size: None,
         };
@@ -384,6 +388,33 @@ impl Run {
 
     /// Starts the install ([`Run::start_install`]) and kills QEMU as soon as the console shows
     /// `pattern` (a regex): the install interrupted there, as by a power cut.
+    /// Boots the medium with the answer file, whose unattended install must fail with a last
+    /// line matching `pattern` (a regex); then logs in to the shell the live system leaves
+    /// (`after_failure`), which the returned machine has. Also returns that line.
+    pub fn install_failing(&mut self, pattern: &str) -> Result<(Machine, String)> {
+        use kldload::unattended::{FAILURE_LINE, SUCCESS_LINE};
+        let mut m = self.start_install("install")?;
+        let either = format!(
+            "({}|{}[^\r\n]*)",
+            regex::escape(SUCCESS_LINE),
+            regex::escape(FAILURE_LINE)
+        );
+        let (_, last) = self.timed("install, to its failure", |_| {
+            m.console.wait_for_regex(&either, INSTALL_TIMEOUT)
+        })?;
+        ensure!(
+            last.starts_with(FAILURE_LINE),
+            "the install succeeded; it was to fail with {pattern:?}"
+        );
+        ensure!(
+            regex::Regex::new(pattern)?.is_match(&last),
+            "the install failed, but not as expected ({pattern:?}): {last:?}"
+        );
+        m.console.wait_for_regex(r"[#$] $", LIVE_BOOT_TIMEOUT)?;
+        m.start_shell()?;
+        Ok((m, last))
+    }
+
     pub fn install_killed_when(&mut self, pattern: &str) -> Result<String> {
         let mut m = self.start_install("install")?;
         let (_, found) = m
@@ -650,21 +681,41 @@ impl Run {
         Ok(kldload::hash::file_sha256(self.medium_file(path)?.path())?)
     }
 
-    /// Installs `file` as ZFSBootMenu the way a user gives a file of their own: copied onto the
-    /// medium's ESP (the run boots a copy of the medium from now on) and named in the answer
-    /// file's `zfsbootmenu.source`.
-    pub fn install_zfsbootmenu_file(&mut self, file: &Path) -> Result<()> {
-        const NAME: &str = "given-zfsbootmenu.EFI";
+    /// The run boots its own copy of the medium from now on (made once; the cache's stays as
+    /// built).
+    fn copy_medium(&mut self) -> Result<()> {
         let copy = self.dir.join(MEDIUM_COPY);
+        if self.medium == copy {
+            return Ok(());
+        }
         let status = std::process::Command::new("cp")
             .arg("--sparse=always")
             .arg(&self.medium)
             .arg(&copy)
             .status()?;
         anyhow::ensure!(status.success(), "copying the medium to {}", copy.display());
+        self.medium = copy;
+        Ok(())
+    }
+
+    /// The live system may write to the medium from now on, as to a USB stick: the run's own
+    /// copy, given to QEMU writable ([`Run::medium_file`] reads what it wrote after the VM is
+    /// off).
+    pub fn make_medium_writable(&mut self) -> Result<()> {
+        self.copy_medium()?;
+        self.medium_writable = true;
+        Ok(())
+    }
+
+    /// Installs `file` as ZFSBootMenu the way a user gives a file of their own: copied onto the
+    /// medium's ESP (the run boots a copy of the medium from now on) and named in the answer
+    /// file's `zfsbootmenu.source`.
+    pub fn install_zfsbootmenu_file(&mut self, file: &Path) -> Result<()> {
+        const NAME: &str = "given-zfsbootmenu.EFI";
+        self.copy_medium()?;
         let out = std::process::Command::new("mcopy")
             .arg("-i")
-            .arg(esp_of(&copy))
+            .arg(esp_of(&self.medium))
             .arg(file)
             .arg(format!("::/{NAME}"))
             .output()
@@ -675,7 +726,6 @@ impl Run {
             file.display(),
             String::from_utf8_lossy(&out.stderr)
         );
-        self.medium = copy;
         let source = format!("{}/{NAME}", kldload::medium::MOUNT);
         let changes: toml::Table = toml::from_str(&format!("zfsbootmenu.source = {source:?}"))?;
         merge_answers(&self.answers, &changes)

@@ -277,7 +277,7 @@ mod tests {
         assert!(applicable.contains(&"fresh-nvram".to_string()));
         assert!(applicable.contains(&"layouts-raidz2".to_string()));
         let names: Vec<&str> = not_applicable.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["bad-input"]);
+        assert_eq!(names, ["bad-input", "install-fails-in-step-3"]);
         assert!(
             not_applicable
                 .iter()

@@ -45,6 +45,9 @@ pub fn run_scenario(name: &str, path: &Path) -> Result<()> {
     if let Some(zfsbootmenu) = scenario.zfsbootmenu {
         run.install_zfsbootmenu_file(&env.given_zfsbootmenu_file(zfsbootmenu)?)?;
     }
+    if scenario.medium_writable {
+        run.make_medium_writable()?;
+    }
     run.target_sector_size = scenario.target.sector_size;
     for disk in &scenario.extra_disks {
         let disk = disk.options();

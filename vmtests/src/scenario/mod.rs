@@ -50,6 +50,9 @@ pub struct Scenario {
     /// target is /dev/vda, the medium /dev/vdb); on the installed machine /dev/vdb, ...
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_disks: Vec<ExtraDisk>,
+    /// The live system may write to the medium (the run's own copy), as to a USB stick.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub medium_writable: bool,
     /// The blank target's kind (only with `start = "blank"`).
     #[serde(default, skip_serializing_if = "TargetDisk::is_default")]
     pub target: TargetDisk,

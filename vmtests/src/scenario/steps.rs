@@ -131,6 +131,7 @@ vocabulary! {
     "reboot" => Reboot,
     "shutdown" => Shutdown,
     "new-nvram" => NewNvram,
+    "medium-file" => MediumFile,
     "zbm-countdown" => ZbmCountdown,
     "zbm-menu" => ZbmMenu,
     "zbm-snapshots" => ZbmSnapshots,
@@ -162,29 +163,44 @@ impl Step {
 
 /// Boots the live medium with the answer file and waits for the unattended install to succeed
 /// and power off, or, with `kill_when` (a regex), kills QEMU as soon as the console shows it:
-/// the install interrupted there.
+/// the install interrupted there; or, with `fails_with` (a regex), waits for it to fail with a
+/// last line that matches and logs in to the shell the live system leaves, for the next steps.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Install {
     pub kill_when: Option<String>,
+    pub fails_with: Option<String>,
     pub check: Option<String>,
 }
 
 impl StepKind for Install {
     fn describe(&self) -> String {
-        match &self.kill_when {
-            None => "install".into(),
-            Some(k) => format!("install, killed at {k:?}"),
+        match (&self.kill_when, &self.fails_with) {
+            (Some(k), _) => format!("install, killed at {k:?}"),
+            (None, Some(f)) => format!("install, failing with {f:?}"),
+            (None, None) => "install".into(),
         }
     }
     fn check(&self) -> Option<&str> {
         self.check.as_deref()
     }
     fn validate(&self, _: &mut Validation) -> Result<()> {
-        self.kill_when.as_deref().map_or(Ok(()), regex_compiles)
+        ensure!(
+            self.kill_when.is_none() || self.fails_with.is_none(),
+            "an install is killed (kill_when) or fails (fails_with), not both"
+        );
+        for pattern in [&self.kill_when, &self.fails_with].into_iter().flatten() {
+            regex_compiles(pattern)?;
+        }
+        Ok(())
     }
     fn run(&self, x: &mut Exec) -> Result<String> {
         x.ensure_off()?;
+        if let Some(pattern) = &self.fails_with {
+            let (m, last) = x.run.install_failing(pattern)?;
+            x.m = Some(m);
+            return Ok(format!("failed: {last:?}; logged in to the shell it left"));
+        }
         match &self.kill_when {
             None => {
                 x.run.install_and_inspect()?;
@@ -839,6 +855,47 @@ impl StepKind for Shutdown {
         x.machine()?.shutdown(Duration::from_secs(180))?;
         x.m = None;
         Ok("powered off".into())
+    }
+}
+
+/// A file on the medium's ESP, read with mtools while the VM is off (what a user finds on the
+/// stick on another machine): its text must match `text` (a regex).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediumFile {
+    /// Its path on the ESP, e.g. `kldload-install.log`.
+    pub path: String,
+    pub text: String,
+    pub check: Option<String>,
+}
+
+impl StepKind for MediumFile {
+    fn describe(&self) -> String {
+        format!("the medium's {}", self.path)
+    }
+    fn check(&self) -> Option<&str> {
+        self.check.as_deref()
+    }
+    fn validate(&self, _: &mut Validation) -> Result<()> {
+        regex_compiles(&self.text)
+    }
+    fn run(&self, x: &mut Exec) -> Result<String> {
+        x.ensure_off()?;
+        let copy = x.run.medium_file(&self.path)?;
+        let text = std::fs::read_to_string(copy.path())?;
+        let found = regex::Regex::new(&self.text)?
+            .find(&text)
+            .with_context(|| {
+                format!(
+                    "the medium's {} does not match {:?}; it holds:\n{text}",
+                    self.path, self.text
+                )
+            })?;
+        Ok(format!(
+            "{} bytes; matched {:?}",
+            text.len(),
+            found.as_str().chars().take(120).collect::<String>()
+        ))
     }
 }
 
