@@ -150,7 +150,7 @@ fn plan_for(
     let requested_mirror = override_mirror.or_else(|| config.source.mirror.clone());
     let source = match (&requested_mirror, &config.source.image) {
         (Some(m), _) => BaseSource::Mirror(m.clone()),
-        (None, Some(image)) => BaseSource::Image(image.clone()),
+        (None, Some(image)) => BaseSource::Image(image.as_str().into()),
         (None, None) if config.distro.family() == Family::Debian => {
             BaseSource::Image(LIVE_PAYLOAD.into())
         }

@@ -475,8 +475,8 @@ pub struct RootAccess {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstallSource {
-    /// A payload tarball (zstd) made by `cargo xtask build-image`.
-    pub image: Option<PathBuf>,
+    /// A payload tarball (zstd) made by `cargo xtask build-image`, by its absolute path.
+    pub image: Option<FilePath>,
     /// Install from this package mirror instead (debootstrap, dnf, or FreeBSD's dist files).
     pub mirror: Option<MirrorUrl>,
     /// rocky-9: the OpenZFS repository for EL9 (its kmod packages), e.g. ".../epel/9/kmod/x86_64/".

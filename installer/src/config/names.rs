@@ -94,8 +94,9 @@ fn check_pool_name(v: &str) -> Result<(), NameError> {
             &format!("{c:?} is not allowed (use letters, digits, '_', '-', '.', ':')"),
         ));
     }
-    // zpool(8) reserves these as vdev type words.
-    for reserved in ["mirror", "raidz", "draid", "spare", "log"] {
+    // zpoolconcepts(7): "The pool names mirror, raidz, draid, spare and log are reserved, as
+    // are names beginning with mirror, raidz, draid, and spare" (vdev type words).
+    for reserved in ["mirror", "raidz", "draid", "spare"] {
         if v.starts_with(reserved) {
             return Err(refuse(
                 WHAT,
@@ -103,6 +104,9 @@ fn check_pool_name(v: &str) -> Result<(), NameError> {
                 &format!("names starting with {reserved:?} are reserved by ZFS"),
             ));
         }
+    }
+    if v == "log" {
+        return Err(refuse(WHAT, v, "the name \"log\" is reserved by ZFS"));
     }
     if v.len() >= 2 && v.starts_with('c') && v.as_bytes()[1].is_ascii_digit() {
         return Err(refuse(
@@ -442,7 +446,7 @@ fn check_file_path(v: &str) -> Result<(), NameError> {
         return Err(refuse(
             "path",
             v,
-            "give an absolute path to a file, e.g. /run/secrets/pool-passphrase",
+            "give the absolute path of a file, on one line, e.g. /run/secrets/pool-passphrase",
         ));
     }
     Ok(())
@@ -652,8 +656,11 @@ mod tests {
     fn pool_names() {
         assert!(PoolName::new("rpool").is_ok());
         assert!(PoolName::new("tank_2.a:b-c").is_ok());
+        // ZFS reserves "log" itself, not names that start with it (zpoolconcepts(7)).
+        assert!(PoolName::new("logs").is_ok());
         for bad in [
             "", "-o", "1pool", "mirror0", "raidz", "c0d0", "r pool", "r;pool", "pool/x", "log",
+            "spare1", "draid2",
         ] {
             assert!(PoolName::new(bad).is_err(), "{bad:?} accepted");
         }

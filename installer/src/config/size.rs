@@ -11,11 +11,23 @@ pub const GIB: u64 = 1024 * MIB;
 #[serde(try_from = "SizeInput", into = "u64")]
 pub struct ByteSize(pub u64);
 
+/// What a size may be written as. A negative or fractional number is read too, to be refused
+/// by name (an untagged enum that matches nothing says only that).
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum SizeInput {
     Bytes(u64),
     Text(String),
+    Negative(i64),
+    Fractional(f64),
+}
+
+/// Why a number that is not a whole number of bytes is no size.
+fn not_a_size(number: impl fmt::Display) -> String {
+    format!(
+        "{number} is not a size: give a whole number of bytes (0 or more) or text with a unit, \
+         e.g. \"8G\" or \"1.5 GiB\""
+    )
 }
 
 /// A size: text with a binary unit or a number of bytes.
@@ -57,6 +69,8 @@ impl TryFrom<SizeInput> for ByteSize {
         match input {
             SizeInput::Bytes(b) => Ok(ByteSize(b)),
             SizeInput::Text(t) => ByteSize::parse(&t),
+            SizeInput::Negative(n) => Err(not_a_size(n)),
+            SizeInput::Fractional(x) => Err(not_a_size(x)),
         }
     }
 }
@@ -200,6 +214,25 @@ impl fmt::Display for Ashift {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A negative or fractional number of bytes is refused by name, not as "no variant of
+    /// an untagged enum".
+    #[test]
+    fn a_number_that_is_no_size_is_named() {
+        #[derive(Debug, Deserialize)]
+        struct File {
+            size: ByteSize,
+        }
+        for (text, named) in [
+            ("size = -1", "-1 is not a size"),
+            ("size = 2.5", "2.5 is not a size"),
+        ] {
+            let e = toml::from_str::<File>(text).unwrap_err().to_string();
+            assert!(e.contains(named) && e.contains("\"8G\""), "{text}: {e}");
+        }
+        let ok: File = toml::from_str("size = 512").unwrap();
+        assert_eq!(ok.size, ByteSize(512));
+    }
 
     #[test]
     fn parses_binary_suffixes() {

@@ -309,6 +309,22 @@ fn cross_key_rules() {
     }
 }
 
+/// The payload's path is absolute and one line: a relative one would be read against wherever
+/// kldload was started, and a newline would break the plan's script.
+#[test]
+fn the_payload_image_is_an_absolute_path() {
+    let ok = parse(&format!(
+        "{MINIMAL}\n[source]\nimage = \"/srv/payload.tar.zst\"\n"
+    ))
+    .unwrap();
+    assert_eq!(ok.source.image.unwrap().as_str(), "/srv/payload.tar.zst");
+    for bad in ["payload.tar.zst", "/srv/pay\\nload.tar.zst", "/srv/"] {
+        let e = error(&format!("{MINIMAL}\n[source]\nimage = \"{bad}\"\n"));
+        assert!(e.contains("key `source.image`"), "{bad}: {e}");
+        assert!(e.contains("absolute path"), "{bad}: {e}");
+    }
+}
+
 #[test]
 fn zfsbootmenu_source_is_built_release_or_a_path() {
     for (value, choice) in [
