@@ -1016,18 +1016,40 @@ impl StepKind for ZbmBoot {
     }
 }
 
-/// ZFSBootMenu: selects `be` in the menu and opens its kernel list (Alt+K); `check` that it
-/// lists kernels.
+/// ZFSBootMenu: selects `be` in the menu and opens its kernel list (Alt+K), which must not be
+/// empty; with `count`, it lists exactly that many kernels; with `contains` (regexes), each
+/// matches a kernel of its own (two regexes need two kernels).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZbmKernels {
     pub be: String,
+    pub count: Option<usize>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contains: Vec<String>,
     pub check: Option<String>,
+}
+
+/// Each of `patterns` matched to a kernel of `listed` no other pattern took, in order; the
+/// first that finds none is named.
+fn match_each_to_its_own(patterns: &[String], listed: &[String]) -> Result<()> {
+    let mut taken = vec![false; listed.len()];
+    for pattern in patterns {
+        let re = regex::Regex::new(pattern)?;
+        let own = (0..listed.len()).find(|&i| !taken[i] && re.is_match(&listed[i]));
+        let i = own.with_context(|| {
+            format!("no kernel of its own matches {pattern:?} in the list {listed:?}")
+        })?;
+        taken[i] = true;
+    }
+    Ok(())
 }
 
 impl StepKind for ZbmKernels {
     fn describe(&self) -> String {
         format!("ZFSBootMenu: kernels of {}", self.be)
+    }
+    fn validate(&self, _: &mut Validation) -> Result<()> {
+        self.contains.iter().try_for_each(|r| regex_compiles(r))
     }
     fn check(&self) -> Option<&str> {
         self.check.as_deref()
@@ -1037,6 +1059,14 @@ impl StepKind for ZbmKernels {
         zbm.select(&self.be)?;
         let listed = zbm.kernels()?;
         ensure!(!listed.is_empty(), "the kernel list is empty");
+        if let Some(count) = self.count {
+            ensure!(
+                listed.len() == count,
+                "the kernel list has {} kernels, not {count}: {listed:?}",
+                listed.len()
+            );
+        }
+        match_each_to_its_own(&self.contains, &listed)?;
         Ok(listed.join(" "))
     }
 }
@@ -1103,6 +1133,25 @@ impl StepKind for ZbmCmdlineOnce {
 
 #[cfg(test)]
 mod tests {
+
+    /// Two patterns need two kernels: one kernel matching both does not do.
+    #[test]
+    fn each_pattern_takes_a_kernel_of_its_own() {
+        let listed = [
+            "vmlinuz-6.12.999+deb13-amd64",
+            "vmlinuz-6.12.117+deb13-amd64",
+        ]
+        .map(String::from);
+        let pats = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        match_each_to_its_own(&pats(&[r"\.999\D", "^vmlinuz-"]), &listed).unwrap();
+        let one = &listed[..1];
+        let e = match_each_to_its_own(&pats(&[r"\.999\D", "^vmlinuz-"]), one).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("no kernel of its own matches \"^vmlinuz-\""),
+            "{e}"
+        );
+    }
     use super::*;
 
     /// The README's table of steps lists exactly the kinds [`Step`] parses, in its order.
