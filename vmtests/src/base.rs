@@ -194,14 +194,17 @@ impl Run {
     /// on with a copy-on-write overlay of it. One install then serves the main job and every
     /// test that starts from an installed machine. Tests that want the base meanwhile wait for
     /// it (the base lock), and fail at once if this install fails.
-    /// Returns whether it became the base.
-    pub fn install_and_share_as_base(&mut self) -> Result<bool> {
+    ///
+    /// Returns the base still pending when it became the base: it is shared only when the
+    /// main job's checks then pass ([`PendingBase::share`]); dropped unshared, it is marked
+    /// failed, so no test starts from an install whose checks failed.
+    pub fn install_and_share_as_base(&mut self) -> Result<Option<PendingBase>> {
         let lock = BaseLock::take(&self.medium)?;
         let dir = base_dir(&self.medium)?;
         if matches!(base_state(&dir), BaseState::Done) {
             drop(lock);
             self.install_and_inspect()?;
-            return Ok(false);
+            return Ok(None);
         }
         clear_for_base(&dir)?;
         if let Err(e) = self.install_and_inspect() {
@@ -211,8 +214,45 @@ impl Run {
         move_file(&self.target, &dir.join("target.qcow2"))?;
         create_disk(&self.target, "16G", Some(&dir.join("target.qcow2")))?;
         copy_files(&self.dir, &dir, &BASE_FILES)?;
-        std::fs::write(dir.join(BASE_DONE), self.dir.display().to_string())?;
-        Ok(true)
+        Ok(Some(PendingBase {
+            _lock: lock,
+            dir,
+            made_by: self.dir.clone(),
+            shared: false,
+        }))
+    }
+}
+
+/// The main job's install, made the shared base but not shared yet: the base lock is held (the
+/// tests that want the base wait) until the main job's checks pass and [`PendingBase::share`]
+/// marks it done, or it is dropped and marked failed.
+pub struct PendingBase {
+    _lock: BaseLock,
+    dir: PathBuf,
+    made_by: PathBuf,
+    shared: bool,
+}
+
+impl PendingBase {
+    /// The main job's checks passed: the base is done, for every test after.
+    pub fn share(mut self) -> Result<()> {
+        std::fs::write(self.dir.join(BASE_DONE), self.made_by.display().to_string())?;
+        self.shared = true;
+        Ok(())
+    }
+}
+
+impl Drop for PendingBase {
+    fn drop(&mut self) {
+        if !self.shared {
+            let _ = mark_base_failed(
+                &self.dir,
+                &format!(
+                    "the main job's boot or checks failed on it ({})",
+                    self.made_by.display()
+                ),
+            );
+        }
     }
 }
 
@@ -367,4 +407,38 @@ pub fn installed_base(distro: Distro, medium: &Path) -> Result<Run> {
     }
     std::fs::write(run.dir.join(BASE_DONE), "")?;
     Ok(run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The main job's base is done only once shared; dropped unshared (its checks failed), it
+    /// is failed for the rest of the run, and no test starts from it.
+    #[test]
+    fn a_base_whose_checks_failed_is_never_done() {
+        let entry = tempfile::tempdir().unwrap();
+        let medium = entry.path().join("kldload.img");
+        std::fs::write(&medium, "").unwrap();
+        let pending = |name: &str| {
+            let dir = entry.path().join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            let base = PendingBase {
+                _lock: BaseLock::take(&medium).unwrap(),
+                dir: dir.clone(),
+                made_by: entry.path().join("run"),
+                shared: false,
+            };
+            (base, dir)
+        };
+        let (failed, dir) = pending("failed");
+        drop(failed);
+        assert!(matches!(
+            base_state(&dir),
+            BaseState::FailedInThisRun(why) if why.contains("checks failed")
+        ));
+        let (passed, dir) = pending("passed");
+        passed.share().unwrap();
+        assert!(matches!(base_state(&dir), BaseState::Done));
+    }
 }

@@ -29,9 +29,11 @@ fn boot_and_check(
 fn install_and_boot() {
     test_on_blank_disk("install", |run| {
         let config = kldload::config::Config::load(&run.answers)?;
-        let shared = run.install_and_share_as_base()?;
+        let pending = run.install_and_share_as_base()?;
         boot_and_check(run, &config)?;
-        if shared {
+        // Shared only when every check passed; else `pending`'s drop marks the base failed.
+        if let Some(base) = pending.filter(|_| run.report.passed()) {
+            base.share()?;
             println!("this install is the shared base the other VM tests start from");
         }
         Ok(())
