@@ -735,7 +735,7 @@ impl Run {
     /// `zfsbootmenu.url` (with its `sha256`): served from the host for the live system, which
     /// fetches it before touching any disk.
     pub fn download_zfsbootmenu_file(&mut self, file: &Path) -> Result<()> {
-        let server = crate::serve::FileServer::start(file, "zfsbootmenu.EFI")?;
+        let server = crate::serve::FileServer::start(file, "zfsbootmenu.EFI", &self.transcript)?;
         let mut changes = toml::Table::new();
         let mut z = toml::Table::new();
         z.insert("url".into(), server.guest_url().into());
