@@ -14,6 +14,7 @@
 //!
 //! Reading the places is separate from judging them, so the judgement is unit-tested.
 
+pub mod boot_environments;
 pub mod keys;
 
 use crate::config::ZFSBOOTMENU_HOSTID;
@@ -467,6 +468,30 @@ pub fn root_not_zfs_message(source: &str, fstype: &str) -> String {
     )
 }
 
+/// Reads the root pool's bootfs and its datasets that mount at /; None when / is not ZFS or
+/// ZFS's tools cannot say.
+pub fn read_boot_environments(pool: &str) -> Option<boot_environments::BootEnvironmentsReadings> {
+    let running = running_boot_environment(&std::fs::read_to_string("/proc/self/mounts").ok()?)?;
+    let bootfs = output(&["zpool", "get", "-H", "-o", "value", "bootfs", pool])?;
+    let list = output(&[
+        "zfs",
+        "list",
+        "-H",
+        "-t",
+        "filesystem",
+        "-r",
+        "-o",
+        "name,canmount,mountpoint",
+        pool,
+    ])?;
+    Some(boot_environments::BootEnvironmentsReadings {
+        pool: pool.to_string(),
+        bootfs: boot_environments::parse_bootfs(&bootfs),
+        running,
+        mounted_at_root: boot_environments::parse_mounted_at_root(&list),
+    })
+}
+
 /// Reads [`BootEnvironmentReadings`] on this machine; None when / is not ZFS.
 pub fn read_boot_environment() -> Option<BootEnvironmentReadings> {
     let be = running_boot_environment(&std::fs::read_to_string("/proc/self/mounts").ok()?)?;
@@ -534,6 +559,22 @@ impl Diagnosis {
     /// (a problem when that kernel's initramfs has no zfs.ko, or lacks the key file of an
     /// encrypted root) and the command line (a problem when the boot environment's own value
     /// hides its parent's console). `None`: / is not ZFS.
+    /// What the next unattended boot takes: the pool's bootfs, and no second root.
+    pub fn add_boot_environments(
+        &mut self,
+        r: Option<&boot_environments::BootEnvironmentsReadings>,
+    ) {
+        let Some(r) = r else {
+            self.readings
+                .push("the pool's bootfs and boot environments (not readable)".into());
+            self.unreadable += 1;
+            return;
+        };
+        let (lines, problems) = boot_environments::judge(r);
+        self.readings.extend(lines);
+        self.problems.extend(problems);
+    }
+
     pub fn add_boot_environment(&mut self, r: Option<&BootEnvironmentReadings>) {
         let Some(r) = r else {
             self.readings

@@ -331,6 +331,8 @@ fn run(cli: Cli) -> Result<(), AppError> {
             diagnosis.add_zfsbootmenu(&read_zbm(&pool), &pool);
             diagnosis.add_fallback(read_fallback());
             diagnosis.add_boot_environment(read_boot_environment().as_ref());
+            diagnosis
+                .add_boot_environments(kldload::doctor::read_boot_environments(&pool).as_ref());
             if !(quiet && diagnosis.healthy()) {
                 print!("{}", diagnosis.report());
             }

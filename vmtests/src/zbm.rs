@@ -307,10 +307,20 @@ impl<'m> Zbm<'m> {
     /// Waits for the main menu (its prompt `BE >` and its list of boot environments); returns
     /// them. The prompt tells it from the kernel list, whose prompt is `<be> >`.
     pub fn wait_for_menu(&mut self) -> Result<Vec<String>> {
-        let screen = self.wait("the menu of boot environments", |s| {
-            let listed = boot_environments(s).len();
-            s.contains("BE >") && listed > 0 && all_rows_drawn(s, listed)
-        })?;
+        self.wait_for_menu_within(SCREEN_TIMEOUT)
+    }
+
+    /// [`Self::wait_for_menu`], for at most `timeout` (from a boot: the firmware and
+    /// ZFSBootMenu's own boot come first).
+    pub fn wait_for_menu_within(&mut self, timeout: Duration) -> Result<Vec<String>> {
+        let screen = self.wait_within(
+            "the menu of boot environments",
+            |s| {
+                let listed = boot_environments(s).len();
+                s.contains("BE >") && listed > 0 && all_rows_drawn(s, listed)
+            },
+            timeout,
+        )?;
         Ok(boot_environments(&screen))
     }
 

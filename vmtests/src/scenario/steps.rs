@@ -942,17 +942,32 @@ impl StepKind for ZbmCountdown {
     }
 }
 
-/// ZFSBootMenu: waits for the countdown and stops it with Escape; the menu opens.
+/// ZFSBootMenu: waits for the countdown and stops it with Escape; the menu opens. With
+/// `without_countdown`, the menu comes by itself (no boot environment to count down to: the
+/// pool has no bootfs): waits for it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ZbmMenu {}
+pub struct ZbmMenu {
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub without_countdown: bool,
+    pub check: Option<String>,
+}
 
 impl StepKind for ZbmMenu {
     fn describe(&self) -> String {
-        "ZFSBootMenu: open the menu".into()
+        match self.without_countdown {
+            false => "ZFSBootMenu: open the menu".into(),
+            true => "ZFSBootMenu: its menu, with no countdown".into(),
+        }
+    }
+    fn check(&self) -> Option<&str> {
+        self.check.as_deref()
     }
     fn run(&self, x: &mut Exec) -> Result<String> {
         let mut zbm = Zbm::new(x.machine()?);
+        if self.without_countdown {
+            return Ok(zbm.wait_for_menu_within(MENU_TIMEOUT)?.join(" "));
+        }
         zbm.wait_for_countdown(MENU_TIMEOUT)?;
         Ok(zbm.open_menu()?.join(" "))
     }
