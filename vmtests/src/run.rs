@@ -58,6 +58,9 @@ pub struct Run {
     /// The live system may write to the medium (the run's own copy of it), as to a USB stick
     /// ([`Run::make_medium_writable`]); else QEMU gives it read-only.
     pub medium_writable: bool,
+    /// The install's answer file goes onto the medium's ESP as answers.toml, as a user copies
+    /// it onto the stick ([`Run::answers_on_medium`]), instead of through QEMU's fw_cfg.
+    pub answers_on_medium: bool,
     /// Installs may start from the medium's saved live shell (live_state.rs) instead of
     /// booting the medium: for a run whose subject is not the medium's boot or fw_cfg. Off for
     /// the main job and the shared base, which boot the medium as a user's machine does.
@@ -170,6 +173,7 @@ impl Run {
             zfsbootmenu_download: None,
             target_blank: false,
             medium_writable: false,
+            answers_on_medium: false,
             install_from_saved_live_shell: false,
             cpu_override: None,
         })
@@ -294,7 +298,10 @@ impl Run {
             ..d.clone()
         }));
         let mut fw_cfg = vec![];
-        if answers {
+        if answers && self.answers_on_medium {
+            // As a user does: the answer file copied onto the stick, nothing through fw_cfg.
+            self.put_on_medium(&self.answers.clone(), kldload::medium::ESP_ANSWERS)?;
+        } else if answers {
             fw_cfg.push((
                 kldload::medium::FW_CFG_ANSWERS_NAME.into(),
                 self.answers.clone(),
@@ -704,6 +711,38 @@ impl Run {
     pub fn make_medium_writable(&mut self) -> Result<()> {
         self.copy_medium()?;
         self.medium_writable = true;
+        Ok(())
+    }
+
+    /// From now on the medium boots with the run's answer file on its ESP (answers.toml, copied
+    /// there at each boot of the medium, as it is then), as a user puts it on the stick, and
+    /// none through fw_cfg.
+    pub fn answers_on_medium(&mut self) -> Result<()> {
+        self.copy_medium()?;
+        self.answers_on_medium = true;
+        Ok(())
+    }
+
+    /// Copies `file` onto the run's copy of the medium as `name` on its ESP (mtools).
+    fn put_on_medium(&self, file: &Path, name: &str) -> Result<()> {
+        anyhow::ensure!(
+            self.medium == self.dir.join(MEDIUM_COPY),
+            "the medium is the cache's, not this run's copy: nothing is written to it"
+        );
+        let out = std::process::Command::new("mcopy")
+            .arg("-o")
+            .arg("-i")
+            .arg(esp_of(&self.medium))
+            .arg(file)
+            .arg(format!("::/{name}"))
+            .output()
+            .context("mcopy (install mtools)")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "copying {} onto the medium's ESP: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
         Ok(())
     }
 

@@ -48,6 +48,9 @@ pub fn run_scenario(name: &str, path: &Path) -> Result<()> {
     if scenario.medium_writable {
         run.make_medium_writable()?;
     }
+    if scenario.answers_on_medium {
+        run.answers_on_medium()?;
+    }
     run.target_sector_size = scenario.target.sector_size;
     for disk in &scenario.extra_disks {
         let disk = disk.options();

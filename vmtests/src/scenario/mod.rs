@@ -53,6 +53,10 @@ pub struct Scenario {
     /// The live system may write to the medium (the run's own copy), as to a USB stick.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub medium_writable: bool,
+    /// The install's answer file is on the medium (answers.toml on its ESP), as a user puts it
+    /// on the stick, not handed over through QEMU's fw_cfg.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub answers_on_medium: bool,
     /// The blank target's kind (only with `start = "blank"`).
     #[serde(default, skip_serializing_if = "TargetDisk::is_default")]
     pub target: TargetDisk,
