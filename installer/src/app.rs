@@ -533,7 +533,7 @@ pub fn install(
     let (medium_log, copy) = crate::medium_log::MediumLog::open().unzip();
     let (outcome, copy) =
         crate::exec::run_plan_logging_to(&plan, ProgressMode::detect(), &secrets, copy);
-    let on_medium = medium_log.as_ref().map(|m| m.path);
+    let on_medium = medium_log.is_some();
     if let Some(medium_log) = medium_log {
         medium_log.close(copy);
     }

@@ -12,11 +12,8 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
-/// The medium's ESP, writable for the install's log.
-pub struct MediumLog {
-    /// The log's path under [`MOUNT`].
-    pub path: &'static str,
-}
+/// The medium's ESP, writable for the install's log ([`LIVE_INSTALL_LOG`]).
+pub struct MediumLog;
 
 /// `mount -o remount,OPTION` of the medium; whether it worked.
 fn remount(option: &str) -> bool {
@@ -57,12 +54,7 @@ impl MediumLog {
                 Ok(file)
             });
         match opened {
-            Ok(file) => Some((
-                MediumLog {
-                    path: LIVE_INSTALL_LOG,
-                },
-                file,
-            )),
+            Ok(file) => Some((MediumLog, file)),
             Err(e) => {
                 eprintln!("kldload: cannot write the install log on the medium: {e}");
                 remount("ro");
@@ -83,13 +75,14 @@ impl MediumLog {
     }
 }
 
-/// The lines that say where a failed install's log is: on the medium (as the stick names it),
-/// and on the target when the install got that far.
-pub fn where_the_log_is(on_medium: Option<&str>, target_log: &Path) -> Vec<String> {
+/// The lines that say where a failed install's log is: on the medium when it was written
+/// there (as the stick names it), and on the target when the install got that far.
+pub fn where_the_log_is(on_medium: bool, target_log: &Path) -> Vec<String> {
     let mut places = Vec::new();
-    if let Some(path) = on_medium {
+    if on_medium {
         places.push(format!(
-            "the install log is on the medium: {} on its KLDLOAD partition (here {path})",
+            "the install log is on the medium: {} on its KLDLOAD partition (here \
+             {LIVE_INSTALL_LOG})",
             crate::medium::ESP_INSTALL_LOG
         ));
     }
@@ -116,17 +109,17 @@ mod tests {
     fn a_failure_names_every_place_its_log_is() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("install.log");
-        let none = where_the_log_is(None, &target);
+        let none = where_the_log_is(false, &target);
         assert_eq!(none.len(), 1);
         assert!(none[0].contains("journalctl"), "{none:?}");
         std::fs::write(&target, "x").unwrap();
-        let both = where_the_log_is(Some(LIVE_INSTALL_LOG), &target);
+        let both = where_the_log_is(true, &target);
         assert!(
             both[0].contains("kldload-install.log on its KLDLOAD partition"),
             "{both:?}"
         );
         assert!(both[1].contains("on the target too") && both[1].contains("install.log"));
-        let target_only = where_the_log_is(None, &target);
+        let target_only = where_the_log_is(false, &target);
         assert!(target_only[0].starts_with("the install log is on the target: "));
     }
 }

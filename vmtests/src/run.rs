@@ -752,19 +752,7 @@ impl Run {
     pub fn install_zfsbootmenu_file(&mut self, file: &Path) -> Result<()> {
         const NAME: &str = "given-zfsbootmenu.EFI";
         self.copy_medium()?;
-        let out = std::process::Command::new("mcopy")
-            .arg("-i")
-            .arg(esp_of(&self.medium))
-            .arg(file)
-            .arg(format!("::/{NAME}"))
-            .output()
-            .context("mcopy (install mtools)")?;
-        anyhow::ensure!(
-            out.status.success(),
-            "copying {} onto the medium's ESP: {}",
-            file.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.put_on_medium(file, NAME)?;
         let source = format!("{}/{NAME}", kldload::medium::MOUNT);
         let changes: toml::Table = toml::from_str(&format!("zfsbootmenu.source = {source:?}"))?;
         merge_answers(&self.answers, &changes)
