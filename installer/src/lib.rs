@@ -21,6 +21,7 @@ pub mod recipe;
 pub mod report;
 pub mod secure_boot;
 pub mod unattended;
+pub mod upgrade;
 pub mod version;
 pub mod zbm;
 pub mod zpool_cache;

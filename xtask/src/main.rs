@@ -106,6 +106,25 @@ enum Task {
         #[command(flatten)]
         sources: ImageSources,
     },
+    /// Build an update for machines installed from the image: the newest kernel the archive
+    /// offers with ZFS built for it and signed with the build's MOK, and ZFS's userland, as a
+    /// small apt repository signed with the build's update key. Put it on a USB stick or a web
+    /// server; `kldload upgrade PATH|URL` installs it into a new boot environment.
+    BuildUpdate {
+        /// debian (= debian-13), debian-12 or debian-14 (testing).
+        #[arg(value_parser = parse_distro)]
+        distro: ImageDistro,
+        /// Where the kernel and ZFS come from: the image's suite, or its backports (a newer
+        /// kernel series, with the newest ZFS that builds for it).
+        #[arg(long, value_enum, default_value = "suite")]
+        from: image::update::Series,
+        /// Copy the repository into this directory (default: it stays in the build cache,
+        /// whose path is printed).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        sources: ImageSources,
+    },
     /// Build (or reuse) the medium, install it into a blank VM disk, boot it through ZFSBootMenu
     /// and check what was built. Results in target/vmtest/<distro>/.
     VmTest {
@@ -362,6 +381,21 @@ fn run() -> anyhow::Result<()> {
                 m.sha256
             );
             print!("{}", out.phases.table());
+            Ok(())
+        }
+        Task::BuildUpdate {
+            distro,
+            from,
+            out,
+            sources,
+        } => {
+            let update = image::update::build_update(&image::update::UpdateOptions {
+                image: sources.options(distro, false),
+                from,
+                out,
+            })?;
+            print!("{}", update.phases.table());
+            image::update::print_summary(&update);
             Ok(())
         }
         Task::ImageCache { action, cache } => image_cache(action, &cache.path()),

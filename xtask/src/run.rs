@@ -95,8 +95,15 @@ pub fn run(log: &Log, argv: &[&str]) -> Result<()> {
 
 /// Runs `argv` and returns its stdout (stderr to the log).
 pub fn output(log: &Log, argv: &[&str]) -> Result<String> {
-    log.note(&format!("$ {}", shown(argv)));
+    output_in(log, Path::new("."), argv)
+}
+
+/// Like [`output`], run in the directory `dir` (for tools that name files as found there,
+/// such as `apt-ftparchive`).
+pub fn output_in(log: &Log, dir: &Path, argv: &[&str]) -> Result<String> {
+    log.note(&format!("$ (cd {} && {})", dir.display(), shown(argv)));
     let out = Command::new(argv[0])
+        .current_dir(dir)
         .args(&argv[1..])
         .stdin(Stdio::null())
         .stderr(log.file()?)

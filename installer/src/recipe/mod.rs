@@ -85,6 +85,10 @@ pub fn live_kldload_files() -> Vec<(&'static str, String)> {
             crate::version::IMAGE_ID_FILE,
             "the id of the image installed from, for `kldload --version`".to_string(),
         ),
+        (
+            crate::upgrade::UPDATE_KEY_FILE,
+            "the public key updates must be signed with, for `kldload upgrade`".to_string(),
+        ),
         (MANUAL, "kldload's manual page, kldload(8)".to_string()),
     ];
     files.extend(COMPLETIONS.map(|(shell, path)| (path, format!("kldload's {shell} completion"))));

@@ -139,14 +139,37 @@ pub fn build(
             &format!("linux-image-{kernel}"),
         ],
     )?;
-    let zfs_version = dkms_version(&root, "zfs")?;
+    let (zfs_version, deb) = package_signed_modules(log, &root, &kernel, &signer, entry)?;
+    let built = Built {
+        kernel,
+        kernel_package_version: kernel_package_version.trim().to_string(),
+        zfs: zfs_version,
+        signer,
+        modules_deb: deb,
+    };
+    fs::write(entry.join(INFO), serde_json::to_string_pretty(&built)?)?;
+    Ok(built)
+}
+
+/// The ZFS modules DKMS built in `root` for `kernel`: uncompressed ([`decompress_modules`]),
+/// zfs.ko checked to be signed by `signer`, and packaged into `entry` ([`modules_package`]).
+/// Returns ZFS's version and the package's file name. The builder and the update build
+/// (`super::update`) both end with it.
+pub fn package_signed_modules(
+    log: &Log,
+    root: &Path,
+    kernel: &str,
+    signer: &str,
+    entry: &Path,
+) -> Result<(String, String)> {
+    let zfs_version = dkms_version(root, "zfs")?;
     let module_dir = root.join(format!("lib/modules/{kernel}/updates/dkms"));
-    decompress_modules(log, &root, &module_dir, &kernel)?;
+    decompress_modules(log, root, &module_dir, kernel)?;
     let modules: Vec<PathBuf> = fs::read_dir(&module_dir)
         .with_context(|| {
             format!(
                 "DKMS built nothing for {kernel}:\n{}",
-                dkms_make_log_tail(&root)
+                dkms_make_log_tail(root)
             )
         })?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -162,7 +185,7 @@ pub fn build(
             format!(
                 "no zfs.ko in {}:\n{}",
                 module_dir.display(),
-                dkms_make_log_tail(&root)
+                dkms_make_log_tail(root)
             )
         })?;
     let actual_signer = output(
@@ -175,16 +198,8 @@ pub fn build(
             actual_signer.trim()
         );
     }
-    let deb = modules_package(log, entry, &kernel, &zfs_version, &modules)?;
-    let built = Built {
-        kernel,
-        kernel_package_version: kernel_package_version.trim().to_string(),
-        zfs: zfs_version,
-        signer,
-        modules_deb: deb,
-    };
-    fs::write(entry.join(INFO), serde_json::to_string_pretty(&built)?)?;
-    Ok(built)
+    let deb = modules_package(log, entry, kernel, &zfs_version, &modules)?;
+    Ok((zfs_version, deb))
 }
 
 /// DKMS compresses the modules it builds as the kernel's own are (xz on Debian), and the kernel
@@ -257,7 +272,7 @@ fn kernel_release(root: &Path) -> Result<String> {
 }
 
 /// The version DKMS holds a module under (/var/lib/dkms/<module>/<version>).
-fn dkms_version(root: &Path, module: &str) -> Result<String> {
+pub(super) fn dkms_version(root: &Path, module: &str) -> Result<String> {
     let dir = root.join("var/lib/dkms").join(module);
     fs::read_dir(&dir)
         .with_context(|| format!("no {} (DKMS did not register {module})", dir.display()))?
@@ -268,7 +283,7 @@ fn dkms_version(root: &Path, module: &str) -> Result<String> {
 }
 
 /// DKMS's build log in the builder root, if a build of it ran.
-fn dkms_make_log(root: &Path) -> Option<PathBuf> {
+pub(super) fn dkms_make_log(root: &Path) -> Option<PathBuf> {
     let modules = fs::read_dir(root.join("var/lib/dkms")).ok()?;
     modules
         .filter_map(|e| e.ok())

@@ -16,6 +16,8 @@ pub mod medium;
 pub mod payload;
 pub mod recipe;
 pub mod shim;
+pub mod update;
+pub mod update_key;
 pub mod zbm;
 pub mod zbm_build;
 
@@ -30,7 +32,7 @@ use std::path::{Path, PathBuf};
 use vmtests::test_zbm::TestZfsBootMenu;
 
 /// Host tools the build runs, and the Debian packages they come from.
-pub const HOST_TOOLS: [(&str, &str); 13] = [
+pub const HOST_TOOLS: [(&str, &str); 15] = [
     ("debootstrap", "debootstrap"),
     ("mkfs.vfat", "dosfstools"),
     ("mcopy", "mtools"),
@@ -44,6 +46,9 @@ pub const HOST_TOOLS: [(&str, &str); 13] = [
     ("curl", "curl"),
     ("modinfo", "kmod"),
     ("chroot", "coreutils"),
+    // The update signing key ([`update_key`]).
+    ("gpg", "gnupg"),
+    ("gpgconf", "gpgconf"),
 ];
 
 /// Free space a cold build needs in the cache (roots of three systems, archives, the image).
@@ -78,6 +83,8 @@ pub const OTHER_HOSTID: u32 = 0x5eed_f00d;
 pub struct Output {
     pub medium: PathBuf,
     pub builder_dir: PathBuf,
+    /// The builder entry's key: the build's id, in the MOK's and the update key's names.
+    pub build_id: String,
     pub payload_dir: PathBuf,
     pub size: u64,
     pub manifest: payload::Manifest,
@@ -102,7 +109,11 @@ fn free_space(path: &Path) -> Option<u64> {
 }
 
 /// The mirror: given, or the host's own apt sources; checked to answer before anything starts.
-fn choose_mirror(given: Option<&str>, distro: &ImageDistro, log: &Log) -> Result<String> {
+pub(crate) fn choose_mirror(
+    given: Option<&str>,
+    distro: &ImageDistro,
+    log: &Log,
+) -> Result<String> {
     // An empty --mirror / $KLDLOAD_MIRROR (an unset CI secret) means none was given.
     let mirror = match given.filter(|m| !m.trim().is_empty()) {
         Some(m) => kldload::config::MirrorUrl::new(m).map_err(anyhow::Error::msg)?,
@@ -188,6 +199,7 @@ pub fn build_image(opts: &Options) -> Result<Output> {
         "builder (DKMS)",
     )?;
     let (builder_dir, build_id, built) = (&builder.dir, &builder.id, &builder.built);
+    let update_key = update_key::ensure(&host_log, builder_dir, build_id)?;
     let debs = cache.debs(distro.name);
 
     let mut key = Key::new("payload");
@@ -296,7 +308,8 @@ pub fn build_image(opts: &Options) -> Result<Output> {
         .add(recipe::LIVE_CMDLINE)
         .add(recipe::MEDIUM_LABEL);
     key.add(kldload::hash::file_sha256(&kldload_bin)?)
-        .add(kldload::hash::file_sha256(&zbm_file)?);
+        .add(kldload::hash::file_sha256(&zbm_file)?)
+        .add(kldload::hash::file_sha256(&update_key)?);
     for name in shim::FILES
         .map(|(name, _)| name)
         .iter()
@@ -323,6 +336,7 @@ pub fn build_image(opts: &Options) -> Result<Output> {
                     shim_dir: &shim_dir,
                     signer: &built.signer,
                     kldload_bin: &kldload_bin,
+                    update_key: &update_key,
                     zbm_files,
                 },
             )
@@ -349,6 +363,7 @@ pub fn build_image(opts: &Options) -> Result<Output> {
     Ok(Output {
         medium,
         builder_dir: builder.dir.clone(),
+        build_id: builder.id.clone(),
         payload_dir,
         size,
         manifest,
@@ -489,13 +504,22 @@ struct MediumInputs<'a> {
     /// The MOK certificate's subject CN (the builder's [`builder::Built::signer`]).
     signer: &'a str,
     kldload_bin: &'a Path,
+    /// The public key updates of this build are signed with ([`update_key`]).
+    update_key: &'a Path,
     zbm_files: medium::Files,
 }
 
 /// Beside the binary in the live root `extra`, what the install also copies onto the target
-/// (kldload::recipe::live_kldload_files): the image's id, the shell completions and the manual
-/// page, the last two made by the binary itself.
-fn kldload_files(log: &Log, kldload_bin: &Path, image_id: &str, extra: &Path) -> Result<()> {
+/// (kldload::recipe::live_kldload_files): the image's id, the public key its updates are
+/// signed with, the shell completions and the manual page, the last two made by the binary
+/// itself.
+fn kldload_files(
+    log: &Log,
+    kldload_bin: &Path,
+    image_id: &str,
+    update_key: &Path,
+    extra: &Path,
+) -> Result<()> {
     let at = |path: &str| extra.join(path.trim_start_matches('/'));
     let write = |path: &str, bytes: &[u8]| -> Result<()> {
         let file = at(path);
@@ -506,6 +530,7 @@ fn kldload_files(log: &Log, kldload_bin: &Path, image_id: &str, extra: &Path) ->
         kldload::version::IMAGE_ID_FILE,
         format!("{image_id}\n").as_bytes(),
     )?;
+    write(kldload::upgrade::UPDATE_KEY_FILE, &fs::read(update_key)?)?;
     let bin = kldload_bin.to_string_lossy();
     for (shell, path) in kldload::recipe::COMPLETIONS {
         write(path, output(log, &[&bin, "completions", shell])?.as_bytes())?;
@@ -525,12 +550,13 @@ fn build_medium(log: &Log, work: &Path, inputs: MediumInputs) -> Result<()> {
         shim_dir,
         signer,
         kldload_bin,
+        update_key,
         zbm_files,
     } = inputs;
     let extra = work.join("kldload-root");
     fs::create_dir_all(extra.join("usr/local/bin"))?;
     fs::copy(kldload_bin, extra.join("usr/local/bin/kldload"))?;
-    kldload_files(log, kldload_bin, image_id, &extra)?;
+    kldload_files(log, kldload_bin, image_id, update_key, &extra)?;
     let extra_cpio = work.join("kldload.cpio.zst");
     live::pack_cpio(&extra, &extra_cpio, 19)?;
     fs::remove_dir_all(&extra)?;
