@@ -87,7 +87,7 @@ fn plan_prints_the_recipe() {
         "-o mountpoint=none -o canmount=off rpool/ROOT",
         "-o mountpoint=/ -o canmount=noauto rpool/ROOT/default",
         "-o mountpoint=/home rpool/home",
-        "-o mountpoint=/var rpool/var",
+        "-o mountpoint=/var -o canmount=off rpool/var",
         "-o mountpoint=/var/log rpool/var/log",
         "-o mountpoint=/tmp -o devices=off -o exec=off -o setuid=off -o sync=disabled rpool/tmp",
     ] {

@@ -59,9 +59,11 @@ pub fn recipe_datasets() -> Vec<Dataset> {
         ds(
             "var",
             "/var",
-            None,
+            Some("off"),
             &[],
-            "variable data, outside the boot environment",
+            "a container only: /var itself stays in the boot environment, so the package \
+             database (/var/lib/dpkg, /var/lib/apt) follows the system it describes through \
+             upgrades, clones and rollbacks; the children below leave it",
         ),
         ds(
             "var/log",
