@@ -879,6 +879,7 @@ mod tests {
             release: None,
             kernel: None,
             zfs_module: Some("usr/lib/modules/6.1.0-50-amd64/updates/dkms/zfs.ko.xz".into()),
+            boot_trial: false,
         }
     }
 

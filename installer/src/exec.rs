@@ -299,6 +299,24 @@ fn run_action(
             }
             Ok(())
         }
+        Action::SetEfiVariable { name, text, .. } => {
+            let path = Path::new(crate::efivars::EFIVARFS).join(name);
+            log.lock()
+                .unwrap()
+                .line(&format!("firmware variable {name}: {}", text.trim()));
+            let mut bytes = 0x7u32.to_le_bytes().to_vec();
+            bytes.extend(text.as_bytes());
+            fs::write(&path, bytes)
+                .map_err(|e| (format!("writing {} failed", path.display()), e.to_string()))
+        }
+        Action::CheckInitramfs {
+            image, hostid_file, ..
+        } => {
+            let line = crate::initrd::readings::check(image, hostid_file)
+                .map_err(|e| (format!("checking {} failed", image.display()), e))?;
+            log.lock().unwrap().line(&line);
+            Ok(())
+        }
         Action::VerifySha256 { path, sha256, .. } => {
             let actual = crate::hash::file_sha256(path)
                 .map_err(|e| (format!("reading {} failed", path.display()), e.to_string()))?;

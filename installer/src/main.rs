@@ -185,6 +185,42 @@ enum Cmd {
         #[arg(required = true)]
         files: Vec<String>,
     },
+    /// Install a kernel and ZFS update into a new boot environment; the running one is unchanged.
+    ///
+    /// SOURCE is what `cargo xtask build-update` made: its directory (on a USB stick, say) or
+    /// its http(s) URL. apt checks its signature against this machine's update key and each
+    /// package against the signed lists; the update must be for this distro, its zfs.ko signed
+    /// with this machine's MOK and its ZFS able to import the pool. Only then is the running
+    /// boot environment snapshotted and cloned, the update installed into the clone, and its
+    /// initramfs checked for zfs.ko and the hostid. The clone boots next, on trial: kept (and
+    /// made the pool's bootfs) once it has booted to the end; if it does not, the following
+    /// boot is the previous boot environment again, by itself (with a ZFSBootMenu that lacks
+    /// kldload's hook, the clone is made the bootfs and going back is picking the previous one
+    /// in the menu). Exit status: 0 done, 2 refused (nothing changed), 1 failed (its new boot
+    /// environment removed again).
+    Upgrade {
+        /// The update: a directory or an http(s) URL.
+        #[arg(required_unless_present = "list")]
+        source: Option<String>,
+        /// Only show the boot environments: kernel, ZFS, when made, state.
+        #[arg(long, conflicts_with = "source")]
+        list: bool,
+        /// Check the update, then print the plan as a script instead of running it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// After a boot: keep a boot environment on trial that got here, mark one whose try ran
+    /// out failed (kldload-boot-trial.service runs it).
+    #[command(hide = true)]
+    BootTrial,
+    /// Check that an initramfs image has zfs.ko and the hostid in HOSTID_FILE, as an upgrade does.
+    #[command(hide = true)]
+    CheckInitramfs {
+        /// The initramfs image.
+        image: PathBuf,
+        /// The /etc/hostid whose value it must carry.
+        hostid_file: PathBuf,
+    },
     /// Describe this machine's boot in one JSON file, for a bug report or a VM that rebuilds it.
     ///
     /// For `cargo xtask vm-repro --from-report`: ZFSBootMenu, disks, pools, datasets, each boot
@@ -441,6 +477,60 @@ fn run(cli: Cli) -> Result<(), AppError> {
                     " (not redacted: it holds serials, names and addresses)"
                 }
             );
+        }
+        Cmd::Upgrade {
+            source,
+            list,
+            dry_run,
+        } => {
+            use kldload::upgrade::machine;
+            let done = match (list, source) {
+                (true, _) => machine::list().map(|table| {
+                    print!("{table}");
+                    None
+                }),
+                (false, Some(source)) => machine::upgrade(&source, dry_run),
+                (false, None) => unreachable!("clap requires SOURCE without --list"),
+            };
+            match done {
+                Ok(Some(up)) => match up.next_boot {
+                    kldload::upgrade::plan::NextBoot::Trial => println!(
+                        "{} has kernel {} and ZFS {}; it boots next, on trial: it is kept (and \
+                         becomes the pool's bootfs) once it has booted to the end, and if it \
+                         does not, the boot after it is {} again, by itself.",
+                        up.new, up.info.kernel, up.info.zfs, up.running
+                    ),
+                    kldload::upgrade::plan::NextBoot::Bootfs => println!(
+                        "{} has kernel {} and ZFS {}; it boots next (the pool's bootfs). {} is \
+                         as it was. This ZFSBootMenu has no trial hook, so going back is by \
+                         hand: if the new one does not boot, pick {} in ZFSBootMenu's menu \
+                         (press Escape during its countdown).",
+                        up.new, up.info.kernel, up.info.zfs, up.running, up.running
+                    ),
+                },
+                Ok(None) => {}
+                Err(e) => {
+                    eprintln!("kldload: {e}");
+                    std::process::exit(e.exit_code());
+                }
+            }
+        }
+        Cmd::BootTrial => match kldload::upgrade::machine::boot_trial() {
+            Ok(Some(said)) => println!("kldload: {said}"),
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("kldload: settling the boot trial: {e}");
+                std::process::exit(1);
+            }
+        },
+        Cmd::CheckInitramfs { image, hostid_file } => {
+            match kldload::initrd::readings::check(&image, &hostid_file) {
+                Ok(line) => println!("{line}"),
+                Err(e) => {
+                    eprintln!("kldload: {e}");
+                    std::process::exit(1);
+                }
+            }
         }
         Cmd::PoolsToImport => {
             let pools = kldload::zpool_cache::read_pools_to_import();

@@ -4,6 +4,7 @@
 //! [`VmTestEnv::to_vars`], the tests read it with [`VmTestEnv::from_env`]; no other code names
 //! a `KLDLOAD_VMTEST_*` variable.
 
+use crate::test_update::UpdateFrom;
 use crate::test_zbm::{GivenZfsBootMenu, TestZfsBootMenu};
 use anyhow::{Context, Result, bail};
 use kldload::config::Distro;
@@ -98,6 +99,8 @@ pub struct VmTestEnv {
     pub given_zfsbootmenu: Provided,
     /// The ZFSBootMenus built for tests, each resolved.
     pub test_zfsbootmenus: Vec<(TestZfsBootMenu, Provided)>,
+    /// The update sticks made for tests (disk images), each resolved.
+    pub update_sticks: Vec<(UpdateFrom, Provided)>,
 }
 
 impl Default for VmTestEnv {
@@ -143,6 +146,10 @@ impl VmTestEnv {
                 .into_iter()
                 .map(|t| (t, Provided::from_var(lookup(t.variable()), t.variable())))
                 .collect(),
+            update_sticks: UpdateFrom::ALL
+                .into_iter()
+                .map(|u| (u, Provided::from_var(lookup(u.variable()), u.variable())))
+                .collect(),
         })
     }
 
@@ -174,6 +181,9 @@ impl VmTestEnv {
         for (t, provided) in &self.test_zfsbootmenus {
             vars.push((t.variable(), provided.to_var()));
         }
+        for (u, provided) in &self.update_sticks {
+            vars.push((u.variable(), provided.to_var()));
+        }
         vars
     }
 
@@ -203,6 +213,15 @@ impl VmTestEnv {
             .map(|(_, p)| p.clone())
             .unwrap_or_else(|| Provided::Unavailable("not prepared".into()));
         provided.file(&format!("the ZFSBootMenu {}", t.name()))
+    }
+
+    /// The disk image of the update stick `from`, or why this run has none.
+    pub fn update_stick(&self, from: UpdateFrom) -> Result<PathBuf> {
+        let provided = (self.update_sticks.iter())
+            .find(|(x, _)| *x == from)
+            .map(|(_, p)| p.clone())
+            .unwrap_or_else(|| Provided::Unavailable("not prepared".into()));
+        provided.file(&format!("the update stick ({})", from.name()))
     }
 
     /// The EFI file of the ZFSBootMenu `given`, or why this run has none.
@@ -249,6 +268,13 @@ mod tests {
                 (
                     TestZfsBootMenu::Zfs21,
                     Provided::Unavailable("not taken".into()),
+                ),
+            ],
+            update_sticks: vec![
+                (UpdateFrom::Suite, Provided::Unavailable("not taken".into())),
+                (
+                    UpdateFrom::Backports,
+                    Provided::File("/cache/update/stick.img".into()),
                 ),
             ],
         };

@@ -1515,6 +1515,7 @@ mod tests {
             }),
             kernel: None,
             zfs_module: None,
+            boot_trial: false,
         }
     }
 
@@ -2324,6 +2325,7 @@ mod tests {
                     }),
                     kernel: None,
                     zfs_module: Some("usr/lib/modules/6.1.0-9-amd64/extra/zfs.ko".into()),
+                    boot_trial: false,
                 },
             )]
             .into_iter()

@@ -24,6 +24,7 @@ pub mod run;
 pub mod scenario;
 pub mod serve;
 pub mod shell;
+pub mod test_update;
 pub mod test_zbm;
 pub mod wait;
 pub mod zbm;

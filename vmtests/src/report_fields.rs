@@ -300,6 +300,7 @@ pub const FIELDS: &[(&str, Field)] = &[
     ("esps[].zfsbootmenu{}.release.build_id", ZFSBOOTMENU_BUILD),
     ("esps[].zfsbootmenu{}.kernel", ZFSBOOTMENU_BUILD),
     ("esps[].zfsbootmenu{}.zfs_module", ZFSBOOTMENU_BUILD),
+    ("esps[].zfsbootmenu{}.boot_trial", ZFSBOOTMENU_BUILD),
 ];
 
 /// The fields that are maps (their keys are names, not fields): `{}` in a path.

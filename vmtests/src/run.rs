@@ -270,6 +270,19 @@ impl Run {
         Ok(disk_by_serial(&serial))
     }
 
+    /// Attaches the update stick `image` ([`crate::test_update`]) after the disks added so far,
+    /// read-only (the image is the build cache's, shared by every run).
+    pub fn attach_update_stick(&mut self, image: &Path) {
+        self.extra_disks.push(Disk {
+            path: image.to_owned(),
+            format: "raw",
+            serial: crate::test_update::STICK_SERIAL.into(),
+            read_only: true,
+            boot_index: None,
+            sector_size: None,
+        });
+    }
+
     /// Starts the live medium: the target is the first virtio disk (/dev/vda), the medium the
     /// second (/dev/vdb), extra disks after them. With `answers`, the answer file is handed over
     /// through fw_cfg and the live system installs by itself; without, it waits at a shell.

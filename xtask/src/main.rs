@@ -116,8 +116,8 @@ enum Task {
         distro: ImageDistro,
         /// Where the kernel and ZFS come from: the image's suite, or its backports (a newer
         /// kernel series, with the newest ZFS that builds for it).
-        #[arg(long, value_enum, default_value = "suite")]
-        from: image::update::Series,
+        #[arg(long, default_value = "suite")]
+        from: image::update::UpdateFrom,
         /// Copy the repository into this directory (default: it stays in the build cache,
         /// whose path is printed).
         #[arg(long)]

@@ -10,6 +10,7 @@ use std::time::Instant;
 use vmtests::env::{Scenarios, VmTestEnv};
 use vmtests::needs::Need;
 use vmtests::scenario::Scenario;
+use vmtests::test_update::UpdateFrom;
 use vmtests::test_zbm::{GivenZfsBootMenu, TestZfsBootMenu};
 
 /// The reports of the run directories the `vm-test` run `run_id` made, in the order they
@@ -234,6 +235,8 @@ pub struct Prepared {
     pub image_time: std::time::Duration,
     /// The file the given-ZFSBootMenu test installs, or why there is none.
     pub given_zfsbootmenu: std::result::Result<PathBuf, String>,
+    /// The update sticks the run's tests attach (`vmtests::test_update`).
+    pub update_sticks: Vec<(UpdateFrom, PathBuf)>,
 }
 
 /// What some VM tests need that the others do not (`vmtests::needs`).
@@ -243,6 +246,8 @@ pub struct Needs {
     pub given_zfsbootmenu: bool,
     /// virt-fw-vars, for the Secure Boot tests.
     pub secure_boot: bool,
+    /// Updates the tests install, each built (`cargo xtask build-update`) and put on a stick.
+    pub updates: Vec<UpdateFrom>,
 }
 
 /// Installs the VM packages and builds (or reuses) the medium for `opts.distro`, and what
@@ -263,11 +268,25 @@ pub fn prepare(opts: &image::Options, needs: Needs) -> Result<Prepared> {
         built.medium.display(),
         kldload::disk::human_size(built.size)
     );
+    let mut update_sticks = Vec::new();
+    for &from in &needs.updates {
+        let update = image::update::build_update_for(
+            &image::update::UpdateOptions {
+                image: opts.clone(),
+                from,
+                out: None,
+            },
+            &built,
+        )?;
+        image::update::print_summary(&update);
+        update_sticks.push((from, image::update::stick_image(&update)?));
+    }
     Ok(Prepared {
         built,
         distro,
         image_time,
         given_zfsbootmenu,
+        update_sticks,
     })
 }
 
@@ -336,6 +355,20 @@ impl Prepared {
                         ),
                     };
                     (t, p)
+                })
+                .collect(),
+            update_sticks: UpdateFrom::ALL
+                .into_iter()
+                .map(|u| {
+                    let made = self.update_sticks.iter().find(|(b, _)| *b == u);
+                    let p = match made {
+                        Some((_, path)) => Provided::File(path.clone()),
+                        None => Provided::Unavailable(
+                            "made by `cargo xtask vm-test` when it runs a test that installs it"
+                                .into(),
+                        ),
+                    };
+                    (u, p)
                 })
                 .collect(),
         })
@@ -484,6 +517,11 @@ fn needs_of(
                     Some(GivenZfsBootMenu::UsersOwn) => needs.given_zfsbootmenu = true,
                     Some(GivenZfsBootMenu::Test(t)) => want(t),
                     None => {}
+                }
+                if let Some(from) = scenario.update
+                    && !needs.updates.contains(&from)
+                {
+                    needs.updates.push(from);
                 }
             }
             continue;

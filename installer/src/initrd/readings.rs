@@ -50,6 +50,30 @@ pub fn is_zfs_module(member: &str) -> bool {
     file == "zfs.ko" || file.strip_prefix("zfs.ko.").is_some()
 }
 
+/// That the initramfs `image` can import the pool on this machine: it has zfs.ko, and the
+/// hostid in `hostid_file` (the system's /etc/hostid). Ok is the line saying so; Err says what
+/// is missing.
+pub fn check(image: &Path, hostid_file: &Path) -> Result<String, String> {
+    let hostid = std::fs::read(hostid_file)
+        .map_err(|e| format!("cannot read {}: {e}", hostid_file.display()))?;
+    let r = read(image).map_err(|e| format!("cannot read {}: {e}", image.display()))?;
+    let wanted = InitramfsReadings {
+        has_zfs: true,
+        hostid: Some(hostid),
+    };
+    if r == wanted {
+        Ok(format!("{}: {}", image.display(), r.summary()))
+    } else {
+        Err(format!(
+            "{} has {}; it must have zfs.ko: yes and the hostid of {} ({})",
+            image.display(),
+            r.summary(),
+            hostid_file.display(),
+            wanted.summary().trim_start_matches("zfs.ko: yes, ")
+        ))
+    }
+}
+
 /// Reads `image` in one walk, which stops once it has both zfs.ko and etc/hostid.
 pub fn read(image: &Path) -> Result<InitramfsReadings, InitrdError> {
     let length = super::image_length(image)?;

@@ -32,6 +32,11 @@ pub enum StepId {
     Initramfs,
     BootMenu,
     Finalize,
+    /// `kldload upgrade`'s steps ([`crate::upgrade::plan`]).
+    UpgradeBootEnvironment,
+    UpgradeInstall,
+    UpgradeInitramfs,
+    UpgradeNextBoot,
 }
 
 impl StepId {
@@ -45,6 +50,10 @@ impl StepId {
             StepId::Initramfs => "initramfs",
             StepId::BootMenu => "boot_menu",
             StepId::Finalize => "finalize",
+            StepId::UpgradeBootEnvironment => "upgrade_boot_environment",
+            StepId::UpgradeInstall => "upgrade_install",
+            StepId::UpgradeInitramfs => "upgrade_initramfs",
+            StepId::UpgradeNextBoot => "upgrade_next_boot",
         }
     }
 }
@@ -109,6 +118,21 @@ pub enum Action {
     AddToInitramfs {
         root: PathBuf,
         files: Vec<String>,
+        why: String,
+    },
+    /// Check that the initramfs `image` has zfs.ko and the hostid in `hostid_file` (the
+    /// system's /etc/hostid), as `kldload check-initramfs IMAGE HOSTID_FILE` does. Done
+    /// in-process ([`crate::initrd::readings`]).
+    CheckInitramfs {
+        image: PathBuf,
+        hostid_file: PathBuf,
+        why: String,
+    },
+    /// Write the firmware variable `name` (its efivarfs file name, `Name-GUID`) with `text`:
+    /// non-volatile, boot-service and runtime access, in one write as efivarfs requires.
+    SetEfiVariable {
+        name: String,
+        text: String,
         why: String,
     },
     /// From here on, append the install log to this file (on the target); `None` stops it.
@@ -188,6 +212,8 @@ impl Action {
             | Action::DownloadRelease { why, .. }
             | Action::EmbedCmdline { why, .. }
             | Action::AddToInitramfs { why, .. }
+            | Action::CheckInitramfs { why, .. }
+            | Action::SetEfiVariable { why, .. }
             | Action::LogTo { why, .. } => why,
         }
     }

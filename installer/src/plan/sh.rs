@@ -155,6 +155,22 @@ fn render_action(action: &Action, out: &mut String) {
                 files.join(" ")
             ));
         }
+        Action::CheckInitramfs {
+            image, hostid_file, ..
+        } => {
+            out.push_str(&format!(
+                "{indent}kldload check-initramfs {} {}\n",
+                quote(&image.to_string_lossy()),
+                quote(&hostid_file.to_string_lossy())
+            ));
+        }
+        Action::SetEfiVariable { name, text, .. } => {
+            out.push_str(&format!(
+                "{indent}printf '\\x07\\x00\\x00\\x00%s' {} > {}\n",
+                quote(text),
+                quote(&format!("{}/{name}", crate::efivars::EFIVARFS))
+            ));
+        }
         Action::LogTo {
             path: Some(path), ..
         } => {

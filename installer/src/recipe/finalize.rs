@@ -38,6 +38,29 @@ fn doctor_unit(pool: &str) -> String {
     )
 }
 
+/// The unit that settles a boot environment's boot trial (`kldload upgrade`).
+pub const BOOT_TRIAL_UNIT: &str = "kldload-boot-trial.service";
+
+/// After the boot has reached multi-user (and boot-complete.target, where units that must pass
+/// for a boot to count as good hook in): a boot environment on trial that got here is good and
+/// becomes the pool's bootfs; one whose try ran out is marked failed
+/// (installer/src/upgrade/trial.rs).
+fn boot_trial_unit() -> String {
+    format!(
+        "[Unit]\n\
+         Description=kldload: keep a boot environment on trial once it has booted to the end\n\
+         Wants=boot-complete.target\n\
+         After=multi-user.target boot-complete.target zfs-mount.service\n\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         ExecStart={INSTALLED_KLDLOAD} boot-trial\n\
+         \n\
+         [Install]\n\
+         WantedBy=multi-user.target\n"
+    )
+}
+
 /// A drop-in for systemd-udev-settle.service: the boot waits for udev only when it has a pool
 /// to import. On Debian only OpenZFS's import units want udev settled, so that the disks'
 /// /dev/disk/by-id links exist before `zpool import -c`; the root pool is imported by the
@@ -137,6 +160,13 @@ pub fn step(inputs: &Inputs) -> Step {
             0o644,
             "at every boot, `kldload doctor` says on the console if the hostid disagrees anywhere",
         ));
+        actions.push(Action::write(
+            inputs.target(&format!("etc/systemd/system/{BOOT_TRIAL_UNIT}")),
+            boot_trial_unit(),
+            0o644,
+            "after every boot, a boot environment `kldload upgrade` made that booted to the end \
+             is kept (good, the pool's bootfs); one that did not is marked failed",
+        ));
         let drop_in_dir = UDEV_SETTLE_DROP_IN.rsplit_once('/').expect("a dir").0;
         actions.push(Action::run(
             [
@@ -188,7 +218,7 @@ pub fn step(inputs: &Inputs) -> Step {
             "zfs-zed.service",
         ];
         if doctor.is_some() {
-            units.push(DOCTOR_UNIT);
+            units.extend([DOCTOR_UNIT, BOOT_TRIAL_UNIT]);
         }
         if load_keys {
             units.push(LOAD_KEYS_UNIT);

@@ -249,6 +249,7 @@ pub(crate) mod testing {
                 release: None,
                 kernel: None,
                 zfs_module: Some("usr/lib/modules/6.1.0-50-amd64/updates/dkms/zfs.ko".into()),
+                boot_trial: false,
             }),
             live_zfs_features: Some("openzfs-2.3-linux".into()),
             secure_boot: false,

@@ -28,6 +28,9 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::Path;
 
+/// kldload's boot-trial hook, in ZFSBootMenu's hook directories (`crate::upgrade::trial`).
+pub const BOOT_TRIAL_HOOK: &str = "boot-sel.d/kldload-trial";
+
 /// Where zfsutils keeps its compatibility files, in an initramfs's paths.
 pub const COMPATIBILITY_DIR: &str = "usr/share/zfs/compatibility.d";
 
@@ -56,6 +59,10 @@ pub struct ZbmImage {
     /// have none too.
     #[serde(default)]
     pub zfs_module: Option<String>,
+    /// It carries kldload's boot-trial hook (`crate::upgrade::trial`): built at image time by
+    /// kldload, it boots a boot environment on trial once and falls back by itself.
+    #[serde(default)]
+    pub boot_trial: bool,
 }
 
 /// What /etc/zbm-release in a ZFSBootMenu image says.
@@ -179,8 +186,10 @@ pub fn read(path: &Path) -> Result<ZbmImage, ZbmImageError> {
             path: shown.clone(),
             why: "its .initrd section has no data in the file".into(),
         })?;
+    let trial_hook = format!("libexec/hooks/{BOOT_TRIAL_HOOK}");
     let wanted = |name: &str| {
-        name == "etc/hostid"
+        name == trial_hook
+            || name == "etc/hostid"
             || name == "etc/zbm-release"
             || name.starts_with(COMPATIBILITY_DIR)
             || crate::zbm::kernels::is_zfs_module(name)
@@ -207,6 +216,7 @@ pub fn read(path: &Path) -> Result<ZbmImage, ZbmImageError> {
             .iter()
             .find(|m| crate::zbm::kernels::is_zfs_module(&m.name) && !m.link)
             .map(|m| m.name.clone()),
+        boot_trial: files.iter().any(|m| m.name == trial_hook),
     })
 }
 

@@ -59,6 +59,9 @@ pub fn run_scenario(name: &str, path: &Path) -> Result<()> {
             .bytes();
         run.add_extra_disk(bytes, disk.read_only, disk.sector_size)?;
     }
+    if let Some(from) = scenario.update {
+        run.attach_update_stick(&env.update_stick(from)?);
+    }
     std::fs::copy(path, run.dir.join("scenario.toml"))?;
     let mut exec = Exec {
         run: &mut run,

@@ -19,6 +19,7 @@ pub use exec::{Exec, run_scenario};
 pub use steps::{LIVE_ANSWERS, Step};
 pub use symptom::Symptom;
 
+use crate::test_update::UpdateFrom;
 use crate::test_zbm::GivenZfsBootMenu;
 use anyhow::{Context, Result, ensure};
 use kldload::config::size::ByteSize;
@@ -46,6 +47,11 @@ pub struct Scenario {
     /// A ZFSBootMenu the install puts on the ESP instead of the medium's (given as a file on
     /// the medium, as a user gives one made elsewhere); only with `start = "blank"`.
     pub zfsbootmenu: Option<GivenZfsBootMenu>,
+    /// An update (`cargo xtask build-update --from <it>`) on a USB stick attached after the
+    /// extra disks, read-only, as /dev/disk/by-id/virtio-kldload-update with the update in
+    /// its `update` directory ([`crate::test_update`]); only with `start = "installed"` or
+    /// `"blank"` (a saved machine has no stick).
+    pub update: Option<UpdateFrom>,
     /// Blank disks added after the target: on the live medium /dev/vdc, /dev/vdd, ... (the
     /// target is /dev/vda, the medium /dev/vdb); on the installed machine /dev/vdb, ...
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -408,6 +414,11 @@ impl Scenario {
         ensure!(
             self.extra_disks.is_empty() || self.start != Start::LoggedIn,
             "extra_disks need start = \"installed\" or \"blank\": the logged-in start is a saved \
+             machine with the base install's disk alone"
+        );
+        ensure!(
+            self.update.is_none() || self.start != Start::LoggedIn,
+            "update needs start = \"installed\" or \"blank\": the logged-in start is a saved \
              machine with the base install's disk alone"
         );
         ensure!(

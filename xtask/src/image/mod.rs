@@ -448,6 +448,9 @@ fn built_zfsbootmenu(phases: &mut Phases, z: &ZbmInputs, hostid: u32) -> Result<
         .add(recipe::ZBM_BUILD_PACKAGES.join(" "))
         .add(zbm_build::generate_zbm_config(&b.built.kernel))
         .add(hostid.to_string());
+    for (path, script) in kldload::upgrade::trial::hooks() {
+        key.add(path).add(script);
+    }
     let dir = z.cache.entry(b.distro.name, "zfsbootmenu", &key);
     let name = if hostid != ZFSBOOTMENU_HOSTID {
         format!("ZFSBootMenu (built with hostid 0x{hostid:08x}, for a VM test)")

@@ -25,29 +25,20 @@ use std::path::{Path, PathBuf};
 /// Bump when the update's build steps change in a way its inputs do not show.
 const UPDATE_RECIPE_VERSION: &str = "1";
 
-/// Where the update's kernel and ZFS come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Series {
-    /// The image's own suite (and its -updates): security and point-release kernels.
-    Suite,
-    /// The suite's backports: a newer kernel series, and the newest ZFS that builds for it.
-    Backports,
-}
+pub use vmtests::test_update::UpdateFrom;
 
-impl Series {
-    /// The archive suite apt takes the update from.
-    pub fn suite(self, distro: &ImageDistro) -> String {
-        match self {
-            Series::Suite => distro.suite.to_string(),
-            Series::Backports => format!("{}-backports", distro.suite),
-        }
+/// The archive suite apt takes the update from: the image's own, or its backports.
+pub fn archive_suite(from: UpdateFrom, distro: &ImageDistro) -> String {
+    match from {
+        UpdateFrom::Suite => distro.suite.to_string(),
+        UpdateFrom::Backports => format!("{}-backports", distro.suite),
     }
 }
 
 /// What `build-update` is asked for.
 pub struct UpdateOptions {
     pub image: Options,
-    pub from: Series,
+    pub from: UpdateFrom,
     /// Copy the repository here (a directory on a USB stick, or one a web server serves).
     pub out: Option<PathBuf>,
 }
@@ -73,6 +64,8 @@ pub struct Built {
 
 /// The update: its repository and what it holds.
 pub struct Update {
+    /// The update's cache entry.
+    pub entry: PathBuf,
     pub repo: PathBuf,
     pub built: Built,
     pub phases: Phases,
@@ -82,17 +75,26 @@ pub struct Update {
 const REPO: &str = "repo";
 const INFO: &str = "update.json";
 
+/// Builds the update for the image `opts.image` describes (built first, or reused).
 pub fn build_update(opts: &UpdateOptions) -> Result<Update> {
+    let mut image = super::build_image(&opts.image)?;
+    let mut update = build_update_for(opts, &image)?;
+    image.phases.timings.append(&mut update.phases.timings);
+    update.phases = image.phases;
+    Ok(update)
+}
+
+/// Builds the update for the image build `image` (made with `opts.image`).
+pub fn build_update_for(opts: &UpdateOptions, image: &super::Output) -> Result<Update> {
     crate::host::ensure_host_packages(&UPDATE_HOST_TOOLS)?;
-    let image = super::build_image(&opts.image)?;
-    let mut phases = image.phases;
+    let mut phases = Phases::default();
     let distro = opts.image.distro;
     let cache = Cache::new(opts.image.cache.clone());
     let work = cache.root.join(distro.name).join("update-work");
     let log = Log::new(cache.root.join(distro.name).join("update.log"))?;
     let mirror = super::choose_mirror(opts.image.mirror.as_deref(), &distro, &log)?;
     let builder_built = builder::load(&image.builder_dir)?;
-    let suite = opts.from.suite(&distro);
+    let suite = archive_suite(opts.from, &distro);
 
     // Leftovers of an interrupted run: unmount and remove them.
     let builder_overlay = work.join("builder");
@@ -124,8 +126,8 @@ pub fn build_update(opts: &UpdateOptions) -> Result<Update> {
             builder_built.kernel,
             builder_built.zfs,
             match opts.from {
-                Series::Suite => " A newer kernel series: --from backports",
-                Series::Backports => "",
+                UpdateFrom::Suite => " A newer kernel series: --from backports",
+                UpdateFrom::Backports => "",
             }
         );
     }
@@ -167,6 +169,7 @@ pub fn build_update(opts: &UpdateOptions) -> Result<Update> {
         repo = out.clone();
     }
     Ok(Update {
+        entry,
         repo,
         built,
         phases,
@@ -194,11 +197,11 @@ fn choose(
     root: &Path,
     distro: &ImageDistro,
     mirror: &str,
-    from: Series,
+    from: UpdateFrom,
     image: &builder::Built,
 ) -> Result<Choice> {
-    if from == Series::Backports {
-        add_suite(root, mirror, &from.suite(distro))?;
+    if from == UpdateFrom::Backports {
+        add_suite(root, mirror, &archive_suite(from, distro))?;
     }
     apt_update(log, root)?;
     let target = target_release(distro, from);
@@ -240,14 +243,14 @@ fn choose(
 }
 
 /// apt-get's `-t SUITE` for the series (none for the image's own suite).
-fn target_release(distro: &ImageDistro, from: Series) -> Vec<String> {
+fn target_release(distro: &ImageDistro, from: UpdateFrom) -> Vec<String> {
     match from {
-        Series::Suite => distro
+        UpdateFrom::Suite => distro
             .zfs_target_release()
             .into_iter()
             .map(str::to_string)
             .collect(),
-        Series::Backports => vec!["-t".into(), from.suite(distro)],
+        UpdateFrom::Backports => vec!["-t".into(), archive_suite(from, distro)],
     }
 }
 
@@ -461,7 +464,7 @@ fn build(log: &Log, root: &Path, i: &Inputs, entry: &Path) -> Result<()> {
 
 fn target_release_for(i: &Inputs) -> Vec<String> {
     if i.suite == i.distro.suite {
-        target_release(i.distro, Series::Suite)
+        target_release(i.distro, UpdateFrom::Suite)
     } else {
         vec!["-t".into(), i.suite.to_string()]
     }
@@ -658,6 +661,47 @@ fn copy_repo(log: &Log, repo: &Path, out: &Path) -> Result<()> {
             &out.to_string_lossy(),
         ],
     )
+}
+
+/// The update as a USB stick holds it, for VM tests: a FAT disk image with the repository in
+/// its `update` directory ([`vmtests::test_update`]), made once in the update's cache entry.
+pub fn stick_image(update: &Update) -> Result<PathBuf> {
+    let image = update.entry.join("stick.img");
+    if image.is_file() {
+        return Ok(image);
+    }
+    let log = Log::new(update.entry.join("stick.log"))?;
+    let repo = update.entry.join(REPO);
+    // FAT's clusters and tables, and room to spare.
+    let kib = super::cache::du(&repo) / 1024 * 11 / 10 + 64 * 1024;
+    let partial = image.with_extension("partial");
+    let _ = fs::remove_file(&partial);
+    let img = partial.to_string_lossy().into_owned();
+    run(
+        &log,
+        &[
+            "mkfs.vfat",
+            "-F",
+            "32",
+            "-n",
+            "KLDUPDATE",
+            "-C",
+            &img,
+            &kib.to_string(),
+        ],
+    )?;
+    let dest = format!("::/{}", vmtests::test_update::STICK_DIR);
+    run(&log, &["mmd", "-i", &img, &dest])?;
+    let files: Vec<PathBuf> = fs::read_dir(&repo)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    let mut argv = vec!["mcopy", "-i", &img];
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    argv.extend(names.iter().map(String::as_str));
+    argv.push(&dest);
+    run(&log, &argv)?;
+    fs::rename(&partial, &image)?;
+    Ok(image)
 }
 
 /// What the update holds and how to use it, for the person who built it.

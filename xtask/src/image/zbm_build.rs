@@ -139,6 +139,7 @@ pub fn build(
             &root,
             &["zgenhostid", "-f", &format!("0x{hostid:08x}")],
         )?;
+        install_hooks(&root)?;
         fs::write(
             root.join("etc/zfsbootmenu/kldload.yaml"),
             generate_zbm_config(&built.kernel),
@@ -168,10 +169,32 @@ pub fn build(
     Ok(())
 }
 
+/// kldload's ZFSBootMenu hooks (`kldload::upgrade::trial::hooks`: a boot environment on trial
+/// booted once, the fallback by itself) in ZFSBootMenu's hook root, which its dracut module
+/// copies into the image (/libexec/hooks/<stage>.d/).
+fn install_hooks(root: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for (path, script) in kldload::upgrade::trial::hooks() {
+        let file = root.join("etc/zfsbootmenu/hooks").join(path);
+        fs::create_dir_all(file.parent().expect("a hook directory"))?;
+        fs::write(&file, script)?;
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(())
+}
+
 /// Fails unless the ZFSBootMenu at `efi` carries zfs.ko in its initramfs: without it, it
 /// imports nothing, and that is better learnt here, in seconds, than at a VM's first boot.
 fn check_carries_zfs(efi: &Path, kernel: &str, distro: &str) -> Result<()> {
     let image = kldload::zbm::image::read(efi)?;
+    if !image.boot_trial {
+        bail!(
+            "the ZFSBootMenu built on {distro} has no kldload boot-trial hook (/libexec/hooks/{}): \
+             `kldload upgrade` would not get its fallback. The file is kept at {}",
+            kldload::upgrade::trial::BOOT_SEL_HOOK,
+            efi.display()
+        );
+    }
     if image.zfs_module.is_none() {
         bail!(
             "the ZFSBootMenu built on {distro} (kernel {kernel}) has no zfs.ko in its \
