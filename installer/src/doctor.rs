@@ -383,6 +383,16 @@ impl Diagnosis {
                 .as_ref()
                 .map_or("(unknown)", |s| s.name.as_str())
         ));
+        self.readings.push(if image.boot_trial {
+            "ZFSBootMenu carries kldload's boot-trial hook: a boot environment `kldload \
+             upgrade` makes is tried once, and kept only if it boots to the end"
+                .to_string()
+        } else {
+            "ZFSBootMenu has no kldload boot-trial hook (not the image's own): a boot \
+             environment `kldload upgrade` makes becomes the bootfs at once, and going back is by \
+             hand, picking the previous one in its menu"
+                .to_string()
+        });
         if image.zfs_module.is_none() {
             self.problems.push(format!(
                 "ZFSBootMenu's EFI file {INSTALLED_ZFSBOOTMENU} has no zfs.ko in its initramfs: \
@@ -484,11 +494,23 @@ pub fn read_boot_environments(pool: &str) -> Option<boot_environments::BootEnvir
         "name,canmount,mountpoint",
         pool,
     ])?;
+    let states = output(&[
+        "zfs",
+        "list",
+        "-H",
+        "-o",
+        "name,org.kldload:state",
+        "-d",
+        "1",
+        &format!("{pool}/ROOT"),
+    ])
+    .unwrap_or_default();
     Some(boot_environments::BootEnvironmentsReadings {
         pool: pool.to_string(),
         bootfs: boot_environments::parse_bootfs(&bootfs),
         running,
         mounted_at_root: boot_environments::parse_mounted_at_root(&list),
+        upgrades: boot_environments::parse_states(&states),
     })
 }
 

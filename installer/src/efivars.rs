@@ -6,6 +6,26 @@ use anyhow::{Context, Result, bail, ensure};
 use serde::Serialize;
 use std::path::Path;
 
+/// Removes the variable at `path` in efivarfs, if it is there. efivarfs makes every variable
+/// it does not know immutable, so its flag is cleared first (`chattr -i`: the ioctl without
+/// unsafe code).
+pub fn remove_variable(path: &Path) -> std::io::Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let chattr = std::process::Command::new("chattr")
+        .arg("-i")
+        .arg(path)
+        .status()?;
+    if !chattr.success() {
+        return Err(std::io::Error::other(format!(
+            "chattr -i {} failed ({chattr})",
+            path.display()
+        )));
+    }
+    std::fs::remove_file(path)
+}
+
 /// The vendor GUID of the global boot variables (Boot####, BootCurrent, BootOrder).
 pub const GLOBAL_GUID: &str = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
 

@@ -306,8 +306,17 @@ fn run_action(
                 .line(&format!("firmware variable {name}: {}", text.trim()));
             let mut bytes = 0x7u32.to_le_bytes().to_vec();
             bytes.extend(text.as_bytes());
-            fs::write(&path, bytes)
+            crate::efivars::remove_variable(&path)
+                .and_then(|()| fs::write(&path, bytes))
                 .map_err(|e| (format!("writing {} failed", path.display()), e.to_string()))
+        }
+        Action::RemoveEfiVariable { name, .. } => {
+            let path = Path::new(crate::efivars::EFIVARFS).join(name);
+            log.lock()
+                .unwrap()
+                .line(&format!("firmware variable {name}: removed, if there"));
+            crate::efivars::remove_variable(&path)
+                .map_err(|e| (format!("removing {} failed", path.display()), e.to_string()))
         }
         Action::CheckInitramfs {
             image, hostid_file, ..

@@ -839,7 +839,13 @@ impl Run {
         if !VmTestEnv::from_env()?.keep {
             let _ = std::fs::remove_file(&self.target);
             let _ = std::fs::remove_file(&self.nvram);
-            for disk in &self.extra_disks {
+            // Only the run's own: a disk from elsewhere (the update stick in the build cache)
+            // is shared by every run.
+            for disk in self
+                .extra_disks
+                .iter()
+                .filter(|d| d.path.starts_with(&self.dir))
+            {
                 let _ = std::fs::remove_file(&disk.path);
             }
             let _ = std::fs::remove_file(self.dir.join(MEDIUM_COPY));

@@ -16,6 +16,17 @@ pub struct BootEnvironmentsReadings {
     pub running: String,
     /// `(dataset, canmount)` of each of the pool's datasets whose mountpoint is `/`.
     pub mounted_at_root: Vec<(String, String)>,
+    /// `(boot environment, state)` of those `kldload upgrade` made (`org.kldload:state`).
+    pub upgrades: Vec<(String, String)>,
+}
+
+/// `(name, state)` of `zfs list -H -o name,org.kldload:state` lines whose state is set.
+pub fn parse_states(list: &str) -> Vec<(String, String)> {
+    list.lines()
+        .filter_map(|l| l.split_once('\t'))
+        .filter(|(_, state)| *state != "-" && !state.is_empty())
+        .map(|(name, state)| (name.to_string(), state.to_string()))
+        .collect()
 }
 
 /// `zpool get -H -o value bootfs POOL`'s value: None for `-`.
@@ -63,6 +74,23 @@ pub fn judge(r: &BootEnvironmentsReadings) -> (Vec<String>, Vec<String>) {
             ));
         }
     }
+    // The values `kldload upgrade` writes (crate::upgrade::plan::state; its tests hold the
+    // two together: the doctor reads, it does not import the upgrade).
+    for (be, state) in &r.upgrades {
+        lines.push(match state.as_str() {
+            "trial" => format!("{be}: on trial (kldload upgrade): the next boot tries it once"),
+            "failed" => format!(
+                "{be}: failed: its trial boot did not reach the end, and {} booted instead \
+                 (kldload upgrade --list; remove it with `zfs destroy {be}` once you are done \
+                 with it)",
+                r.running
+            ),
+            "installing" => format!(
+                "{be}: left unfinished by an upgrade (the next `kldload upgrade` removes it)"
+            ),
+            other => format!("{be}: {other} (kldload upgrade)"),
+        });
+    }
     (lines, problems)
 }
 
@@ -78,7 +106,25 @@ mod tests {
             mounted_at_root: (at_root.iter())
                 .map(|(d, c)| (d.to_string(), c.to_string()))
                 .collect(),
+            upgrades: vec![],
         }
+    }
+
+    #[test]
+    fn boot_environments_an_upgrade_made_are_named_with_their_state() {
+        let list = "rpool/ROOT\t-\nrpool/ROOT/7.2.12-20261208\tfailed\nrpool/ROOT/default\t-\n\
+                    rpool/ROOT/7.2.13-20261209\ttrial\n";
+        let mut r = readings(Some("rpool/ROOT/default"), &[]);
+        r.upgrades = parse_states(list);
+        assert_eq!(r.upgrades.len(), 2);
+        let (lines, problems) = judge(&r);
+        // Kept apart from problems: the machine boots what it booted before.
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(lines.iter().any(|l| l.starts_with(
+            "rpool/ROOT/7.2.12-20261208: failed: its trial boot did not reach the end, and \
+             rpool/ROOT/default booted instead"
+        )));
+        assert!(lines.contains(&"rpool/ROOT/7.2.13-20261209: on trial (kldload upgrade): the next boot tries it once".to_string()));
     }
 
     #[test]

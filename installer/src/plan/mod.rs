@@ -129,12 +129,15 @@ pub enum Action {
         why: String,
     },
     /// Write the firmware variable `name` (its efivarfs file name, `Name-GUID`) with `text`:
-    /// non-volatile, boot-service and runtime access, in one write as efivarfs requires.
+    /// non-volatile, boot-service and runtime access, in one write as efivarfs requires (an
+    /// existing one is removed first: efivarfs keeps variables it does not know immutable).
     SetEfiVariable {
         name: String,
         text: String,
         why: String,
     },
+    /// Remove the firmware variable `name` (its efivarfs file name) if it exists.
+    RemoveEfiVariable { name: String, why: String },
     /// From here on, append the install log to this file (on the target); `None` stops it.
     LogTo { path: Option<PathBuf>, why: String },
 }
@@ -214,6 +217,7 @@ impl Action {
             | Action::AddToInitramfs { why, .. }
             | Action::CheckInitramfs { why, .. }
             | Action::SetEfiVariable { why, .. }
+            | Action::RemoveEfiVariable { why, .. }
             | Action::LogTo { why, .. } => why,
         }
     }

@@ -165,10 +165,17 @@ fn render_action(action: &Action, out: &mut String) {
             ));
         }
         Action::SetEfiVariable { name, text, .. } => {
+            let file = quote(&format!("{}/{name}", crate::efivars::EFIVARFS));
             out.push_str(&format!(
-                "{indent}printf '\\x07\\x00\\x00\\x00%s' {} > {}\n",
+                "{indent}[ -e {file} ] && chattr -i {file} && rm {file}\n\
+                 {indent}printf '\\x07\\x00\\x00\\x00%s' {} > {file}\n",
                 quote(text),
-                quote(&format!("{}/{name}", crate::efivars::EFIVARFS))
+            ));
+        }
+        Action::RemoveEfiVariable { name, .. } => {
+            let file = quote(&format!("{}/{name}", crate::efivars::EFIVARFS));
+            out.push_str(&format!(
+                "{indent}if [ -e {file} ]; then chattr -i {file} && rm {file}; fi\n"
             ));
         }
         Action::LogTo {

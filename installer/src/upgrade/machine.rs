@@ -117,31 +117,37 @@ pub fn boot_trial() -> Result<Option<String>, String> {
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty() && v != "-")
     };
-    let variable = trial_variable();
+    let (variable, tried) = (
+        trial_variable(trial::VARIABLE),
+        trial_variable(trial::TRIED),
+    );
     let settling = trial::Settling {
         pool,
         running: running.clone(),
         running_state: local(plan::STATE),
         running_commandline: local("org.zfsbootmenu:commandline"),
-        trial: std::fs::read(&variable)
-            .ok()
-            .and_then(|bytes| trial::Trial::from_efivarfs(&bytes)),
+        trial: trial::Trial::read(
+            std::fs::read(&variable).ok().as_deref(),
+            std::fs::read(&tried).ok().as_deref(),
+        ),
     };
     let settled = trial::settle(&settling);
     for argv in &settled.commands {
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         output(&argv).ok_or_else(|| format!("`{}` failed", argv.join(" ")))?;
     }
-    if settled.remove_variable {
-        std::fs::remove_file(&variable)
-            .map_err(|e| format!("removing {}: {e}", variable.display()))?;
+    if settled.remove_variables {
+        for path in [&tried, &variable] {
+            crate::efivars::remove_variable(path)
+                .map_err(|e| format!("removing {}: {e}", path.display()))?;
+        }
     }
     Ok(settled.said)
 }
 
-/// The trial's firmware variable in efivarfs.
-fn trial_variable() -> std::path::PathBuf {
-    Path::new(crate::efivars::EFIVARFS).join(format!("{}-{}", trial::VARIABLE, trial::VENDOR_GUID))
+/// A trial's firmware variable `name` in efivarfs.
+fn trial_variable(name: &str) -> std::path::PathBuf {
+    Path::new(crate::efivars::EFIVARFS).join(format!("{name}-{}", trial::VENDOR_GUID))
 }
 
 /// `kldload upgrade --list`: the table of [`super::list`] for the running system's pool.
@@ -240,9 +246,9 @@ fn check_update(apt: &IsolatedApt, source: &UpdateSource) -> Result<UpdateInfo, 
             };
             let errors = apt_errors(&output);
             Err(refused(format!(
-                "apt could not read a signed update at {}: it must be signed with this \
-                 machine's update key ({UPDATE_KEY_FILE}, from the build that made its image) \
-                 and whole. apt said:\n  {}",
+                "apt could not read a signed update at {}: it must be reachable, signed with \
+                 this machine's update key ({UPDATE_KEY_FILE}, from the build that made its \
+                 image) and whole. apt said:\n  {}",
                 source.uri(),
                 if errors.is_empty() {
                     output.trim().to_string()
@@ -330,20 +336,25 @@ fn read_facts() -> Result<Facts, UpgradeError> {
     let pool = pool.to_string();
     let read =
         |argv: &[&str]| output(argv).ok_or_else(|| refused(format!("`{}` failed", argv.join(" "))));
-    let boot_environments = read(&[
+    let listed = read(&[
         "zfs",
         "list",
         "-H",
         "-o",
-        "name",
+        "name,org.kldload:state",
         "-d",
         "1",
         &format!("{pool}/ROOT"),
-    ])?
-    .lines()
-    .skip(1)
-    .map(str::to_string)
-    .collect();
+    ])?;
+    let states: Vec<(String, String)> = (listed.lines().skip(1))
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(name, state)| (name.to_string(), state.to_string()))
+        .collect();
+    let boot_environments = states.iter().map(|(name, _)| name.clone()).collect();
+    let on_trial = (states.iter())
+        .filter(|(_, state)| state == plan::state::TRIAL)
+        .map(|(name, _)| name.clone())
+        .collect();
     let local_properties = read(&[
         "zfs",
         "get",
@@ -400,6 +411,7 @@ fn read_facts() -> Result<Facts, UpgradeError> {
         pool,
         running,
         boot_environments,
+        on_trial,
         local_properties,
         distro: running_distro()?,
         module_signer,

@@ -38,6 +38,8 @@ pub struct Facts {
     pub running: String,
     /// The pool's boot environments (the datasets right under `<pool>/ROOT`).
     pub boot_environments: Vec<String>,
+    /// Those of them on trial ([`STATE`] = trial): made by an upgrade, not yet booted to the end.
+    pub on_trial: Vec<String>,
     /// The running boot environment's locally set properties, (name, value), which its
     /// clone is given too (ZFSBootMenu's command line, kernel pin, and so on).
     pub local_properties: Vec<(String, String)>,
@@ -76,6 +78,13 @@ pub fn refusals(info: &UpdateInfo, f: &Facts) -> Vec<String> {
             info.module_signer
         )),
         _ => {}
+    }
+    for be in &f.on_trial {
+        out.push(format!(
+            "{be} is on trial already, from an earlier upgrade: reboot to try it (it is kept \
+             once it has booted to the end), or remove it first. fix: reboot, or `zfs destroy \
+             {be}`"
+        ));
     }
     let unknown: Vec<&str> = (f.pool_features.iter())
         .filter(|feature| !info.features.contains(feature))
@@ -316,10 +325,17 @@ pub fn plan(
             ),
         ],
     };
+    let variable = |name: &str| format!("{name}-{}", super::trial::VENDOR_GUID);
+    if next_boot == NextBoot::Trial {
+        next.actions.push(Action::RemoveEfiVariable {
+            name: variable(super::trial::TRIED),
+            why: "a try recorded for an earlier trial is no longer wanted".into(),
+        });
+    }
     next.actions.push(match next_boot {
         NextBoot::Trial => Action::SetEfiVariable {
-            name: format!("{}-{}", super::trial::VARIABLE, super::trial::VENDOR_GUID),
-            text: format!("{new} {}\n", super::trial::TRIES),
+            name: variable(super::trial::VARIABLE),
+            text: format!("{new}\n"),
             why: "ZFSBootMenu's kldload hook boots it once in place of the bootfs, which stays \
                   the running one until the new one has booted to the end"
                 .into(),
@@ -359,6 +375,7 @@ mod tests {
             pool: "rpool".into(),
             running: "rpool/ROOT/default".into(),
             boot_environments: vec!["rpool/ROOT/default".into()],
+            on_trial: vec![],
             local_properties: vec![
                 ("mountpoint".into(), "/".into()),
                 ("canmount".into(), "noauto".into()),
@@ -379,6 +396,26 @@ mod tests {
         }
     }
 
+    /// The doctor names each state an upgrade writes in its own words.
+    #[test]
+    fn the_doctor_reads_the_states_an_upgrade_writes() {
+        use crate::doctor::boot_environments::{BootEnvironmentsReadings, judge};
+        let said = |state: &str| {
+            let r = BootEnvironmentsReadings {
+                pool: "rpool".into(),
+                bootfs: Some("rpool/ROOT/default".into()),
+                running: "rpool/ROOT/default".into(),
+                mounted_at_root: vec![],
+                upgrades: vec![("rpool/ROOT/new".into(), state.into())],
+            };
+            judge(&r).0.pop().unwrap()
+        };
+        assert!(said(state::TRIAL).contains("on trial"));
+        assert!(said(state::FAILED).contains("failed: its trial boot did not reach the end"));
+        assert!(said(state::INSTALLING).contains("left unfinished by an upgrade"));
+        assert_eq!(said(state::GOOD), "rpool/ROOT/new: good (kldload upgrade)");
+    }
+
     #[test]
     fn an_update_for_this_machine_is_taken() {
         assert_eq!(refusals(&info(), &facts()), Vec::<String>::new());
@@ -396,11 +433,13 @@ mod tests {
         f.module_signer = Some("kldload build other module signing key".into());
         f.pool_features
             .extend(["block_cloning".into(), "raidz_expansion".into()]);
+        f.on_trial = vec!["rpool/ROOT/7.2.11-20261201".into()];
         let r = refusals(&info(), &f);
-        assert_eq!(r.len(), 3, "{r:#?}");
+        assert_eq!(r.len(), 4, "{r:#?}");
+        assert!(r[2].starts_with("rpool/ROOT/7.2.11-20261201 is on trial already"));
         assert!(r[0].starts_with("the update is for debian-13, and this machine runs debian-12"));
         assert!(r[1].contains("signed by \"kldload build b1 module signing key\""));
-        assert!(r[2].contains("does not know the features block_cloning, raidz_expansion"));
+        assert!(r[3].contains("does not know the features block_cloning, raidz_expansion"));
         assert!(r.iter().all(|r| r.contains("fix: ")));
         // Unsigned modules (a machine without Secure Boot's signing) are not compared.
         f = facts();
@@ -441,7 +480,7 @@ mod tests {
         assert!(actions.iter().any(|a| matches!(a,
             Action::SetEfiVariable { name, text, .. }
                 if name == "KldloadBootTrial-b57dc227-a3a2-4fda-9107-bca43f5c1b5d"
-                    && text == "rpool/ROOT/7.2.12-20261208 1\n")));
+                    && text == "rpool/ROOT/7.2.12-20261208\n")));
         let clone = actions
             .iter()
             .find_map(|a| a.argv().filter(|argv| argv[1] == "clone"))

@@ -1,34 +1,40 @@
 //! A boot environment on trial: booted once by itself, kept only if it boots to the end.
 //!
-//! Where the count lives: an EFI variable of kldload's own ([`VARIABLE`]), holding the boot
-//! environment on trial and its tries left. ZFSBootMenu imports pools read-only and must count
-//! a try *before* it boots the new kernel (a kernel that panics writes nothing afterwards);
-//! a firmware variable is the one place it can write then, without importing the pool
-//! read-write (which would drop an encrypted pool's loaded key and ask the passphrase again).
-//! Everything that lasts is kept as ZFS properties of the boot environments
-//! ([`super::plan::STATE`]), written by the booted system only.
+//! Where the count lives: two EFI variables of kldload's own. ZFSBootMenu imports pools
+//! read-only and must count a try *before* it boots the new kernel (a kernel that panics
+//! writes nothing afterwards); a firmware variable is the one place it can write then without
+//! importing the pool read-write (which would drop an encrypted pool's loaded key and ask the
+//! passphrase again). efivarfs makes every variable it does not know immutable, and ZFSBootMenu
+//! has no `chattr`: it can create a variable but not change or delete one. So `kldload upgrade`
+//! writes [`VARIABLE`] naming the boot environment on trial, and the hook, as it boots it,
+//! creates [`TRIED`] naming it too: its one try is used. The booted system, which has
+//! `chattr`, removes both when it settles the trial. Everything that lasts is kept as ZFS
+//! properties of the boot environments ([`super::plan::STATE`]), written by the booted system
+//! only.
 //!
 //! The pool's bootfs stays the previous, good boot environment during the trial. ZFSBootMenu,
-//! as built at image time, carries two hooks ([`HOOKS`]):
-//! - `boot-sel.d`: when the countdown boots the bootfs and the variable names another boot
-//!   environment with tries left, it counts one down and boots that one instead. A try used up
-//!   without the boot reaching its end leaves the variable at 0, and the next countdown boots
-//!   the bootfs, the previous boot environment, with nobody at the console;
+//! as built at image time, carries two hooks ([`hooks`]):
+//! - `boot-sel.d`: when the countdown boots the bootfs and [`VARIABLE`] names another boot
+//!   environment not yet tried, it records the try and boots that one instead. A try that does
+//!   not reach the end of the boot leaves [`TRIED`] behind, and the next countdown boots the
+//!   bootfs, the previous boot environment, with nobody at the console;
 //! - `setup.d`: once the menu is drawn, a person chooses: the trial does not redirect them.
 //!
 //! On the booted system `kldload boot-trial` (kldload-boot-trial.service, after multi-user)
 //! settles it ([`settle`]): the boot environment on trial that booted becomes good and the
-//! bootfs; one whose tries ran out while another booted is marked failed.
+//! bootfs; one that was tried while another booted is marked failed.
 
 use super::plan::{STATE, TRIAL_PANIC, state};
 
 /// kldload's vendor GUID for its firmware variables.
 pub const VENDOR_GUID: &str = "b57dc227-a3a2-4fda-9107-bca43f5c1b5d";
-/// The variable's name (in efivarfs: `KldloadBootTrial-<VENDOR_GUID>`).
+/// The variables' names (in efivarfs: `<name>-<VENDOR_GUID>`): the boot environment on
+/// trial, and the same name again once ZFSBootMenu has booted it (its try used).
 pub const VARIABLE: &str = "KldloadBootTrial";
-/// Its attributes: non-volatile, boot-service and runtime access.
+pub const TRIED: &str = "KldloadBootTried";
+/// Their attributes: non-volatile, boot-service and runtime access.
 pub const ATTRIBUTES: u32 = 0x7;
-/// Tries a boot environment gets.
+/// Tries a boot environment gets: one ([`TRIED`] is made once, and cannot be changed).
 pub const TRIES: u32 = 1;
 /// The hook file names, in ZFSBootMenu's hook directories, and what the ZFSBootMenu image
 /// check looks for.
@@ -37,28 +43,36 @@ pub const SETUP_HOOK: &str = "setup.d/kldload-menu-shown";
 /// The file the setup hook leaves in ZFSBootMenu's working directory.
 const MENU_SHOWN: &str = "/zfsbootmenu/kldload-menu-shown";
 
-/// The trial the variable holds.
+/// The trial the variables hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trial {
     pub boot_environment: String,
-    pub tries_left: u32,
+    /// ZFSBootMenu has booted it once ([`TRIED`] names it).
+    pub tried: bool,
+}
+
+/// A variable's bytes as efivarfs takes them: the attributes, then `text`.
+pub fn to_efivarfs(text: &str) -> Vec<u8> {
+    let mut bytes = ATTRIBUTES.to_le_bytes().to_vec();
+    bytes.extend(text.as_bytes());
+    bytes
+}
+
+/// The text of a variable's efivarfs bytes (attributes first), trimmed; None when empty or
+/// not text.
+pub fn from_efivarfs(bytes: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(bytes.get(4..)?).ok()?.trim();
+    (!text.is_empty()).then(|| text.to_string())
 }
 
 impl Trial {
-    /// The variable's bytes as efivarfs takes them: the attributes, then `BE TRIES\n`.
-    pub fn to_efivarfs(&self) -> Vec<u8> {
-        let mut bytes = ATTRIBUTES.to_le_bytes().to_vec();
-        bytes.extend(format!("{} {}\n", self.boot_environment, self.tries_left).bytes());
-        bytes
-    }
-
-    /// Reads efivarfs's bytes (attributes first); None when they hold no trial.
-    pub fn from_efivarfs(bytes: &[u8]) -> Option<Trial> {
-        let text = std::str::from_utf8(bytes.get(4..)?).ok()?;
-        let (be, tries) = text.trim().split_once(' ')?;
+    /// The trial [`VARIABLE`]'s and [`TRIED`]'s bytes say, if any.
+    pub fn read(trial: Option<&[u8]>, tried: Option<&[u8]>) -> Option<Trial> {
+        let boot_environment = from_efivarfs(trial?)?;
+        let tried = tried.and_then(from_efivarfs).as_deref() == Some(boot_environment.as_str());
         Some(Trial {
-            boot_environment: be.to_string(),
-            tries_left: tries.trim().parse().ok()?,
+            boot_environment,
+            tried,
         })
     }
 }
@@ -67,29 +81,36 @@ impl Trial {
 /// into the ZFSBootMenu it makes. Each reads only what ZFSBootMenu gives it; the boot-sel hook
 /// writes only the variable.
 pub fn hooks() -> [(&'static str, String); 2] {
-    let var = format!("/sys/firmware/efi/efivars/{VARIABLE}-{VENDOR_GUID}");
+    let var = |name: &str| format!("/sys/firmware/efi/efivars/{name}-{VENDOR_GUID}");
+    let (trial, tried) = (var(VARIABLE), var(TRIED));
     let boot_sel = format!(
         r#"#!/bin/bash
 # kldload: boot a boot environment on trial once (kldload upgrade; installer/src/upgrade/trial.rs).
-# Takes ZBM_SELECTED_BE and BOOTFS from ZFSBootMenu. When the countdown boots the pool's bootfs
-# and {VARIABLE} names another boot environment with tries left, counts one down and boots that
-# one instead; returns (the selected one boots) in every other case.
-var="{var}"
+# Takes ZBM_SELECTED_BE from ZFSBootMenu. (efivarfs files cannot seek: read through cat.) When the countdown boots the pool's bootfs and
+# {VARIABLE} names another boot environment that {TRIED} does not name yet, makes {TRIED}
+# name it (its one try) and boots it instead; returns (the selected one boots) in every other
+# case, and when the try cannot be recorded.
+trial="{trial}"
+tried="{tried}"
 [ -e "{MENU_SHOWN}" ] && exit 0
-[ -r "${{var}}" ] || exit 0
-read -r be tries < <(tail -c +5 "${{var}}")
+[ -r "${{trial}}" ] || exit 0
+be="$(cat "${{trial}}" | tail -c +5)"
 [ -n "${{be}}" ] && [ "${{be}}" != "${{ZBM_SELECTED_BE}}" ] || exit 0
-[ "${{tries}}" -gt 0 ] 2>/dev/null || exit 0
+[ -e "${{tried}}" ] && exit 0
 for src in /lib/profiling-lib.sh /etc/zfsbootmenu.conf /lib/zfsbootmenu-kcl.sh \
   /lib/zfsbootmenu-core.sh /lib/kmsg-log-lib.sh; do
   # shellcheck disable=SC1090
   source "${{src}}" >/dev/null 2>&1 || exit 0
 done
 mount_efivarfs rw
-printf '\x07\x00\x00\x00%s %s\n' "${{be}}" "$((tries - 1))" > "${{var}}"
+printf '\x07\x00\x00\x00%s\n' "${{be}}" > "${{tried}}"
 mount_efivarfs ro
+if [ "$(cat "${{tried}}" 2>/dev/null | tail -c +5)" != "${{be}}" ]; then
+  zerror "kldload: cannot record the try of ${{be}}; booting ${{ZBM_SELECTED_BE}}"
+  exit 0
+fi
 zinfo "kldload: booting ${{be}} on trial"
-echo "kldload: booting ${{be}} on trial ($((tries - 1)) tries left after this one)"
+echo "kldload: booting ${{be}} on trial (its one try)"
 find_be_kernels "${{be}}" && kexec_kernel "$(select_kernel "${{be}}")"
 zerror "kldload: ${{be}} could not be started; booting ${{ZBM_SELECTED_BE}}"
 exit 0
@@ -115,24 +136,25 @@ pub struct Settling {
     pub running_state: Option<String>,
     /// Its `org.zfsbootmenu:commandline` as set on it (None: inherited or unset).
     pub running_commandline: Option<String>,
-    /// The trial the variable holds, if any.
+    /// The trial the variables hold, if any.
     pub trial: Option<Trial>,
 }
 
-/// What settling does: the commands (argv) and whether the variable goes.
+/// What settling does: the commands (argv) and whether the variables go.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Settled {
     pub commands: Vec<Vec<String>>,
-    pub remove_variable: bool,
+    /// Both variables are removed.
+    pub remove_variables: bool,
     /// One line for the journal.
     pub said: Option<String>,
 }
 
 /// Decides what settling does:
 /// - the running boot environment is on trial: it booted to the end, so it is good and the
-///   pool's bootfs, and a variable naming it goes;
-/// - the variable names another boot environment with no tries left: its trial boot did not
-///   end (this one, the bootfs, booted instead), so it is failed, and the variable goes;
+///   pool's bootfs, and the variables, naming it, go;
+/// - the variables name another boot environment, tried: its trial boot did not end (this
+///   one, the bootfs, booted instead), so it is failed, and the variables go;
 /// - else nothing (a trial still pending, or none).
 pub fn settle(s: &Settling) -> Settled {
     let argv = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
@@ -167,7 +189,7 @@ pub fn settle(s: &Settling) -> Settled {
                 });
             }
         }
-        out.remove_variable = s
+        out.remove_variables = s
             .trial
             .as_ref()
             .is_some_and(|t| t.boot_environment == s.running);
@@ -179,7 +201,7 @@ pub fn settle(s: &Settling) -> Settled {
     }
     if let Some(t) = &s.trial
         && t.boot_environment != s.running
-        && t.tries_left == 0
+        && t.tried
     {
         out.commands.push(argv(&[
             "zfs",
@@ -187,7 +209,7 @@ pub fn settle(s: &Settling) -> Settled {
             &format!("{STATE}={}", state::FAILED),
             &t.boot_environment,
         ]));
-        out.remove_variable = true;
+        out.remove_variables = true;
         out.said = Some(format!(
             "{} was tried and did not boot to the end; {} booted instead and stays the bootfs",
             t.boot_environment, s.running
@@ -203,45 +225,54 @@ mod tests {
     const NEW: &str = "rpool/ROOT/7.2.12-20261208";
     const OLD: &str = "rpool/ROOT/default";
 
+    /// `tried`: whether ZFSBootMenu has used the trial's try.
     fn settling(
         running: &str,
         running_state: Option<&str>,
-        trial: Option<(&str, u32)>,
+        trial: Option<(&str, bool)>,
     ) -> Settling {
         Settling {
             pool: "rpool".into(),
             running: running.into(),
             running_state: running_state.map(String::from),
             running_commandline: None,
-            trial: trial.map(|(be, tries_left)| Trial {
+            trial: trial.map(|(be, tried)| Trial {
                 boot_environment: be.into(),
-                tries_left,
+                tried,
             }),
         }
     }
 
     #[test]
-    fn the_variable_reads_back_as_written_and_as_the_hook_writes_it() {
-        let t = Trial {
-            boot_environment: NEW.into(),
-            tries_left: 1,
-        };
-        assert_eq!(Trial::from_efivarfs(&t.to_efivarfs()), Some(t));
-        // The hook's printf '\x07\x00\x00\x00%s %s\n' with 0 tries left.
-        let hooks = b"\x07\x00\x00\x00rpool/ROOT/7.2.12-20261208 0\n";
+    fn the_variables_read_back_as_kldload_and_the_hook_write_them() {
+        let trial = to_efivarfs(&format!("{NEW}\n"));
+        assert_eq!(&trial[..4], b"\x07\x00\x00\x00");
+        // The hook's printf '\x07\x00\x00\x00%s\n'.
+        let tried = b"\x07\x00\x00\x00rpool/ROOT/7.2.12-20261208\n";
         assert_eq!(
-            Trial::from_efivarfs(hooks),
+            Trial::read(Some(&trial), Some(tried)),
             Some(Trial {
                 boot_environment: NEW.into(),
-                tries_left: 0
+                tried: true
             })
         );
-        assert_eq!(Trial::from_efivarfs(b"\x07\x00\x00\x00"), None);
+        assert_eq!(
+            Trial::read(Some(&trial), None),
+            Some(Trial {
+                boot_environment: NEW.into(),
+                tried: false
+            })
+        );
+        // A try recorded for another boot environment is not this one's.
+        let other = to_efivarfs("rpool/ROOT/older\n");
+        assert!(!Trial::read(Some(&trial), Some(&other)).unwrap().tried);
+        assert_eq!(Trial::read(Some(b"\x07\x00\x00\x00"), None), None);
+        assert_eq!(Trial::read(None, Some(tried)), None);
     }
 
     #[test]
     fn the_boot_environment_on_trial_that_booted_becomes_good_and_the_bootfs() {
-        let s = settle(&settling(NEW, Some("trial"), Some((NEW, 0))));
+        let s = settle(&settling(NEW, Some("trial"), Some((NEW, true))));
         assert_eq!(
             s.commands,
             [
@@ -249,9 +280,9 @@ mod tests {
                 vec!["zpool", "set", &format!("bootfs={NEW}"), "rpool"],
             ]
         );
-        assert!(s.remove_variable);
+        assert!(s.remove_variables);
         // The panic restart the trial added comes off the command line again.
-        let mut with_line = settling(NEW, Some("trial"), Some((NEW, 0)));
+        let mut with_line = settling(NEW, Some("trial"), Some((NEW, true)));
         with_line.running_commandline = Some("console=ttyS0,115200 panic=10".into());
         assert_eq!(
             settle(&with_line).commands[2],
@@ -268,21 +299,21 @@ mod tests {
             ["zfs", "inherit", "org.zfsbootmenu:commandline", NEW]
         );
         // Chosen from the menu before the hook took its try: good all the same, and the
-        // variable, which names it, goes.
-        assert!(settle(&settling(NEW, Some("trial"), Some((NEW, 1)))).remove_variable);
+        // variables, which name it, go.
+        assert!(settle(&settling(NEW, Some("trial"), Some((NEW, false)))).remove_variables);
     }
 
     #[test]
-    fn a_trial_whose_tries_ran_out_while_the_old_one_booted_failed() {
-        let s = settle(&settling(OLD, None, Some((NEW, 0))));
+    fn a_trial_tried_while_the_old_one_booted_failed() {
+        let s = settle(&settling(OLD, None, Some((NEW, true))));
         assert_eq!(
             s.commands,
             [vec!["zfs", "set", "org.kldload:state=failed", NEW]]
         );
-        assert!(s.remove_variable);
-        // Tries left: still pending (a person chose the old one in the menu).
+        assert!(s.remove_variables);
+        // Not tried yet: still pending (a person chose the old one in the menu).
         assert_eq!(
-            settle(&settling(OLD, None, Some((NEW, 1)))),
+            settle(&settling(OLD, None, Some((NEW, false)))),
             Settled::default()
         );
         // No trial at all.
@@ -293,11 +324,13 @@ mod tests {
     }
 
     #[test]
-    fn the_hooks_name_kldloads_variable_and_are_bash() {
+    fn the_hooks_name_kldloads_variables_and_are_bash() {
         for (path, script) in hooks() {
             assert!(script.starts_with("#!/bin/bash\n"), "{path}");
         }
         let (_, boot_sel) = &hooks()[0];
-        assert!(boot_sel.contains(&format!("efivars/{VARIABLE}-{VENDOR_GUID}")));
+        for name in [VARIABLE, TRIED] {
+            assert!(boot_sel.contains(&format!("efivars/{name}-{VENDOR_GUID}")));
+        }
     }
 }
