@@ -71,7 +71,7 @@ pub fn upgrade(given: &str, dry_run: bool) -> Result<Option<Upgraded>, UpgradeEr
         )));
     }
     download(&apt)?;
-    remove_unfinished(&mut facts);
+    remove_unfinished(&mut facts, dry_run);
     let new = plan::new_boot_environment(&info, &facts);
     let next_boot = next_boot();
     let plan = plan::plan(&info, &facts, &apt, &source, &new, next_boot);
@@ -280,8 +280,9 @@ fn download(apt: &IsolatedApt) -> Result<(), UpgradeError> {
 }
 
 /// Boot environments an earlier upgrade left unfinished (power cut, a failure its own
-/// clean-up could not undo) are destroyed, never the running one.
-fn remove_unfinished(facts: &mut Facts) {
+/// clean-up could not undo) are destroyed, never the running one; with `dry_run` only left out
+/// of the names taken.
+fn remove_unfinished(facts: &mut Facts, dry_run: bool) {
     let states = output(&[
         "zfs",
         "list",
@@ -298,6 +299,13 @@ fn remove_unfinished(facts: &mut Facts) {
             continue;
         };
         if state == plan::state::INSTALLING && name != facts.running {
+            if dry_run {
+                eprintln!(
+                    "{name} was left unfinished by an earlier upgrade: the upgrade removes it"
+                );
+                facts.boot_environments.retain(|be| be != name);
+                continue;
+            }
             eprintln!("removing {name}, left unfinished by an earlier upgrade");
             let _ = Command::new("umount")
                 .args(["--recursive", CLONE_ROOT])
@@ -402,6 +410,9 @@ fn read_facts() -> Result<Facts, UpgradeError> {
     ])
     .map(|v| v.trim().to_string())
     .filter(|v| !v.is_empty() && v != "-");
+    let package_database = read(&["findmnt", "-n", "-o", "SOURCE", "--target", "/var/lib/dpkg"])?
+        .trim()
+        .to_string();
     let now = read(&["date", "--utc", "+%Y%m%d %H%M%S"])?;
     let (date, time) = now
         .trim()
@@ -419,6 +430,7 @@ fn read_facts() -> Result<Facts, UpgradeError> {
         zfs,
         pool_features,
         commandline,
+        package_database,
         date: date.to_string(),
         time: time.to_string(),
     })

@@ -53,6 +53,8 @@ pub struct Facts {
     pub zfs: String,
     /// The pool's features that are enabled or active.
     pub pool_features: Vec<String>,
+    /// The dataset /var/lib/dpkg is on (`findmnt --target`).
+    pub package_database: String,
     /// The running boot environment's `org.zfsbootmenu:commandline`, set or inherited.
     pub commandline: Option<String>,
     /// The date and time now, UTC: YYYYMMDD and HHMMSS.
@@ -78,6 +80,15 @@ pub fn refusals(info: &UpdateInfo, f: &Facts) -> Vec<String> {
             info.module_signer
         )),
         _ => {}
+    }
+    if f.package_database != f.running {
+        out.push(format!(
+            "the package database (/var/lib/dpkg) is on {}, outside the boot environment {}: \
+             installing into a clone would change the running system's package records too (a \
+             machine installed before kldload kept /var in the boot environment). fix: install \
+             from a newer medium, or move /var/lib into {} by hand",
+            f.package_database, f.running, f.running
+        ));
     }
     for be in &f.on_trial {
         out.push(format!(
@@ -391,6 +402,7 @@ mod tests {
             zfs: "2.3.9".into(),
             pool_features: vec!["async_destroy".into()],
             commandline: Some("console=ttyS0,115200".into()),
+            package_database: "rpool/ROOT/default".into(),
             date: "20261208".into(),
             time: "031500".into(),
         }
@@ -441,6 +453,12 @@ mod tests {
         assert!(r[1].contains("signed by \"kldload build b1 module signing key\""));
         assert!(r[3].contains("does not know the features block_cloning, raidz_expansion"));
         assert!(r.iter().all(|r| r.contains("fix: ")));
+        // A package database outside the boot environment (an older install's rpool/var).
+        let mut old_layout = facts();
+        old_layout.package_database = "rpool/var".into();
+        let r = refusals(&info(), &old_layout);
+        assert_eq!(r.len(), 1, "{r:#?}");
+        assert!(r[0].starts_with("the package database (/var/lib/dpkg) is on rpool/var, outside"));
         // Unsigned modules (a machine without Secure Boot's signing) are not compared.
         f = facts();
         f.module_signer = None;
