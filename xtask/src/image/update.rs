@@ -569,7 +569,7 @@ fn update_package(
     c: &Choice,
     modules_name: &str,
 ) -> Result<()> {
-    let version = chrono_stamp()?;
+    let version = build_stamp()?;
     let pkg = entry.join("update-pkg");
     fs::create_dir_all(pkg.join("DEBIAN"))?;
     let mut depends = vec![
@@ -613,7 +613,7 @@ fn update_package(
 
 /// The update package's version: the build's time, UTC, as YYYYMMDDHHMMSS (a later update
 /// is a newer version to apt).
-fn chrono_stamp() -> Result<String> {
+fn build_stamp() -> Result<String> {
     let out = std::process::Command::new("date")
         .args(["--utc", "+%Y%m%d%H%M%S"])
         .output()?;
