@@ -283,36 +283,17 @@ fn download(apt: &IsolatedApt) -> Result<(), UpgradeError> {
 /// clean-up could not undo) are destroyed, never the running one; with `dry_run` only left out
 /// of the names taken.
 fn remove_unfinished(facts: &mut Facts, dry_run: bool) {
-    let states = output(&[
-        "zfs",
-        "list",
-        "-H",
-        "-o",
-        "name,org.kldload:state",
-        "-d",
-        "1",
-        &format!("{}/ROOT", facts.pool),
-    ])
-    .unwrap_or_default();
-    for line in states.lines() {
-        let Some((name, state)) = line.split_once('\t') else {
-            continue;
-        };
-        if state == plan::state::INSTALLING && name != facts.running {
-            if dry_run {
-                eprintln!(
-                    "{name} was left unfinished by an earlier upgrade: the upgrade removes it"
-                );
-                facts.boot_environments.retain(|be| be != name);
-                continue;
-            }
+    for name in std::mem::take(&mut facts.unfinished) {
+        if dry_run {
+            eprintln!("{name} was left unfinished by an earlier upgrade: the upgrade removes it");
+        } else {
             eprintln!("removing {name}, left unfinished by an earlier upgrade");
             let _ = Command::new("umount")
                 .args(["--recursive", CLONE_ROOT])
                 .status();
-            let _ = Command::new("zfs").args(["destroy", name]).status();
-            facts.boot_environments.retain(|be| be != name);
+            let _ = Command::new("zfs").args(["destroy", &name]).status();
         }
+        facts.boot_environments.retain(|be| *be != name);
     }
 }
 
@@ -322,10 +303,7 @@ fn undo(new: &str, facts: &Facts) {
         .args(["--recursive", CLONE_ROOT])
         .status();
     let _ = Command::new("zfs").args(["destroy", new]).status();
-    let snapshot = format!(
-        "{}@kldload-upgrade-{}-{}",
-        facts.running, facts.date, facts.time
-    );
+    let snapshot = plan::origin_snapshot(facts);
     let _ = Command::new("zfs").args(["destroy", &snapshot]).status();
 }
 
@@ -359,8 +337,12 @@ fn read_facts() -> Result<Facts, UpgradeError> {
         .map(|(name, state)| (name.to_string(), state.to_string()))
         .collect();
     let boot_environments = states.iter().map(|(name, _)| name.clone()).collect();
-    let on_trial = (states.iter())
-        .filter(|(_, state)| state == plan::state::TRIAL)
+    let in_state = |wanted: &'static str| (states.iter()).filter(move |(_, state)| state == wanted);
+    let on_trial = in_state(plan::state::TRIAL)
+        .map(|(name, _)| name.clone())
+        .collect();
+    let unfinished = in_state(plan::state::INSTALLING)
+        .filter(|(name, _)| *name != running)
         .map(|(name, _)| name.clone())
         .collect();
     let local_properties = read(&[
@@ -423,6 +405,7 @@ fn read_facts() -> Result<Facts, UpgradeError> {
         running,
         boot_environments,
         on_trial,
+        unfinished,
         local_properties,
         distro: running_distro()?,
         module_signer,

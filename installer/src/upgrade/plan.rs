@@ -40,6 +40,8 @@ pub struct Facts {
     pub boot_environments: Vec<String>,
     /// Those of them on trial ([`STATE`] = trial): made by an upgrade, not yet booted to the end.
     pub on_trial: Vec<String>,
+    /// Those an earlier upgrade left unfinished ([`STATE`] = installing), never the running one.
+    pub unfinished: Vec<String>,
     /// The running boot environment's locally set properties, (name, value), which its
     /// clone is given too (ZFSBootMenu's command line, kernel pin, and so on).
     pub local_properties: Vec<(String, String)>,
@@ -157,6 +159,11 @@ pub fn new_boot_environment(info: &UpdateInfo, f: &Facts) -> String {
         .expect("a free name")
 }
 
+/// The snapshot of the running boot environment an upgrade clones (and a failed one destroys).
+pub fn origin_snapshot(f: &Facts) -> String {
+    format!("{}@kldload-upgrade-{}-{}", f.running, f.date, f.time)
+}
+
 /// The upgrade's plan: `new` made from the running boot environment and the update installed
 /// into it; the running one is only snapshotted.
 pub fn plan(
@@ -169,7 +176,7 @@ pub fn plan(
 ) -> Plan {
     let root = Path::new(CLONE_ROOT);
     let in_root = |path: &str| root.join(path.trim_start_matches('/'));
-    let snapshot = format!("{}@kldload-upgrade-{}-{}", f.running, f.date, f.time);
+    let snapshot = origin_snapshot(f);
     let mut clone = vec!["zfs".to_string(), "clone".into()];
     let mut set = |property: &str, value: &str| {
         clone.extend(["-o".to_string(), format!("{property}={value}")]);
@@ -387,6 +394,7 @@ mod tests {
             running: "rpool/ROOT/default".into(),
             boot_environments: vec!["rpool/ROOT/default".into()],
             on_trial: vec![],
+            unfinished: vec![],
             local_properties: vec![
                 ("mountpoint".into(), "/".into()),
                 ("canmount".into(), "noauto".into()),
