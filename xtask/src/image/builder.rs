@@ -426,6 +426,13 @@ fn modules_package(
         fs::set_permissions(&p, fs::Permissions::from_mode(0o755))?;
     }
     let file = format!("{name}_{zfs}_amd64.deb");
+    build_deb(log, &pkg, &entry.join(&file))?;
+    Ok(file)
+}
+
+/// Packs the package tree `pkg` (its DEBIAN/ and files, owned by root) into `deb`, then removes
+/// the tree.
+pub(super) fn build_deb(log: &Log, pkg: &Path, deb: &Path) -> Result<()> {
     run(
         log,
         &[
@@ -433,11 +440,24 @@ fn modules_package(
             "--root-owner-group",
             "--build",
             &pkg.to_string_lossy(),
-            &entry.join(&file).to_string_lossy(),
+            &deb.to_string_lossy(),
         ],
     )?;
-    fs::remove_dir_all(&pkg)?;
-    Ok(file)
+    fs::remove_dir_all(pkg)?;
+    Ok(())
+}
+
+/// Unpacks the package `deb`'s files into `dir` (dpkg-deb --extract), for reading one of them.
+pub(super) fn extract_deb(log: &Log, deb: &Path, dir: &Path) -> Result<()> {
+    run(
+        log,
+        &[
+            "dpkg-deb",
+            "--extract",
+            &deb.to_string_lossy(),
+            &dir.to_string_lossy(),
+        ],
+    )
 }
 
 #[cfg(test)]

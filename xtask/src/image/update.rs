@@ -282,15 +282,7 @@ fn zfs_dkms_meta(log: &Log, root: &Path, target: &[String], version: &str) -> Re
         })
         .with_context(|| format!("apt downloaded no zfs-dkms into {}", archives.display()))?;
     let unpacked = root.join("tmp/zfs-dkms");
-    run(
-        log,
-        &[
-            "dpkg-deb",
-            "--extract",
-            &deb.to_string_lossy(),
-            &unpacked.to_string_lossy(),
-        ],
-    )?;
+    builder::extract_deb(log, &deb, &unpacked)?;
     let src = unpacked.join("usr/src");
     let meta = fs::read_dir(&src)?
         .filter_map(|e| e.ok().map(|e| e.path().join("META")))
@@ -540,15 +532,7 @@ fn zfs_features(log: &Log, repo: &Path, payload_root: &Path, zfs: &str) -> Resul
     let text = match deb {
         Some(deb) => {
             let unpacked = repo.with_file_name("zfsutils");
-            run(
-                log,
-                &[
-                    "dpkg-deb",
-                    "--extract",
-                    &deb.to_string_lossy(),
-                    &unpacked.to_string_lossy(),
-                ],
-            )?;
+            builder::extract_deb(log, &deb, &unpacked)?;
             let text = fs::read_to_string(unpacked.join(&file));
             fs::remove_dir_all(&unpacked)?;
             text
@@ -597,18 +581,7 @@ fn update_package(
         ),
     )?;
     let file = repo.join(format!("{UPDATE_PACKAGE}_{version}_all.deb"));
-    run(
-        log,
-        &[
-            "dpkg-deb",
-            "--root-owner-group",
-            "--build",
-            &pkg.to_string_lossy(),
-            &file.to_string_lossy(),
-        ],
-    )?;
-    fs::remove_dir_all(&pkg)?;
-    Ok(())
+    builder::build_deb(log, &pkg, &file)
 }
 
 /// The update package's version: the build's time, UTC, as YYYYMMDDHHMMSS (a later update
